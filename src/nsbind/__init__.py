@@ -1,0 +1,58 @@
+"""nsbind: Linux namespaces, cgroups, mounts and container images from Python.
+
+The layers, lowest first (see DESIGN.md): ``nsbind._native`` (the cffi-compiled
+C core), the typed syscall layer re-exported here (``unshare``, ``setns``,
+``clone3``, ``mount``, ``fsopen``, ``openat2``, ...), :mod:`nsbind.cgroupfs`
+(cgroup v2 directory fds), then the high-level modules.
+"""
+
+import sys
+
+if not sys.platform.startswith("linux"):
+    raise ImportError(
+        f"nsbind works on Linux only (this is {sys.platform}): namespaces, cgroups and "
+        "the mount API it wraps are Linux kernel features"
+    )
+
+from nsbind import errors, flags  # noqa: E402
+from nsbind._sys import *  # noqa: E402, F403
+from nsbind._sys import __all__ as _sys_all  # noqa: E402
+from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint  # noqa: E402
+from nsbind.errors import NsbindError  # noqa: E402
+from nsbind.flags import (  # noqa: E402
+    AtFlags,
+    CloneFlags,
+    CloseRangeFlags,
+    MountAttr,
+    MountFlags,
+    MoveMountFlags,
+    Namespace,
+    OpenTreeFlags,
+    Propagation,
+    ResolveFlags,
+    UmountFlags,
+    WaitFlags,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AtFlags",
+    "CgroupFd",
+    "CloneFlags",
+    "CloseRangeFlags",
+    "MountAttr",
+    "MountFlags",
+    "MoveMountFlags",
+    "Namespace",
+    "NsbindError",
+    "OpenTreeFlags",
+    "Propagation",
+    "ResolveFlags",
+    "UmountFlags",
+    "WaitFlags",
+    "cgroup2_mountpoint",
+    "errors",
+    "flags",
+    *_sys_all,
+]

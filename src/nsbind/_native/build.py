@@ -1,0 +1,41 @@
+"""cffi build script for nsbind's native core (out-of-line API mode).
+
+``setup.py`` names ``src/nsbind/_native/build.py:ffibuilder`` in ``cffi_modules``;
+``pip install .`` compiles ``nsbind._native._nsbind`` from the real C sources beside
+this file.  ``cdef`` gets the kernel constants and structs from ``constants.h``
+(values taken from the system headers at build time) and the function prototypes
+from the marked section of ``nsbind.h``, so nothing is declared twice.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _prototypes() -> str:
+    header = (HERE / "nsbind.h").read_text()
+    match = re.search(r"/\* ---- cdef-begin ---- \*/(.*)/\* ---- cdef-end ---- \*/", header, re.S)
+    if match is None:
+        raise RuntimeError("nsbind.h lacks the cdef-begin/cdef-end markers")
+    return match.group(1)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef((HERE / "constants.h").read_text() + _prototypes())
+ffibuilder.set_source(
+    "nsbind._native._nsbind",
+    '#include "nsbind.h"',
+    # setuptools wants source paths relative to setup.py's directory (the cwd).
+    sources=[os.path.relpath(HERE / "nsbind.c")],
+    include_dirs=[os.path.relpath(HERE)],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

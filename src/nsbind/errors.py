@@ -1,0 +1,210 @@
+"""Exceptions: every failed kernel call raises an :class:`NsbindError`.
+
+Each error is also the builtin :class:`OSError` subclass Python would pick for its
+errno (``PermissionError`` for EPERM/EACCES, ``FileNotFoundError`` for ENOENT, ...),
+so ``except PermissionError`` works, and its message names the operation and the
+object, e.g. ``mount proc on /proc: EPERM (Operation not permitted)``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Any, NoReturn
+
+from nsbind._native import ffi
+
+__all__ = [
+    "AlreadyExists",
+    "BrokenPipe",
+    "Busy",
+    "ConnectionAborted",
+    "ConnectionRefused",
+    "ConnectionReset",
+    "Interrupted",
+    "InvalidArgument",
+    "IsADirectory",
+    "NoChildProcess",
+    "NoSuchProcess",
+    "NotADirectory",
+    "NotFound",
+    "NsbindError",
+    "PermissionDenied",
+    "TimedOut",
+    "Unsupported",
+    "WouldBlock",
+    "check",
+    "error_for",
+]
+
+
+def _rebuild(cls: type[NsbindError], state: tuple[Any, ...]) -> NsbindError:
+    return cls(*state)
+
+
+class NsbindError(OSError):
+    """A kernel operation failed.
+
+    Attributes: ``errno`` and ``strerror`` (as for OSError), ``syscall`` (the call
+    that failed, e.g. ``"mount"``), ``target`` (the path or object, or None;
+    also ``filename``), ``what`` (the operation as written in the message) and
+    ``detail`` (extra text, e.g. the kernel's own messages from an fs context).
+    """
+
+    syscall: str
+    target: str | None
+    what: str
+    detail: str | None
+
+    def __init__(
+        self,
+        err: int,
+        syscall: str,
+        target: str | None = None,
+        what: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(err, os.strerror(err), target)
+        self.syscall = syscall
+        self.target = target
+        self.what = what if what is not None else (f"{syscall} {target}" if target else syscall)
+        self.detail = detail
+
+    @property
+    def errno_name(self) -> str:
+        """The symbolic errno, e.g. ``"EPERM"``."""
+        return _errno.errorcode.get(self.errno, f"errno {self.errno}")
+
+    def __str__(self) -> str:
+        text = f"{self.what}: {self.errno_name} ({self.strerror})"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.errno, self.syscall, self.target, self.what,
+                                        self.detail)))
+
+
+class PermissionDenied(NsbindError, PermissionError):
+    """EPERM or EACCES: the caller lacks a privilege or permission."""
+
+
+class NotFound(NsbindError, FileNotFoundError):
+    """ENOENT: a path or object does not exist."""
+
+
+class AlreadyExists(NsbindError, FileExistsError):
+    """EEXIST."""
+
+
+class NotADirectory(NsbindError, NotADirectoryError):
+    """ENOTDIR."""
+
+
+class IsADirectory(NsbindError, IsADirectoryError):
+    """EISDIR."""
+
+
+class NoSuchProcess(NsbindError, ProcessLookupError):
+    """ESRCH: the process has exited (or never existed)."""
+
+
+class NoChildProcess(NsbindError, ChildProcessError):
+    """ECHILD: nothing to wait for (not our child, or already reaped)."""
+
+
+class WouldBlock(NsbindError, BlockingIOError):
+    """EAGAIN, EALREADY, EINPROGRESS: try again later."""
+
+
+class Interrupted(NsbindError, InterruptedError):
+    """EINTR."""
+
+
+class TimedOut(NsbindError, TimeoutError):
+    """ETIMEDOUT."""
+
+
+class BrokenPipe(NsbindError, BrokenPipeError):
+    """EPIPE or ESHUTDOWN."""
+
+
+class ConnectionAborted(NsbindError, ConnectionAbortedError):
+    """ECONNABORTED."""
+
+
+class ConnectionRefused(NsbindError, ConnectionRefusedError):
+    """ECONNREFUSED."""
+
+
+class ConnectionReset(NsbindError, ConnectionResetError):
+    """ECONNRESET."""
+
+
+class InvalidArgument(NsbindError):
+    """EINVAL: the kernel rejected an argument or a combination of flags."""
+
+
+class Busy(NsbindError):
+    """EBUSY: the object is in use (a mount point, a cgroup with members, ...)."""
+
+
+class Unsupported(NsbindError):
+    """ENOSYS, EOPNOTSUPP: this kernel lacks the call or the feature."""
+
+
+_BY_BUILTIN: dict[type[OSError], type[NsbindError]] = {
+    cls.__bases__[1]: cls
+    for cls in (PermissionDenied, NotFound, AlreadyExists, NotADirectory, IsADirectory,
+                NoSuchProcess, NoChildProcess, WouldBlock, Interrupted, TimedOut, BrokenPipe,
+                ConnectionAborted, ConnectionRefused, ConnectionReset)
+}
+_BY_ERRNO: dict[int, type[NsbindError]] = {
+    _errno.EINVAL: InvalidArgument,
+    _errno.EBUSY: Busy,
+    _errno.ENOSYS: Unsupported,
+    _errno.EOPNOTSUPP: Unsupported,
+}
+
+
+def error_for(
+    err: int,
+    syscall: str,
+    target: str | None = None,
+    *,
+    what: str | None = None,
+    detail: str | None = None,
+) -> NsbindError:
+    """Build the right :class:`NsbindError` subclass for ``err``."""
+    cls = _BY_ERRNO.get(err)
+    if cls is None:
+        # OSError's constructor knows which builtin subclass an errno maps to.
+        cls = _BY_BUILTIN.get(type(OSError(err, "")), NsbindError)
+    return cls(err, syscall, target, what, detail)
+
+
+def check(
+    rc: int,
+    syscall: str,
+    target: str | None = None,
+    *,
+    what: str | None = None,
+    detail: str | None = None,
+) -> int:
+    """Return ``rc``, or raise the error for the errno of the native call just made."""
+    if rc < 0:
+        raise_errno(ffi.errno, syscall, target, what=what, detail=detail)
+    return rc
+
+
+def raise_errno(
+    err: int,
+    syscall: str,
+    target: str | None = None,
+    *,
+    what: str | None = None,
+    detail: str | None = None,
+) -> NoReturn:
+    """Raise the :class:`NsbindError` for ``err``."""
+    raise error_for(err, syscall, target, what=what, detail=detail)
