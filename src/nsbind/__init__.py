@@ -14,12 +14,12 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, flags  # noqa: E402
-from nsbind._sys import *  # noqa: E402, F403
-from nsbind._sys import __all__ as _sys_all  # noqa: E402
-from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint  # noqa: E402
-from nsbind.errors import NsbindError  # noqa: E402
-from nsbind.flags import (  # noqa: E402
+from nsbind import errors, flags
+from nsbind._sys import *  # noqa: F403
+from nsbind._sys import __all__ as _sys_all
+from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
+from nsbind.errors import NsbindError
+from nsbind.flags import (
     AtFlags,
     CloneFlags,
     CloseRangeFlags,

@@ -66,14 +66,12 @@ class CgroupFd(OwnedFd):
     def mkdir(self, name: str, mode: int = 0o755, *, exist_ok: bool = False) -> CgroupFd:
         """Create child cgroup ``name`` (mkdirat) and open it."""
         validate_name(name)
+        path = self._child(name)
         try:
             os.mkdir(name, mode, dir_fd=self.fileno())
-        except FileExistsError:
-            if not exist_ok:
-                raise_errno(errno.EEXIST, "mkdir", self._child(name), what=f"create cgroup {self._child(name)}")
         except OSError as exc:
-            raise_errno(exc.errno or 0, "mkdir", self._child(name),
-                        what=f"create cgroup {self._child(name)}")
+            if not (exist_ok and exc.errno == errno.EEXIST):
+                raise_errno(exc.errno or 0, "mkdir", path, what=f"create cgroup {path}")
         return self.openat(name)
 
     def openat(self, name: str) -> CgroupFd:

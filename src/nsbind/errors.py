@@ -73,7 +73,8 @@ class NsbindError(OSError):
     @property
     def errno_name(self) -> str:
         """The symbolic errno, e.g. ``"EPERM"``."""
-        return _errno.errorcode.get(self.errno, f"errno {self.errno}")
+        err = self.errno or 0
+        return _errno.errorcode.get(err, f"errno {err}")
 
     def __str__(self) -> str:
         text = f"{self.what}: {self.errno_name} ({self.strerror})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from types import TracebackType
-from typing import Protocol, TypeVar, Union
+from typing import Protocol, TypeVar
 
 __all__ = ["FdLike", "OwnedFd", "PathLike", "fdnum", "fsbytes"]
 
@@ -15,9 +15,9 @@ class _HasFileno(Protocol):
 
 
 #: an fd number or any object with ``fileno()``
-FdLike = Union[int, _HasFileno]
+FdLike = int | _HasFileno
 #: a path as str, bytes or os.PathLike
-PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 _Self = TypeVar("_Self", bound="OwnedFd")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum, fsbytes
@@ -274,7 +275,7 @@ def mount_setattr(dirfd: FdLike, path: PathLike, flags: int = 0, *, attr_set: in
     ``propagation`` is a :class:`Propagation` value or 0; ``userns`` (with
     ``MountAttr.IDMAP`` in ``attr_set``) makes an idmapped mount.
     """
-    attr = ffi.new("struct mount_attr *")
+    attr: Any = ffi.new("struct mount_attr *")
     attr.attr_set = int(attr_set)
     attr.attr_clr = int(attr_clr)
     attr.propagation = int(propagation)
@@ -298,7 +299,7 @@ def openat2(dirfd: FdLike, path: PathLike, flags: int = os.O_RDONLY, mode: int =
     O_CLOEXEC is always added.  Returns the new fd, which the caller owns.
     Retried on EAGAIN for RESOLVE_CACHED-free lookups racing with renames.
     """
-    how = ffi.new("struct open_how *")
+    how: Any = ffi.new("struct open_how *")
     how.flags = int(flags) | os.O_CLOEXEC
     how.mode = int(mode)
     how.resolve = int(resolve)

@@ -42,9 +42,18 @@ def setns(fd: FdLike, nstype: int | Namespace = 0, *, what: str | None = None) -
     flags = nstype.flag if isinstance(nstype, Namespace) else int(nstype)
     if what is None:
         label = getattr(fd, "label", None) or f"fd {num}"
-        kind = f" {flag_names(CloneFlags, flags)}" if flags else ""
+        kind = f" {_ns_names(flags)}" if flags else ""
         what = f"setns{kind} {label}"
     check(lib.nsb_setns(num, flags), "setns", what=what)
+
+
+def _ns_names(flags: int) -> str:
+    """``"net+uts"`` for CLONE_NEWNET|CLONE_NEWUTS; flag names for anything else."""
+    names = [ns.value for ns in Namespace if flags & ns.flag]
+    rest = flags & ~sum(ns.flag for ns in Namespace if flags & ns.flag)
+    if rest:
+        names.append(flag_names(CloneFlags, rest))
+    return "+".join(names)
 
 
 class NamespaceFd(OwnedFd):

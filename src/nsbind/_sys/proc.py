@@ -11,11 +11,12 @@ import os
 import select
 import signal
 from collections.abc import Iterable
+from typing import Any
 
 from nsbind._native import _nsbind, ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, fdnum
 from nsbind.errors import check, raise_errno
-from nsbind.flags import CloneFlags, WaitFlags
+from nsbind.flags import CloneFlags, WaitFlags, flag_names
 
 __all__ = [
     "Capabilities",
@@ -81,7 +82,7 @@ def waitid(pidfd: FdLike, options: int = WaitFlags.EXITED) -> WaitResult | None:
     Returns None when WNOHANG finds no state change.  Only the parent of a
     process can wait for it (ECHILD otherwise).  Retried on EINTR (PEP 475).
     """
-    out = ffi.new("struct nsb_wait_result *")
+    out: Any = ffi.new("struct nsb_wait_result *")
     fd = fdnum(pidfd)
     while lib.nsb_waitid_pidfd(fd, options, out) < 0:
         err = ffi.errno
@@ -225,14 +226,15 @@ def clone3(
     flags = int(flags)
     bad = flags & _CLONE_FORBIDDEN
     if bad:
-        raise ValueError(f"clone3 into Python cannot use {CloneFlags(bad)!r}: the child would "
-                         "share memory, threads or fds with this interpreter; use nsbind.spawn")
+        raise ValueError(f"clone3 into Python cannot use {flag_names(CloneFlags, bad)}: the child "
+                         "would share memory, threads or fds with this interpreter; use "
+                         "nsbind.spawn")
     threads = thread_count()
     if threads > 1:
         raise RuntimeError(f"clone3 into Python needs a single-threaded process, but {threads} "
                            "threads are alive; use nsbind.spawn (C child) or run the work in a "
                            "process started before the threads")
-    args = ffi.new("struct clone_args *")
+    args: Any = ffi.new("struct clone_args *")
     pidfd_out = ffi.new("int *", -1)
     tids = list(set_tid)
     tid_array = ffi.new("int[]", tids) if tids else ffi.NULL
@@ -256,7 +258,7 @@ def clone3(
     err = ctypes.get_errno()
     pythonapi.PyOS_AfterFork_Parent()
     if pid < 0:
-        raise_errno(err, "clone3", what=f"clone3 {CloneFlags(flags)!r}")
+        raise_errno(err, "clone3", what=f"clone3 {flag_names(CloneFlags, flags)}")
     pidfd = PidFd(pidfd_out[0], pid) if flags & lib.CLONE_PIDFD else None
     return pid, pidfd
 
@@ -383,7 +385,7 @@ class Capabilities:
 
 def capget(pid: int = 0) -> Capabilities:
     """capget(2): the capability sets of thread ``pid`` (0: the calling thread)."""
-    out = ffi.new("struct nsb_caps *")
+    out: Any = ffi.new("struct nsb_caps *")
     check(lib.nsb_capget(pid, out), "capget", f"pid {pid}" if pid else None)
     return Capabilities(_capset_of(out.effective), _capset_of(out.permitted),
                         _capset_of(out.inheritable))
@@ -394,7 +396,7 @@ def capset(caps: Capabilities) -> None:
 
     The permitted set can only shrink; effective must be within permitted.
     """
-    data = ffi.new("struct nsb_caps *")
+    data: Any = ffi.new("struct nsb_caps *")
     data.effective = _mask(caps.effective)
     data.permitted = _mask(caps.permitted)
     data.inheritable = _mask(caps.inheritable)

@@ -1,0 +1,84 @@
+"""Suite-wide set-up: root check, the leak guard, and cgroup fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import leakguard
+import nsbind
+from nsbind import CgroupFd
+
+TEST_CGROUP_PARENT = "nsbind-test"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("nsbind's tests create namespaces, mounts and cgroups: run as root")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_leak_guard() -> Iterator[None]:
+    """Fails the run if the whole session left anything behind."""
+    before = leakguard.snapshot()
+    yield
+    leaks = leakguard.diff(before, leakguard.snapshot())
+    if leaks:
+        pytest.fail("the test session leaked: " + "; ".join(leaks), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test (at teardown) if it left a mount, fd, child or cgroup behind."""
+    before = leakguard.snapshot()
+    yield
+    after = leakguard.snapshot()
+    leaks = leakguard.diff(before, after)
+    leakguard.reap_leaked_children(before, after)
+    if leaks:
+        pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(leaks), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cgroup2_root() -> str:
+    try:
+        return nsbind.cgroup2_mountpoint()
+    except FileNotFoundError:
+        pytest.skip("this host has no cgroup v2 hierarchy mounted")
+
+
+@pytest.fixture(scope="session")
+def _cgroup_test_parent(cgroup2_root: str) -> Iterator[str]:
+    # A test-owned parent at the root of the v2 hierarchy: never inside the
+    # caller's own cgroup, which belongs to the machine.
+    with CgroupFd.open(cgroup2_root) as root:
+        root.mkdir(TEST_CGROUP_PARENT, exist_ok=True).close()
+        yield f"{cgroup2_root}/{TEST_CGROUP_PARENT}"
+        root.rmdir(TEST_CGROUP_PARENT)
+
+
+@pytest.fixture
+def test_cgroup(_cgroup_test_parent: str, request: pytest.FixtureRequest) -> Iterator[CgroupFd]:
+    """A fresh cgroup v2 directory for this test; its members are killed and it is removed."""
+    name = f"test-{os.getpid()}-{request.node.name}"[:200].replace("/", "_").replace("[", "_")
+    with CgroupFd.open(_cgroup_test_parent) as parent:
+        cg = parent.mkdir(name)
+        try:
+            yield cg
+        finally:
+            remove_cgroup(parent, name, cg)
+
+
+def remove_cgroup(parent: CgroupFd, name: str, cg: CgroupFd) -> None:
+    """Kill the members of ``cg``, wait until it is empty, close it and remove it."""
+    import time
+
+    if cg.procs():
+        cg.kill()
+        deadline = time.monotonic() + 10
+        while cg.events()["populated"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+    cg.close()
+    parent.rmdir(name)

@@ -1,0 +1,129 @@
+"""Test helpers: run code in a forked child, private mount namespaces, free pids."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import nsbind
+from nsbind import CloneFlags, MountFlags
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def run_forked(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn`` in a forked child; return its result or raise its failure here.
+
+    Tests that change the process's own state (namespaces, mounts, capabilities,
+    prctl) use this so that the test process stays as it was.
+    """
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 0
+        try:
+            os.close(rfd)
+            try:
+                reply: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+            except BaseException:
+                reply = ("error", traceback.format_exc())
+            try:
+                data = pickle.dumps(reply)
+            except Exception:
+                data = pickle.dumps(("error", f"unpicklable result {reply!r}"))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(wfd, view):]
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    chunks = []
+    with os.fdopen(rfd, "rb") as reader:
+        while chunk := reader.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        raise AssertionError(f"forked child died without answering ({_describe(status)})")
+    kind, value = pickle.loads(b"".join(chunks))
+    if kind == "error":
+        raise AssertionError(f"in the forked child:\n{value}")
+    return value  # type: ignore[no-any-return]
+
+
+def forked(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: the whole test body runs in a forked child (see run_forked)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_forked(fn, *args, **kwargs)
+
+    return wrapper
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def private_mount_ns() -> None:
+    """Enter a new mount namespace whose mounts do not propagate back to the host."""
+    nsbind.unshare(CloneFlags.NEWNS)
+    nsbind.mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
+
+
+def mountinfo() -> list[list[str]]:
+    """/proc/self/mountinfo, split into fields."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.split() for line in f]
+
+
+def mount_at(path: str) -> list[str] | None:
+    """The mountinfo fields of the top mount at ``path``, or None."""
+    found = None
+    for fields in mountinfo():
+        if fields[4] == path:
+            found = fields
+    return found
+
+
+def fstype_of(fields: list[str]) -> str:
+    return fields[fields.index("-") + 1]
+
+
+def free_pid() -> int:
+    """A pid that no process uses right now (high in the range, so unlikely to be taken)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    for candidate in range(pid_max - 1000, pid_max - 1):
+        if not os.path.exists(f"/proc/{candidate}"):
+            return candidate
+    raise RuntimeError("no free pid found")
+
+
+def drop_to_nobody() -> None:
+    """Become uid/gid 65534 with no capabilities (in a forked child only)."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def child_exit(fn: Callable[[], int | None]) -> NoReturn:
+    """In a cloned child: run ``fn`` and _exit with its result (70 if it raised).
+
+    A child must never return into pytest, whatever happens.
+    """
+    code = 70
+    try:
+        code = fn() or 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)

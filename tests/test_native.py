@@ -1,0 +1,56 @@
+"""The compiled core: built from the headers, typed by its stub, Linux only."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import nsbind
+from nsbind._native import ffi, lib
+
+NATIVE = pathlib.Path(nsbind.__file__).parent / "_native"
+
+
+def _stub_names() -> set[str]:
+    tree = ast.parse((NATIVE / "_nsbind.pyi").read_text())
+    lib_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Lib")
+    names = set()
+    for node in lib_class.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+    return names
+
+
+def test_stub_declares_exactly_what_the_extension_exports() -> None:
+    assert _stub_names() == set(dir(lib))
+
+
+def test_constants_come_from_the_kernel_headers() -> None:
+    # Values fixed by the kernel ABI; the build took them from the headers.
+    assert lib.CLONE_NEWNET == 0x40000000
+    assert lib.CLONE_NEWTIME == 0x80
+    assert lib.CLONE_INTO_CGROUP == 0x200000000
+    assert lib.MS_BIND == 4096
+    assert lib.MOUNT_ATTR_IDMAP == 0x00100000
+    assert lib.RESOLVE_IN_ROOT == 0x10
+    assert lib.P_PIDFD == 3
+    assert lib.AT_RECURSIVE == 0x8000
+    assert lib.CLOSE_RANGE_CLOEXEC == 4
+    assert lib.CAP_SYS_ADMIN == 21
+
+
+def test_struct_layouts_match_the_kernel() -> None:
+    assert ffi.sizeof("struct clone_args") == lib.CLONE_ARGS_SIZE_VER2
+    assert ffi.sizeof("struct mount_attr") == lib.MOUNT_ATTR_SIZE_VER0
+    assert ffi.sizeof("struct open_how") == 24
+
+
+def test_import_on_another_os_raises_importerror_that_says_why() -> None:
+    code = "import sys; sys.platform = 'darwin'; import nsbind"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "ImportError: nsbind works on Linux only (this is darwin)" in proc.stderr
