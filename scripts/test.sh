@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything nsbind's tests need on a fresh Debian machine, then run them.
+# Needs root: the tests create real namespaces, mounts and cgroups.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k mount`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # compiler and kernel headers for the cffi extension; ip(8) for network checks
+    apt-get install -y -qq --no-install-recommends \
+        gcc libc6-dev linux-libc-dev iproute2 util-linux >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest "$@"
