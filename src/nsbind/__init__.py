@@ -14,11 +14,11 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, flags
+from nsbind import errors, flags, namespaces
 from nsbind._sys import *  # noqa: F403
 from nsbind._sys import __all__ as _sys_all
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
-from nsbind.errors import NsbindError
+from nsbind.errors import NamespaceRuleError, NsbindError
 from nsbind.flags import (
     AtFlags,
     CloneFlags,
@@ -33,6 +33,7 @@ from nsbind.flags import (
     UmountFlags,
     WaitFlags,
 )
+from nsbind.namespaces import Namespaces, current, persist, unpersist
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,8 @@ __all__ = [
     "MountFlags",
     "MoveMountFlags",
     "Namespace",
+    "NamespaceRuleError",
+    "Namespaces",
     "NsbindError",
     "OpenTreeFlags",
     "Propagation",
@@ -54,5 +57,9 @@ __all__ = [
     "cgroup2_mountpoint",
     "errors",
     "flags",
+    "current",
+    "namespaces",
+    "persist",
+    "unpersist",
     *_sys_all,
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "Interrupted",
     "InvalidArgument",
     "IsADirectory",
+    "NamespaceRuleError",
     "NoChildProcess",
     "NoSuchProcess",
     "NotADirectory",
@@ -153,6 +154,14 @@ class Busy(NsbindError):
 
 class Unsupported(NsbindError):
     """ENOSYS, EOPNOTSUPP: this kernel lacks the call or the feature."""
+
+
+class NamespaceRuleError(RuntimeError):
+    """A namespace request that the kernel's rules do not allow in this situation.
+
+    The message names the rule (per-thread, single-threaded process, one-way
+    user namespace, ...) and what to do instead.
+    """
 
 
 _BY_BUILTIN: dict[type[OSError], type[NsbindError]] = {

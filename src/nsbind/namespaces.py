@@ -1,0 +1,461 @@
+"""Namespaces as a context manager, joining, persisting, and namespace identities.
+
+Kernel rules this module applies (see namespaces(7), unshare(2), setns(2)):
+
+- net, uts, ipc, cgroup and mnt namespaces belong to a *thread*: entering them in
+  a ``with Namespaces(...)`` block moves only the calling thread; other threads
+  stay where they are.  For mnt the thread first gets its own root/cwd
+  (``unshare(CLONE_FS)``), so this works in a threaded process too.
+- pid and time namespaces apply to *children*: a process started inside the
+  block (os.fork, subprocess, clone3) is PID 1 of the new pid namespace.  When
+  that first process exits, the pid namespace is dead and later forks in the
+  block fail with ENOMEM.
+- Leaving restores every namespace the block changed (setns back to fds saved
+  on entry), also when the block raised.  Restoring a time namespace needs a
+  single-threaded process (the kernel returns EUSERS otherwise).
+- A user namespace cannot be left: the kernel allows no setns back into an
+  ancestor user namespace.  ``Namespaces(user=True)`` is therefore refused as a
+  ``with`` block; use :meth:`Namespaces.unshare` (for good, single-threaded
+  process only) or run the work in a child (``spawn``/``call_in``).
+- Creating namespaces other than user ones, and every setns, needs CAP_SYS_ADMIN.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+
+from nsbind._sys.fd import PathLike, fsbytes
+from nsbind._sys.mount import mount, umount2
+from nsbind._sys.net import set_link_up
+from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
+from nsbind._sys.proc import PidFd, pidfd_open, thread_count
+from nsbind.errors import NamespaceRuleError, NsbindError
+from nsbind.flags import CloneFlags, MountFlags, Namespace, Propagation, UmountFlags
+
+__all__ = ["IdMap", "Namespaces", "current", "for_children", "of", "persist", "unpersist"]
+
+#: one line of a uid/gid map: (first id inside, first id outside, count)
+IdMap = tuple[int, int, int]
+
+# The order in which namespaces are restored on exit: mnt last, so that paths
+# used while restoring the others still resolve in the block's mount namespace.
+_RESTORE_ORDER = (Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.CGROUP,
+                  Namespace.PID, Namespace.TIME, Namespace.MNT)
+
+
+def _self_ns_path(ns: Namespace) -> str:
+    # pid and time have a separate "for children" namespace, which is what
+    # unshare changes; /proc/thread-self because namespaces belong to threads.
+    name = f"{ns.value}_for_children" if ns in (Namespace.PID, Namespace.TIME) else ns.value
+    return f"/proc/thread-self/ns/{name}"
+
+
+def current() -> dict[Namespace, int]:
+    """The calling thread's own namespaces, as inode numbers (equal inode: same namespace).
+
+    For pid and time these are the namespaces the thread is in; after
+    ``unshare(CLONE_NEWPID)`` its children go elsewhere (see :func:`for_children`).
+    """
+    return {ns: os.stat(f"/proc/thread-self/ns/{ns.value}").st_ino for ns in Namespace}
+
+
+def for_children(ns: Namespace) -> int | None:
+    """The inode of the pid or time namespace the calling thread's children will get.
+
+    None while a new pid namespace has no process yet (the kernel shows none).
+    """
+    if ns not in (Namespace.PID, Namespace.TIME):
+        raise ValueError(f"only pid and time have a separate namespace for children, not {ns}")
+    try:
+        return os.stat(_self_ns_path(ns)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def of(pid: int) -> dict[Namespace, int]:
+    """The namespaces of process ``pid`` (its main thread), as inode numbers."""
+    return {ns: os.stat(f"/proc/{pid}/ns/{ns.value}").st_ino for ns in Namespace}
+
+
+class Namespaces:
+    """Enter new namespaces (or join existing ones) in the calling thread, and come back.
+
+    >>> with Namespaces(net=True, uts=True):
+    ...     nsbind.sethostname("box")      # only this thread sees it
+
+    ``propagation`` is applied to every mount of a new mount namespace
+    (default private, as ``unshare(1)``; None leaves it as inherited).
+    ``loopback`` brings ``lo`` up in a new network namespace.  ``uid_map`` and
+    ``gid_map`` are for :meth:`unshare` with ``user=True`` (default: root
+    inside is the caller outside).  An object is entered once; nest new ones.
+    """
+
+    def __init__(
+        self,
+        *,
+        pid: bool = False,
+        net: bool = False,
+        ipc: bool = False,
+        mnt: bool = False,
+        uts: bool = False,
+        user: bool = False,
+        cgroup: bool = False,
+        time: bool = False,
+        uid_map: Sequence[IdMap] | None = None,
+        gid_map: Sequence[IdMap] | None = None,
+        propagation: Propagation | None = Propagation.PRIVATE,
+        loopback: bool = True,
+    ) -> None:
+        wanted = {Namespace.PID: pid, Namespace.NET: net, Namespace.IPC: ipc,
+                  Namespace.MNT: mnt, Namespace.UTS: uts, Namespace.USER: user,
+                  Namespace.CGROUP: cgroup, Namespace.TIME: time}
+        #: the namespace types this object creates (or joins)
+        self.types = frozenset(ns for ns, on in wanted.items() if on)
+        if (uid_map or gid_map) and not user:
+            raise ValueError("uid_map and gid_map need user=True")
+        self.uid_map = list(uid_map) if uid_map else None
+        self.gid_map = list(gid_map) if gid_map else None
+        self.propagation = propagation
+        self.loopback = loopback
+        self._join: _JoinTarget | None = None
+        self._saved: dict[Namespace, NamespaceFd] | None = None
+        self._cwd: int | None = None
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def join(
+        cls,
+        target: int | PidFd | PathLike | object,
+        *,
+        pid: bool = False,
+        net: bool = False,
+        ipc: bool = False,
+        mnt: bool = False,
+        uts: bool = False,
+        cgroup: bool = False,
+        time: bool = False,
+    ) -> Namespaces:
+        """A context manager that joins the namespaces of ``target`` and comes back.
+
+        ``target`` is a pid, a :class:`PidFd` (or an object with a ``pidfd``
+        attribute, such as a spawned process), or the path of an nsfs file
+        (``/proc/<pid>/ns/net`` or a :func:`persist` ed one).  With a process and
+        no type named, every namespace that differs from the caller's is joined
+        (except user, which cannot be left).  A pidfd joins several types in one
+        setns call (Linux 5.8); older kernels fall back to one fd per type.
+        """
+        self = cls(pid=pid, net=net, ipc=ipc, mnt=mnt, uts=uts, cgroup=cgroup, time=time)
+        self._join = _JoinTarget(target)
+        return self
+
+    # ------------------------------------------------------------ rules
+
+    def _check_rules(self, types: frozenset[Namespace]) -> None:
+        if Namespace.USER in types:
+            threads = thread_count()
+            if threads > 1:
+                raise NamespaceRuleError(
+                    f"cannot enter a user namespace: {threads} threads are alive and the kernel "
+                    "allows unshare(CLONE_NEWUSER) only in a single-threaded process; run the "
+                    "work in a child with nsbind.call_in or nsbind.spawn")
+
+    # ------------------------------------------------------------ enter / exit
+
+    def __enter__(self) -> Namespaces:
+        if self._saved is not None:
+            raise RuntimeError("this Namespaces is already entered; nest a new Namespaces object")
+        if self._join is None and Namespace.USER in self.types:
+            raise NamespaceRuleError(
+                "a user namespace cannot be left again (the kernel allows no setns back into an "
+                "ancestor user namespace), so Namespaces(user=True) is not a with-block: use "
+                ".unshare() to enter it for good in a single-threaded process, or run the work "
+                "in a child with nsbind.call_in or nsbind.spawn")
+        types = self._join.types(self.types) if self._join is not None else self.types
+        self._check_rules(types)
+        saved = {ns: open_namespace(_self_ns_path(ns)) for ns in types}
+        self._saved = saved
+        if Namespace.MNT in types:
+            self._cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if self._join is not None:
+                self._join.enter(types)
+            else:
+                self._create(types)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._restore()
+
+    def unshare(self) -> None:
+        """Enter the new namespaces for good (no restore), including a user namespace.
+
+        With ``user=True`` the process must be single-threaded; the uid/gid
+        maps are written by a short-lived helper process that stays in the
+        parent user namespace (a process cannot map more than its own id from
+        inside).  Unprivileged callers get setgroups denied, as the kernel requires.
+        """
+        if self._join is not None:
+            raise RuntimeError("unshare() creates namespaces; use a with-block to join")
+        self._check_rules(self.types)
+        if Namespace.USER not in self.types:
+            self._create(self.types)
+            return
+        uid_map, gid_map = self._maps()
+        if os.geteuid() != 0 and _self_mapping(uid_map, os.geteuid()) and _self_mapping(
+                gid_map, os.getegid()):
+            # An unprivileged process may map its own ids from inside (setgroups denied).
+            self._create(self.types, after_unshare=lambda: _write_maps(
+                os.getpid(), uid_map, gid_map, deny_setgroups=True))
+        else:
+            with _IdMapWriter((uid_map, gid_map)) as writer:
+                self._create(self.types, after_unshare=writer.write)
+
+    def _maps(self) -> tuple[list[IdMap], list[IdMap]]:
+        uid_map = self.uid_map or [(0, os.geteuid(), 1)]
+        gid_map = self.gid_map or [(0, os.getegid(), 1)]
+        return uid_map, gid_map
+
+    def _create(self, types: frozenset[Namespace],
+                after_unshare: Callable[[], None] | None = None) -> None:
+        flags = 0
+        for ns in types:
+            flags |= ns.flag
+        if Namespace.MNT in types:
+            flags |= CloneFlags.FS  # the thread's own root and cwd, so setns(mnt) works
+        unshare(flags)
+        if after_unshare is not None:
+            after_unshare()
+        if Namespace.MNT in types and self.propagation is not None:
+            mount(None, "/", None, MountFlags.REC | self.propagation)
+        if Namespace.NET in types and self.loopback:
+            set_link_up("lo")
+
+    def _restore(self) -> None:
+        saved, self._saved = self._saved or {}, None
+        cwd, self._cwd = self._cwd, None
+        first_error: BaseException | None = None
+        for ns in _RESTORE_ORDER:
+            fd = saved.pop(ns, None)
+            if fd is None:
+                continue
+            # Always setns, even if it looks unchanged: restoring must not depend
+            # on reading /proc (pid_for_children is absent until a child exists).
+            try:
+                with fd:
+                    setns(fd, ns, what=f"restore {ns.value} namespace")
+            except Exception as exc:
+                error: BaseException = exc
+                if ns is Namespace.TIME and getattr(exc, "errno", None) == errno.EUSERS:
+                    error = NamespaceRuleError(
+                        f"cannot restore the time namespace: {thread_count()} threads are alive "
+                        "and setns into a time namespace needs a single-threaded process")
+                first_error = first_error or error
+        if cwd is not None:
+            try:
+                os.fchdir(cwd)  # setns(mnt) moved the thread to the namespace's root
+            finally:
+                os.close(cwd)
+        for fd in saved.values():  # only after an earlier failure
+            fd.close()
+        if first_error is not None:
+            raise first_error
+
+    def __repr__(self) -> str:
+        kinds = ",".join(sorted(ns.value for ns in self.types)) or "none"
+        state = "entered" if self._saved is not None else "not entered"
+        verb = "join" if self._join is not None else "new"
+        return f"<Namespaces {verb} {kinds} {state}>"
+
+
+class _JoinTarget:
+    """Where :meth:`Namespaces.join` goes: a process (pid or pidfd) or an nsfs file."""
+
+    def __init__(self, target: object) -> None:
+        self.pid: int | None = None
+        self.pidfd: PidFd | None = None
+        self.path: str | None = None
+        if isinstance(target, PidFd):
+            self.pidfd, self.pid = target, target.pid
+        elif isinstance(getattr(target, "pidfd", None), PidFd):
+            self.pidfd = target.pidfd  # type: ignore[attr-defined]
+            self.pid = self.pidfd.pid if self.pidfd is not None else None
+        elif isinstance(target, int):
+            self.pid = target
+        elif isinstance(target, (str, bytes, os.PathLike)):
+            self.path = os.fsdecode(fsbytes(target))
+        else:
+            raise TypeError(f"cannot join the namespaces of {target!r}: give a pid, a PidFd, "
+                            "a process or an nsfs path")
+
+    def types(self, asked: frozenset[Namespace]) -> frozenset[Namespace]:
+        if self.path is not None:
+            with open_namespace(self.path) as nsfd:
+                kind = nsfd.type
+            if asked and asked != {kind}:
+                names = ",".join(sorted(ns.value for ns in asked))
+                raise ValueError(f"{self.path} is a {kind.value} namespace, not {names}")
+            if kind is Namespace.USER:
+                raise NamespaceRuleError("a user namespace cannot be left again, so joining "
+                                         f"{self.path} is not a with-block")
+            return frozenset({kind})
+        if asked:
+            return asked
+        assert self.pid is not None
+        theirs, ours = of(self.pid), current()
+        return frozenset(ns for ns in Namespace
+                         if ns is not Namespace.USER and theirs[ns] != ours[ns])
+
+    def enter(self, types: frozenset[Namespace]) -> None:
+        if not types:
+            return
+        if Namespace.MNT in types:
+            unshare(CloneFlags.FS)
+        if self.path is not None:
+            with open_namespace(self.path) as nsfd:
+                nsfd.setns()
+            return
+        assert self.pid is not None
+        flags = 0
+        for ns in types:
+            flags |= ns.flag
+        owned = None
+        pidfd = self.pidfd
+        if pidfd is None:
+            pidfd = owned = pidfd_open(self.pid)
+        try:
+            setns(pidfd, flags, what=f"join {'+'.join(sorted(n.value for n in types))} "
+                                     f"namespaces of pid {self.pid}")
+        except NsbindError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # pre-5.8 kernel: no setns on pidfds; one nsfs fd per type
+            for ns in _RESTORE_ORDER:
+                if ns in types:
+                    with open_namespace(self.pid, ns) as nsfd:
+                        nsfd.setns()
+        finally:
+            if owned is not None:
+                owned.close()
+
+
+class _IdMapWriter:
+    """A helper process in the parent user namespace that writes our id maps.
+
+    Forked before unshare(CLONE_NEWUSER); told to write once the namespace exists.
+    """
+
+    def __init__(self, maps: tuple[list[IdMap], list[IdMap]]) -> None:
+        self.uid_map, self.gid_map = maps
+        for lines in maps:
+            for inside, outside, count in lines:
+                if min(inside, outside) < 0 or count < 1:
+                    raise ValueError(f"bad id map line {(inside, outside, count)}")
+        self.pid = 0
+
+    def __enter__(self) -> _IdMapWriter:
+        self.go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        target = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(self.go_w)
+                os.close(self.err_r)
+                if os.read(self.go_r, 1) == b"w":
+                    _write_maps(target, self.uid_map, self.gid_map,
+                                deny_setgroups=os.geteuid() != 0)
+                    code = 0
+            except NamespaceRuleError as exc:
+                os.write(self.err_w, str(exc).encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(self.go_r)
+        os.close(self.err_w)
+        return self
+
+    def write(self) -> None:
+        os.write(self.go_w, b"w")
+        os.close(self.go_w)
+        self.go_w = -1
+        message = os.read(self.err_r, 4096).decode()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        if message or status != 0:
+            raise NamespaceRuleError(message or "the id map writer failed")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.go_w >= 0:
+            os.close(self.go_w)
+        os.close(self.err_r)
+        if self.pid:
+            os.waitpid(self.pid, 0)
+
+
+def _self_mapping(lines: Sequence[IdMap], own: int) -> bool:
+    return len(lines) == 1 and lines[0][1] == own and lines[0][2] == 1
+
+
+def _write_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap], *,
+                deny_setgroups: bool) -> None:
+    """Write /proc/<pid>/{uid_map,setgroups,gid_map}; errors name the file and the map."""
+
+    def put(name: str, text: str) -> None:
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise NamespaceRuleError(
+                f"write {name} {text.strip()!r} of pid {pid}: "
+                f"{errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})") from None
+
+    def fmt(lines: Iterable[IdMap]) -> str:
+        return "".join(f"{i} {o} {c}\n" for i, o, c in lines)
+
+    put("uid_map", fmt(uid_map))
+    if deny_setgroups:
+        put("setgroups", "deny")  # required before an unprivileged gid_map
+    put("gid_map", fmt(gid_map))
+
+
+def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace.NET) -> None:
+    """Keep a namespace alive after its last process: bind-mount its nsfs file on ``path``.
+
+    ``target`` is a pid (default: the calling thread).  Like ``ip netns add``:
+    the file is created if missing; :func:`unpersist` removes it.  The mount is
+    made in the calling thread's mount namespace.
+    """
+    shown = os.fsdecode(fsbytes(path))
+    source = f"/proc/{target}/ns/{ns.value}" if target is not None else _self_ns_path(ns)
+    created = False
+    try:
+        os.close(os.open(shown, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+        created = True
+    except FileExistsError:
+        pass
+    try:
+        mount(source, shown, None, MountFlags.BIND)
+    except BaseException:
+        if created:
+            os.unlink(shown)
+        raise
+
+
+def unpersist(path: PathLike) -> None:
+    """Undo :func:`persist`: detach the bind mount and remove the file."""
+    umount2(path, UmountFlags.DETACH)
+    os.unlink(path)

@@ -1,0 +1,360 @@
+"""Namespaces: enter and restore, per-thread rules, pid/time for children, joining, persisting."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+import nsbind
+from helpers import child_exit, drop_to_nobody, forked, mount_at
+from nsbind import CloneFlags, Namespace, NamespaceRuleError, Namespaces, PidFd
+from nsbind.namespaces import current, for_children, of, persist, unpersist
+
+T = TypeVar("T")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a new thread and return its result."""
+    box: list[T] = []
+    worker = threading.Thread(target=lambda: box.append(fn()))
+    worker.start()
+    worker.join()
+    return box[0]
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def holder() -> Iterator[PidFd]:
+    """A child alone in new net, uts and ipc namespaces, killed at the end."""
+    rfd, wfd = os.pipe()
+    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.NEWUTS | CloneFlags.NEWIPC
+                               | CloneFlags.PIDFD)
+    if pid == 0:
+
+        def hold() -> None:
+            nsbind.sethostname("nsbind-holder")
+            os.write(wfd, b"r")
+            signal.pause()
+
+        child_exit(hold)
+    os.close(wfd)
+    assert pidfd is not None
+    assert os.read(rfd, 1) == b"r"
+    os.close(rfd)
+    with pidfd:
+        yield pidfd
+        pidfd.send_signal(signal.SIGKILL)
+        pidfd.wait()
+
+
+# ---------------------------------------------------------------- enter and restore
+
+
+def test_net_and_uts_are_entered_and_restored() -> None:
+    before = current()
+    hostname = os.uname().nodename
+    with Namespaces(net=True, uts=True):
+        inside = current()
+        assert inside[Namespace.NET] != before[Namespace.NET]
+        assert inside[Namespace.UTS] != before[Namespace.UTS]
+        assert inside[Namespace.MNT] == before[Namespace.MNT]
+        nsbind.sethostname("box")
+        assert os.uname().nodename == "box"
+        links = _links().splitlines()
+        assert len(links) == 1 and links[0].startswith("1: lo: <LOOPBACK,UP,")
+    assert current() == before
+    assert os.uname().nodename == hostname
+
+
+def test_loopback_is_up_so_localhost_works() -> None:
+    with Namespaces(net=True), socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname(), timeout=5) as client:
+            conn, _ = server.accept()
+            with conn:
+                client.sendall(b"ping")
+                assert conn.recv(4) == b"ping"
+
+
+def test_loopback_false_leaves_lo_down() -> None:
+    with Namespaces(net=True, loopback=False):
+        assert "state DOWN" in _links() or ",UP" not in _links()
+
+
+def test_restored_after_an_exception() -> None:
+    before = current()
+    with pytest.raises(KeyError), Namespaces(net=True, ipc=True, cgroup=True, uts=True):
+        assert current() != before
+        raise KeyError("inside")
+    assert current() == before
+
+
+def test_other_threads_stay_where_they_were() -> None:
+    before = current()
+    go, done = threading.Event(), threading.Event()
+    seen: list[tuple[dict[Namespace, int], str]] = []
+
+    def observe() -> None:  # a thread started before the block
+        go.wait()
+        seen.append((current(), os.uname().nodename))
+        done.set()
+
+    other = threading.Thread(target=observe)
+    other.start()
+    with Namespaces(net=True, uts=True):
+        nsbind.sethostname("only-this-thread")
+        go.set()
+        done.wait()
+    other.join()
+    assert seen == [(before, os.uname().nodename)]
+
+
+def test_two_threads_in_different_net_namespaces_at_once() -> None:
+    barrier = threading.Barrier(2)
+
+    def worker() -> int:
+        with Namespaces(net=True):
+            barrier.wait()  # both threads are inside their own namespace now
+            ino = current()[Namespace.NET]
+            barrier.wait()
+        return ino
+
+    results: list[int] = []
+    other = threading.Thread(target=lambda: results.append(worker()))
+    other.start()
+    mine = worker()
+    other.join()
+    assert len({mine, results[0], current()[Namespace.NET]}) == 3
+
+
+def test_mount_namespace_in_a_threaded_process(tmp_path: pathlib.Path) -> None:
+    stop = threading.Event()
+    idle = threading.Thread(target=stop.wait)
+    idle.start()
+    cwd = os.getcwd()
+    try:
+        with Namespaces(mnt=True):
+            nsbind.mount("tmpfs", tmp_path, "tmpfs")
+            (tmp_path / "inside").write_text("x")
+            assert mount_at(str(tmp_path)) is not None
+            with open(f"/proc/self/task/{idle.native_id}/mountinfo") as f:
+                assert f" {tmp_path} " not in f.read()  # the other thread does not see it
+        assert mount_at(str(tmp_path)) is None
+        assert not (tmp_path / "inside").exists()
+        assert os.getcwd() == cwd
+    finally:
+        stop.set()
+        idle.join()
+
+
+@forked
+def test_new_mount_namespace_is_private_by_default(tmp_path: pathlib.Path) -> None:
+    nsbind.mount("tmpfs", tmp_path, "tmpfs")  # the forked test's own view, shared as the host's
+    nsbind.mount(None, tmp_path, None, nsbind.MountFlags.SHARED)
+    with Namespaces(mnt=True):
+        fields = mount_at(str(tmp_path))
+        assert fields is not None and not any(f.startswith("shared:") for f in fields[6:])
+    with Namespaces(mnt=True, propagation=None):
+        fields = mount_at(str(tmp_path))
+        assert fields is not None and any(f.startswith("shared:") for f in fields[6:])
+    nsbind.umount2(tmp_path)
+
+
+def test_pid_namespace_applies_to_children() -> None:
+    before = current()
+    own_children = for_children(Namespace.PID)
+    with Namespaces(pid=True):
+        assert current() == before  # the thread itself does not move
+        assert for_children(Namespace.PID) is None  # a new pid namespace, no process yet
+        proc = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True)
+        assert proc.stdout.strip() == "1"
+        assert for_children(Namespace.PID) not in (None, own_children)
+    assert current() == before
+    assert for_children(Namespace.PID) == own_children
+    proc = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True)
+    assert proc.stdout.strip() != "1"
+
+
+def test_time_namespace_applies_to_children() -> None:
+    before = current()
+    with Namespaces(time=True):
+        assert for_children(Namespace.TIME) != before[Namespace.TIME]
+        pid = os.fork()
+        if pid == 0:
+            child_exit(lambda: 0 if of(os.getpid())[Namespace.TIME] != before[Namespace.TIME]
+                       else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert current() == before
+    assert for_children(Namespace.TIME) == before[Namespace.TIME]
+
+
+@forked
+def test_time_namespace_restore_with_threads_names_the_rule() -> None:
+    stop = threading.Event()
+    idle = threading.Thread(target=stop.wait)
+    try:
+        with pytest.raises(NamespaceRuleError, match="needs a single-threaded process"):  # noqa: SIM117
+            with Namespaces(time=True):
+                idle.start()
+    finally:
+        stop.set()
+        idle.join()
+
+
+def test_nesting_restores_each_level() -> None:
+    before = current()[Namespace.NET]
+    with Namespaces(net=True):
+        outer = current()[Namespace.NET]
+        with Namespaces(net=True):
+            inner = current()[Namespace.NET]
+        assert current()[Namespace.NET] == outer
+    assert current()[Namespace.NET] == before
+    assert len({before, outer, inner}) == 3
+
+
+def test_entering_the_same_object_twice_raises() -> None:
+    ns = Namespaces(uts=True)
+    with ns, pytest.raises(RuntimeError, match="already entered"):  # noqa: SIM117
+        with ns:
+            pass
+
+
+# ---------------------------------------------------------------- user namespaces
+
+
+def test_user_namespace_is_not_a_with_block() -> None:
+    with pytest.raises(NamespaceRuleError, match="cannot be left again"):  # noqa: SIM117
+        with Namespaces(user=True):
+            pass
+
+
+def test_user_namespace_with_threads_names_the_count() -> None:
+    stop = threading.Event()
+    idle = threading.Thread(target=stop.wait)
+    idle.start()
+    try:
+        with pytest.raises(NamespaceRuleError, match=r"2 threads are alive.*call_in"):
+            Namespaces(user=True).unshare()
+    finally:
+        stop.set()
+        idle.join()
+
+
+@forked
+def test_user_namespace_default_map_root_inside_is_caller_outside() -> None:
+    Namespaces(user=True, uts=True).unshare()
+    with open("/proc/self/uid_map") as f:
+        assert f.read().split() == ["0", "0", "1"]
+    with open("/proc/self/gid_map") as f:
+        assert f.read().split() == ["0", "0", "1"]
+    nsbind.sethostname("owned-by-the-new-user-ns")
+
+
+@forked
+def test_user_namespace_with_ranges_written_by_root() -> None:
+    Namespaces(user=True, uid_map=[(0, 100000, 65536)], gid_map=[(0, 200000, 1000)]).unshare()
+    with open("/proc/self/uid_map") as f:
+        assert f.read().split() == ["0", "100000", "65536"]
+    with open("/proc/self/gid_map") as f:
+        assert f.read().split() == ["0", "200000", "1000"]
+
+
+@forked
+def test_user_namespace_unprivileged_self_mapping_denies_setgroups() -> None:
+    drop_to_nobody()
+    nsbind.set_dumpable(True)  # as a login user is: setuid() from root cleared it
+    Namespaces(user=True, net=True).unshare()
+    assert os.getuid() == 0
+    with open("/proc/self/uid_map") as f:
+        assert f.read().split() == ["0", "65534", "1"]
+    with open("/proc/self/gid_map") as f:
+        assert f.read().split() == ["0", "65534", "1"]
+    with open("/proc/self/setgroups") as f:
+        assert f.read().strip() == "deny"
+
+
+@forked
+def test_user_namespace_bad_map_is_a_clear_error() -> None:
+    with pytest.raises(NamespaceRuleError,
+                       match=r"^write uid_map '0 0 1\\n0 5 1' of pid \d+: EINVAL"):
+        Namespaces(user=True, uid_map=[(0, 0, 1), (0, 5, 1)]).unshare()  # overlapping ranges
+
+
+def test_maps_without_user_are_refused() -> None:
+    with pytest.raises(ValueError, match="need user=True"):
+        Namespaces(net=True, uid_map=[(0, 0, 1)])
+
+
+# ---------------------------------------------------------------- joining
+
+
+def test_join_by_pid_and_restore(holder: PidFd) -> None:
+    before = current()
+    with Namespaces.join(holder.pid, net=True, uts=True):
+        assert current()[Namespace.NET] == of(holder.pid)[Namespace.NET]
+        assert os.uname().nodename == "nsbind-holder"
+        assert current()[Namespace.IPC] == before[Namespace.IPC]
+    assert current() == before
+
+
+def test_join_by_pidfd_defaults_to_every_namespace_that_differs(holder: PidFd) -> None:
+    before = current()
+    with Namespaces.join(holder) as ns:
+        assert ns.types == frozenset()  # nothing named: decided on entry
+        now, theirs = current(), of(holder.pid)
+        for kind in (Namespace.NET, Namespace.UTS, Namespace.IPC):
+            assert now[kind] == theirs[kind]
+    assert current() == before
+
+
+def test_persisted_namespace_survives_its_creator_and_is_joined(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "netns"
+    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.PIDFD)
+    if pid == 0:
+        child_exit(signal.pause)
+    assert pidfd is not None
+    with pidfd:
+        inode = of(pid)[Namespace.NET]
+        persist(path, pid, Namespace.NET)
+        pidfd.send_signal(signal.SIGKILL)
+        pidfd.wait()
+    try:
+        assert os.stat(path).st_ino == inode
+        with Namespaces.join(path):
+            assert current()[Namespace.NET] == inode
+        with pytest.raises(ValueError, match="is a net namespace, not uts"):  # noqa: SIM117
+            with Namespaces.join(path, uts=True):
+                pass
+    finally:
+        unpersist(path)
+    assert not path.exists()
+
+
+def test_join_errors_leave_nothing_behind() -> None:
+    before = current()
+    with pytest.raises(TypeError, match="cannot join the namespaces of"):
+        Namespaces.join(object())
+    with pytest.raises(ProcessLookupError):  # noqa: SIM117
+        with Namespaces.join(2**22 - 7, net=True):
+            pass
+    assert current() == before
+
+
+def test_persist_failure_removes_the_file_it_created(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        persist(tmp_path / "x", 2**22 - 7)
+    assert not (tmp_path / "x").exists()
