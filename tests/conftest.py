@@ -10,6 +10,7 @@ import pytest
 import leakguard
 import nsbind
 from nsbind import CgroupFd
+from nsbind.callin import start_zygote
 
 TEST_CGROUP_PARENT = "nsbind-test"
 
@@ -22,6 +23,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def session_leak_guard() -> Iterator[None]:
     """Fails the run if the whole session left anything behind."""
+    start_zygote()  # call_in's zygote lives for the whole session, like in a program
     before = leakguard.snapshot()
     yield
     leaks = leakguard.diff(before, leakguard.snapshot())

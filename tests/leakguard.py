@@ -20,6 +20,7 @@ class Snapshot:
     fds: frozenset[tuple[int, str]]  # (fd, what it points to)
     children: frozenset[int]
     cgroups: frozenset[str]  # absolute directory paths
+    uts: tuple[str, str]  # the host's hostname and domainname
 
 
 def _mounts() -> frozenset[tuple[str, str]]:
@@ -88,8 +89,13 @@ def _own_cgroup_dirs() -> list[str]:
     return own
 
 
+def _uts() -> tuple[str, str]:
+    with open("/proc/sys/kernel/hostname") as h, open("/proc/sys/kernel/domainname") as d:
+        return h.read().strip(), d.read().strip()
+
+
 def snapshot() -> Snapshot:
-    return Snapshot(_mounts(), _fds(), _children(), _cgroups())
+    return Snapshot(_mounts(), _fds(), _children(), _cgroups(), _uts())
 
 
 def diff(before: Snapshot, after: Snapshot) -> list[str]:
@@ -103,6 +109,8 @@ def diff(before: Snapshot, after: Snapshot) -> list[str]:
             leaks.append(f"fd {fd} -> {target}")
     for pid in sorted(after.children - before.children):
         leaks.append(f"child process {pid}")
+    if after.uts != before.uts:
+        leaks.append(f"host hostname/domainname changed from {before.uts} to {after.uts}")
     own = _own_cgroup_dirs()
     for path in sorted(after.cgroups - before.cgroups):
         inside_own = any(path.startswith(o + "/") for o in own)

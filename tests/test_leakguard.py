@@ -46,3 +46,11 @@ def test_leak_guard_catches_a_leaked_child_and_cgroup(cgroup2_root: str) -> None
             root.rmdir("nsbind-leakguard-probe")
             pidfd.close()
     assert leakguard.diff(before, leakguard.snapshot()) == []
+
+
+def test_leak_guard_catches_a_changed_hostname() -> None:
+    before = leakguard.snapshot()
+    with nsbind.Namespaces(uts=True):  # what the guard reads is the thread's UTS namespace
+        nsbind.sethostname("nsbind-leak-probe")
+        leaks = leakguard.diff(before, leakguard.snapshot())
+    assert any("hostname" in leak and "nsbind-leak-probe" in leak for leak in leaks)

@@ -33,12 +33,14 @@ from nsbind.flags import (
     UmountFlags,
     WaitFlags,
 )
+from nsbind.callin import CallInError, call_in, start_zygote
 from nsbind.namespaces import Namespaces, current, persist, unpersist
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AtFlags",
+    "CallInError",
     "CgroupFd",
     "CloneFlags",
     "CloseRangeFlags",
@@ -54,12 +56,14 @@ __all__ = [
     "ResolveFlags",
     "UmountFlags",
     "WaitFlags",
+    "call_in",
     "cgroup2_mountpoint",
     "errors",
     "flags",
     "current",
     "namespaces",
     "persist",
+    "start_zygote",
     "unpersist",
     *_sys_all,
 ]

@@ -204,7 +204,9 @@ class Namespaces:
         With ``user=True`` the process must be single-threaded; the uid/gid
         maps are written by a short-lived helper process that stays in the
         parent user namespace (a process cannot map more than its own id from
-        inside).  Unprivileged callers get setgroups denied, as the kernel requires.
+        inside).  Unprivileged callers get setgroups denied, as the kernel
+        requires.  When id 0 is mapped, the process becomes root (uid and gid 0,
+        no supplementary groups) of the new user namespace, as in a container.
         """
         if self._join is not None:
             raise RuntimeError("unshare() creates namespaces; use a with-block to join")
@@ -220,7 +222,12 @@ class Namespaces:
                 os.getpid(), uid_map, gid_map, deny_setgroups=True))
         else:
             with _IdMapWriter((uid_map, gid_map)) as writer:
-                self._create(self.types, after_unshare=writer.write)
+
+                def write_maps_then_become_root() -> None:
+                    writer.write()
+                    _become_root(uid_map, gid_map)
+
+                self._create(self.types, after_unshare=write_maps_then_become_root)
 
     def _maps(self) -> tuple[list[IdMap], list[IdMap]]:
         uid_map = self.uid_map or [(0, os.geteuid(), 1)]
@@ -404,6 +411,15 @@ class _IdMapWriter:
         os.close(self.err_r)
         if self.pid:
             os.waitpid(self.pid, 0)
+
+
+def _become_root(uid_map: Sequence[IdMap], gid_map: Sequence[IdMap]) -> None:
+    """Switch to uid/gid 0 of the new user namespace if they are mapped and we are not them."""
+    if os.getuid() != 0 and any(inside == 0 for inside, _, _ in uid_map):
+        if any(inside == 0 for inside, _, _ in gid_map):
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
 
 
 def _self_mapping(lines: Sequence[IdMap], own: int) -> bool:

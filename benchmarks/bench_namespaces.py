@@ -1,0 +1,57 @@
+"""Cost of entering and leaving namespaces in-thread, and of a call_in round trip.
+
+Run: python3 -m pytest benchmarks/bench_namespaces.py --benchmark-only
+Compare within one run: the machine is shared and noisy, ratios are what count.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from nsbind import Namespaces, call_in, start_zygote
+
+
+def _enter_exit(**kinds: bool) -> None:
+    with Namespaces(**kinds):
+        pass
+
+
+@pytest.mark.benchmark(group="namespaces enter+exit")
+def test_enter_exit_net(benchmark: BenchmarkFixture) -> None:
+    benchmark(_enter_exit, net=True)
+
+
+@pytest.mark.benchmark(group="namespaces enter+exit")
+def test_enter_exit_net_without_loopback(benchmark: BenchmarkFixture) -> None:
+    benchmark(_enter_exit, net=True, loopback=False)
+
+
+@pytest.mark.benchmark(group="namespaces enter+exit")
+def test_enter_exit_uts_ipc(benchmark: BenchmarkFixture) -> None:
+    benchmark(_enter_exit, uts=True, ipc=True)
+
+
+@pytest.mark.benchmark(group="namespaces enter+exit")
+def test_enter_exit_mnt(benchmark: BenchmarkFixture) -> None:
+    benchmark(_enter_exit, mnt=True)
+
+
+@pytest.mark.benchmark(group="call_in round trip")
+def test_call_in_no_new_namespace(benchmark: BenchmarkFixture) -> None:
+    start_zygote()
+    benchmark(call_in, Namespaces(), os.getpid)
+
+
+@pytest.mark.benchmark(group="call_in round trip")
+def test_call_in_net(benchmark: BenchmarkFixture) -> None:
+    start_zygote()
+    benchmark(call_in, Namespaces(net=True), os.getpid)
+
+
+@pytest.mark.benchmark(group="call_in round trip")
+def test_call_in_user_pid(benchmark: BenchmarkFixture) -> None:
+    start_zygote()
+    benchmark(call_in, Namespaces(user=True, pid=True), os.getpid)
