@@ -15,7 +15,7 @@ import pytest
 
 import nsbind
 from helpers import child_exit, drop_to_nobody, forked, mount_at
-from nsbind import CloneFlags, Namespace, NamespaceRuleError, Namespaces, PidFd
+from nsbind import CloneFlags, Namespace, NamespaceRuleError, Namespaces, NsbindError, PidFd
 from nsbind.namespaces import current, for_children, of, persist, unpersist
 
 T = TypeVar("T")
@@ -207,7 +207,7 @@ def test_time_namespace_restore_with_threads_names_the_rule() -> None:
     stop = threading.Event()
     idle = threading.Thread(target=stop.wait)
     try:
-        with pytest.raises(NamespaceRuleError, match="needs a single-threaded process"):  # noqa: SIM117
+        with pytest.raises(NamespaceRuleError, match="needs a single-threaded process"):
             with Namespaces(time=True):
                 idle.start()
     finally:
@@ -228,7 +228,7 @@ def test_nesting_restores_each_level() -> None:
 
 def test_entering_the_same_object_twice_raises() -> None:
     ns = Namespaces(uts=True)
-    with ns, pytest.raises(RuntimeError, match="already entered"):  # noqa: SIM117
+    with ns, pytest.raises(RuntimeError, match="already entered"):
         with ns:
             pass
 
@@ -237,7 +237,7 @@ def test_entering_the_same_object_twice_raises() -> None:
 
 
 def test_user_namespace_is_not_a_with_block() -> None:
-    with pytest.raises(NamespaceRuleError, match="cannot be left again"):  # noqa: SIM117
+    with pytest.raises(NamespaceRuleError, match="cannot be left again"):
         with Namespaces(user=True):
             pass
 
@@ -336,7 +336,7 @@ def test_persisted_namespace_survives_its_creator_and_is_joined(tmp_path: pathli
         assert os.stat(path).st_ino == inode
         with Namespaces.join(path):
             assert current()[Namespace.NET] == inode
-        with pytest.raises(ValueError, match="is a net namespace, not uts"):  # noqa: SIM117
+        with pytest.raises(ValueError, match="is a net namespace, not uts"):
             with Namespaces.join(path, uts=True):
                 pass
     finally:
@@ -348,7 +348,7 @@ def test_join_errors_leave_nothing_behind() -> None:
     before = current()
     with pytest.raises(TypeError, match="cannot join the namespaces of"):
         Namespaces.join(object())
-    with pytest.raises(ProcessLookupError):  # noqa: SIM117
+    with pytest.raises(ProcessLookupError):
         with Namespaces.join(2**22 - 7, net=True):
             pass
     assert current() == before
@@ -358,3 +358,29 @@ def test_persist_failure_removes_the_file_it_created(tmp_path: pathlib.Path) -> 
     with pytest.raises(FileNotFoundError):
         persist(tmp_path / "x", 2**22 - 7)
     assert not (tmp_path / "x").exists()
+
+
+def test_nested_new_pid_namespace_explains_the_rule() -> None:
+    with Namespaces(pid=True), pytest.raises(NamespaceRuleError,
+                                             match=r"no process yet.*call_in or spawn"):
+        with Namespaces(pid=True):
+            pass
+
+
+@forked
+def test_unprivileged_new_namespace_explains_cap_sys_admin() -> None:
+    drop_to_nobody()
+    with pytest.raises(PermissionError, match=r"^unshare NEWNET: EPERM.*needs CAP_SYS_ADMIN"):
+        with Namespaces(net=True):
+            pass
+
+
+@forked
+def test_user_namespace_limit_names_the_sysctl() -> None:
+    # a process that may not create user namespaces: max_user_namespaces=0 in a
+    # user namespace of our own (the limit is per user namespace)
+    Namespaces(user=True).unshare()
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+    with pytest.raises(NsbindError, match=r"^unshare NEWUSER: ENOSPC.*user.max_user_namespaces=0"):
+        Namespaces(user=True).unshare()

@@ -17,6 +17,7 @@ if not sys.platform.startswith("linux"):
 from nsbind import errors, flags, namespaces
 from nsbind._sys import *  # noqa: F403
 from nsbind._sys import __all__ as _sys_all
+from nsbind.callin import CallInError, call_in, start_zygote
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
 from nsbind.errors import NamespaceRuleError, NsbindError
 from nsbind.flags import (
@@ -33,7 +34,6 @@ from nsbind.flags import (
     UmountFlags,
     WaitFlags,
 )
-from nsbind.callin import CallInError, call_in, start_zygote
 from nsbind.namespaces import Namespaces, current, persist, unpersist
 
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
@@ -176,6 +177,11 @@ class Namespaces:
                 "in a child with nsbind.call_in or nsbind.spawn")
         types = self._join.types(self.types) if self._join is not None else self.types
         self._check_rules(types)
+        if Namespace.PID in types and not os.path.exists(_self_ns_path(Namespace.PID)):
+            raise NamespaceRuleError(
+                "this thread's children already go to a new pid namespace that has no process "
+                "yet (an enclosing Namespaces(pid=True)?); another pid namespace must be "
+                "created or joined by a process inside the first one: use call_in or spawn")
         saved = {ns: open_namespace(_self_ns_path(ns)) for ns in types}
         self._saved = saved
         if Namespace.MNT in types:
@@ -185,8 +191,12 @@ class Namespaces:
                 self._join.enter(types)
             else:
                 self._create(types)
-        except BaseException:
-            self._restore()
+        except BaseException as exc:
+            try:
+                self._restore()
+            except BaseException as restore_error:
+                if sys.version_info >= (3, 11):
+                    exc.add_note(f"and restoring the namespaces failed: {restore_error}")
             raise
         return self
 
@@ -241,7 +251,11 @@ class Namespaces:
             flags |= ns.flag
         if Namespace.MNT in types:
             flags |= CloneFlags.FS  # the thread's own root and cwd, so setns(mnt) works
-        unshare(flags)
+        try:
+            unshare(flags)
+        except NsbindError as exc:
+            _explain_unshare_error(exc, types)
+            raise
         if after_unshare is not None:
             after_unshare()
         if Namespace.MNT in types and self.propagation is not None:
@@ -257,11 +271,10 @@ class Namespaces:
             fd = saved.pop(ns, None)
             if fd is None:
                 continue
-            # Always setns, even if it looks unchanged: restoring must not depend
-            # on reading /proc (pid_for_children is absent until a child exists).
             try:
                 with fd:
-                    setns(fd, ns, what=f"restore {ns.value} namespace")
+                    if _differs(fd, ns):
+                        setns(fd, ns, what=f"restore {ns.value} namespace")
             except Exception as exc:
                 error: BaseException = exc
                 if ns is Namespace.TIME and getattr(exc, "errno", None) == errno.EUSERS:
@@ -284,6 +297,14 @@ class Namespaces:
         state = "entered" if self._saved is not None else "not entered"
         verb = "join" if self._join is not None else "new"
         return f"<Namespaces {verb} {kinds} {state}>"
+
+
+def _differs(saved: NamespaceFd, ns: Namespace) -> bool:
+    """Whether the thread is no longer in the namespace ``saved`` was opened on."""
+    try:
+        return os.fstat(saved.fileno()).st_ino != os.stat(_self_ns_path(ns)).st_ino
+    except FileNotFoundError:  # pid_for_children of a new pid namespace with no process yet
+        return True
 
 
 class _JoinTarget:
@@ -411,6 +432,41 @@ class _IdMapWriter:
         os.close(self.err_r)
         if self.pid:
             os.waitpid(self.pid, 0)
+
+
+def _sysctl(name: str) -> str:
+    try:
+        with open(f"/proc/sys/{name.replace('.', '/')}") as f:
+            return f.read().strip()
+    except OSError:
+        return "absent"
+
+
+def _explain_unshare_error(exc: NsbindError, types: frozenset[Namespace]) -> None:
+    """Add the kernel rule behind an unshare failure to the error's detail."""
+    why = None
+    if exc.errno == errno.EPERM and Namespace.USER in types:
+        why = ("user namespaces may be restricted here: "
+               f"user.max_user_namespaces={_sysctl('user.max_user_namespaces')}, "
+               "kernel.apparmor_restrict_unprivileged_userns="
+               f"{_sysctl('kernel.apparmor_restrict_unprivileged_userns')}, "
+               f"kernel.unprivileged_userns_clone={_sysctl('kernel.unprivileged_userns_clone')}"
+               "; a chroot or seccomp filter can forbid them too")
+    elif exc.errno == errno.EPERM:
+        why = "creating namespaces other than user namespaces needs CAP_SYS_ADMIN"
+    elif exc.errno == errno.EINVAL and Namespace.USER in types and thread_count() > 1:
+        why = f"unshare(CLONE_NEWUSER) needs a single-threaded process; {thread_count()} threads"
+    elif exc.errno == errno.EINVAL and Namespace.PID in types:
+        why = ("this thread's children already go to a new pid namespace that has no process "
+               "yet (an enclosing Namespaces(pid=True)?); a nested pid namespace must be "
+               "created by a process inside the first one: use call_in or spawn")
+    elif exc.errno == errno.ENOSPC:
+        limits = ", ".join(f"user.max_{ns.value}_namespaces="
+                           f"{_sysctl(f'user.max_{ns.value}_namespaces')}"
+                           for ns in sorted(types, key=lambda n: n.value))
+        why = f"a namespace limit is reached: {limits} (or 32 nested user namespaces)"
+    if why:
+        exc.detail = f"{exc.detail}; {why}" if exc.detail else why
 
 
 def _become_root(uid_map: Sequence[IdMap], gid_map: Sequence[IdMap]) -> None:
