@@ -35,11 +35,20 @@ from nsbind.flags import (
     WaitFlags,
 )
 from nsbind.namespaces import Namespaces, current, persist, unpersist
+from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
+from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
     "AtFlags",
+    "CapabilitySets",
+    "MountStep",
+    "Process",
+    "SpawnError",
     "CallInError",
     "CgroupFd",
     "CloneFlags",
@@ -63,6 +72,7 @@ __all__ = [
     "current",
     "namespaces",
     "persist",
+    "spawn",
     "start_zygote",
     "unpersist",
     *_sys_all,

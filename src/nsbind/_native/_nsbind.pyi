@@ -197,6 +197,29 @@ class _Lib:
     NSFS_MAGIC: int
     OVERLAYFS_SUPER_MAGIC: int
     DEVPTS_SUPER_MAGIC: int
+    NSB_STEP_NONE: int
+    NSB_STEP_SYNC: int
+    NSB_STEP_SETSID: int
+    NSB_STEP_SETPGID: int
+    NSB_STEP_HOSTNAME: int
+    NSB_STEP_DOMAINNAME: int
+    NSB_STEP_MOUNT: int
+    NSB_STEP_PIVOT_ROOT: int
+    NSB_STEP_CHDIR: int
+    NSB_STEP_RLIMIT: int
+    NSB_STEP_SETGROUPS: int
+    NSB_STEP_SETGID: int
+    NSB_STEP_SETUID: int
+    NSB_STEP_CAPBSET: int
+    NSB_STEP_CAPSET: int
+    NSB_STEP_AMBIENT: int
+    NSB_STEP_NO_NEW_PRIVS: int
+    NSB_STEP_PDEATHSIG: int
+    NSB_STEP_DUP2: int
+    NSB_STEP_CLOSE_RANGE: int
+    NSB_STEP_SIGNALS: int
+    NSB_STEP_EXEC: int
+    NSB_STEP_LOOPBACK: int
     def nsb_clone3(self, args: Any, size: int, /) -> int: ...
     def nsb_unshare(self, flags: int, /) -> int: ...
     def nsb_setns(self, fd: int, nstype: int, /) -> int: ...
@@ -222,5 +245,8 @@ class _Lib:
     def nsb_capset(self, caps: Any, /) -> int: ...
     def nsb_ioctl(self, fd: int, request: int, /) -> int: ...
     def nsb_fstatfs_type(self, fd: int, /) -> int: ...
+    def nsb_spawn(self, plan: Any, out: Any, /) -> int: ...
+    def nsb_spawn_release(self, sync_w: int, err_r: int, res: Any, report: Any, /) -> int: ...
+    def nsb_spawn_has_vm_clone(self, /) -> int: ...
 
 lib: _Lib

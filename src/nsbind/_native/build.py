@@ -18,21 +18,22 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def _prototypes() -> str:
-    header = (HERE / "nsbind.h").read_text()
+def _prototypes(name: str) -> str:
+    header = (HERE / name).read_text()
     match = re.search(r"/\* ---- cdef-begin ---- \*/(.*)/\* ---- cdef-end ---- \*/", header, re.S)
     if match is None:
-        raise RuntimeError("nsbind.h lacks the cdef-begin/cdef-end markers")
+        raise RuntimeError(f"{name} lacks the cdef-begin/cdef-end markers")
     return match.group(1)
 
 
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "constants.h").read_text() + _prototypes())
+ffibuilder.cdef((HERE / "constants.h").read_text() + _prototypes("nsbind.h")
+               + _prototypes("spawn.h"))
 ffibuilder.set_source(
     "nsbind._native._nsbind",
-    '#include "nsbind.h"',
+    '#include "nsbind.h"\n#include "spawn.h"',
     # setuptools wants source paths relative to setup.py's directory (the cwd).
-    sources=[os.path.relpath(HERE / "nsbind.c")],
+    sources=[os.path.relpath(HERE / "nsbind.c"), os.path.relpath(HERE / "spawn.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -1,0 +1,331 @@
+/*
+ * nsbind spawn engine: see spawn.h for the plan and the order of the steps.
+ *
+ * Rules for everything the child runs (CPython's _posixsubprocess child_exec is
+ * the model): async-signal-safe calls only, no allocation, no locks, and no
+ * glibc function that acts on "all threads" - setuid() and friends broadcast to
+ * every thread of the parent when memory is shared - so credentials change
+ * through raw syscall().  errno is the parent thread's (shared TLS) and is only
+ * written while that thread is suspended (CLONE_VFORK) or blocked in read()
+ * waiting for the report (the sync case).
+ */
+#include "spawn.h"
+
+#include <net/if.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <string.h>
+
+#define NSB_STACK_SIZE (256 * 1024)
+
+static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
+{
+    struct nsb_spawn_report report;
+    report.step = step;
+    report.err = errno;
+    report.index = index;
+    /* a short or failed write still ends the child; the parent sees the exit */
+    if (write(plan->err_fd, &report, sizeof(report)) < 0) {
+        /* nothing more to do */
+    }
+    syscall(__NR_exit_group, 127);
+    for (;;) {
+    }
+}
+
+#define TRY(call, step, index)              \
+    do {                                    \
+        if ((call) < 0)                     \
+            nsb_fail(plan, (step), (index)); \
+    } while (0)
+
+static int nsb_child_main(void *arg)
+{
+    const struct nsb_spawn_plan *plan = arg;
+    int i;
+
+    if (plan->sync_fd >= 0) {
+        char go = 0;
+        ssize_t n;
+        /* our copy of the write end would keep us from ever seeing EOF */
+        if (plan->sync_peer_fd >= 0)
+            syscall(__NR_close, plan->sync_peer_fd);
+        do {
+            n = read(plan->sync_fd, &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            if (n == 0)
+                errno = ECANCELED; /* the parent gave up */
+            nsb_fail(plan, NSB_STEP_SYNC, 0);
+        }
+    }
+    if (plan->setsid)
+        TRY(syscall(__NR_setsid), NSB_STEP_SETSID, 0);
+    if (plan->pgid >= 0)
+        TRY(syscall(__NR_setpgid, 0, plan->pgid), NSB_STEP_SETPGID, 0);
+    if (plan->hostname)
+        TRY(nsb_sethostname(plan->hostname, strlen(plan->hostname)), NSB_STEP_HOSTNAME, 0);
+    if (plan->domainname)
+        TRY(nsb_setdomainname(plan->domainname, strlen(plan->domainname)),
+            NSB_STEP_DOMAINNAME, 0);
+    if (plan->loopback) {
+        struct ifreq ifr;
+        int sock = (int)syscall(__NR_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        TRY(sock, NSB_STEP_LOOPBACK, 0);
+        memset(&ifr, 0, sizeof(ifr));
+        memcpy(ifr.ifr_name, "lo", 3);
+        TRY(syscall(__NR_ioctl, sock, SIOCGIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 1);
+        ifr.ifr_flags |= IFF_UP;
+        TRY(syscall(__NR_ioctl, sock, SIOCSIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 2);
+        syscall(__NR_close, sock);
+    }
+    for (i = 0; i < plan->n_mounts; i++) {
+        const struct nsb_mount_step *m = &plan->mounts[i];
+        TRY(nsb_mount(m->source, m->target, m->fstype, m->flags, m->data), NSB_STEP_MOUNT, i);
+    }
+    if (plan->pivot_root) {
+        TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, 0);
+        TRY(nsb_pivot_root(".", "."), NSB_STEP_PIVOT_ROOT, 1);
+        TRY(nsb_umount2(".", MNT_DETACH), NSB_STEP_PIVOT_ROOT, 2);
+        TRY(syscall(__NR_chdir, "/"), NSB_STEP_PIVOT_ROOT, 3);
+    }
+    if (plan->cwd)
+        TRY(syscall(__NR_chdir, plan->cwd), NSB_STEP_CHDIR, 0);
+    for (i = 0; i < plan->n_rlimits; i++) {
+        struct rlimit rl;
+        rl.rlim_cur = plan->rlimits[i].soft;
+        rl.rlim_max = plan->rlimits[i].hard;
+        TRY(syscall(__NR_setrlimit, plan->rlimits[i].resource, &rl), NSB_STEP_RLIMIT, i);
+    }
+    if (plan->set_caps) {
+        /* the bounding set first: dropping needs CAP_SETPCAP, gone after setuid */
+        int cap;
+        for (cap = 0; cap <= 63; cap++) {
+            if (plan->cap_bounding >> cap & 1)
+                continue;
+            if (nsb_prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                if (errno == EINVAL)
+                    break; /* past the kernel's last capability */
+                nsb_fail(plan, NSB_STEP_CAPBSET, cap);
+            }
+        }
+        if (plan->uid >= 0)
+            TRY(nsb_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), NSB_STEP_SETUID, 1);
+    }
+    if (plan->set_groups)
+        TRY(syscall(__NR_setgroups, plan->n_groups, plan->groups), NSB_STEP_SETGROUPS, 0);
+    if (plan->gid >= 0)
+        TRY(syscall(__NR_setresgid, plan->gid, plan->gid, plan->gid), NSB_STEP_SETGID, 0);
+    if (plan->uid >= 0)
+        TRY(syscall(__NR_setresuid, plan->uid, plan->uid, plan->uid), NSB_STEP_SETUID, 0);
+    if (plan->set_caps) {
+        struct nsb_caps caps;
+        int cap;
+        caps.effective = plan->cap_effective;
+        caps.permitted = plan->cap_permitted;
+        caps.inheritable = plan->cap_inheritable;
+        TRY(nsb_capset(&caps), NSB_STEP_CAPSET, 0);
+        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT, -1);
+        for (cap = 0; cap <= 63; cap++) {
+            if (plan->cap_ambient >> cap & 1)
+                TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0),
+                    NSB_STEP_AMBIENT, cap);
+        }
+    }
+    if (plan->no_new_privs)
+        TRY(nsb_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), NSB_STEP_NO_NEW_PRIVS, 0);
+    if (plan->pdeathsig) /* after setresuid, which clears it */
+        TRY(nsb_prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0), NSB_STEP_PDEATHSIG, 0);
+    if (plan->umask >= 0)
+        syscall(__NR_umask, plan->umask);
+    for (i = 0; i < plan->n_fds; i++)
+        TRY(syscall(__NR_dup2, plan->fds[i].from, plan->fds[i].to), NSB_STEP_DUP2, i);
+    if (plan->close_fds) {
+        /* every fd >= 3 that is not a target becomes close-on-exec; err_fd
+         * already is, so it stays usable until the exec */
+        unsigned int lo = 3;
+        for (i = 0; i < plan->n_keep_fds; i++) {
+            unsigned int keep = (unsigned int)plan->keep_fds[i];
+            if (keep < lo)
+                continue;
+            if (keep > lo)
+                TRY(nsb_close_range(lo, keep - 1, CLOSE_RANGE_CLOEXEC), NSB_STEP_CLOSE_RANGE, i);
+            lo = keep + 1;
+        }
+        TRY(nsb_close_range(lo, ~0U, CLOSE_RANGE_CLOEXEC), NSB_STEP_CLOSE_RANGE, i);
+    }
+    if (plan->default_signals) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        TRY(sigaction(SIGPIPE, &dfl, NULL), NSB_STEP_SIGNALS, SIGPIPE);
+        TRY(sigaction(SIGXFSZ, &dfl, NULL), NSB_STEP_SIGNALS, SIGXFSZ);
+    }
+    {
+        sigset_t none;
+        sigemptyset(&none);
+        TRY(syscall(__NR_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(long)),
+            NSB_STEP_SIGNALS, 0);
+    }
+    {
+        int first_err = 0;
+        for (i = 0; plan->exec_paths[i]; i++) {
+            syscall(__NR_execve, plan->exec_paths[i], plan->argv, plan->envp);
+            /* as execvp: remember EACCES, try the next directory on ENOENT-like errors */
+            if (errno == EACCES)
+                first_err = EACCES;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
+                     errno != ENAMETOOLONG && errno != ESTALE)
+                nsb_fail(plan, NSB_STEP_EXEC, i);
+        }
+        if (first_err)
+            errno = first_err;
+        nsb_fail(plan, NSB_STEP_EXEC, i > 0 ? i - 1 : 0);
+    }
+    return 127;
+}
+
+/*
+ * clone3, and in the child call fn(arg) on whatever stack the kernel gave it,
+ * then exit.  Needed because with a new stack the child cannot return into
+ * the caller's frames.  Returns the child's pid, or -1 and errno.
+ */
+static long nsb_clone3_call(struct clone_args *cl, int (*fn)(void *), void *arg)
+{
+#if defined(__x86_64__)
+    long ret;
+    register void *r12 __asm__("r12") = (void *)fn;
+    register void *r13 __asm__("r13") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "and $-16, %%rsp\n\t"
+        "call *%%r12\n\t"
+        "mov %%eax, %%edi\n\t"
+        "mov %[exit_nr], %%eax\n\t"
+        "syscall\n\t"
+        "hlt\n\t"
+        "1:\n\t"
+        : "=a"(ret)
+        : "a"((long)__NR_clone3), "D"(cl), "S"(sizeof(*cl)), "r"(r12), "r"(r13),
+          [exit_nr] "i"(__NR_exit_group)
+        : "rcx", "r11", "memory");
+    if (ret < 0 && ret > -4096) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+#else
+    /* no trampoline for this architecture: only the copy-on-write child */
+    long ret;
+    if (cl->stack) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ret = syscall(__NR_clone3, cl, sizeof(*cl));
+    if (ret == 0)
+        syscall(__NR_exit_group, fn(arg));
+    return ret;
+#endif
+}
+
+int nsb_spawn_has_vm_clone(void)
+{
+#if defined(__x86_64__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
+{
+    struct clone_args cl;
+    sigset_t all, old;
+    long pid;
+    int saved;
+
+    memset(&cl, 0, sizeof(cl));
+    out->pid = -1;
+    out->pidfd = -1;
+    out->stack = NULL;
+    out->stack_size = 0;
+
+    cl.flags = plan->clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    cl.pidfd = (unsigned long long)(uintptr_t)&out->pidfd;
+    cl.exit_signal = SIGCHLD;
+    if (plan->cgroup_fd >= 0) {
+        cl.flags |= CLONE_INTO_CGROUP;
+        cl.cgroup = (unsigned long long)plan->cgroup_fd;
+    }
+    if (plan->use_vm) {
+        void *stack = mmap(NULL, NSB_STACK_SIZE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+            return -1;
+        out->stack = stack;
+        out->stack_size = NSB_STACK_SIZE;
+        cl.stack = (unsigned long long)(uintptr_t)stack;
+        cl.stack_size = NSB_STACK_SIZE;
+        cl.flags |= CLONE_VM;
+        if (plan->sync_fd < 0)
+            cl.flags |= CLONE_VFORK;
+    }
+
+    /* no signal handler may run in the child before it resets them */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid = nsb_clone3_call(&cl, nsb_child_main, (void *)plan);
+    saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (pid < 0 || !(cl.flags & CLONE_VM) || (cl.flags & CLONE_VFORK)) {
+        /* the child has exec'd or exited (vfork), or never shared this stack */
+        if (out->stack)
+            munmap(out->stack, out->stack_size);
+        out->stack = NULL;
+        out->stack_size = 0;
+    }
+    if (pid < 0) {
+        errno = saved;
+        return -1;
+    }
+    out->pid = (int)pid;
+    return 0;
+}
+
+int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
+                      struct nsb_spawn_report *report)
+{
+    size_t got = 0;
+    int rc = 0;
+
+    if (sync_w >= 0) {
+        char go = 'g';
+        if (write(sync_w, &go, 1) != 1)
+            rc = -1;
+        close(sync_w);
+    }
+    /* wait for the exec (EOF) or the child's report */
+    while (got < sizeof(*report)) {
+        ssize_t n = read(err_r, (char *)report + got, sizeof(*report) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    /* only now is the child off the shared stack */
+    if (res->stack) {
+        munmap(res->stack, res->stack_size);
+        res->stack = NULL;
+    }
+    if (rc < 0)
+        return -1;
+    return got == sizeof(*report) ? 1 : 0;
+}

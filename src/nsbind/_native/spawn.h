@@ -1,0 +1,145 @@
+/*
+ * nsbind spawn engine: a plan filled by Python, executed in C by a child made
+ * with clone3 - on its own stack with CLONE_VM (vfork style) where the plan
+ * allows it - that runs no Python, takes no lock and allocates no memory
+ * between clone3 and execve.
+ *
+ * The child's steps, in this fixed order (the order runc and crun follow):
+ *   wait for the parent (it writes the user namespace id maps)  SYNC
+ *   setsid / setpgid                                            SETSID, SETPGID
+ *   hostname, domainname                                        HOSTNAME, DOMAINNAME
+ *   bring lo up in a new network namespace                      LOOPBACK
+ *   mounts, in the order given                                  MOUNT
+ *   pivot_root(".", ".") in the new root, detach the old one    PIVOT_ROOT
+ *   chdir to the working directory                              CHDIR
+ *   rlimits                                                     RLIMIT
+ *   bounding set drop (needs CAP_SETPCAP: before setuid)        CAPBSET
+ *   setgroups / setresgid / setresuid (keeping capabilities)    SETGROUPS, SETGID, SETUID
+ *   capset, ambient raise                                       CAPSET, AMBIENT
+ *   no_new_privs, parent-death signal, umask                    NO_NEW_PRIVS, PDEATHSIG
+ *   fd mapping (dup2), every other fd close-on-exec             DUP2, CLOSE_RANGE
+ *   default signal handlers, empty signal mask                  SIGNALS
+ *   execve, trying each candidate path                          EXEC
+ * The first failing step is written to err_fd (close-on-exec) as a struct
+ * nsb_spawn_report, and the child exits with status 127.  An empty read on
+ * err_fd's other end means the exec succeeded.
+ */
+#ifndef NSBIND_SPAWN_H
+#define NSBIND_SPAWN_H
+
+#include "nsbind.h"
+
+/* ---- cdef-begin ---- */
+
+enum nsb_spawn_step {
+    NSB_STEP_NONE = 0,
+    NSB_STEP_SYNC = 1,
+    NSB_STEP_SETSID = 2,
+    NSB_STEP_SETPGID = 3,
+    NSB_STEP_HOSTNAME = 4,
+    NSB_STEP_DOMAINNAME = 5,
+    NSB_STEP_MOUNT = 6,
+    NSB_STEP_PIVOT_ROOT = 7,
+    NSB_STEP_CHDIR = 8,
+    NSB_STEP_RLIMIT = 9,
+    NSB_STEP_SETGROUPS = 10,
+    NSB_STEP_SETGID = 11,
+    NSB_STEP_SETUID = 12,
+    NSB_STEP_CAPBSET = 13,
+    NSB_STEP_CAPSET = 14,
+    NSB_STEP_AMBIENT = 15,
+    NSB_STEP_NO_NEW_PRIVS = 16,
+    NSB_STEP_PDEATHSIG = 17,
+    NSB_STEP_DUP2 = 18,
+    NSB_STEP_CLOSE_RANGE = 19,
+    NSB_STEP_SIGNALS = 20,
+    NSB_STEP_EXEC = 21,
+    NSB_STEP_LOOPBACK = 22
+};
+
+struct nsb_mount_step {
+    const char *source;     /* NULL for none */
+    const char *target;
+    const char *fstype;     /* NULL for bind, move, remount and propagation changes */
+    unsigned long flags;
+    const char *data;       /* NULL for none */
+};
+
+struct nsb_rlimit {
+    int resource;
+    unsigned long long soft;
+    unsigned long long hard;
+};
+
+struct nsb_fd_map {
+    int from;               /* an fd above every target (the parent arranges it) */
+    int to;
+};
+
+struct nsb_spawn_plan {
+    /* what to run */
+    char *const *exec_paths;  /* candidate paths, NULL-terminated: tried in order */
+    char *const *argv;
+    char *const *envp;
+    /* how to clone */
+    unsigned long long clone_flags;  /* CLONE_NEW* and the like */
+    int cgroup_fd;                   /* -1, or a cgroup v2 directory (CLONE_INTO_CGROUP) */
+    int use_vm;                      /* child on its own stack, sharing memory (vfork style) */
+    int sync_fd;                     /* -1, or read end: wait for one byte from the parent */
+    int sync_peer_fd;                /* the parent's write end: the child's copy is closed */
+    int err_fd;                      /* write end of the report pipe, close-on-exec */
+    /* the steps */
+    int setsid;
+    int pgid;                        /* -1: leave; 0: own group; else join that group */
+    const char *hostname;
+    const char *domainname;
+    int loopback;                    /* 1: set IFF_UP on lo */
+    const struct nsb_mount_step *mounts;
+    int n_mounts;
+    const char *pivot_root;          /* NULL, or the new root directory */
+    const char *cwd;                 /* NULL: leave */
+    const struct nsb_rlimit *rlimits;
+    int n_rlimits;
+    int set_groups;                  /* 1: setgroups(groups, n_groups) */
+    const unsigned int *groups;
+    int n_groups;
+    long long gid;                   /* -1: leave */
+    long long uid;                   /* -1: leave */
+    int set_caps;                    /* 1: apply the four sets below */
+    unsigned long long cap_bounding; /* capabilities kept in the bounding set */
+    unsigned long long cap_effective;
+    unsigned long long cap_permitted;
+    unsigned long long cap_inheritable;
+    unsigned long long cap_ambient;
+    int no_new_privs;
+    int pdeathsig;                   /* 0: none */
+    int umask;                       /* -1: leave */
+    const struct nsb_fd_map *fds;
+    int n_fds;
+    const int *keep_fds;             /* sorted targets of fds: left open, the rest close-on-exec */
+    int n_keep_fds;
+    int close_fds;                   /* 1: mark every fd >= 3 not in keep_fds close-on-exec */
+    int default_signals;             /* 1: SIGPIPE, SIGXFSZ back to SIG_DFL (as subprocess) */
+};
+
+struct nsb_spawn_report {
+    int step;    /* enum nsb_spawn_step */
+    int err;     /* errno */
+    int index;   /* which mount, rlimit, fd or exec path */
+};
+
+struct nsb_spawn_result {
+    int pid;
+    int pidfd;
+    void *stack;          /* non-NULL: release with nsb_spawn_release once the child has exec'd */
+    size_t stack_size;
+};
+
+int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out);
+int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
+                      struct nsb_spawn_report *report);
+int nsb_spawn_has_vm_clone(void);
+
+/* ---- cdef-end ---- */
+
+#endif /* NSBIND_SPAWN_H */

@@ -1,0 +1,418 @@
+"""spawn() and Process: start a program in new namespaces at close to the kernel's cost.
+
+The child is made by the C spawn engine (see ``_native/spawn.h``): clone3 on its
+own stack with CLONE_VM|CLONE_VFORK where the plan allows it, so the cost does
+not grow with the parent's memory; it runs no Python.  Exceptions are the time
+namespace (the kernel refuses CLONE_VM with CLONE_NEWTIME: a copy-on-write
+child instead) and user namespaces (CLONE_VM without VFORK: the child waits
+until this process has written its id maps, and this thread waits for the exec).
+
+A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from nsbind._native import ffi, lib
+from nsbind._sys.fd import FdLike, PathLike, fdnum
+from nsbind._sys.proc import PidFd, WaitResult
+from nsbind.errors import NamespaceRuleError
+from nsbind.flags import CloneFlags, MountFlags, Namespace, flag_names
+from nsbind.namespaces import IdMap, Namespaces, _write_maps
+from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
+
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+StdSpec = int | IO[Any] | None
+
+
+class Process:
+    """A spawned process, held by a pidfd.  ``returncode`` is ``-N`` for signal N."""
+
+    def __init__(self, args: Sequence[str], pidfd: PidFd, stdin: IO[bytes] | None,
+                 stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
+        self.args = list(args)
+        #: the pidfd; it becomes readable when the process exits
+        self.pidfd = pidfd
+        #: the pid, in the caller's pid namespace
+        self.pid = pidfd.pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+
+    def _reaped(self, result: WaitResult | None) -> int | None:
+        if result is not None:
+            self.returncode = result.returncode
+            self.pidfd.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        """The exit status if the process has exited (and reap it), else None."""
+        if self.returncode is None:
+            self._reaped(self.pidfd.poll())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit; ``subprocess.TimeoutExpired`` after ``timeout``."""
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is not None and not self.pidfd.readable(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        code = self._reaped(self.pidfd.wait())
+        assert code is not None
+        return code
+
+    async def wait_async(self) -> int:
+        """Wait without blocking the event loop: the pidfd is watched by the loop
+        (no thread per child, no SIGCHLD handler)."""
+        if self.returncode is None:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            fd = self.pidfd.fileno()
+
+            def exited() -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            loop.add_reader(fd, exited)
+            try:
+                await done
+            finally:
+                loop.remove_reader(fd)
+        return self.wait()
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the process through its pidfd; nothing once it has been reaped."""
+        if self.returncode is None:
+            self.pidfd.send_signal(sig)
+
+    def terminate(self) -> None:
+        """SIGTERM."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL."""
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, input: bytes | None = None,
+                    timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
+        """Send ``input``, read stdout/stderr to EOF, wait; as ``subprocess.Popen.communicate``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chunks: dict[int, list[bytes]] = {}
+        view = memoryview(input or b"")
+        with selectors.DefaultSelector() as sel:
+            if self.stdin is not None:
+                if view:
+                    os.set_blocking(self.stdin.fileno(), False)
+                    sel.register(self.stdin.fileno(), selectors.EVENT_WRITE)
+                else:
+                    self.stdin.close()
+            for stream in (self.stdout, self.stderr):
+                if stream is not None:
+                    chunks[stream.fileno()] = []
+                    sel.register(stream.fileno(), selectors.EVENT_READ)
+            streams = {s.fileno(): s for s in (self.stdin, self.stdout, self.stderr)
+                       if s is not None and not s.closed}
+            while sel.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout or 0)
+                for key, _ in sel.select(left):
+                    done = False
+                    if key.events & selectors.EVENT_WRITE:
+                        try:
+                            view = view[os.write(key.fd, view[:65536]):]
+                        except BrokenPipeError:
+                            view = view[:0]
+                        done = not view
+                    else:
+                        data = os.read(key.fd, 65536)
+                        chunks[key.fd].append(data)
+                        done = not data
+                    if done:
+                        sel.unregister(key.fd)
+                        streams[key.fd].close()
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(left)
+        return (self._output(self.stdout, chunks, streams),
+                self._output(self.stderr, chunks, streams))
+
+    @staticmethod
+    def _output(stream: IO[bytes] | None, chunks: dict[int, list[bytes]],
+                streams: dict[int, IO[Any]]) -> bytes | None:
+        if stream is None:
+            return None
+        for fd, s in streams.items():
+            if s is stream:
+                return b"".join(chunks.get(fd, []))
+        return None
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        if exc is not None and self.returncode is None:
+            self.kill()  # do not leave a child running behind an exception
+        self.wait()
+
+    def __repr__(self) -> str:
+        state = "running" if self.returncode is None else f"returncode={self.returncode}"
+        return f"<Process pid={self.pid} {state} {self.args!r}>"
+
+
+# ---------------------------------------------------------------- spawn
+
+
+def _exec_candidates(name: str, env: Mapping[str, str]) -> list[str]:
+    """Where execve should look for ``name``: the path itself, or each PATH directory."""
+    if "/" in name:
+        return [name]
+    path = env.get("PATH", os.defpath)
+    return [os.path.join(d or ".", name) for d in path.split(os.pathsep)]
+
+
+class _Stdio:
+    """The parent's half of the child's stdio and the fd moves for the plan."""
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[int, int, str]] = []  # (high source fd, target, description)
+        self.close_after: list[int] = []  # fds to close in the parent once spawned
+        self.parent_ends: list[IO[bytes] | None] = [None, None, None]
+
+    def _high(self, fd: int, base: int) -> int:
+        # every source above every target, so that no dup2 in the child
+        # overwrites a source another dup2 still needs
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base)
+        self.close_after.append(high)
+        return high
+
+    def add(self, target: int, spec: StdSpec, base: int, out1: int | None) -> None:
+        desc = f"{('stdin', 'stdout', 'stderr')[target] if target < 3 else 'fd'} to fd {target}"
+        if spec is None:
+            try:
+                src = self._high(target, base)
+            except OSError:
+                return  # the parent has no such fd: neither will the child
+        elif spec == PIPE:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            mine, theirs = (w, r) if target == 0 else (r, w)
+            self.parent_ends[target] = os.fdopen(mine, "wb" if target == 0 else "rb", buffering=0)
+            self.close_after.append(theirs)
+            src = self._high(theirs, base)
+        elif spec == DEVNULL:
+            null = os.open(os.devnull, (os.O_RDONLY if target == 0 else os.O_WRONLY) | os.O_CLOEXEC)
+            self.close_after.append(null)
+            src = self._high(null, base)
+        elif spec == STDOUT:
+            if target != 2 or out1 is None:
+                raise ValueError("STDOUT is only valid for stderr")
+            src = out1
+        elif isinstance(spec, int):
+            src = self._high(spec, base)
+        else:
+            src = self._high(spec.fileno(), base)
+        self.moves.append((src, target, desc))
+
+    def cleanup(self) -> None:
+        fds, self.close_after = self.close_after, []
+        for fd in fds:
+            os.close(fd)
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: PathLike | None = None,
+    namespaces: Namespaces | None = None,
+    hostname: str | None = None,
+    domainname: str | None = None,
+    mounts: Sequence[MountStep] = (),
+    pivot_root: PathLike | None = None,
+    cgroup: FdLike | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    groups: Sequence[int] | None = None,
+    rlimits: Mapping[int, tuple[int, int]] | None = None,
+    capabilities: CapabilitySets | None = None,
+    no_new_privs: bool = False,
+    pdeathsig: int = 0,
+    umask: int = -1,
+    start_new_session: bool = False,
+    process_group: int | None = None,
+    stdin: StdSpec = None,
+    stdout: StdSpec = None,
+    stderr: StdSpec = None,
+    pass_fds: Sequence[int] = (),
+    close_fds: bool = True,
+) -> Process:
+    """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
+
+    ``namespaces`` (a ``Namespaces(...)``; user, pid and time included) are
+    created by the clone itself; user namespaces get ``namespaces.uid_map`` /
+    ``gid_map`` (default: root inside is the caller outside), written by this
+    process, and the child becomes root of the new user namespace when 0 is
+    mapped.  A new mount namespace has its propagation set first (default
+    private).  ``mounts`` run in order, then ``pivot_root`` (a directory that is
+    a mount point), then ``cwd``.  ``cgroup`` is a cgroup v2 directory fd: the
+    child starts in it (CLONE_INTO_CGROUP).  stdio takes ``PIPE``, ``DEVNULL``,
+    ``STDOUT`` (stderr only), an fd or a file object; the child gets exactly
+    fds 0-2 and ``pass_fds`` (every other fd is close-on-exec).  A failing step
+    raises :class:`SpawnError` naming it: ``mount proc on /proc: EPERM (...)``.
+    """
+    if not args:
+        raise ValueError("spawn needs a non-empty argument list")
+    ns = namespaces or Namespaces()
+    if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
+        raise ValueError("hostname and domainname need a new UTS namespace "
+                         "(namespaces=Namespaces(uts=True)): without one they would rename "
+                         "the host")
+    if ns._join is not None:
+        raise ValueError("spawn(namespaces=Namespaces.join(...)) is not supported yet; "
+                         "join with call_in, or spawn from inside the with-block")
+    environ = dict(os.environ if env is None else env)
+    plan = Plan()
+    plan.set_exec(_exec_candidates(args[0], environ), args, environ)
+
+    flags = 0
+    for kind in ns.types:
+        flags |= kind.flag
+    plan.c.clone_flags = flags
+    user = Namespace.USER in ns.types
+    uid_map: list[IdMap] = ns.uid_map or [(0, os.geteuid(), 1)]
+    gid_map: list[IdMap] = ns.gid_map or [(0, os.getegid(), 1)]
+    if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
+        uid = 0
+        if any(inside == 0 for inside, _, _ in gid_map):
+            gid = 0
+            if groups is None and os.geteuid() == 0:
+                groups = []
+    plan.c.loopback = int(Namespace.NET in ns.types and ns.loopback)
+    steps = list(mounts)
+    if Namespace.MNT in ns.types and ns.propagation is not None:
+        steps.insert(0, MountStep(None, "/", None, MountFlags.REC | ns.propagation))
+    plan.set_names(hostname, domainname)
+    plan.set_mounts(steps)
+    plan.set_root(pivot_root, cwd)
+    plan.set_rlimits(rlimits or {})
+    plan.set_ids(uid, gid, groups)
+    plan.set_caps(capabilities)
+    plan.c.no_new_privs = int(no_new_privs)
+    plan.c.pdeathsig = pdeathsig
+    plan.c.umask = umask
+    plan.c.setsid = int(start_new_session)
+    plan.c.pgid = -1 if process_group is None else process_group
+    plan.c.default_signals = 1
+    plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
+    plan.c.use_vm = int(Namespace.TIME not in ns.types and bool(lib.nsb_spawn_has_vm_clone()))
+
+    stdio = _Stdio()
+    pipes = _Pipes()
+    try:
+        base = max([3, *pass_fds]) + 1
+        for target, spec in enumerate((stdin, stdout, stderr)):
+            out1 = next((src for src, dst, _ in stdio.moves if dst == 1), None)
+            stdio.add(target, spec, base, out1)
+        for fd in pass_fds:
+            stdio.add(fd, fd, base, None)
+        plan.set_fds(stdio.moves, [t for _, t, _ in stdio.moves] if close_fds else None)
+        pipes.err_r, pipes.err_w = os.pipe2(os.O_CLOEXEC)
+        plan.c.err_fd = pipes.err_w
+        if user:
+            pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
+            plan.c.sync_fd = pipes.sync_r
+            plan.c.sync_peer_fd = pipes.sync_w
+        pidfd = _start(plan, pipes, user, uid_map, gid_map)
+    except BaseException:
+        for stream in stdio.parent_ends:
+            if stream is not None:
+                stream.close()
+        raise
+    finally:
+        stdio.cleanup()
+        pipes.close_all()
+    return Process(args, pidfd, *stdio.parent_ends)
+
+
+class _Pipes:
+    """The report and sync pipes of one spawn; each fd is closed exactly once."""
+
+    def __init__(self) -> None:
+        self.err_r = self.err_w = self.sync_r = self.sync_w = -1
+
+    def close(self, name: str) -> None:
+        fd = getattr(self, name)
+        setattr(self, name, -1)
+        if fd >= 0:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for name in ("err_r", "err_w", "sync_r", "sync_w"):
+            self.close(name)
+
+
+def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
+           gid_map: list[IdMap]) -> PidFd:
+    result: Any = ffi.new("struct nsb_spawn_result *")
+    report: Any = ffi.new("struct nsb_spawn_report *")
+    if lib.nsb_spawn(plan.c, result) < 0:
+        err = ffi.errno
+        what = f"clone3 {_clone_desc(int(plan.c.clone_flags), plan.c.cgroup_fd)}"
+        raise spawn_error(err, "clone3", what)
+    pidfd = PidFd(result.pidfd, result.pid)
+    pipes.close("err_w")  # so that the exec (close-on-exec) shows as EOF
+    failure: SpawnError | None = None
+    if user:
+        pipes.close("sync_r")
+        try:
+            _write_maps(result.pid, uid_map, gid_map, deny_setgroups=os.geteuid() != 0)
+        except NamespaceRuleError as exc:
+            failure = SpawnError(_errno_in(str(exc)), "write id maps", None, str(exc))
+            pidfd.send_signal(signal.SIGKILL)
+            pipes.close("sync_w")
+    # Tell the child to go on (user namespaces), wait for its exec or its report,
+    # and free its stack: in C, so that this thread stays off the shared stack.
+    sync_w, pipes.sync_w = pipes.sync_w, -1  # nsb_spawn_release closes it
+    rc = lib.nsb_spawn_release(sync_w, pipes.err_r, result, report)
+    if rc == 1 and failure is None:
+        step, what = plan.describe(report.step, report.index)
+        failure = spawn_error(report.err, step, what)
+    if failure is not None:
+        pidfd.wait()  # the child has exited (status 127) or is about to
+        pidfd.close()
+        raise failure
+    return pidfd
+
+
+def _errno_in(message: str) -> int:
+    for name, code in errno.__dict__.items():
+        if name.startswith("E") and f": {name} (" in message:
+            return int(code)
+    return errno.EPERM
+
+
+def _clone_desc(flags: int, cgroup_fd: int) -> str:
+    text = flag_names(CloneFlags, flags)
+    if cgroup_fd >= 0:
+        text += f" into cgroup fd {cgroup_fd}"
+    return text

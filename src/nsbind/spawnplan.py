@@ -1,0 +1,291 @@
+"""The spawn plan: Python's description of a child, laid out as the C engine reads it.
+
+A :class:`Plan` owns every cffi buffer the C child reads (strings, arrays), so
+they stay alive until the child has exec'd.  It also knows how to name each
+step for a :class:`SpawnError` (``mount proc on /proc: EPERM``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nsbind._native import ffi, lib
+from nsbind._sys.fd import PathLike, fsbytes
+from nsbind._sys.mount import _mount_what
+from nsbind._sys.proc import Capability
+from nsbind.errors import NsbindError, error_for
+
+__all__ = ["CapabilitySets", "MountStep", "Plan", "SpawnError", "SpawnNotFound",
+           "SpawnPermissionDenied"]
+
+
+class SpawnError(NsbindError):
+    """A step of a spawn failed (in the child, or in the parent around it).
+
+    ``step`` names the step (``"mount"``, ``"exec"``, ``"write uid_map"``, ...); the
+    message names the step and its argument: ``mount proc on /proc: EPERM (...)``.
+    """
+
+    @property
+    def step(self) -> str:
+        return self.syscall
+
+
+class SpawnNotFound(SpawnError, FileNotFoundError):
+    """A spawn step failed with ENOENT (e.g. ``exec /bin/nosuch``)."""
+
+
+class SpawnPermissionDenied(SpawnError, PermissionError):
+    """A spawn step failed with EPERM or EACCES."""
+
+
+def spawn_error(err: int, step: str, what: str, target: str | None = None) -> SpawnError:
+    """The SpawnError subclass for ``err``."""
+    builtin = type(error_for(err, step))
+    cls: type[SpawnError] = SpawnError
+    if issubclass(builtin, FileNotFoundError):
+        cls = SpawnNotFound
+    elif issubclass(builtin, PermissionError):
+        cls = SpawnPermissionDenied
+    return cls(err, step, target, what)
+
+
+@dataclasses.dataclass(frozen=True)
+class MountStep:
+    """One mount(2) call the child makes, in order, before pivot_root."""
+
+    source: str | None
+    target: str
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+
+    def describe(self) -> str:
+        return _mount_what(self.source, self.target, self.fstype, self.flags)
+
+
+@dataclasses.dataclass(frozen=True)
+class CapabilitySets:
+    """The capabilities a spawned process keeps (everything else is dropped).
+
+    ``bounding`` defaults to ``permitted``; ``effective`` to ``permitted``.
+    """
+
+    permitted: frozenset[int]
+    effective: frozenset[int] | None = None
+    inheritable: frozenset[int] = frozenset()
+    ambient: frozenset[int] = frozenset()
+    bounding: frozenset[int] | None = None
+
+
+def _mask(caps: frozenset[int]) -> int:
+    mask = 0
+    for cap in caps:
+        mask |= 1 << int(cap)
+    return mask
+
+
+_RLIMIT_NAMES = {getattr(resource, n): n for n in sorted(dir(resource), reverse=True)
+                 if n.startswith("RLIMIT_") and n != "RLIMIT_OFILE"}
+
+
+class Plan:
+    """Build a ``struct nsb_spawn_plan``; every buffer lives as long as the Plan."""
+
+    def __init__(self) -> None:
+        self._keep: list[Any] = []
+        self.c: Any = ffi.new("struct nsb_spawn_plan *")
+        c: Any = self.c
+        c.cgroup_fd = -1
+        c.sync_fd = -1
+        c.sync_peer_fd = -1
+        c.err_fd = -1
+        c.pgid = -1
+        c.gid = -1
+        c.uid = -1
+        c.umask = -1
+        self.exec_paths: list[str] = []
+        self.mounts: list[MountStep] = []
+        self.rlimits: list[tuple[int, int, int]] = []
+        self.fd_sources: list[str] = []
+        self.hostname: str | None = None
+        self.domainname: str | None = None
+        self.pivot_root: str | None = None
+        self.cwd: str | None = None
+        self.groups: list[int] = []
+
+    # -------------------------------------------------------------- buffers
+
+    def _str(self, value: str | bytes | None) -> Any:
+        if value is None:
+            return ffi.NULL
+        raw = value.encode() if isinstance(value, str) else value
+        if b"\0" in raw:
+            raise ValueError(f"string contains a NUL byte: {raw!r}")
+        buf = ffi.new("char[]", raw)
+        self._keep.append(buf)
+        return buf
+
+    def _strv(self, values: Sequence[str | bytes]) -> Any:
+        items = [self._str(v) for v in values] + [ffi.NULL]
+        arr = ffi.new("char *[]", items)
+        self._keep.append(arr)
+        return arr
+
+    # -------------------------------------------------------------- setters
+
+    def set_exec(self, paths: Sequence[str], argv: Sequence[str | bytes],
+                 env: Mapping[str, str] | Sequence[bytes]) -> None:
+        self.exec_paths = list(paths)
+        self.c.exec_paths = self._strv([fsbytes(p) for p in paths])
+        self.c.argv = self._strv([os.fsencode(a) for a in argv])
+        if isinstance(env, Mapping):
+            pairs = []
+            for k, v in env.items():
+                if "=" in k or not k:
+                    raise ValueError(f"invalid environment variable name {k!r}")
+                pairs.append(os.fsencode(k) + b"=" + os.fsencode(v))
+        else:
+            pairs = list(env)
+        self.c.envp = self._strv(pairs)
+
+    def set_names(self, hostname: str | None, domainname: str | None) -> None:
+        self.hostname, self.domainname = hostname, domainname
+        self.c.hostname = self._str(hostname)
+        self.c.domainname = self._str(domainname)
+
+    def set_mounts(self, steps: Sequence[MountStep]) -> None:
+        self.mounts = list(steps)
+        if not steps:
+            return
+        arr: Any = ffi.new("struct nsb_mount_step[]", len(steps))
+        for i, step in enumerate(steps):
+            arr[i].source = self._str(None if step.source is None else fsbytes(step.source))
+            arr[i].target = self._str(fsbytes(step.target))
+            arr[i].fstype = self._str(step.fstype)
+            arr[i].flags = int(step.flags)
+            arr[i].data = self._str(step.data)
+        self._keep.append(arr)
+        self.c.mounts = arr
+        self.c.n_mounts = len(steps)
+
+    def set_root(self, pivot_root: PathLike | None, cwd: PathLike | None) -> None:
+        self.pivot_root = None if pivot_root is None else os.fsdecode(fsbytes(pivot_root))
+        self.cwd = None if cwd is None else os.fsdecode(fsbytes(cwd))
+        self.c.pivot_root = self._str(None if pivot_root is None else fsbytes(pivot_root))
+        self.c.cwd = self._str(None if cwd is None else fsbytes(cwd))
+
+    def set_rlimits(self, rlimits: Mapping[int, tuple[int, int]]) -> None:
+        self.rlimits = [(int(r), soft, hard) for r, (soft, hard) in rlimits.items()]
+        if not self.rlimits:
+            return
+        arr: Any = ffi.new("struct nsb_rlimit[]", len(self.rlimits))
+        for i, (res, soft, hard) in enumerate(self.rlimits):
+            arr[i].resource = res
+            arr[i].soft = soft if soft >= 0 else resource.RLIM_INFINITY
+            arr[i].hard = hard if hard >= 0 else resource.RLIM_INFINITY
+        self._keep.append(arr)
+        self.c.rlimits = arr
+        self.c.n_rlimits = len(self.rlimits)
+
+    def set_ids(self, uid: int | None, gid: int | None, groups: Sequence[int] | None) -> None:
+        self.c.uid = -1 if uid is None else uid
+        self.c.gid = -1 if gid is None else gid
+        if groups is not None:
+            self.groups = list(groups)
+            arr = ffi.new("unsigned int[]", self.groups or [0])
+            self._keep.append(arr)
+            self.c.set_groups = 1
+            self.c.groups = arr
+            self.c.n_groups = len(self.groups)
+
+    def set_caps(self, caps: CapabilitySets | None) -> None:
+        if caps is None:
+            return
+        c: Any = self.c
+        c.set_caps = 1
+        c.cap_permitted = _mask(caps.permitted)
+        c.cap_effective = _mask(caps.permitted if caps.effective is None else caps.effective)
+        # an ambient capability must also be inheritable (and permitted)
+        c.cap_inheritable = _mask(caps.inheritable | caps.ambient)
+        c.cap_ambient = _mask(caps.ambient)
+        c.cap_bounding = _mask(caps.permitted if caps.bounding is None else caps.bounding)
+
+    def set_fds(self, moves: Sequence[tuple[int, int, str]], keep: Sequence[int] | None) -> None:
+        """``moves``: (source fd, target fd, description); ``keep``: fds left open (or None)."""
+        self.fd_sources = [desc for _, _, desc in moves]
+        if moves:
+            arr: Any = ffi.new("struct nsb_fd_map[]", len(moves))
+            for i, (src, dst, _) in enumerate(moves):
+                setattr(arr[i], "from", src)  # a Python keyword
+                arr[i].to = dst
+            self._keep.append(arr)
+            self.c.fds = arr
+            self.c.n_fds = len(moves)
+        if keep is not None:
+            kept = sorted(set(keep))
+            karr = ffi.new("int[]", kept or [0])
+            self._keep.append(karr)
+            self.c.close_fds = 1
+            self.c.keep_fds = karr
+            self.c.n_keep_fds = len(kept)
+
+    # -------------------------------------------------------------- reporting
+
+    def describe(self, step: int, index: int) -> tuple[str, str]:
+        """(step name, the step with its argument) for a report from the child."""
+        s = lib
+        if step == s.NSB_STEP_EXEC:
+            path = self.exec_paths[index] if 0 <= index < len(self.exec_paths) else "?"
+            return "exec", f"exec {path}"
+        if step == s.NSB_STEP_MOUNT:
+            return "mount", self.mounts[index].describe()
+        if step == s.NSB_STEP_PIVOT_ROOT:
+            what = [f"chdir {self.pivot_root}", f"pivot_root to {self.pivot_root}",
+                    "detach the old root", "chdir / in the new root"][min(index, 3)]
+            return "pivot_root", what
+        if step == s.NSB_STEP_CHDIR:
+            return "chdir", f"chdir {self.cwd}"
+        if step == s.NSB_STEP_HOSTNAME:
+            return "sethostname", f"sethostname {self.hostname!r}"
+        if step == s.NSB_STEP_DOMAINNAME:
+            return "setdomainname", f"setdomainname {self.domainname!r}"
+        if step == s.NSB_STEP_RLIMIT:
+            res, soft, hard = self.rlimits[index]
+            return "setrlimit", f"setrlimit {_RLIMIT_NAMES.get(res, res)} {soft}:{hard}"
+        if step == s.NSB_STEP_SETGROUPS:
+            return "setgroups", f"setgroups {self.groups}"
+        if step == s.NSB_STEP_SETGID:
+            return "setgid", f"setgid {self.c.gid}"
+        if step == s.NSB_STEP_SETUID:
+            return "setuid", "keep capabilities across setuid" if index else f"setuid {self.c.uid}"
+        if step in (s.NSB_STEP_CAPBSET, s.NSB_STEP_AMBIENT):
+            name = _capname(index)
+            if step == s.NSB_STEP_CAPBSET:
+                return "capbset", f"drop {name} from the bounding set"
+            return "ambient", "clear ambient capabilities" if index < 0 else f"raise ambient {name}"
+        if step == s.NSB_STEP_DUP2:
+            return "dup2", f"dup2 {self.fd_sources[index]}"
+        simple = {
+            s.NSB_STEP_SYNC: ("sync", "wait for the parent to write the id maps"),
+            s.NSB_STEP_SETSID: ("setsid", "setsid"),
+            s.NSB_STEP_SETPGID: ("setpgid", f"setpgid {self.c.pgid}"),
+            s.NSB_STEP_LOOPBACK: ("loopback", "bring lo up"),
+            s.NSB_STEP_CAPSET: ("capset", "capset"),
+            s.NSB_STEP_NO_NEW_PRIVS: ("no_new_privs", "set no_new_privs"),
+            s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),
+            s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (mark fds close-on-exec)"),
+            s.NSB_STEP_SIGNALS: ("signals", "reset signal handlers and mask"),
+        }
+        return simple.get(step, (f"step {step}", f"step {step}"))
+
+
+def _capname(cap: int) -> str:
+    try:
+        return f"CAP_{Capability(cap).name}"
+    except ValueError:
+        return f"capability {cap}"

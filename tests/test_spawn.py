@@ -1,0 +1,279 @@
+"""spawn(): the C engine on the real kernel — namespaces, steps, failures, stdio, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import resource
+import signal
+import subprocess
+import tempfile
+
+import pytest
+
+import nsbind
+from nsbind import (
+    PIPE,
+    STDOUT,
+    Capability,
+    CapabilitySets,
+    CgroupFd,
+    MountFlags,
+    MountStep,
+    Namespaces,
+    SpawnError,
+    spawn,
+)
+from nsbind.namespaces import current
+
+ALL_BUT_USER = Namespaces(pid=True, mnt=True, uts=True, ipc=True, net=True, cgroup=True)
+
+
+def _run(args: list[str], **kwargs: object) -> tuple[str, int]:
+    with spawn(args, stdout=PIPE, **kwargs) as proc:  # type: ignore[arg-type]
+        out, _ = proc.communicate(timeout=30)
+    assert out is not None and proc.returncode is not None
+    return out.decode(), proc.returncode
+
+
+def _status_field(text: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in text.splitlines()
+                if line.startswith(name + ":"))
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+def test_fresh_namespaces_pid_1_hostname_and_only_lo() -> None:
+    out, code = _run(["/bin/sh", "-c", "echo $$; hostname; cat /proc/self/net/dev | wc -l; "
+                      "readlink /proc/self/ns/net /proc/self/ns/mnt"],
+                     namespaces=ALL_BUT_USER, hostname="box")
+    assert code == 0
+    pid, hostname, devlines, net, mnt = out.split()
+    assert (pid, hostname, devlines) == ("1", "box", "3")  # 2 header lines + lo
+    assert net != os.readlink("/proc/self/ns/net") and mnt != os.readlink("/proc/self/ns/mnt")
+    assert os.uname().nodename != "box"
+
+
+def test_user_namespace_maps_written_by_the_parent_root_inside() -> None:
+    out, code = _run(["sh", "-c", "echo $$ $(id -u) $(id -g); cat /proc/self/uid_map"],
+                     namespaces=Namespaces(user=True, pid=True, uid_map=[(0, 100000, 65536)],
+                                           gid_map=[(0, 100000, 65536)]))
+    assert code == 0
+    assert out.split() == ["1", "0", "0", "0", "100000", "65536"]
+
+
+def test_time_namespace_uses_the_copy_on_write_child() -> None:
+    out, code = _run(["readlink", "/proc/self/ns/time"], namespaces=Namespaces(time=True))
+    assert code == 0 and out.strip() != os.readlink("/proc/self/ns/time")
+
+
+def test_new_mount_namespace_is_private_and_mounts_stay_inside(tmp_path: pathlib.Path) -> None:
+    out, code = _run(["sh", "-c", f"grep -c ' {tmp_path} ' /proc/self/mountinfo"],
+                     namespaces=Namespaces(mnt=True),
+                     mounts=[MountStep("tmpfs", str(tmp_path), "tmpfs", MountFlags.NOSUID)])
+    assert (out.strip(), code) == ("1", 0)
+    with open("/proc/self/mountinfo") as f:
+        assert f" {tmp_path} " not in f.read()
+
+
+def test_spawned_inside_a_cgroup(test_cgroup: CgroupFd) -> None:
+    out, code = _run(["cat", "/proc/self/cgroup"], cgroup=test_cgroup)
+    rel = "/" + os.path.relpath(test_cgroup.path, nsbind.cgroup2_mountpoint())
+    assert code == 0 and f"0::{rel}\n" in out
+
+
+def test_pivot_root_into_a_bind_assembled_root(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "root"
+    for d in ("usr", "proc", "etc"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), root / link)
+    (root / "etc" / "marker").write_text("inside\n")
+    ro = MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY
+    out, code = _run(
+        ["/bin/sh", "-c", "ls /; cat /etc/marker; echo $$; ls /proc | grep -c '^[0-9]'"],
+        namespaces=Namespaces(mnt=True, pid=True),
+        mounts=[MountStep(str(root), str(root), None, MountFlags.BIND),
+                MountStep("/usr", str(root / "usr"), None, MountFlags.BIND | MountFlags.REC),
+                MountStep(None, str(root / "usr"), None, ro),
+                MountStep("proc", str(root / "proc"), "proc",
+                          MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)],
+        pivot_root=str(root), cwd="/")
+    assert code == 0, out
+    lines = out.split()
+    assert "etc" in lines and "usr" in lines and "tmp" not in lines and "home" not in lines
+    assert lines[-3:-1] == ["inside", "1"]
+    assert int(lines[-1]) <= 4  # the fresh /proc shows this pid namespace only: sh, ls, grep
+
+
+# ---------------------------------------------------------------- the steps
+
+
+def test_ids_rlimits_umask_no_new_privs_and_capabilities() -> None:
+    script = ("id -u; id -g; id -G; ulimit -n; umask; cat /proc/self/status")
+    keep = frozenset({Capability.NET_BIND_SERVICE})
+    out, code = _run(["sh", "-c", script], uid=65534, gid=65534, groups=[65534],
+                     rlimits={resource.RLIMIT_NOFILE: (64, 64)}, umask=0o027, no_new_privs=True,
+                     capabilities=CapabilitySets(permitted=keep, ambient=keep))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:5] == ["65534", "65534", "65534", "64", "0027"]
+    status = "\n".join(lines[5:])
+    assert _status_field(status, "NoNewPrivs") == "1"
+    bit = f"{1 << Capability.NET_BIND_SERVICE:016x}"
+    assert _status_field(status, "CapBnd") == bit
+    assert _status_field(status, "CapAmb") == bit
+    assert _status_field(status, "CapEff") == bit  # ambient: effective after exec as non-root
+
+
+def test_new_session_and_parent_death_signal() -> None:
+    out, code = _run(["sh", "-c", "ps -o sid= -p $$ 2>/dev/null || cut -d' ' -f6 /proc/$$/stat;"
+                      " echo $$"], start_new_session=True, pdeathsig=signal.SIGKILL)
+    sid, pid = out.split()[-2:]
+    assert code == 0 and sid == pid
+
+
+def test_exit_status_and_signal_returncode() -> None:
+    assert _run(["sh", "-c", "exit 3"])[1] == 3
+    assert _run(["sh", "-c", "kill -TERM $$"])[1] == -signal.SIGTERM
+
+
+# ---------------------------------------------------------------- failures name the step
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message", "exc_type"),
+    [
+        ({"args": ["/bin/nosuch"]}, r"^exec /bin/nosuch: ENOENT", FileNotFoundError),
+        ({"args": ["nsbind-no-such-program"], "env": {"PATH": "/usr/bin:/bin"}},
+         r"^exec /bin/nsbind-no-such-program: ENOENT", FileNotFoundError),
+        ({"args": ["true"], "cwd": "/nonexistent"}, r"^chdir /nonexistent: ENOENT",
+         FileNotFoundError),
+        ({"args": ["true"], "namespaces": Namespaces(mnt=True),
+          "mounts": [MountStep("proc", "/nonexistent/proc", "proc")]},
+         r"^mount proc on /nonexistent/proc: ENOENT", FileNotFoundError),
+        ({"args": ["true"], "namespaces": Namespaces(user=True, uid_map=[(0, 0, 1), (0, 5, 1)])},
+         r"^write uid_map '0 0 1\\n0 5 1' of pid \d+: EINVAL", SpawnError),
+        ({"args": ["true"], "rlimits": {resource.RLIMIT_NOFILE: (2**40, 2**40)}},
+         r"^setrlimit RLIMIT_NOFILE \d+:\d+: EPERM", PermissionError),
+    ],
+    ids=["missing-binary", "missing-on-path", "bad-cwd", "failing-mount", "bad-uid-map",
+         "rlimit-above-nr_open"],
+)
+def test_step_failures_name_the_step(kwargs: dict[str, object], message: str,
+                                     exc_type: type[BaseException]) -> None:
+    with pytest.raises(SpawnError, match=message) as info:
+        spawn(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, exc_type)
+
+
+def test_bad_cgroup_fd_fails_in_clone3(tmp_path: pathlib.Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(SpawnError, match=r"^clone3 .*into cgroup fd \d+: E"):
+            spawn(["true"], cgroup=fd)
+    finally:
+        os.close(fd)
+
+
+def test_hostname_without_a_uts_namespace_is_refused() -> None:
+    with pytest.raises(ValueError, match="need a new UTS namespace"):
+        spawn(["true"], hostname="would-rename-the-host")
+
+
+def test_failed_hostname_in_uts_namespace_leaves_host_alone() -> None:
+    before = os.uname().nodename
+    with pytest.raises(SpawnError, match=r"^sethostname"):
+        spawn(["true"], namespaces=Namespaces(uts=True), hostname="x" * 100)
+    assert os.uname().nodename == before and current()
+
+
+# ---------------------------------------------------------------- stdio and fds
+
+
+def test_stdin_stdout_stderr_pipes_and_stdout_merge() -> None:
+    with spawn(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE) as proc:
+        out, err = proc.communicate(b"hello", timeout=30)
+    assert (out, err, proc.returncode) == (b"hello", b"err\n", 0)
+    with spawn(["sh", "-c", "echo out; echo err >&2"], stdout=PIPE, stderr=STDOUT) as proc:
+        out, err = proc.communicate(timeout=30)
+    assert (out, err) == (b"out\nerr\n", None)
+
+
+def test_file_objects_devnull_and_pass_fds(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "out"
+    r, w = os.pipe()
+    try:
+        script = f"echo to-file; echo passed > /proc/self/fd/{w}"
+        with open(target, "wb") as f, spawn(["sh", "-c", script], stdin=nsbind.DEVNULL,
+                                            stdout=f, pass_fds=[w]) as proc:
+            assert proc.wait(timeout=30) == 0
+        assert target.read_text() == "to-file\n"
+        assert os.read(r, 100) == b"passed\n"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_child_gets_exactly_the_fds_it_was_given() -> None:
+    with tempfile.TemporaryFile() as leaky:
+        os.set_inheritable(leaky.fileno(), True)  # even an inheritable fd does not leak
+        out, code = _run(["sh", "-c", "ls /proc/$$/fd"])
+    assert code == 0
+    assert sorted(int(x) for x in out.split()) == [0, 1, 2, 255] or \
+        sorted(int(x) for x in out.split()) == [0, 1, 2]
+
+
+def test_cwd_of_the_host_does_not_leak_through_pivot_root(tmp_path: pathlib.Path) -> None:
+    # After pivot_root the child's cwd is "/" of the new root, not the host's cwd.
+    root = tmp_path / "root"
+    (root / "usr").mkdir(parents=True)
+    os.symlink("usr/bin", root / "bin")
+    for link in ("lib", "lib64"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), root / link)
+    out, code = _run(["/bin/sh", "-c", "pwd; cd ..; pwd; ls"],
+                     namespaces=Namespaces(mnt=True),
+                     mounts=[MountStep(str(root), str(root), None, MountFlags.BIND),
+                             MountStep("/usr", str(root / "usr"), None, MountFlags.BIND)],
+                     pivot_root=str(root))
+    assert code == 0
+    assert out.split() == ["/", "/", "bin", "lib", "lib64", "usr"][: len(out.split())]
+
+
+# ---------------------------------------------------------------- waiting
+
+
+def test_wait_timeout_poll_and_kill() -> None:
+    proc = spawn(["sleep", "60"])
+    try:
+        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.05)
+        proc.kill()
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        proc.kill()  # reaped: a no-op, never a recycled pid
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_context_manager_kills_on_exception() -> None:
+    with pytest.raises(KeyError), spawn(["sleep", "60"]) as proc:
+        raise KeyError("boom")
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_200_concurrent_spawns_from_asyncio() -> None:
+    async def one(i: int) -> int:
+        proc = spawn(["sh", "-c", f"exit {i % 7}"], namespaces=Namespaces(uts=True))
+        return await proc.wait_async()
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(one(i) for i in range(200)))
+
+    assert asyncio.run(main()) == [i % 7 for i in range(200)]
