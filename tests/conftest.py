@@ -36,6 +36,7 @@ def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fails the test (at teardown) if it left a mount, fd, child or cgroup behind."""
     before = leakguard.snapshot()
     yield
+    leakguard.wait_for_joined_threads()
     after = leakguard.snapshot()
     leaks = leakguard.diff(before, after)
     leakguard.reap_leaked_children(before, after)

@@ -131,3 +131,18 @@ def reap_leaked_children(before: Snapshot, after: Snapshot) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def wait_for_joined_threads(timeout: float = 2.0) -> None:
+    """Give threads that a test joined time to leave the kernel's task list.
+
+    Thread.join() returns before the OS thread is gone from /proc/self/task;
+    the next test's single-thread checks (clone3, user namespaces) would see it.
+    """
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (len(os.listdir("/proc/self/task")) > threading.active_count()
+           and time.monotonic() < deadline):
+        time.sleep(0.001)

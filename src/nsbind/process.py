@@ -183,6 +183,9 @@ class Process:
 # ---------------------------------------------------------------- spawn
 
 
+_NS_FLAG = {ns: int(ns.flag) for ns in Namespace}
+
+
 def _exec_candidates(name: str, env: Mapping[str, str]) -> list[str]:
     """Where execve should look for ``name``: the path itself, or each PATH directory."""
     if "/" in name:
@@ -198,6 +201,7 @@ class _Stdio:
         self.moves: list[tuple[int, int, str]] = []  # (high source fd, target, description)
         self.close_after: list[int] = []  # fds to close in the parent once spawned
         self.parent_ends: list[IO[bytes] | None] = [None, None, None]
+        self.inherited: list[int] = []  # stdio fds the child keeps as they are
 
     def _high(self, fd: int, base: int) -> int:
         # every source above every target, so that no dup2 in the child
@@ -209,11 +213,9 @@ class _Stdio:
     def add(self, target: int, spec: StdSpec, base: int, out1: int | None) -> None:
         desc = f"{('stdin', 'stdout', 'stderr')[target] if target < 3 else 'fd'} to fd {target}"
         if spec is None:
-            try:
-                src = self._high(target, base)
-            except OSError:
-                return  # the parent has no such fd: neither will the child
-        elif spec == PIPE:
+            self.inherited.append(target)  # the child has it already: no move
+            return
+        if spec == PIPE:
             r, w = os.pipe2(os.O_CLOEXEC)
             mine, theirs = (w, r) if target == 0 else (r, w)
             self.parent_ends[target] = os.fdopen(mine, "wb" if target == 0 else "rb", buffering=0)
@@ -296,7 +298,7 @@ def spawn(
 
     flags = 0
     for kind in ns.types:
-        flags |= kind.flag
+        flags |= _NS_FLAG[kind]
     plan.c.clone_flags = flags
     user = Namespace.USER in ns.types
     uid_map: list[IdMap] = ns.uid_map or [(0, os.geteuid(), 1)]
@@ -331,13 +333,18 @@ def spawn(
     try:
         base = max([3, *pass_fds]) + 1
         for target, spec in enumerate((stdin, stdout, stderr)):
-            out1 = next((src for src, dst, _ in stdio.moves if dst == 1), None)
+            out1 = next((src for src, dst, _ in stdio.moves if dst == 1), 1)
             stdio.add(target, spec, base, out1)
         for fd in pass_fds:
             stdio.add(fd, fd, base, None)
-        plan.set_fds(stdio.moves, [t for _, t, _ in stdio.moves] if close_fds else None)
-        pipes.err_r, pipes.err_w = os.pipe2(os.O_CLOEXEC)
-        plan.c.err_fd = pipes.err_w
+        keep = [t for _, t, _ in stdio.moves] + stdio.inherited
+        plan.set_fds(stdio.moves, keep if close_fds else None)
+        if plan.c.use_vm and not user:
+            # vfork style: the child reports into shared memory while we are suspended
+            plan.c.report = plan.report
+        else:
+            pipes.err_r, pipes.err_w = os.pipe2(os.O_CLOEXEC)
+            plan.c.err_fd = pipes.err_w
         if user:
             pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
             plan.c.sync_fd = pipes.sync_r
@@ -374,7 +381,7 @@ class _Pipes:
 def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
            gid_map: list[IdMap]) -> PidFd:
     result: Any = ffi.new("struct nsb_spawn_result *")
-    report: Any = ffi.new("struct nsb_spawn_report *")
+    report: Any = plan.report
     if lib.nsb_spawn(plan.c, result) < 0:
         err = ffi.errno
         what = f"clone3 {_clone_desc(int(plan.c.clone_flags), plan.c.cgroup_fd)}"

@@ -100,6 +100,8 @@ class Plan:
         self._keep: list[Any] = []
         self.c: Any = ffi.new("struct nsb_spawn_plan *")
         c: Any = self.c
+        #: where a vfork-style child reports a failed step
+        self.report: Any = ffi.new("struct nsb_spawn_report *")
         c.cgroup_fd = -1
         c.sync_fd = -1
         c.sync_peer_fd = -1

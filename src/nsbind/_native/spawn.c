@@ -20,14 +20,20 @@
 
 #define NSB_STACK_SIZE (256 * 1024)
 
+/* One stack per calling thread for vfork-style children: the thread is
+ * suspended while its child runs on it, so it is never used twice at once. */
+static __thread void *nsb_thread_stack;
+
 static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
 {
     struct nsb_spawn_report report;
     report.step = step;
     report.err = errno;
     report.index = index;
+    if (plan->report)
+        *plan->report = report; /* shared memory; the parent is suspended */
     /* a short or failed write still ends the child; the parent sees the exit */
-    if (write(plan->err_fd, &report, sizeof(report)) < 0) {
+    if (plan->err_fd >= 0 && write(plan->err_fd, &report, sizeof(report)) < 0) {
         /* nothing more to do */
     }
     syscall(__NR_exit_group, 127);
@@ -264,12 +270,17 @@ int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
         cl.cgroup = (unsigned long long)plan->cgroup_fd;
     }
     if (plan->use_vm) {
-        void *stack = mmap(NULL, NSB_STACK_SIZE, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (stack == MAP_FAILED)
-            return -1;
-        out->stack = stack;
-        out->stack_size = NSB_STACK_SIZE;
+        void *stack = plan->sync_fd < 0 ? nsb_thread_stack : NULL;
+        if (!stack) {
+            stack = mmap(NULL, NSB_STACK_SIZE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+            if (stack == MAP_FAILED)
+                return -1;
+            if (plan->sync_fd < 0)
+                nsb_thread_stack = stack;
+            else
+                out->stack = stack; /* freed by nsb_spawn_release */
+        }
         cl.stack = (unsigned long long)(uintptr_t)stack;
         cl.stack_size = NSB_STACK_SIZE;
         cl.flags |= CLONE_VM;
@@ -284,13 +295,12 @@ int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    if (pid < 0 || !(cl.flags & CLONE_VM) || (cl.flags & CLONE_VFORK)) {
-        /* the child has exec'd or exited (vfork), or never shared this stack */
-        if (out->stack)
-            munmap(out->stack, out->stack_size);
+    if (pid < 0 && out->stack) {
+        munmap(out->stack, NSB_STACK_SIZE);
         out->stack = NULL;
-        out->stack_size = 0;
     }
+    if (out->stack)
+        out->stack_size = NSB_STACK_SIZE;
     if (pid < 0) {
         errno = saved;
         return -1;
@@ -305,6 +315,8 @@ int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
     size_t got = 0;
     int rc = 0;
 
+    if (err_r < 0)
+        return report->step != 0;
     if (sync_w >= 0) {
         char go = 'g';
         if (write(sync_w, &go, 1) != 1)

@@ -20,9 +20,10 @@
  *   fd mapping (dup2), every other fd close-on-exec             DUP2, CLOSE_RANGE
  *   default signal handlers, empty signal mask                  SIGNALS
  *   execve, trying each candidate path                          EXEC
- * The first failing step is written to err_fd (close-on-exec) as a struct
- * nsb_spawn_report, and the child exits with status 127.  An empty read on
- * err_fd's other end means the exec succeeded.
+ * The first failing step is reported as a struct nsb_spawn_report - straight
+ * into plan->report when the parent is suspended (CLONE_VM|CLONE_VFORK: no pipe
+ * needed), else over err_fd (close-on-exec: EOF means the exec succeeded) -
+ * and the child exits with status 127.
  */
 #ifndef NSBIND_SPAWN_H
 #define NSBIND_SPAWN_H
@@ -57,6 +58,12 @@ enum nsb_spawn_step {
     NSB_STEP_LOOPBACK = 22
 };
 
+struct nsb_spawn_report {
+    int step;    /* enum nsb_spawn_step */
+    int err;     /* errno */
+    int index;   /* which mount, rlimit, fd or exec path */
+};
+
 struct nsb_mount_step {
     const char *source;     /* NULL for none */
     const char *target;
@@ -87,7 +94,8 @@ struct nsb_spawn_plan {
     int use_vm;                      /* child on its own stack, sharing memory (vfork style) */
     int sync_fd;                     /* -1, or read end: wait for one byte from the parent */
     int sync_peer_fd;                /* the parent's write end: the child's copy is closed */
-    int err_fd;                      /* write end of the report pipe, close-on-exec */
+    int err_fd;                      /* -1, or write end of the report pipe, close-on-exec */
+    struct nsb_spawn_report *report; /* NULL, or where a CLONE_VM|CLONE_VFORK child reports */
     /* the steps */
     int setsid;
     int pgid;                        /* -1: leave; 0: own group; else join that group */
@@ -120,12 +128,6 @@ struct nsb_spawn_plan {
     int n_keep_fds;
     int close_fds;                   /* 1: mark every fd >= 3 not in keep_fds close-on-exec */
     int default_signals;             /* 1: SIGPIPE, SIGXFSZ back to SIG_DFL (as subprocess) */
-};
-
-struct nsb_spawn_report {
-    int step;    /* enum nsb_spawn_step */
-    int err;     /* errno */
-    int index;   /* which mount, rlimit, fd or exec path */
 };
 
 struct nsb_spawn_result {
