@@ -277,3 +277,77 @@ def test_200_concurrent_spawns_from_asyncio() -> None:
         return await asyncio.gather(*(one(i) for i in range(200)))
 
     assert asyncio.run(main()) == [i % 7 for i in range(200)]
+
+
+# ---------------------------------------------------------------- init and rootless
+
+
+def test_init_forwards_signals_and_exits_with_the_commands_status() -> None:
+    out, code = _run(["sh", "-c", "echo $$; exit 5"], namespaces=Namespaces(pid=True), init=True)
+    assert (out.strip(), code) == ("2", 5)  # the command is PID 2 under our init
+    with spawn(["sh", "-c", "trap 'echo got TERM; exit 9' TERM; echo ready; "
+                "while :; do sleep 0.01; done"],
+               namespaces=Namespaces(pid=True), init=True, stdout=PIPE) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.terminate()
+        out_b, _ = proc.communicate(timeout=30)
+    assert (out_b, proc.returncode) == (b"got TERM\n", 9)
+
+
+def test_init_reaps_orphans() -> None:
+    script = ("(sh -c 'sleep 0.1' &); sleep 0.5; "
+              "for s in /proc/[0-9]*/stat; do cut -d' ' -f3 $s; done")
+    out, code = _run(["sh", "-c", script], namespaces=Namespaces(pid=True, mnt=True), init=True,
+                     mounts=[MountStep("proc", "/proc", "proc")])
+    assert code == 0
+    assert "Z" not in out.split()  # the orphaned sleep was reaped by init
+
+
+def test_init_exit_by_signal_is_128_plus_n() -> None:
+    out, code = _run(["sh", "-c", "kill -USR1 $$"], namespaces=Namespaces(pid=True), init=True)
+    assert code == 128 + signal.SIGUSR1
+
+
+def _rootless_spawn() -> str:
+    from helpers import drop_to_nobody
+
+    drop_to_nobody()
+    nsbind.set_dumpable(True)  # as a login user is
+    out, code = _run(["sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/self/setgroups"],
+                     namespaces=Namespaces(user=True, net=True, uts=True, pid=True),
+                     hostname="rootless")
+    assert code == 0
+    return out
+
+
+def test_rootless_spawn_with_a_user_namespace() -> None:
+    from helpers import run_forked
+
+    out = run_forked(_rootless_spawn)
+    assert out.split() == ["0", "0", "65534", "1", "deny"]
+
+
+def test_cve_2024_21626_leaked_fd_as_cwd_stays_confined(tmp_path: pathlib.Path) -> None:
+    """No parent fd (here: a host directory fd, as runc leaked) survives to the chdir:
+    cwd=/proc/self/fd/N fails for every N in 3..64, inside a pivot_root'ed container."""
+    root = tmp_path / "root"
+    for d in ("usr", "proc"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "lib64"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), root / link)
+    host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)  # inheritable: the bait a leak would be
+    os.set_inheritable(host_dir, True)
+    mounts = [MountStep(str(root), str(root), None, MountFlags.BIND),
+              MountStep("/usr", str(root / "usr"), None, MountFlags.BIND),
+              MountStep("proc", str(root / "proc"), "proc")]
+    try:
+        for n in range(3, 65):
+            with pytest.raises(SpawnError, match=rf"^chdir /proc/self/fd/{n}: E"):
+                spawn(["/bin/true"], namespaces=Namespaces(mnt=True, pid=True), mounts=mounts,
+                      pivot_root=str(root), cwd=f"/proc/self/fd/{n}")
+    finally:
+        os.close(host_dir)
+    out, code = _run(["sh", "-c", "ls /proc/self/fd"], namespaces=Namespaces(mnt=True, pid=True),
+                     mounts=mounts, pivot_root=str(root))
+    assert code == 0 and sorted(int(x) for x in out.split()) == [0, 1, 2, 3]  # 3: ls's own

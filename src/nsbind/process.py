@@ -267,6 +267,7 @@ def spawn(
     stderr: StdSpec = None,
     pass_fds: Sequence[int] = (),
     close_fds: bool = True,
+    init: bool = False,
 ) -> Process:
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
@@ -281,6 +282,12 @@ def spawn(
     ``STDOUT`` (stderr only), an fd or a file object; the child gets exactly
     fds 0-2 and ``pass_fds`` (every other fd is close-on-exec).  A failing step
     raises :class:`SpawnError` naming it: ``mount proc on /proc: EPERM (...)``.
+
+    ``init=True`` (with a new pid namespace) makes the first process a tiny C
+    init that forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
+    SIGUSR1/SIGUSR2/SIGWINCH to it, reaps orphans, and exits with the command's
+    status (128+N for signal N), as tini does.  Its child is a copy-on-write
+    fork, so the cost then grows with this process's memory.
     """
     if not args:
         raise ValueError("spawn needs a non-empty argument list")
@@ -326,7 +333,10 @@ def spawn(
     plan.c.pgid = -1 if process_group is None else process_group
     plan.c.default_signals = 1
     plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
-    plan.c.use_vm = int(Namespace.TIME not in ns.types and bool(lib.nsb_spawn_has_vm_clone()))
+    plan.c.init = int(init)
+    # time namespaces refuse CLONE_VM; an init outlives the exec of its child
+    plan.c.use_vm = int(Namespace.TIME not in ns.types and not init
+                        and bool(lib.nsb_spawn_has_vm_clone()))
 
     stdio = _Stdio()
     pipes = _Pipes()
@@ -338,13 +348,14 @@ def spawn(
         for fd in pass_fds:
             stdio.add(fd, fd, base, None)
         keep = [t for _, t, _ in stdio.moves] + stdio.inherited
-        plan.set_fds(stdio.moves, keep if close_fds else None)
         if plan.c.use_vm and not user:
             # vfork style: the child reports into shared memory while we are suspended
             plan.c.report = plan.report
         else:
             pipes.err_r, pipes.err_w = os.pipe2(os.O_CLOEXEC)
             plan.c.err_fd = pipes.err_w
+            keep.append(pipes.err_w)  # close-on-exec: open until the exec, then gone
+        plan.set_fds(stdio.moves, keep if close_fds else None)
         if user:
             pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
             plan.c.sync_fd = pipes.sync_r

@@ -277,6 +277,7 @@ class Plan:
             s.NSB_STEP_SETSID: ("setsid", "setsid"),
             s.NSB_STEP_SETPGID: ("setpgid", f"setpgid {self.c.pgid}"),
             s.NSB_STEP_LOOPBACK: ("loopback", "bring lo up"),
+            s.NSB_STEP_INIT: ("init", "fork the command under init"),
             s.NSB_STEP_CAPSET: ("capset", "capset"),
             s.NSB_STEP_NO_NEW_PRIVS: ("no_new_privs", "set no_new_privs"),
             s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),

@@ -47,6 +47,54 @@ static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
             nsb_fail(plan, (step), (index)); \
     } while (0)
 
+/*
+ * A minimal init (what tini and catatonit do): fork the command, then stay as
+ * its parent, forwarding SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
+ * SIGWINCH to it, reaping every orphan, and exiting with the command's status
+ * (128+N if a signal N ended it).  All signals are still blocked here (the
+ * parent blocked them before clone3), so sigwaitinfo sees them all.
+ */
+static void nsb_init(const struct nsb_spawn_plan *plan)
+{
+    static const int forward[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    sigset_t wait_for;
+    long cmd;
+    unsigned int i;
+
+    cmd = syscall(__NR_clone, SIGCHLD, 0, NULL, NULL, 0);
+    if (cmd < 0)
+        nsb_fail(plan, NSB_STEP_INIT, 0);
+    if (cmd == 0)
+        return; /* the command: go on to exec */
+    if (plan->err_fd >= 0)
+        syscall(__NR_close, plan->err_fd); /* only the command reports from now on */
+    nsb_prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    sigemptyset(&wait_for);
+    sigaddset(&wait_for, SIGCHLD);
+    for (i = 0; i < sizeof(forward) / sizeof(forward[0]); i++)
+        sigaddset(&wait_for, forward[i]);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&wait_for, &info);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            syscall(__NR_kill, cmd, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            long pid = syscall(__NR_wait4, -1, &status, WNOHANG, NULL);
+            if (pid <= 0)
+                break;
+            if (pid == cmd) {
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                syscall(__NR_exit_group, code);
+            }
+        }
+    }
+}
+
 static int nsb_child_main(void *arg)
 {
     const struct nsb_spawn_plan *plan = arg;
@@ -66,6 +114,23 @@ static int nsb_child_main(void *arg)
                 errno = ECANCELED; /* the parent gave up */
             nsb_fail(plan, NSB_STEP_SYNC, 0);
         }
+    }
+    /* fds first (CVE-2024-21626): before any chdir or pivot_root, no fd of
+     * the parent but those asked for is open, so /proc/self/fd/N cannot lead
+     * back to a host directory */
+    for (i = 0; i < plan->n_fds; i++)
+        TRY(syscall(__NR_dup2, plan->fds[i].from, plan->fds[i].to), NSB_STEP_DUP2, i);
+    if (plan->close_fds) {
+        unsigned int lo = 3;
+        for (i = 0; i < plan->n_keep_fds; i++) {
+            unsigned int keep = (unsigned int)plan->keep_fds[i];
+            if (keep < lo)
+                continue;
+            if (keep > lo)
+                TRY(nsb_close_range(lo, keep - 1, 0), NSB_STEP_CLOSE_RANGE, i);
+            lo = keep + 1;
+        }
+        TRY(nsb_close_range(lo, ~0U, 0), NSB_STEP_CLOSE_RANGE, i);
     }
     if (plan->setsid)
         TRY(syscall(__NR_setsid), NSB_STEP_SETSID, 0);
@@ -146,22 +211,8 @@ static int nsb_child_main(void *arg)
         TRY(nsb_prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0), NSB_STEP_PDEATHSIG, 0);
     if (plan->umask >= 0)
         syscall(__NR_umask, plan->umask);
-    for (i = 0; i < plan->n_fds; i++)
-        TRY(syscall(__NR_dup2, plan->fds[i].from, plan->fds[i].to), NSB_STEP_DUP2, i);
-    if (plan->close_fds) {
-        /* every fd >= 3 that is not a target becomes close-on-exec; err_fd
-         * already is, so it stays usable until the exec */
-        unsigned int lo = 3;
-        for (i = 0; i < plan->n_keep_fds; i++) {
-            unsigned int keep = (unsigned int)plan->keep_fds[i];
-            if (keep < lo)
-                continue;
-            if (keep > lo)
-                TRY(nsb_close_range(lo, keep - 1, CLOSE_RANGE_CLOEXEC), NSB_STEP_CLOSE_RANGE, i);
-            lo = keep + 1;
-        }
-        TRY(nsb_close_range(lo, ~0U, CLOSE_RANGE_CLOEXEC), NSB_STEP_CLOSE_RANGE, i);
-    }
+    if (plan->init)
+        nsb_init(plan); /* returns in the command's process only */
     if (plan->default_signals) {
         struct sigaction dfl;
         memset(&dfl, 0, sizeof(dfl));

@@ -6,6 +6,7 @@
  *
  * The child's steps, in this fixed order (the order runc and crun follow):
  *   wait for the parent (it writes the user namespace id maps)  SYNC
+ *   fd mapping (dup2), close every other fd (before any chdir)  DUP2, CLOSE_RANGE
  *   setsid / setpgid                                            SETSID, SETPGID
  *   hostname, domainname                                        HOSTNAME, DOMAINNAME
  *   bring lo up in a new network namespace                      LOOPBACK
@@ -17,7 +18,7 @@
  *   setgroups / setresgid / setresuid (keeping capabilities)    SETGROUPS, SETGID, SETUID
  *   capset, ambient raise                                       CAPSET, AMBIENT
  *   no_new_privs, parent-death signal, umask                    NO_NEW_PRIVS, PDEATHSIG
- *   fd mapping (dup2), every other fd close-on-exec             DUP2, CLOSE_RANGE
+ *   with init: fork; the parent stays as PID 1 and reaps          INIT
  *   default signal handlers, empty signal mask                  SIGNALS
  *   execve, trying each candidate path                          EXEC
  * The first failing step is reported as a struct nsb_spawn_report - straight
@@ -55,7 +56,8 @@ enum nsb_spawn_step {
     NSB_STEP_CLOSE_RANGE = 19,
     NSB_STEP_SIGNALS = 20,
     NSB_STEP_EXEC = 21,
-    NSB_STEP_LOOPBACK = 22
+    NSB_STEP_LOOPBACK = 22,
+    NSB_STEP_INIT = 23
 };
 
 struct nsb_spawn_report {
@@ -124,10 +126,11 @@ struct nsb_spawn_plan {
     int umask;                       /* -1: leave */
     const struct nsb_fd_map *fds;
     int n_fds;
-    const int *keep_fds;             /* sorted targets of fds: left open, the rest close-on-exec */
+    const int *keep_fds;             /* sorted: the targets of fds, and err_fd */
     int n_keep_fds;
-    int close_fds;                   /* 1: mark every fd >= 3 not in keep_fds close-on-exec */
+    int close_fds;                   /* 1: close every fd >= 3 not in keep_fds */
     int default_signals;             /* 1: SIGPIPE, SIGXFSZ back to SIG_DFL (as subprocess) */
+    int init;                        /* 1: stay as a reaping init, fork the command (no use_vm) */
 };
 
 struct nsb_spawn_result {
