@@ -304,7 +304,7 @@ def test_init_reaps_orphans() -> None:
 
 
 def test_init_exit_by_signal_is_128_plus_n() -> None:
-    out, code = _run(["sh", "-c", "kill -USR1 $$"], namespaces=Namespaces(pid=True), init=True)
+    _, code = _run(["sh", "-c", "kill -USR1 $$"], namespaces=Namespaces(pid=True), init=True)
     assert code == 128 + signal.SIGUSR1
 
 
