@@ -13,6 +13,7 @@ import tempfile
 import pytest
 
 import nsbind
+from helpers import forked
 from nsbind import (
     PIPE,
     STDOUT,
@@ -25,6 +26,7 @@ from nsbind import (
     SpawnError,
     spawn,
 )
+from nsbind._native import lib
 from nsbind.namespaces import current
 
 ALL_BUT_USER = Namespaces(pid=True, mnt=True, uts=True, ipc=True, net=True, cgroup=True)
@@ -351,3 +353,22 @@ def test_cve_2024_21626_leaked_fd_as_cwd_stays_confined(tmp_path: pathlib.Path) 
     out, code = _run(["sh", "-c", "ls /proc/self/fd"], namespaces=Namespaces(mnt=True, pid=True),
                      mounts=mounts, pivot_root=str(root))
     assert code == 0 and sorted(int(x) for x in out.split()) == [0, 1, 2, 3]  # 3: ls's own
+
+
+@forked
+def test_cve_2022_24769_inheritable_and_ambient_empty_unless_asked() -> None:
+    # a parent with an inheritable and an ambient capability
+    caps = nsbind.capget()
+    nsbind.capset(nsbind.Capabilities(caps.effective, caps.permitted,
+                                      frozenset({Capability.NET_RAW})))
+    nsbind.prctl(lib.PR_CAP_AMBIENT, lib.PR_CAP_AMBIENT_RAISE, Capability.NET_RAW)
+    out, code = _run(["cat", "/proc/self/status"], namespaces=Namespaces(pid=True))
+    assert code == 0
+    assert _status_field(out, "CapInh") == "0" * 16
+    assert _status_field(out, "CapAmb") == "0" * 16
+    keep = frozenset({Capability.CHOWN, Capability.KILL})
+    out, code = _run(["cat", "/proc/self/status"],
+                     capabilities=CapabilitySets(permitted=keep, inheritable=keep))
+    both = (1 << Capability.CHOWN) | (1 << Capability.KILL)
+    assert _status_field(out, "CapInh") == f"{both:016x}"
+    assert _status_field(out, "CapAmb") == "0" * 16

@@ -110,6 +110,7 @@ class Plan:
         c.gid = -1
         c.uid = -1
         c.umask = -1
+        c.clear_inheritable = 1
         self.exec_paths: list[str] = []
         self.mounts: list[MountStep] = []
         self.rlimits: list[tuple[int, int, int]] = []

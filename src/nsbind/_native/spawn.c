@@ -205,6 +205,16 @@ static int nsb_child_main(void *arg)
                     NSB_STEP_AMBIENT, cap);
         }
     }
+    if (!plan->set_caps && plan->clear_inheritable) {
+        /* CVE-2022-24769: nothing inheritable or ambient unless asked for */
+        struct nsb_caps caps;
+        TRY(nsb_capget(0, &caps), NSB_STEP_CAPSET, 1);
+        if (caps.inheritable) {
+            caps.inheritable = 0;
+            TRY(nsb_capset(&caps), NSB_STEP_CAPSET, 1);
+        }
+        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT, -1);
+    }
     if (plan->no_new_privs)
         TRY(nsb_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), NSB_STEP_NO_NEW_PRIVS, 0);
     if (plan->pdeathsig) /* after setresuid, which clears it */

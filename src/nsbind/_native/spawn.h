@@ -116,6 +116,7 @@ struct nsb_spawn_plan {
     long long gid;                   /* -1: leave */
     long long uid;                   /* -1: leave */
     int set_caps;                    /* 1: apply the four sets below */
+    int clear_inheritable;           /* without set_caps: empty inheritable and ambient sets */
     unsigned long long cap_bounding; /* capabilities kept in the bounding set */
     unsigned long long cap_effective;
     unsigned long long cap_permitted;

@@ -1,0 +1,83 @@
+"""Turn a pytest-benchmark JSON file into a table of medians and ratios, and a PNG chart.
+
+    python3 benchmarks/report.py results.json [--png benchmarks/spawn.png] [--md out.md]
+
+Within each benchmark group, every row is compared with the group's first
+"floor" row (the C floor) if there is one, else with the fastest row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Any
+
+
+def rows_by_group(data: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for bench in data["benchmarks"]:
+        name = bench["name"].removeprefix("test_")
+        groups.setdefault(bench["group"] or "", []).append((name, bench["stats"]["median"]))
+    for rows in groups.values():
+        rows.sort(key=lambda row: row[1])
+    return groups
+
+
+def baseline(rows: list[tuple[str, float]]) -> tuple[str, float]:
+    return next((row for row in rows if row[0].startswith("floor")), rows[0])
+
+
+def table(groups: dict[str, list[tuple[str, float]]]) -> str:
+    lines = ["| group | benchmark | median | ratio to baseline |", "|---|---|---:|---:|"]
+    for group, rows in groups.items():
+        base_name, base = baseline(rows)
+        for name, median in rows:
+            mark = " (baseline)" if name == base_name else ""
+            lines.append(f"| {group} | {name}{mark} | {median * 1e6:,.0f} µs | "
+                         f"{median / base:.2f} |")
+    return "\n".join(lines)
+
+
+def chart(groups: dict[str, list[tuple[str, float]]], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(groups)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.2 + 0.5 * sum(len(r) for r in groups.values())),
+                             squeeze=False)
+    for ax, (group, rows) in zip(axes[:, 0], groups.items(), strict=True):
+        names = [name for name, _ in rows]
+        values = [median * 1e6 for _, median in rows]
+        colors = ["tab:orange" if name.startswith("nsbind") else
+                  "tab:gray" if name.startswith("floor") else "tab:blue" for name in names]
+        ax.barh(names, values, color=colors)
+        ax.set_xlim(0, max(values) * 1.3)
+        ax.invert_yaxis()
+        ax.set_title(group, fontsize=10, loc="left")
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:,.0f} µs", va="center", fontsize=8)
+    axes[-1, 0].set_xlabel("median per call (µs) — lower is better; orange: nsbind, grey: C floor")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("json", type=pathlib.Path)
+    parser.add_argument("--png", type=pathlib.Path)
+    parser.add_argument("--md", type=pathlib.Path)
+    args = parser.parse_args()
+    groups = rows_by_group(json.loads(args.json.read_text()))
+    text = table(groups)
+    print(text)
+    if args.md:
+        args.md.write_text(text + "\n")
+    if args.png:
+        chart(groups, args.png)
+
+
+if __name__ == "__main__":
+    main()
