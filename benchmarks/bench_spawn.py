@@ -198,3 +198,33 @@ def test_fork_recipe_2gb_parent(benchmark: BenchmarkFixture, true_bin: str) -> N
         benchmark.pedantic(recipe, rounds=20, iterations=1)  # type: ignore[no-untyped-call]
     finally:
         del ballast
+
+
+# ------------------------------------------------ the warm namespace pool
+
+
+@pytest.mark.benchmark(group="warm net pool")
+def test_nsbind_pool_without_net(benchmark: BenchmarkFixture, true_bin: str) -> None:
+    benchmark(_spawn, true_bin, Namespaces(pid=True, mnt=True, uts=True, ipc=True))
+
+
+@pytest.mark.benchmark(group="warm net pool")
+def test_nsbind_pool_new_net(benchmark: BenchmarkFixture, true_bin: str) -> None:
+    benchmark(_spawn, true_bin, Namespaces(pid=True, mnt=True, uts=True, ipc=True, net=True))
+
+
+@pytest.mark.benchmark(group="warm net pool")
+def test_nsbind_pool_pooled_net(benchmark: BenchmarkFixture, true_bin: str) -> None:
+    with nsbind.NamespacePool(net=True, pid=True, mnt=True, uts=True, ipc=True,
+                              size=64) as pool:
+
+        def setup() -> tuple[tuple[str, nsbind.NamespacePool], dict[str, object]]:
+            pool.wait_full(timeout=30)  # measure the spawn, not the refill racing it
+            return (true_bin, pool), {}
+
+        def run(binary: str, p: nsbind.NamespacePool) -> None:
+            proc = spawn([binary], env={}, namespaces=p)
+            if proc.wait() != 0:
+                raise AssertionError("spawn failed")
+
+        benchmark.pedantic(run, setup=setup, rounds=300)  # type: ignore[no-untyped-call]

@@ -35,6 +35,7 @@ from nsbind.flags import (
     WaitFlags,
 )
 from nsbind.namespaces import Namespaces, current, persist, unpersist
+from nsbind.pool import NamespacePool
 from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
 from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
 
@@ -47,6 +48,7 @@ __all__ = [
     "AtFlags",
     "CapabilitySets",
     "MountStep",
+    "NamespacePool",
     "Process",
     "SpawnError",
     "CallInError",

@@ -30,6 +30,7 @@ from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.errors import NamespaceRuleError
 from nsbind.flags import CloneFlags, MountFlags, Namespace, flag_names
 from nsbind.namespaces import IdMap, Namespaces, _write_maps
+from nsbind.pool import NamespacePool
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
@@ -246,7 +247,7 @@ def spawn(
     *,
     env: Mapping[str, str] | None = None,
     cwd: PathLike | None = None,
-    namespaces: Namespaces | None = None,
+    namespaces: Namespaces | NamespacePool | None = None,
     hostname: str | None = None,
     domainname: str | None = None,
     mounts: Sequence[MountStep] = (),
@@ -271,7 +272,9 @@ def spawn(
 ) -> Process:
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
-    ``namespaces`` (a ``Namespaces(...)``; user, pid and time included) are
+    ``namespaces`` (a ``Namespaces(...)``, user, pid and time included, or a
+    :class:`~nsbind.pool.NamespacePool` whose warm network namespace the child
+    joins) are
     created by the clone itself; user namespaces get ``namespaces.uid_map`` /
     ``gid_map`` (default: root inside is the caller outside), written by this
     process, and the child becomes root of the new user namespace when 0 is
@@ -291,7 +294,9 @@ def spawn(
     """
     if not args:
         raise ValueError("spawn needs a non-empty argument list")
-    ns = namespaces or Namespaces()
+    pool = namespaces if isinstance(namespaces, NamespacePool) else None
+    ns: Namespaces = (namespaces.namespaces if isinstance(namespaces, NamespacePool)
+                      else namespaces or Namespaces())
     if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
         raise ValueError("hostname and domainname need a new UTS namespace "
                          "(namespaces=Namespaces(uts=True)): without one they would rename "
@@ -317,6 +322,7 @@ def spawn(
             if groups is None and os.geteuid() == 0:
                 groups = []
     plan.c.loopback = int(Namespace.NET in ns.types and ns.loopback)
+    pooled = pool.take() if pool is not None else None  # joined by the child, then closed
     steps = list(mounts)
     if Namespace.MNT in ns.types and ns.propagation is not None:
         steps.insert(0, MountStep(None, "/", None, MountFlags.REC | ns.propagation))
@@ -360,6 +366,8 @@ def spawn(
             pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
             plan.c.sync_fd = pipes.sync_r
             plan.c.sync_peer_fd = pipes.sync_w
+        if pooled is not None:  # joined before the child closes its fds
+            plan.set_setns([(pooled.fileno(), int(CloneFlags.NEWNET))])
         pidfd = _start(plan, pipes, user, uid_map, gid_map)
     except BaseException:
         for stream in stdio.parent_ends:
@@ -369,6 +377,8 @@ def spawn(
     finally:
         stdio.cleanup()
         pipes.close_all()
+        if pooled is not None:
+            pooled.close()
     return Process(args, pidfd, *stdio.parent_ends)
 
 

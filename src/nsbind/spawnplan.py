@@ -120,6 +120,7 @@ class Plan:
         self.pivot_root: str | None = None
         self.cwd: str | None = None
         self.groups: list[int] = []
+        self.setns: list[tuple[int, int]] = []
 
     # -------------------------------------------------------------- buffers
 
@@ -218,6 +219,14 @@ class Plan:
         c.cap_ambient = _mask(caps.ambient)
         c.cap_bounding = _mask(caps.permitted if caps.bounding is None else caps.bounding)
 
+    def set_setns(self, joins: Sequence[tuple[int, int]]) -> None:
+        """Namespaces the child joins first: (fd, CLONE_NEW* type)."""
+        self.setns = list(joins)
+        fds = ffi.new("int[]", [fd for fd, _ in joins])
+        types = ffi.new("int[]", [t for _, t in joins])
+        self._keep += [fds, types]
+        self.c.setns_fds, self.c.setns_types, self.c.n_setns = fds, types, len(joins)
+
     def set_fds(self, moves: Sequence[tuple[int, int, str]], keep: Sequence[int] | None) -> None:
         """``moves``: (source fd, target fd, description); ``keep``: fds left open (or None)."""
         self.fd_sources = [desc for _, _, desc in moves]
@@ -271,6 +280,8 @@ class Plan:
             if step == s.NSB_STEP_CAPBSET:
                 return "capbset", f"drop {name} from the bounding set"
             return "ambient", "clear ambient capabilities" if index < 0 else f"raise ambient {name}"
+        if step == s.NSB_STEP_SETNS:
+            return "setns", f"join the pooled namespace (fd {self.setns[index][0]})"
         if step == s.NSB_STEP_DUP2:
             return "dup2", f"dup2 {self.fd_sources[index]}"
         simple = {

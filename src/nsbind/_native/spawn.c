@@ -115,6 +115,8 @@ static int nsb_child_main(void *arg)
             nsb_fail(plan, NSB_STEP_SYNC, 0);
         }
     }
+    for (i = 0; i < plan->n_setns; i++)
+        TRY(nsb_setns(plan->setns_fds[i], plan->setns_types[i]), NSB_STEP_SETNS, i);
     /* fds first (CVE-2024-21626): before any chdir or pivot_root, no fd of
      * the parent but those asked for is open, so /proc/self/fd/N cannot lead
      * back to a host directory */
