@@ -10,6 +10,7 @@ ratios within one run, not absolute times.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import pathlib
 import shutil
@@ -228,3 +229,56 @@ def test_nsbind_pool_pooled_net(benchmark: BenchmarkFixture, true_bin: str) -> N
                 raise AssertionError("spawn failed")
 
         benchmark.pedantic(run, setup=setup, rounds=300)  # type: ignore[no-untyped-call]
+
+
+# ------------------------------------------------ a container on a rootfs: crun vs nsbind
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """An OCI bundle: a busybox rootfs and crun's default spec with pid+mnt+uts+ipc."""
+    busybox = shutil.which("busybox")
+    if busybox is None or shutil.which("crun") is None:
+        pytest.skip("crun and busybox-static are not installed (scripts/bench.sh installs them)")
+    root = tmp_path_factory.mktemp("bundle")
+    rootfs = root / "rootfs"
+    for d in ("bin", "proc", "dev", "sys"):
+        (rootfs / d).mkdir(parents=True)
+    shutil.copy(busybox, rootfs / "bin" / "busybox")
+    os.symlink("busybox", rootfs / "bin" / "true")
+    subprocess.run(["crun", "spec"], cwd=root, check=True)
+    config = json.loads((root / "config.json").read_text())
+    config["process"].update(args=["/bin/true"], terminal=False)
+    config["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
+    config["linux"].pop("resources", None)
+    (root / "config.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.mark.benchmark(group="container on a busybox rootfs")
+def test_crun_run(benchmark: BenchmarkFixture, bundle: pathlib.Path) -> None:
+    # crun refuses this host's hybrid cgroup layout: run it without a cgroup manager, in a
+    # private mount namespace where the v2 hierarchy sits at /sys/fs/cgroup.
+    counter = iter(range(10**9))
+    with Namespaces(mnt=True):
+        nsbind.mount(nsbind.cgroup2_mountpoint(), "/sys/fs/cgroup", None, nsbind.MountFlags.BIND)
+
+        def run() -> None:
+            subprocess.run(["crun", "--cgroup-manager=disabled", "run", "--bundle", str(bundle),
+                            f"nsbind-bench-{os.getpid()}-{next(counter)}"], check=True)
+
+        benchmark(run)
+
+
+@pytest.mark.benchmark(group="container on a busybox rootfs")
+def test_nsbind_rootfs(benchmark: BenchmarkFixture, bundle: pathlib.Path) -> None:
+    rootfs = str(bundle / "rootfs")
+    flags = nsbind.MountFlags
+    mounts = [nsbind.MountStep(rootfs, rootfs, None, flags.BIND | flags.REC),
+              nsbind.MountStep("proc", f"{rootfs}/proc", "proc",
+                               flags.NOSUID | flags.NODEV | flags.NOEXEC),
+              nsbind.MountStep("tmpfs", f"{rootfs}/dev", "tmpfs", flags.NOSUID, "mode=755"),
+              nsbind.MountStep("sysfs", f"{rootfs}/sys", "sysfs",
+                               flags.NOSUID | flags.NODEV | flags.NOEXEC | flags.RDONLY)]
+    benchmark(_spawn, "/bin/true", Namespaces(pid=True, mnt=True, uts=True, ipc=True),
+              mounts=mounts, pivot_root=rootfs, hostname="box")
