@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 import leakguard
 import nsbind
-from nsbind import CgroupFd
+from helpers import child_exit
+from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
 
 TEST_CGROUP_PARENT = "nsbind-test"
@@ -42,6 +44,32 @@ def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     leakguard.reap_leaked_children(before, after)
     if leaks:
         pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(leaks), pytrace=False)
+
+
+@pytest.fixture
+def holder() -> Iterator[PidFd]:
+    """A child alone in new net, uts and ipc namespaces (hostname nsbind-holder),
+    ready when yielded, killed and reaped at the end."""
+    rfd, wfd = os.pipe()
+    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.NEWUTS | CloneFlags.NEWIPC
+                               | CloneFlags.PIDFD)
+    if pid == 0:
+
+        def hold() -> None:
+            nsbind.sethostname("nsbind-holder")
+            os.write(wfd, b"r")
+            signal.pause()
+
+        child_exit(hold)
+    os.close(wfd)
+    assert pidfd is not None
+    ready = os.read(rfd, 1)
+    os.close(rfd)
+    assert ready == b"r"
+    with pidfd:
+        yield pidfd
+        pidfd.send_signal(signal.SIGKILL)
+        pidfd.wait()
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ import pathlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import nsbind
-from helpers import child_exit
-from nsbind import CloneFlags, Namespace, Namespaces, PidFd
+from nsbind import Namespace, Namespaces, PidFd
 from nsbind.callin import CallInError, RemoteTraceback, call_in
 from nsbind.namespaces import current, of
 
@@ -47,27 +45,6 @@ def kill_myself() -> None:
 
 def exit_silently() -> None:
     os._exit(3)
-
-
-@pytest.fixture
-def holder() -> Iterator[PidFd]:
-    rfd, wfd = os.pipe()
-    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.PIDFD)
-    if pid == 0:
-
-        def hold() -> None:
-            os.write(wfd, b"r")
-            signal.pause()
-
-        child_exit(hold)
-    os.close(wfd)
-    assert pidfd is not None
-    assert os.read(rfd, 1) == b"r"
-    os.close(rfd)
-    with pidfd:
-        yield pidfd
-        pidfd.send_signal(signal.SIGKILL)
-        pidfd.wait()
 
 
 def test_returns_the_value_and_leaves_the_caller_alone() -> None:

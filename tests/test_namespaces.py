@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -33,30 +33,6 @@ def _in_thread(fn: Callable[[], T]) -> T:
 def _links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
                           check=True).stdout
-
-
-@pytest.fixture
-def holder() -> Iterator[PidFd]:
-    """A child alone in new net, uts and ipc namespaces, killed at the end."""
-    rfd, wfd = os.pipe()
-    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.NEWUTS | CloneFlags.NEWIPC
-                               | CloneFlags.PIDFD)
-    if pid == 0:
-
-        def hold() -> None:
-            nsbind.sethostname("nsbind-holder")
-            os.write(wfd, b"r")
-            signal.pause()
-
-        child_exit(hold)
-    os.close(wfd)
-    assert pidfd is not None
-    assert os.read(rfd, 1) == b"r"
-    os.close(rfd)
-    with pidfd:
-        yield pidfd
-        pidfd.send_signal(signal.SIGKILL)
-        pidfd.wait()
 
 
 # ---------------------------------------------------------------- enter and restore

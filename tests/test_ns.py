@@ -3,43 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Iterator
 
 import pytest
 
 import nsbind
-from helpers import child_exit, drop_to_nobody, forked, run_forked
+from helpers import drop_to_nobody, forked, run_forked
 from nsbind import CloneFlags, Namespace, PidFd
 from nsbind.errors import InvalidArgument, NsbindError
 
 
 def _inode(path: str) -> int:
     return os.stat(path).st_ino
-
-
-@pytest.fixture
-def netns_holder() -> Iterator[PidFd]:
-    """A child process alone in a new network and UTS namespace, killed at the end."""
-    pid, pidfd = nsbind.clone3(CloneFlags.NEWNET | CloneFlags.NEWUTS | CloneFlags.PIDFD)
-    if pid == 0:
-
-        def hold() -> None:
-            nsbind.sethostname("nsbind-holder")
-            signal.pause()
-
-        child_exit(hold)
-    assert pidfd is not None
-    with pidfd:
-        # wait until the child has renamed its UTS namespace
-        for _ in range(1000):
-            with open(f"/proc/{pid}/ns/uts", "rb"):
-                pass
-            if _inode(f"/proc/{pid}/ns/net") != _inode("/proc/self/ns/net"):
-                break
-        yield pidfd
-        pidfd.send_signal(signal.SIGKILL)
-        pidfd.wait()
 
 
 def _rename_in_new_uts() -> str:
@@ -80,33 +54,33 @@ def test_unshare_unprivileged_is_permission_error() -> None:
         nsbind.unshare(CloneFlags.NEWNET | CloneFlags.NEWUTS)
 
 
-def test_open_namespace_by_pid_reports_type_and_inode(netns_holder: PidFd) -> None:
-    with nsbind.open_namespace(netns_holder.pid, Namespace.NET) as ns:
+def test_open_namespace_by_pid_reports_type_and_inode(holder: PidFd) -> None:
+    with nsbind.open_namespace(holder.pid, Namespace.NET) as ns:
         assert ns.type is Namespace.NET
-        assert ns.inode == _inode(f"/proc/{netns_holder.pid}/ns/net")
+        assert ns.inode == _inode(f"/proc/{holder.pid}/ns/net")
         assert ns.inode != _inode("/proc/self/ns/net")
-        assert ns.label == f"/proc/{netns_holder.pid}/ns/net"
+        assert ns.label == f"/proc/{holder.pid}/ns/net"
 
 
-def test_setns_by_nsfs_fd_joins_the_namespace(netns_holder: PidFd) -> None:
-    target = _inode(f"/proc/{netns_holder.pid}/ns/net")
+def test_setns_by_nsfs_fd_joins_the_namespace(holder: PidFd) -> None:
+    target = _inode(f"/proc/{holder.pid}/ns/net")
 
     @forked
     def join() -> int:
-        with nsbind.open_namespace(f"/proc/{netns_holder.pid}/ns/net", Namespace.NET) as ns:
+        with nsbind.open_namespace(f"/proc/{holder.pid}/ns/net", Namespace.NET) as ns:
             ns.setns()
         return _inode("/proc/self/ns/net")
 
     assert join() == target
 
 
-def test_setns_by_pidfd_joins_several_namespaces_at_once(netns_holder: PidFd) -> None:
-    pid = netns_holder.pid
+def test_setns_by_pidfd_joins_several_namespaces_at_once(holder: PidFd) -> None:
+    pid = holder.pid
     want = (_inode(f"/proc/{pid}/ns/net"), _inode(f"/proc/{pid}/ns/uts"))
 
     @forked
     def join() -> tuple[int, int, str]:
-        nsbind.setns(netns_holder, CloneFlags.NEWNET | CloneFlags.NEWUTS)
+        nsbind.setns(holder, CloneFlags.NEWNET | CloneFlags.NEWUTS)
         return (_inode("/proc/self/ns/net"), _inode("/proc/self/ns/uts"), os.uname().nodename)
 
     net, uts, hostname = join()
@@ -114,9 +88,9 @@ def test_setns_by_pidfd_joins_several_namespaces_at_once(netns_holder: PidFd) ->
     assert hostname == "nsbind-holder"
 
 
-def test_setns_wrong_type_is_einval_naming_the_namespace_file(netns_holder: PidFd) -> None:
-    with nsbind.open_namespace(netns_holder.pid, "net") as ns, pytest.raises(
-        InvalidArgument, match=rf"^setns uts /proc/{netns_holder.pid}/ns/net: EINVAL"
+def test_setns_wrong_type_is_einval_naming_the_namespace_file(holder: PidFd) -> None:
+    with nsbind.open_namespace(holder.pid, "net") as ns, pytest.raises(
+        InvalidArgument, match=rf"^setns uts /proc/{holder.pid}/ns/net: EINVAL"
     ):
         nsbind.setns(ns, Namespace.UTS)
 
@@ -131,11 +105,11 @@ def test_setns_bad_fd_is_ebadf() -> None:
         nsbind.setns(999)
 
 
-def test_open_namespace_refuses_non_nsfs_and_wrong_type(netns_holder: PidFd) -> None:
+def test_open_namespace_refuses_non_nsfs_and_wrong_type(holder: PidFd) -> None:
     with pytest.raises(ValueError, match="is not a namespace file"):
         nsbind.open_namespace("/dev/null")
     with pytest.raises(ValueError, match="is a net namespace, not uts"):
-        nsbind.open_namespace(f"/proc/{netns_holder.pid}/ns/net", Namespace.UTS)
+        nsbind.open_namespace(f"/proc/{holder.pid}/ns/net", Namespace.UTS)
     with pytest.raises(FileNotFoundError, match=r"^open namespace /nonexistent: ENOENT"):
         nsbind.open_namespace("/nonexistent")
 
