@@ -491,9 +491,11 @@ def _write_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap], *,
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(text)
         except OSError as exc:
-            raise NamespaceRuleError(
+            error = NamespaceRuleError(
                 f"write {name} {text.strip()!r} of pid {pid}: "
-                f"{errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})") from None
+                f"{errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})")
+            error.errno = exc.errno  # type: ignore[attr-defined]
+            raise error from None
 
     def fmt(lines: Iterable[IdMap]) -> str:
         return "".join(f"{i} {o} {c}\n" for i, o, c in lines)

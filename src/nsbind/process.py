@@ -415,7 +415,8 @@ def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
         try:
             _write_maps(result.pid, uid_map, gid_map, deny_setgroups=os.geteuid() != 0)
         except NamespaceRuleError as exc:
-            failure = SpawnError(_errno_in(str(exc)), "write id maps", None, str(exc))
+            failure = SpawnError(getattr(exc, "errno", None) or errno.EPERM, "write id maps",
+                                 None, str(exc))
             pidfd.send_signal(signal.SIGKILL)
             pipes.close("sync_w")
     # Tell the child to go on (user namespaces), wait for its exec or its report,
@@ -430,13 +431,6 @@ def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
         pidfd.close()
         raise failure
     return pidfd
-
-
-def _errno_in(message: str) -> int:
-    for name, code in errno.__dict__.items():
-        if name.startswith("E") and f": {name} (" in message:
-            return int(code)
-    return errno.EPERM
 
 
 def _clone_desc(flags: int, cgroup_fd: int) -> str:
