@@ -1,4 +1,4 @@
-"""The ``nsbind`` command.  For now one job: show what a fresh set of namespaces sees."""
+"""The ``nsbind`` command: a fresh-namespaces demo (the default) and the cgroup layout."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import nsbind
 from nsbind import CloneFlags, MountFlags
+from nsbind.cgroups import cgroup_layout
 from nsbind.errors import NsbindError
 
 DEMO_FLAGS = (CloneFlags.NEWPID | CloneFlags.NEWNET | CloneFlags.NEWUTS | CloneFlags.NEWIPC
@@ -85,10 +86,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     demo_parser = sub.add_parser("demo", help="show what a fresh set of namespaces sees "
                                  "(the default)")
-    for p in (parser, demo_parser):
+    cg_parser = sub.add_parser("cgroups", help="show this host's cgroup layout")
+    for p in (parser, demo_parser, cg_parser):
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.command == "cgroups":
+        return show_cgroups(as_json=args.json)
     return demo(as_json=args.json)
+
+
+def show_cgroups(as_json: bool = False) -> int:
+    """Print the cgroup layout: mode, hierarchies, where each controller lives."""
+    layout = cgroup_layout()
+    if as_json:
+        print(json.dumps(layout.to_dict(), indent=2))
+        return 0
+    print(f"cgroup layout: {layout.mode}")
+    for h in layout.hierarchies:
+        what = ",".join(sorted(h.controllers)) or (f"name={h.name}" if h.name else "-")
+        print(f"  v{h.version}  {h.mountpoint:<28} {what:<24} own: {h.own or '?'}")
+    if layout.unmounted:
+        print(f"  not mounted: {', '.join(sorted(layout.unmounted))}")
+    return 0
 
 
 if __name__ == "__main__":
