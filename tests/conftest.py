@@ -13,6 +13,7 @@ import nsbind
 from helpers import child_exit
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
+from nsbind.cgroups import _mkdir, cgroup_layout
 
 TEST_CGROUP_PARENT = "nsbind-test"
 
@@ -88,6 +89,22 @@ def _cgroup_test_parent(cgroup2_root: str) -> Iterator[str]:
         root.mkdir(TEST_CGROUP_PARENT, exist_ok=True).close()
         yield f"{cgroup2_root}/{TEST_CGROUP_PARENT}"
         root.rmdir(TEST_CGROUP_PARENT)
+
+
+@pytest.fixture(scope="session")
+def cgroup_parent() -> Iterator[str]:
+    """``nsbind-test`` at the root of every hierarchy (v2 and v1), removed at the end."""
+    layout = cgroup_layout()
+    made = []
+    for h in layout.hierarchies:
+        path = h.path_of(f"/{TEST_CGROUP_PARENT}")
+        if (h.version == 2 or h.controllers) and not os.path.isdir(path):
+            with CgroupFd.open(h.mountpoint, v1=h.version == 1) as root:
+                _mkdir(h, root, TEST_CGROUP_PARENT, exist_ok=False).close()
+            made.append(path)
+    yield TEST_CGROUP_PARENT
+    for path in made:
+        os.rmdir(path)
 
 
 @pytest.fixture

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
+from nsbind import PIPE, Cgroup, spawn
 from nsbind.cgroups import cgroup_layout
 
 V2_ONLY_MOUNTINFO = """\
@@ -103,3 +106,66 @@ def test_cli_prints_the_layout() -> None:
     table = subprocess.run([sys.executable, "-m", "nsbind", "cgroups"],
                            capture_output=True, text=True, check=True).stdout
     assert table.startswith(f"cgroup layout: {cgroup_layout().mode}\n")
+
+
+# ---------------------------------------------------------------- Cgroup
+
+
+def _run_in(cg: Cgroup, script: str) -> tuple[int, str, str]:
+    with spawn(["sh", "-c", script], cgroup=cg, stdout=PIPE, stderr=PIPE) as proc:
+        out, err = proc.communicate(timeout=60)
+    assert out is not None and err is not None and proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_create_spans_every_hierarchy_and_spawn_joins_them(cgroup_parent: str) -> None:
+    with Cgroup.create("span", parent=cgroup_parent) as cg:
+        code, out, _ = _run_in(cg, "cat /proc/self/cgroup")
+        assert code == 0
+        for line in out.splitlines():
+            _, names, path = line.split(":", 2)
+            if not names.startswith("name="):
+                assert path == f"/{cgroup_parent}/span", line
+        for h in cg.layout.hierarchies:
+            if h.version == 2 or h.controllers:
+                assert os.path.isdir(h.path_of(cg.path))
+    for h in cg.layout.hierarchies:
+        assert not os.path.exists(h.path_of(f"/{cgroup_parent}/span"))
+
+
+def test_pids_max_makes_fork_fail(cgroup_parent: str) -> None:
+    with Cgroup.create("pids", parent=cgroup_parent, pids_max=3) as cg:
+        _, _, err = _run_in(cg, "for i in 1 2 3 4 5 6; do sleep 1 & done; wait")
+    assert "fork" in err.lower() or "resource temporarily unavailable" in err.lower(), err
+
+
+def test_memory_max_oom_kills_and_is_counted(cgroup_parent: str) -> None:
+    with Cgroup.create("mem", parent=cgroup_parent, memory_max="32M") as cg:
+        assert cg.oom_kills() == 0
+        with spawn([sys.executable, "-c", "b = bytearray(256 << 20)"], cgroup=cg) as proc:
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        assert cg.oom_kills() >= 1
+
+
+def test_freeze_thaw_and_kill(cgroup_parent: str) -> None:
+    with Cgroup.create("frz", parent=cgroup_parent) as cg:
+        procs = [spawn(["sleep", "60"], cgroup=cg) for _ in range(3)]
+        assert sorted(cg.procs()) == sorted(p.pid for p in procs)
+        cg.freeze()
+        cg.thaw()
+        cg.kill()
+        assert [p.wait(timeout=30) for p in procs] == [-signal.SIGKILL] * 3
+
+
+def test_bad_limit_names_the_file_and_leaves_nothing(cgroup_parent: str) -> None:
+    layout = cgroup_layout()
+    with pytest.raises(OSError, match=r"set (memory.max|memory.limit_in_bytes)=lots on "):
+        Cgroup.create("bad", parent=cgroup_parent, memory_max="lots")
+    for h in layout.hierarchies:
+        assert not os.path.exists(h.path_of(f"/{cgroup_parent}/bad"))
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b"])
+def test_invalid_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid cgroup name"):
+        Cgroup.create(name, parent="nsbind-test")

@@ -19,7 +19,7 @@ from nsbind._sys import *  # noqa: F403
 from nsbind._sys import __all__ as _sys_all
 from nsbind.callin import CallInError, call_in, start_zygote
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
-from nsbind.cgroups import CgroupLayout, cgroup_layout
+from nsbind.cgroups import Cgroup, CgroupLayout, cgroup_layout
 from nsbind.errors import NamespaceRuleError, NsbindError
 from nsbind.flags import (
     AtFlags,
@@ -53,6 +53,7 @@ __all__ = [
     "Process",
     "SpawnError",
     "CallInError",
+    "Cgroup",
     "CgroupFd",
     "CgroupLayout",
     "CloneFlags",

@@ -48,16 +48,18 @@ class CgroupFd(OwnedFd):
         self.path = path
 
     @classmethod
-    def open(cls, path: PathLike) -> CgroupFd:
-        """Open an existing cgroup v2 directory; ValueError if it is not on cgroup2."""
+    def open(cls, path: PathLike, *, v1: bool = False) -> CgroupFd:
+        """Open an existing cgroup v2 directory (or, with ``v1``, a cgroup v1 one);
+        ValueError if it is on another filesystem."""
         shown = os.fsdecode(fsbytes(path))
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise_errno(exc.errno or 0, "open", shown, what=f"open cgroup {shown}")
-        if lib.nsb_fstatfs_type(fd) != lib.CGROUP2_SUPER_MAGIC:
+        magic = lib.nsb_fstatfs_type(fd)
+        if magic != lib.CGROUP2_SUPER_MAGIC and not (v1 and magic == lib.CGROUP_SUPER_MAGIC):
             os.close(fd)
-            raise ValueError(f"{shown} is not a cgroup v2 directory")
+            raise ValueError(f"{shown} is not a cgroup {'v1 or v2' if v1 else 'v2'} directory")
         return cls(fd, shown)
 
     def _child(self, name: str) -> str:

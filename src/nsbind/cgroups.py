@@ -10,12 +10,17 @@ net_cls/net_prio), and the caller's own cgroup in each hierarchy.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["CgroupLayout", "Hierarchy", "cgroup_layout"]
+from nsbind.cgroupfs import CgroupFd, validate_name
+
+__all__ = ["Cgroup", "CgroupLayout", "Hierarchy", "cgroup_layout"]
 
 Mode = Literal["unified", "hybrid", "legacy", "none"]
 
@@ -159,3 +164,193 @@ def cgroup_layout(
     mode: Mode = ("hybrid" if has_v1 and has_v2 else "unified" if has_v2
                   else "legacy" if has_v1 else "none")
     return CgroupLayout(mode, tuple(hierarchies), available, controllers)
+
+
+# ---------------------------------------------------------------- Cgroup
+
+DEFAULT_PARENT = "nsbind"
+
+
+def _mkdir(h: Hierarchy, parent: CgroupFd, name: str, *, exist_ok: bool) -> CgroupFd:
+    """mkdir a cgroup; in a v1 cpuset hierarchy, give it its parent's cpus and mems
+    (a v1 cpuset starts empty, and joining an empty one fails with ENOSPC)."""
+    child = parent.mkdir(name, exist_ok=exist_ok)
+    if h.version == 1 and "cpuset" in h.controllers:
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if not child.read(knob).strip():
+                child.write(knob, parent.read(knob).strip())
+    return child
+
+
+class Cgroup:
+    """One logical cgroup that spans every mounted hierarchy of the host.
+
+    On a unified host that is one cgroup v2 directory; on a hybrid host (like
+    one with memory, pids, cpu... on v1) the same path is created in the v2
+    hierarchy and in each v1 hierarchy with controllers, and the API speaks of
+    controllers, not of where they are mounted.  Create with :meth:`create`;
+    ``remove()`` (or leaving the ``with`` block) kills the members and removes
+    every directory it created.  Needs root (write access to the hierarchies).
+    """
+
+    def __init__(self, path: str, dirs: dict[Hierarchy, CgroupFd], layout: CgroupLayout) -> None:
+        #: the cgroup's path inside each hierarchy, e.g. ``/nsbind/job-42``
+        self.path = path
+        self.layout = layout
+        self._dirs = dirs
+
+    # ------------------------------------------------------------ life cycle
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        parent: str = DEFAULT_PARENT,
+        memory_max: int | str | None = None,
+        pids_max: int | str | None = None,
+        layout: CgroupLayout | None = None,
+    ) -> Cgroup:
+        """Create ``<parent>/<name>`` in every hierarchy and apply the limits given.
+
+        ``parent`` is a path below each hierarchy's root (created if missing),
+        by default ``nsbind`` - never the caller's own cgroup.  On any failure
+        whatever was created is removed again.
+        """
+        validate_name(name)
+        parts = [validate_name(p) for p in parent.strip("/").split("/") if p]
+        layout = layout or cgroup_layout()
+        targets = [h for h in layout.hierarchies if h.version == 2 or h.controllers]
+        if not targets:
+            raise LookupError("no cgroup hierarchy is mounted on this host")
+        dirs: dict[Hierarchy, CgroupFd] = {}
+        path = "/" + "/".join([*parts, name])
+        self = cls(path, dirs, layout)
+        try:
+            for h in targets:
+                with CgroupFd.open(h.mountpoint, v1=h.version == 1) as root:
+                    here = root
+                    opened = []
+                    try:
+                        for part in parts:
+                            here = _mkdir(h, here, part, exist_ok=True)
+                            opened.append(here)
+                        dirs[h] = _mkdir(h, here, name, exist_ok=False)
+                    finally:
+                        for fd in opened:
+                            fd.close()
+            if memory_max is not None:
+                self.set_memory_max(memory_max)
+            if pids_max is not None:
+                self.set_pids_max(pids_max)
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Kill every member, wait until the cgroup is empty, remove its directories."""
+        if not self._dirs:
+            return
+        if self.procs():
+            self.kill()
+        deadline = time.monotonic() + 10
+        while self.procs() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        errors = []
+        for h, fd in list(self._dirs.items()):
+            fd.close()
+            try:
+                os.rmdir(h.path_of(self.path))
+                del self._dirs[h]
+            except OSError as exc:
+                errors.append(f"{h.path_of(self.path)}: {exc.strerror}")
+        if errors:
+            raise OSError(f"cannot remove cgroup {self.path}: {'; '.join(errors)}")
+
+    def __enter__(self) -> Cgroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    # ------------------------------------------------------------ where things are
+
+    def _dir_for(self, controller: str) -> CgroupFd:
+        h = self.layout.hierarchy_for(controller)
+        try:
+            return self._dirs[h]
+        except KeyError:
+            raise LookupError(f"cgroup {self.path} was not created in {h.mountpoint}") from None
+
+    @property
+    def v2(self) -> CgroupFd | None:
+        """The cgroup v2 directory fd (for CLONE_INTO_CGROUP), if the host has v2."""
+        return next((fd for h, fd in self._dirs.items() if h.version == 2), None)
+
+    def v1_procs_files(self) -> list[str]:
+        """The cgroup.procs files of the v1 hierarchies (a spawned child joins them)."""
+        return [os.path.join(h.path_of(self.path), "cgroup.procs")
+                for h in self._dirs if h.version == 1]
+
+    # ------------------------------------------------------------ members
+
+    def attach(self, pid: int) -> None:
+        """Move process ``pid`` into this cgroup in every hierarchy."""
+        for fd in self._dirs.values():
+            fd.attach(pid)
+
+    def procs(self) -> list[int]:
+        """The member pids (from the v2 hierarchy if there is one)."""
+        fd = self.v2 or next(iter(self._dirs.values()))
+        return fd.procs()
+
+    # ------------------------------------------------------------ controllers
+
+    def set_memory_max(self, value: int | str) -> None:
+        """Memory limit (bytes, or with K/M/G): memory.max on v2, memory.limit_in_bytes on v1."""
+        h = self.layout.hierarchy_for("memory")
+        self._dir_for("memory").write("memory.max" if h.version == 2
+                                      else "memory.limit_in_bytes", value)
+
+    def set_pids_max(self, value: int | str) -> None:
+        """Maximum number of tasks (pids.max, same name on v1 and v2); ``"max"`` for none."""
+        self._dir_for("pids").write("pids.max", value)
+
+    def oom_kills(self) -> int:
+        """How many members the OOM killer ended (memory.events or memory.oom_control)."""
+        h = self.layout.hierarchy_for("memory")
+        text = self._dir_for("memory").read("memory.events" if h.version == 2
+                                            else "memory.oom_control")
+        fields = dict(line.split() for line in text.splitlines() if line)
+        return int(fields.get("oom_kill", 0))
+
+    def freeze(self) -> None:
+        """Freeze every member (cgroup.freeze on v2, freezer.state on v1)."""
+        if self.v2 is not None:
+            self.v2.freeze()
+        else:
+            self._dir_for("freezer").write("freezer.state", "FROZEN")
+
+    def thaw(self) -> None:
+        if self.v2 is not None:
+            self.v2.thaw()
+        else:
+            self._dir_for("freezer").write("freezer.state", "THAWED")
+
+    def kill(self) -> None:
+        """SIGKILL every member: cgroup.kill on v2 (Linux 5.14), else freeze, signal, thaw."""
+        v2 = self.v2
+        if v2 is not None:
+            v2.kill()
+            return
+        self.freeze()
+        try:
+            for pid in self.procs():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            self.thaw()
+
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.path} in {len(self._dirs)} hierarchies>"

@@ -27,6 +27,7 @@ from typing import IO, Any
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum
 from nsbind._sys.proc import PidFd, WaitResult
+from nsbind.cgroups import Cgroup
 from nsbind.errors import NamespaceRuleError
 from nsbind.flags import CloneFlags, MountFlags, Namespace, flag_names
 from nsbind.namespaces import IdMap, Namespaces, _write_maps
@@ -252,7 +253,7 @@ def spawn(
     domainname: str | None = None,
     mounts: Sequence[MountStep] = (),
     pivot_root: PathLike | None = None,
-    cgroup: FdLike | None = None,
+    cgroup: FdLike | Cgroup | None = None,
     uid: int | None = None,
     gid: int | None = None,
     groups: Sequence[int] | None = None,
@@ -281,7 +282,8 @@ def spawn(
     mapped.  A new mount namespace has its propagation set first (default
     private).  ``mounts`` run in order, then ``pivot_root`` (a directory that is
     a mount point), then ``cwd``.  ``cgroup`` is a cgroup v2 directory fd: the
-    child starts in it (CLONE_INTO_CGROUP).  stdio takes ``PIPE``, ``DEVNULL``,
+    child starts in it (CLONE_INTO_CGROUP); a :class:`~nsbind.cgroups.Cgroup` also
+    has the child join its v1 hierarchies before anything else.  stdio takes ``PIPE``, ``DEVNULL``,
     ``STDOUT`` (stderr only), an fd or a file object; the child gets exactly
     fds 0-2 and ``pass_fds`` (every other fd is close-on-exec).  A failing step
     raises :class:`SpawnError` naming it: ``mount proc on /proc: EPERM (...)``.
@@ -338,7 +340,15 @@ def spawn(
     plan.c.setsid = int(start_new_session)
     plan.c.pgid = -1 if process_group is None else process_group
     plan.c.default_signals = 1
-    plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
+    v1_procs: list[int] = []
+    if isinstance(cgroup, Cgroup):
+        v2 = cgroup.v2
+        plan.c.cgroup_fd = -1 if v2 is None else v2.fileno()
+        for path in cgroup.v1_procs_files():  # the child writes "0" to each
+            v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        plan.set_cgroup_procs(v1_procs)
+    else:
+        plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
     plan.c.init = int(init)
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child
     plan.c.use_vm = int(Namespace.TIME not in ns.types and not init
@@ -379,6 +389,8 @@ def spawn(
         pipes.close_all()
         if pooled is not None:
             pooled.close()
+        for fd in v1_procs:
+            os.close(fd)
     return Process(args, pidfd, *stdio.parent_ends)
 
 

@@ -219,6 +219,13 @@ class Plan:
         c.cap_ambient = _mask(caps.ambient)
         c.cap_bounding = _mask(caps.permitted if caps.bounding is None else caps.bounding)
 
+    def set_cgroup_procs(self, fds: Sequence[int]) -> None:
+        """cgroup.procs fds of v1 hierarchies the child joins (writing "0")."""
+        if fds:
+            arr = ffi.new("int[]", list(fds))
+            self._keep.append(arr)
+            self.c.cgroup_procs_fds, self.c.n_cgroup_procs = arr, len(fds)
+
     def set_setns(self, joins: Sequence[tuple[int, int]]) -> None:
         """Namespaces the child joins first: (fd, CLONE_NEW* type)."""
         self.setns = list(joins)
@@ -280,6 +287,8 @@ class Plan:
             if step == s.NSB_STEP_CAPBSET:
                 return "capbset", f"drop {name} from the bounding set"
             return "ambient", "clear ambient capabilities" if index < 0 else f"raise ambient {name}"
+        if step == s.NSB_STEP_CGROUP:
+            return "cgroup", f"join cgroup v1 hierarchy #{index} (write 0 to cgroup.procs)"
         if step == s.NSB_STEP_SETNS:
             return "setns", f"join the pooled namespace (fd {self.setns[index][0]})"
         if step == s.NSB_STEP_DUP2:

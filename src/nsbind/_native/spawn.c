@@ -115,6 +115,8 @@ static int nsb_child_main(void *arg)
             nsb_fail(plan, NSB_STEP_SYNC, 0);
         }
     }
+    for (i = 0; i < plan->n_cgroup_procs; i++)
+        TRY(syscall(__NR_write, plan->cgroup_procs_fds[i], "0", 1), NSB_STEP_CGROUP, i);
     for (i = 0; i < plan->n_setns; i++)
         TRY(nsb_setns(plan->setns_fds[i], plan->setns_types[i]), NSB_STEP_SETNS, i);
     /* fds first (CVE-2024-21626): before any chdir or pivot_root, no fd of

@@ -7,6 +7,7 @@
  * The child's steps, in this fixed order (the order runc and crun follow):
  *   wait for the parent (it writes the user namespace id maps)  SYNC
  *   join prepared namespaces (a warm pool)                      SETNS
+ *   join cgroup v1 hierarchies (v2: CLONE_INTO_CGROUP)          CGROUP
  *   fd mapping (dup2), close every other fd (before any chdir)  DUP2, CLOSE_RANGE
  *   setsid / setpgid                                            SETSID, SETPGID
  *   hostname, domainname                                        HOSTNAME, DOMAINNAME
@@ -59,7 +60,8 @@ enum nsb_spawn_step {
     NSB_STEP_EXEC = 21,
     NSB_STEP_LOOPBACK = 22,
     NSB_STEP_INIT = 23,
-    NSB_STEP_SETNS = 24
+    NSB_STEP_SETNS = 24,
+    NSB_STEP_CGROUP = 25
 };
 
 struct nsb_spawn_report {
@@ -101,6 +103,8 @@ struct nsb_spawn_plan {
     int err_fd;                      /* -1, or write end of the report pipe, close-on-exec */
     struct nsb_spawn_report *report; /* NULL, or where a CLONE_VM|CLONE_VFORK child reports */
     /* the steps */
+    const int *cgroup_procs_fds;     /* cgroup.procs of v1 hierarchies: the child writes "0" */
+    int n_cgroup_procs;
     const int *setns_fds;            /* namespaces to join first (e.g. from a NamespacePool) */
     const int *setns_types;          /* their CLONE_NEW* types */
     int n_setns;
