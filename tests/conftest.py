@@ -15,7 +15,7 @@ from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
 from nsbind.cgroups import _mkdir, cgroup_layout
 
-TEST_CGROUP_PARENT = "nsbind-test"
+TEST_CGROUP_PARENT = f"nsbind-test-{os.getpid()}"  # one per run: runs may overlap
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -82,18 +82,12 @@ def cgroup2_root() -> str:
 
 
 @pytest.fixture(scope="session")
-def _cgroup_test_parent(cgroup2_root: str) -> Iterator[str]:
-    # A test-owned parent at the root of the v2 hierarchy: never inside the
-    # caller's own cgroup, which belongs to the machine.
-    with CgroupFd.open(cgroup2_root) as root:
-        root.mkdir(TEST_CGROUP_PARENT, exist_ok=True).close()
-        yield f"{cgroup2_root}/{TEST_CGROUP_PARENT}"
-        root.rmdir(TEST_CGROUP_PARENT)
-
-
-@pytest.fixture(scope="session")
 def cgroup_parent() -> Iterator[str]:
-    """``nsbind-test`` at the root of every hierarchy (v2 and v1), removed at the end."""
+    """A test-owned parent at the root of every hierarchy (v2 and v1), removed at the end.
+
+    Never inside the caller's own cgroup, which belongs to the machine; named
+    per run so that two runs on one machine do not share it.
+    """
     layout = cgroup_layout()
     made = []
     for h in layout.hierarchies:
@@ -105,6 +99,12 @@ def cgroup_parent() -> Iterator[str]:
     yield TEST_CGROUP_PARENT
     for path in made:
         os.rmdir(path)
+
+
+@pytest.fixture(scope="session")
+def _cgroup_test_parent(cgroup2_root: str, cgroup_parent: str) -> str:
+    """The test parent's directory in the cgroup v2 hierarchy."""
+    return f"{cgroup2_root}/{cgroup_parent}"
 
 
 @pytest.fixture

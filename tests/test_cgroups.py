@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -166,6 +167,31 @@ def test_bad_limit_names_the_file_and_leaves_nothing(cgroup_parent: str) -> None
 
 
 @pytest.mark.parametrize("name", ["", "..", "a/b"])
-def test_invalid_names_are_refused(name: str) -> None:
+def test_invalid_names_are_refused(name: str, cgroup_parent: str) -> None:
     with pytest.raises(ValueError, match="invalid cgroup name"):
-        Cgroup.create(name, parent="nsbind-test")
+        Cgroup.create(name, parent=cgroup_parent)
+
+
+def test_cpu_max_limits_a_busy_loop_to_about_a_fifth(cgroup_parent: str) -> None:
+    with Cgroup.create("cpu", parent=cgroup_parent, cpu_max=0.2) as cg:
+        with spawn(["sh", "-c", "while :; do :; done"], cgroup=cg) as proc:
+            before = cg.cpu_usage_us()
+            started = time.monotonic()
+            time.sleep(1.0)
+            used = (cg.cpu_usage_us() - before) / 1e6 / (time.monotonic() - started)
+            proc.kill()
+        assert 0.1 <= used <= 0.3, f"used {used:.2f} CPUs under cpu_max=0.2"
+
+
+def test_cpu_weight_is_written(cgroup_parent: str) -> None:
+    with Cgroup.create("weight", parent=cgroup_parent, cpu_weight=200) as cg:
+        h = cg.layout.hierarchy_for("cpu")
+        knob = "cpu.weight" if h.version == 2 else "cpu.shares"
+        with open(f"{h.path_of(cg.path)}/{knob}") as f:
+            assert int(f.read()) == (200 if h.version == 2 else 2 + 199 * 262142 // 9999)
+
+
+def test_cpuset_pins_the_member(cgroup_parent: str) -> None:
+    with Cgroup.create("pin", parent=cgroup_parent, cpuset_cpus="0", cpuset_mems="0") as cg:
+        code, out, _ = _run_in(cg, "grep Cpus_allowed_list /proc/self/status")
+    assert code == 0 and out.split() == ["Cpus_allowed_list:", "0"]

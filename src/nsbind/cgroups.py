@@ -209,6 +209,10 @@ class Cgroup:
         parent: str = DEFAULT_PARENT,
         memory_max: int | str | None = None,
         pids_max: int | str | None = None,
+        cpu_max: float | None = None,
+        cpu_weight: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
         layout: CgroupLayout | None = None,
     ) -> Cgroup:
         """Create ``<parent>/<name>`` in every hierarchy and apply the limits given.
@@ -243,6 +247,12 @@ class Cgroup:
                 self.set_memory_max(memory_max)
             if pids_max is not None:
                 self.set_pids_max(pids_max)
+            if cpu_max is not None:
+                self.set_cpu_max(cpu_max)
+            if cpu_weight is not None:
+                self.set_cpu_weight(cpu_weight)
+            if cpuset_cpus is not None or cpuset_mems is not None:
+                self.set_cpuset(cpus=cpuset_cpus, mems=cpuset_mems)
         except BaseException:
             self.remove()
             raise
@@ -316,6 +326,53 @@ class Cgroup:
     def set_pids_max(self, value: int | str) -> None:
         """Maximum number of tasks (pids.max, same name on v1 and v2); ``"max"`` for none."""
         self._dir_for("pids").write("pids.max", value)
+
+    def set_cpu_max(self, cpus: float | None, period_us: int = 100_000) -> None:
+        """CPU bandwidth in CPUs (0.5: half of one CPU; None: unlimited).
+
+        v2: ``cpu.max`` = "quota period"; v1: ``cpu.cfs_period_us`` and ``cpu.cfs_quota_us``.
+        """
+        if cpus is not None and cpus <= 0:
+            raise ValueError(f"cpu_max must be positive, not {cpus}")
+        quota = -1 if cpus is None else max(1000, round(cpus * period_us))
+        fd = self._dir_for("cpu")
+        if self.layout.hierarchy_for("cpu").version == 2:
+            fd.write("cpu.max", f"{'max' if quota < 0 else quota} {period_us}")
+        else:
+            fd.write("cpu.cfs_period_us", period_us)
+            fd.write("cpu.cfs_quota_us", quota)
+
+    def set_cpu_weight(self, weight: int) -> None:
+        """Relative CPU share, 1..10000 (default 100): cpu.weight on v2, cpu.shares on v1
+        (converted as runc does: shares = 2 + (weight - 1) * 262142 / 9999, inverted)."""
+        if not 1 <= weight <= 10000:
+            raise ValueError(f"cpu_weight must be within 1..10000, not {weight}")
+        fd = self._dir_for("cpu")
+        if self.layout.hierarchy_for("cpu").version == 2:
+            fd.write("cpu.weight", weight)
+        else:
+            fd.write("cpu.shares", 2 + (weight - 1) * 262142 // 9999)
+
+    def set_cpuset(self, *, cpus: str | None = None, mems: str | None = None) -> None:
+        """Allowed CPUs and memory nodes ("0-1,3"): cpuset.cpus / cpuset.mems (v1 and v2)."""
+        fd = self._dir_for("cpuset")
+        if cpus is not None:
+            fd.write("cpuset.cpus", cpus)
+        if mems is not None:
+            fd.write("cpuset.mems", mems)
+
+    def cpu_usage_us(self) -> int:
+        """CPU time used by the members, in microseconds (cpu.stat usage_usec on v2,
+        cpuacct.usage on v1)."""
+        try:
+            h = self.layout.hierarchy_for("cpuacct")
+        except LookupError:
+            h = self.layout.hierarchy_for("cpu")
+        fd = self._dirs[h]
+        if h.version == 2:
+            stat = dict(line.split() for line in fd.read("cpu.stat").splitlines() if line)
+            return int(stat["usage_usec"])
+        return int(fd.read("cpuacct.usage")) // 1000
 
     def oom_kills(self) -> int:
         """How many members the OOM killer ended (memory.events or memory.oom_control)."""
