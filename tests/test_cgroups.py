@@ -195,3 +195,42 @@ def test_cpuset_pins_the_member(cgroup_parent: str) -> None:
     with Cgroup.create("pin", parent=cgroup_parent, cpuset_cpus="0", cpuset_mems="0") as cg:
         code, out, _ = _run_in(cg, "grep Cpus_allowed_list /proc/self/status")
     assert code == 0 and out.split() == ["Cpus_allowed_list:", "0"]
+
+
+def test_devices_deny_all_but_null(cgroup_parent: str) -> None:
+    layout = cgroup_layout()
+    if "devices" not in layout.controllers or layout.controllers["devices"].version == 2:
+        with Cgroup.create("dev", parent=cgroup_parent) as cg, pytest.raises(
+                NotImplementedError, match="BPF_PROG_TYPE_CGROUP_DEVICE"):
+            cg.set_devices(["c 1:3 rwm"])
+        return
+    with Cgroup.create("dev", parent=cgroup_parent) as cg:
+        cg.set_devices(["c 1:3 rwm"])
+        script = ("open('/dev/null', 'w').write('x')\n"
+                  "try:\n    open('/dev/zero', 'rb')\nexcept PermissionError:\n"
+                  "    print('zero denied')\n")
+        with spawn([sys.executable, "-c", script], cgroup=cg, stdout=PIPE) as proc:
+            out, _ = proc.communicate(timeout=60)
+        assert (out, proc.returncode) == (b"zero denied\n", 0)
+
+
+def test_io_limits_are_written_and_read_back(cgroup_parent: str) -> None:
+    with open("/proc/self/mountinfo") as f:  # the root filesystem's block device, if any
+        root = next(line.split() for line in f if line.split()[4] == "/")
+    device = root[2]
+    if device.startswith("0:"):
+        pytest.skip("the root filesystem is not on a block device here")
+    with Cgroup.create("io", parent=cgroup_parent) as cg:
+        cg.set_io_limits(device, read_bps=1 << 20, write_iops=100)
+        layout = cg.layout
+        controller = "io" if "io" in layout.controllers else "blkio"
+        h = layout.hierarchy_for(controller)
+        base = h.path_of(cg.path)
+        if h.version == 2:
+            with open(f"{base}/io.max") as f:
+                assert f"{device} rbps={1 << 20}" in f.read()
+        else:
+            with open(f"{base}/blkio.throttle.read_bps_device") as f:
+                assert f.read().split() == [device, str(1 << 20)]
+            with open(f"{base}/blkio.throttle.write_iops_device") as f:
+                assert f.read().split() == [device, "100"]

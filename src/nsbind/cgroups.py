@@ -361,6 +361,42 @@ class Cgroup:
         if mems is not None:
             fd.write("cpuset.mems", mems)
 
+    def set_devices(self, allow: list[str]) -> None:
+        """Deny every device, then allow the rules given (``"c 1:3 rwm"``: /dev/null).
+
+        v1: devices.deny / devices.allow.  On v2 this needs a BPF_PROG_TYPE_CGROUP_DEVICE
+        program, which nsbind does not load yet: NotImplementedError says so.
+        """
+        h = self.layout.hierarchy_for("devices") if "devices" in self.layout.controllers \
+            else None
+        if h is None or h.version == 2:
+            raise NotImplementedError(
+                "device rules on cgroup v2 need an eBPF cgroup device program "
+                "(BPF_PROG_TYPE_CGROUP_DEVICE), which nsbind does not load yet")
+        fd = self._dirs[h]
+        fd.write("devices.deny", "a")
+        for rule in allow:
+            fd.write("devices.allow", rule)
+
+    def set_io_limits(self, device: str, *, read_bps: int | None = None,
+                      write_bps: int | None = None, read_iops: int | None = None,
+                      write_iops: int | None = None) -> None:
+        """Throttle one block device ("major:minor"): io.max on v2, blkio.throttle.* on v1."""
+        limits = {"rbps": read_bps, "wbps": write_bps, "riops": read_iops, "wiops": write_iops}
+        given = {k: v for k, v in limits.items() if v is not None}
+        if not given:
+            return
+        controller = "io" if "io" in self.layout.controllers else "blkio"
+        h = self.layout.hierarchy_for(controller)
+        fd = self._dirs[h]
+        if h.version == 2:
+            fd.write("io.max", f"{device} " + " ".join(f"{k}={v}" for k, v in given.items()))
+            return
+        files = {"rbps": "read_bps_device", "wbps": "write_bps_device",
+                 "riops": "read_iops_device", "wiops": "write_iops_device"}
+        for key, value in given.items():
+            fd.write(f"blkio.throttle.{files[key]}", f"{device} {value}")
+
     def cpu_usage_us(self) -> int:
         """CPU time used by the members, in microseconds (cpu.stat usage_usec on v2,
         cpuacct.usage on v1)."""
