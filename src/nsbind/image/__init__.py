@@ -1,0 +1,39 @@
+"""Container images: docker save tarballs and OCI image layouts, in one model.
+
+>>> img = nsbind.image.load("ubuntu.tar")            # or an OCI layout directory
+>>> img.tags, img.config.env, [l.diff_id for l in img.layers]
+>>> img.verify()                                     # every digest, streaming
+
+Selecting: ``tag=`` when an archive holds several images, ``platform=`` (default:
+this host) in a multi-platform index.  Artifacts and non-layer media types are
+refused with a clear :class:`ImageError`.  The archive stays open while the
+image's layers are read: close the Image (or use it in a ``with`` block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nsbind.image.archive import open_archive
+from nsbind.image.dockersave import load_docker_save
+from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platform
+from nsbind.image.ocilayout import load_oci_layout
+
+__all__ = ["Image", "ImageConfig", "ImageError", "Layer", "host_platform", "load"]
+
+
+def load(path: str, *, tag: str | None = None,
+         platform: tuple[str, str] | None = None) -> Image:
+    """Load a docker save tarball (also Docker >= 25's hybrid output) or an OCI layout
+    (a directory or a tar of one)."""
+    archive = open_archive(path)
+    try:
+        if archive.exists("oci-layout") and archive.exists("index.json") and not archive.exists(
+                "manifest.json"):
+            img = load_oci_layout(archive, tag, platform)
+        else:
+            img = load_docker_save(archive, tag)  # its error explains what is missing
+    except BaseException:
+        archive.close()
+        raise
+    return dataclasses.replace(img, closer=archive.close)
