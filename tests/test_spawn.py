@@ -8,6 +8,7 @@ import pathlib
 import resource
 import signal
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -24,6 +25,7 @@ from nsbind import (
     MountStep,
     Namespaces,
     SpawnError,
+    mounts,
     spawn,
 )
 from nsbind._native import lib
@@ -372,3 +374,36 @@ def test_cve_2022_24769_inheritable_and_ambient_empty_unless_asked() -> None:
     both = (1 << Capability.CHOWN) | (1 << Capability.KILL)
     assert _status_field(out, "CapInh") == f"{both:016x}"
     assert _status_field(out, "CapAmb") == "0" * 16
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_cve_2019_5736_proc_self_exe_cannot_reach_host_binaries(tmp_path: pathlib.Path) -> None:
+    """A container writing through /proc/self/exe and /proc/1/exe during start cannot
+    change the host's Python or nsbind's compiled module: nsbind never re-executes a
+    host binary inside the container (the C child execs the container's program)."""
+    import nsbind._native._nsbind as native
+
+    watched = [os.path.realpath(sys.executable), native.__file__]
+    before = [_sha256(p) for p in watched]
+    root = tmp_path / "root"
+    for d in ("usr", "proc"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "lib64"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), root / link)
+    script = ("for t in /proc/self/exe /proc/1/exe; do "
+              "(echo pwned > $t) 2>/dev/null && echo wrote $t; "
+              "(cat /proc/self/exe > /dev/null) 2>/dev/null; done; echo done")
+    out, code = _run(["/bin/sh", "-c", script], namespaces=Namespaces(mnt=True, pid=True),
+                     mounts=[MountStep(str(root), str(root), None, MountFlags.BIND),
+                             *mounts.bind("/usr", str(root / "usr"), readonly=True),
+                             MountStep("proc", str(root / "proc"), "proc")],
+                     pivot_root=str(root))
+    assert (out, code) == ("done\n", 0)
+    assert [_sha256(p) for p in watched] == before

@@ -14,7 +14,7 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, flags, namespaces
+from nsbind import errors, flags, image, mounts, namespaces
 from nsbind._sys import *  # noqa: F403
 from nsbind._sys import __all__ as _sys_all
 from nsbind.callin import CallInError, call_in, start_zygote
@@ -76,6 +76,8 @@ __all__ = [
     "errors",
     "flags",
     "current",
+    "image",
+    "mounts",
     "namespaces",
     "persist",
     "spawn",
