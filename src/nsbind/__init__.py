@@ -7,6 +7,7 @@ C core), the typed syscall layer re-exported here (``unshare``, ``setns``,
 """
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 if not sys.platform.startswith("linux"):
     raise ImportError(
@@ -14,10 +15,9 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, flags, image, mounts, namespaces
+from nsbind import errors, flags, mounts, namespaces
 from nsbind._sys import *  # noqa: F403
 from nsbind._sys import __all__ as _sys_all
-from nsbind.callin import CallInError, call_in, start_zygote
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
 from nsbind.cgroups import Cgroup, CgroupLayout, cgroup_layout
 from nsbind.errors import NamespaceRuleError, NsbindError
@@ -39,6 +39,25 @@ from nsbind.namespaces import Namespaces, current, persist, unpersist
 from nsbind.pool import NamespacePool
 from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
 from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
+
+if TYPE_CHECKING:
+    from nsbind.callin import CallInError, call_in, start_zygote
+
+# call_in pulls in multiprocessing: imported on first use, not with nsbind.
+_LAZY = {"CallInError": "nsbind.callin", "call_in": "nsbind.callin",
+         "start_zygote": "nsbind.callin"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nsbind' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
@@ -76,7 +95,6 @@ __all__ = [
     "errors",
     "flags",
     "current",
-    "image",
     "mounts",
     "namespaces",
     "persist",

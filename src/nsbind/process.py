@@ -12,7 +12,6 @@ A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import os
@@ -84,6 +83,8 @@ class Process:
         """Wait without blocking the event loop: the pidfd is watched by the loop
         (no thread per child, no SIGCHLD handler)."""
         if self.returncode is None:
+            import asyncio  # here, not at import time: most callers never need it
+
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
             fd = self.pidfd.fileno()
