@@ -46,6 +46,18 @@ def _status_field(text: str, name: str) -> str:
                 if line.startswith(name + ":"))
 
 
+def _usr_root(tmp_path: pathlib.Path, *dirs: str) -> pathlib.Path:
+    """A root directory to bind the host's /usr into: usr/, proc/, ``dirs``, and the
+    merged-/usr symlinks (bin, lib, lib64, sbin) as the host has them."""
+    root = tmp_path / "root"
+    for d in ("usr", "proc", *dirs):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), root / link)
+    return root
+
+
 # ---------------------------------------------------------------- namespaces
 
 
@@ -89,12 +101,7 @@ def test_spawned_inside_a_cgroup(test_cgroup: CgroupFd) -> None:
 
 
 def test_pivot_root_into_a_bind_assembled_root(tmp_path: pathlib.Path) -> None:
-    root = tmp_path / "root"
-    for d in ("usr", "proc", "etc"):
-        (root / d).mkdir(parents=True)
-    for link in ("bin", "lib", "lib64", "sbin"):
-        if os.path.islink(f"/{link}"):
-            os.symlink(os.readlink(f"/{link}"), root / link)
+    root = _usr_root(tmp_path, "etc")
     (root / "etc" / "marker").write_text("inside\n")
     ro = MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY
     out, code = _run(
@@ -233,19 +240,14 @@ def test_child_gets_exactly_the_fds_it_was_given() -> None:
 
 def test_cwd_of_the_host_does_not_leak_through_pivot_root(tmp_path: pathlib.Path) -> None:
     # After pivot_root the child's cwd is "/" of the new root, not the host's cwd.
-    root = tmp_path / "root"
-    (root / "usr").mkdir(parents=True)
-    os.symlink("usr/bin", root / "bin")
-    for link in ("lib", "lib64"):
-        if os.path.islink(f"/{link}"):
-            os.symlink(os.readlink(f"/{link}"), root / link)
+    root = _usr_root(tmp_path)
     out, code = _run(["/bin/sh", "-c", "pwd; cd ..; pwd; ls"],
                      namespaces=Namespaces(mnt=True),
                      mounts=[MountStep(str(root), str(root), None, MountFlags.BIND),
                              MountStep("/usr", str(root / "usr"), None, MountFlags.BIND)],
                      pivot_root=str(root))
     assert code == 0
-    assert out.split() == ["/", "/", "bin", "lib", "lib64", "usr"][: len(out.split())]
+    assert out.split() == ["/", "/", *sorted(os.listdir(root))]  # the new root, nothing else
 
 
 # ---------------------------------------------------------------- waiting
@@ -334,26 +336,21 @@ def test_rootless_spawn_with_a_user_namespace() -> None:
 def test_cve_2024_21626_leaked_fd_as_cwd_stays_confined(tmp_path: pathlib.Path) -> None:
     """No parent fd (here: a host directory fd, as runc leaked) survives to the chdir:
     cwd=/proc/self/fd/N fails for every N in 3..64, inside a pivot_root'ed container."""
-    root = tmp_path / "root"
-    for d in ("usr", "proc"):
-        (root / d).mkdir(parents=True)
-    for link in ("bin", "lib", "lib64"):
-        if os.path.islink(f"/{link}"):
-            os.symlink(os.readlink(f"/{link}"), root / link)
+    root = _usr_root(tmp_path)
     host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)  # inheritable: the bait a leak would be
     os.set_inheritable(host_dir, True)
-    mounts = [MountStep(str(root), str(root), None, MountFlags.BIND),
+    steps = [MountStep(str(root), str(root), None, MountFlags.BIND),
               MountStep("/usr", str(root / "usr"), None, MountFlags.BIND),
               MountStep("proc", str(root / "proc"), "proc")]
     try:
         for n in range(3, 65):
             with pytest.raises(SpawnError, match=rf"^chdir /proc/self/fd/{n}: E"):
-                spawn(["/bin/true"], namespaces=Namespaces(mnt=True, pid=True), mounts=mounts,
+                spawn(["/bin/true"], namespaces=Namespaces(mnt=True, pid=True), mounts=steps,
                       pivot_root=str(root), cwd=f"/proc/self/fd/{n}")
     finally:
         os.close(host_dir)
     out, code = _run(["sh", "-c", "ls /proc/self/fd"], namespaces=Namespaces(mnt=True, pid=True),
-                     mounts=mounts, pivot_root=str(root))
+                     mounts=steps, pivot_root=str(root))
     assert code == 0 and sorted(int(x) for x in out.split()) == [0, 1, 2, 3]  # 3: ls's own
 
 
@@ -391,12 +388,7 @@ def test_cve_2019_5736_proc_self_exe_cannot_reach_host_binaries(tmp_path: pathli
 
     watched = [os.path.realpath(sys.executable), native.__file__]
     before = [_sha256(p) for p in watched]
-    root = tmp_path / "root"
-    for d in ("usr", "proc"):
-        (root / d).mkdir(parents=True)
-    for link in ("bin", "lib", "lib64"):
-        if os.path.islink(f"/{link}"):
-            os.symlink(os.readlink(f"/{link}"), root / link)
+    root = _usr_root(tmp_path)
     script = ("for t in /proc/self/exe /proc/1/exe; do "
               "(echo pwned > $t) 2>/dev/null && echo wrote $t; "
               "(cat /proc/self/exe > /dev/null) 2>/dev/null; done; echo done")
