@@ -117,27 +117,28 @@ class Process:
                     timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
         """Send ``input``, read stdout/stderr to EOF, wait; as ``subprocess.Popen.communicate``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        chunks: dict[int, list[bytes]] = {}
         view = memoryview(input or b"")
+        out_fd = self.stdout.fileno() if self.stdout is not None else None
+        err_fd = self.stderr.fileno() if self.stderr is not None else None
+        chunks: dict[int, list[bytes]] = {fd: [] for fd in (out_fd, err_fd) if fd is not None}
+        streams: dict[int, IO[bytes]] = {}
         with selectors.DefaultSelector() as sel:
             if self.stdin is not None:
                 if view:
                     os.set_blocking(self.stdin.fileno(), False)
+                    streams[self.stdin.fileno()] = self.stdin
                     sel.register(self.stdin.fileno(), selectors.EVENT_WRITE)
                 else:
                     self.stdin.close()
             for stream in (self.stdout, self.stderr):
                 if stream is not None:
-                    chunks[stream.fileno()] = []
+                    streams[stream.fileno()] = stream
                     sel.register(stream.fileno(), selectors.EVENT_READ)
-            streams = {s.fileno(): s for s in (self.stdin, self.stdout, self.stderr)
-                       if s is not None and not s.closed}
             while sel.get_map():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise subprocess.TimeoutExpired(self.args, timeout or 0)
                 for key, _ in sel.select(left):
-                    done = False
                     if key.events & selectors.EVENT_WRITE:
                         try:
                             view = view[os.write(key.fd, view[:65536]):]
@@ -153,18 +154,8 @@ class Process:
                         streams[key.fd].close()
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.wait(left)
-        return (self._output(self.stdout, chunks, streams),
-                self._output(self.stderr, chunks, streams))
-
-    @staticmethod
-    def _output(stream: IO[bytes] | None, chunks: dict[int, list[bytes]],
-                streams: dict[int, IO[Any]]) -> bytes | None:
-        if stream is None:
-            return None
-        for fd, s in streams.items():
-            if s is stream:
-                return b"".join(chunks.get(fd, []))
-        return None
+        return (None if out_fd is None else b"".join(chunks[out_fd]),
+                None if err_fd is None else b"".join(chunks[err_fd]))
 
     def __enter__(self) -> Process:
         return self
