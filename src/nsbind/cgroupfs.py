@@ -13,20 +13,18 @@ import os
 
 from nsbind._native import lib
 from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
+from nsbind._sys.mountinfo import read_mountinfo
 from nsbind.errors import raise_errno
 
 __all__ = ["CgroupFd", "cgroup2_mountpoint", "validate_name"]
 
 
-def cgroup2_mountpoint(mountinfo: str = "/proc/self/mountinfo") -> str:
+def cgroup2_mountpoint() -> str:
     """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup`` or, on hybrid
     hosts, usually ``/sys/fs/cgroup/unified``); FileNotFoundError if nowhere."""
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            if fields[sep + 1] == "cgroup2" and fields[3] == "/":
-                return fields[4].replace("\\040", " ")
+    for entry in read_mountinfo():
+        if entry.fstype == "cgroup2" and entry.root == "/":
+            return entry.mountpoint
     raise FileNotFoundError("no cgroup2 hierarchy is mounted (see /proc/self/mountinfo)")
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind.cgroupfs import CgroupFd, validate_name
 
 __all__ = ["Cgroup", "CgroupLayout", "Hierarchy", "cgroup_layout"]
@@ -88,9 +89,8 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
-        .replace("\\134", "\\")
+def _read_controllers(mountpoint: str) -> str:
+    return _read(os.path.join(mountpoint, "cgroup.controllers"))
 
 
 def cgroup_layout(
@@ -108,10 +108,7 @@ def cgroup_layout(
     mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
     proc_cgroups = _read("/proc/cgroups") if proc_cgroups is None else proc_cgroups
     self_cgroup = _read("/proc/self/cgroup") if self_cgroup is None else self_cgroup
-    if read_controllers is None:
-        def read_controllers(mountpoint: str) -> str:
-            return _read(os.path.join(mountpoint, "cgroup.controllers"))
-    assert read_controllers is not None
+    read_controllers = read_controllers or _read_controllers
 
     available = frozenset(
         fields[0] for line in proc_cgroups.splitlines()
@@ -129,26 +126,23 @@ def cgroup_layout(
 
     hierarchies: list[Hierarchy] = []
     seen: set[str] = set()
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        sep = fields.index("-")
-        fstype, superopts = fields[sep + 1], fields[sep + 3]
-        root, mountpoint = fields[3], _unescape(fields[4])
-        if fstype not in ("cgroup", "cgroup2") or root != "/" or fields[2] in seen:
+    for entry in parse_mountinfo(mountinfo):
+        if entry.fstype not in ("cgroup", "cgroup2") or entry.root != "/" or entry.dev in seen:
             continue  # not a cgroup fs, a bind of a sub-cgroup, or a second mount of one
-        seen.add(fields[2])  # the superblock (major:minor)
-        if fstype == "cgroup2":
+        seen.add(entry.dev)
+        if entry.fstype == "cgroup2":
             try:
-                v2_controllers = frozenset(read_controllers(mountpoint).split())
+                v2_controllers = frozenset(read_controllers(entry.mountpoint).split())
             except OSError:
                 v2_controllers = frozenset()
-            hierarchies.append(Hierarchy(2, mountpoint, v2_controllers, None, own_v2))
+            hierarchies.append(Hierarchy(2, entry.mountpoint, v2_controllers, None, own_v2))
             continue
-        opts = superopts.split(",")
+        opts = entry.superopts.split(",")
         name = next((o[5:] for o in opts if o.startswith("name=")), None)
         v1_controllers = frozenset(o for o in opts if o in available)
         key = frozenset(v1_controllers | ({f"name={name}"} if name else set()))
-        hierarchies.append(Hierarchy(1, mountpoint, v1_controllers, name, own_v1.get(key)))
+        hierarchies.append(Hierarchy(1, entry.mountpoint, v1_controllers, name,
+                                     own_v1.get(key)))
 
     controllers: dict[str, Hierarchy] = {}
     for h in hierarchies:  # v1 first: a controller bound to v1 is unusable on v2
