@@ -399,3 +399,14 @@ def test_cve_2019_5736_proc_self_exe_cannot_reach_host_binaries(tmp_path: pathli
                      pivot_root=str(root))
     assert (out, code) == ("done\n", 0)
     assert [_sha256(p) for p in watched] == before
+
+
+def test_bad_input_leaves_no_fd_behind() -> None:
+    """Input refused while the plan is built releases what was already acquired
+    (the leak guard checks fds); the message names the problem."""
+    with nsbind.NamespacePool(net=True, size=1) as pool:
+        assert pool.wait_full(timeout=30)
+        with pytest.raises(ValueError, match="STDOUT is only valid for stderr"):
+            spawn(["true"], namespaces=pool, stdin=STDOUT)
+        with pytest.raises(ValueError, match="NUL byte"):
+            spawn(["true\0"], namespaces=pool)

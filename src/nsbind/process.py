@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum
+from nsbind._sys.ns import NamespaceFd
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
 from nsbind.errors import NamespaceRuleError
@@ -316,7 +317,6 @@ def spawn(
             if groups is None and os.geteuid() == 0:
                 groups = []
     plan.c.loopback = int(Namespace.NET in ns.types and ns.loopback)
-    pooled = pool.take() if pool is not None else None  # joined by the child, then closed
     steps = list(mounts)
     if Namespace.MNT in ns.types and ns.propagation is not None:
         steps.insert(0, MountStep(None, "/", None, MountFlags.REC | ns.propagation))
@@ -332,13 +332,9 @@ def spawn(
     plan.c.setsid = int(start_new_session)
     plan.c.pgid = -1 if process_group is None else process_group
     plan.c.default_signals = 1
-    v1_procs: list[int] = []
     if isinstance(cgroup, Cgroup):
         v2 = cgroup.v2
         plan.c.cgroup_fd = -1 if v2 is None else v2.fileno()
-        for path in cgroup.v1_procs_files():  # the child writes "0" to each
-            v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
-        plan.set_cgroup_procs(v1_procs)
     else:
         plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
     plan.c.init = int(init)
@@ -346,9 +342,18 @@ def spawn(
     plan.c.use_vm = int(Namespace.TIME not in ns.types and not init
                         and bool(lib.nsb_spawn_has_vm_clone()))
 
+    # Everything acquired from here on is released in the finally below.
     stdio = _Stdio()
     pipes = _Pipes()
+    pooled: NamespaceFd | None = None
+    v1_procs: list[int] = []
     try:
+        if isinstance(cgroup, Cgroup):
+            for path in cgroup.v1_procs_files():  # the child writes "0" to each
+                v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            plan.set_cgroup_procs(v1_procs)
+        if pool is not None:
+            pooled = pool.take()  # joined by the child, then closed here
         base = max([3, *pass_fds]) + 1
         for target, spec in enumerate((stdin, stdout, stderr)):
             out1 = next((src for src, dst, _ in stdio.moves if dst == 1), 1)
