@@ -88,7 +88,7 @@ class NamespacePool:
                 self._ready.append(fresh)
                 self._cond.notify_all()
 
-    def take(self, timeout: float | None = None) -> NamespaceFd:
+    def take(self) -> NamespaceFd:
         """A fresh network namespace (an fd the caller closes); made now if none is ready."""
         with self._cond:
             if self._closed:
