@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # compiler and kernel headers for the cffi extension; ip(8) for network checks
+    # compiler and kernel headers for the cffi extension; ip(8) for network checks;
+    # a static busybox for the rootfs tests
     apt-get install -y -qq --no-install-recommends \
-        gcc libc6-dev linux-libc-dev iproute2 util-linux >/dev/null
+        gcc libc6-dev linux-libc-dev iproute2 util-linux busybox-static >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest "$@"

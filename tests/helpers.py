@@ -127,3 +127,24 @@ def child_exit(fn: Callable[[], int | None]) -> NoReturn:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+BUSYBOX = "/usr/bin/busybox"  # Debian's busybox-static (scripts/test.sh installs it)
+_APPLETS = ("sh", "cat", "ls", "stat", "echo", "id", "readlink", "touch", "mkdir", "grep",
+            "pwd", "wc", "sleep", "find", "head", "hostname", "test", "mount", "awk", "rm")
+
+
+def busybox_root(path: os.PathLike[str] | str) -> str:
+    """Make ``path`` a tiny root filesystem: bin/busybox (static) and applet links."""
+    import shutil
+
+    if not os.path.exists(BUSYBOX):
+        import pytest
+
+        pytest.skip(f"{BUSYBOX} is missing (Debian package busybox-static)")
+    bindir = os.path.join(path, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    shutil.copy2(BUSYBOX, os.path.join(bindir, "busybox"))
+    for applet in _APPLETS:
+        os.symlink("busybox", os.path.join(bindir, applet))
+    return os.fspath(path)

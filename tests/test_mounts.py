@@ -9,7 +9,7 @@ import pathlib
 import pytest
 
 from helpers import forked, fstype_of, mount_at
-from nsbind import MountFlags, Namespaces, Propagation, mounts, spawn
+from nsbind import Namespaces, Propagation, mounts, spawn
 from nsbind.errors import NsbindError
 
 
@@ -97,7 +97,71 @@ def test_helpers_as_spawn_steps(tmp_path: pathlib.Path) -> None:
     assert (out, proc.returncode) == (b"1\n", 0)
 
 
-def test_bind_steps_shape() -> None:
-    steps = mounts.bind("/a", "/b", readonly=True)
-    assert [s.flags for s in steps] == [MountFlags.BIND | MountFlags.REC,
-                                        MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY]
+@forked
+def test_readonly_bind_covers_submounts(tmp_path: pathlib.Path) -> None:
+    src, sub, dst = tmp_path / "src", tmp_path / "src" / "sub", tmp_path / "dst"
+    for d in (src, sub, dst):
+        d.mkdir()
+    with Namespaces(mnt=True):
+        mounts.apply([mounts.tmpfs(sub, size="1m"),
+                      mounts.bind(src, dst, readonly=True)])
+        (sub / "w").write_text("the source stays writable")
+        for path in (dst / "x", dst / "sub" / "x"):
+            with pytest.raises(OSError) as info:
+                path.write_text("no")
+            assert info.value.errno == errno.EROFS
+        assert (dst / "sub" / "w").read_text() == "the source stays writable"
+
+
+def test_classic_steps_are_refused_inside_a_root() -> None:
+    with pytest.raises(ValueError, match=r"classic mount.*host paths only"):
+        mounts.propagation("/x", Propagation.PRIVATE).in_root()
+
+
+@forked
+def test_fs_step_errors_carry_the_kernel_message(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m").mkdir()
+    with Namespaces(mnt=True):
+        with pytest.raises(NsbindError) as info:
+            mounts.apply([mounts.tmpfs(tmp_path / "m", size="lots")])
+        assert str(info.value).startswith(f"mount tmpfs on {tmp_path}/m: EINVAL")
+        assert "configure the filesystem; kernel: tmpfs: Bad value for 'size'" in str(info.value)
+        with pytest.raises(NsbindError) as info:
+            mounts.apply([mounts.overlay_step(tmp_path / "m", ["/nonexistent-a", "/tmp"])])
+        assert str(info.value).startswith(f"mount overlay on {tmp_path}/m: ENOENT")
+    assert mount_at(str(tmp_path / "m")) is None
+
+
+@forked
+def test_idmapped_bind_mount_shows_owners_through_the_user_namespace(
+        tmp_path: pathlib.Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "root-owned").write_text("x")
+    os.chown(src / "root-owned", 0, 0)
+    # a user namespace whose root is host uid 100000: its fd comes from a sleeper
+    userns = Namespaces(user=True, uid_map=[(0, 100000, 65536)], gid_map=[(0, 100000, 65536)])
+    with spawn(["sleep", "30"], namespaces=userns) as holder:
+        try:
+            with open(f"/proc/{holder.pid}/ns/user", "rb") as ns, Namespaces(mnt=True):
+                mounts.apply([mounts.bind(src, dst, idmap=ns.fileno())])
+                st = os.stat(dst / "root-owned")
+                assert (st.st_uid, st.st_gid) == (100000, 100000)
+                assert os.stat(src / "root-owned").st_uid == 0
+        finally:
+            holder.kill()
+
+
+def test_detached_overlay_bound_into_a_spawned_child(tmp_path: pathlib.Path) -> None:
+    for d in ("l1", "l2", "m"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "l1" / "one").write_text("1")
+    (tmp_path / "l2" / "two").write_text("2")
+    with mounts.overlay([tmp_path / "l1", tmp_path / "l2"]) as ovl:
+        for _ in range(2):  # each child gets its own clone of the detached tree
+            with spawn(["ls", str(tmp_path / "m")], namespaces=Namespaces(mnt=True),
+                       stdout=-1, mounts=[mounts.bind(ovl, tmp_path / "m")]) as proc:
+                out, _ = proc.communicate(timeout=30)
+            assert (out, proc.returncode) == (b"one\ntwo\n", 0)
+    assert os.listdir(tmp_path / "m") == []

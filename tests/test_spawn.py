@@ -394,7 +394,7 @@ def test_cve_2019_5736_proc_self_exe_cannot_reach_host_binaries(tmp_path: pathli
               "(cat /proc/self/exe > /dev/null) 2>/dev/null; done; echo done")
     out, code = _run(["/bin/sh", "-c", script], namespaces=Namespaces(mnt=True, pid=True),
                      mounts=[MountStep(str(root), str(root), None, MountFlags.BIND),
-                             *mounts.bind("/usr", str(root / "usr"), readonly=True),
+                             mounts.bind("/usr", str(root / "usr"), readonly=True),
                              MountStep("proc", str(root / "proc"), "proc")],
                      pivot_root=str(root))
     assert (out, code) == ("done\n", 0)

@@ -38,6 +38,7 @@ from nsbind.flags import (
 from nsbind.namespaces import Namespaces, current, persist, unpersist
 from nsbind.pool import NamespacePool
 from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
+from nsbind.rootfs import RootFS
 from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ __all__ = [
     "MountStep",
     "NamespacePool",
     "Process",
+    "RootFS",
     "SpawnError",
     "CallInError",
     "Cgroup",

@@ -1,90 +1,154 @@
 """Typed mount helpers: each returns MountSteps usable in a spawn plan or applied here.
 
-A step runs either in the C child of :func:`nsbind.spawn` (``mounts=[...]``, in
-order, before pivot_root) or in the calling thread's mount namespace with
-:func:`apply` (use a private mount namespace: ``with Namespaces(mnt=True)``).
-:func:`overlay` builds an overlayfs with the new mount API, one ``lowerdir+``
-per layer (Linux 6.8), so any number of layers fits; older kernels get the
-classic ``lowerdir=a:b:c`` string.
+A step runs either in the C child of :func:`nsbind.spawn` (``mounts=[...]`` or a
+:class:`~nsbind.rootfs.RootFS`, in order, before pivot_root) or in the calling
+thread's mount namespace with :func:`apply` (use a private mount namespace:
+``with Namespaces(mnt=True)``) - the same C code in both places
+(``_native/mountsteps.c``).  Filesystems are made with the new mount API
+(fsopen + fsconfig + fsmount + move_mount), so the kernel's own message of a
+refused option reaches the error, and bind mounts with open_tree + mount_setattr,
+so read-only covers every submount.
+
+Targets are host paths; inside a :class:`~nsbind.rootfs.RootFS` the same steps
+resolve their targets inside the root (``step.in_root()``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable, Sequence
 
-from nsbind._sys.fd import PathLike, fsbytes
-from nsbind._sys.mount import MountFd, fsopen, mount
+from nsbind._native import lib
+from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
+from nsbind._sys.mount import MountFd, fsopen
 from nsbind.errors import NsbindError
 from nsbind.flags import MountAttr, MountFlags, Propagation
-from nsbind.spawnplan import MountStep
+from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
-__all__ = ["apply", "bind", "cgroup2", "devpts", "mqueue", "overlay", "proc", "propagation",
-           "sysfs", "tmpfs"]
+__all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
+           "device", "devpts", "mask", "mkdir", "mqueue", "overlay", "overlay_step", "proc",
+           "propagation", "readonly", "symlink", "sysfs", "tmpfs"]
 
-_SAFE = MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
+_SAFE = MountAttr.NOSUID | MountAttr.NODEV | MountAttr.NOEXEC
+
+#: what the OCI runtime spec's default config masks (runc, crun, Docker)
+MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+#: and makes read-only
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+_MS_TO_ATTR = {MountFlags.RDONLY: MountAttr.RDONLY, MountFlags.NOSUID: MountAttr.NOSUID,
+               MountFlags.NODEV: MountAttr.NODEV, MountFlags.NOEXEC: MountAttr.NOEXEC,
+               MountFlags.NOATIME: MountAttr.NOATIME, MountFlags.NODIRATIME: MountAttr.NODIRATIME,
+               MountFlags.STRICTATIME: MountAttr.STRICTATIME,
+               MountFlags.NOSYMFOLLOW: MountAttr.NOSYMFOLLOW}
 
 
 def _s(path: PathLike) -> str:
     return os.fsdecode(fsbytes(path))
 
 
-def bind(source: PathLike, target: PathLike, *, recursive: bool = True,
-         readonly: bool = False) -> list[MountStep]:
-    """A bind mount (recursive by default); ``readonly`` adds the read-only remount.
+def _attr(flags: int) -> MountAttr:
+    """MS_* flags as MOUNT_ATTR_* (the ones that have a per-mount attribute)."""
+    attr = MountAttr(0)
+    for ms, at in _MS_TO_ATTR.items():
+        if flags & ms:
+            attr |= at
+    rest = flags & ~sum(_MS_TO_ATTR)
+    if rest & ~MountFlags.RELATIME:
+        raise ValueError(f"mount flags {MountFlags(rest)!r} are not per-mount attributes")
+    return attr
 
-    (The classic remount makes only the top mount read-only; submounts of a
-    recursive bind stay as they were - use open_tree + mount_setattr with
-    AT_RECURSIVE for a whole read-only tree.)
+
+def _fs(fstype: str, target: PathLike, attr: int, options: Sequence[str] = (),
+        source: str | None = None, magic: int = 0) -> MountStep:
+    for opt in options:
+        if "," in opt.partition("=")[0]:
+            raise ValueError(f"{fstype} option name contains ',': {opt!r}")
+    return MountStep(source if source is not None else fstype, _s(target), fstype, int(attr),
+                     kind=MountKind.FS, opts=MountOpt.CREATE_DIR, options=tuple(options),
+                     fs_magic=magic)
+
+
+def bind(source: PathLike | MountFd, target: PathLike, *, recursive: bool = True,
+         readonly: bool = False, flags: int = 0, idmap: FdLike | None = None) -> MountStep:
+    """A bind mount of ``source`` (a path, or a detached :class:`MountFd`) on ``target``.
+
+    Recursive by default; ``readonly`` applies with mount_setattr to the whole
+    tree (submounts too); ``flags`` adds MS_NOSUID-style attributes.  ``idmap``
+    (a user namespace fd) makes it an idmapped mount: file owners are shown
+    through that namespace's uid/gid maps (Linux 5.12; the filesystem must
+    support it - tmpfs from 6.3, ext4, xfs, btrfs, overlayfs).  A missing target
+    inside a root is created as a directory, or a file for a file source.
     """
-    flags = MountFlags.BIND | (MountFlags.REC if recursive else 0)
-    steps = [MountStep(_s(source), _s(target), None, flags)]
-    if readonly:
-        steps.append(MountStep(None, _s(target), None,
-                               MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY))
-    return steps
+    attr = _attr(flags) | (MountAttr.RDONLY if readonly else 0)
+    opts = MountOpt.CREATE_DIR | (MountOpt.RECURSIVE if recursive else 0)
+    userns = -1
+    if idmap is not None:
+        attr |= MountAttr.IDMAP
+        userns = fdnum(idmap)
+    if isinstance(source, MountFd):
+        return MountStep(None, _s(target), None, int(attr), kind=MountKind.BIND, opts=opts,
+                         fd=source.fileno(), userns_fd=userns)
+    return MountStep(_s(source), _s(target), None, int(attr), kind=MountKind.BIND, opts=opts,
+                     userns_fd=userns)
 
 
 def tmpfs(target: PathLike, *, size: str | int | None = None, mode: int | None = None,
           flags: int = MountFlags.NOSUID | MountFlags.NODEV) -> MountStep:
-    """A tmpfs (``size`` like "64m", ``mode`` like 0o755)."""
+    """A tmpfs (``size`` like "64m", ``mode`` like 0o755); ``flags`` are MS_* attributes."""
     opts = []
     if size is not None:
         opts.append(f"size={size}")
     if mode is not None:
         opts.append(f"mode={mode:o}")
-    return MountStep("tmpfs", _s(target), "tmpfs", flags, ",".join(opts) or None)
+    return _fs("tmpfs", target, _attr(flags), opts, magic=lib.TMPFS_MAGIC)
 
 
-def proc(target: PathLike = "/proc") -> MountStep:
-    """A procfs for the current pid namespace (nosuid, nodev, noexec)."""
-    return MountStep("proc", _s(target), "proc", _SAFE)
+def proc(target: PathLike = "/proc", *, options: Sequence[str] = ()) -> MountStep:
+    """A procfs for the mounter's pid namespace (nosuid, nodev, noexec).
+
+    After the mount the target must show procfs (checked on an fd): a rootfs
+    cannot fake /proc (CVE-2019-16884, CVE-2019-19921).
+    """
+    return _fs("proc", target, _SAFE, options, magic=lib.PROC_SUPER_MAGIC)
 
 
 def sysfs(target: PathLike = "/sys", *, readonly: bool = True) -> MountStep:
     """A sysfs (read-only by default); it shows the mounter's network namespace."""
-    return MountStep("sysfs", _s(target), "sysfs", _SAFE | (MountFlags.RDONLY if readonly else 0))
+    return _fs("sysfs", target, _SAFE | (MountAttr.RDONLY if readonly else 0),
+               magic=lib.SYSFS_MAGIC)
 
 
 def devpts(target: PathLike = "/dev/pts", *, ptmxmode: int = 0o666, mode: int = 0o620,
            gid: int | None = 5) -> MountStep:
-    """A new devpts instance (its own pty numbering)."""
-    opts = f"newinstance,ptmxmode={ptmxmode:04o},mode={mode:04o}"
+    """A new devpts instance (its own pty numbering); ``gid`` must be mapped in a user ns."""
+    opts = ["newinstance", f"ptmxmode={ptmxmode:04o}", f"mode={mode:04o}"]
     if gid is not None:
-        opts += f",gid={gid}"
-    return MountStep("devpts", _s(target), "devpts", MountFlags.NOSUID | MountFlags.NOEXEC, opts)
+        opts.append(f"gid={gid}")
+    return _fs("devpts", target, MountAttr.NOSUID | MountAttr.NOEXEC, opts,
+               magic=lib.DEVPTS_SUPER_MAGIC)
 
 
 def mqueue(target: PathLike = "/dev/mqueue") -> MountStep:
-    """POSIX message queues of the current IPC namespace."""
-    return MountStep("mqueue", _s(target), "mqueue", _SAFE)
+    """POSIX message queues of the mounter's IPC namespace."""
+    return _fs("mqueue", target, _SAFE)
 
 
 def cgroup2(target: PathLike = "/sys/fs/cgroup", *, readonly: bool = False) -> MountStep:
-    """The cgroup v2 hierarchy (seen from the current cgroup namespace)."""
-    return MountStep("cgroup2", _s(target), "cgroup2",
-                     _SAFE | (MountFlags.RDONLY if readonly else 0))
+    """The cgroup v2 hierarchy (seen from the mounter's cgroup namespace)."""
+    return _fs("cgroup2", target, _SAFE | (MountAttr.RDONLY if readonly else 0),
+               magic=lib.CGROUP2_SUPER_MAGIC)
+
+
+def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = True) -> MountStep:
+    """A cgroup v1 hierarchy of ``controllers`` (e.g. ``["net_cls", "net_prio"]``)."""
+    return _fs("cgroup", target, _SAFE | (MountAttr.RDONLY if readonly else 0),
+               list(controllers), magic=lib.CGROUP_SUPER_MAGIC)
 
 
 def propagation(target: PathLike, kind: Propagation, *, recursive: bool = True) -> MountStep:
@@ -92,24 +156,98 @@ def propagation(target: PathLike, kind: Propagation, *, recursive: bool = True) 
     return MountStep(None, _s(target), None, int(kind) | (MountFlags.REC if recursive else 0))
 
 
+def mask(path: PathLike) -> MountStep:
+    """Hide ``path``: a directory gets an empty read-only tmpfs, anything else the
+    caller's /dev/null (checked to be the 1:3 character device; a rootfs's own
+    /dev/null is never used - CVE-2025-31133).  A missing path is skipped."""
+    return MountStep(None, _s(path), kind=MountKind.MASK, opts=MountOpt.OPTIONAL)
+
+
+def readonly(path: PathLike) -> MountStep:
+    """Bind ``path`` onto itself read-only (nosuid, nodev, noexec kept as they were);
+    a missing path is skipped."""
+    return MountStep(None, _s(path), kind=MountKind.READONLY, opts=MountOpt.OPTIONAL)
+
+
+def mkdir(path: PathLike, mode: int = 0o755) -> MountStep:
+    """Create a directory (and its parents) inside the root."""
+    return MountStep(None, _s(path), kind=MountKind.MKDIR, mode=mode)
+
+
+def device(path: PathLike, major: int, minor: int, *, mode: int = 0o666, char: bool = True,
+           host: PathLike | None = None) -> MountStep:
+    """mknod ``path`` inside the root; where mknod is refused (a user namespace), the
+    caller's node ``host`` is bind-mounted instead."""
+    kind = stat.S_IFCHR if char else stat.S_IFBLK
+    return MountStep(None if host is None else _s(host), _s(path), kind=MountKind.DEVICE,
+                     mode=kind | mode, dev=os.makedev(major, minor))
+
+
+def symlink(path: PathLike, to: str) -> MountStep:
+    """Create the symlink ``path`` -> ``to`` inside the root."""
+    return MountStep(to, _s(path), kind=MountKind.SYMLINK)
+
+
+_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+            ("urandom", 1, 9), ("tty", 5, 0))
+_DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
+
+
+def dev(target: PathLike = "/dev", *, pts_gid: int | None = 5,
+        shm_size: str = "64m") -> list[MountStep]:
+    """A minimal /dev, as runc and crun make it: a tmpfs with null, zero, full,
+    random, urandom and tty (mknod, or the host's nodes bound in a user
+    namespace), a new devpts at pts (``pts_gid`` must be mapped in a user
+    namespace: pass None there), a tmpfs at shm, and the symlinks fd, stdin,
+    stdout, stderr, ptmx and core."""
+    base = _s(target).rstrip("/") or "/"
+    steps = [tmpfs(base, mode=0o755, size="65536k",
+                   flags=MountFlags.NOSUID | MountFlags.NOEXEC | MountFlags.STRICTATIME)]
+    steps += [device(f"{base}/{name}", major, minor, host=f"/dev/{name}")
+              for name, major, minor in _DEVICES]
+    steps += [mkdir(f"{base}/pts"), mkdir(f"{base}/shm", 0o1777),
+              devpts(f"{base}/pts", gid=pts_gid),
+              tmpfs(f"{base}/shm", mode=0o1777, size=shm_size,
+                    flags=MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)]
+    steps += [symlink(f"{base}/{name}", to) for name, to in _DEV_LINKS]
+    return steps
+
+
 def apply(steps: Iterable[MountStep | Sequence[MountStep]]) -> None:
-    """Run mount steps in the calling thread's mount namespace, in order."""
+    """Run mount steps in the calling thread's mount namespace, in order (the same
+    C code as the spawn child).  Errors name the step: ``mount proc on /x: ENOENT``."""
+    run(_flatten(steps))
+
+
+def _flatten(steps: Iterable[MountStep | Sequence[MountStep]]) -> list[MountStep]:
+    out: list[MountStep] = []
     for item in steps:
-        for step in ([item] if isinstance(item, MountStep) else item):
-            mount(step.source, step.target, step.fstype, step.flags, step.data)
+        out.extend([item] if isinstance(item, MountStep) else item)
+    return out
 
 
-def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
-            work: PathLike | None = None, *, volatile: bool = False,
-            readonly: bool = False) -> MountFd:
-    """A detached overlayfs mount of ``lower`` (top layer first), attach it with
-    ``.attach(target)``.  Without ``upper`` it is read-only.
+_LOWERDIR_PLUS: bool | None = None
 
-    Uses fsopen("overlay") with one ``lowerdir+`` per layer (Linux 6.8), so the
-    layer count is not bounded by the page-sized mount data string; on older
-    kernels falls back to ``lowerdir=l1:l2:...``.  Errors carry the kernel's own
-    message, e.g. ``overlay: failed to resolve '/x': -2``.
-    """
+
+def _lowerdir_plus() -> bool:
+    """Whether overlayfs takes ``lowerdir+`` (Linux 6.8), probed once."""
+    global _LOWERDIR_PLUS
+    if _LOWERDIR_PLUS is None:
+        with fsopen("overlay") as ctx:
+            try:
+                ctx.set_string("lowerdir+", "/")
+                _LOWERDIR_PLUS = True
+            except NsbindError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _LOWERDIR_PLUS = False
+    return _LOWERDIR_PLUS
+
+
+def _layers(lower: Sequence[PathLike], upper: PathLike | None,
+            work: PathLike | None) -> list[str]:
     if not lower:
         raise ValueError("an overlay needs at least one lower layer")
     if (upper is None) != (work is None):
@@ -118,23 +256,57 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
         raise ValueError("a read-only overlay (no upper) needs at least two lower layers "
                          "(the kernel's rule); bind-mount a single layer instead")
     layers = [_s(p) for p in lower]
-    for p in layers:
+    for p in layers + [_s(d) for d in (upper, work) if d is not None]:
         if ":" in p or "," in p:
             # the separators of the classic option string; lowerdir+ would take them,
             # but refusing keeps both code paths equal
             raise ValueError(f"overlay layer path contains ':' or ',': {p!r}")
+    return layers
+
+
+def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike | None,
+                     volatile: bool) -> list[str]:
+    if _lowerdir_plus():
+        opts = [f"lowerdir+={layer}" for layer in layers]
+    else:
+        opts = ["lowerdir=" + ":".join(layers)]  # pre-6.8: bounded by a page
+    if upper is not None and work is not None:
+        opts += [f"upperdir={_s(upper)}", f"workdir={_s(work)}"]
+    if volatile:
+        opts.append("volatile")
+    return opts
+
+
+def overlay_step(target: PathLike, lower: Sequence[PathLike], upper: PathLike | None = None,
+                 work: PathLike | None = None, *, volatile: bool = False) -> MountStep:
+    """An overlayfs of ``lower`` (top layer first) mounted on ``target``, made where the
+    step runs (in the spawn child: each spawn its own overlay).  Read-only without
+    ``upper``.  One ``lowerdir+`` per layer on Linux 6.8+, so the layer count is not
+    bounded by the page-sized mount data string."""
+    layers = _layers(lower, upper, work)
+    attr = MountAttr.RDONLY if upper is None else 0
+    return _fs("overlay", target, attr, _overlay_options(layers, upper, work, volatile),
+               magic=lib.OVERLAYFS_SUPER_MAGIC)
+
+
+def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
+            work: PathLike | None = None, *, volatile: bool = False,
+            readonly: bool = False) -> MountFd:
+    """A detached overlayfs mount of ``lower`` (top layer first), attach it with
+    ``.attach(target)`` or :func:`bind` it.  Without ``upper`` it is read-only.
+
+    Uses fsopen("overlay") with one ``lowerdir+`` per layer (Linux 6.8), so the
+    layer count is not bounded by the page-sized mount data string; on older
+    kernels falls back to ``lowerdir=l1:l2:...``.  Errors carry the kernel's own
+    message, e.g. ``overlay: failed to resolve '/x': -2``.
+    """
+    layers = _layers(lower, upper, work)
     with fsopen("overlay") as ctx:
-        try:
-            for layer in layers:
-                ctx.set_string("lowerdir+", layer)
-        except NsbindError as exc:
-            if exc.errno != errno.EINVAL or "lowerdir+" not in (exc.what or ""):
-                raise
-            ctx.set_string("lowerdir", ":".join(layers))  # pre-6.8 kernel
-        if upper is not None and work is not None:
-            ctx.set_string("upperdir", _s(upper))
-            ctx.set_string("workdir", _s(work))
-        if volatile:
-            ctx.set_flag("volatile")
+        for opt in _overlay_options(layers, upper, work, volatile):
+            key, eq, value = opt.partition("=")
+            if eq:
+                ctx.set_string(key, value)
+            else:
+                ctx.set_flag(key)
         ctx.create()
         return ctx.mount(MountAttr.RDONLY if readonly or upper is None else 0)

@@ -12,6 +12,7 @@ A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -32,6 +33,7 @@ from nsbind.errors import NamespaceRuleError
 from nsbind.flags import CloneFlags, MountFlags, Namespace, flag_names
 from nsbind.namespaces import IdMap, Namespaces, _write_maps
 from nsbind.pool import NamespacePool
+from nsbind.rootfs import RootFS
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
@@ -230,6 +232,14 @@ class _Stdio:
             src = self._high(spec.fileno(), base)
         self.moves.append((src, target, desc))
 
+    def high_step_fds(self, step: MountStep, base: int) -> MountStep:
+        """``step`` with its fds replaced by close-on-exec copies above ``base``."""
+        if step.fd < 0 and step.userns_fd < 0:
+            return step
+        return dataclasses.replace(
+            step, fd=self._high(step.fd, base) if step.fd >= 0 else -1,
+            userns_fd=self._high(step.userns_fd, base) if step.userns_fd >= 0 else -1)
+
     def cleanup(self) -> None:
         fds, self.close_after = self.close_after, []
         for fd in fds:
@@ -245,6 +255,7 @@ def spawn(
     hostname: str | None = None,
     domainname: str | None = None,
     mounts: Sequence[MountStep] = (),
+    rootfs: RootFS | None = None,
     pivot_root: PathLike | None = None,
     cgroup: FdLike | Cgroup | None = None,
     uid: int | None = None,
@@ -273,8 +284,10 @@ def spawn(
     ``gid_map`` (default: root inside is the caller outside), written by this
     process, and the child becomes root of the new user namespace when 0 is
     mapped.  A new mount namespace has its propagation set first (default
-    private).  ``mounts`` run in order, then ``pivot_root`` (a directory that is
-    a mount point), then ``cwd``.  ``cgroup`` is a cgroup v2 directory fd: the
+    private).  ``mounts`` run in order, then the steps of ``rootfs`` (a
+    :class:`~nsbind.rootfs.RootFS`: its targets resolved inside it, then
+    pivot_root into it) or ``pivot_root`` (a directory that is a mount point),
+    then ``cwd``.  ``cgroup`` is a cgroup v2 directory fd: the
     child starts in it (CLONE_INTO_CGROUP); a :class:`~nsbind.cgroups.Cgroup` also
     has the child join its v1 hierarchies before anything else.  stdio takes ``PIPE``, ``DEVNULL``,
     ``STDOUT`` (stderr only), an fd or a file object; the child gets exactly
@@ -318,10 +331,17 @@ def spawn(
                 groups = []
     plan.c.loopback = int(Namespace.NET in ns.types and ns.loopback)
     steps = list(mounts)
+    if rootfs is not None:
+        if Namespace.MNT not in ns.types:
+            raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
+                             "its mounts are made in the child's own")
+        if pivot_root is not None:
+            raise ValueError("give rootfs or pivot_root, not both")
+        steps += rootfs.steps()
+        pivot_root = rootfs.path
     if Namespace.MNT in ns.types and ns.propagation is not None:
         steps.insert(0, MountStep(None, "/", None, MountFlags.REC | ns.propagation))
     plan.set_names(hostname, domainname)
-    plan.set_mounts(steps)
     plan.set_root(pivot_root, cwd)
     plan.set_rlimits(rlimits or {})
     plan.set_ids(uid, gid, groups)
@@ -361,6 +381,11 @@ def spawn(
         for fd in pass_fds:
             stdio.add(fd, fd, base, None)
         keep = [t for _, t, _ in stdio.moves] + stdio.inherited
+        # fds the mount steps use (detached mounts, idmap user namespaces): moved
+        # above the stdio targets and kept open until the exec
+        steps = [stdio.high_step_fds(step, base) for step in steps]
+        keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
+        plan.set_mounts(steps)
         if plan.c.use_vm and not user:
             # vfork style: the child reports into shared memory while we are suspended
             plan.c.report = plan.report
@@ -434,7 +459,7 @@ def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
     rc = lib.nsb_spawn_release(sync_w, pipes.err_r, result, report)
     if rc == 1 and failure is None:
         step, what = plan.describe(report.step, report.index)
-        failure = spawn_error(report.err, step, what)
+        failure = spawn_error(report.err, step, what, detail=plan.detail(report))
     if failure is not None:
         pidfd.wait()  # the child has exited (status 127) or is about to
         pidfd.close()

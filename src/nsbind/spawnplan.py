@@ -15,9 +15,9 @@ from typing import Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import PathLike, fsbytes
-from nsbind._sys.mount import _mount_what
 from nsbind._sys.proc import Capability
 from nsbind.errors import NsbindError, error_for
+from nsbind.mountstep import MountStep, MountSteps, report_message
 
 __all__ = ["CapabilitySets", "MountStep", "Plan", "SpawnError", "SpawnNotFound",
            "SpawnPermissionDenied"]
@@ -43,7 +43,8 @@ class SpawnPermissionDenied(SpawnError, PermissionError):
     """A spawn step failed with EPERM or EACCES."""
 
 
-def spawn_error(err: int, step: str, what: str, target: str | None = None) -> SpawnError:
+def spawn_error(err: int, step: str, what: str, target: str | None = None,
+                detail: str | None = None) -> SpawnError:
     """The SpawnError subclass for ``err``."""
     builtin = type(error_for(err, step))
     cls: type[SpawnError] = SpawnError
@@ -51,21 +52,7 @@ def spawn_error(err: int, step: str, what: str, target: str | None = None) -> Sp
         cls = SpawnNotFound
     elif issubclass(builtin, PermissionError):
         cls = SpawnPermissionDenied
-    return cls(err, step, target, what)
-
-
-@dataclasses.dataclass(frozen=True)
-class MountStep:
-    """One mount(2) call the child makes, in order, before pivot_root."""
-
-    source: str | None
-    target: str
-    fstype: str | None = None
-    flags: int = 0
-    data: str | None = None
-
-    def describe(self) -> str:
-        return _mount_what(self.source, self.target, self.fstype, self.flags)
+    return cls(err, step, target, what, detail)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +99,7 @@ class Plan:
         c.umask = -1
         c.clear_inheritable = 1
         self.exec_paths: list[str] = []
-        self.mounts: list[MountStep] = []
+        self.mounts = MountSteps(())
         self.rlimits: list[tuple[int, int, int]] = []
         self.fd_sources: list[str] = []
         self.hostname: str | None = None
@@ -163,19 +150,10 @@ class Plan:
         self.c.domainname = self._str(domainname)
 
     def set_mounts(self, steps: Sequence[MountStep]) -> None:
-        self.mounts = list(steps)
-        if not steps:
-            return
-        arr: Any = ffi.new("struct nsb_mount_step[]", len(steps))
-        for i, step in enumerate(steps):
-            arr[i].source = self._str(None if step.source is None else fsbytes(step.source))
-            arr[i].target = self._str(fsbytes(step.target))
-            arr[i].fstype = self._str(step.fstype)
-            arr[i].flags = int(step.flags)
-            arr[i].data = self._str(step.data)
-        self._keep.append(arr)
-        self.c.mounts = arr
-        self.c.n_mounts = len(steps)
+        self.mounts = MountSteps(steps)
+        if self.mounts.steps:
+            self.c.mounts = self.mounts.c
+            self.c.n_mounts = len(self.mounts)
 
     def set_root(self, pivot_root: PathLike | None, cwd: PathLike | None) -> None:
         self.pivot_root = None if pivot_root is None else os.fsdecode(fsbytes(pivot_root))
@@ -255,6 +233,13 @@ class Plan:
 
     # -------------------------------------------------------------- reporting
 
+    def detail(self, report: Any) -> str | None:
+        """Extra words for a report: for a mount, the phase and the kernel's message."""
+        if report.step != lib.NSB_STEP_MOUNT:
+            return None
+        msg = report_message(report)
+        return self.mounts.explain(report.index, report.err, report.phase, msg)[1]
+
     def describe(self, step: int, index: int) -> tuple[str, str]:
         """(step name, the step with its argument) for a report from the child."""
         s = lib
@@ -262,7 +247,7 @@ class Plan:
             path = self.exec_paths[index] if 0 <= index < len(self.exec_paths) else "?"
             return "exec", f"exec {path}"
         if step == s.NSB_STEP_MOUNT:
-            return "mount", self.mounts[index].describe()
+            return "mount", self.mounts.steps[index].describe()
         if step == s.NSB_STEP_PIVOT_ROOT:
             what = [f"chdir {self.pivot_root}", f"pivot_root to {self.pivot_root}",
                     "detach the old root", "chdir / in the new root"][min(index, 3)]

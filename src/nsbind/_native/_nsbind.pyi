@@ -197,6 +197,30 @@ class _Lib:
     NSFS_MAGIC: int
     OVERLAYFS_SUPER_MAGIC: int
     DEVPTS_SUPER_MAGIC: int
+    NSB_MNT_CLASSIC: int
+    NSB_MNT_FS: int
+    NSB_MNT_BIND: int
+    NSB_MNT_ROOT: int
+    NSB_MNT_MASK: int
+    NSB_MNT_READONLY: int
+    NSB_MNT_MKDIR: int
+    NSB_MNT_DEVICE: int
+    NSB_MNT_SYMLINK: int
+    NSB_MNT_PROPAGATION: int
+    NSB_MNT_SETATTR: int
+    NSB_MNTF_IN_ROOT: int
+    NSB_MNTF_OPTIONAL: int
+    NSB_MNTF_CREATE_DIR: int
+    NSB_MNTF_CREATE_FILE: int
+    NSB_MNTF_RECURSIVE: int
+    NSB_PH_MOUNT: int
+    NSB_PH_RESOLVE: int
+    NSB_PH_CREATE: int
+    NSB_PH_SOURCE: int
+    NSB_PH_CONFIG: int
+    NSB_PH_SETATTR: int
+    NSB_PH_VERIFY: int
+    NSB_PH_ROOT: int
     NSB_STEP_NONE: int
     NSB_STEP_SYNC: int
     NSB_STEP_SETSID: int
@@ -248,6 +272,7 @@ class _Lib:
     def nsb_capset(self, caps: Any, /) -> int: ...
     def nsb_ioctl(self, fd: int, request: int, /) -> int: ...
     def nsb_fstatfs_type(self, fd: int, /) -> int: ...
+    def nsb_mount_steps(self, steps: Any, n: int, root_fd: Any, report: Any, /) -> int: ...
     def nsb_spawn(self, plan: Any, out: Any, /) -> int: ...
     def nsb_spawn_release(self, sync_w: int, err_r: int, res: Any, report: Any, /) -> int: ...
     def nsb_spawn_has_vm_clone(self, /) -> int: ...

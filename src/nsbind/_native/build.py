@@ -28,12 +28,12 @@ def _prototypes(name: str) -> str:
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "constants.h").read_text() + _prototypes("nsbind.h")
-               + _prototypes("spawn.h"))
+               + _prototypes("mountsteps.h") + _prototypes("spawn.h"))
 ffibuilder.set_source(
     "nsbind._native._nsbind",
-    '#include "nsbind.h"\n#include "spawn.h"',
+    '#include "nsbind.h"\n#include "mountsteps.h"\n#include "spawn.h"',
     # setuptools wants source paths relative to setup.py's directory (the cwd).
-    sources=[os.path.relpath(HERE / "nsbind.c"), os.path.relpath(HERE / "spawn.c")],
+    sources=[os.path.relpath(HERE / n) for n in ("nsbind.c", "mountsteps.c", "spawn.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

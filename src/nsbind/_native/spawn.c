@@ -24,12 +24,23 @@
  * suspended while its child runs on it, so it is never used twice at once. */
 static __thread void *nsb_thread_stack;
 
+static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn_report *r)
+    __attribute__((noreturn));
+
 static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
 {
     struct nsb_spawn_report report;
     report.step = step;
     report.err = errno;
     report.index = index;
+    report.phase = 0;
+    report.msg[0] = 0;
+    nsb_report(plan, &report);
+}
+
+static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn_report *r)
+{
+    struct nsb_spawn_report report = *r;
     if (plan->report)
         *plan->report = report; /* shared memory; the parent is suspended */
     /* a short or failed write still ends the child; the parent sees the exit */
@@ -98,6 +109,7 @@ static void nsb_init(const struct nsb_spawn_plan *plan)
 static int nsb_child_main(void *arg)
 {
     const struct nsb_spawn_plan *plan = arg;
+    int root_fd = -1; /* the root of in-root mount steps */
     int i;
 
     if (plan->sync_fd >= 0) {
@@ -156,12 +168,26 @@ static int nsb_child_main(void *arg)
         TRY(syscall(__NR_ioctl, sock, SIOCSIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 2);
         syscall(__NR_close, sock);
     }
-    for (i = 0; i < plan->n_mounts; i++) {
-        const struct nsb_mount_step *m = &plan->mounts[i];
-        TRY(nsb_mount(m->source, m->target, m->fstype, m->flags, m->data), NSB_STEP_MOUNT, i);
+    if (plan->n_mounts) {
+        struct nsb_mount_report mrep;
+        if (nsb_mount_steps(plan->mounts, plan->n_mounts, &root_fd, &mrep) < 0) {
+            struct nsb_spawn_report report;
+            report.step = NSB_STEP_MOUNT;
+            report.err = mrep.err;
+            report.index = mrep.index;
+            report.phase = mrep.phase;
+            memcpy(report.msg, mrep.msg, sizeof(report.msg));
+            nsb_report(plan, &report);
+        }
     }
     if (plan->pivot_root) {
-        TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, 0);
+        /* into the root the mount steps resolved (an fd: no path to swap) */
+        if (root_fd >= 0)
+            TRY(syscall(__NR_fchdir, root_fd), NSB_STEP_PIVOT_ROOT, 0);
+        else
+            TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, 0);
+        if (root_fd >= 0)
+            syscall(__NR_close, root_fd);
         TRY(nsb_pivot_root(".", "."), NSB_STEP_PIVOT_ROOT, 1);
         TRY(nsb_umount2(".", MNT_DETACH), NSB_STEP_PIVOT_ROOT, 2);
         TRY(syscall(__NR_chdir, "/"), NSB_STEP_PIVOT_ROOT, 3);

@@ -12,7 +12,8 @@
  *   setsid / setpgid                                            SETSID, SETPGID
  *   hostname, domainname                                        HOSTNAME, DOMAINNAME
  *   bring lo up in a new network namespace                      LOOPBACK
- *   mounts, in the order given                                  MOUNT
+ *   mounts, in the order given (mountsteps.h: resolved in the    MOUNT
+ *   root for a rootfs)
  *   pivot_root(".", ".") in the new root, detach the old one    PIVOT_ROOT
  *   chdir to the working directory                              CHDIR
  *   rlimits                                                     RLIMIT
@@ -31,7 +32,7 @@
 #ifndef NSBIND_SPAWN_H
 #define NSBIND_SPAWN_H
 
-#include "nsbind.h"
+#include "mountsteps.h"
 
 /* ---- cdef-begin ---- */
 
@@ -68,14 +69,8 @@ struct nsb_spawn_report {
     int step;    /* enum nsb_spawn_step */
     int err;     /* errno */
     int index;   /* which mount, rlimit, fd or exec path */
-};
-
-struct nsb_mount_step {
-    const char *source;     /* NULL for none */
-    const char *target;
-    const char *fstype;     /* NULL for bind, move, remount and propagation changes */
-    unsigned long flags;
-    const char *data;       /* NULL for none */
+    int phase;   /* mounts: enum nsb_mount_phase */
+    char msg[160]; /* mounts: the kernel's fs-context message, or "" */
 };
 
 struct nsb_rlimit {

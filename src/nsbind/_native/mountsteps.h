@@ -1,0 +1,88 @@
+/*
+ * nsbind mount steps: the mounts of a spawn plan (or of mounts.apply), run in
+ * C by the same code in both places.  Async-signal-safe: no allocation, no
+ * locks, syscalls only, so the spawn child can run them between clone3 and
+ * execve.
+ *
+ * Paths inside a root filesystem (a step with NSB_MNTF_IN_ROOT) are resolved
+ * against the root fd set by the last NSB_MNT_ROOT step with
+ * openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): `..`, absolute symlinks
+ * and symlinks swapped in by a racing process all stay inside the root.  The
+ * last component of a target is never followed (a symlink there is refused
+ * with ELOOP), missing targets are created inside the root (mkdir -p through
+ * resolved directory fds), and every mount is attached onto the resolved fd
+ * with move_mount(MOVE_MOUNT_T_EMPTY_PATH), never onto a string path that
+ * could be swapped between the check and the use.
+ */
+#ifndef NSBIND_MOUNTSTEPS_H
+#define NSBIND_MOUNTSTEPS_H
+
+#include "nsbind.h"
+
+/* ---- cdef-begin ---- */
+
+enum nsb_mount_kind {
+    NSB_MNT_CLASSIC = 0,   /* mount(source, target, fstype, flags, data): host paths only */
+    NSB_MNT_FS = 1,        /* fsopen(fstype) + "source" + options; fsmount(attr); attach */
+    NSB_MNT_BIND = 2,      /* open_tree(source, CLONE); mount_setattr(attr, idmap fd); attach */
+    NSB_MNT_ROOT = 3,      /* target becomes the root of the following IN_ROOT steps */
+    NSB_MNT_MASK = 4,      /* directory: empty read-only tmpfs; else the host /dev/null (1:3) */
+    NSB_MNT_READONLY = 5,  /* bind the target onto itself, read-only (recursive) */
+    NSB_MNT_MKDIR = 6,     /* mkdir (mode) */
+    NSB_MNT_DEVICE = 7,    /* mknod (mode, dev); EPERM (user ns): bind the host's source */
+    NSB_MNT_SYMLINK = 8,   /* symlink target -> source */
+    NSB_MNT_PROPAGATION = 9, /* mount_setattr propagation (flags: MS_PRIVATE, ...) on target */
+    NSB_MNT_SETATTR = 10    /* mount_setattr attr_set = flags (MOUNT_ATTR_*): a mount's root */
+};
+
+enum nsb_mount_opt {
+    NSB_MNTF_IN_ROOT = 1,     /* resolve target inside the root (see above) */
+    NSB_MNTF_OPTIONAL = 2,    /* a missing target skips the step */
+    NSB_MNTF_CREATE_DIR = 4,  /* create a missing target as a directory (and its parents) */
+    NSB_MNTF_CREATE_FILE = 8, /* create a missing target as an empty file (parents: dirs) */
+    NSB_MNTF_RECURSIVE = 16   /* BIND, READONLY, PROPAGATION: the whole tree */
+};
+
+/* What a failing mount step was doing (struct nsb_spawn_report.phase). */
+enum nsb_mount_phase {
+    NSB_PH_MOUNT = 0,     /* the mount itself (mount, fsmount, move_mount) */
+    NSB_PH_RESOLVE = 1,   /* resolving the target */
+    NSB_PH_CREATE = 2,    /* creating a missing target */
+    NSB_PH_SOURCE = 3,    /* opening the source (open_tree) */
+    NSB_PH_CONFIG = 4,    /* fsopen / fsconfig / fsmount */
+    NSB_PH_SETATTR = 5,   /* mount_setattr */
+    NSB_PH_VERIFY = 6,    /* the mounted filesystem is not what was asked (fs_magic, 1:3) */
+    NSB_PH_ROOT = 7       /* the target is a symlink, or no root was set */
+};
+
+struct nsb_mount_step {
+    int kind;               /* enum nsb_mount_kind */
+    int opts;               /* enum nsb_mount_opt bits */
+    const char *source;     /* NULL for none */
+    const char *target;
+    const char *fstype;     /* CLASSIC, FS */
+    unsigned long flags;    /* CLASSIC: MS_*; FS, BIND, READONLY: MOUNT_ATTR_*; PROPAGATION: MS_* */
+    const char *data;       /* CLASSIC: mount data */
+    const char *const *options; /* FS: NULL-terminated "key=value" or "flag" strings */
+    int fd;                 /* BIND: -1, or the source tree; with MOUNT_ATTR_IDMAP: see userns_fd */
+    int userns_fd;          /* BIND with MOUNT_ATTR_IDMAP */
+    unsigned int mode;      /* MKDIR, DEVICE */
+    unsigned long long dev; /* DEVICE: makedev(major, minor) */
+    long long fs_magic;     /* FS: 0, or the f_type the mounted target must show */
+};
+
+struct nsb_mount_report {
+    int index;       /* which step */
+    int err;         /* errno */
+    int phase;       /* enum nsb_mount_phase */
+    char msg[160];   /* the kernel's fs-context message for CONFIG failures, or "" */
+};
+
+/* Run n steps in order; 0, or -1 with *report filled.  *root_fd is the root
+ * fd across calls (-1 at first; the caller closes it when >= 0). */
+int nsb_mount_steps(const struct nsb_mount_step *steps, int n, int *root_fd,
+                    struct nsb_mount_report *report);
+
+/* ---- cdef-end ---- */
+
+#endif /* NSBIND_MOUNTSTEPS_H */

@@ -1,0 +1,224 @@
+"""Mount steps: one mount operation each, run by the C code of ``_native/mountsteps.c``.
+
+The same C function runs a list of steps in the spawn child (``spawn(mounts=...)``,
+``spawn(rootfs=...)``) and in the calling thread (:func:`run`, used by
+:func:`nsbind.mounts.apply`), so a step behaves the same in both places.
+
+Steps marked ``IN_ROOT`` resolve their target inside the root set by the last
+``ROOT`` step with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); the last
+component is never followed (a symlink there is refused), missing targets are
+created inside the root, and the mount is attached onto the resolved fd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno as _errno
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nsbind._native import ffi, lib
+from nsbind._sys.mount import _mount_what
+from nsbind.errors import error_for
+from nsbind.flags import MountAttr, flag_names
+
+__all__ = ["MountKind", "MountOpt", "MountStep", "MountSteps", "report_message", "run"]
+
+
+class MountKind(enum.IntEnum):
+    """What a step does (``enum nsb_mount_kind``)."""
+
+    CLASSIC = lib.NSB_MNT_CLASSIC          #: mount(2) with host paths
+    FS = lib.NSB_MNT_FS                    #: fsopen + options + fsmount, attached
+    BIND = lib.NSB_MNT_BIND                #: open_tree clone (+ mount_setattr), attached
+    ROOT = lib.NSB_MNT_ROOT                #: the root of later IN_ROOT steps
+    MASK = lib.NSB_MNT_MASK                #: hide a path (empty tmpfs or /dev/null)
+    READONLY = lib.NSB_MNT_READONLY        #: bind a path onto itself read-only
+    MKDIR = lib.NSB_MNT_MKDIR              #: mkdir -p
+    DEVICE = lib.NSB_MNT_DEVICE            #: mknod, or bind the host's node in a user ns
+    SYMLINK = lib.NSB_MNT_SYMLINK          #: symlink target -> source
+    PROPAGATION = lib.NSB_MNT_PROPAGATION  #: mount_setattr propagation
+    SETATTR = lib.NSB_MNT_SETATTR          #: mount_setattr attributes of a mount's root
+
+
+class MountOpt(enum.IntFlag):
+    """How a step treats its target (``enum nsb_mount_opt``)."""
+
+    IN_ROOT = lib.NSB_MNTF_IN_ROOT
+    OPTIONAL = lib.NSB_MNTF_OPTIONAL
+    CREATE_DIR = lib.NSB_MNTF_CREATE_DIR
+    CREATE_FILE = lib.NSB_MNTF_CREATE_FILE
+    RECURSIVE = lib.NSB_MNTF_RECURSIVE
+
+
+_NO_OPTS = MountOpt(0)
+
+_PHASES = {
+    lib.NSB_PH_RESOLVE: "resolve the target",
+    lib.NSB_PH_CREATE: "create the target",
+    lib.NSB_PH_SOURCE: "open the source",
+    lib.NSB_PH_CONFIG: "configure the filesystem",
+    lib.NSB_PH_SETATTR: "set mount attributes",
+    lib.NSB_PH_VERIFY: "verify what got mounted",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MountStep:
+    """One step; build them with the helpers of :mod:`nsbind.mounts`.
+
+    The first five fields are mount(2)'s, so ``MountStep("proc", "/x", "proc")``
+    is a classic mount.  ``flags`` are ``MS_*`` for CLASSIC and PROPAGATION, and
+    ``MOUNT_ATTR_*`` for FS, BIND, READONLY.
+    """
+
+    source: str | None
+    target: str
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    kind: MountKind = MountKind.CLASSIC
+    opts: MountOpt = _NO_OPTS
+    options: tuple[str, ...] = ()
+    fd: int = -1
+    userns_fd: int = -1
+    mode: int = 0
+    dev: int = 0
+    fs_magic: int = 0
+
+    def in_root(self) -> MountStep:
+        """This step with its target resolved inside the root (see the module doc)."""
+        if self.kind == MountKind.CLASSIC:
+            raise ValueError(f"{self.describe()}: a classic mount(2) step takes host paths "
+                             "only; use the nsbind.mounts helpers inside a root")
+        return dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
+
+    def describe(self) -> str:
+        """The step as an error message names it: ``mount proc on /proc``."""
+        where = f"{self.target} in the root" if self.opts & MountOpt.IN_ROOT else self.target
+        kind = self.kind
+        if kind == MountKind.CLASSIC:
+            return _mount_what(self.source, self.target, self.fstype, self.flags)
+        if kind == MountKind.FS:
+            return f"mount {self.fstype} on {where}"
+        if kind == MountKind.BIND:
+            rec = "rbind" if self.opts & MountOpt.RECURSIVE else "bind"
+            src = self.source if self.fd < 0 else f"mount fd {self.fd}"
+            attrs = self.flags & ~MountAttr.IDMAP
+            text = f"{rec} mount {src} on {where}"
+            if attrs:
+                text += f" ({flag_names(MountAttr, attrs).lower()})"
+            if self.flags & MountAttr.IDMAP:
+                text += f" idmapped by user namespace fd {self.userns_fd}"
+            return text
+        if kind == MountKind.ROOT:
+            return f"use {where} as the root"
+        if kind == MountKind.MASK:
+            return f"mask {where}"
+        if kind == MountKind.READONLY:
+            return f"make {where} read-only"
+        if kind == MountKind.MKDIR:
+            return f"mkdir {where}"
+        if kind == MountKind.DEVICE:
+            return (f"mknod {where} {'c' if self.mode & 0o020000 else 'b'} "
+                    f"{os.major(self.dev)}:{os.minor(self.dev)}")
+        if kind == MountKind.SYMLINK:
+            return f"symlink {where} -> {self.source}"
+        if kind == MountKind.SETATTR:
+            return f"set {flag_names(MountAttr, self.flags).lower()} on the mount at {where}"
+        return f"change propagation of {where}"
+
+
+def _why(step: MountStep, err: int, phase: int, msg: str) -> str | None:
+    """Extra words for an error: the phase, and what the kernel or the rule said."""
+    if phase == lib.NSB_PH_ROOT:
+        if err == _errno.ELOOP:
+            return f"refused: {step.target} is a symlink in the root (targets are never followed)"
+        return "no root set for an in-root step"
+    parts = [_PHASES.get(phase, "")] if phase in _PHASES else []
+    if phase == lib.NSB_PH_VERIFY:
+        if step.kind == MountKind.MASK:
+            parts.append("the caller's /dev/null is not the 1:3 character device")
+        else:
+            parts.append(f"{step.target} does not show the {step.fstype} just mounted")
+    if msg:
+        parts.append(f"kernel: {msg}")
+    return "; ".join(p for p in parts if p) or None
+
+
+class MountSteps:
+    """A ``struct nsb_mount_step[]`` for the C code; it owns every buffer."""
+
+    def __init__(self, steps: Iterable[MountStep]) -> None:
+        self.steps = list(steps)
+        self._keep: list[Any] = []
+        self.c: Any = ffi.NULL
+        if not self.steps:
+            return
+        arr: Any = ffi.new("struct nsb_mount_step[]", len(self.steps))
+        for i, step in enumerate(self.steps):
+            c = arr[i]
+            c.kind = int(step.kind)
+            c.opts = int(step.opts)
+            c.source = self._str(step.source)
+            c.target = self._str(step.target)
+            c.fstype = self._str(step.fstype)
+            c.flags = int(step.flags)
+            c.data = self._str(step.data)
+            if step.options:
+                opts = [self._str(o) for o in step.options] + [ffi.NULL]
+                optv = ffi.new("char *[]", opts)
+                self._keep.append(optv)
+                c.options = optv
+            c.fd = step.fd
+            c.userns_fd = step.userns_fd
+            c.mode = step.mode
+            c.dev = step.dev
+            c.fs_magic = step.fs_magic
+        self._keep.append(arr)
+        self.c = arr
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def _str(self, value: str | None) -> Any:
+        if value is None:
+            return ffi.NULL
+        raw = os.fsencode(value)
+        if b"\0" in raw:
+            raise ValueError(f"mount step string contains a NUL byte: {raw!r}")
+        buf = ffi.new("char[]", raw)
+        self._keep.append(buf)
+        return buf
+
+    def explain(self, index: int, err: int, phase: int, msg: str) -> tuple[str, str | None]:
+        """(what, detail) naming the failed step for an error message."""
+        step = self.steps[index]
+        return step.describe(), _why(step, err, phase, msg)
+
+
+def report_message(report: Any) -> str:
+    """The kernel message a ``struct nsb_mount_report`` or spawn report carries."""
+    raw = ffi.string(report.msg)
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+def run(steps: Sequence[MountStep]) -> None:
+    """Run ``steps`` in the calling thread's mount namespace (use a private one)."""
+    plan = MountSteps(steps)
+    if not plan.steps:
+        return
+    root = ffi.new("int *", -1)
+    report: Any = ffi.new("struct nsb_mount_report *")
+    try:
+        rc = lib.nsb_mount_steps(plan.c, len(plan), root, report)
+    finally:
+        if root[0] >= 0:
+            os.close(root[0])
+    if rc < 0:
+        msg = report_message(report)
+        what, detail = plan.explain(report.index, report.err, report.phase, msg)
+        raise error_for(report.err, "mount", plan.steps[report.index].target, what=what,
+                        detail=detail)

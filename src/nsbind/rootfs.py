@@ -1,0 +1,130 @@
+"""RootFS: a container's root filesystem, assembled in the child's mount namespace.
+
+A RootFS is a list of mount steps (:mod:`nsbind.mounts`) that the C child of
+:func:`nsbind.spawn` runs after making its mount namespace private::
+
+    root = RootFS.overlay(lower=[l3, l2, l1], upper=upper, work=work)
+    root.add(mounts.proc(), *mounts.dev(), mounts.bind("/data", "/data", readonly=True))
+    root.mask("/proc/kcore"); root.readonly("/proc/sys")
+    spawn(cmd, namespaces=Namespaces(pid=True, mnt=True), rootfs=root)
+
+The order: the root itself (the directory bound onto itself, or a fresh
+overlayfs on the mount point), then the added steps, then the masked and
+read-only paths (the OCI defaults unless ``defaults=False``), then
+``pivot_root(".", ".")`` into the root's fd and a lazy unmount of the old root
+(no directory for it is needed), then ``chdir("/")``.
+
+Every target is resolved inside the root with openat2(RESOLVE_IN_ROOT |
+RESOLVE_NO_MAGICLINKS); a symlink as the last component is refused (so a
+rootfs whose /proc is a symlink is refused), missing targets are created
+inside the root, and each mount is attached onto the resolved fd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from types import TracebackType
+
+from nsbind._sys.fd import PathLike, fsbytes
+from nsbind.flags import MountAttr
+from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, bind, mask, overlay_step, readonly
+from nsbind.mountstep import MountKind, MountOpt, MountStep
+
+__all__ = ["RootFS"]
+
+
+class RootFS:
+    """A root filesystem for :func:`nsbind.spawn` (``rootfs=``); see the module doc.
+
+    ``RootFS(path)`` uses an existing directory (bound onto itself; with
+    ``readonly=True`` its mount is made read-only after the other steps have
+    made their mount points); :meth:`overlay` stacks image layers.  Each spawn
+    assembles its own mounts in its own mount namespace (needs
+    ``Namespaces(mnt=True)``); nothing is mounted in the caller's namespace.
+    ``defaults`` adds the OCI default masked and read-only paths
+    (:data:`~nsbind.mounts.MASKED_PATHS`, :data:`~nsbind.mounts.READONLY_PATHS`).
+    """
+
+    def __init__(self, path: PathLike, *, readonly: bool = False, defaults: bool = True) -> None:
+        self.path = os.fsdecode(fsbytes(path))
+        self._base: list[MountStep] = [bind(self.path, self.path)]
+        self._own_mountpoint = False
+        self._init(defaults)
+        if readonly:  # last: mount points are made first (the root mount only)
+            self._final.append(MountStep(None, "/", None, int(MountAttr.RDONLY),
+                                         kind=MountKind.SETATTR, opts=MountOpt.IN_ROOT))
+
+    def _init(self, defaults: bool) -> None:
+        self._steps: list[MountStep] = []
+        self._masked: list[str] = list(MASKED_PATHS) if defaults else []
+        self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
+        self._final: list[MountStep] = []
+
+    @classmethod
+    def overlay(cls, lower: Sequence[PathLike], upper: PathLike | None = None,
+                work: PathLike | None = None, *, volatile: bool = False,
+                mountpoint: PathLike | None = None, defaults: bool = True) -> RootFS:
+        """An overlayfs root of ``lower`` (top layer first) with an optional ``upper`` and
+        ``work`` (read-only without them), made afresh by each spawn, on ``mountpoint``
+        (default: an empty directory this RootFS makes and :meth:`close` removes).
+
+        Two spawns cannot share one ``upper`` at once (the kernel refuses a
+        second overlay on an upperdir in use: EBUSY)."""
+        self = cls.__new__(cls)
+        own = mountpoint is None
+        self.path = tempfile.mkdtemp(prefix="nsbind-rootfs-") if mountpoint is None \
+            else os.fsdecode(fsbytes(mountpoint))
+        self._own_mountpoint = own
+        try:
+            self._base = [overlay_step(self.path, lower, upper, work, volatile=volatile)]
+        except BaseException:
+            self.close()
+            raise
+        self._init(defaults)
+        return self
+
+    def add(self, *steps: MountStep | Sequence[MountStep]) -> RootFS:
+        """Add mount steps (``mounts.proc()``, ``mounts.dev()``, ``mounts.bind(...)``),
+        their targets inside the root, in order."""
+        for item in steps:
+            for step in ([item] if isinstance(item, MountStep) else item):
+                self._steps.append(step.in_root())
+        return self
+
+    def mask(self, *paths: str) -> RootFS:
+        """Hide paths inside the root (after every added step); missing ones are skipped."""
+        self._masked += paths
+        return self
+
+    def readonly(self, *paths: str) -> RootFS:
+        """Make paths inside the root read-only (after every added step)."""
+        self._readonly += paths
+        return self
+
+    def steps(self) -> list[MountStep]:
+        """Every step, in order: the root, ``ROOT``, the added steps, masks, read-only
+        paths, and a read-only root last."""
+        root = MountStep(None, self.path, kind=MountKind.ROOT)
+        tail = [mask(p).in_root() for p in self._masked]
+        tail += [readonly(p).in_root() for p in self._readonly]
+        return [*self._base, root, *self._steps, *tail, *self._final]
+
+    def close(self) -> None:
+        """Remove the mount point this RootFS made (it is only mounted in children)."""
+        if self._own_mountpoint:
+            self._own_mountpoint = False
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> RootFS:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "overlay" if self._base[0].kind == MountKind.FS else "bind"
+        return f"<RootFS {kind} at {self.path} with {len(self._steps)} steps>"

@@ -1,0 +1,318 @@
+"""RootFS: overlay roots, pivot_root, /proc, /dev, masked and read-only paths, and the
+attacks on mount targets (SECURITY.md, "Mounts and the root filesystem")."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import pathlib
+import signal
+import stat
+
+import pytest
+
+from helpers import busybox_root, forked, mountinfo
+from nsbind import Namespaces, RootFS, SpawnError, mounts, spawn
+from nsbind.errors import NsbindError
+from nsbind.mountstep import MountKind, MountStep
+
+
+def run_in(root: RootFS, script: str, ns: Namespaces | None = None,
+           **kwargs: object) -> tuple[str, int]:
+    """Run ``sh -c script`` in ``root`` (new pid and mount namespaces by default)."""
+    with spawn(["/bin/sh", "-c", script], namespaces=ns or Namespaces(pid=True, mnt=True),
+               rootfs=root, stdout=-1, stderr=-2, env={"PATH": "/bin"},
+               **kwargs) as proc:  # type: ignore[arg-type]
+        out, _ = proc.communicate(timeout=60)
+    assert out is not None
+    return out.decode(), proc.returncode or 0
+
+
+def layers(tmp_path: pathlib.Path, n: int) -> list[pathlib.Path]:
+    """``n`` layer directories, lowest first; busybox in the lowest."""
+    made = []
+    for i in range(n):
+        layer = tmp_path / f"layer{i}"
+        layer.mkdir()
+        made.append(layer)
+    busybox_root(made[0])
+    return made
+
+
+def test_three_layer_overlay_shows_the_union_and_hides_whiteouts(
+        tmp_path: pathlib.Path) -> None:
+    l1, l2, l3 = layers(tmp_path, 3)
+    (l1 / "a").write_text("from layer 1\n")
+    (l1 / "gone").write_text("hidden by layer 2\n")
+    (l1 / "d").mkdir()
+    (l1 / "d" / "old").write_text("hidden by the opaque dir\n")
+    os.mknod(l2 / "gone", stat.S_IFCHR | 0o600, os.makedev(0, 0))  # a whiteout
+    (l2 / "b").write_text("from layer 2\n")
+    (l3 / "a").write_text("layer 3 wins\n")
+    (l3 / "d").mkdir()
+    os.setxattr(l3 / "d", "trusted.overlay.opaque", b"y")
+    (l3 / "d" / "new").write_text("x")
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    with RootFS.overlay([l3, l2, l1], upper, work) as root:
+        out, rc = run_in(root, "cat /a /b; ls /d; test -e /gone || echo no-gone; "
+                               "echo written > /w; rm /a")
+        assert root.path.startswith("/tmp/nsbind-rootfs-")
+    assert (out, rc) == ("layer 3 wins\nfrom layer 2\nnew\nno-gone\n", 0)
+    assert (upper / "w").read_text() == "written\n"
+    assert stat.S_ISCHR(os.lstat(upper / "a").st_mode)  # the delete became a whiteout
+    assert (l3 / "a").read_text() == "layer 3 wins\n"
+    assert not os.path.exists(root.path)  # close() removed the mount point
+
+
+def test_overlay_root_of_120_layers(tmp_path: pathlib.Path) -> None:
+    made = layers(tmp_path, 120)
+    for i, layer in enumerate(made):
+        (layer / f"f{i}").write_text(str(i))
+    with RootFS.overlay(list(reversed(made))) as root:
+        out, rc = run_in(root, "ls / | grep -c '^f'; cat /f119")
+    assert (out, rc) == ("120\n119", 0)
+
+
+def test_pivot_root_leaves_the_old_root_unreachable(tmp_path: pathlib.Path) -> None:
+    rootdir = pathlib.Path(busybox_root(tmp_path / "root"))
+    (tmp_path / "host-secret").write_text("x")
+    root = RootFS(rootdir, readonly=True).add(mounts.proc())
+    out, rc = run_in(root, "ls /..; echo ---; find / -name host-secret; readlink /proc/1/root;"
+                           " awk '{print $5}' /proc/self/mountinfo")
+    listing, _, rest = out.partition("---\n")
+    assert sorted(listing.split()) == ["bin", "proc"]
+    # no host-secret anywhere; the only mounts are / and /proc with its masks
+    lines = rest.split()
+    assert lines[0] == "/" and rc == 0
+    assert lines[1] == "/" and all(p.startswith("/proc") for p in lines[2:]), lines
+
+
+def test_proc_inside_shows_only_the_pid_namespace(tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path), readonly=True).add(mounts.proc())
+    out, rc = run_in(root, "cd /proc; echo [0-9]*")
+    assert rc == 0 and out.split() and all(int(pid) <= 2 for pid in out.split())
+    with open("/proc/sys/kernel/pid_max") as f:
+        assert os.getpid() < int(f.read())  # the host's pids are many; inside only 1-2
+
+
+def test_masked_paths_read_empty_and_readonly_paths_refuse_writes(
+        tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path)).add(mounts.proc(), mounts.sysfs())
+    out, rc = run_in(root, "wc -c < /proc/keys; stat -c %t:%T /proc/keys; ls /sys/firmware;"
+                           " ls /proc/acpi 2>&1 | wc -l; echo x > /proc/sys/kernel/domainname "
+                           "|| echo refused; echo h > /proc/sysrq-trigger || echo refused",
+                     ns=Namespaces(pid=True, mnt=True, uts=True))
+    assert out.split("\n")[:2] == ["0", "1:3"]
+    assert out.count("refused") == 2 and "Read-only file system" in out
+    assert rc == 0
+
+
+def test_masks_and_readonly_defaults_can_be_turned_off(tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path), defaults=False).add(mounts.proc())
+    root.mask("/proc/version")
+    out, rc = run_in(root, "wc -c < /proc/version; head -c 5 /proc/timer_list | wc -c")
+    assert (out, rc) == ("0\n5\n", 0)
+
+
+def test_minimal_dev(tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path), readonly=True).add(mounts.proc(), mounts.dev())
+    out, rc = run_in(root, "cd /dev; echo *; for d in null zero full random urandom tty; do "
+                           "stat -c '%n %F %t:%T %a' $d; done; echo x > /dev/null; "
+                           "head -c 3 /dev/zero | wc -c; readlink fd; readlink ptmx; "
+                           "stat -c '%a %F' shm; grep -c ' /dev/pts .* devpts ' "
+                           "/proc/self/mountinfo")
+    assert rc == 0, out
+    lines = out.split("\n")
+    assert lines[0].split() == sorted(["core", "fd", "full", "null", "ptmx", "pts", "random",
+                                       "shm", "stderr", "stdin", "stdout", "tty", "urandom",
+                                       "zero"])
+    assert lines[1:7] == ["null character special file 1:3 666",
+                          "zero character special file 1:5 666",
+                          "full character special file 1:7 666",
+                          "random character special file 1:8 666",
+                          "urandom character special file 1:9 666",
+                          "tty character special file 5:0 666"]
+    assert lines[7:12] == ["3", "/proc/self/fd", "pts/ptmx", "1777 directory", "1"]
+    assert not (tmp_path / "dev").exists() or not os.listdir(tmp_path / "dev")
+
+
+def test_minimal_dev_in_a_user_namespace_binds_the_host_nodes(tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path), readonly=True)
+    root.add(mounts.proc(), mounts.dev(pts_gid=None))
+    out, rc = run_in(root, "stat -c '%F %t:%T' /dev/null /dev/zero; echo x > /dev/null && "
+                           "echo ok", ns=Namespaces(user=True, pid=True, mnt=True))
+    assert (out, rc) == ("character special file 1:3\ncharacter special file 1:5\nok\n", 0)
+
+
+def test_bind_volume_inside_the_root_readonly(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("volume\n")
+    root = RootFS(busybox_root(tmp_path / "root"))
+    root.add(mounts.bind(data, "/mnt/data/deep", readonly=True), mounts.bind(data / "f", "/f"))
+    out, rc = run_in(root, "cat /mnt/data/deep/f /f; touch /mnt/data/deep/x || echo refused")
+    assert out.startswith("volume\nvolume\n") and out.endswith("refused\n")
+    assert rc == 0
+    assert (tmp_path / "root" / "mnt" / "data" / "deep").is_dir()  # created inside the root
+    assert (tmp_path / "root" / "f").is_file()
+
+
+def test_rootfs_needs_a_mount_namespace(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="rootfs needs a new mount namespace"):
+        spawn(["true"], rootfs=RootFS(tmp_path))
+    with pytest.raises(ValueError, match="a classic mount"):
+        RootFS(tmp_path).add(MountStep("proc", "/proc", "proc"))
+
+
+def test_failing_rootfs_step_names_the_step_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
+    busybox_root(tmp_path)
+    (tmp_path / "file").write_text("not a dir")
+    root = RootFS(tmp_path).add(mounts.tmpfs("/file/sub"))
+    with pytest.raises(SpawnError) as info:
+        run_in(root, "true")
+    assert str(info.value).startswith("mount tmpfs on /file/sub in the root: ENOTDIR")
+    assert "resolve the target" in str(info.value)
+
+
+# ------------------------------------------------------------------ attacks
+
+
+def test_cve_2019_16884_rootfs_proc_symlink_is_refused(tmp_path: pathlib.Path) -> None:
+    busybox_root(tmp_path)
+    os.symlink("/", tmp_path / "proc")
+    with pytest.raises(SpawnError) as info:
+        run_in(RootFS(tmp_path).add(mounts.proc()), "true")
+    assert info.value.errno == errno.ELOOP
+    assert "mount proc on /proc in the root: ELOOP" in str(info.value)
+    assert "refused: /proc is a symlink in the root" in str(info.value)
+
+
+def test_rootfs_etc_climbing_out_stays_inside(tmp_path: pathlib.Path) -> None:
+    root_dir = tmp_path / "a" / "b" / "root"
+    busybox_root(root_dir)
+    os.symlink("../../..", root_dir / "etc")  # on the host: tmp_path
+    (tmp_path / "victim").mkdir()
+    root = RootFS(root_dir, defaults=False).add(mounts.proc(), mounts.tmpfs("/etc/victim"),
+                                                mounts.mkdir("/etc/made"))
+    out, rc = run_in(root, "grep -c ' /victim .* tmpfs ' /proc/self/mountinfo; ls -d /made")
+    assert (out, rc) == ("1\n/made\n", 0)  # `..` at the root stays at the root
+    assert not (tmp_path / "made").exists() and (root_dir / "made").is_dir()
+    assert os.listdir(tmp_path / "victim") == []
+
+
+def test_image_dev_symlink_creates_nothing_on_the_host(tmp_path: pathlib.Path) -> None:
+    root_dir = tmp_path / "root"
+    busybox_root(root_dir)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.symlink(str(victim), root_dir / "dev")  # absolute: resolves inside the root
+    with pytest.raises(SpawnError, match=r"mount tmpfs on /dev in the root: ELOOP.*symlink"):
+        run_in(RootFS(root_dir).add(mounts.dev()), "true")
+    os.unlink(root_dir / "dev")
+    os.symlink("../victim", root_dir / "dev")  # relative, climbing out
+    steps = (mounts.mkdir("/dev/pts"), mounts.symlink("/dev/x", "/etc"))
+    with pytest.raises(SpawnError, match=r"^mkdir /dev/pts in the root: ENOENT"):
+        run_in(RootFS(root_dir, defaults=False).add(*steps), "true")  # dangling inside
+    (root_dir / "victim").mkdir()
+    out, rc = run_in(RootFS(root_dir, defaults=False).add(*steps), "ls /victim")
+    assert (out, rc) == ("pts\nx\n", 0)
+    assert os.listdir(victim) == []
+    assert sorted(os.listdir(root_dir / "victim")) == ["pts", "x"]
+
+
+def test_cve_2025_31133_masking_ignores_a_rootfs_dev_null_symlink(
+        tmp_path: pathlib.Path) -> None:
+    busybox_root(tmp_path)
+    (tmp_path / "dev").mkdir()
+    os.symlink("/proc/sys/kernel/core_pattern", tmp_path / "dev" / "null")
+    with open("/proc/sys/kernel/core_pattern") as f:
+        pattern = f.read()
+    root = RootFS(tmp_path).add(mounts.proc())
+    out, rc = run_in(root, "stat -c '%F %t:%T' /proc/timer_list /proc/keys; wc -c < /proc/keys; "
+                           "echo x > /proc/sys/kernel/core_pattern || echo refused")
+    assert out.startswith("character special file 1:3\ncharacter special file 1:3\n0\n")
+    assert out.endswith("refused\n") and rc == 0
+    with open("/proc/sys/kernel/core_pattern") as f:
+        assert f.read() == pattern
+
+
+def test_cve_2022_23648_workdir_climbing_out_stays_inside(tmp_path: pathlib.Path) -> None:
+    busybox_root(tmp_path)
+    (tmp_path / "etc").mkdir()
+    out, rc = run_in(RootFS(tmp_path), "pwd; ls", cwd="/../../etc")
+    assert (out, rc) == ("/etc\n", 0)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _swapper(a: bytes, b: bytes) -> int:
+    """A child that swaps ``a`` and ``b`` with renameat2(RENAME_EXCHANGE) until killed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                libc.renameat2(-100, a, -100, b, _RENAME_EXCHANGE)
+        finally:
+            os._exit(0)
+    return pid
+
+
+@forked
+def test_cve_2021_30465_and_2024_45310_swapped_targets_land_inside(
+        tmp_path: pathlib.Path) -> None:
+    """A mount target (and a missing volume path) raced into a symlink that points
+    outside: every mount lands inside the root, nothing is created on the host."""
+    root = tmp_path / "root"
+    root.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (root / "vol").mkdir()
+    os.symlink("../victim", root / "link")  # would reach the host's victim if followed
+    vol, link = os.fsencode(root / "vol"), os.fsencode(root / "link")
+    steps = [MountStep(None, str(root), kind=MountKind.ROOT),
+             mounts.tmpfs("/vol", size="1m").in_root(),
+             mounts.tmpfs("/vol/sub/deeper", size="1m").in_root()]
+    landed: set[str] = set()
+    refused = 0
+    swapper = _swapper(vol, link)
+    try:
+        for _ in range(300):
+            with Namespaces(mnt=True):  # each round's mounts vanish with its namespace
+                try:
+                    mounts.apply(steps)
+                except NsbindError as exc:
+                    # refused: a symlink at resolve time, or swapped away after the
+                    # attach (the check finds another file there)
+                    assert exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT,
+                                         errno.EAGAIN, errno.EXDEV), exc
+                    refused += 1
+                landed.update(f[4] for f in mountinfo() if f[4].startswith(str(tmp_path)))
+    finally:
+        os.kill(swapper, signal.SIGKILL)
+        os.waitpid(swapper, 0)
+    assert landed, "no mount was made at all"
+    assert all(p.startswith(str(root) + "/") for p in landed), landed
+    assert os.listdir(victim) == []
+    for p in ("vol", "link"):  # whatever was created went inside the root
+        for dirpath, _, _ in os.walk(root / p):
+            assert dirpath.startswith(str(root))
+
+
+def test_cve_2022_0492_and_2023_25809_cgroupfs_is_not_writable(tmp_path: pathlib.Path) -> None:
+    """Without a cgroup namespace /sys (and /sys/fs/cgroup) is read-only, and without
+    CAP_SYS_ADMIN no cgroup v1 hierarchy (with its release_agent) can be mounted."""
+    from nsbind import CapabilitySets
+
+    busybox_root(tmp_path)
+    root = RootFS(tmp_path).add(mounts.proc(), mounts.sysfs(), mounts.mkdir("/mnt"))
+    out, _ = run_in(root, "grep -c ' /sys ro,' /proc/self/mountinfo; mount -t cgroup -o "
+                          "memory none /mnt 2>&1 || echo refused; grep -c ' /mnt ' "
+                          "/proc/self/mountinfo",
+                    capabilities=CapabilitySets(permitted=frozenset()))
+    assert out.startswith("1\n") and "refused" in out
+    assert out.endswith("\n0\n")
