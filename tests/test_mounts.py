@@ -165,3 +165,29 @@ def test_detached_overlay_bound_into_a_spawned_child(tmp_path: pathlib.Path) -> 
                 out, _ = proc.communicate(timeout=30)
             assert (out, proc.returncode) == (b"one\ntwo\n", 0)
     assert os.listdir(tmp_path / "m") == []
+
+
+def test_overlay_fallback_without_lowerdir_plus_uses_short_relative_paths(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-6.8 path, forced on this kernel: one lowerdir string, at most 255 bytes
+    through fsconfig, made to fit by naming the layers relative to their parent."""
+    monkeypatch.setattr(mounts, "_LOWERDIR_PLUS", False)
+    lower = []
+    for i in range(40):  # top first
+        layer = tmp_path / f"{i}"
+        layer.mkdir()
+        (layer / f"f{i}").write_text(str(i))
+        lower.append(layer)
+    assert len(":".join(map(str, lower))) > 255
+    (tmp_path / "m").mkdir()
+    step = mounts.overlay_step(tmp_path / "m", lower)
+    assert step.cwd == str(tmp_path) and step.options[0].startswith("lowerdir=0:1:2:")
+    with spawn(["ls", str(tmp_path / "m")], namespaces=Namespaces(mnt=True), stdout=-1,
+               mounts=[step], cwd="/") as proc:
+        out, _ = proc.communicate(timeout=30)
+    assert out is not None and (len(out.split()), proc.returncode) == (40, 0)
+    with pytest.raises(ValueError, match="use overlay_step"):
+        mounts.overlay(lower)
+    too_many = [tmp_path / f"{i}" for i in range(200)]
+    with pytest.raises(ValueError, match=r"200 overlay layers need a \d+-byte lowerdir"):
+        mounts.overlay_step(tmp_path / "m", too_many)

@@ -15,6 +15,7 @@ resolve their targets inside the root (``step.in_root()``).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
@@ -264,17 +265,34 @@ def _layers(lower: Sequence[PathLike], upper: PathLike | None,
     return layers
 
 
+_FSCONFIG_STRING_MAX = 255  # fsconfig(FSCONFIG_SET_STRING) copies at most 256 bytes with NUL
+
+
 def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike | None,
-                     volatile: bool) -> list[str]:
+                     volatile: bool) -> tuple[list[str], str | None]:
+    """The fsconfig options of an overlay, and the directory relative paths start from."""
+    cwd = None
     if _lowerdir_plus():
         opts = [f"lowerdir+={layer}" for layer in layers]
     else:
-        opts = ["lowerdir=" + ":".join(layers)]  # pre-6.8: bounded by a page
+        # before Linux 6.8: one "lowerdir=a:b:c" string, at most 255 bytes through
+        # fsconfig; layers that share a parent directory are named relative to it
+        # (configured with that directory as the working directory)
+        joined = ":".join(layers)
+        parent = os.path.commonpath(layers) if all(p.startswith("/") for p in layers) else ""
+        if len(joined) > _FSCONFIG_STRING_MAX and parent not in ("", "/"):
+            cwd = parent
+            joined = ":".join(os.path.relpath(p, parent) for p in layers)
+        if len(joined) > _FSCONFIG_STRING_MAX:
+            raise ValueError(f"{len(layers)} overlay layers need a {len(joined)}-byte lowerdir "
+                             f"option; this kernel (no lowerdir+, before Linux 6.8) takes "
+                             f"{_FSCONFIG_STRING_MAX}: use shorter layer paths")
+        opts = [f"lowerdir={joined}"]
     if upper is not None and work is not None:
         opts += [f"upperdir={_s(upper)}", f"workdir={_s(work)}"]
     if volatile:
         opts.append("volatile")
-    return opts
+    return opts, cwd
 
 
 def overlay_step(target: PathLike, lower: Sequence[PathLike], upper: PathLike | None = None,
@@ -285,8 +303,9 @@ def overlay_step(target: PathLike, lower: Sequence[PathLike], upper: PathLike | 
     bounded by the page-sized mount data string."""
     layers = _layers(lower, upper, work)
     attr = MountAttr.RDONLY if upper is None else 0
-    return _fs("overlay", target, attr, _overlay_options(layers, upper, work, volatile),
-               magic=lib.OVERLAYFS_SUPER_MAGIC)
+    opts, cwd = _overlay_options(layers, upper, work, volatile)
+    step = _fs("overlay", target, attr, opts, magic=lib.OVERLAYFS_SUPER_MAGIC)
+    return dataclasses.replace(step, cwd=cwd)
 
 
 def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
@@ -297,12 +316,19 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
 
     Uses fsopen("overlay") with one ``lowerdir+`` per layer (Linux 6.8), so the
     layer count is not bounded by the page-sized mount data string; on older
-    kernels falls back to ``lowerdir=l1:l2:...``.  Errors carry the kernel's own
+    kernels falls back to ``lowerdir=l1:l2:...`` (at most 255 bytes through
+    fsconfig; :func:`overlay_step` shortens it with paths relative to the
+    layers' common parent).  Errors carry the kernel's own
     message, e.g. ``overlay: failed to resolve '/x': -2``.
     """
     layers = _layers(lower, upper, work)
+    opts, cwd = _overlay_options(layers, upper, work, volatile)
+    if cwd is not None:  # relative paths would need a chdir of this whole process
+        raise ValueError(f"{len(layers)} overlay layers do not fit this kernel's lowerdir "
+                         "option (no lowerdir+, before Linux 6.8); use overlay_step, which "
+                         "names them relative to their common parent")
     with fsopen("overlay") as ctx:
-        for opt in _overlay_options(layers, upper, work, volatile):
+        for opt in opts:
             key, eq, value = opt.partition("=")
             if eq:
                 ctx.set_string(key, value)

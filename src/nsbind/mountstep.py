@@ -87,6 +87,7 @@ class MountStep:
     mode: int = 0
     dev: int = 0
     fs_magic: int = 0
+    cwd: str | None = None
 
     def in_root(self) -> MountStep:
         """This step with its target resolved inside the root (see the module doc)."""
@@ -177,6 +178,7 @@ class MountSteps:
             c.mode = step.mode
             c.dev = step.dev
             c.fs_magic = step.fs_magic
+            c.cwd = self._str(step.cwd)
         self._keep.append(arr)
         self.c = arr
 

@@ -317,7 +317,26 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
         if (target < 0)
             return target == -2 ? 0 : -1;
         *phase = NSB_PH_CONFIG;
-        mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
+        if (st->cwd) {
+            /* relative option paths (an overlay's many layers in one short
+             * string on kernels without lowerdir+) start from st->cwd */
+            int saved_cwd = (int)syscall(__NR_openat, AT_FDCWD, ".",
+                                         O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (saved_cwd < 0)
+                goto out;
+            if (syscall(__NR_chdir, st->cwd) < 0) {
+                nsb_close_keep_errno(saved_cwd);
+                goto out;
+            }
+            mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
+            if (syscall(__NR_fchdir, saved_cwd) < 0 && mnt >= 0) {
+                syscall(__NR_close, mnt);
+                mnt = -1;
+            }
+            nsb_close_keep_errno(saved_cwd);
+        } else {
+            mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
+        }
         if (mnt < 0)
             goto out;
         *phase = NSB_PH_MOUNT;

@@ -69,6 +69,8 @@ struct nsb_mount_step {
     unsigned int mode;      /* MKDIR, DEVICE */
     unsigned long long dev; /* DEVICE: makedev(major, minor) */
     long long fs_magic;     /* FS: 0, or the f_type the mounted target must show */
+    const char *cwd;        /* FS: NULL, or the directory relative option paths start
+                               from (the working directory while configuring) */
 };
 
 struct nsb_mount_report {
