@@ -3,6 +3,9 @@
 >>> img = nsbind.image.load("ubuntu.tar")            # or an OCI layout directory
 >>> img.tags, img.config.env, [l.diff_id for l in img.layers]
 >>> img.verify()                                     # every digest, streaming
+>>> store = nsbind.image.Store()                      # content-addressed layers
+>>> store.unpack(img)                                 # layer dirs, lowest first
+>>> store.flatten(img, "rootfs")                      # one directory, whiteouts applied
 
 Selecting: ``tag=`` when an archive holds several images, ``platform=`` (default:
 this host) in a multi-platform index.  Artifacts and non-layer media types are
@@ -18,8 +21,12 @@ from nsbind.image.archive import open_archive
 from nsbind.image.dockersave import load_docker_save
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platform
 from nsbind.image.ocilayout import load_oci_layout
+from nsbind.image.store import Store, StoredImage, default_store_path, flatten
+from nsbind.image.unpack import LayerStats, extract_layer, unpack_tar
 
-__all__ = ["Image", "ImageConfig", "ImageError", "Layer", "host_platform", "load"]
+__all__ = ["Image", "ImageConfig", "ImageError", "Layer", "LayerStats", "Store", "StoredImage",
+           "default_store_path", "extract_layer", "flatten", "host_platform", "load",
+           "unpack_tar"]
 
 
 def load(path: str, *, tag: str | None = None,

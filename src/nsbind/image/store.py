@@ -1,0 +1,231 @@
+"""A content-addressed layer store: each layer unpacked once, shared by every image.
+
+Layout under the store's root (``/var/lib/nsbind`` for root, else
+``$XDG_DATA_HOME/nsbind`` or ``~/.local/share/nsbind``)::
+
+    layers/sha256/<diff_id hex>/   a layer in overlay form (an overlayfs lowerdir)
+    images/<config hex>.json       an image: its tags, source and layer diff_ids
+    locks/<diff_id hex>.lock       flock(2) held while that layer is unpacked
+    tmp/                           layers being unpacked (renamed into layers/ when done)
+
+A layer is unpacked into ``tmp/`` and renamed into place only once its digest,
+size and diff_id matched, so a crash, a Ctrl-C or a bad digest leaves no half
+layer where it would be used; two processes unpacking the same layer serialise
+on its lock and the second one finds it done.  :meth:`Store.gc` removes layers
+no image references and temp directories nobody is writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageError, Layer
+from nsbind.image.unpack import LayerStats, extract_layer
+
+__all__ = ["Store", "StoredImage", "default_store_path"]
+
+Progress = Callable[[int], None]
+
+
+def default_store_path() -> str:
+    """``/var/lib/nsbind`` for root, else ``$XDG_DATA_HOME/nsbind`` (~/.local/share)."""
+    if os.geteuid() == 0:
+        return "/var/lib/nsbind"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data, "nsbind")
+
+
+def _hex(diff_id: str) -> str:
+    alg, _, hexpart = diff_id.partition(":")
+    if alg != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef"
+                                                        for c in hexpart):
+        raise ImageError(f"malformed layer digest {diff_id!r}")
+    return hexpart
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredImage:
+    """An image record of the store."""
+
+    config_digest: str
+    tags: tuple[str, ...]
+    source: str
+    platform: str
+    layers: tuple[str, ...]  # diff_ids, lowest first
+
+
+class Store:
+    """Layers unpacked once, by diff_id (see the module doc)."""
+
+    def __init__(self, path: str | None = None, *,
+                 max_layer_bytes: int = MAX_LAYER_BYTES) -> None:
+        self.path = os.path.abspath(path or default_store_path())
+        self.max_layer_bytes = max_layer_bytes
+        for sub in ("layers/sha256", "images", "locks", "tmp"):
+            os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
+
+    # ---------------------------------------------------------------- layers
+
+    def layer_path(self, diff_id: str) -> str:
+        """Where the layer with ``diff_id`` is (or would be) unpacked."""
+        return os.path.join(self.path, "layers", "sha256", _hex(diff_id))
+
+    def has_layer(self, diff_id: str) -> bool:
+        return os.path.isdir(self.layer_path(diff_id))
+
+    @contextlib.contextmanager
+    def _lock(self, diff_id: str, *, wait: bool = True) -> Iterator[bool]:
+        path = os.path.join(self.path, "locks", _hex(diff_id) + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def unpack_layer(self, layer: Layer, *, label: str = "layer",
+                     on_bytes: Progress | None = None) -> tuple[str, LayerStats | None]:
+        """Unpack one layer unless the store has it: (its directory, stats or None)."""
+        final = self.layer_path(layer.diff_id)
+        if os.path.isdir(final):
+            return final, None
+        with self._lock(layer.diff_id):
+            if os.path.isdir(final):  # another process finished it meanwhile
+                return final, None
+            tmp = tempfile.mkdtemp(prefix=_hex(layer.diff_id) + ".",
+                                   dir=os.path.join(self.path, "tmp"))
+            try:
+                stats = extract_layer(layer, tmp, whiteouts="overlay", label=label,
+                                      max_bytes=self.max_layer_bytes, on_bytes=on_bytes)
+                os.chmod(tmp, 0o755)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            _fsync_dir(os.path.dirname(final))
+            return final, stats
+
+    # ---------------------------------------------------------------- images
+
+    def unpack(self, img: Image, *, on_bytes: Progress | None = None,
+               on_layer: Callable[[int, Layer, bool], None] | None = None) -> list[str]:
+        """Unpack every layer ``img`` needs that the store lacks; return the layer
+        directories, lowest first (overlayfs wants them top first: reverse them).
+
+        ``on_layer(index, layer, unpacked)`` is called after each layer."""
+        dirs = []
+        for index, layer in enumerate(img.layers):
+            path, stats = self.unpack_layer(layer, label=f"{img.source} layer {index}",
+                                            on_bytes=on_bytes)
+            dirs.append(path)
+            if on_layer is not None:
+                on_layer(index, layer, stats is not None)
+        self._record(img)
+        return dirs
+
+    def _record(self, img: Image) -> None:
+        record = {"config_digest": img.config_digest, "tags": list(img.tags),
+                  "source": img.source, "platform": img.platform,
+                  "layers": [layer.diff_id for layer in img.layers]}
+        path = os.path.join(self.path, "images", _hex(img.config_digest) + ".json")
+        fd, tmp = tempfile.mkstemp(dir=os.path.join(self.path, "tmp"), suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1)
+        os.rename(tmp, path)
+
+    def images(self) -> list[StoredImage]:
+        """The image records, sorted by first tag."""
+        out = []
+        folder = os.path.join(self.path, "images")
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name)) as f:
+                    r = json.load(f)
+                out.append(StoredImage(r["config_digest"], tuple(r["tags"]), r["source"],
+                                       r["platform"], tuple(r["layers"])))
+        return sorted(out, key=lambda i: (i.tags[:1], i.config_digest))
+
+    def remove(self, ref: str) -> list[StoredImage]:
+        """Forget the images with tag ``ref`` or whose config digest starts with it
+        (``sha256:`` optional); their layers stay until :meth:`gc`."""
+        want = ref.removeprefix("sha256:")
+        gone = [i for i in self.images()
+                if ref in i.tags or (len(want) >= 6 and
+                                     i.config_digest.removeprefix("sha256:").startswith(want))]
+        if not gone:
+            raise ImageError(f"no image {ref!r} in the store {self.path}")
+        for img in gone:
+            os.unlink(os.path.join(self.path, "images", _hex(img.config_digest) + ".json"))
+        return gone
+
+    def gc(self) -> list[str]:
+        """Remove layers no image references, and temp directories nobody is writing
+        (a crashed unpack's); return the removed layer diff_ids."""
+        used = {d for img in self.images() for d in img.layers}
+        removed = []
+        folder = os.path.join(self.path, "layers", "sha256")
+        for name in sorted(os.listdir(folder)):
+            diff_id = f"sha256:{name}"
+            if diff_id in used:
+                continue
+            with self._lock(diff_id, wait=False) as got:
+                if got:
+                    shutil.rmtree(os.path.join(folder, name))
+                    removed.append(diff_id)
+        tmp = os.path.join(self.path, "tmp")
+        for name in os.listdir(tmp):
+            layer_hex = name.partition(".")[0]
+            if len(layer_hex) != 64:
+                continue  # an image record being written: tiny, renamed at once
+            with self._lock(f"sha256:{layer_hex}", wait=False) as got:
+                if got:
+                    shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+        return removed
+
+    # ---------------------------------------------------------------- flatten
+
+    def flatten(self, img: Image, dest: str, *, on_bytes: Progress | None = None) -> None:
+        """Stack every layer of ``img`` into one new directory ``dest``, whiteouts
+        applied (a plain rootfs, e.g. for a runtime without overlayfs).
+
+        ``dest`` must not exist; it appears (renamed from a temp directory beside
+        it) only once every layer matched its digests."""
+        flatten(img, dest, max_bytes=self.max_layer_bytes, on_bytes=on_bytes)
+
+
+def flatten(img: Image, dest: str, *, max_bytes: int = MAX_LAYER_BYTES,
+            on_bytes: Progress | None = None) -> None:
+    """See :meth:`Store.flatten` (no store needed: layers stream from the image)."""
+    dest = os.path.abspath(dest)
+    if os.path.lexists(dest):
+        raise ImageError(f"flatten {img.source} into {dest}: it exists already")
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(dest) + ".nsbind-",
+                           dir=os.path.dirname(dest))
+    try:
+        for index, layer in enumerate(img.layers):
+            extract_layer(layer, tmp, whiteouts="apply", label=f"{img.source} layer {index}",
+                          max_bytes=max_bytes, on_bytes=on_bytes)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
