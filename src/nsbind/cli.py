@@ -1,4 +1,5 @@
-"""The ``nsbind`` command: a fresh-namespaces demo (the default) and the cgroup layout."""
+"""The ``nsbind`` command: a fresh-namespaces demo (the default), the cgroup layout,
+and images (``nsbind image inspect|unpack|flatten|ls|rm|gc``)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cg_parser = sub.add_parser("cgroups", help="show this host's cgroup layout")
     for p in (parser, demo_parser, cg_parser):
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from nsbind.image import cli as image_cli  # the image code loads on use only
+
+    image_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "image":
+        return image_cli.run(args)
     if args.command == "cgroups":
         return show_cgroups(as_json=args.json)
     return demo(as_json=args.json)

@@ -1,0 +1,159 @@
+"""``nsbind image``: inspect, unpack, flatten, ls, rm, gc."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nsbind.image import Image, ImageError, Store, load
+from nsbind.image.progress import progress
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``image`` command to an argparse subparsers object."""
+    p = sub.add_parser("image", help="docker save tarballs and OCI layouts")
+    isub = p.add_subparsers(dest="image_command", required=True)
+
+    def with_image(name: str, help_: str) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = isub.add_parser(name, help=help_)
+        q.add_argument("image", help="a docker save tarball or an OCI layout (dir or tar)")
+        q.add_argument("--tag", help="which image of an archive that holds several")
+        q.add_argument("--platform", help="os/arch[/variant] of a multi-platform index "
+                       "(default: this host)")
+        return q
+
+    q = with_image("inspect", "show tags, manifest, config, history and layers")
+    q.add_argument("--json", action="store_true", help="print JSON for tools")
+    for name, help_ in (("unpack", "unpack the layers into the store"),
+                        ("flatten", "unpack into one directory, whiteouts applied")):
+        q = with_image(name, help_)
+        if name == "flatten":
+            q.add_argument("dest", help="a new directory")
+        q.add_argument("--store", help="the store directory (default: /var/lib/nsbind for "
+                       "root, ~/.local/share/nsbind otherwise)")
+        q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    for name, help_ in (("ls", "list the images in the store"),
+                        ("rm", "forget an image (its layers stay until gc)"),
+                        ("gc", "remove layers no image uses")):
+        q = isub.add_parser(name, help=help_)
+        if name == "rm":
+            q.add_argument("ref", help="a tag or a config digest (prefix)")
+        q.add_argument("--store", help="the store directory")
+
+
+def _platform(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    parts = text.split("/")
+    if len(parts) < 2:
+        raise ImageError(f"--platform {text!r}: expected os/arch[/variant]")
+    return parts[0], parts[1]
+
+
+def _load(args: argparse.Namespace) -> Image:
+    return load(args.image, tag=args.tag, platform=_platform(args.platform))
+
+
+def describe(img: Image) -> dict[str, Any]:
+    """What ``inspect`` shows, as data."""
+    c = img.config
+    return {
+        "source": img.source,
+        "tags": list(img.tags),
+        "platform": img.platform,
+        "config_digest": img.config_digest,
+        "config": {"env": list(c.env), "cmd": list(c.cmd), "entrypoint": list(c.entrypoint),
+                   "working_dir": c.working_dir, "user": c.user,
+                   "exposed_ports": list(c.exposed_ports), "volumes": list(c.volumes),
+                   "labels": c.labels},
+        "history": [{"created": h.get("created", ""), "created_by": h.get("created_by", ""),
+                     "empty_layer": bool(h.get("empty_layer", False))} for h in img.history],
+        "layers": [{"media_type": layer.media_type, "size": layer.size,
+                    "digest": layer.digest, "diff_id": layer.diff_id}
+                   for layer in img.layers],
+    }
+
+
+def _print_inspect(info: dict[str, Any]) -> None:
+    print(f"Image:      {info['source']}")
+    print(f"Tags:       {', '.join(info['tags']) or '<none>'}")
+    print(f"Platform:   {info['platform']}")
+    print(f"Config:     {info['config_digest']}")
+    cfg = info["config"]
+    for key, label in (("entrypoint", "Entrypoint"), ("cmd", "Cmd")):
+        print(f"{label + ':':<11} {json.dumps(cfg[key])}")
+    for key, label in (("working_dir", "WorkingDir"), ("user", "User")):
+        if cfg[key]:
+            print(f"{label + ':':<11} {cfg[key]}")
+    print("Env:")
+    for var in cfg["env"]:
+        print(f"  {var}")
+    for key, label in (("exposed_ports", "Ports"), ("volumes", "Volumes")):
+        if cfg[key]:
+            print(f"{label + ':':<11} {', '.join(cfg[key])}")
+    for k, v in sorted(cfg["labels"].items()):
+        print(f"Label:      {k}={v}")
+    print("History:")
+    for h in info["history"]:
+        mark = " (empty)" if h["empty_layer"] else ""
+        print(f"  {h['created'][:19]:<19}  {h['created_by'][:100]}{mark}")
+    print("Layers (lowest first):")
+    for i, layer in enumerate(info["layers"]):
+        size = "?" if layer["size"] is None else f"{layer['size']:,}"
+        print(f"  {i:>3}  {layer['diff_id']}  {size:>14} B  {layer['media_type']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run an ``image`` subcommand; errors go to stderr with status 1."""
+    try:
+        return _run(args)
+    except (ImageError, OSError) as exc:
+        print(f"nsbind image {args.image_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    cmd = args.image_command
+    if cmd == "inspect":
+        with _load(args) as img:
+            info = describe(img)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_inspect(info)
+        return 0
+    store = Store(args.store) if getattr(args, "store", None) or cmd != "flatten" else None
+    if cmd in ("unpack", "flatten"):
+        with _load(args) as img:
+            sizes = [layer.size for layer in img.layers]
+            total = None if None in sizes else sum(s for s in sizes if s is not None)
+            with progress(total, len(img.layers), quiet=args.quiet) as bars:
+                if cmd == "unpack":
+                    assert store is not None
+                    dirs = store.unpack(img, on_bytes=bars.on_bytes, on_layer=bars.on_layer)
+                else:
+                    from nsbind.image.store import flatten
+
+                    flatten(img, args.dest, on_bytes=bars.on_bytes)
+        if cmd == "unpack" and not args.quiet:
+            for path in dirs:
+                print(path)
+        return 0
+    assert store is not None
+    if cmd == "ls":
+        for img_rec in store.images():
+            tags = ",".join(img_rec.tags) or "<none>"
+            print(f"{img_rec.config_digest[7:19]}  {tags:<40} {img_rec.platform:<14} "
+                  f"{len(img_rec.layers)} layers")
+        return 0
+    if cmd == "rm":
+        for img_rec in store.remove(args.ref):
+            print(f"removed {img_rec.config_digest}")
+        return 0
+    for diff_id in store.gc():
+        print(f"removed layer {diff_id}")
+    return 0
