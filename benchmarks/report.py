@@ -13,11 +13,14 @@ import json
 import pathlib
 from typing import Any
 
+EXTRA: dict[str, dict[str, Any]] = {}  # benchmark name -> its extra_info
+
 
 def rows_by_group(data: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
     groups: dict[str, list[tuple[str, float]]] = {}
     for bench in data["benchmarks"]:
         name = bench["name"].removeprefix("test_")
+        EXTRA[name] = bench.get("extra_info") or {}
         groups.setdefault(bench["group"] or "", []).append((name, bench["stats"]["median"]))
     for rows in groups.values():
         rows.sort(key=lambda row: row[1])
@@ -25,17 +28,31 @@ def rows_by_group(data: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
 
 
 def baseline(rows: list[tuple[str, float]]) -> tuple[str, float]:
-    return next((row for row in rows if row[0].startswith("floor")), rows[0])
+    return next((row for row in rows if row[0].startswith(("floor", "baseline"))), rows[0])
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e3:,.0f} ms" if seconds >= 0.01 else f"{seconds * 1e6:,.0f} µs"
+
+
+def _note(name: str, median: float) -> str:
+    extra = EXTRA.get(name, {})
+    notes = []
+    if "megabytes" in extra:
+        notes.append(f"{extra['megabytes'] / median:,.0f} MB/s")
+    if "peak_rss_mb" in extra:
+        notes.append(f"peak RSS {extra['peak_rss_mb']:,.0f} MB")
+    return ", ".join(notes)
 
 
 def table(groups: dict[str, list[tuple[str, float]]]) -> str:
-    lines = ["| group | benchmark | median | ratio to baseline |", "|---|---|---:|---:|"]
+    lines = ["| group | benchmark | median | ratio to baseline | |", "|---|---|---:|---:|---|"]
     for group, rows in groups.items():
         base_name, base = baseline(rows)
         for name, median in rows:
             mark = " (baseline)" if name == base_name else ""
-            lines.append(f"| {group} | {name}{mark} | {median * 1e6:,.0f} µs | "
-                         f"{median / base:.2f} |")
+            lines.append(f"| {group} | {name}{mark} | {_time(median)} | "
+                         f"{median / base:.2f} | {_note(name, median)} |")
     return "\n".join(lines)
 
 

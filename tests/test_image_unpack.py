@@ -365,17 +365,20 @@ def _unpack_as_nobody(dest: str) -> list[str]:
     os.setgroups([])
     os.setresgid(65534, 65534, 65534)
     os.setresuid(65534, 65534, 65534)
-    layer = layer_of(make_tar(("null", "chr", (1, 3)), ("f", "file", b"x")))
-    stats = extract_layer(layer, dest, whiteouts="apply", label="devices")
+    layer = layer_of(make_tar(("null", "chr", (1, 3)), ("f", "file", b"x"),
+                              ("d/.wh..wh..opq", "file", b""), (".wh.gone", "file", b"")))
+    stats = extract_layer(layer, dest, whiteouts="overlay", label="devices")
     return stats.skipped
 
 
-def test_device_nodes_when_unprivileged_are_skipped() -> None:
+def test_unprivileged_unpack_skips_devices_and_writes_user_overlay_markers() -> None:
     dest = tempfile.mkdtemp(prefix="nsbind-test-")  # /tmp: reachable for nobody
     try:
         os.chmod(dest, 0o777)
         assert run_forked(_unpack_as_nobody, dest) == ["null: device nodes need CAP_MKNOD"]
-        assert sorted(os.listdir(dest)) == ["f"]
+        assert sorted(os.listdir(dest)) == ["d", "f", "gone"]
         assert os.stat(os.path.join(dest, "f")).st_uid == 65534
+        assert os.lstat(os.path.join(dest, "gone")).st_rdev == 0  # a whiteout, unprivileged
+        assert os.getxattr(os.path.join(dest, "d"), "user.overlay.opaque") == b"y"
     finally:
         shutil.rmtree(dest)

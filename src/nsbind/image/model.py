@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import platform as _platform
-from collections.abc import Callable, Iterator
-from typing import IO, Any, Protocol
+from collections.abc import Callable
+from typing import IO, Any
 
-__all__ = ["Image", "ImageConfig", "ImageError", "Layer", "Readable", "host_platform"]
+__all__ = ["MAX_LAYER_BYTES", "Image", "ImageConfig", "ImageError", "Layer", "host_platform"]
 
 #: layer media types nsbind can unpack, and their compression
 LAYER_MEDIA_TYPES = {
@@ -24,12 +23,6 @@ LAYER_MEDIA_TYPES = {
 
 #: the default cap on a layer's uncompressed size (a decompression bomb stops there)
 MAX_LAYER_BYTES = 64 << 30
-
-
-class Readable(Protocol):
-    """Anything with ``read(n)`` returning bytes (a file, a hashing wrapper)."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class ImageError(ValueError):
@@ -124,126 +117,7 @@ class Image:
 
     def verify(self) -> None:
         """Read every layer once and check its digest and diff_id (streaming)."""
+        from nsbind.image.stream import verify_layer  # stream imports this module
+
         for index, layer in enumerate(self.layers):
             verify_layer(layer, f"{self.source} layer {index}")
-
-
-def sha256_of(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[str, int]:
-    """("sha256:<hex>", size) of everything left in ``stream``."""
-    h = hashlib.sha256()
-    size = 0
-    while data := stream.read(chunk):
-        h.update(data)
-        size += len(data)
-    return f"sha256:{h.hexdigest()}", size
-
-
-def decompressed(stream: Readable, compression: str | None) -> Iterator[bytes]:
-    """The uncompressed bytes of a layer stream, in chunks; no external program."""
-    if compression is None:
-        while data := stream.read(1 << 20):
-            yield data
-    elif compression == "gzip":
-        import zlib
-
-        d = zlib.decompressobj(wbits=47)  # gzip or zlib header
-        while data := stream.read(1 << 20):
-            yield d.decompress(data)
-            while d.eof and d.unused_data:  # concatenated gzip members
-                rest = d.unused_data
-                d = zlib.decompressobj(wbits=47)
-                yield d.decompress(rest)
-        yield d.flush()
-    elif compression == "zstd":
-        try:
-            import zstandard
-        except ImportError as exc:
-            raise ImageError("a zstd layer needs the 'zstandard' package") from exc
-        reader = zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[arg-type]
-        while data := reader.read(1 << 20):
-            yield data
-    else:
-        raise ImageError(f"unknown layer compression {compression!r}")
-
-
-class LayerStream:
-    """A read()-able view of decompressed chunks that hashes both sides and caps the size."""
-
-    def __init__(self, raw: IO[bytes], compression: str | None, max_bytes: int,
-                 on_bytes: Callable[[int], None] | None, label: str) -> None:
-        self.outer = hashlib.sha256()
-        self.inner = hashlib.sha256()
-        self.outer_size = 0
-        self.size = 0
-        self._raw = raw
-        self._on_bytes = on_bytes
-        self._max = max_bytes
-        self._label = label
-        self._chunks: Iterator[bytes] = decompressed(_RawSide(self), compression)
-        self._buf = b""
-        self._pos = 0
-
-    def read_raw(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.outer.update(data)
-        self.outer_size += len(data)
-        if self._on_bytes is not None and data:
-            self._on_bytes(len(data))
-        return data
-
-    def read(self, n: int = -1) -> bytes:
-        out = []
-        want = n if n >= 0 else 1 << 62
-        while want > 0:
-            if self._pos >= len(self._buf):
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self.inner.update(chunk)
-                self.size += len(chunk)
-                if self.size > self._max:
-                    raise ImageError(f"{self._label}: uncompressed layer passes {self._max} "
-                                     "bytes (a decompression bomb?): refused")
-                self._buf, self._pos = chunk, 0
-                continue
-            piece = self._buf[self._pos:self._pos + want]
-            self._pos += len(piece)
-            want -= len(piece)
-            out.append(piece)
-        return b"".join(out)
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    def check(self, layer: Layer) -> None:
-        """ImageError unless what streamed by matches the layer's digest, size, diff_id."""
-        got = f"sha256:{self.outer.hexdigest()}"
-        if layer.digest is not None and got != layer.digest:
-            raise ImageError(f"{self._label}: blob digest mismatch: expected {layer.digest}, "
-                             f"got {got}")
-        if layer.size is not None and self.outer_size != layer.size:
-            raise ImageError(f"{self._label}: blob size mismatch: expected {layer.size}, "
-                             f"got {self.outer_size}")
-        diff = f"sha256:{self.inner.hexdigest()}"
-        if diff != layer.diff_id:
-            raise ImageError(f"{self._label}: diff_id mismatch: expected {layer.diff_id}, "
-                             f"got {diff}")
-
-
-class _RawSide:
-    """What ``decompressed`` reads from: the stored bytes, hashed as they pass."""
-
-    def __init__(self, stream: LayerStream) -> None:
-        self._stream = stream
-
-    def read(self, n: int = -1, /) -> bytes:
-        return self._stream.read_raw(n)
-
-
-def verify_layer(layer: Layer, label: str, max_bytes: int = MAX_LAYER_BYTES) -> None:
-    """Check a layer's blob digest/size and its uncompressed diff_id (one streaming pass)."""
-    with layer.open() as raw:
-        stream = LayerStream(raw, layer.compression, max_bytes, None, label)
-        stream.drain()
-    stream.check(layer)

@@ -1,8 +1,10 @@
 """Stream a layer tar into a directory: faithfully, and without escaping it.
 
 Two forms of whiteouts: ``"overlay"`` (each layer in its own directory, the way
-overlayfs reads it: ``.wh.NAME`` becomes a 0:0 character device,
-``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` xattr) and ``"apply"`` (layers
+overlayfs reads it: ``.wh.NAME`` becomes a 0:0 character device (which
+unprivileged users may make too), ``.wh..wh..opq`` the ``trusted.overlay.opaque=y``
+xattr, or ``user.overlay.opaque=y`` without CAP_SYS_ADMIN, for an overlay mounted
+with ``userxattr`` in a user namespace) and ``"apply"`` (layers
 stacked into one directory: whiteouts delete what lower layers made).
 
 Refused with :class:`ImageError` (and nothing written outside the directory):
@@ -25,7 +27,8 @@ import tarfile
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer, LayerStream, Readable
+from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
+from nsbind.image.stream import LayerStream, Readable
 from nsbind.image.tree import Tree
 
 __all__ = ["LayerStats", "extract_layer", "unpack_tar"]
@@ -53,11 +56,11 @@ def extract_layer(layer: Layer, dest: str, *, whiteouts: Whiteouts, label: str,
     On any error the caller must discard ``dest`` (the store does: temp dir + rename).
     ``on_bytes`` is called with the number of stored (compressed) bytes read.
     """
-    with layer.open() as raw:
-        stream = LayerStream(raw, layer.compression, max_bytes, on_bytes, label)
+    with layer.open() as raw, LayerStream(raw, layer.compression, max_bytes, on_bytes, label,
+                                          threaded=True) as stream:
         stats = unpack_tar(stream, dest, whiteouts=whiteouts, label=label)
         stream.drain()
-        stats.bytes = stream.size
+    stats.bytes = stream.size
     stream.check(layer)
     return stats
 
@@ -236,9 +239,9 @@ class _Extractor:
             self.seen[trel] = "whiteout"
             try:
                 os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
-            except PermissionError:
-                raise tree.refuse(rel, "overlayfs whiteouts are 0:0 devices and need "
-                                  "CAP_MKNOD") from None
+            except PermissionError:  # (Linux < 5.8 wanted CAP_MKNOD for them)
+                raise tree.refuse(rel, "this kernel refuses the 0:0 whiteout device "
+                                  "without CAP_MKNOD") from None
             return
         try:
             _remove(parent, name)
@@ -253,6 +256,10 @@ class _Extractor:
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
             try:
                 os.setxattr(fd, "trusted.overlay.opaque", b"y")
+            except PermissionError:
+                # trusted.* needs CAP_SYS_ADMIN: an unprivileged unpack writes the form
+                # overlayfs reads when mounted with "userxattr" (in a user namespace)
+                os.setxattr(fd, "user.overlay.opaque", b"y")
             finally:
                 os.close(fd)
             return
