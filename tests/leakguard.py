@@ -21,6 +21,7 @@ class Snapshot:
     children: frozenset[int]
     cgroups: frozenset[str]  # absolute directory paths
     uts: tuple[str, str]  # the host's hostname and domainname
+    hierarchies: frozenset[tuple[str, str]]  # (controller, v1 hierarchy id) of /proc/cgroups
 
 
 def _mounts() -> frozenset[tuple[str, str]]:
@@ -94,8 +95,17 @@ def _uts() -> tuple[str, str]:
         return h.read().strip(), d.read().strip()
 
 
+def _hierarchies() -> frozenset[tuple[str, str]]:
+    """Which v1 hierarchy each controller is bound to: a v1 hierarchy mounted and
+    unmounted while it still had cgroups lives on, unmounted, in every process's
+    /proc/self/cgroup."""
+    with open("/proc/cgroups") as f:
+        return frozenset((fields[0], fields[1]) for line in f
+                         if not line.startswith("#") and (fields := line.split()))
+
+
 def snapshot() -> Snapshot:
-    return Snapshot(_mounts(), _fds(), _children(), _cgroups(), _uts())
+    return Snapshot(_mounts(), _fds(), _children(), _cgroups(), _uts(), _hierarchies())
 
 
 def diff(before: Snapshot, after: Snapshot) -> list[str]:
@@ -109,6 +119,8 @@ def diff(before: Snapshot, after: Snapshot) -> list[str]:
             leaks.append(f"fd {fd} -> {target}")
     for pid in sorted(after.children - before.children):
         leaks.append(f"child process {pid}")
+    for controller, hid in sorted(after.hierarchies - before.hierarchies):
+        leaks.append(f"cgroup v1 hierarchy {hid} of {controller} (left after an unmount)")
     if after.uts != before.uts:
         leaks.append(f"host hostname/domainname changed from {before.uts} to {after.uts}")
     own = _own_cgroup_dirs()

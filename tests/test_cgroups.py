@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from helpers import private_mount_ns, run_forked
 from nsbind import PIPE, Cgroup, spawn
-from nsbind.cgroups import cgroup_layout
+from nsbind.cgroups import cgroup_layout, mount_v1, unmount_v1
 
 V2_ONLY_MOUNTINFO = """\
 24 31 0:22 / /sys rw,nosuid - sysfs sysfs rw
@@ -234,3 +238,213 @@ def test_io_limits_are_written_and_read_back(cgroup_parent: str) -> None:
                 assert f.read().split() == [device, str(1 << 20)]
             with open(f"{base}/blkio.throttle.write_iops_device") as f:
                 assert f.read().split() == [device, "100"]
+
+
+# ---------------------------------------------------------------- stats and events
+
+
+def test_stats_report_memory_cpu_pids_and_io(cgroup_parent: str) -> None:
+    with Cgroup.create("stats", parent=cgroup_parent, memory_max="256M") as cg:
+        script = ("import time; b = bytearray(48 << 20); t = time.process_time() + 0.3\n"
+                  "while time.process_time() < t: pass\n"
+                  "open('/tmp/nsbind-stats-probe', 'wb').close(); time.sleep(30)")
+        with spawn([sys.executable, "-c", script], cgroup=cg) as proc:
+            deadline = time.monotonic() + 30
+            while not os.path.exists("/tmp/nsbind-stats-probe") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.unlink("/tmp/nsbind-stats-probe")
+            st = cg.stats()
+            proc.kill()
+        assert st.memory_current is not None and st.memory_current > 48 << 20
+        assert st.memory_peak is not None and st.memory_peak >= st.memory_current
+        assert st.memory_stat.get("rss", st.memory_stat.get("anon", 0)) > 40 << 20
+        assert st.cpu_usage_us is not None and st.cpu_usage_us >= 250_000
+        assert st.pids_current == 1
+        assert st.oom_kills == 0
+        assert isinstance(st.io, dict)
+
+
+def _counter(path: pathlib.Path) -> int:
+    """The number a shell loop keeps rewriting (retried while it is half written)."""
+    while True:
+        text = path.read_text().strip() if path.exists() else ""
+        if text:
+            return int(text)
+        time.sleep(0.005)
+
+
+def test_frozen_member_makes_no_progress_and_events_say_so(cgroup_parent: str,
+                                                           tmp_path: pathlib.Path) -> None:
+    counter = tmp_path / "n"
+    with Cgroup.create("frozen", parent=cgroup_parent) as cg:
+        with spawn(["sh", "-c", f"i=0; while :; do i=$((i+1)); echo $i > {counter}; done"],
+                   cgroup=cg) as proc:
+            _counter(counter)
+            cg.freeze()  # returns once the kernel reports the cgroup frozen
+            assert cg.events()["frozen"] == 1
+            before = counter.read_text()
+            time.sleep(0.3)
+            assert counter.read_text() == before  # no progress while frozen
+            cg.thaw()
+            frozen_at = int(before) if before.strip() else 0
+            deadline = time.monotonic() + 10
+            while _counter(counter) <= frozen_at and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _counter(counter) > frozen_at
+            assert cg.events()["frozen"] == 0
+            proc.kill()
+
+
+def test_events_report_the_oom_kill(cgroup_parent: str) -> None:
+    with Cgroup.create("oomev", parent=cgroup_parent, memory_max="32M") as cg:
+        with spawn([sys.executable, "-c", "b = bytearray(256 << 20)"], cgroup=cg) as proc:
+            proc.wait(timeout=60)
+        ev = cg.events()
+        assert ev["oom_kill"] >= 1 and ev["populated"] == 0
+
+
+def test_wait_until_empty_wakes_on_the_kernel_notification(cgroup_parent: str) -> None:
+    with Cgroup.create("wait", parent=cgroup_parent) as cg:
+        assert cg.wait_until_empty(timeout=0)
+        proc = spawn(["sleep", "0.3"], cgroup=cg)
+        assert cg.wait_until_empty(timeout=0.05) is False
+        start = time.monotonic()
+        assert cg.wait_until_empty(timeout=30)
+        assert time.monotonic() - start < 5
+        proc.wait()
+
+
+def test_await_wait_empty_on_the_event_loop(cgroup_parent: str) -> None:
+    async def main(cg: Cgroup) -> float:
+        procs = [spawn(["sleep", str(0.1 * i)], cgroup=cg) for i in range(1, 4)]
+        start = time.monotonic()
+        await asyncio.wait_for(cg.wait_empty(), 30)
+        for p in procs:
+            p.wait()
+        return time.monotonic() - start
+
+    with Cgroup.create("await", parent=cgroup_parent) as cg:
+        took = asyncio.run(main(cg))
+    assert 0.2 <= took < 5
+    assert threading.active_count() == 1  # no helper thread was used
+
+
+def test_open_an_existing_cgroup_and_attach_by_pidfd(cgroup_parent: str) -> None:
+    with Cgroup.create("opened", parent=cgroup_parent) as made:
+        cg = Cgroup.open(made.path)
+        with spawn(["sleep", "30"]) as proc:
+            cg.attach(proc.pidfd)
+            assert made.procs() == [proc.pid]
+            proc.kill()
+        for h in made.layout.hierarchies:
+            if h.version == 2 or h.controllers:
+                with open(os.path.join(h.path_of(made.path), "cgroup.procs")) as f:
+                    assert f.read() == ""
+    with pytest.raises(FileNotFoundError, match="no cgroup /nope-nsbind"):
+        Cgroup.open("/nope-nsbind")
+
+
+def test_memory_high_is_written_and_swap_without_accounting_is_named(
+        cgroup_parent: str) -> None:
+    with Cgroup.create("high", parent=cgroup_parent, memory_max="128M",
+                       memory_high="64M") as cg:
+        h = cg.layout.hierarchy_for("memory")
+        name = "memory.high" if h.version == 2 else "memory.soft_limit_in_bytes"
+        with open(os.path.join(h.path_of(cg.path), name)) as f:
+            assert int(f.read()) == 64 << 20
+        swap = "memory.swap.max" if h.version == 2 else "memory.memsw.limit_in_bytes"
+        if os.path.exists(os.path.join(h.path_of(cg.path), swap)):
+            cg.set_memory_swap_max("256M")
+        else:
+            with pytest.raises(LookupError, match="no swap accounting"):
+                cg.set_memory_swap_max("256M")
+
+
+def test_hugetlb_limit_is_written_and_read_back(cgroup_parent: str) -> None:
+    layout = cgroup_layout()
+    h = layout.controllers.get("hugetlb")
+    if h is None:
+        pytest.skip("this kernel has no hugetlb controller")
+    probe = h.path_of(f"/{cgroup_parent}")
+    if not os.path.exists(os.path.join(probe, "hugetlb.2MB." +
+                                       ("max" if h.version == 2 else "limit_in_bytes"))):
+        pytest.skip(f"hugetlb is not enabled below the root of {h.mountpoint}: enabling it "
+                    "means writing the root's cgroup.subtree_control, which belongs to the "
+                    "machine (the pure-v2 VM test covers it)")
+    with Cgroup.create("huge", parent=cgroup_parent) as cg:
+        cg.set_hugetlb_max("2MB", 4 << 20)
+        name = "hugetlb.2MB." + ("max" if h.version == 2 else "limit_in_bytes")
+        with open(os.path.join(h.path_of(cg.path), name)) as f:
+            assert int(f.read()) == 4 << 20
+
+
+def _net_cls_in_private_mount(tmp: str, parent: str) -> tuple[str, str, str]:
+    private_mount_ns()
+    layout = mount_v1(["net_cls", "net_prio"], tmp)
+    h = layout.hierarchy_for("net_cls")
+    assert h.mountpoint == tmp and layout.hierarchy_for("net_prio") is h
+    os.mkdir(os.path.join(tmp, parent))
+    try:
+        with Cgroup.create("net", parent=parent, layout=layout) as cg:
+            cg.set_net_cls_classid(0x100001)
+            cg.set_net_prio({"lo": 5})
+            with spawn(["cat", "/proc/self/cgroup"], cgroup=cg, stdout=PIPE) as proc:
+                out, _ = proc.communicate(timeout=30)
+            base = os.path.join(tmp, parent, "net")
+            with open(os.path.join(base, "net_cls.classid")) as f:
+                classid = f.read().strip()
+            with open(os.path.join(base, "net_prio.ifpriomap")) as f:
+                prio = next(line for line in f if line.startswith("lo "))
+    finally:
+        os.rmdir(os.path.join(tmp, parent))
+        unmount_v1(tmp, ["net_cls", "net_prio"])
+    assert out is not None
+    member = next(line for line in out.decode().splitlines() if "net_cls" in line)
+    return classid, prio.strip(), member
+
+
+def test_net_cls_and_net_prio_mounted_on_demand(cgroup_parent: str,
+                                                tmp_path: pathlib.Path) -> None:
+    if {"net_cls", "net_prio"} - cgroup_layout().available:
+        pytest.skip("this kernel has no net_cls/net_prio controllers")
+    if "net_cls" in cgroup_layout().controllers:
+        pytest.skip("net_cls is mounted already on this host")
+    classid, prio, member = run_forked(_net_cls_in_private_mount, str(tmp_path),
+                                       cgroup_parent)
+    assert (classid, prio) == (str(0x100001), "lo 5")
+    assert member.endswith(f":/{cgroup_parent}/net")
+    with open("/proc/self/cgroup") as f:
+        assert "net_cls" not in f.read()  # the hierarchy is gone again
+
+
+def _create_as_nobody(deleg: str | None) -> str:
+    if deleg is not None:
+        with open(os.path.join(deleg, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))  # as root, into the delegated cgroup
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    try:
+        cg = Cgroup.create("job")
+    except PermissionError as exc:
+        return f"refused: {exc}"
+    made = [h.path_of(cg.path) for h in cg.layout.hierarchies if os.path.isdir(h.path_of(cg.path))]
+    cg.remove()
+    return f"made {cg.path} in {made}"
+
+
+def test_non_root_gets_its_delegated_v2_subtree_or_a_clear_error(cgroup_parent: str) -> None:
+    v2 = cgroup_layout().unified
+    if v2 is None:
+        pytest.skip("this host has no cgroup v2 hierarchy")
+    assert run_forked(_create_as_nobody, None).startswith(
+        "refused: uid 65534 has no delegated cgroup subtree: ")
+    deleg = v2.path_of(f"/{cgroup_parent}/deleg")
+    os.mkdir(deleg)
+    try:
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(deleg, name), 65534, 65534)  # as systemd's Delegate=yes
+        result = run_forked(_create_as_nobody, deleg)
+    finally:
+        os.rmdir(deleg)
+    assert result == f"made /{cgroup_parent}/deleg/job in ['{deleg}/job']"

@@ -19,9 +19,20 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from nsbind._sys.mountinfo import parse_mountinfo
+from nsbind._sys.proc import PidFd
 from nsbind.cgroupfs import CgroupFd, validate_name
+from nsbind.cgroupstats import (
+    CgroupStats,
+    EventsWatch,
+    parse_blkio,
+    parse_flat,
+    parse_io_stat,
+    wait_until,
+    wait_until_async,
+)
 
-__all__ = ["Cgroup", "CgroupLayout", "Hierarchy", "cgroup_layout"]
+__all__ = ["Cgroup", "CgroupLayout", "CgroupStats", "Hierarchy", "cgroup_layout", "mount_v1",
+           "unmount_v1"]
 
 Mode = Literal["unified", "hybrid", "legacy", "none"]
 
@@ -82,6 +93,13 @@ class CgroupLayout:
                 "hierarchies": [h.to_dict() for h in self.hierarchies],
                 "controllers": {c: h.mountpoint for c, h in sorted(self.controllers.items())},
                 "unmounted": sorted(self.unmounted)}
+
+
+def _try_read(fd: CgroupFd, name: str) -> str | None:
+    try:
+        return fd.read(name)
+    except FileNotFoundError:
+        return None
 
 
 def _read(path: str) -> str:
@@ -160,6 +178,71 @@ def cgroup_layout(
     return CgroupLayout(mode, tuple(hierarchies), available, controllers)
 
 
+def mount_v1(controllers: list[str], target: str) -> CgroupLayout:
+    """Mount a cgroup v1 hierarchy of ``controllers`` (e.g. ``["net_cls", "net_prio"]``,
+    which hybrid hosts often leave unmounted) on ``target`` in the calling thread's
+    mount namespace; return the new layout.  Needs CAP_SYS_ADMIN.
+
+    The hierarchy is kernel-wide: remove the cgroups made in it, then
+    :func:`unmount_v1`; the kernel keeps a hierarchy alive (unmounted, listed in
+    every process's /proc/self/cgroup) if it still had cgroups when unmounted."""
+    from nsbind import mounts  # the mount helpers sit above this module
+
+    unknown = set(controllers) - cgroup_layout().available
+    if unknown:
+        raise LookupError(f"this kernel has no cgroup controller {sorted(unknown)}")
+    mounts.apply([mounts.cgroup(controllers, target, readonly=False)])
+    with open("/proc/thread-self/mountinfo") as f:
+        return cgroup_layout(mountinfo=f.read())
+
+
+def unmount_v1(target: str, controllers: list[str], timeout: float = 10.0) -> None:
+    """Unmount a v1 hierarchy made by :func:`mount_v1` once the kernel has released
+    every cgroup removed from it (``/proc/cgroups``), so the hierarchy goes away."""
+    from nsbind._sys.mount import umount2
+
+    def proc_cgroups() -> dict[str, tuple[int, int]]:  # controller -> (hierarchy, count)
+        with open("/proc/cgroups") as f:
+            return {fields[0]: (int(fields[1]), int(fields[2])) for line in f
+                    if not line.startswith("#") and (fields := line.split())}
+
+    deadline = time.monotonic() + timeout
+    while (left := max(proc_cgroups()[c][1] for c in controllers) - 1) > 0:
+        if time.monotonic() > deadline:
+            raise OSError(f"cgroup v1 hierarchy at {target} still has {left} cgroups; "
+                          "remove them before unmounting (or it stays, unmounted)")
+        time.sleep(0.005)
+    umount2(target)
+    # the kernel destroys the hierarchy asynchronously after the last unmount
+    while any(proc_cgroups()[c][0] for c in controllers):
+        if time.monotonic() > deadline:
+            raise OSError(f"cgroup v1 hierarchy of {','.join(controllers)} is still alive "
+                          f"after unmounting {target}: is it mounted elsewhere?")
+        time.sleep(0.005)
+
+
+def _delegated(layout: CgroupLayout, parent: str | None) -> tuple[Hierarchy, str]:
+    """(the v2 hierarchy, the parent path) a non-root caller may create cgroups in."""
+    v2 = layout.unified
+    uid = os.geteuid()
+    if v2 is None:
+        raise PermissionError(f"uid {uid} cannot create cgroups: this host has no cgroup v2 "
+                              "hierarchy, and v1 hierarchies are not delegated")
+    path = parent if parent is not None else (v2.own or "/")
+    where = v2.path_of(path)
+    try:
+        owner = os.stat(where).st_uid
+    except OSError as exc:
+        raise PermissionError(f"uid {uid} has no delegated cgroup at {where}: "
+                              f"{exc.strerror}") from None
+    if owner != uid or not os.access(where, os.W_OK):
+        raise PermissionError(
+            f"uid {uid} has no delegated cgroup subtree: {where} belongs to uid {owner} "
+            "(ask the system for one, e.g. systemd's Delegate=yes, or pass parent= a "
+            "cgroup you own)")
+    return v2, path
+
+
 # ---------------------------------------------------------------- Cgroup
 
 DEFAULT_PARENT = "nsbind"
@@ -200,8 +283,10 @@ class Cgroup:
         cls,
         name: str,
         *,
-        parent: str = DEFAULT_PARENT,
+        parent: str | None = None,
         memory_max: int | str | None = None,
+        memory_high: int | str | None = None,
+        memory_swap_max: int | str | None = None,
         pids_max: int | str | None = None,
         cpu_max: float | None = None,
         cpu_weight: int | None = None,
@@ -211,14 +296,22 @@ class Cgroup:
     ) -> Cgroup:
         """Create ``<parent>/<name>`` in every hierarchy and apply the limits given.
 
-        ``parent`` is a path below each hierarchy's root (created if missing),
-        by default ``nsbind`` - never the caller's own cgroup.  On any failure
+        ``parent`` is a path below each hierarchy's root (created if missing).
+        For root it defaults to ``nsbind`` (as Docker uses ``/docker``) - never
+        the caller's own cgroup.  A non-root caller gets the cgroup v2 subtree
+        delegated to it (a cgroup it owns, by default its own one) and only the
+        v2 hierarchy; without a delegation the error says so.  On any failure
         whatever was created is removed again.
         """
         validate_name(name)
-        parts = [validate_name(p) for p in parent.strip("/").split("/") if p]
         layout = layout or cgroup_layout()
-        targets = [h for h in layout.hierarchies if h.version == 2 or h.controllers]
+        if os.geteuid() == 0:
+            parent = DEFAULT_PARENT if parent is None else parent
+            targets = [h for h in layout.hierarchies if h.version == 2 or h.controllers]
+        else:
+            v2, parent = _delegated(layout, parent)
+            targets = [v2]
+        parts = [validate_name(p) for p in parent.strip("/").split("/") if p]
         if not targets:
             raise LookupError("no cgroup hierarchy is mounted on this host")
         dirs: dict[Hierarchy, CgroupFd] = {}
@@ -239,6 +332,10 @@ class Cgroup:
                             fd.close()
             if memory_max is not None:
                 self.set_memory_max(memory_max)
+            if memory_high is not None:
+                self.set_memory_high(memory_high)
+            if memory_swap_max is not None:
+                self.set_memory_swap_max(memory_swap_max)
             if pids_max is not None:
                 self.set_pids_max(pids_max)
             if cpu_max is not None:
@@ -251,6 +348,22 @@ class Cgroup:
             self.remove()
             raise
         return self
+
+    @classmethod
+    def open(cls, path: str, *, layout: CgroupLayout | None = None) -> Cgroup:
+        """An existing cgroup (``/nsbind/job-42``) in every hierarchy that has it.
+
+        :meth:`remove` then removes it, so open only what you own."""
+        layout = layout or cgroup_layout()
+        dirs: dict[Hierarchy, CgroupFd] = {}
+        for h in layout.hierarchies:
+            if h.version == 2 or h.controllers:
+                where = h.path_of(path)
+                if os.path.isdir(where):
+                    dirs[h] = CgroupFd.open(where, v1=h.version == 1)
+        if not dirs:
+            raise FileNotFoundError(f"no cgroup {path} in any hierarchy of this host")
+        return cls("/" + path.strip("/"), dirs, layout)
 
     def remove(self) -> None:
         """Kill every member, wait until the cgroup is empty, remove its directories."""
@@ -299,8 +412,13 @@ class Cgroup:
 
     # ------------------------------------------------------------ members
 
-    def attach(self, pid: int) -> None:
-        """Move process ``pid`` into this cgroup in every hierarchy."""
+    def attach(self, pid: int | PidFd) -> None:
+        """Move a process (a pid, or a :class:`~nsbind.PidFd`) into this cgroup in
+        every hierarchy.  (cgroup.procs takes a pid: a pidfd is checked to be alive
+        first, so a recycled pid is not moved.)"""
+        if isinstance(pid, PidFd):
+            pid.send_signal(0)  # ESRCH if it is gone
+            pid = pid.pid
         for fd in self._dirs.values():
             fd.attach(pid)
 
@@ -412,12 +530,123 @@ class Cgroup:
         fields = dict(line.split() for line in text.splitlines() if line)
         return int(fields.get("oom_kill", 0))
 
-    def freeze(self) -> None:
-        """Freeze every member (cgroup.freeze on v2, freezer.state on v1)."""
+    def set_memory_high(self, value: int | str) -> None:
+        """Throttling threshold: memory.high on v2; v1 has only the soft limit
+        (memory.soft_limit_in_bytes, reclaimed under global pressure)."""
+        h = self.layout.hierarchy_for("memory")
+        self._dir_for("memory").write("memory.high" if h.version == 2
+                                      else "memory.soft_limit_in_bytes", value)
+
+    def set_memory_swap_max(self, value: int | str) -> None:
+        """Swap limit: memory.swap.max on v2; on v1 memory.memsw.limit_in_bytes (memory
+        plus swap: set memory_max first).  LookupError without swap accounting."""
+        h = self.layout.hierarchy_for("memory")
+        name = "memory.swap.max" if h.version == 2 else "memory.memsw.limit_in_bytes"
+        if not os.path.exists(os.path.join(h.path_of(self.path), name)):
+            raise LookupError(f"{name} is missing on {h.path_of(self.path)}: this kernel "
+                              "has no swap accounting (CONFIG_MEMCG_SWAP, swapaccount=1)")
+        self._dir_for("memory").write(name, value)
+
+    def set_hugetlb_max(self, page_size: str, value: int | str) -> None:
+        """HugeTLB limit for one page size ("2MB", "1GB"): hugetlb.<size>.max on v2,
+        hugetlb.<size>.limit_in_bytes on v1."""
+        h = self.layout.hierarchy_for("hugetlb")
+        suffix = "max" if h.version == 2 else "limit_in_bytes"
+        self._dir_for("hugetlb").write(f"hugetlb.{page_size}.{suffix}", value)
+
+    def set_net_cls_classid(self, classid: int) -> None:
+        """net_cls.classid (v1 only): the tc class of the members' packets (0xAAAABBBB)."""
+        self._dir_for("net_cls").write("net_cls.classid", classid)
+
+    def set_net_prio(self, priorities: dict[str, int]) -> None:
+        """net_prio.ifpriomap (v1 only): the socket priority per interface."""
+        fd = self._dir_for("net_prio")
+        for ifname, prio in priorities.items():
+            fd.write("net_prio.ifpriomap", f"{ifname} {prio}")
+
+    # ------------------------------------------------------------ stats and events
+
+    def _has(self, controller: str) -> CgroupFd | None:
+        try:
+            return self._dir_for(controller)
+        except LookupError:
+            return None
+
+    def stats(self) -> CgroupStats:
+        """Memory current/peak/stat, CPU usage, pids, per-device IO and OOM kills."""
+        mem = self._has("memory")
+        v2mem = mem is not None and self.layout.hierarchy_for("memory").version == 2
+        current = peak = None
+        memory_stat: dict[str, int] = {}
+        if mem is not None:
+            cur = _try_read(mem, "memory.current" if v2mem else "memory.usage_in_bytes")
+            top = _try_read(mem, "memory.peak" if v2mem else "memory.max_usage_in_bytes")
+            current = None if cur is None else int(cur)
+            peak = None if top is None else int(top)
+            memory_stat = parse_flat(_try_read(mem, "memory.stat") or "")
+        pids = self._has("pids")
+        pids_now = None if pids is None else int(pids.read("pids.current"))
+        io: dict[str, dict[str, int]] = {}
+        if (fd := self._has("io")) is not None:
+            io = parse_io_stat(_try_read(fd, "io.stat") or "")
+        elif (fd := self._has("blkio")) is not None:
+            io = parse_blkio(_try_read(fd, "blkio.throttle.io_service_bytes") or "",
+                             _try_read(fd, "blkio.throttle.io_serviced") or "")
+        cpu = None
+        with contextlib.suppress(LookupError, KeyError):
+            cpu = self.cpu_usage_us()
+        return CgroupStats(current, peak, memory_stat, cpu, pids_now, io,
+                           self.oom_kills() if mem is not None else None)
+
+    def events(self) -> dict[str, int]:
+        """cgroup.events (populated, frozen; v2) merged with memory.events or
+        memory.oom_control (oom, oom_kill, ...)."""
+        out: dict[str, int] = {}
         if self.v2 is not None:
-            self.v2.freeze()
+            out.update(self.v2.events())
+        mem = self._has("memory")
+        if mem is not None:
+            v2mem = self.layout.hierarchy_for("memory").version == 2
+            out.update(parse_flat(mem.read("memory.events" if v2mem
+                                           else "memory.oom_control")))
+        return out
+
+    def watch(self) -> EventsWatch:
+        """A pollable watch of the v2 cgroup.events (``fileno()`` for select/asyncio)."""
+        if self.v2 is None:
+            raise LookupError(f"cgroup {self.path} has no cgroup v2 directory to watch")
+        return EventsWatch(self.v2)
+
+    def wait_until_empty(self, timeout: float | None = None) -> bool:
+        """Block until no process is left (False after ``timeout`` seconds)."""
+        if self.v2 is None:
+            return wait_until(None, lambda: not self.procs(), timeout)
+        with self.watch() as w:
+            return wait_until(w, lambda: w.read().get("populated") == 0, timeout)
+
+    async def wait_empty(self) -> None:
+        """Wait on the event loop until no process is left (the kernel's notification
+        on cgroup.events: no thread, no busy loop; v1-only hosts poll)."""
+        if self.v2 is None:
+            await wait_until_async(None, lambda: not self.procs())
+            return
+        with self.watch() as w:
+            await wait_until_async(w, lambda: w.read().get("populated") == 0)
+
+    def freeze(self, timeout: float = 10.0) -> None:
+        """Freeze every member (cgroup.freeze on v2, freezer.state on v1) and wait until
+        the kernel reports it frozen (``frozen 1`` in cgroup.events, ``FROZEN``)."""
+        if self.v2 is not None:
+            with self.watch() as w:
+                self.v2.freeze()
+                done = wait_until(w, lambda: w.read().get("frozen") == 1, timeout)
         else:
-            self._dir_for("freezer").write("freezer.state", "FROZEN")
+            fd = self._dir_for("freezer")
+            fd.write("freezer.state", "FROZEN")
+            done = wait_until(None, lambda: fd.read("freezer.state").strip() == "FROZEN",
+                              timeout)
+        if not done:
+            raise TimeoutError(f"cgroup {self.path} did not freeze within {timeout} s")
 
     def thaw(self) -> None:
         if self.v2 is not None:
