@@ -154,8 +154,8 @@ def test_write_error_names_file_and_value(test_cgroup: CgroupFd) -> None:
         test_cgroup.write("cgroup.freeze", 2)
     with pytest.raises(InvalidArgument, match=r"^set cgroup.procs=notapid on .*: EINVAL"):
         test_cgroup.write("cgroup.procs", "notapid")
-    with pytest.raises(FileNotFoundError, match=r"^set memory.max=1M on .*: ENOENT"):
-        test_cgroup.write("memory.max", "1M")
+    with pytest.raises(FileNotFoundError, match=r"^set nosuch.max=1M on .*: ENOENT"):
+        test_cgroup.write("nosuch.max", "1M")  # a controller file this cgroup lacks
 
 
 def test_open_refuses_a_directory_that_is_not_cgroup2(tmp_path: object) -> None:

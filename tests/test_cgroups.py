@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -218,13 +220,37 @@ def test_devices_deny_all_but_null(cgroup_parent: str) -> None:
         assert (out, proc.returncode) == (b"zero denied\n", 0)
 
 
-def test_io_limits_are_written_and_read_back(cgroup_parent: str) -> None:
-    with open("/proc/self/mountinfo") as f:  # the root filesystem's block device, if any
-        root = next(line.split() for line in f if line.split()[4] == "/")
-    device = root[2]
-    if device.startswith("0:"):
-        pytest.skip("the root filesystem is not on a block device here")
-    with Cgroup.create("io", parent=cgroup_parent) as cg:
+@contextlib.contextmanager
+def _block_device(tmp_path: pathlib.Path) -> Iterator[tuple[str, str]]:
+    """("major:minor", path) of a block device the test may read: a loop device over a
+    file of its own (detached after), else a disk this process can open."""
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                          text=True)
+    if made.returncode == 0:
+        loop = made.stdout.strip()
+        try:
+            yield f"{os.major(os.stat(loop).st_rdev)}:{os.minor(os.stat(loop).st_rdev)}", loop
+        finally:
+            subprocess.run(["losetup", "--detach", loop], check=True)
+        return
+    for name in sorted(os.listdir("/sys/block")):
+        try:
+            os.close(os.open(f"/dev/{name}", os.O_RDONLY | os.O_DIRECT))
+        except OSError:
+            continue
+        with open(f"/sys/block/{name}/dev") as f:
+            yield f.read().strip(), f"/dev/{name}"
+        return
+    pytest.skip(f"no loop device ({made.stderr.strip()}) and no readable disk")
+
+
+def test_io_limits_are_written_read_back_and_throttle_reads(cgroup_parent: str,
+                                                            tmp_path: pathlib.Path) -> None:
+    with _block_device(tmp_path) as (device, path), \
+            Cgroup.create("io", parent=cgroup_parent) as cg:
         cg.set_io_limits(device, read_bps=1 << 20, write_iops=100)
         layout = cg.layout
         controller = "io" if "io" in layout.controllers else "blkio"
@@ -238,6 +264,14 @@ def test_io_limits_are_written_and_read_back(cgroup_parent: str) -> None:
                 assert f.read().split() == [device, str(1 << 20)]
             with open(f"{base}/blkio.throttle.write_iops_device") as f:
                 assert f.read().split() == [device, "100"]
+        # 3 MiB of direct (uncached) reads at 1 MiB/s: about 2 s or more (a burst
+        # may pass at once); reading the disk changes nothing on it
+        start = time.monotonic()
+        code, _, err = _run_in(cg, f"dd if={path} of=/dev/null bs=64k count=48 iflag=direct")
+        took = time.monotonic() - start
+        assert code == 0, err
+        assert took >= 1.5, f"3 MiB at 1 MiB/s took {took:.2f} s"
+        assert cg.stats().io.get(device, {}).get("rbytes", 0) >= 3 << 20
 
 
 # ---------------------------------------------------------------- stats and events
@@ -409,6 +443,11 @@ def test_net_cls_and_net_prio_mounted_on_demand(cgroup_parent: str,
         pytest.skip("this kernel has no net_cls/net_prio controllers")
     if "net_cls" in cgroup_layout().controllers:
         pytest.skip("net_cls is mounted already on this host")
+    with open("/proc/cmdline") as f:
+        if "cgroup_no_v1=" in f.read():
+            with pytest.raises(LookupError, match="booted with cgroup_no_v1="):
+                mount_v1(["net_cls", "net_prio"], str(tmp_path))
+            pytest.skip("this kernel mounts no cgroup v1 hierarchy (cgroup_no_v1)")
     classid, prio, member = run_forked(_net_cls_in_private_mount, str(tmp_path),
                                        cgroup_parent)
     assert (classid, prio) == (str(0x100001), "lo 5")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import time
@@ -191,6 +192,11 @@ def mount_v1(controllers: list[str], target: str) -> CgroupLayout:
     unknown = set(controllers) - cgroup_layout().available
     if unknown:
         raise LookupError(f"this kernel has no cgroup controller {sorted(unknown)}")
+    with open("/proc/cmdline") as f:
+        no_v1 = next((w for w in f.read().split() if w.startswith("cgroup_no_v1=")), None)
+    if no_v1 is not None:
+        raise LookupError(f"this kernel was booted with {no_v1}: it mounts no cgroup v1 "
+                          "hierarchy")
     mounts.apply([mounts.cgroup(controllers, target, readonly=False)])
     with open("/proc/thread-self/mountinfo") as f:
         return cgroup_layout(mountinfo=f.read())
@@ -246,6 +252,23 @@ def _delegated(layout: CgroupLayout, parent: str | None) -> tuple[Hierarchy, str
 # ---------------------------------------------------------------- Cgroup
 
 DEFAULT_PARENT = "nsbind"
+
+
+def _enable_controllers(cg: CgroupFd) -> None:
+    """Give the children of a v2 cgroup every controller it has (cgroup.subtree_control),
+    as runc does along a container's path; never called on a hierarchy's root."""
+    have = cg.read("cgroup.controllers").split()
+    enabled = set(cg.read("cgroup.subtree_control").split())
+    missing = [c for c in have if c not in enabled]
+    if missing:
+        try:
+            cg.write("cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+        except OSError as exc:
+            # EBUSY: the cgroup has member processes (a non-root caller's own
+            # delegated cgroup); the new cgroup then has no controllers, and a
+            # limit set on it names the missing file
+            if exc.errno != errno.EBUSY:
+                raise
 
 
 def _mkdir(h: Hierarchy, parent: CgroupFd, name: str, *, exist_ok: bool) -> CgroupFd:
@@ -326,6 +349,8 @@ class Cgroup:
                         for part in parts:
                             here = _mkdir(h, here, part, exist_ok=True)
                             opened.append(here)
+                            if h.version == 2:  # controllers for the cgroup below
+                                _enable_controllers(here)
                         dirs[h] = _mkdir(h, here, name, exist_ok=False)
                     finally:
                         for fd in opened:
