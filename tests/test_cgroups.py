@@ -277,16 +277,17 @@ def test_io_limits_are_written_read_back_and_throttle_reads(cgroup_parent: str,
 # ---------------------------------------------------------------- stats and events
 
 
-def test_stats_report_memory_cpu_pids_and_io(cgroup_parent: str) -> None:
+def test_stats_report_memory_cpu_pids_and_io(cgroup_parent: str,
+                                            tmp_path: pathlib.Path) -> None:
+    probe = tmp_path / "probe"
     with Cgroup.create("stats", parent=cgroup_parent, memory_max="256M") as cg:
         script = ("import time; b = bytearray(48 << 20); t = time.process_time() + 0.3\n"
                   "while time.process_time() < t: pass\n"
-                  "open('/tmp/nsbind-stats-probe', 'wb').close(); time.sleep(30)")
+                  f"open({str(probe)!r}, 'wb').close(); time.sleep(30)")
         with spawn([sys.executable, "-c", script], cgroup=cg) as proc:
             deadline = time.monotonic() + 30
-            while not os.path.exists("/tmp/nsbind-stats-probe") and time.monotonic() < deadline:
+            while not probe.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            os.unlink("/tmp/nsbind-stats-probe")
             st = cg.stats()
             proc.kill()
         assert st.memory_current is not None and st.memory_current > 48 << 20

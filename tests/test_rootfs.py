@@ -9,6 +9,7 @@ import os
 import pathlib
 import signal
 import stat
+import tempfile
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_three_layer_overlay_shows_the_union_and_hides_whiteouts(
     with RootFS.overlay([l3, l2, l1], upper, work) as root:
         out, rc = run_in(root, "cat /a /b; ls /d; test -e /gone || echo no-gone; "
                                "echo written > /w; rm /a")
-        assert root.path.startswith("/tmp/nsbind-rootfs-")
+        assert root.path.startswith(os.path.join(tempfile.gettempdir(), "nsbind-rootfs-"))
     assert (out, rc) == ("layer 3 wins\nfrom layer 2\nnew\nno-gone\n", 0)
     assert (upper / "w").read_text() == "written\n"
     assert stat.S_ISCHR(os.lstat(upper / "a").st_mode)  # the delete became a whiteout

@@ -8,7 +8,8 @@ hung on this machine), with a small busybox initramfs whose init:
 
 - loads the virtio, 9p and virtio-blk modules,
 - mounts this host's root filesystem read-only over 9p at /host, with the guest's
-  own /proc, /sys, /dev, a tmpfs /tmp and cgroup2 at /sys/fs/cgroup on top,
+  own /proc, /sys, /dev, a tmpfs /run (TMPDIR=/run/tmp: the checkout may be under
+  /tmp) and cgroup2 at /sys/fs/cgroup on top,
 - enables every controller at the v2 root (as systemd does),
 - runs ``python -m pytest`` on the cgroup tests with this host's interpreter and
   this checkout (chroot /host), and prints ``NSBIND-VM-RESULT <status>``.
@@ -56,8 +57,8 @@ mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 mount -t devtmpfs devtmpfs /host/dev
-mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
+mkdir -p /host/run/tmp
 for c in $(cat /host/sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /host/sys/fs/cgroup/cgroup.subtree_control
 done
@@ -149,7 +150,7 @@ def run(pytest_args: list[str] | None = None, *, timeout: float = 1500,
     args = pytest_args or DEFAULT_TESTS
     python = sys.executable  # not resolved: a venv is recognised by this path
     # what the guest runs, inside this host's root (seen read-only over 9p)
-    command = (f"cd {ROOT} && PYTHONDONTWRITEBYTECODE=1 HOME=/tmp TMPDIR=/tmp "
+    command = (f"cd {ROOT} && PYTHONDONTWRITEBYTECODE=1 HOME=/run/tmp TMPDIR=/run/tmp "
                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
                f"{python} -m pytest -p no:cacheprovider -q -rs {' '.join(args)}")
     if "'" in command:
