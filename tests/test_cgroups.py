@@ -203,21 +203,46 @@ def test_cpuset_pins_the_member(cgroup_parent: str) -> None:
     assert code == 0 and out.split() == ["Cpus_allowed_list:", "0"]
 
 
-def test_devices_deny_all_but_null(cgroup_parent: str) -> None:
-    layout = cgroup_layout()
-    if "devices" not in layout.controllers or layout.controllers["devices"].version == 2:
-        with Cgroup.create("dev", parent=cgroup_parent) as cg, pytest.raises(
-                NotImplementedError, match="BPF_PROG_TYPE_CGROUP_DEVICE"):
-            cg.set_devices(["c 1:3 rwm"])
-        return
+_DEVICE_PROBE = """
+import sys
+def tryit(path, mode):
+    try:
+        with open(path, mode) as f:
+            f.read(1) if "r" in mode else f.write(b"x" if "b" in mode else "x")
+        return "ok"
+    except PermissionError:
+        return "denied"
+print(*(tryit(p, m) for p, m in [("/dev/null", "w"), ("/dev/zero", "rb"),
+                                  ("/dev/urandom", "rb"), ("/dev/urandom", "wb")]))
+"""
+
+
+@pytest.mark.parametrize("bpf", [False, True], ids=["v1-files", "v2-ebpf"])
+def test_devices_deny_all_but_the_allowed(cgroup_parent: str, bpf: bool) -> None:
+    h = cgroup_layout().controllers.get("devices")
+    if not bpf and (h is None or h.version == 2):
+        pytest.skip("no cgroup v1 devices controller on this host")
     with Cgroup.create("dev", parent=cgroup_parent) as cg:
-        cg.set_devices(["c 1:3 rwm"])
-        script = ("open('/dev/null', 'w').write('x')\n"
-                  "try:\n    open('/dev/zero', 'rb')\nexcept PermissionError:\n"
-                  "    print('zero denied')\n")
-        with spawn([sys.executable, "-c", script], cgroup=cg, stdout=PIPE) as proc:
-            out, _ = proc.communicate(timeout=60)
-        assert (out, proc.returncode) == (b"zero denied\n", 0)
+        cg.set_devices(["c 1:3 rwm", "c 1:9 r"], bpf=bpf)  # /dev/null; read /dev/urandom
+
+        def probe() -> str:
+            with spawn([sys.executable, "-c", _DEVICE_PROBE], cgroup=cg, stdout=PIPE) as proc:
+                out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0 and out is not None
+            return out.decode().strip()
+
+        assert probe() == "ok denied ok denied"
+        cg.set_devices(["a"], bpf=bpf)  # replaces the earlier rules
+        assert probe() == "ok ok ok ok"
+
+
+def test_bad_device_rule_is_refused_before_anything_is_set(cgroup_parent: str) -> None:
+    with Cgroup.create("badrule", parent=cgroup_parent) as cg:
+        with pytest.raises(ValueError, match="device rule 'c 1:3 rwx'"):
+            cg.set_devices(["c 1:3 rwm", "c 1:3 rwx"], bpf=True)
+        with pytest.raises(ValueError, match="device rule 'x': expected"):
+            cg.set_devices(["x"], bpf=True)
+        assert cg._device_prog is None
 
 
 @contextlib.contextmanager

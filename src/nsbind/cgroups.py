@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from nsbind._sys.fd import OwnedFd
 from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind._sys.proc import PidFd
 from nsbind.cgroupfs import CgroupFd, validate_name
@@ -298,6 +299,7 @@ class Cgroup:
         self.path = path
         self.layout = layout
         self._dirs = dirs
+        self._device_prog: OwnedFd | None = None  # the eBPF device program attached
 
     # ------------------------------------------------------------ life cycle
 
@@ -399,6 +401,9 @@ class Cgroup:
         deadline = time.monotonic() + 10
         while self.procs() and time.monotonic() < deadline:
             time.sleep(0.002)
+        if self._device_prog is not None:  # detached with the cgroup; just close it
+            self._device_prog.close()
+            self._device_prog = None
         errors = []
         for h, fd in list(self._dirs.items()):
             fd.close()
@@ -498,22 +503,44 @@ class Cgroup:
         if mems is not None:
             fd.write("cpuset.mems", mems)
 
-    def set_devices(self, allow: list[str]) -> None:
-        """Deny every device, then allow the rules given (``"c 1:3 rwm"``: /dev/null).
+    def set_devices(self, allow: list[str], *, bpf: bool | None = None) -> None:
+        """Deny every device, then allow the rules given (``"c 1:3 rwm"``: /dev/null;
+        ``"b 8:* r"``; ``"a"``: everything).
 
-        v1: devices.deny / devices.allow.  On v2 this needs a BPF_PROG_TYPE_CGROUP_DEVICE
-        program, which nsbind does not load yet: NotImplementedError says so.
+        v1: devices.deny / devices.allow.  v2: an eBPF program
+        (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup, replacing the one an
+        earlier call attached.  ``bpf`` picks the v2 way on a hybrid host too
+        (default: where the devices controller lives; eBPF on a pure v2 host).
         """
-        h = self.layout.hierarchy_for("devices") if "devices" in self.layout.controllers \
-            else None
-        if h is None or h.version == 2:
-            raise NotImplementedError(
-                "device rules on cgroup v2 need an eBPF cgroup device program "
-                "(BPF_PROG_TYPE_CGROUP_DEVICE), which nsbind does not load yet")
-        fd = self._dirs[h]
-        fd.write("devices.deny", "a")
-        for rule in allow:
-            fd.write("devices.allow", rule)
+        from nsbind import devicebpf  # bpf(2) code loads when device rules are set
+
+        rules = [devicebpf.parse_rule(rule) for rule in allow]  # ValueError first
+        h = self.layout.controllers.get("devices")
+        use_bpf = (h is None or h.version == 2) if bpf is None else bpf
+        if not use_bpf:
+            if h is None:
+                raise LookupError("this host has no devices controller")
+            fd = self._dirs[h]
+            fd.write("devices.deny", "a")
+            for rule in rules:
+                fd.write("devices.allow", str(rule))
+            return
+        v2 = self.v2
+        if v2 is None:
+            raise LookupError(f"cgroup {self.path} has no cgroup v2 directory for a device "
+                              "program")
+        prog = devicebpf.load(rules)
+        try:
+            devicebpf.attach(prog, v2.fileno(), v2.path)
+        except BaseException:
+            prog.close()
+            raise
+        old, self._device_prog = self._device_prog, prog
+        if old is not None:
+            try:
+                devicebpf.detach(old, v2.fileno(), v2.path)
+            finally:
+                old.close()
 
     def set_io_limits(self, device: str, *, read_bps: int | None = None,
                       write_bps: int | None = None, read_iops: int | None = None,

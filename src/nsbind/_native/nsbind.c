@@ -4,6 +4,9 @@
  */
 #include "nsbind.h"
 
+#include <linux/bpf.h>
+#include <string.h>
+
 long nsb_clone3(struct clone_args *args, size_t size)
 {
     return syscall(__NR_clone3, args, size);
@@ -158,4 +161,46 @@ long long nsb_fstatfs_type(int fd)
     if (fstatfs(fd, &st) < 0)
         return -1;
     return (long long)st.f_type;
+}
+
+#ifndef __NR_bpf
+#define __NR_bpf 321
+#endif
+
+int nsb_bpf_load_cgroup_device(const void *insns, unsigned int n, char *log,
+                               unsigned int log_size)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insns = (uint64_t)(uintptr_t)insns;
+    attr.insn_cnt = n;
+    attr.license = (uint64_t)(uintptr_t) "Apache-2.0";
+    if (log && log_size) {
+        attr.log_buf = (uint64_t)(uintptr_t)log;
+        attr.log_size = log_size;
+        attr.log_level = 1;
+    }
+    return (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+}
+
+int nsb_bpf_attach_cgroup_device(int prog_fd, int cgroup_fd, unsigned int flags)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = (uint32_t)cgroup_fd;
+    attr.attach_bpf_fd = (uint32_t)prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    attr.attach_flags = flags;
+    return (int)syscall(__NR_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr));
+}
+
+int nsb_bpf_detach_cgroup_device(int prog_fd, int cgroup_fd)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = (uint32_t)cgroup_fd;
+    attr.attach_bpf_fd = (uint32_t)prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    return (int)syscall(__NR_bpf, BPF_PROG_DETACH, &attr, sizeof(attr));
 }

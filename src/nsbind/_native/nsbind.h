@@ -175,6 +175,12 @@ int nsb_capget(int pid, struct nsb_caps *out);
 int nsb_capset(const struct nsb_caps *caps);
 int nsb_ioctl(int fd, unsigned long request);
 long long nsb_fstatfs_type(int fd);
+/* bpf(2) for cgroup device programs (BPF_PROG_TYPE_CGROUP_DEVICE, Linux 4.15):
+ * load ``n`` struct bpf_insn; the verifier's log goes to ``log`` when given. */
+int nsb_bpf_load_cgroup_device(const void *insns, unsigned int n, char *log,
+                               unsigned int log_size);
+int nsb_bpf_attach_cgroup_device(int prog_fd, int cgroup_fd, unsigned int flags);
+int nsb_bpf_detach_cgroup_device(int prog_fd, int cgroup_fd);
 
 /* ---- cdef-end ---- */
 
