@@ -245,6 +245,24 @@ def test_bad_device_rule_is_refused_before_anything_is_set(cgroup_parent: str) -
         assert cg._device_prog is None
 
 
+def test_io_weight_is_written_where_a_scheduler_weighs_cgroups(cgroup_parent: str) -> None:
+    with Cgroup.create("ioweight", parent=cgroup_parent) as cg:
+        try:
+            cg.set_io_weight(500)
+        except LookupError as exc:
+            pytest.skip(str(exc))
+        controller = "io" if "io" in cg.layout.controllers else "blkio"
+        h = cg.layout.hierarchy_for(controller)
+        base = h.path_of(cg.path)
+        for name in ("io.weight", "io.bfq.weight", "blkio.weight", "blkio.bfq.weight"):
+            if os.path.exists(os.path.join(base, name)):
+                with open(os.path.join(base, name)) as f:
+                    text = f.read()
+                expected = "500" if h.version == 2 else str(10 + 499 * 990 // 9999)
+                assert expected in text.split(), text
+                break
+
+
 @contextlib.contextmanager
 def _block_device(tmp_path: pathlib.Path) -> Iterator[tuple[str, str]]:
     """("major:minor", path) of a block device the test may read: a loop device over a

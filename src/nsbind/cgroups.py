@@ -542,6 +542,26 @@ class Cgroup:
             finally:
                 old.close()
 
+    def set_io_weight(self, weight: int) -> None:
+        """Proportional IO share, 1..10000 (default 100): io.weight on v2 (blk-iocost) or
+        io.bfq.weight; on v1 blkio.weight / blkio.bfq.weight (10..1000, converted as
+        runc does).  LookupError when no IO scheduler here weighs cgroups."""
+        if not 1 <= weight <= 10000:
+            raise ValueError(f"io weight must be within 1..10000, not {weight}")
+        controller = "io" if "io" in self.layout.controllers else "blkio"
+        h = self.layout.hierarchy_for(controller)
+        base = h.path_of(self.path)
+        if h.version == 2:
+            names, value = ["io.weight", "io.bfq.weight"], weight
+        else:
+            names, value = ["blkio.weight", "blkio.bfq.weight"], 10 + (weight - 1) * 990 // 9999
+        name = next((n for n in names if os.path.exists(os.path.join(base, n))), None)
+        if name is None:
+            raise LookupError(f"no {' or '.join(names)} in {base}: no IO scheduler here "
+                              "weighs cgroups (blk-iocost on v2, BFQ)")
+        self._dirs[h].write(name, value if h.version == 1 or name == "io.bfq.weight"
+                            else f"default {value}")
+
     def set_io_limits(self, device: str, *, read_bps: int | None = None,
                       write_bps: int | None = None, read_iops: int | None = None,
                       write_iops: int | None = None) -> None:
