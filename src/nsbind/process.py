@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import functools
 import os
 import selectors
 import signal
@@ -340,7 +341,7 @@ def spawn(
         steps += rootfs.steps()
         pivot_root = rootfs.path
     if Namespace.MNT in ns.types and ns.propagation is not None:
-        steps.insert(0, MountStep(None, "/", None, MountFlags.REC | ns.propagation))
+        steps.insert(0, _propagation_step(ns.propagation))
     plan.set_names(hostname, domainname)
     plan.set_root(pivot_root, cwd)
     plan.set_rlimits(rlimits or {})
@@ -414,6 +415,12 @@ def spawn(
         for fd in v1_procs:
             os.close(fd)
     return Process(args, pidfd, *stdio.parent_ends)
+
+
+@functools.lru_cache(maxsize=8)
+def _propagation_step(kind: int) -> MountStep:
+    """``mount --make-r<kind> /``, the first step in a new mount namespace."""
+    return MountStep(None, "/", None, MountFlags.REC | kind)
 
 
 class _Pipes:

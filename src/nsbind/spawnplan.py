@@ -8,6 +8,7 @@ step for a :class:`SpawnError` (``mount proc on /proc: EPERM``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import resource
 from collections.abc import Mapping, Sequence
@@ -134,7 +135,7 @@ class Plan:
         self.exec_paths = list(paths)
         self.c.exec_paths = self._strv([fsbytes(p) for p in paths])
         self.c.argv = self._strv([os.fsencode(a) for a in argv])
-        if isinstance(env, Mapping):
+        if isinstance(env, (dict, Mapping)):  # dict first: the fast check
             pairs = []
             for k, v in env.items():
                 if "=" in k or not k:
@@ -150,7 +151,9 @@ class Plan:
         self.c.domainname = self._str(domainname)
 
     def set_mounts(self, steps: Sequence[MountStep]) -> None:
-        self.mounts = MountSteps(steps)
+        # the same steps (e.g. only the propagation change) come again and again:
+        # their C array is read-only, so spawns share it
+        self.mounts = _mount_steps(tuple(steps))
         if self.mounts.steps:
             self.c.mounts = self.mounts.c
             self.c.n_mounts = len(self.mounts)
@@ -291,6 +294,11 @@ class Plan:
             s.NSB_STEP_SIGNALS: ("signals", "reset signal handlers and mask"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
+
+
+@functools.lru_cache(maxsize=64)
+def _mount_steps(steps: tuple[MountStep, ...]) -> MountSteps:
+    return MountSteps(steps)
 
 
 def _capname(cap: int) -> str:
