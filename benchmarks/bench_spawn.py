@@ -270,6 +270,58 @@ def test_crun_run(benchmark: BenchmarkFixture, bundle: pathlib.Path) -> None:
         benchmark(run)
 
 
+@pytest.fixture(scope="session")
+def runc_bundle(bundle: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[pathlib.Path, str]]:
+    """The same bundle for runc, with an absolute cgroupsPath under a benchmark-owned
+    parent at each hierarchy's root (never inside this process's own cgroup)."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (scripts/bench.sh installs it)")
+    root = tmp_path_factory.mktemp("runc-bundle")
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(bundle / "rootfs"), "readonly": True}
+    parent = f"nsbind-bench-runc-{os.getpid()}"
+    config["linux"]["cgroupsPath"] = f"/{parent}/run"
+    (root / "config.json").write_text(json.dumps(config))
+    yield root, parent
+    for h in nsbind.cgroup_layout().hierarchies:  # runc removed each run's cgroup
+        path = h.path_of(f"/{parent}")
+        if os.path.isdir(path):
+            os.rmdir(path)
+
+
+@pytest.mark.benchmark(group="container on a busybox rootfs")
+def test_runc_run(benchmark: BenchmarkFixture, runc_bundle: tuple[pathlib.Path, str],
+                  tmp_path: pathlib.Path) -> None:
+    bundle_dir, _ = runc_bundle
+    counter = iter(range(10**9))
+
+    def run() -> None:
+        subprocess.run(["runc", "--root", str(tmp_path / "state"), "run", "--bundle",
+                        str(bundle_dir), f"nsbind-bench-{os.getpid()}-{next(counter)}"],
+                       check=True)
+
+    benchmark(run)
+
+
+@pytest.mark.benchmark(group="container on a busybox rootfs")
+def test_nsbind_rootfs_as_crun_spec(benchmark: BenchmarkFixture, bundle: pathlib.Path) -> None:
+    """What `crun spec` asks for, with nsbind: a root with /proc, a minimal /dev (pts, shm,
+    mqueue), a read-only /sys, the OCI masked and read-only paths, three capabilities,
+    no_new_privs, RLIMIT_NOFILE 1024 and a hostname."""
+    import resource
+
+    from nsbind import CapabilitySets, RootFS, mounts
+    from nsbind._sys.proc import Capability
+
+    root = RootFS(bundle / "rootfs").add(mounts.proc(), mounts.dev(), mounts.mqueue(),
+                                         mounts.sysfs())
+    caps = frozenset({Capability.AUDIT_WRITE, Capability.KILL, Capability.NET_BIND_SERVICE})
+    benchmark(_spawn, "/bin/true", Namespaces(pid=True, mnt=True, uts=True, ipc=True),
+              rootfs=root, hostname="box", capabilities=CapabilitySets(permitted=caps),
+              no_new_privs=True, rlimits={resource.RLIMIT_NOFILE: (1024, 1024)})
+
+
 @pytest.mark.benchmark(group="container on a busybox rootfs")
 def test_nsbind_rootfs(benchmark: BenchmarkFixture, bundle: pathlib.Path) -> None:
     rootfs = str(bundle / "rootfs")

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends gcc libc6-dev util-linux bubblewrap crun busybox-static umoci >/dev/null
+    apt-get install -y -qq --no-install-recommends gcc libc6-dev util-linux bubblewrap crun runc busybox-static umoci >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 python3 -m pytest benchmarks/bench_spawn.py benchmarks/bench_namespaces.py \
