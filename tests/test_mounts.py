@@ -191,3 +191,17 @@ def test_overlay_fallback_without_lowerdir_plus_uses_short_relative_paths(
     too_many = [tmp_path / f"{i}" for i in range(200)]
     with pytest.raises(ValueError, match=r"200 overlay layers need a \d+-byte lowerdir"):
         mounts.overlay_step(tmp_path / "m", too_many)
+
+
+@forked
+def test_volatile_overlay(tmp_path: pathlib.Path) -> None:
+    for d in ("l1", "l2", "upper", "work", "m"):
+        (tmp_path / d).mkdir()
+    with Namespaces(mnt=True):
+        mounts.apply([mounts.overlay_step(tmp_path / "m", [tmp_path / "l1", tmp_path / "l2"],
+                                          tmp_path / "upper", tmp_path / "work",
+                                          volatile=True)])
+        fields = mount_at(str(tmp_path / "m"))
+        assert fields is not None and "volatile" in fields[-1]
+        (tmp_path / "m" / "f").write_text("no fsync needed")
+    assert (tmp_path / "upper" / "f").read_text() == "no fsync needed"
