@@ -360,3 +360,18 @@ def test_user_namespace_limit_names_the_sysctl() -> None:
         f.write("0")
     with pytest.raises(NsbindError, match=r"^unshare NEWUSER: ENOSPC.*user.max_user_namespaces=0"):
         Namespaces(user=True).unshare()
+
+
+def test_cve_2021_43784_oversized_id_maps_are_refused_not_truncated() -> None:
+    big = [(i * 10, 100000 + i * 10, 10) for i in range(5000)]  # > 64 KiB of map text
+    with pytest.raises(ValueError, match=r"uid_map of 5000 lines \(\d+ bytes\) is more than "
+                                         r"the kernel takes .*refused, not truncated"):
+        Namespaces(user=True, uid_map=big)
+    with pytest.raises(ValueError, match="gid_map of 341 lines"):
+        Namespaces(user=True, uid_map=[(0, 0, 1)], gid_map=big[:341])
+    with pytest.raises(ValueError, match="uid_map entry 0 -5 1 is out of range"):
+        Namespaces(user=True, uid_map=[(0, -5, 1)])
+    with pytest.raises(ValueError, match=r"uid_map of 340 lines \(4989 bytes\)"):
+        Namespaces(user=True, uid_map=big[:340])  # few enough lines, too many bytes
+    most = [(i, i, 1) for i in range(340)]  # the most lines the kernel takes
+    assert len(Namespaces(user=True, uid_map=most).uid_map or []) == 340

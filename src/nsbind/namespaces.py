@@ -117,8 +117,8 @@ class Namespaces:
         self.types = frozenset(ns for ns, on in wanted.items() if on)
         if (uid_map or gid_map) and not user:
             raise ValueError("uid_map and gid_map need user=True")
-        self.uid_map = list(uid_map) if uid_map else None
-        self.gid_map = list(gid_map) if gid_map else None
+        self.uid_map = _checked_map("uid_map", uid_map) if uid_map else None
+        self.gid_map = _checked_map("gid_map", gid_map) if gid_map else None
         self.propagation = propagation
         self.loopback = loopback
         self._join: _JoinTarget | None = None
@@ -482,14 +482,43 @@ def _self_mapping(lines: Sequence[IdMap], own: int) -> bool:
     return len(lines) == 1 and lines[0][1] == own and lines[0][2] == 1
 
 
+#: what the kernel takes in one uid_map/gid_map write (Linux 4.15+: 340 lines, < a page)
+MAX_MAP_LINES = 340
+MAX_MAP_BYTES = 4095
+
+
+def _map_text(lines: Iterable[IdMap]) -> str:
+    return "".join(f"{i} {o} {c}\n" for i, o, c in lines)
+
+
+def _checked_map(name: str, entries: Iterable[IdMap]) -> list[IdMap]:
+    """The map as a list, refused (never truncated) when the kernel could not take it
+    whole (CVE-2021-43784: runc truncated oversized maps)."""
+    lines = [(int(i), int(o), int(c)) for i, o, c in entries]
+    for inside, outside, count in lines:
+        if min(inside, outside) < 0 or count <= 0 or max(inside, outside) + count > 1 << 32:
+            raise ValueError(f"{name} entry {inside} {outside} {count} is out of range")
+    size = len(_map_text(lines))
+    if len(lines) > MAX_MAP_LINES or size > MAX_MAP_BYTES:
+        raise ValueError(f"{name} of {len(lines)} lines ({size} bytes) is more than the "
+                         f"kernel takes ({MAX_MAP_LINES} lines, {MAX_MAP_BYTES} bytes): "
+                         "refused, not truncated")
+    return lines
+
+
 def _write_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap], *,
                 deny_setgroups: bool) -> None:
     """Write /proc/<pid>/{uid_map,setgroups,gid_map}; errors name the file and the map."""
 
     def put(name: str, text: str) -> None:
+        data = text.encode()
         try:
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(text)
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                if os.write(fd, data) != len(data):  # one write: the kernel takes no more
+                    raise OSError(errno.EINVAL, "short write")
+            finally:
+                os.close(fd)
         except OSError as exc:
             error = NamespaceRuleError(
                 f"write {name} {text.strip()!r} of pid {pid}: "
@@ -497,13 +526,10 @@ def _write_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap], *,
             error.errno = exc.errno  # type: ignore[attr-defined]
             raise error from None
 
-    def fmt(lines: Iterable[IdMap]) -> str:
-        return "".join(f"{i} {o} {c}\n" for i, o, c in lines)
-
-    put("uid_map", fmt(uid_map))
+    put("uid_map", _map_text(_checked_map("uid_map", uid_map)))
     if deny_setgroups:
         put("setgroups", "deny")  # required before an unprivileged gid_map
-    put("gid_map", fmt(gid_map))
+    put("gid_map", _map_text(_checked_map("gid_map", gid_map)))
 
 
 def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace.NET) -> None:
