@@ -134,3 +134,26 @@ def test_child_starts_from_the_callers_current_namespaces() -> None:
 def test_unpicklable_callable_is_refused_clearly() -> None:
     with pytest.raises(CallInError, match="picklable, module-level callable"):
         call_in(Namespaces(), lambda: 1)
+
+
+def dumpable_and_directory_fds() -> tuple[bool, list[str]]:
+    """In the joined process: is it dumpable, and which fds are directories?"""
+    from nsbind._sys.proc import get_dumpable
+
+    dirs = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.path.isdir(f"/proc/self/fd/{name}") and int(name) > 2:
+                dirs.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            pass  # the listing's own fd, closed meanwhile
+    return get_dumpable(), dirs
+
+
+def test_cve_2016_9962_a_joining_process_is_not_dumpable_and_holds_no_directory(
+        holder: PidFd) -> None:
+    dumpable, dirs = call_in(Namespaces.join(holder.pid, net=True, uts=True),
+                             dumpable_and_directory_fds)
+    assert dumpable is False
+    assert dirs == []
+    assert call_in(Namespaces(net=True), dumpable_and_directory_fds)[0] is True

@@ -30,7 +30,7 @@ from multiprocessing.reduction import DupFd
 from typing import Any, TypeVar
 
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
-from nsbind._sys.proc import pidfd_open, set_pdeathsig
+from nsbind._sys.proc import pidfd_open, set_dumpable, set_pdeathsig
 from nsbind.errors import NsbindError
 from nsbind.flags import CloneFlags, Namespace
 from nsbind.namespaces import Namespaces, _self_ns_path
@@ -198,6 +198,11 @@ def _child_main(spec: dict[str, Any], caller: list[tuple[Namespace, int]],
                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                 conn: multiprocessing.connection.Connection) -> None:
     try:
+        if spec["join_pid"] is not None or spec["join_path"] is not None:
+            # CVE-2016-9962: while it holds this host's fds, a process joining a
+            # container must not be ptrace-able or readable through /proc by the
+            # container's processes
+            set_dumpable(False)
         moved_children = _join_caller(caller)
         needs_fork = _enter(spec) or moved_children
     except BaseException as exc:
