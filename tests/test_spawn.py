@@ -24,6 +24,7 @@ from nsbind import (
     MountFlags,
     MountStep,
     Namespaces,
+    PidFd,
     SpawnError,
     mounts,
     spawn,
@@ -410,3 +411,40 @@ def test_bad_input_leaves_no_fd_behind() -> None:
             spawn(["true"], namespaces=pool, stdin=STDOUT)
         with pytest.raises(ValueError, match="NUL byte"):
             spawn(["true\0"], namespaces=pool)
+
+
+def _ns_inode(pid: int, name: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+
+
+def test_spawn_joins_the_namespaces_of_a_running_container() -> None:
+    """As ``nsenter -t PID -a``: user first (root inside), then pid (for the child),
+    net, uts, ipc, mnt; the child is a process of the container's pid namespace."""
+    userns = Namespaces(user=True, pid=True, net=True, uts=True, ipc=True, mnt=True,
+                        uid_map=[(0, 100000, 65536)], gid_map=[(0, 100000, 65536)])
+    with spawn(["sleep", "60"], namespaces=userns, hostname="box") as box:
+        try:
+            with spawn(["sh", "-c", "echo $$; id -u; cat /proc/sys/kernel/hostname; "
+                        "readlink /proc/self/ns/net /proc/self/ns/uts /proc/self/ns/user; "
+                        "sleep 0.2"],
+                       namespaces=Namespaces.join(box), stdout=PIPE) as proc:
+                joined_pid = proc.pid
+                with open(f"/proc/{joined_pid}/status") as f:
+                    host_uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
+                out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0
+            lines = out.decode().split() if out else []
+            assert int(lines[0]) > 1  # a pid inside the container's pid namespace
+            assert lines[1:3] == ["0", "box"]
+            assert lines[3:6] == [_ns_inode(box.pid, n) for n in ("net", "uts", "user")]
+            assert host_uid == "100000"  # root inside is 100000 outside
+        finally:
+            box.kill()
+
+
+def test_spawn_joins_a_single_namespace_by_path(holder: PidFd) -> None:
+    with spawn(["readlink", "/proc/self/ns/net"], stdout=PIPE,
+               namespaces=Namespaces.join(f"/proc/{holder.pid}/ns/net")) as proc:
+        out, _ = proc.communicate(timeout=30)
+    assert out is not None and out.decode().strip() == _ns_inode(holder.pid, "net")
+    assert os.readlink("/proc/self/ns/net") != _ns_inode(holder.pid, "net")  # came back

@@ -345,6 +345,36 @@ class _JoinTarget:
         return frozenset(ns for ns in Namespace
                          if ns is not Namespace.USER and theirs[ns] != ours[ns])
 
+    def open_all(self, asked: frozenset[Namespace]) -> list[tuple[Namespace, NamespaceFd]]:
+        """nsfs fds of the target's namespaces for a spawned child to join, user first
+        (as nsenter does: its capabilities there then allow the rest).  With a process
+        and no type named: every namespace that differs from the caller's, user too."""
+        if self.path is not None:
+            nsfd = open_namespace(self.path)
+            if asked and asked != {nsfd.type}:
+                kind = nsfd.type
+                nsfd.close()
+                names = ",".join(sorted(ns.value for ns in asked))
+                raise ValueError(f"{self.path} is a {kind.value} namespace, not {names}")
+            return [(nsfd.type, nsfd)]
+        assert self.pid is not None
+        if asked:
+            types = set(asked)
+        else:
+            theirs, ours = of(self.pid), current()
+            types = {ns for ns in Namespace if theirs[ns] != ours[ns]}
+        opened: list[tuple[Namespace, NamespaceFd]] = []
+        try:
+            for ns in sorted(types, key=lambda n: (n is not Namespace.USER, n.value)):
+                opened.append((ns, open_namespace(self.pid, ns)))
+            if self.pidfd is not None:
+                self.pidfd.send_signal(0)  # still the same process: the fds are its own
+        except BaseException:
+            for _, fd in opened:
+                fd.close()
+            raise
+        return opened
+
     def enter(self, types: frozenset[Namespace]) -> None:
         if not types:
             return

@@ -12,6 +12,7 @@ A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -21,13 +22,13 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum
-from nsbind._sys.ns import NamespaceFd
+from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
 from nsbind.errors import NamespaceRuleError
@@ -281,7 +282,9 @@ def spawn(
     ``namespaces`` (a ``Namespaces(...)``, user, pid and time included, or a
     :class:`~nsbind.pool.NamespacePool` whose warm network namespace the child
     joins) are
-    created by the clone itself; user namespaces get ``namespaces.uid_map`` /
+    created by the clone itself; ``Namespaces.join(process or nsfs path)`` joins a
+    running container's instead, as ``nsenter`` does (user first, the child then
+    root in it; pid and time through this thread's ``*_for_children``); user namespaces get ``namespaces.uid_map`` /
     ``gid_map`` (default: root inside is the caller outside), written by this
     process, and the child becomes root of the new user namespace when 0 is
     mapped.  A new mount namespace has its propagation set first (default
@@ -310,18 +313,17 @@ def spawn(
         raise ValueError("hostname and domainname need a new UTS namespace "
                          "(namespaces=Namespaces(uts=True)): without one they would rename "
                          "the host")
-    if ns._join is not None:
-        raise ValueError("spawn(namespaces=Namespaces.join(...)) is not supported yet; "
-                         "join with call_in, or spawn from inside the with-block")
+    joining = ns._join is not None
     environ = dict(os.environ if env is None else env)
     plan = Plan()
     plan.set_exec(_exec_candidates(args[0], environ), args, environ)
 
+    new_types = frozenset() if joining else ns.types  # what the clone creates
     flags = 0
-    for kind in ns.types:
+    for kind in new_types:
         flags |= _NS_FLAG[kind]
     plan.c.clone_flags = flags
-    user = Namespace.USER in ns.types
+    user = Namespace.USER in new_types
     uid_map: list[IdMap] = ns.uid_map or [(0, os.geteuid(), 1)]
     gid_map: list[IdMap] = ns.gid_map or [(0, os.getegid(), 1)]
     if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
@@ -330,17 +332,17 @@ def spawn(
             gid = 0
             if groups is None and os.geteuid() == 0:
                 groups = []
-    plan.c.loopback = int(Namespace.NET in ns.types and ns.loopback)
+    plan.c.loopback = int(Namespace.NET in new_types and ns.loopback)
     steps = list(mounts)
     if rootfs is not None:
-        if Namespace.MNT not in ns.types:
+        if Namespace.MNT not in new_types:
             raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
                              "its mounts are made in the child's own")
         if pivot_root is not None:
             raise ValueError("give rootfs or pivot_root, not both")
         steps += rootfs.steps()
         pivot_root = rootfs.path
-    if Namespace.MNT in ns.types and ns.propagation is not None:
+    if Namespace.MNT in new_types and ns.propagation is not None:
         steps.insert(0, _propagation_step(ns.propagation))
     plan.set_names(hostname, domainname)
     plan.set_root(pivot_root, cwd)
@@ -360,15 +362,24 @@ def spawn(
         plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
     plan.c.init = int(init)
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child
-    plan.c.use_vm = int(Namespace.TIME not in ns.types and not init
+    # and a process sharing its memory may not join a user namespace (userns_install)
+    plan.c.use_vm = int(Namespace.TIME not in new_types and not init and not joining
                         and bool(lib.nsb_spawn_has_vm_clone()))
 
     # Everything acquired from here on is released in the finally below.
     stdio = _Stdio()
     pipes = _Pipes()
     pooled: NamespaceFd | None = None
+    joined: list[tuple[Namespace, NamespaceFd]] = []
     v1_procs: list[int] = []
     try:
+        if ns._join is not None:
+            if pool is not None:
+                raise ValueError("a namespace pool cannot join another process")
+            joined = ns._join.open_all(ns.types)
+            if uid is None and any(k is Namespace.USER for k, _ in joined):
+                uid = gid = 0  # root of the joined user namespace, as nsenter
+                plan.set_ids(uid, gid, None)
         if isinstance(cgroup, Cgroup):
             for path in cgroup.v1_procs_files():  # the child writes "0" to each
                 v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
@@ -401,7 +412,14 @@ def spawn(
             plan.c.sync_peer_fd = pipes.sync_w
         if pooled is not None:  # joined before the child closes its fds
             plan.set_setns([(pooled.fileno(), int(CloneFlags.NEWNET))])
-        pidfd = _start(plan, pipes, user, uid_map, gid_map)
+        # pid and time namespaces take children only: this thread joins them for its
+        # child (and comes back); the child joins the others itself, user first
+        later = [(k, fd) for k, fd in joined if k not in (Namespace.PID, Namespace.TIME)]
+        if later:
+            plan.set_setns([(fd.fileno(), int(k.flag)) for k, fd in later])
+        with _for_children([(k, fd) for k, fd in joined
+                            if k in (Namespace.PID, Namespace.TIME)]):
+            pidfd = _start(plan, pipes, user, uid_map, gid_map)
     except BaseException:
         for stream in stdio.parent_ends:
             if stream is not None:
@@ -412,9 +430,27 @@ def spawn(
         pipes.close_all()
         if pooled is not None:
             pooled.close()
+        for _, nsfd in joined:
+            nsfd.close()
         for fd in v1_procs:
             os.close(fd)
     return Process(args, pidfd, *stdio.parent_ends)
+
+
+@contextlib.contextmanager
+def _for_children(targets: list[tuple[Namespace, NamespaceFd]]) -> Iterator[None]:
+    """Put this thread's next children into these pid/time namespaces, then come back."""
+    saved: list[NamespaceFd] = []
+    try:
+        for kind, nsfd in targets:
+            name = "pid_for_children" if kind is Namespace.PID else "time_for_children"
+            saved.append(open_namespace(f"/proc/thread-self/ns/{name}"))
+            nsfd.setns()
+        yield
+    finally:
+        for back in reversed(saved):
+            with back:
+                back.setns()
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,6 +18,7 @@ from nsbind._native import ffi, lib
 from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.proc import Capability
 from nsbind.errors import NsbindError, error_for
+from nsbind.flags import Namespace
 from nsbind.mountstep import MountStep, MountSteps, report_message
 
 __all__ = ["CapabilitySets", "MountStep", "Plan", "SpawnError", "SpawnNotFound",
@@ -278,7 +279,9 @@ class Plan:
         if step == s.NSB_STEP_CGROUP:
             return "cgroup", f"join cgroup v1 hierarchy #{index} (write 0 to cgroup.procs)"
         if step == s.NSB_STEP_SETNS:
-            return "setns", f"join the pooled namespace (fd {self.setns[index][0]})"
+            fd, kind = self.setns[index]
+            name = next((ns.value for ns in Namespace if int(ns.flag) == kind), str(kind))
+            return "setns", f"join the {name} namespace (fd {fd})"
         if step == s.NSB_STEP_DUP2:
             return "dup2", f"dup2 {self.fd_sources[index]}"
         simple = {
