@@ -280,23 +280,22 @@ def spawn(
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
     ``namespaces`` (a ``Namespaces(...)``, user, pid and time included, or a
-    :class:`~nsbind.pool.NamespacePool` whose warm network namespace the child
-    joins) are
-    created by the clone itself; ``Namespaces.join(process or nsfs path)`` joins a
-    running container's instead, as ``nsenter`` does (user first, the child then
-    root in it; pid and time through this thread's ``*_for_children``); user namespaces get ``namespaces.uid_map`` /
-    ``gid_map`` (default: root inside is the caller outside), written by this
-    process, and the child becomes root of the new user namespace when 0 is
-    mapped.  A new mount namespace has its propagation set first (default
-    private).  ``mounts`` run in order, then the steps of ``rootfs`` (a
-    :class:`~nsbind.rootfs.RootFS`: its targets resolved inside it, then
-    pivot_root into it) or ``pivot_root`` (a directory that is a mount point),
-    then ``cwd``.  ``cgroup`` is a cgroup v2 directory fd: the
-    child starts in it (CLONE_INTO_CGROUP); a :class:`~nsbind.cgroups.Cgroup` also
-    has the child join its v1 hierarchies before anything else.  stdio takes ``PIPE``, ``DEVNULL``,
-    ``STDOUT`` (stderr only), an fd or a file object; the child gets exactly
-    fds 0-2 and ``pass_fds`` (every other fd is close-on-exec).  A failing step
-    raises :class:`SpawnError` naming it: ``mount proc on /proc: EPERM (...)``.
+    :class:`~nsbind.pool.NamespacePool` whose warm network namespace the child joins)
+    are created by the clone itself; ``Namespaces.join(process or nsfs path)`` joins a
+    running container's instead, as ``nsenter`` does (user first, the child then root in
+    it; pid and time through this thread's ``*_for_children``); user namespaces get
+    ``namespaces.uid_map`` / ``gid_map`` (default: root inside is the caller outside),
+    written by this process, and the child becomes root of the new user namespace when 0
+    is mapped.  A new mount namespace has its propagation set first (default private).
+    ``mounts`` run in order, then the steps of ``rootfs`` (a
+    :class:`~nsbind.rootfs.RootFS`: its targets resolved inside it, then pivot_root into
+    it) or ``pivot_root`` (a directory that is a mount point), then ``cwd``.  ``cgroup``
+    is a cgroup v2 directory fd: the child starts in it (CLONE_INTO_CGROUP); a
+    :class:`~nsbind.cgroups.Cgroup` also has the child join its v1 hierarchies before
+    anything else.  stdio takes ``PIPE``, ``DEVNULL``, ``STDOUT`` (stderr only), an fd
+    or a file object; the child gets exactly fds 0-2 and ``pass_fds`` (every other fd is
+    close-on-exec).  A failing step raises :class:`SpawnError` naming it: ``mount proc
+    on /proc: EPERM (...)``.
 
     ``init=True`` (with a new pid namespace) makes the first process a tiny C
     init that forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
