@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -448,3 +449,40 @@ def test_spawn_joins_a_single_namespace_by_path(holder: PidFd) -> None:
         out, _ = proc.communicate(timeout=30)
     assert out is not None and out.decode().strip() == _ns_inode(holder.pid, "net")
     assert os.readlink("/proc/self/ns/net") != _ns_inode(holder.pid, "net")  # came back
+
+
+_KILLED_DURING_START = """
+import sys, time
+import nsbind, nsbind.process
+
+def stall(pid, *args, **kwargs):  # the parent dies before it writes the id maps
+    with open(sys.argv[1], "w") as f:
+        f.write(str(pid))
+    time.sleep(600)
+
+nsbind.process._write_maps = stall
+nsbind.spawn(["sleep", "600"], namespaces=nsbind.Namespaces(user=True, pid=True, mnt=True))
+"""
+
+
+def test_killing_the_parent_during_start_leaves_no_orphan(tmp_path: pathlib.Path) -> None:
+    """The child waits for its id maps on a pipe: when the parent dies first, it sees
+    EOF and exits before running anything (no orphaned container, no mount)."""
+    marker = tmp_path / "child-pid"
+    parent = subprocess.Popen([sys.executable, "-c", _KILLED_DURING_START, str(marker)])
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.01)
+        child = nsbind.pidfd_open(int(marker.read_text()))
+    finally:
+        parent.kill()
+        parent.wait()
+    with child:
+        assert child.readable(10), "the child outlived its killed parent"
+    try:  # exited: gone, or a zombie until the host's init reaps it
+        with open(f"/proc/{marker.read_text()}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        pass
