@@ -13,7 +13,6 @@ v2 directory (a v1-only host) is polled every few milliseconds instead.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import select
@@ -120,6 +119,8 @@ def wait_until(watch: EventsWatch | None, done: Callable[[], bool],
 
 async def wait_until_async(watch: EventsWatch | None, done: Callable[[], bool]) -> None:
     """As :func:`wait_until`, on the running event loop (no thread)."""
+    import asyncio  # here, not at import time: most callers never need it
+
     if watch is None:
         while not done():
             await asyncio.sleep(0.005)
