@@ -16,7 +16,7 @@ from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
 from nsbind._sys.mountinfo import read_mountinfo
 from nsbind.errors import raise_errno
 
-__all__ = ["CgroupFd", "cgroup2_mountpoint", "validate_name"]
+__all__ = ["CgroupFd", "cgroup2_mountpoint", "parse_flat", "validate_name"]
 
 
 def cgroup2_mountpoint() -> str:
@@ -33,6 +33,17 @@ def validate_name(name: str) -> str:
     if not name or "/" in name or name in (".", "..") or "\0" in name:
         raise ValueError(f"invalid cgroup name {name!r}: must be one non-empty path component")
     return name
+
+
+def parse_flat(text: str) -> dict[str, int]:
+    """``key value`` lines (memory.stat, cpu.stat, cgroup.events) as a dict."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lstrip("-").isdigit():
+            out[fields[0]] = int(fields[1])
+    return out
+
 
 
 class CgroupFd(OwnedFd):
@@ -136,8 +147,7 @@ class CgroupFd(OwnedFd):
 
     def events(self) -> dict[str, int]:
         """``cgroup.events`` as a dict (``populated``, ``frozen``)."""
-        return {k: int(v) for k, v in (line.split() for line in self.read("cgroup.events")
-                                       .splitlines() if line)}
+        return parse_flat(self.read("cgroup.events"))
 
     def kill(self) -> None:
         """Write ``cgroup.kill`` (Linux 5.14): SIGKILL every process in the subtree."""

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from nsbind._sys.fd import OwnedFd
+from nsbind._sys.mount import umount2
 from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind._sys.proc import PidFd
-from nsbind.cgroupfs import CgroupFd, validate_name
+from nsbind.cgroupfs import CgroupFd, parse_flat, validate_name
 from nsbind.cgroupstats import (
     CgroupStats,
     EventsWatch,
     parse_blkio,
-    parse_flat,
     parse_io_stat,
     wait_until,
     wait_until_async,
@@ -206,8 +206,6 @@ def mount_v1(controllers: list[str], target: str) -> CgroupLayout:
 def unmount_v1(target: str, controllers: list[str], timeout: float = 10.0) -> None:
     """Unmount a v1 hierarchy made by :func:`mount_v1` once the kernel has released
     every cgroup removed from it (``/proc/cgroups``), so the hierarchy goes away."""
-    from nsbind._sys.mount import umount2
-
     def proc_cgroups() -> dict[str, tuple[int, int]]:  # controller -> (hierarchy, count)
         with open("/proc/cgroups") as f:
             return {fields[0]: (int(fields[1]), int(fields[2])) for line in f
@@ -590,8 +588,7 @@ class Cgroup:
             h = self.layout.hierarchy_for("cpu")
         fd = self._dirs[h]
         if h.version == 2:
-            stat = dict(line.split() for line in fd.read("cpu.stat").splitlines() if line)
-            return int(stat["usage_usec"])
+            return parse_flat(fd.read("cpu.stat"))["usage_usec"]
         return int(fd.read("cpuacct.usage")) // 1000
 
     def oom_kills(self) -> int:
@@ -599,8 +596,7 @@ class Cgroup:
         h = self.layout.hierarchy_for("memory")
         text = self._dir_for("memory").read("memory.events" if h.version == 2
                                             else "memory.oom_control")
-        fields = dict(line.split() for line in text.splitlines() if line)
-        return int(fields.get("oom_kill", 0))
+        return parse_flat(text).get("oom_kill", 0)
 
     def set_memory_high(self, value: int | str) -> None:
         """Throttling threshold: memory.high on v2; v1 has only the soft limit

@@ -19,19 +19,9 @@ import select
 import time
 from collections.abc import Callable
 
-from nsbind.cgroupfs import CgroupFd
+from nsbind.cgroupfs import CgroupFd, parse_flat
 
-__all__ = ["CgroupStats", "EventsWatch", "parse_flat", "parse_io_stat"]
-
-
-def parse_flat(text: str) -> dict[str, int]:
-    """``key value`` lines (memory.stat, cpu.stat, cgroup.events) as a dict."""
-    out = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) == 2 and fields[1].lstrip("-").isdigit():
-            out[fields[0]] = int(fields[1])
-    return out
+__all__ = ["CgroupStats", "EventsWatch", "parse_blkio", "parse_io_stat"]
 
 
 def parse_io_stat(text: str) -> dict[str, dict[str, int]]:

@@ -415,11 +415,8 @@ class _IdMapWriter:
     """
 
     def __init__(self, maps: tuple[list[IdMap], list[IdMap]]) -> None:
-        self.uid_map, self.gid_map = maps
-        for lines in maps:
-            for inside, outside, count in lines:
-                if min(inside, outside) < 0 or count < 1:
-                    raise ValueError(f"bad id map line {(inside, outside, count)}")
+        self.uid_map = _checked_map("uid_map", maps[0])
+        self.gid_map = _checked_map("gid_map", maps[1])
         self.pid = 0
 
     def __enter__(self) -> _IdMapWriter:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nsbind.image import Image, ImageError, Store, load
+from nsbind.image import Image, ImageError, Store, flatten, load
 from nsbind.image.progress import progress
 
 __all__ = ["add_parser", "run"]
@@ -33,8 +33,9 @@ def add_parser(sub: Any) -> None:
         q = with_image(name, help_)
         if name == "flatten":
             q.add_argument("dest", help="a new directory")
-        q.add_argument("--store", help="the store directory (default: /var/lib/nsbind for "
-                       "root, ~/.local/share/nsbind otherwise)")
+        else:
+            q.add_argument("--store", help="the store directory (default: /var/lib/nsbind "
+                           "for root, ~/.local/share/nsbind otherwise)")
         q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     for name, help_ in (("ls", "list the images in the store"),
                         ("rm", "forget an image (its layers stay until gc)"),
@@ -126,24 +127,21 @@ def _run(args: argparse.Namespace) -> int:
         else:
             _print_inspect(info)
         return 0
-    store = Store(args.store) if getattr(args, "store", None) or cmd != "flatten" else None
     if cmd in ("unpack", "flatten"):
         with _load(args) as img:
             sizes = [layer.size for layer in img.layers]
             total = None if None in sizes else sum(s for s in sizes if s is not None)
             with progress(total, len(img.layers), quiet=args.quiet) as bars:
                 if cmd == "unpack":
-                    assert store is not None
-                    dirs = store.unpack(img, on_bytes=bars.on_bytes, on_layer=bars.on_layer)
-                else:
-                    from nsbind.image.store import flatten
-
+                    dirs = Store(args.store).unpack(img, on_bytes=bars.on_bytes,
+                                                    on_layer=bars.on_layer)
+                else:  # streams from the image: no store needed
                     flatten(img, args.dest, on_bytes=bars.on_bytes)
         if cmd == "unpack" and not args.quiet:
             for path in dirs:
                 print(path)
         return 0
-    assert store is not None
+    store = Store(args.store)
     if cmd == "ls":
         for img_rec in store.images():
             tags = ",".join(img_rec.tags) or "<none>"
