@@ -118,6 +118,79 @@ def test_masks_and_readonly_defaults_can_be_turned_off(tmp_path: pathlib.Path) -
     assert (out, rc) == ("0\n5\n", 0)
 
 
+def test_masks_of_one_spawn_share_one_empty_readonly_tmpfs(tmp_path: pathlib.Path) -> None:
+    """One spawn makes one empty read-only tmpfs and checks /dev/null once; its other masks
+    are clones of those.  Another spawn gets its own tmpfs."""
+    root_dir = busybox_root(tmp_path)
+    for d in ("a", "b", "c"):
+        os.mkdir(os.path.join(root_dir, d))
+        with open(os.path.join(root_dir, d, "secret"), "w") as f:
+            f.write("x")
+    for name in ("f1", "f2"):
+        with open(os.path.join(root_dir, name), "w") as f:
+            f.write("secret")
+    root = RootFS(root_dir, defaults=False).add(mounts.proc())
+    root.mask("/a", "/f1", "/b", "/f2", "/c")
+    script = ("grep -E ' /(a|b|c) ' /proc/self/mountinfo; ls -A /a /b /c; "
+              "stat -c '%F %t:%T' /f1 /f2; cat /f1 /f2; touch /b/x || echo refused")
+    out, rc = run_in(root, script)
+    assert rc == 0, out
+    lines = out.split("\n")
+    fields = [line.split() for line in lines[:3]]
+    assert [f[4] for f in fields] == ["/a", "/b", "/c"]
+    assert len({f[2] for f in fields}) == 1  # one superblock (major:minor) for all three
+    assert all(f[5].startswith("ro") and f[-3:-1] == ["tmpfs", "tmpfs"] for f in fields)
+    assert lines[3:6] == ["/a:", "", "/b:"] and "secret" not in out
+    assert "character special file 1:3\ncharacter special file 1:3\ntouch" in out
+    assert out.endswith("Read-only file system\nrefused\n")
+    # two containers alive at once: each has its own mask tmpfs
+    procs = [spawn(["/bin/sleep", "60"], namespaces=Namespaces(pid=True, mnt=True),
+                   rootfs=root) for _ in range(2)]
+    try:
+        devs = []
+        for proc in procs:
+            with open(f"/proc/{proc.pid}/mountinfo") as f:
+                devs.append({line.split()[2] for line in f if line.split()[4] == "/a"})
+        assert len(devs[0]) == len(devs[1]) == 1 and devs[0] != devs[1]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_creation_steps_after_a_mount_land_on_the_mount(tmp_path: pathlib.Path) -> None:
+    """Consecutive creations in one directory reuse its fd; a mount in between must not be
+    bypassed by that reuse, and device nodes keep their mode whatever the umask."""
+    root_dir = busybox_root(tmp_path)
+    root = RootFS(root_dir, defaults=False).add(
+        mounts.mkdir("/x/a"), mounts.symlink("/x/l1", "a"),
+        mounts.tmpfs("/x"), mounts.symlink("/x/l2", "b"), mounts.device("/x/null", 1, 3),
+        mounts.mkdir("/x/d"), mounts.device("/x/d/zero", 1, 5, mode=0o620))
+    old = os.umask(0o077)
+    try:
+        out, rc = run_in(root, "ls /x; stat -c '%a %t:%T' /x/null /x/d/zero; umask")
+    finally:
+        os.umask(old)
+    assert (out, rc) == ("d\nl2\nnull\n666 1:3\n620 1:5\n0077\n", 0)
+    assert sorted(os.listdir(os.path.join(root_dir, "x"))) == ["a", "l1"]
+
+
+def test_mount_steps_restore_the_umask(tmp_path: pathlib.Path) -> None:
+    os.mkdir(tmp_path / "r")
+    steps = RootFS(tmp_path / "r", defaults=False).add(
+        mounts.tmpfs("/dev"), mounts.device("/dev/null", 1, 3)).steps()
+
+    @forked
+    def apply() -> tuple[int, int]:
+        old = os.umask(0o027)
+        with Namespaces(mnt=True):
+            mounts.apply(steps)
+            mode = os.stat(tmp_path / "r" / "dev" / "null").st_mode & 0o777
+        return os.umask(old), mode
+
+    assert apply() == (0o027, 0o666)
+
+
 def test_minimal_dev(tmp_path: pathlib.Path) -> None:
     root = RootFS(busybox_root(tmp_path), readonly=True).add(mounts.proc(), mounts.dev())
     out, rc = run_in(root, "cd /dev; echo *; for d in null zero full random urandom tty; do "

@@ -89,6 +89,15 @@ class MountStep:
     fs_magic: int = 0
     cwd: str | None = None
 
+    def __hash__(self) -> int:
+        # computed once: spawn looks a plan's steps up by value on every call
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", value)
+            return value
+
     def in_root(self) -> MountStep:
         """This step with its target resolved inside the root (see the module doc)."""
         if self.kind == MountKind.CLASSIC:
@@ -212,13 +221,13 @@ def run(steps: Sequence[MountStep]) -> None:
     plan = MountSteps(steps)
     if not plan.steps:
         return
-    root = ffi.new("int *", -1)
+    ctx: Any = ffi.new("struct nsb_mount_ctx *")
+    lib.nsb_mount_ctx_init(ctx)
     report: Any = ffi.new("struct nsb_mount_report *")
     try:
-        rc = lib.nsb_mount_steps(plan.c, len(plan), root, report)
+        rc = lib.nsb_mount_steps(plan.c, len(plan), ctx, report)
     finally:
-        if root[0] >= 0:
-            os.close(root[0])
+        lib.nsb_mount_ctx_close(ctx)
     if rc < 0:
         msg = report_message(report)
         what, detail = plan.explain(report.index, report.err, report.phase, msg)

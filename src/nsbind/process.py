@@ -339,7 +339,7 @@ def spawn(
                              "its mounts are made in the child's own")
         if pivot_root is not None:
             raise ValueError("give rootfs or pivot_root, not both")
-        steps += rootfs.steps()
+        steps += rootfs._all_steps()
         pivot_root = rootfs.path
     if Namespace.MNT in new_types and ns.propagation is not None:
         steps.insert(0, _propagation_step(ns.propagation))

@@ -58,6 +58,7 @@ class RootFS:
                                          kind=MountKind.SETATTR, opts=MountOpt.IN_ROOT))
 
     def _init(self, defaults: bool) -> None:
+        self._cached: tuple[MountStep, ...] | None = None  # steps(), until the next change
         self._steps: list[MountStep] = []
         self._masked: list[str] = list(MASKED_PATHS) if defaults else []
         self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
@@ -92,25 +93,35 @@ class RootFS:
         for item in steps:
             for step in ([item] if isinstance(item, MountStep) else item):
                 self._steps.append(step.in_root())
+        self._cached = None
         return self
 
     def mask(self, *paths: str) -> RootFS:
         """Hide paths inside the root (after every added step); missing ones are skipped."""
         self._masked += paths
+        self._cached = None
         return self
 
     def readonly(self, *paths: str) -> RootFS:
         """Make paths inside the root read-only (after every added step)."""
         self._readonly += paths
+        self._cached = None
         return self
 
     def steps(self) -> list[MountStep]:
         """Every step, in order: the root, ``ROOT``, the added steps, masks, read-only
         paths, and a read-only root last."""
-        root = MountStep(None, self.path, kind=MountKind.ROOT)
-        tail = [mask(p).in_root() for p in self._masked]
-        tail += [readonly(p).in_root() for p in self._readonly]
-        return [*self._base, root, *self._steps, *tail, *self._final]
+        return list(self._all_steps())
+
+    def _all_steps(self) -> tuple[MountStep, ...]:
+        # built once per change: spawn reuses the same step objects (and so the
+        # C array compiled from them) every time
+        if self._cached is None:
+            root = MountStep(None, self.path, kind=MountKind.ROOT)
+            tail = [mask(p).in_root() for p in self._masked]
+            tail += [readonly(p).in_root() for p in self._readonly]
+            self._cached = (*self._base, root, *self._steps, *tail, *self._final)
+        return self._cached
 
     def close(self) -> None:
         """Remove the mount point this RootFS made (it is only mounted in children)."""

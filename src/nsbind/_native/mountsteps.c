@@ -74,7 +74,8 @@ struct nsb_make {
     const char *link;
 };
 
-static int nsb_make_last(int parent, const char *name, const struct nsb_make *make)
+static int nsb_make_last(int parent, const char *name, const struct nsb_make *make,
+                         struct nsb_mount_ctx *ctx)
 {
     int fd;
     long rc;
@@ -89,24 +90,31 @@ static int nsb_make_last(int parent, const char *name, const struct nsb_make *ma
             return errno == EEXIST ? 0 : -1;
         syscall(__NR_close, fd);
         return 0;
-    case 2: {
-        long old = syscall(__NR_umask, 0);
-        rc = syscall(__NR_mknodat, parent, name, make->mode, (unsigned int)make->dev);
-        syscall(__NR_umask, old);
-        return (int)rc;
-    }
+    case 2:
+        if (ctx->umask < 0)
+            ctx->umask = (int)syscall(__NR_umask, 0); /* restored by nsb_mount_steps */
+        return (int)syscall(__NR_mknodat, parent, name, make->mode, (unsigned int)make->dev);
     default:
         return (int)syscall(__NR_symlinkat, make->link, parent, name);
     }
+}
+
+static void nsb_forget_dir(struct nsb_mount_ctx *ctx)
+{
+    nsb_close_keep_errno(ctx->dir);
+    ctx->dir = -1;
+    ctx->dir_key = NULL;
 }
 
 /*
  * Create path inside root (mkdir -p), the last component as *make.  Every
  * component is created relative to the fd its parent resolved to inside the
  * root, so a symlink anywhere on the way (or swapped in meanwhile) can only
- * lead to another place inside the root.
+ * lead to another place inside the root.  With a ctx, the parent's fd is kept
+ * for the next creation in the same directory (see struct nsb_mount_ctx).
  */
-static int nsb_create_in_root(int root, const char *path, const struct nsb_make *make)
+static int nsb_create_in_root(int root, const char *path, const struct nsb_make *make,
+                              struct nsb_mount_ctx *ctx)
 {
     char buf[NSB_PATH_BUF];
     size_t len = strlen(path), s = 0;
@@ -115,6 +123,14 @@ static int nsb_create_in_root(int root, const char *path, const struct nsb_make 
     if (len >= sizeof(buf)) {
         errno = ENAMETOOLONG;
         return -1;
+    }
+    if (ctx->dir >= 0) {
+        /* the same directory as the last creation: "<dir_key><name>" */
+        const char *name = path + ctx->dir_len;
+        if (len > ctx->dir_len && memcmp(path, ctx->dir_key, ctx->dir_len) == 0 &&
+            !strchr(name, '/'))
+            return nsb_make_last(ctx->dir, name, make, ctx);
+        nsb_forget_dir(ctx);
     }
     memcpy(buf, path, len + 1);
     for (;;) {
@@ -139,7 +155,14 @@ static int nsb_create_in_root(int root, const char *path, const struct nsb_make 
         }
         buf[e] = 0;
         if (last) {
-            int rc = nsb_make_last(parent >= 0 ? parent : root, buf + s, make);
+            int rc = nsb_make_last(parent >= 0 ? parent : root, buf + s, make, ctx);
+            if (parent >= 0 && !path[e]) {
+                /* keep the parent for a next creation beside this one */
+                ctx->dir = parent;
+                ctx->dir_key = path;
+                ctx->dir_len = s;
+                return rc;
+            }
             nsb_close_keep_errno(parent);
             return rc;
         }
@@ -174,9 +197,10 @@ static int nsb_lstat_fd(int fd, struct stat *st)
  * and asked for.  Returns the fd, -1 with errno, or -2 for a missing optional
  * target.
  */
-static int nsb_open_target(const struct nsb_mount_step *st, int root, int create_file,
-                           int *phase)
+static int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                           int create_file, int *phase)
 {
+    int root = ctx->root;
     struct stat sb;
     int fd;
 
@@ -201,7 +225,7 @@ static int nsb_open_target(const struct nsb_mount_step *st, int root, int create
         if (!(st->opts & (NSB_MNTF_CREATE_DIR | NSB_MNTF_CREATE_FILE)))
             return -1;
         *phase = NSB_PH_CREATE;
-        if (nsb_create_in_root(root, st->target, &make) < 0)
+        if (nsb_create_in_root(root, st->target, &make, ctx) < 0)
             return -1;
         *phase = NSB_PH_RESOLVE;
         fd = nsb_openat2_path(root, nsb_rel(st->target), O_PATH | O_NOFOLLOW);
@@ -282,9 +306,10 @@ static int nsb_setattr(int tree, unsigned long long set, int userns_fd, int recu
 }
 
 /* One step; -1 with errno and *phase on failure. */
-static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase,
-                          struct nsb_mount_report *rep)
+static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                          int *phase, struct nsb_mount_report *rep)
 {
+    int *root = &ctx->root;
     int rec = (st->opts & NSB_MNTF_RECURSIVE) != 0;
     int target = -1, mnt = -1, rc = -1;
     struct stat sb;
@@ -295,7 +320,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
         return nsb_mount(st->source, st->target, st->fstype, st->flags, st->data);
 
     case NSB_MNT_ROOT:
-        target = nsb_open_target(st, *root, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase);
         if (target < 0)
             return -1;
         if (nsb_lstat_fd(target, &sb) < 0) {
@@ -313,7 +338,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
         return 0;
 
     case NSB_MNT_FS:
-        target = nsb_open_target(st, *root, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase);
         if (target < 0)
             return target == -2 ? 0 : -1;
         *phase = NSB_PH_CONFIG;
@@ -382,7 +407,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
             if (nsb_setattr(mnt, st->flags, st->userns_fd, rec) < 0)
                 goto out;
         }
-        target = nsb_open_target(st, *root, !S_ISDIR(sb.st_mode), phase);
+        target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase);
         if (target < 0) {
             rc = target == -2 ? 0 : -1;
             goto out;
@@ -392,45 +417,58 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
         goto out;
 
     case NSB_MNT_MASK:
-        target = nsb_open_target(st, *root, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase);
         if (target < 0)
             return target == -2 ? 0 : -1;
         if (nsb_lstat_fd(target, &sb) < 0)
             goto out;
-        if (S_ISDIR(sb.st_mode)) {
-            static const char *const none[] = {"size=0", NULL};
-            struct nsb_mount_step tmp;
-            memset(&tmp, 0, sizeof(tmp));
-            tmp.fstype = "tmpfs";
-            tmp.source = "tmpfs";
-            tmp.options = none;
-            *phase = NSB_PH_CONFIG;
-            mnt = nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                              MOUNT_ATTR_NOEXEC, rep);
-        } else {
-            struct stat null;
-            /* the caller's /dev/null, checked to be the real one (CVE-2025-31133):
-             * never the root's own, which the image controls */
-            *phase = NSB_PH_SOURCE;
-            mnt = nsb_open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        {
+            int dir = S_ISDIR(sb.st_mode);
+            int *made = dir ? &ctx->mask_dir : &ctx->mask_file;
+            if (*made >= 0) {
+                /* a clone of the mask this run already made and checked */
+                *phase = NSB_PH_SOURCE;
+                mnt = nsb_open_tree(*made, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                    AT_EMPTY_PATH);
+            } else if (dir) {
+                static const char *const none[] = {"size=0", NULL};
+                struct nsb_mount_step tmp;
+                memset(&tmp, 0, sizeof(tmp));
+                tmp.fstype = "tmpfs";
+                tmp.source = "tmpfs";
+                tmp.options = none;
+                *phase = NSB_PH_CONFIG;
+                mnt = nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                  MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, rep);
+            } else {
+                struct stat null;
+                /* the caller's /dev/null, checked to be the real one (CVE-2025-31133):
+                 * never the root's own, which the image controls */
+                *phase = NSB_PH_SOURCE;
+                mnt = nsb_open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (mnt < 0)
+                    goto out;
+                *phase = NSB_PH_VERIFY;
+                if (nsb_lstat_fd(mnt, &null) < 0)
+                    goto out;
+                if (!S_ISCHR(null.st_mode) || null.st_rdev != makedev(1, 3)) {
+                    errno = ENODEV;
+                    goto out;
+                }
+            }
             if (mnt < 0)
                 goto out;
-            *phase = NSB_PH_VERIFY;
-            if (nsb_lstat_fd(mnt, &null) < 0)
-                goto out;
-            if (!S_ISCHR(null.st_mode) || null.st_rdev != makedev(1, 3)) {
-                errno = ENODEV;
-                goto out;
+            *phase = NSB_PH_MOUNT;
+            rc = nsb_attach(mnt, target);
+            if (rc == 0 && *made < 0) {
+                *made = mnt; /* attached now: the source of the next clones */
+                mnt = -1;
             }
         }
-        if (mnt < 0)
-            goto out;
-        *phase = NSB_PH_MOUNT;
-        rc = nsb_attach(mnt, target);
         goto out;
 
     case NSB_MNT_READONLY:
-        target = nsb_open_target(st, *root, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase);
         if (target < 0)
             return target == -2 ? 0 : -1;
         *phase = NSB_PH_SOURCE;
@@ -459,7 +497,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
         make.dev = st->dev;
         make.link = st->source;
         *phase = NSB_PH_CREATE;
-        if (nsb_create_in_root(*root, st->target, &make) == 0)
+        if (nsb_create_in_root(*root, st->target, &make, ctx) == 0)
             return 0;
         if (st->kind != NSB_MNT_DEVICE || errno != EPERM || !st->source)
             return -1;
@@ -471,14 +509,14 @@ static int nsb_mount_step(const struct nsb_mount_step *st, int *root, int *phase
             bind.opts = NSB_MNTF_IN_ROOT | NSB_MNTF_CREATE_FILE;
             bind.fd = -1;
             bind.flags = 0;
-            return nsb_mount_step(&bind, root, phase, rep);
+            return nsb_mount_step(&bind, ctx, phase, rep);
         }
     }
 
     case NSB_MNT_PROPAGATION:
     case NSB_MNT_SETATTR: {
         struct mount_attr attr;
-        target = nsb_open_target(st, *root, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase);
         if (target < 0)
             return target == -2 ? 0 : -1;
         memset(&attr, 0, sizeof(attr));
@@ -502,16 +540,42 @@ out:
     return rc;
 }
 
-int nsb_mount_steps(const struct nsb_mount_step *steps, int n, int *root_fd,
+void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->root = ctx->dir = ctx->mask_dir = ctx->mask_file = ctx->umask = -1;
+}
+
+void nsb_mount_ctx_close(struct nsb_mount_ctx *ctx)
+{
+    int *fds[] = {&ctx->root, &ctx->dir, &ctx->mask_dir, &ctx->mask_file};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        nsb_close_keep_errno(*fds[i]);
+        *fds[i] = -1;
+    }
+    ctx->dir_key = NULL;
+}
+
+int nsb_mount_steps(const struct nsb_mount_step *steps, int n, struct nsb_mount_ctx *ctx,
                     struct nsb_mount_report *report)
 {
-    int i;
+    int i, rc = 0;
     report->msg[0] = 0;
     for (i = 0; i < n; i++) {
         int phase = NSB_PH_MOUNT;
+        int kind = steps[i].kind;
+        if (kind != NSB_MNT_MKDIR && kind != NSB_MNT_DEVICE && kind != NSB_MNT_SYMLINK)
+            nsb_forget_dir(ctx);
         errno = 0;
-        if (nsb_mount_step(&steps[i], root_fd, &phase, report) < 0)
-            return nsb_fail_step(report, i, phase);
+        if (nsb_mount_step(&steps[i], ctx, &phase, report) < 0) {
+            rc = nsb_fail_step(report, i, phase);
+            break;
+        }
     }
-    return 0;
+    nsb_forget_dir(ctx);
+    if (ctx->umask >= 0) {
+        syscall(__NR_umask, ctx->umask);
+        ctx->umask = -1;
+    }
+    return rc;
 }

@@ -80,9 +80,36 @@ struct nsb_mount_report {
     char msg[160];   /* the kernel's fs-context message for CONFIG failures, or "" */
 };
 
-/* Run n steps in order; 0, or -1 with *report filled.  *root_fd is the root
- * fd across calls (-1 at first; the caller closes it when >= 0). */
-int nsb_mount_steps(const struct nsb_mount_step *steps, int n, int *root_fd,
+/*
+ * What a run of steps keeps from one step to the next.  Start with
+ * nsb_mount_ctx_init; after the run, the root fd may be used (the spawn child
+ * pivots into it) and nsb_mount_ctx_close closes every fd.
+ *   root: the root of IN_ROOT steps (NSB_MNT_ROOT).
+ *   dir, dir_key, dir_len: the directory the last MKDIR/DEVICE/SYMLINK step
+ *     created in, and the target prefix that named it; the next such step in
+ *     the same directory creates there without resolving it again.  Any other
+ *     step forgets it (a mount may now cover that directory).
+ *   mask_dir, mask_file: the empty read-only tmpfs and the /dev/null bind that
+ *     the first MASK steps attached; later masks attach clones of them instead
+ *     of new superblocks (one empty tmpfs per run, /dev/null checked once).
+ *   umask: the umask before the first DEVICE step set it to 0, or -1.
+ */
+struct nsb_mount_ctx {
+    int root;
+    int dir;
+    const char *dir_key;
+    size_t dir_len;
+    int mask_dir;
+    int mask_file;
+    int umask;
+};
+
+void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx);
+void nsb_mount_ctx_close(struct nsb_mount_ctx *ctx);
+
+/* Run n steps in order; 0, or -1 with *report filled.  The umask is restored
+ * before returning; fds stay in *ctx. */
+int nsb_mount_steps(const struct nsb_mount_step *steps, int n, struct nsb_mount_ctx *ctx,
                     struct nsb_mount_report *report);
 
 /* ---- cdef-end ---- */

@@ -109,7 +109,7 @@ static void nsb_init(const struct nsb_spawn_plan *plan)
 static int nsb_child_main(void *arg)
 {
     const struct nsb_spawn_plan *plan = arg;
-    int root_fd = -1; /* the root of in-root mount steps */
+    struct nsb_mount_ctx mctx; /* mount steps: the root they resolve in, ... */
     int i;
 
     if (plan->sync_fd >= 0) {
@@ -168,9 +168,10 @@ static int nsb_child_main(void *arg)
         TRY(syscall(__NR_ioctl, sock, SIOCSIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 2);
         syscall(__NR_close, sock);
     }
+    nsb_mount_ctx_init(&mctx);
     if (plan->n_mounts) {
         struct nsb_mount_report mrep;
-        if (nsb_mount_steps(plan->mounts, plan->n_mounts, &root_fd, &mrep) < 0) {
+        if (nsb_mount_steps(plan->mounts, plan->n_mounts, &mctx, &mrep) < 0) {
             struct nsb_spawn_report report;
             report.step = NSB_STEP_MOUNT;
             report.err = mrep.err;
@@ -182,16 +183,16 @@ static int nsb_child_main(void *arg)
     }
     if (plan->pivot_root) {
         /* into the root the mount steps resolved (an fd: no path to swap) */
-        if (root_fd >= 0)
-            TRY(syscall(__NR_fchdir, root_fd), NSB_STEP_PIVOT_ROOT, 0);
+        if (mctx.root >= 0)
+            TRY(syscall(__NR_fchdir, mctx.root), NSB_STEP_PIVOT_ROOT, 0);
         else
             TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, 0);
-        if (root_fd >= 0)
-            syscall(__NR_close, root_fd);
+        nsb_mount_ctx_close(&mctx);
         TRY(nsb_pivot_root(".", "."), NSB_STEP_PIVOT_ROOT, 1);
         TRY(nsb_umount2(".", MNT_DETACH), NSB_STEP_PIVOT_ROOT, 2);
         TRY(syscall(__NR_chdir, "/"), NSB_STEP_PIVOT_ROOT, 3);
     }
+    nsb_mount_ctx_close(&mctx);
     if (plan->cwd)
         TRY(syscall(__NR_chdir, plan->cwd), NSB_STEP_CHDIR, 0);
     for (i = 0; i < plan->n_rlimits; i++) {
