@@ -10,6 +10,7 @@ import pathlib
 import signal
 import stat
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,14 +19,34 @@ from nsbind import Namespaces, RootFS, SpawnError, mounts, spawn
 from nsbind.errors import NsbindError
 from nsbind.mountstep import MountKind, MountStep
 
+PREPARED = False  # set by the `mode` fixture: every test runs with plain and prepared roots
+
+
+@pytest.fixture(autouse=True, params=["plain", "prepared"])
+def mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test twice: roots assembled by every spawn, and roots made once by
+    RootFS.prepare() (whose spawns must behave the same)."""
+    global PREPARED
+    PREPARED = request.param == "prepared"
+    try:
+        yield request.param
+    finally:
+        PREPARED = False
+
 
 def run_in(root: RootFS, script: str, ns: Namespaces | None = None,
            **kwargs: object) -> tuple[str, int]:
     """Run ``sh -c script`` in ``root`` (new pid and mount namespaces by default)."""
-    with spawn(["/bin/sh", "-c", script], namespaces=ns or Namespaces(pid=True, mnt=True),
-               rootfs=root, stdout=-1, stderr=-2, env={"PATH": "/bin"},
-               **kwargs) as proc:  # type: ignore[arg-type]
-        out, _ = proc.communicate(timeout=60)
+    if PREPARED:
+        root.prepare()
+    try:
+        with spawn(["/bin/sh", "-c", script], namespaces=ns or Namespaces(pid=True, mnt=True),
+                   rootfs=root, stdout=-1, stderr=-2, env={"PATH": "/bin"},
+                   **kwargs) as proc:  # type: ignore[arg-type]
+            out, _ = proc.communicate(timeout=60)
+    finally:
+        root._prepared = False  # release the namespace, keep the root's mount point
+        root._drop_template()
     assert out is not None
     return out.decode(), proc.returncode or 0
 
@@ -85,10 +106,12 @@ def test_pivot_root_leaves_the_old_root_unreachable(tmp_path: pathlib.Path) -> N
                            " awk '{print $5}' /proc/self/mountinfo")
     listing, _, rest = out.partition("---\n")
     assert sorted(listing.split()) == ["bin", "proc"]
-    # no host-secret anywhere; the only mounts are / and /proc with its masks
+    # no host-secret anywhere; the only mounts are / and /proc with its masks (in mount id
+    # order: a prepared root's first /dev/null mask was made by the parent, before the rest)
     lines = rest.split()
     assert lines[0] == "/" and rc == 0
-    assert lines[1] == "/" and all(p.startswith("/proc") for p in lines[2:]), lines
+    assert lines[1:].count("/") == 1 and all(p.startswith("/proc") for p in lines[1:]
+                                             if p != "/"), lines
 
 
 def test_proc_inside_shows_only_the_pid_namespace(tmp_path: pathlib.Path) -> None:
@@ -288,7 +311,8 @@ def test_image_dev_symlink_creates_nothing_on_the_host(tmp_path: pathlib.Path) -
     os.unlink(root_dir / "dev")
     os.symlink("../victim", root_dir / "dev")  # relative, climbing out
     steps = (mounts.mkdir("/dev/pts"), mounts.symlink("/dev/x", "/etc"))
-    with pytest.raises(SpawnError, match=r"^mkdir /dev/pts in the root: ENOENT"):
+    # (a prepared root makes these steps once, in prepare(): an NsbindError there)
+    with pytest.raises(NsbindError, match=r"^mkdir /dev/pts in the root: ENOENT"):
         run_in(RootFS(root_dir, defaults=False).add(*steps), "true")  # dangling inside
     (root_dir / "victim").mkdir()
     out, rc = run_in(RootFS(root_dir, defaults=False).add(*steps), "ls /victim")

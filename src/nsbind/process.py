@@ -28,11 +28,12 @@ from typing import IO, Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum
+from nsbind._sys.mount import open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
 from nsbind.errors import NamespaceRuleError
-from nsbind.flags import CloneFlags, MountFlags, Namespace, flag_names
+from nsbind.flags import CloneFlags, MountFlags, Namespace, OpenTreeFlags, flag_names
 from nsbind.namespaces import IdMap, Namespaces, _write_maps
 from nsbind.pool import NamespacePool
 from nsbind.rootfs import RootFS
@@ -333,15 +334,24 @@ def spawn(
                 groups = []
     plan.c.loopback = int(Namespace.NET in new_types and ns.loopback)
     steps = list(mounts)
+    template = None
     if rootfs is not None:
         if Namespace.MNT not in new_types:
             raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
                              "its mounts are made in the child's own")
         if pivot_root is not None:
             raise ValueError("give rootfs or pivot_root, not both")
-        steps += rootfs._all_steps()
-        pivot_root = rootfs.path
-    if Namespace.MNT in new_types and ns.propagation is not None:
+        template = rootfs._template_for(ns, bool(steps))
+        if template is not None:
+            # join the prepared namespace and unshare a private copy of it, instead of
+            # copying the host's mount table, binding the root and pivoting into it
+            steps += template.steps
+            plan.c.clone_flags = flags & ~int(CloneFlags.NEWNS)
+            plan.c.unshare_flags = int(CloneFlags.NEWNS)
+        else:
+            steps += rootfs._all_steps()
+            pivot_root = rootfs.path
+    if Namespace.MNT in new_types and ns.propagation is not None and template is None:
         steps.insert(0, _propagation_step(ns.propagation))
     plan.set_names(hostname, domainname)
     plan.set_root(pivot_root, cwd)
@@ -396,6 +406,11 @@ def spawn(
         # above the stdio targets and kept open until the exec
         steps = [stdio.high_step_fds(step, base) for step in steps]
         keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
+        if template is not None and template.masks:
+            # a prepared root's child cannot reach this /dev/null: hand it a detached bind
+            with open_tree("/dev/null", OpenTreeFlags.CLONE) as null:
+                plan.c.null_mount_fd = stdio._high(null.fileno(), base)
+            keep.append(plan.c.null_mount_fd)
         plan.set_mounts(steps)
         if plan.c.use_vm and not user:
             # vfork style: the child reports into shared memory while we are suspended
@@ -409,13 +424,17 @@ def spawn(
             pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
             plan.c.sync_fd = pipes.sync_r
             plan.c.sync_peer_fd = pipes.sync_w
-        if pooled is not None:  # joined before the child closes its fds
-            plan.set_setns([(pooled.fileno(), int(CloneFlags.NEWNET))])
-        # pid and time namespaces take children only: this thread joins them for its
-        # child (and comes back); the child joins the others itself, user first
-        later = [(k, fd) for k, fd in joined if k not in (Namespace.PID, Namespace.TIME)]
-        if later:
-            plan.set_setns([(fd.fileno(), int(k.flag)) for k, fd in later])
+        # namespaces the child joins before it closes its fds: a prepared root's mount
+        # namespace, a pooled one; pid and time namespaces take children only: this
+        # thread joins them for its child (and comes back); the child joins the
+        # others itself, user first
+        joins = [] if template is None else [(template.ns.fileno(), int(CloneFlags.NEWNS))]
+        if pooled is not None:
+            joins.append((pooled.fileno(), int(CloneFlags.NEWNET)))
+        joins += [(fd.fileno(), int(k.flag)) for k, fd in joined
+                  if k not in (Namespace.PID, Namespace.TIME)]
+        if joins:
+            plan.set_setns(joins)
         with _for_children([(k, fd) for k, fd in joined
                             if k in (Namespace.PID, Namespace.TIME)]):
             pidfd = _start(plan, pipes, user, uid_map, gid_map)

@@ -18,22 +18,87 @@ Every target is resolved inside the root with openat2(RESOLVE_IN_ROOT |
 RESOLVE_NO_MAGICLINKS); a symlink as the last component is refused (so a
 rootfs whose /proc is a symlink is refused), missing targets are created
 inside the root, and each mount is attached onto the resolved fd.
+
+:meth:`RootFS.prepare` makes the part every spawn shares once: the root mount
+and the steps before the first one that must be per container (proc, sysfs,
+tmpfs, devpts, mqueue, cgroup filesystems), pivoted into in a mount namespace
+nsbind keeps.  A spawn then joins that namespace and unshares a copy of it
+(a few mounts, not the host's table) and runs only the remaining steps: no
+bind of the root, no pivot_root, and no unmount of the old root (whose RCU
+grace period is the slowest part of a plain rootfs spawn).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import PathLike, fsbytes
-from nsbind.flags import MountAttr
+from nsbind._sys.mount import pivot_root, umount2
+from nsbind._sys.ns import NamespaceFd, open_namespace
+from nsbind.flags import MountAttr, Namespace, Propagation, UmountFlags
 from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, bind, mask, overlay_step, readonly
-from nsbind.mountstep import MountKind, MountOpt, MountStep
+from nsbind.mountstep import MountKind, MountOpt, MountStep, run
+from nsbind.namespaces import Namespaces
 
 __all__ = ["RootFS"]
+
+#: filesystems a spawn must make for itself: per pid/net/ipc/cgroup namespace, or
+#: writable and private to the container
+_PER_SPAWN_FS = frozenset({"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2"})
+
+#: the first step a spawn of a prepared root runs: its root is the namespace's
+_ROOT_HERE = MountStep(None, "/", kind=MountKind.ROOT)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Template:
+    """A prepared root: a mount namespace whose root is the RootFS, and the steps each
+    spawn still runs in its own copy of it."""
+
+    ns: NamespaceFd
+    steps: tuple[MountStep, ...]
+    masks: bool  # some step is a MASK (which may need the caller's /dev/null)
+
+
+def _per_spawn(step: MountStep) -> bool:
+    return step.kind == MountKind.FS and step.fstype in _PER_SPAWN_FS
+
+
+def _make_template(path: str, shared: Sequence[MountStep]) -> NamespaceFd:
+    """Run ``shared`` and pivot into ``path`` in a new mount namespace (in a helper
+    thread: a pivot_root moves the thread's root), and return an fd that keeps it."""
+    made: list[NamespaceFd] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with Namespaces(mnt=True):  # private propagation
+                nsfd = open_namespace("/proc/thread-self/ns/mnt")
+                try:
+                    run(shared)
+                    os.chdir(path)
+                    pivot_root(".", ".")
+                    umount2(".", UmountFlags.DETACH)
+                    os.chdir("/")
+                except BaseException:
+                    nsfd.close()
+                    raise
+                made.append(nsfd)
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="nsbind-rootfs-prepare")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 class RootFS:
@@ -59,6 +124,8 @@ class RootFS:
 
     def _init(self, defaults: bool) -> None:
         self._cached: tuple[MountStep, ...] | None = None  # steps(), until the next change
+        self._prepared = False
+        self._template: _Template | None = None
         self._steps: list[MountStep] = []
         self._masked: list[str] = list(MASKED_PATHS) if defaults else []
         self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
@@ -93,20 +160,64 @@ class RootFS:
         for item in steps:
             for step in ([item] if isinstance(item, MountStep) else item):
                 self._steps.append(step.in_root())
-        self._cached = None
+        self._changed()
         return self
 
     def mask(self, *paths: str) -> RootFS:
         """Hide paths inside the root (after every added step); missing ones are skipped."""
         self._masked += paths
-        self._cached = None
+        self._changed()
         return self
 
     def readonly(self, *paths: str) -> RootFS:
         """Make paths inside the root read-only (after every added step)."""
         self._readonly += paths
-        self._cached = None
+        self._changed()
         return self
+
+    def _changed(self) -> None:
+        self._cached = None
+        self._drop_template()
+
+    def _drop_template(self) -> None:
+        template, self._template = self._template, None
+        if template is not None:
+            template.ns.close()
+
+    def prepare(self) -> RootFS:
+        """Make the shared part of this root once (see the module doc); later spawns
+        that can use it start faster.  Needs root (CAP_SYS_ADMIN and CAP_SYS_CHROOT).
+
+        The mounts made here are shared by every spawn (one overlay for all of
+        them, so concurrent spawns of an overlay root write the same upper
+        layer).  A spawn with a new user namespace, ``mounts=`` host steps, or a
+        propagation other than private assembles the root itself as without
+        prepare().  A change (:meth:`add`, :meth:`mask`, :meth:`readonly`)
+        prepares again at the next spawn; :meth:`close` releases the namespace.
+        """
+        self._prepared = True
+        self._prepared_template()
+        return self
+
+    def _prepared_template(self) -> _Template:
+        if self._template is None:
+            steps = self._all_steps()
+            first = next(i for i, s in enumerate(steps) if s.kind == MountKind.ROOT) + 1
+            while first < len(steps) and not _per_spawn(steps[first]):
+                first += 1
+            ns = _make_template(self.path, steps[:first])
+            rest = steps[first:]
+            self._template = _Template(ns, (_ROOT_HERE, *rest),
+                                       any(s.kind == MountKind.MASK for s in rest))
+        return self._template
+
+    def _template_for(self, ns: Namespaces, has_mounts: bool) -> _Template | None:
+        """The prepared root if this spawn can use it, else None (assemble it anew)."""
+        if not self._prepared or has_mounts or Namespace.USER in ns.types:
+            return None
+        if ns.propagation not in (None, Propagation.PRIVATE):
+            return None
+        return self._prepared_template()
 
     def steps(self) -> list[MountStep]:
         """Every step, in order: the root, ``ROOT``, the added steps, masks, read-only
@@ -124,7 +235,10 @@ class RootFS:
         return self._cached
 
     def close(self) -> None:
-        """Remove the mount point this RootFS made (it is only mounted in children)."""
+        """Release a prepared root and remove the mount point this RootFS made (it is
+        only mounted in children and prepared namespaces)."""
+        self._prepared = False
+        self._drop_template()
         if self._own_mountpoint:
             self._own_mountpoint = False
             shutil.rmtree(self.path, ignore_errors=True)

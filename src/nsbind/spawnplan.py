@@ -99,6 +99,7 @@ class Plan:
         c.gid = -1
         c.uid = -1
         c.umask = -1
+        c.null_mount_fd = -1
         c.clear_inheritable = 1
         self.exec_paths: list[str] = []
         self.mounts = MountSteps(())
@@ -286,6 +287,8 @@ class Plan:
             return "dup2", f"dup2 {self.fd_sources[index]}"
         simple = {
             s.NSB_STEP_SYNC: ("sync", "wait for the parent to write the id maps"),
+            s.NSB_STEP_UNSHARE: ("unshare", "unshare a private copy of the prepared root's "
+                                            "mount namespace"),
             s.NSB_STEP_SETSID: ("setsid", "setsid"),
             s.NSB_STEP_SETPGID: ("setpgid", f"setpgid {self.c.pgid}"),
             s.NSB_STEP_LOOPBACK: ("loopback", "bring lo up"),

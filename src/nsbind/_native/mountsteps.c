@@ -445,7 +445,13 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
                 /* the caller's /dev/null, checked to be the real one (CVE-2025-31133):
                  * never the root's own, which the image controls */
                 *phase = NSB_PH_SOURCE;
-                mnt = nsb_open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (ctx->null_src >= 0) {
+                    mnt = ctx->null_src; /* attached below: used once */
+                    ctx->null_src = -1;
+                } else {
+                    mnt = nsb_open_tree(AT_FDCWD, "/dev/null",
+                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                }
                 if (mnt < 0)
                     goto out;
                 *phase = NSB_PH_VERIFY;
@@ -543,12 +549,12 @@ out:
 void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx)
 {
     memset(ctx, 0, sizeof(*ctx));
-    ctx->root = ctx->dir = ctx->mask_dir = ctx->mask_file = ctx->umask = -1;
+    ctx->root = ctx->dir = ctx->mask_dir = ctx->mask_file = ctx->umask = ctx->null_src = -1;
 }
 
 void nsb_mount_ctx_close(struct nsb_mount_ctx *ctx)
 {
-    int *fds[] = {&ctx->root, &ctx->dir, &ctx->mask_dir, &ctx->mask_file};
+    int *fds[] = {&ctx->root, &ctx->dir, &ctx->mask_dir, &ctx->mask_file, &ctx->null_src};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         nsb_close_keep_errno(*fds[i]);
         *fds[i] = -1;

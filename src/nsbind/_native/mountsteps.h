@@ -93,6 +93,9 @@ struct nsb_mount_report {
  *     the first MASK steps attached; later masks attach clones of them instead
  *     of new superblocks (one empty tmpfs per run, /dev/null checked once).
  *   umask: the umask before the first DEVICE step set it to 0, or -1.
+ *   null_src: -1 (file masks bind "/dev/null" as the caller resolves it), or a
+ *     detached bind of the caller's /dev/null for the first file mask (set by
+ *     the caller after init; closed by nsb_mount_ctx_close if unused).
  */
 struct nsb_mount_ctx {
     int root;
@@ -102,6 +105,7 @@ struct nsb_mount_ctx {
     int mask_dir;
     int mask_file;
     int umask;
+    int null_src;
 };
 
 void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx);

@@ -131,6 +131,8 @@ static int nsb_child_main(void *arg)
         TRY(syscall(__NR_write, plan->cgroup_procs_fds[i], "0", 1), NSB_STEP_CGROUP, i);
     for (i = 0; i < plan->n_setns; i++)
         TRY(nsb_setns(plan->setns_fds[i], plan->setns_types[i]), NSB_STEP_SETNS, i);
+    if (plan->unshare_flags)
+        TRY(nsb_unshare(plan->unshare_flags), NSB_STEP_UNSHARE, 0);
     /* fds first (CVE-2024-21626): before any chdir or pivot_root, no fd of
      * the parent but those asked for is open, so /proc/self/fd/N cannot lead
      * back to a host directory */
@@ -169,6 +171,7 @@ static int nsb_child_main(void *arg)
         syscall(__NR_close, sock);
     }
     nsb_mount_ctx_init(&mctx);
+    mctx.null_src = plan->null_mount_fd;
     if (plan->n_mounts) {
         struct nsb_mount_report mrep;
         if (nsb_mount_steps(plan->mounts, plan->n_mounts, &mctx, &mrep) < 0) {

@@ -62,7 +62,8 @@ enum nsb_spawn_step {
     NSB_STEP_LOOPBACK = 22,
     NSB_STEP_INIT = 23,
     NSB_STEP_SETNS = 24,
-    NSB_STEP_CGROUP = 25
+    NSB_STEP_CGROUP = 25,
+    NSB_STEP_UNSHARE = 26
 };
 
 struct nsb_spawn_report {
@@ -103,6 +104,8 @@ struct nsb_spawn_plan {
     const int *setns_fds;            /* namespaces to join first (e.g. from a NamespacePool) */
     const int *setns_types;          /* their CLONE_NEW* types */
     int n_setns;
+    int unshare_flags;               /* 0, or CLONE_NEW* to unshare after the setns list (a
+                                        copy of a joined mount namespace: RootFS.prepare) */
     int setsid;
     int pgid;                        /* -1: leave; 0: own group; else join that group */
     const char *hostname;
@@ -110,6 +113,9 @@ struct nsb_spawn_plan {
     int loopback;                    /* 1: set IFF_UP on lo */
     const struct nsb_mount_step *mounts;
     int n_mounts;
+    int null_mount_fd;               /* -1, or a detached bind of the caller's /dev/null that
+                                        the first file MASK attaches (the child cannot reach
+                                        the caller's /dev/null from a prepared root) */
     const char *pivot_root;          /* NULL, or the new root directory */
     const char *cwd;                 /* NULL: leave */
     const struct nsb_rlimit *rlimits;

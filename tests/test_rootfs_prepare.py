@@ -1,0 +1,112 @@
+"""RootFS.prepare(): the shared part of a root made once, in a mount namespace each spawn
+copies.  (tests/test_rootfs.py runs all of its tests with prepared roots too.)"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+
+import pytest
+
+from helpers import busybox_root
+from nsbind import Namespaces, RootFS, mounts, spawn
+from nsbind.errors import NsbindError
+
+NS = Namespaces(pid=True, mnt=True)
+
+
+def _sleepers(root: RootFS, n: int, script: str = "sleep 60") -> list[object]:
+    return [spawn(["/bin/sh", "-c", script], namespaces=NS, rootfs=root,
+                  env={"PATH": "/bin"}) for _ in range(n)]
+
+
+def _mountinfo(pid: int) -> list[list[str]]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [line.split() for line in f]
+
+
+def test_spawns_of_a_prepared_root_copy_its_namespace_and_make_their_own_proc(
+        tmp_path: pathlib.Path) -> None:
+    with open("/proc/self/mountinfo") as f:
+        host_before = f.read()
+    with RootFS(busybox_root(tmp_path), readonly=True).add(mounts.proc()).prepare() as root:
+        procs = _sleepers(root, 2)
+        try:
+            infos = [_mountinfo(p.pid) for p in procs]  # type: ignore[attr-defined]
+            nss = {os.stat(f"/proc/{p.pid}/ns/mnt").st_ino for p in procs}  # type: ignore
+            assert len(nss) == 2  # each its own copy
+            assert os.stat("/proc/self/ns/mnt").st_ino not in nss
+            for info in infos:
+                # the container's mounts only: no host mount was ever copied in
+                assert [f[4] for f in info if not f[4].startswith("/proc/")] == ["/", "/proc"]
+                assert next(f for f in info if f[4] == "/")[5].startswith("ro")  # readonly=
+            proc_devs = [next(f[2] for f in info if f[4] == "/proc") for info in infos]
+            assert proc_devs[0] != proc_devs[1]  # a proc of each pid namespace
+            for p in procs:  # each proc shows its own pid namespace: only its pid 1
+                pids = [e for e in os.listdir(f"/proc/{p.pid}/root/proc")  # type: ignore
+                        if e.isdigit()]
+                assert pids == ["1"]
+        finally:
+            for p in procs:
+                p.kill()  # type: ignore[attr-defined]
+                p.wait()  # type: ignore[attr-defined]
+    with open("/proc/self/mountinfo") as f:
+        assert f.read() == host_before
+
+
+def test_a_prepared_root_follows_later_changes(tmp_path: pathlib.Path) -> None:
+    root_dir = busybox_root(tmp_path)
+    os.mkdir(os.path.join(root_dir, "secret"))
+    with open(os.path.join(root_dir, "secret", "f"), "w") as f:
+        f.write("x")
+    with RootFS(root_dir, defaults=False).prepare() as root:
+        def ls() -> bytes:
+            with spawn(["/bin/ls", "/secret"], namespaces=NS, rootfs=root,
+                       stdout=-1) as proc:
+                return proc.communicate()[0] or b""
+
+        assert ls() == b"f\n"
+        root.mask("/secret")
+        assert ls() == b""
+
+
+def test_concurrent_spawns_of_a_prepared_overlay_share_one_overlay(
+        tmp_path: pathlib.Path) -> None:
+    lower, upper, work = (tmp_path / n for n in ("lower", "upper", "work"))
+    busybox_root(lower)
+    upper.mkdir()
+    work.mkdir()
+    with RootFS.overlay([lower], upper, work, defaults=False).prepare() as root:
+        writer = _sleepers(root, 1, "echo hello > /note; sleep 60")[0]
+        try:
+            with spawn(["/bin/sh", "-c", "while ! test -e /note; do sleep 0.01; done; cat /note"],
+                       namespaces=NS, rootfs=root, stdout=-1, env={"PATH": "/bin"}) as reader:
+                out, _ = reader.communicate(timeout=30)
+            assert out == b"hello\n"  # without prepare(): EBUSY (upperdir in use)
+        finally:
+            writer.kill()  # type: ignore[attr-defined]
+            writer.wait()  # type: ignore[attr-defined]
+    assert (upper / "note").read_text() == "hello\n"
+
+
+def test_user_namespace_spawns_of_a_prepared_root_assemble_it_themselves(
+        tmp_path: pathlib.Path) -> None:
+    with RootFS(busybox_root(tmp_path)).add(mounts.proc()).prepare() as root:
+        with spawn(["/bin/sh", "-c", "id -u; awk '$5 == \"/\"' /proc/self/mountinfo | wc -l"],
+                   namespaces=Namespaces(user=True, pid=True, mnt=True), rootfs=root,
+                   stdout=-1, env={"PATH": "/bin"}) as proc:
+            out, _ = proc.communicate(timeout=30)
+        assert (out, proc.returncode) == (b"0\n1\n", 0)
+
+
+def test_a_failing_prepare_names_the_step_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
+    root = RootFS(busybox_root(tmp_path), defaults=False)
+    root.add(mounts.bind(tmp_path / "missing", "/data"), mounts.proc())
+    threads = threading.active_count()
+    with pytest.raises(NsbindError, match=r"^rbind mount .*/missing on /data in the root: "
+                                          r"ENOENT"):
+        root.prepare()
+    assert threading.active_count() == threads
+    assert not os.path.exists(tmp_path / "data")
+    root.close()  # nothing prepared: nothing to release (the leak guard checks the fds)
