@@ -3,7 +3,10 @@
     python3 benchmarks/report.py results.json [--png benchmarks/spawn.png] [--md out.md]
 
 Within each benchmark group, every row is compared with the group's first
-"floor" row (the C floor) if there is one, else with the fastest row.
+"floor" row (the C floor) if there is one, else with the fastest row.  Rows measured
+*paired* (each round right after a timed round of a reference, see bench_spawn.py) also
+show that ratio, which the machine's drift between tests does not skew: it is the one
+to read.
 """
 
 from __future__ import annotations
@@ -45,14 +48,24 @@ def _note(name: str, median: float) -> str:
     return ", ".join(notes)
 
 
+def _paired(name: str) -> str:
+    extra = EXTRA.get(name, {})
+    if "paired_ratio" not in extra:
+        return ""
+    ratio = extra["paired_ratio"]
+    text = f"{ratio:.2f} × {extra['reference']} ({_time(extra['reference_median'])})"
+    return text + (f" = 1/{1 / ratio:.1f}" if ratio < 1 else "")
+
+
 def table(groups: dict[str, list[tuple[str, float]]]) -> str:
-    lines = ["| group | benchmark | median | ratio to baseline | |", "|---|---|---:|---:|---|"]
+    lines = ["| group | benchmark | median | ratio to baseline | paired ratio | |",
+             "|---|---|---:|---:|---:|---|"]
     for group, rows in groups.items():
         base_name, base = baseline(rows)
         for name, median in rows:
             mark = " (baseline)" if name == base_name else ""
             lines.append(f"| {group} | {name}{mark} | {_time(median)} | "
-                         f"{median / base:.2f} | {_note(name, median)} |")
+                         f"{median / base:.2f} | {_paired(name)} | {_note(name, median)} |")
     return "\n".join(lines)
 
 
