@@ -53,7 +53,7 @@ def _paired(name: str) -> str:
     if "paired_ratio" not in extra:
         return ""
     ratio = extra["paired_ratio"]
-    text = f"{ratio:.2f} × {extra['reference']} ({_time(extra['reference_median'])})"
+    text = f"{ratio:.2f} x {extra['reference']} ({_time(extra['reference_median'])})"
     return text + (f" = 1/{1 / ratio:.1f}" if ratio < 1 else "")
 
 

@@ -184,6 +184,7 @@ class Process:
 
 
 _NS_FLAG = {ns: int(ns.flag) for ns in Namespace}
+_HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
 
 
 def _exec_candidates(name: str, env: Mapping[str, str]) -> list[str]:
@@ -314,7 +315,7 @@ def spawn(
                          "(namespaces=Namespaces(uts=True)): without one they would rename "
                          "the host")
     joining = ns._join is not None
-    environ = dict(os.environ if env is None else env)
+    environ = os.environ if env is None else env  # read only
     plan = Plan()
     plan.set_exec(_exec_candidates(args[0], environ), args, environ)
 
@@ -324,8 +325,11 @@ def spawn(
         flags |= _NS_FLAG[kind]
     plan.c.clone_flags = flags
     user = Namespace.USER in new_types
-    uid_map: list[IdMap] = ns.uid_map or [(0, os.geteuid(), 1)]
-    gid_map: list[IdMap] = ns.gid_map or [(0, os.getegid(), 1)]
+    uid_map: list[IdMap] = []
+    gid_map: list[IdMap] = []
+    if user:
+        uid_map = ns.uid_map or [(0, os.geteuid(), 1)]
+        gid_map = ns.gid_map or [(0, os.getegid(), 1)]
     if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
         uid = 0
         if any(inside == 0 for inside, _, _ in gid_map):
@@ -353,27 +357,39 @@ def spawn(
             pivot_root = rootfs.path
     if Namespace.MNT in new_types and ns.propagation is not None and template is None:
         steps.insert(0, _propagation_step(ns.propagation))
-    plan.set_names(hostname, domainname)
-    plan.set_root(pivot_root, cwd)
-    plan.set_rlimits(rlimits or {})
-    plan.set_ids(uid, gid, groups)
-    plan.set_caps(capabilities)
-    plan.c.no_new_privs = int(no_new_privs)
-    plan.c.pdeathsig = pdeathsig
-    plan.c.umask = umask
-    plan.c.setsid = int(start_new_session)
-    plan.c.pgid = -1 if process_group is None else process_group
-    plan.c.default_signals = 1
+    # (the plan's defaults: nothing of these; each setter only for what is asked)
+    c: Any = plan.c
+    if hostname is not None or domainname is not None:
+        plan.set_names(hostname, domainname)
+    if pivot_root is not None or cwd is not None:
+        plan.set_root(pivot_root, cwd)
+    if rlimits:
+        plan.set_rlimits(rlimits)
+    if uid is not None or gid is not None or groups is not None:
+        plan.set_ids(uid, gid, groups)
+    if capabilities is not None:
+        plan.set_caps(capabilities)
+    if no_new_privs:
+        c.no_new_privs = 1
+    if pdeathsig:
+        c.pdeathsig = pdeathsig
+    if umask != -1:
+        c.umask = umask
+    if start_new_session:
+        c.setsid = 1
+    if process_group is not None:
+        c.pgid = process_group
     if isinstance(cgroup, Cgroup):
         v2 = cgroup.v2
-        plan.c.cgroup_fd = -1 if v2 is None else v2.fileno()
-    else:
-        plan.c.cgroup_fd = -1 if cgroup is None else fdnum(cgroup)
-    plan.c.init = int(init)
+        c.cgroup_fd = -1 if v2 is None else v2.fileno()
+    elif cgroup is not None:
+        c.cgroup_fd = fdnum(cgroup)
+    if init:
+        c.init = 1
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child
     # and a process sharing its memory may not join a user namespace (userns_install)
-    plan.c.use_vm = int(Namespace.TIME not in new_types and not init and not joining
-                        and bool(lib.nsb_spawn_has_vm_clone()))
+    c.use_vm = int(Namespace.TIME not in new_types and not init and not joining
+                   and _HAS_VM_CLONE)
 
     # Everything acquired from here on is released in the finally below.
     stdio = _Stdio()
@@ -396,16 +412,20 @@ def spawn(
         if pool is not None:
             pooled = pool.take()  # joined by the child, then closed here
         base = max([3, *pass_fds]) + 1
-        for target, spec in enumerate((stdin, stdout, stderr)):
-            out1 = next((src for src, dst, _ in stdio.moves if dst == 1), 1)
-            stdio.add(target, spec, base, out1)
-        for fd in pass_fds:
-            stdio.add(fd, fd, base, None)
+        if stdin is None and stdout is None and stderr is None and not pass_fds:
+            stdio.inherited = [0, 1, 2]  # the common case, without the general moves
+        else:
+            for target, spec in enumerate((stdin, stdout, stderr)):
+                out1 = next((src for src, dst, _ in stdio.moves if dst == 1), 1)
+                stdio.add(target, spec, base, out1)
+            for fd in pass_fds:
+                stdio.add(fd, fd, base, None)
         keep = [t for _, t, _ in stdio.moves] + stdio.inherited
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
         # above the stdio targets and kept open until the exec
-        steps = [stdio.high_step_fds(step, base) for step in steps]
-        keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
+        if any(step.fd >= 0 or step.userns_fd >= 0 for step in steps):
+            steps = [stdio.high_step_fds(step, base) for step in steps]
+            keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
         if template is not None and template.masks:
             # a prepared root's child cannot reach this /dev/null: hand it a detached bind
             with open_tree("/dev/null", OpenTreeFlags.CLONE) as null:
@@ -435,8 +455,11 @@ def spawn(
                   if k not in (Namespace.PID, Namespace.TIME)]
         if joins:
             plan.set_setns(joins)
-        with _for_children([(k, fd) for k, fd in joined
-                            if k in (Namespace.PID, Namespace.TIME)]):
+        for_children = [(k, fd) for k, fd in joined if k in (Namespace.PID, Namespace.TIME)]
+        if for_children:
+            with _for_children(for_children):
+                pidfd = _start(plan, pipes, user, uid_map, gid_map)
+        else:
             pidfd = _start(plan, pipes, user, uid_map, gid_map)
     except BaseException:
         for stream in stdio.parent_ends:
@@ -456,7 +479,7 @@ def spawn(
 
 
 @contextlib.contextmanager
-def _for_children(targets: list[tuple[Namespace, NamespaceFd]]) -> Iterator[None]:
+def _for_children(targets: Sequence[tuple[Namespace, NamespaceFd]]) -> Iterator[None]:
     """Put this thread's next children into these pid/time namespaces, then come back."""
     saved: list[NamespaceFd] = []
     try:

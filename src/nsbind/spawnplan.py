@@ -88,21 +88,11 @@ class Plan:
     def __init__(self) -> None:
         self._keep: list[Any] = []
         self.c: Any = ffi.new("struct nsb_spawn_plan *")
-        c: Any = self.c
+        lib.nsb_spawn_plan_init(self.c)
         #: where a vfork-style child reports a failed step
         self.report: Any = ffi.new("struct nsb_spawn_report *")
-        c.cgroup_fd = -1
-        c.sync_fd = -1
-        c.sync_peer_fd = -1
-        c.err_fd = -1
-        c.pgid = -1
-        c.gid = -1
-        c.uid = -1
-        c.umask = -1
-        c.null_mount_fd = -1
-        c.clear_inheritable = 1
         self.exec_paths: list[str] = []
-        self.mounts = MountSteps(())
+        self.mounts = _NO_MOUNTS
         self.rlimits: list[tuple[int, int, int]] = []
         self.fd_sources: list[str] = []
         self.hostname: str | None = None
@@ -229,9 +219,8 @@ class Plan:
             self.c.fds = arr
             self.c.n_fds = len(moves)
         if keep is not None:
-            kept = sorted(set(keep))
-            karr = ffi.new("int[]", kept or [0])
-            self._keep.append(karr)
+            kept = tuple(sorted(set(keep)))
+            karr = _int_array(kept)
             self.c.close_fds = 1
             self.c.keep_fds = karr
             self.c.n_keep_fds = len(kept)
@@ -300,6 +289,15 @@ class Plan:
             s.NSB_STEP_SIGNALS: ("signals", "reset signal handlers and mask"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
+
+
+_NO_MOUNTS = MountSteps(())
+
+
+@functools.lru_cache(maxsize=64)
+def _int_array(values: tuple[int, ...]) -> Any:
+    """A read-only ``int[]`` of ``values``, shared by the plans that keep the same fds."""
+    return ffi.new("int[]", values or (0,))
 
 
 @functools.lru_cache(maxsize=64)

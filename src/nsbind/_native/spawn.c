@@ -344,6 +344,16 @@ int nsb_spawn_has_vm_clone(void)
 #endif
 }
 
+void nsb_spawn_plan_init(struct nsb_spawn_plan *plan)
+{
+    memset(plan, 0, sizeof(*plan));
+    plan->cgroup_fd = plan->sync_fd = plan->sync_peer_fd = plan->err_fd = -1;
+    plan->null_mount_fd = -1;
+    plan->pgid = plan->gid = plan->uid = plan->umask = -1;
+    plan->clear_inheritable = 1;
+    plan->default_signals = 1;
+}
+
 int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
 {
     struct clone_args cl;

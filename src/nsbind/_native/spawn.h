@@ -151,6 +151,9 @@ struct nsb_spawn_result {
     size_t stack_size;
 };
 
+/* A plan that does nothing but exec: every fd field -1, no ids, no umask, and the
+ * subprocess defaults (signals back to SIG_DFL, inheritable capabilities cleared). */
+void nsb_spawn_plan_init(struct nsb_spawn_plan *plan);
 int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out);
 int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
                       struct nsb_spawn_report *report);

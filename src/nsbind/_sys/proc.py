@@ -76,7 +76,11 @@ class WaitResult:
         return None
 
 
-def waitid(pidfd: FdLike, options: int = WaitFlags.EXITED) -> WaitResult | None:
+_EXITED = int(WaitFlags.EXITED)
+_NOHANG = int(WaitFlags.NOHANG)
+
+
+def waitid(pidfd: FdLike, options: int = _EXITED) -> WaitResult | None:
     """waitid(P_PIDFD, pidfd, options): wait for (or, with WNOHANG, poll) a child.
 
     Returns None when WNOHANG finds no state change.  Only the parent of a
@@ -118,15 +122,15 @@ class PidFd(OwnedFd):
         """pidfd_send_signal(2): signal the process (never a recycled pid)."""
         pidfd_send_signal(self, sig)
 
-    def wait(self, options: int = WaitFlags.EXITED) -> WaitResult:
+    def wait(self, options: int = _EXITED) -> WaitResult:
         """Block until the child changes state (default: exits) and reap it."""
-        result = waitid(self, options & ~WaitFlags.NOHANG)
+        result = waitid(self, int(options) & ~_NOHANG)  # plain ints: enum ops are slow
         assert result is not None
         return result
 
     def poll(self) -> WaitResult | None:
         """Reap the child if it has exited, else return None at once."""
-        return waitid(self, WaitFlags.EXITED | WaitFlags.NOHANG)
+        return waitid(self, _EXITED | _NOHANG)
 
     def readable(self, timeout: float | None = 0.0) -> bool:
         """True once the process has exited (the pidfd polls readable)."""
