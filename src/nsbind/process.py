@@ -184,6 +184,16 @@ class Process:
 
 
 _NS_FLAG = {ns: int(ns.flag) for ns in Namespace}
+_NEWUSER, _NEWNET, _NEWNS, _NEWTIME = (int(CloneFlags.NEWUSER), int(CloneFlags.NEWNET),
+                                       int(CloneFlags.NEWNS), int(CloneFlags.NEWTIME))
+
+
+@functools.lru_cache(maxsize=128)
+def _clone_flags(types: frozenset[Namespace]) -> int:
+    flags = 0
+    for kind in types:
+        flags |= _NS_FLAG[kind]
+    return flags
 _HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
 
 
@@ -319,12 +329,10 @@ def spawn(
     plan = Plan()
     plan.set_exec(_exec_candidates(args[0], environ), args, environ)
 
-    new_types = frozenset() if joining else ns.types  # what the clone creates
-    flags = 0
-    for kind in new_types:
-        flags |= _NS_FLAG[kind]
+    # what the clone creates, as CLONE_NEW* bits (tested as ints: enum hashing is slow)
+    flags = 0 if joining else _clone_flags(ns.types)
     plan.c.clone_flags = flags
-    user = Namespace.USER in new_types
+    user = bool(flags & _NEWUSER)
     uid_map: list[IdMap] = []
     gid_map: list[IdMap] = []
     if user:
@@ -336,11 +344,11 @@ def spawn(
             gid = 0
             if groups is None and os.geteuid() == 0:
                 groups = []
-    plan.c.loopback = int(Namespace.NET in new_types and ns.loopback)
+    plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
     steps = list(mounts)
     template = None
     if rootfs is not None:
-        if Namespace.MNT not in new_types:
+        if not flags & _NEWNS:
             raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
                              "its mounts are made in the child's own")
         if pivot_root is not None:
@@ -350,12 +358,12 @@ def spawn(
             # join the prepared namespace and unshare a private copy of it, instead of
             # copying the host's mount table, binding the root and pivoting into it
             steps += template.steps
-            plan.c.clone_flags = flags & ~int(CloneFlags.NEWNS)
-            plan.c.unshare_flags = int(CloneFlags.NEWNS)
+            plan.c.clone_flags = flags & ~_NEWNS
+            plan.c.unshare_flags = _NEWNS
         else:
             steps += rootfs._all_steps()
             pivot_root = rootfs.path
-    if Namespace.MNT in new_types and ns.propagation is not None and template is None:
+    if flags & _NEWNS and ns.propagation is not None and template is None:
         steps.insert(0, _propagation_step(ns.propagation))
     # (the plan's defaults: nothing of these; each setter only for what is asked)
     c: Any = plan.c
@@ -388,7 +396,7 @@ def spawn(
         c.init = 1
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child
     # and a process sharing its memory may not join a user namespace (userns_install)
-    c.use_vm = int(Namespace.TIME not in new_types and not init and not joining
+    c.use_vm = int(not flags & _NEWTIME and not init and not joining
                    and _HAS_VM_CLONE)
 
     # Everything acquired from here on is released in the finally below.
