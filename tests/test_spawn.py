@@ -60,6 +60,36 @@ def _usr_root(tmp_path: pathlib.Path, *dirs: str) -> pathlib.Path:
     return root
 
 
+# ---------------------------------------------------------------- the plan cache
+
+
+def test_repeated_spawns_reuse_their_plan_and_still_see_changed_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawn repeated with the same arguments copies the C plan of the last one; any
+    change (the env dict mutated in place, os.environ, a list argument) makes a new plan."""
+    from nsbind import process
+
+    ns = Namespaces(uts=True, pid=True)
+    script = ["/bin/sh", "-c", "echo $X $Y $(hostname) $(ulimit -n)"]
+    env = {"X": "1", "PATH": "/usr/bin:/bin"}
+    limits = {resource.RLIMIT_NOFILE: (100, 100)}
+    process._PLANS.clear()
+    assert _run(script, env=env, namespaces=ns, hostname="a", rlimits=limits) == ("1 a 100\n", 0)
+    assert len(process._PLANS) == 1
+    assert _run(script, env=env, namespaces=ns, hostname="a", rlimits=limits) == ("1 a 100\n", 0)
+    assert len(process._PLANS) == 1  # the same plan again
+    env["X"] = "2"
+    limits[resource.RLIMIT_NOFILE] = (90, 90)
+    assert _run(script, env=env, namespaces=ns, hostname="b", rlimits=limits) == ("2 b 90\n", 0)
+    monkeypatch.setenv("Y", "from-environ")  # env=None: the caller's environment
+    out, _ = _run(script, namespaces=ns, hostname="b")
+    assert "from-environ b" in out
+    monkeypatch.setenv("Y", "changed")
+    out, _ = _run(script, namespaces=ns, hostname="b")
+    assert "changed" in out and "from-environ" not in out
+    assert len(process._PLANS) == 4
+
+
 # ---------------------------------------------------------------- namespaces
 
 

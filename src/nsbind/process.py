@@ -36,7 +36,7 @@ from nsbind.errors import NamespaceRuleError
 from nsbind.flags import CloneFlags, MountFlags, Namespace, OpenTreeFlags, flag_names
 from nsbind.namespaces import IdMap, Namespaces, _write_maps
 from nsbind.pool import NamespacePool
-from nsbind.rootfs import RootFS
+from nsbind.rootfs import RootFS, _Template
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
@@ -307,7 +307,9 @@ def spawn(
     anything else.  stdio takes ``PIPE``, ``DEVNULL``, ``STDOUT`` (stderr only), an fd
     or a file object; the child gets exactly fds 0-2 and ``pass_fds`` (every other fd is
     close-on-exec).  A failing step raises :class:`SpawnError` naming it: ``mount proc
-    on /proc: EPERM (...)``.
+    on /proc: EPERM (...)``.  A spawn repeated with equal arguments (and environment)
+    reuses the C plan of the last one, except with a rootfs, a Cgroup, a user namespace
+    or joined namespaces.
 
     ``init=True`` (with a new pid namespace) makes the first process a tiny C
     init that forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
@@ -325,79 +327,29 @@ def spawn(
                          "(namespaces=Namespaces(uts=True)): without one they would rename "
                          "the host")
     joining = ns._join is not None
-    environ = os.environ if env is None else env  # read only
-    plan = Plan()
-    plan.set_exec(_exec_candidates(args[0], environ), args, environ)
-
-    # what the clone creates, as CLONE_NEW* bits (tested as ints: enum hashing is slow)
-    flags = 0 if joining else _clone_flags(ns.types)
-    plan.c.clone_flags = flags
-    user = bool(flags & _NEWUSER)
-    uid_map: list[IdMap] = []
-    gid_map: list[IdMap] = []
-    if user:
-        uid_map = ns.uid_map or [(0, os.geteuid(), 1)]
-        gid_map = ns.gid_map or [(0, os.getegid(), 1)]
-    if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
-        uid = 0
-        if any(inside == 0 for inside, _, _ in gid_map):
-            gid = 0
-            if groups is None and os.geteuid() == 0:
-                groups = []
-    plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
-    steps = list(mounts)
-    template = None
-    if rootfs is not None:
-        if not flags & _NEWNS:
-            raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
-                             "its mounts are made in the child's own")
-        if pivot_root is not None:
-            raise ValueError("give rootfs or pivot_root, not both")
-        template = rootfs._template_for(ns, bool(steps))
-        if template is not None:
-            # join the prepared namespace and unshare a private copy of it, instead of
-            # copying the host's mount table, binding the root and pivoting into it
-            steps += template.steps
-            plan.c.clone_flags = flags & ~_NEWNS
-            plan.c.unshare_flags = _NEWNS
-        else:
-            steps += rootfs._all_steps()
-            pivot_root = rootfs.path
-    if flags & _NEWNS and ns.propagation is not None and template is None:
-        steps.insert(0, _propagation_step(ns.propagation))
-    # (the plan's defaults: nothing of these; each setter only for what is asked)
-    c: Any = plan.c
-    if hostname is not None or domainname is not None:
-        plan.set_names(hostname, domainname)
-    if pivot_root is not None or cwd is not None:
-        plan.set_root(pivot_root, cwd)
-    if rlimits:
-        plan.set_rlimits(rlimits)
-    if uid is not None or gid is not None or groups is not None:
-        plan.set_ids(uid, gid, groups)
-    if capabilities is not None:
-        plan.set_caps(capabilities)
-    if no_new_privs:
-        c.no_new_privs = 1
-    if pdeathsig:
-        c.pdeathsig = pdeathsig
-    if umask != -1:
-        c.umask = umask
-    if start_new_session:
-        c.setsid = 1
-    if process_group is not None:
-        c.pgid = process_group
-    if isinstance(cgroup, Cgroup):
-        v2 = cgroup.v2
-        c.cgroup_fd = -1 if v2 is None else v2.fileno()
-    elif cgroup is not None:
-        c.cgroup_fd = fdnum(cgroup)
-    if init:
-        c.init = 1
-    # time namespaces refuse CLONE_VM; an init outlives the exec of its child
-    # and a process sharing its memory may not join a user namespace (userns_install)
-    c.use_vm = int(not flags & _NEWTIME and not init and not joining
-                   and _HAS_VM_CLONE)
+    # the plan's static part (everything but fds), reused for a repeated spawn
+    key = None
+    if not joining and rootfs is None and not isinstance(cgroup, Cgroup) \
+            and not ns.types & _USER_ONLY:
+        key = _plan_key(args, env, ns, hostname, domainname, mounts, pivot_root, cwd, cgroup,
+                        uid, gid, groups, rlimits, capabilities, no_new_privs, pdeathsig,
+                        umask, start_new_session, process_group, init)
+    static = _PLANS.get(key) if key is not None else None
+    if static is None:
+        static = _static_plan(args, env, ns, joining, hostname, domainname, mounts, rootfs,
+                              pivot_root, cwd, cgroup, uid, gid, groups, rlimits, capabilities,
+                              no_new_privs, pdeathsig, umask, start_new_session,
+                              process_group, init)
+        if key is not None:
+            if len(_PLANS) >= 32:
+                _PLANS.clear()
+            _PLANS[key] = static
+        plan = static.plan if key is None else static.plan.copy()
+    else:
+        plan = static.plan.copy()
+    user, uid_map, gid_map, template = static.user, static.uid_map, static.gid_map, \
+        static.template
+    steps = list(static.steps)
 
     # Everything acquired from here on is released in the finally below.
     stdio = _Stdio()
@@ -484,6 +436,130 @@ def spawn(
         for fd in v1_procs:
             os.close(fd)
     return Process(args, pidfd, *stdio.parent_ends)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """What spawn derives from its arguments before any fd is made (see _static_plan)."""
+
+    plan: Plan
+    user: bool
+    uid_map: list[IdMap]
+    gid_map: list[IdMap]
+    steps: tuple[MountStep, ...]
+    template: _Template | None
+
+
+#: static plans of recent spawns, by _plan_key (cleared when full)
+_PLANS: dict[tuple[object, ...], _Static] = {}
+_USER_ONLY = frozenset({Namespace.USER})
+
+
+def _plan_key(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces,
+              *rest: object) -> tuple[object, ...] | None:
+    """Everything a static plan depends on, or None when something is not hashable."""
+    if env is None:
+        data = getattr(os.environ, "_data", None)  # bytes -> bytes: no decoding
+        envkey: object = ("environ", tuple(data.items()) if isinstance(data, dict)
+                          else tuple(os.environ.items()))
+    else:
+        envkey = tuple(env.items())
+    key = (tuple(args), envkey, ns.types, ns.propagation, ns.loopback,
+           *(tuple(r.items()) if isinstance(r, Mapping) else
+             tuple(r) if isinstance(r, (list, tuple)) else r for r in rest))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _static_plan(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces,
+                 joining: bool, hostname: str | None, domainname: str | None,
+                 mounts: Sequence[MountStep], rootfs: RootFS | None,
+                 pivot_root: PathLike | None, cwd: PathLike | None,
+                 cgroup: FdLike | Cgroup | None, uid: int | None, gid: int | None,
+                 groups: Sequence[int] | None, rlimits: Mapping[int, tuple[int, int]] | None,
+                 capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
+                 umask: int, start_new_session: bool, process_group: int | None,
+                 init: bool) -> _Static:
+    """The plan's part that depends on the arguments only: exec, clone flags, mount steps,
+    names, ids, limits, capabilities (no fd is opened here)."""
+    environ = os.environ if env is None else env  # read only
+    plan = Plan()
+    plan.set_exec(_exec_candidates(args[0], environ), args, environ)
+
+    # what the clone creates, as CLONE_NEW* bits (tested as ints: enum hashing is slow)
+    flags = 0 if joining else _clone_flags(ns.types)
+    plan.c.clone_flags = flags
+    user = bool(flags & _NEWUSER)
+    uid_map: list[IdMap] = []
+    gid_map: list[IdMap] = []
+    if user:
+        uid_map = ns.uid_map or [(0, os.geteuid(), 1)]
+        gid_map = ns.gid_map or [(0, os.getegid(), 1)]
+    if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
+        uid = 0
+        if any(inside == 0 for inside, _, _ in gid_map):
+            gid = 0
+            if groups is None and os.geteuid() == 0:
+                groups = []
+    plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
+    steps = list(mounts)
+    template = None
+    if rootfs is not None:
+        if not flags & _NEWNS:
+            raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
+                             "its mounts are made in the child's own")
+        if pivot_root is not None:
+            raise ValueError("give rootfs or pivot_root, not both")
+        template = rootfs._template_for(ns, bool(steps))
+        if template is not None:
+            # join the prepared namespace and unshare a private copy of it, instead of
+            # copying the host's mount table, binding the root and pivoting into it
+            steps += template.steps
+            plan.c.clone_flags = flags & ~_NEWNS
+            plan.c.unshare_flags = _NEWNS
+        else:
+            steps += rootfs._all_steps()
+            pivot_root = rootfs.path
+    if flags & _NEWNS and ns.propagation is not None and template is None:
+        steps.insert(0, _propagation_step(ns.propagation))
+    # (the plan's defaults: nothing of these; each setter only for what is asked)
+    c: Any = plan.c
+    if hostname is not None or domainname is not None:
+        plan.set_names(hostname, domainname)
+    if pivot_root is not None or cwd is not None:
+        plan.set_root(pivot_root, cwd)
+    if rlimits:
+        plan.set_rlimits(rlimits)
+    if uid is not None or gid is not None or groups is not None:
+        plan.set_ids(uid, gid, groups)
+    if capabilities is not None:
+        plan.set_caps(capabilities)
+    if no_new_privs:
+        c.no_new_privs = 1
+    if pdeathsig:
+        c.pdeathsig = pdeathsig
+    if umask != -1:
+        c.umask = umask
+    if start_new_session:
+        c.setsid = 1
+    if process_group is not None:
+        c.pgid = process_group
+    if isinstance(cgroup, Cgroup):
+        v2 = cgroup.v2
+        c.cgroup_fd = -1 if v2 is None else v2.fileno()
+    elif cgroup is not None:
+        c.cgroup_fd = fdnum(cgroup)
+    if init:
+        c.init = 1
+    # time namespaces refuse CLONE_VM; an init outlives the exec of its child
+    # and a process sharing its memory may not join a user namespace (userns_install)
+    c.use_vm = int(not flags & _NEWTIME and not init and not joining
+                   and _HAS_VM_CLONE)
+
+    return _Static(plan, user, uid_map, gid_map, tuple(steps), template)
 
 
 @contextlib.contextmanager

@@ -102,6 +102,16 @@ class Plan:
         self.groups: list[int] = []
         self.setns: list[tuple[int, int]] = []
 
+    def copy(self) -> Plan:
+        """A plan for another spawn with the same static part: a copy of the C struct
+        whose pointers share this plan's (read-only) buffers."""
+        new = Plan.__new__(Plan)
+        new.__dict__.update(self.__dict__)
+        new._keep = [self]  # its buffers live as long as the copy
+        new.c = ffi.new("struct nsb_spawn_plan *", self.c[0])
+        new.report = ffi.new("struct nsb_spawn_report *")
+        return new
+
     # -------------------------------------------------------------- buffers
 
     def _str(self, value: str | bytes | None) -> Any:
