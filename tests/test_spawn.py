@@ -88,6 +88,13 @@ def test_repeated_spawns_reuse_their_plan_and_still_see_changed_arguments(
     out, _ = _run(script, namespaces=ns, hostname="b")
     assert "changed" in out and "from-environ" not in out
     assert len(process._PLANS) == 4
+    # inherited stdio: a repeat starts from the whole plan; failures still name the step
+    for _ in range(3):
+        with pytest.raises(SpawnError, match=r"^exec /nonexistent/x: ENOENT"):
+            spawn(["/nonexistent/x"], env={}, namespaces=ns)
+        with spawn(["/bin/sh", "-c", "exit 7"], env={}, namespaces=ns) as proc:
+            assert proc.wait() == 7
+    assert sum(p.ready is not None for p in process._PLANS.values()) == 2  # the last two
 
 
 # ---------------------------------------------------------------- namespaces

@@ -347,6 +347,12 @@ def spawn(
         plan = static.plan if key is None else static.plan.copy()
     else:
         plan = static.plan.copy()
+    simple = (stdin is None and stdout is None and stderr is None and not pass_fds
+              and close_fds and pool is None)
+    if simple and static.ready is not None:
+        # a repeat whose whole plan is known: no fd to arrange, nothing to release
+        return Process(args, _start(static.ready.copy(), _Pipes(), False, [], []),
+                       None, None, None)
     user, uid_map, gid_map, template = static.user, static.uid_map, static.gid_map, \
         static.template
     steps = list(static.steps)
@@ -415,6 +421,9 @@ def spawn(
                   if k not in (Namespace.PID, Namespace.TIME)]
         if joins:
             plan.set_setns(joins)
+        if (key is not None and simple and template is None and not user and not v1_procs
+                and plan.c.use_vm and steps == list(static.steps)):
+            static.ready = plan.copy()  # the next equal spawn starts from this copy
         for_children = [(k, fd) for k, fd in joined if k in (Namespace.PID, Namespace.TIME)]
         if for_children:
             with _for_children(for_children):
@@ -438,9 +447,10 @@ def spawn(
     return Process(args, pidfd, *stdio.parent_ends)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Static:
-    """What spawn derives from its arguments before any fd is made (see _static_plan)."""
+    """What spawn derives from its arguments before any fd is made (see _static_plan),
+    and, once a spawn with inherited stdio has completed it, the whole plan (``ready``)."""
 
     plan: Plan
     user: bool
@@ -448,6 +458,7 @@ class _Static:
     gid_map: list[IdMap]
     steps: tuple[MountStep, ...]
     template: _Template | None
+    ready: Plan | None = None
 
 
 #: static plans of recent spawns, by _plan_key (cleared when full)
@@ -456,7 +467,11 @@ _USER_ONLY = frozenset({Namespace.USER})
 
 
 def _plan_key(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces,
-              *rest: object) -> tuple[object, ...] | None:
+              hostname: str | None, domainname: str | None, mounts: Sequence[MountStep],
+              pivot_root: PathLike | None, cwd: PathLike | None, cgroup: object,
+              uid: int | None, gid: int | None, groups: Sequence[int] | None,
+              rlimits: Mapping[int, tuple[int, int]] | None, *flags: object
+              ) -> tuple[object, ...] | None:
     """Everything a static plan depends on, or None when something is not hashable."""
     if env is None:
         data = getattr(os.environ, "_data", None)  # bytes -> bytes: no decoding
@@ -464,9 +479,10 @@ def _plan_key(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces
                           else tuple(os.environ.items()))
     else:
         envkey = tuple(env.items())
-    key = (tuple(args), envkey, ns.types, ns.propagation, ns.loopback,
-           *(tuple(r.items()) if isinstance(r, Mapping) else
-             tuple(r) if isinstance(r, (list, tuple)) else r for r in rest))
+    key = (tuple(args), envkey, ns.types, ns.propagation, ns.loopback, hostname, domainname,
+           tuple(mounts), pivot_root, cwd, cgroup, uid, gid,
+           None if groups is None else tuple(groups),
+           tuple(rlimits.items()) if rlimits else None, *flags)
     try:
         hash(key)
     except TypeError:

@@ -110,6 +110,8 @@ class Plan:
         new._keep = [self]  # its buffers live as long as the copy
         new.c = ffi.new("struct nsb_spawn_plan *", self.c[0])
         new.report = ffi.new("struct nsb_spawn_report *")
+        if self.c.report != ffi.NULL:
+            new.c.report = new.report  # the copy's child reports into the copy's own
         return new
 
     # -------------------------------------------------------------- buffers
