@@ -114,6 +114,20 @@ def test_nsbind_basic(benchmark: BenchmarkFixture, floor: ctypes._NamedFuncPoint
 
 
 @pytest.mark.benchmark(group="pid+mnt+uts+ipc")
+def test_nsbind_basic_new_arguments(benchmark: BenchmarkFixture,
+                                    floor: ctypes._NamedFuncPointer, true_bin: str) -> None:
+    """Every spawn with other arguments: no plan of an earlier spawn to start from."""
+    counter = iter(range(10**9))
+
+    def run() -> None:
+        proc = spawn([true_bin, str(next(counter))], env={}, namespaces=BASIC_NS)
+        if proc.wait() != 0:
+            raise AssertionError(f"spawn exited {proc.returncode}")
+
+    paired(benchmark, run, _floor(floor, true_bin, int(BASIC)), "floor_basic")
+
+
+@pytest.mark.benchmark(group="pid+mnt+uts+ipc")
 def test_unshare_cli_basic(benchmark: BenchmarkFixture, true_bin: str) -> None:
     paired(benchmark, lambda: subprocess.run(["unshare", "-p", "-f", "-m", "-u", "-i", true_bin],
                                              check=True),
