@@ -106,11 +106,16 @@ def _floor(floor: ctypes._NamedFuncPointer, true_bin: str, flags: int) -> Callab
     return run
 
 
+def _basic_vs_floor(benchmark: BenchmarkFixture, floor: ctypes._NamedFuncPointer,
+                    true_bin: str) -> None:
+    paired(benchmark, lambda: _spawn(true_bin, BASIC_NS), _floor(floor, true_bin, int(BASIC)),
+           "floor_basic")
+
+
 @pytest.mark.benchmark(group="pid+mnt+uts+ipc")
 def test_nsbind_basic(benchmark: BenchmarkFixture, floor: ctypes._NamedFuncPointer,
                       true_bin: str) -> None:
-    paired(benchmark, lambda: _spawn(true_bin, BASIC_NS), _floor(floor, true_bin, int(BASIC)),
-           "floor_basic")
+    _basic_vs_floor(benchmark, floor, true_bin)
 
 
 @pytest.mark.benchmark(group="pid+mnt+uts+ipc")
@@ -239,8 +244,7 @@ def test_nsbind_basic_into_cgroup(benchmark: BenchmarkFixture, floor: ctypes._Na
 @pytest.mark.benchmark(group="parent size")
 def test_nsbind_small_parent(benchmark: BenchmarkFixture, floor: ctypes._NamedFuncPointer,
                              true_bin: str) -> None:
-    paired(benchmark, lambda: _spawn(true_bin, BASIC_NS), _floor(floor, true_bin, int(BASIC)),
-           "floor_basic")
+    _basic_vs_floor(benchmark, floor, true_bin)
 
 
 @pytest.mark.benchmark(group="parent size")
@@ -249,8 +253,7 @@ def test_nsbind_2gb_parent(benchmark: BenchmarkFixture, floor: ctypes._NamedFunc
     ballast = bytearray(2 << 30)
     ballast[::4096] = b"\1" * (len(ballast) // 4096)  # touch every page
     try:
-        paired(benchmark, lambda: _spawn(true_bin, BASIC_NS),
-               _floor(floor, true_bin, int(BASIC)), "floor_basic")
+        _basic_vs_floor(benchmark, floor, true_bin)
     finally:
         del ballast
 
