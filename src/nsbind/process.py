@@ -186,6 +186,7 @@ class Process:
 _NS_FLAG = {ns: int(ns.flag) for ns in Namespace}
 _NEWUSER, _NEWNET, _NEWNS, _NEWTIME = (int(CloneFlags.NEWUSER), int(CloneFlags.NEWNET),
                                        int(CloneFlags.NEWNS), int(CloneFlags.NEWTIME))
+_HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
 
 
 @functools.lru_cache(maxsize=128)
@@ -194,7 +195,6 @@ def _clone_flags(types: frozenset[Namespace]) -> int:
     for kind in types:
         flags |= _NS_FLAG[kind]
     return flags
-_HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
 
 
 def _exec_candidates(name: str, env: Mapping[str, str]) -> list[str]:

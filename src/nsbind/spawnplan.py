@@ -233,6 +233,7 @@ class Plan:
         if keep is not None:
             kept = tuple(sorted(set(keep)))
             karr = _int_array(kept)
+            self._keep.append(karr)  # alive while this plan (or a copy) is, cache or not
             self.c.close_fds = 1
             self.c.keep_fds = karr
             self.c.n_keep_fds = len(kept)
