@@ -74,18 +74,24 @@ def test_repeated_spawns_reuse_their_plan_and_still_see_changed_arguments(
     env = {"X": "1", "PATH": "/usr/bin:/bin"}
     limits = {resource.RLIMIT_NOFILE: (100, 100)}
     process._PLANS.clear()
-    assert _run(script, env=env, namespaces=ns, hostname="a", rlimits=limits) == ("1 a 100\n", 0)
+    process._SEEN.clear()
+
+    def twice(**kwargs: object) -> str:  # the second spawn keeps its plan
+        first = _run(script, namespaces=ns, **kwargs)
+        assert _run(script, namespaces=ns, **kwargs) == first and first[1] == 0
+        return first[0]
+
+    assert twice(env=env, hostname="a", rlimits=limits) == "1 a 100\n"
     assert len(process._PLANS) == 1
     assert _run(script, env=env, namespaces=ns, hostname="a", rlimits=limits) == ("1 a 100\n", 0)
     assert len(process._PLANS) == 1  # the same plan again
     env["X"] = "2"
     limits[resource.RLIMIT_NOFILE] = (90, 90)
-    assert _run(script, env=env, namespaces=ns, hostname="b", rlimits=limits) == ("2 b 90\n", 0)
+    assert twice(env=env, hostname="b", rlimits=limits) == "2 b 90\n"
     monkeypatch.setenv("Y", "from-environ")  # env=None: the caller's environment
-    out, _ = _run(script, namespaces=ns, hostname="b")
-    assert "from-environ b" in out
+    assert "from-environ b" in twice(hostname="b")
     monkeypatch.setenv("Y", "changed")
-    out, _ = _run(script, namespaces=ns, hostname="b")
+    out = twice(hostname="b")
     assert "changed" in out and "from-environ" not in out
     assert len(process._PLANS) == 4
     # inherited stdio: a repeat starts from the whole plan; failures still name the step

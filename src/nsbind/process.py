@@ -340,11 +340,19 @@ def spawn(
                               pivot_root, cwd, cgroup, uid, gid, groups, rlimits, capabilities,
                               no_new_privs, pdeathsig, umask, start_new_session,
                               process_group, init)
-        if key is not None:
+        if key is not None and _SEEN.pop(key, False):
+            # the second spawn with these arguments: keep its plan for the next ones
             if len(_PLANS) >= 32:
                 _PLANS.clear()
             _PLANS[key] = static
-        plan = static.plan if key is None else static.plan.copy()
+            plan = static.plan.copy()
+        else:
+            if key is not None:  # the first: remember only that it was asked for
+                if len(_SEEN) >= 64:
+                    _SEEN.clear()
+                _SEEN[key] = True
+                key = None
+            plan = static.plan
     else:
         plan = static.plan.copy()
     simple = (stdin is None and stdout is None and stderr is None and not pass_fds
@@ -461,8 +469,10 @@ class _Static:
     ready: Plan | None = None
 
 
-#: static plans of recent spawns, by _plan_key (cleared when full)
+#: static plans of recent repeated spawns, by _plan_key (cleared when full), and the
+#: keys of spawns asked for once so far (a one-off spawn keeps no plan)
 _PLANS: dict[tuple[object, ...], _Static] = {}
+_SEEN: dict[tuple[object, ...], bool] = {}
 _USER_ONLY = frozenset({Namespace.USER})
 
 

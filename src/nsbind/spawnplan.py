@@ -126,19 +126,13 @@ class Plan:
         self._keep.append(buf)
         return buf
 
-    def _strv(self, values: Sequence[str | bytes]) -> Any:
-        items = [self._str(v) for v in values] + [ffi.NULL]
-        arr = ffi.new("char *[]", items)
-        self._keep.append(arr)
-        return arr
-
     # -------------------------------------------------------------- setters
 
     def set_exec(self, paths: Sequence[str], argv: Sequence[str | bytes],
                  env: Mapping[str, str] | Sequence[bytes]) -> None:
         self.exec_paths = list(paths)
-        self.c.exec_paths = self._strv([fsbytes(p) for p in paths])
-        self.c.argv = self._strv([os.fsencode(a) for a in argv])
+        raw_paths = [fsbytes(p) for p in paths]
+        raw_argv = [os.fsencode(a) for a in argv]
         if isinstance(env, (dict, Mapping)):  # dict first: the fast check
             pairs = []
             for k, v in env.items():
@@ -147,7 +141,21 @@ class Plan:
                 pairs.append(os.fsencode(k) + b"=" + os.fsencode(v))
         else:
             pairs = list(env)
-        self.c.envp = self._strv(pairs)
+        # every string in one buffer and the three NULL-terminated arrays in one
+        # more, filled by C: two allocations however long the environment is
+        strings = raw_paths + raw_argv + pairs
+        blob = b"\0".join(strings) + b"\0"
+        if blob.count(b"\0") != len(strings) + (not strings):
+            bad = next(s for s in strings if b"\0" in s)
+            raise ValueError(f"string contains a NUL byte: {bad!r}")
+        counts = (len(raw_paths), len(raw_argv), len(pairs))
+        buf = ffi.new("char[]", blob)
+        arr = ffi.new("char *[]", len(strings) + 3)
+        lib.nsb_strv_fill(buf, arr, _int_array(counts), 3)
+        self._keep += [buf, arr]
+        self.c.exec_paths = arr
+        self.c.argv = arr + (counts[0] + 1)
+        self.c.envp = arr + (counts[0] + counts[1] + 2)
 
     def set_names(self, hostname: str | None, domainname: str | None) -> None:
         self.hostname, self.domainname = hostname, domainname

@@ -354,6 +354,17 @@ void nsb_spawn_plan_init(struct nsb_spawn_plan *plan)
     plan->default_signals = 1;
 }
 
+void nsb_strv_fill(char *blob, char **out, const int *counts, int ngroups)
+{
+    for (int g = 0; g < ngroups; g++) {
+        for (int i = 0; i < counts[g]; i++) {
+            *out++ = blob;
+            blob += strlen(blob) + 1;
+        }
+        *out++ = NULL;
+    }
+}
+
 int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
 {
     struct clone_args cl;

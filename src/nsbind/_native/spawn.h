@@ -154,6 +154,11 @@ struct nsb_spawn_result {
 /* A plan that does nothing but exec: every fd field -1, no ids, no umask, and the
  * subprocess defaults (signals back to SIG_DFL, inheritable capabilities cleared). */
 void nsb_spawn_plan_init(struct nsb_spawn_plan *plan);
+/* Point out[] at the n NUL-terminated strings packed one after another in blob,
+ * with a NULL after each group: counts[0] strings, NULL, counts[1] strings, NULL,
+ * ... (ngroups groups; out has n + ngroups slots).  One buffer for a whole
+ * argv/envp instead of one per string. */
+void nsb_strv_fill(char *blob, char **out, const int *counts, int ngroups);
 int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out);
 int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
                       struct nsb_spawn_report *report);
