@@ -307,9 +307,9 @@ def spawn(
     anything else.  stdio takes ``PIPE``, ``DEVNULL``, ``STDOUT`` (stderr only), an fd
     or a file object; the child gets exactly fds 0-2 and ``pass_fds`` (every other fd is
     close-on-exec).  A failing step raises :class:`SpawnError` naming it: ``mount proc
-    on /proc: EPERM (...)``.  A spawn repeated with equal arguments (and environment)
-    reuses the C plan of the last one, except with a rootfs, a Cgroup, a user namespace
-    or joined namespaces.
+    on /proc: EPERM (...)``.  Once two spawns had equal arguments (and environment),
+    the next ones reuse the kept C plan, except with a rootfs, a Cgroup, a user
+    namespace or joined namespaces.
 
     ``init=True`` (with a new pid namespace) makes the first process a tiny C
     init that forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
