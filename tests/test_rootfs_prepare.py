@@ -110,3 +110,13 @@ def test_a_failing_prepare_names_the_step_and_leaves_nothing(tmp_path: pathlib.P
     assert threading.active_count() == threads
     assert not os.path.exists(tmp_path / "data")
     root.close()  # nothing prepared: nothing to release (the leak guard checks the fds)
+
+
+def test_a_prepared_root_hands_the_child_no_extra_fd(tmp_path: pathlib.Path) -> None:
+    """The template namespace fd and the /dev/null bind are used before the child's
+    close_range: the command gets exactly its stdio."""
+    with RootFS(busybox_root(tmp_path)).add(mounts.proc()).prepare() as root:
+        with spawn(["/bin/ls", "/proc/self/fd"], namespaces=NS, rootfs=root,
+                   stdout=-1) as proc:
+            out, _ = proc.communicate(timeout=30)
+    assert out is not None and out.split() == [b"0", b"1", b"2", b"3"]  # 3: ls's own dir
