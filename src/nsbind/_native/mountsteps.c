@@ -195,10 +195,10 @@ static int nsb_lstat_fd(int fd, struct stat *st)
  * Open the target of a step (O_PATH).  In the root: resolved inside it, the
  * last component not followed (a symlink there: ELOOP), created when missing
  * and asked for.  Returns the fd, -1 with errno, or -2 for a missing optional
- * target.
+ * target; with sb, also what the fd is (the stat the in-root check makes anyway).
  */
 static int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
-                           int create_file, int *phase)
+                           int create_file, int *phase, struct stat *sb_out)
 {
     int root = ctx->root;
     struct stat sb;
@@ -209,6 +209,10 @@ static int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx
         fd = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && (st->opts & NSB_MNTF_OPTIONAL))
             return -2;
+        if (fd >= 0 && sb_out && nsb_lstat_fd(fd, sb_out) < 0) {
+            nsb_close_keep_errno(fd);
+            return -1;
+        }
         return fd;
     }
     if (root < 0) {
@@ -242,6 +246,8 @@ static int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx
         errno = ELOOP;
         return -1;
     }
+    if (sb_out)
+        *sb_out = sb;
     return fd;
 }
 
@@ -320,13 +326,9 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
         return nsb_mount(st->source, st->target, st->fstype, st->flags, st->data);
 
     case NSB_MNT_ROOT:
-        target = nsb_open_target(st, ctx, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase, &sb);
         if (target < 0)
             return -1;
-        if (nsb_lstat_fd(target, &sb) < 0) {
-            nsb_close_keep_errno(target);
-            return -1;
-        }
         if (!S_ISDIR(sb.st_mode)) {
             syscall(__NR_close, target);
             errno = ENOTDIR;
@@ -338,7 +340,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
         return 0;
 
     case NSB_MNT_FS:
-        target = nsb_open_target(st, ctx, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase, NULL);
         if (target < 0)
             return target == -2 ? 0 : -1;
         *phase = NSB_PH_CONFIG;
@@ -407,7 +409,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
             if (nsb_setattr(mnt, st->flags, st->userns_fd, rec) < 0)
                 goto out;
         }
-        target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase);
+        target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase, NULL);
         if (target < 0) {
             rc = target == -2 ? 0 : -1;
             goto out;
@@ -417,11 +419,9 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
         goto out;
 
     case NSB_MNT_MASK:
-        target = nsb_open_target(st, ctx, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase, &sb);
         if (target < 0)
             return target == -2 ? 0 : -1;
-        if (nsb_lstat_fd(target, &sb) < 0)
-            goto out;
         {
             int dir = S_ISDIR(sb.st_mode);
             int *made = dir ? &ctx->mask_dir : &ctx->mask_file;
@@ -474,7 +474,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
         goto out;
 
     case NSB_MNT_READONLY:
-        target = nsb_open_target(st, ctx, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase, NULL);
         if (target < 0)
             return target == -2 ? 0 : -1;
         *phase = NSB_PH_SOURCE;
@@ -522,7 +522,7 @@ static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx 
     case NSB_MNT_PROPAGATION:
     case NSB_MNT_SETATTR: {
         struct mount_attr attr;
-        target = nsb_open_target(st, ctx, 0, phase);
+        target = nsb_open_target(st, ctx, 0, phase, NULL);
         if (target < 0)
             return target == -2 ? 0 : -1;
         memset(&attr, 0, sizeof(attr));
