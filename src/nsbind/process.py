@@ -355,8 +355,8 @@ def spawn(
             plan = static.plan
     else:
         plan = static.plan.copy()
-    simple = (stdin is None and stdout is None and stderr is None and not pass_fds
-              and close_fds and pool is None)
+    inherited_stdio = stdin is None and stdout is None and stderr is None and not pass_fds
+    simple = inherited_stdio and close_fds and pool is None
     if simple and static.ready is not None:
         # a repeat whose whole plan is known: no fd to arrange, nothing to release
         return Process(args, _start(static.ready.copy(), _Pipes(), False, [], []),
@@ -386,7 +386,7 @@ def spawn(
         if pool is not None:
             pooled = pool.take()  # joined by the child, then closed here
         base = max([3, *pass_fds]) + 1
-        if stdin is None and stdout is None and stderr is None and not pass_fds:
+        if inherited_stdio:
             stdio.inherited = [0, 1, 2]  # the common case, without the general moves
         else:
             for target, spec in enumerate((stdin, stdout, stderr)):
@@ -397,7 +397,8 @@ def spawn(
         keep = [t for _, t, _ in stdio.moves] + stdio.inherited
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
         # above the stdio targets and kept open until the exec
-        if any(step.fd >= 0 or step.userns_fd >= 0 for step in steps):
+        step_fds = any(step.fd >= 0 or step.userns_fd >= 0 for step in steps)
+        if step_fds:
             steps = [stdio.high_step_fds(step, base) for step in steps]
             keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
         if template is not None and template.masks:
@@ -430,7 +431,7 @@ def spawn(
         if joins:
             plan.set_setns(joins)
         if (key is not None and simple and template is None and not user and not v1_procs
-                and plan.c.use_vm and steps == list(static.steps)):
+                and plan.c.use_vm and not step_fds):
             static.ready = plan.copy()  # the next equal spawn starts from this copy
         for_children = [(k, fd) for k, fd in joined if k in (Namespace.PID, Namespace.TIME)]
         if for_children:
