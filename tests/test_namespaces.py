@@ -263,11 +263,38 @@ def test_user_namespace_unprivileged_self_mapping_denies_setgroups() -> None:
         assert f.read().strip() == "deny"
 
 
+@pytest.mark.parametrize(("uid_map", "message"), [
+    ([(0, 1000, 10), (5, 2000, 10)], r"uid_map entries 0 1000 10 and 5 2000 10 overlap inside"),
+    ([(0, 1000, 10), (100, 1005, 1)], r"overlap outside"),
+    ([(0, 2**32 - 1, 1)], r"uid_map outside id 4294967295 is out of range"),
+    ([(0, 2**32, 1)], r"out of range"),
+    ([(-1, 0, 1)], r"uid_map inside id -1 is out of range"),
+    ([(0, 1000.5, 1)], r"not a uid/gid"),
+    ([(0, 1000, 0)], r"count at least 1"),
+    ([(0, 2**32 - 10, 20)], r"last id at most 4294967294"),
+    ([(0, 1000)], r"not \(inside, outside, count\)"),
+    ([(i * 2, 100000 + i * 2, 1) for i in range(341)], r"341 lines .* refused, not truncated"),
+], ids=["overlap-inside", "overlap-outside", "uid-t-minus-one", "past-32-bits", "negative",
+        "float", "zero-count", "range-past-the-end", "two-fields", "too-many-lines"])
+def test_bad_id_maps_are_refused_by_the_call_that_received_them(
+        uid_map: list[tuple[int, int, int]], message: str) -> None:
+    """The kernel's rules for id maps are checked when the map is given: a ValueError naming
+    the map and the entry, before any namespace or process exists."""
+    with pytest.raises(ValueError, match=message):
+        Namespaces(user=True, uid_map=uid_map)
+    with pytest.raises(ValueError, match=message.replace("uid_map", "gid_map")):
+        Namespaces(user=True, gid_map=uid_map)
+
+
 @forked
-def test_user_namespace_bad_map_is_a_clear_error() -> None:
-    with pytest.raises(NamespaceRuleError,
-                       match=r"^write uid_map '0 0 1\\n0 5 1' of pid \d+: EINVAL"):
-        Namespaces(user=True, uid_map=[(0, 0, 1), (0, 5, 1)]).unshare()  # overlapping ranges
+def test_user_namespace_map_the_kernel_refuses_is_a_clear_error() -> None:
+    """An unprivileged process may map only its own id: the kernel refuses the write, and
+    the error names the file, the map and the pid."""
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    with pytest.raises(NsbindError, match=r"^write uid_map '0 0 1' of pid \d+: E(PERM|ACCES)"):
+        Namespaces(user=True, uid_map=[(0, 0, 1)], gid_map=[(0, 65534, 1)]).unshare()
 
 
 def test_maps_without_user_are_refused() -> None:
@@ -369,7 +396,7 @@ def test_cve_2021_43784_oversized_id_maps_are_refused_not_truncated() -> None:
         Namespaces(user=True, uid_map=big)
     with pytest.raises(ValueError, match="gid_map of 341 lines"):
         Namespaces(user=True, uid_map=[(0, 0, 1)], gid_map=big[:341])
-    with pytest.raises(ValueError, match="uid_map entry 0 -5 1 is out of range"):
+    with pytest.raises(ValueError, match="uid_map outside id -5 is out of range"):
         Namespaces(user=True, uid_map=[(0, -5, 1)])
     with pytest.raises(ValueError, match=r"uid_map of 340 lines \(4989 bytes\)"):
         Namespaces(user=True, uid_map=big[:340])  # few enough lines, too many bytes

@@ -32,16 +32,16 @@ from typing import Any, TypeVar
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import pidfd_open, set_dumpable, set_pdeathsig
 from nsbind.errors import NsbindError
-from nsbind.flags import CloneFlags, Namespace
-from nsbind.namespaces import Namespaces, _self_ns_path
+from nsbind.flags import NAMESPACE_ORDER, CloneFlags, Namespace
+from nsbind.namespaces import Namespaces, thread_path
 
 __all__ = ["CallInError", "RemoteTraceback", "call_in", "start_zygote"]
 
 R = TypeVar("R")
 
 # The caller's namespaces the child re-joins (user cannot be joined back; see namespaces.py).
-_CALLER_TYPES = (Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.CGROUP,
-                 Namespace.PID, Namespace.TIME, Namespace.MNT)
+_CALLER_TYPES: tuple[Namespace, ...] = tuple(
+    ns for ns in NAMESPACE_ORDER if ns is not Namespace.USER)
 
 
 class CallInError(RuntimeError):
@@ -138,22 +138,22 @@ def _caller_fds() -> list[tuple[Namespace, NamespaceFd]]:
     """The calling thread's namespaces (pid/time: the ones for its children)."""
     fds = []
     for ns in _CALLER_TYPES:
-        path = _self_ns_path(ns)
+        path = thread_path(ns)
         if os.path.exists(path):  # pid_for_children is absent until a new pid ns has a process
             fds.append((ns, open_namespace(path)))
     return fds
 
 
 def _spec(namespaces: Namespaces) -> dict[str, Any]:
-    join = namespaces._join
+    join = namespaces.join_target
     return {
         "types": sorted(ns.value for ns in namespaces.types),
         "uid_map": namespaces.uid_map,
         "gid_map": namespaces.gid_map,
         "propagation": namespaces.propagation,
         "loopback": namespaces.loopback,
-        "join_pid": join.pid if join is not None else None,
-        "join_path": join.path if join is not None else None,
+        "join_pid": join if isinstance(join, int) else None,
+        "join_path": join if isinstance(join, str) else None,
     }
 
 
@@ -228,7 +228,7 @@ def _join_caller(caller: list[tuple[Namespace, int]]) -> bool:
     moved = False
     for ns, fd in caller:
         try:
-            if os.fstat(fd).st_ino != os.stat(_self_ns_path(ns)).st_ino:
+            if os.fstat(fd).st_ino != os.stat(thread_path(ns)).st_ino:
                 if ns is Namespace.MNT:
                     unshare(CloneFlags.FS)
                 setns(fd, ns, what=f"join the caller's {ns.value} namespace")
@@ -244,12 +244,8 @@ def _enter(spec: dict[str, Any]) -> bool:
     if spec["join_pid"] is not None or spec["join_path"] is not None:
         target = spec["join_pid"] if spec["join_pid"] is not None else spec["join_path"]
         kinds.pop("user", None)
-        joined = Namespaces.join(target, **kinds)
-        joined.__enter__()  # for good: this process exists for the call only
-        entered = set(joined._saved or {})
-        for fd in (joined._saved or {}).values():
-            fd.close()
-        joined._saved = None
+        # for good: this process exists for the call only
+        entered = Namespaces.join(target, **kinds).enter_for_good()
         return bool(entered & {Namespace.PID, Namespace.TIME})
     Namespaces(uid_map=spec["uid_map"], gid_map=spec["gid_map"],
                propagation=spec["propagation"], loopback=spec["loopback"],

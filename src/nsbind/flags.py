@@ -11,6 +11,7 @@ import enum
 from nsbind._native import lib
 
 __all__ = [
+    "NAMESPACE_ORDER",
     "AtFlags",
     "CloneFlags",
     "CloseRangeFlags",
@@ -105,6 +106,14 @@ class Namespace(enum.Enum):
                 return ns
         raise ValueError(f"{flag:#x} is not a CLONE_NEW* flag")
 
+
+#: The order in which nsbind joins namespaces, in a spawned child, in call_in and when
+#: a ``with`` block restores them: user first (its capabilities then allow joining
+#: the rest), mnt last (paths used while joining the others still resolve in the
+#: mount namespace they were opened in).
+NAMESPACE_ORDER: tuple[Namespace, ...] = (
+    Namespace.USER, Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.CGROUP,
+    Namespace.PID, Namespace.TIME, Namespace.MNT)
 
 _NS_FLAGS: dict[Namespace, CloneFlags] = {
     Namespace.CGROUP: CloneFlags.NEWCGROUP,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import PathLike, fsbytes
@@ -33,23 +33,31 @@ from nsbind._sys.mount import mount, umount2
 from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import PidFd, pidfd_open, thread_count
-from nsbind.errors import NamespaceRuleError, NsbindError
-from nsbind.flags import CloneFlags, MountFlags, Namespace, Propagation, UmountFlags
+from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError, error_for
+from nsbind.flags import (
+    NAMESPACE_ORDER,
+    CloneFlags,
+    MountFlags,
+    Namespace,
+    Propagation,
+    UmountFlags,
+)
+from nsbind.idmap import IdMap, check_map, write_maps
 
-__all__ = ["IdMap", "Namespaces", "current", "for_children", "of", "persist", "unpersist"]
+__all__ = ["IdMap", "Namespaces", "current", "for_children", "of", "persist",
+           "thread_path", "unpersist"]
 
-#: one line of a uid/gid map: (first id inside, first id outside, count)
-IdMap = tuple[int, int, int]
-
-# The order in which namespaces are restored on exit: mnt last, so that paths
-# used while restoring the others still resolve in the block's mount namespace.
-_RESTORE_ORDER = (Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.CGROUP,
-                  Namespace.PID, Namespace.TIME, Namespace.MNT)
+# The order in which namespaces are restored on exit (user is never left)
+_RESTORE_ORDER = tuple(ns for ns in NAMESPACE_ORDER if ns is not Namespace.USER)
 
 
-def _self_ns_path(ns: Namespace) -> str:
-    # pid and time have a separate "for children" namespace, which is what
-    # unshare changes; /proc/thread-self because namespaces belong to threads.
+def thread_path(ns: Namespace) -> str:
+    """The nsfs path of the calling thread's namespace of type ``ns``; for pid and time
+    the one its children get (``pid_for_children``), which is what unshare changes.
+
+    /proc/thread-self, because namespaces belong to threads.  The pid (time) file is
+    absent while a new pid namespace has no process yet.
+    """
     name = f"{ns.value}_for_children" if ns in (Namespace.PID, Namespace.TIME) else ns.value
     return f"/proc/thread-self/ns/{name}"
 
@@ -71,7 +79,7 @@ def for_children(ns: Namespace) -> int | None:
     if ns not in (Namespace.PID, Namespace.TIME):
         raise ValueError(f"only pid and time have a separate namespace for children, not {ns}")
     try:
-        return os.stat(_self_ns_path(ns)).st_ino
+        return os.stat(thread_path(ns)).st_ino
     except FileNotFoundError:
         return None
 
@@ -117,13 +125,27 @@ class Namespaces:
         self.types = frozenset(ns for ns, on in wanted.items() if on)
         if (uid_map or gid_map) and not user:
             raise ValueError("uid_map and gid_map need user=True")
-        self.uid_map = _checked_map("uid_map", uid_map) if uid_map else None
-        self.gid_map = _checked_map("gid_map", gid_map) if gid_map else None
+        self.uid_map = check_map("uid_map", uid_map) if uid_map else None
+        self.gid_map = check_map("gid_map", gid_map) if gid_map else None
         self.propagation = propagation
         self.loopback = loopback
         self._join: _JoinTarget | None = None
         self._saved: dict[Namespace, NamespaceFd] | None = None
         self._cwd: int | None = None
+        self._hash = hash(self._key())
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.types, self.propagation, self.loopback, tuple(self.uid_map or ()),
+                tuple(self.gid_map or ()), self.join_target)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when they ask for the same namespaces (what a spawn plan depends on)."""
+        if not isinstance(other, Namespaces):
+            return NotImplemented
+        return self is other or (self._hash == other._hash and self._key() == other._key())
+
+    def __hash__(self) -> int:
+        return self._hash
 
     # ------------------------------------------------------------ construction
 
@@ -151,7 +173,28 @@ class Namespaces:
         """
         self = cls(pid=pid, net=net, ipc=ipc, mnt=mnt, uts=uts, cgroup=cgroup, time=time)
         self._join = _JoinTarget(target)
+        self._hash = hash(self._key())
         return self
+
+    # ------------------------------------------------------------ what it joins
+
+    @property
+    def join_target(self) -> int | str | None:
+        """For :meth:`join`: the pid or the nsfs path joined; None for new namespaces."""
+        if self._join is None:
+            return None
+        return self._join.path if self._join.path is not None else self._join.pid
+
+    def open_join_fds(self) -> list[tuple[Namespace, NamespaceFd]]:
+        """For :meth:`join`: nsfs fds of the target's namespaces, in
+        :data:`~nsbind.flags.NAMESPACE_ORDER` (user first), for a child to join.
+
+        With a process and no type named: every namespace that differs from the
+        caller's, user included.  The caller owns (closes) the fds.
+        """
+        if self._join is None:
+            raise ValueError("open_join_fds() is for Namespaces.join(...), not new namespaces")
+        return self._join.open_all(self.types)
 
     # ------------------------------------------------------------ rules
 
@@ -177,12 +220,12 @@ class Namespaces:
                 "in a child with nsbind.call_in or nsbind.spawn")
         types = self._join.types(self.types) if self._join is not None else self.types
         self._check_rules(types)
-        if Namespace.PID in types and not os.path.exists(_self_ns_path(Namespace.PID)):
+        if Namespace.PID in types and not os.path.exists(thread_path(Namespace.PID)):
             raise NamespaceRuleError(
                 "this thread's children already go to a new pid namespace that has no process "
                 "yet (an enclosing Namespaces(pid=True)?); another pid namespace must be "
                 "created or joined by a process inside the first one: use call_in or spawn")
-        saved = {ns: open_namespace(_self_ns_path(ns)) for ns in types}
+        saved = {ns: open_namespace(thread_path(ns)) for ns in types}
         self._saved = saved
         if Namespace.MNT in types:
             self._cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -228,7 +271,7 @@ class Namespaces:
         if os.geteuid() != 0 and _self_mapping(uid_map, os.geteuid()) and _self_mapping(
                 gid_map, os.getegid()):
             # An unprivileged process may map its own ids from inside (setgroups denied).
-            self._create(self.types, after_unshare=lambda: _write_maps(
+            self._create(self.types, after_unshare=lambda: write_maps(
                 os.getpid(), uid_map, gid_map, deny_setgroups=True))
         else:
             with _IdMapWriter((uid_map, gid_map)) as writer:
@@ -238,6 +281,22 @@ class Namespaces:
                     _become_root(uid_map, gid_map)
 
                 self._create(self.types, after_unshare=write_maps_then_become_root)
+
+    def enter_for_good(self) -> frozenset[Namespace]:
+        """Enter (create or join) the namespaces with no way back; return the types that
+        changed.  For a process that exists for this work only (a call_in child);
+        :meth:`unshare` rules apply to new user namespaces."""
+        if self._join is None:
+            self.unshare()
+            return self.types
+        self.__enter__()
+        saved, self._saved = self._saved or {}, None
+        cwd, self._cwd = self._cwd, None
+        for fd in saved.values():
+            fd.close()
+        if cwd is not None:
+            os.close(cwd)
+        return frozenset(saved)
 
     def _maps(self) -> tuple[list[IdMap], list[IdMap]]:
         uid_map = self.uid_map or [(0, os.geteuid(), 1)]
@@ -302,7 +361,7 @@ class Namespaces:
 def _differs(saved: NamespaceFd, ns: Namespace) -> bool:
     """Whether the thread is no longer in the namespace ``saved`` was opened on."""
     try:
-        return os.fstat(saved.fileno()).st_ino != os.stat(_self_ns_path(ns)).st_ino
+        return os.fstat(saved.fileno()).st_ino != os.stat(thread_path(ns)).st_ino
     except FileNotFoundError:  # pid_for_children of a new pid namespace with no process yet
         return True
 
@@ -319,7 +378,13 @@ class _JoinTarget:
         elif isinstance(getattr(target, "pidfd", None), PidFd):
             self.pidfd = target.pidfd  # type: ignore[attr-defined]
             self.pid = self.pidfd.pid if self.pidfd is not None else None
-        elif isinstance(target, int):
+        elif isinstance(target, int) and not isinstance(target, bool):
+            if target <= 0:
+                raise ValueError(f"cannot join the namespaces of pid {target}: a pid is positive")
+            if not os.path.exists(f"/proc/{target}"):
+                raise NoSuchProcess(errno.ESRCH, "join", str(target),
+                                    what=f"join the namespaces of pid {target}",
+                                    detail="no such process")
             self.pid = target
         elif isinstance(target, (str, bytes, os.PathLike)):
             self.path = os.fsdecode(fsbytes(target))
@@ -365,8 +430,9 @@ class _JoinTarget:
             types = {ns for ns in Namespace if theirs[ns] != ours[ns]}
         opened: list[tuple[Namespace, NamespaceFd]] = []
         try:
-            for ns in sorted(types, key=lambda n: (n is not Namespace.USER, n.value)):
-                opened.append((ns, open_namespace(self.pid, ns)))
+            for ns in NAMESPACE_ORDER:
+                if ns in types:
+                    opened.append((ns, open_namespace(self.pid, ns)))
             if self.pidfd is not None:
                 self.pidfd.send_signal(0)  # still the same process: the fds are its own
         except BaseException:
@@ -415,8 +481,8 @@ class _IdMapWriter:
     """
 
     def __init__(self, maps: tuple[list[IdMap], list[IdMap]]) -> None:
-        self.uid_map = _checked_map("uid_map", maps[0])
-        self.gid_map = _checked_map("gid_map", maps[1])
+        self.uid_map = check_map("uid_map", maps[0])
+        self.gid_map = check_map("gid_map", maps[1])
         self.pid = 0
 
     def __enter__(self) -> _IdMapWriter:
@@ -430,11 +496,11 @@ class _IdMapWriter:
                 os.close(self.go_w)
                 os.close(self.err_r)
                 if os.read(self.go_r, 1) == b"w":
-                    _write_maps(target, self.uid_map, self.gid_map,
+                    write_maps(target, self.uid_map, self.gid_map,
                                 deny_setgroups=os.geteuid() != 0)
                     code = 0
-            except NamespaceRuleError as exc:
-                os.write(self.err_w, str(exc).encode())
+            except NsbindError as exc:  # the errno and the operation travel back
+                os.write(self.err_w, f"{exc.errno or 0}\n{exc.what}".encode())
             except BaseException:
                 code = 1
             finally:
@@ -448,10 +514,14 @@ class _IdMapWriter:
         os.close(self.go_w)
         self.go_w = -1
         message = os.read(self.err_r, 4096).decode()
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        if message or status != 0:
-            raise NamespaceRuleError(message or "the id map writer failed")
+        pid, self.pid = self.pid, 0
+        _, status = os.waitpid(pid, 0)
+        if message:
+            err, what = message.split("\n", 1)
+            raise error_for(int(err), "write", None, what=what)
+        if status != 0:
+            raise NamespaceRuleError(f"the id map writer (pid {pid}) failed: status "
+                                     f"{status}")
 
     def __exit__(self, *exc: object) -> None:
         if self.go_w >= 0:
@@ -509,56 +579,6 @@ def _self_mapping(lines: Sequence[IdMap], own: int) -> bool:
     return len(lines) == 1 and lines[0][1] == own and lines[0][2] == 1
 
 
-#: what the kernel takes in one uid_map/gid_map write (Linux 4.15+: 340 lines, < a page)
-MAX_MAP_LINES = 340
-MAX_MAP_BYTES = 4095
-
-
-def _map_text(lines: Iterable[IdMap]) -> str:
-    return "".join(f"{i} {o} {c}\n" for i, o, c in lines)
-
-
-def _checked_map(name: str, entries: Iterable[IdMap]) -> list[IdMap]:
-    """The map as a list, refused (never truncated) when the kernel could not take it
-    whole (CVE-2021-43784: runc truncated oversized maps)."""
-    lines = [(int(i), int(o), int(c)) for i, o, c in entries]
-    for inside, outside, count in lines:
-        if min(inside, outside) < 0 or count <= 0 or max(inside, outside) + count > 1 << 32:
-            raise ValueError(f"{name} entry {inside} {outside} {count} is out of range")
-    size = len(_map_text(lines))
-    if len(lines) > MAX_MAP_LINES or size > MAX_MAP_BYTES:
-        raise ValueError(f"{name} of {len(lines)} lines ({size} bytes) is more than the "
-                         f"kernel takes ({MAX_MAP_LINES} lines, {MAX_MAP_BYTES} bytes): "
-                         "refused, not truncated")
-    return lines
-
-
-def _write_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap], *,
-                deny_setgroups: bool) -> None:
-    """Write /proc/<pid>/{uid_map,setgroups,gid_map}; errors name the file and the map."""
-
-    def put(name: str, text: str) -> None:
-        data = text.encode()
-        try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                if os.write(fd, data) != len(data):  # one write: the kernel takes no more
-                    raise OSError(errno.EINVAL, "short write")
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            error = NamespaceRuleError(
-                f"write {name} {text.strip()!r} of pid {pid}: "
-                f"{errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})")
-            error.errno = exc.errno  # type: ignore[attr-defined]
-            raise error from None
-
-    put("uid_map", _map_text(_checked_map("uid_map", uid_map)))
-    if deny_setgroups:
-        put("setgroups", "deny")  # required before an unprivileged gid_map
-    put("gid_map", _map_text(_checked_map("gid_map", gid_map)))
-
-
 def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace.NET) -> None:
     """Keep a namespace alive after its last process: bind-mount its nsfs file on ``path``.
 
@@ -567,7 +587,7 @@ def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace
     made in the calling thread's mount namespace.
     """
     shown = os.fsdecode(fsbytes(path))
-    source = f"/proc/{target}/ns/{ns.value}" if target is not None else _self_ns_path(ns)
+    source = f"/proc/{target}/ns/{ns.value}" if target is not None else thread_path(ns)
     created = False
     try:
         os.close(os.open(shown, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))

@@ -13,10 +13,7 @@ A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
-import fcntl
-import functools
 import os
 import selectors
 import signal
@@ -26,26 +23,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
+from nsbind import idmap
 from nsbind._native import ffi, lib
-from nsbind._sys.fd import FdLike, PathLike, fdnum
+from nsbind._sys.fd import FdLike, PathLike
 from nsbind._sys.mount import open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
-from nsbind.errors import NamespaceRuleError
-from nsbind.flags import CloneFlags, MountFlags, Namespace, OpenTreeFlags, flag_names
-from nsbind.namespaces import IdMap, Namespaces, _write_maps
+from nsbind.errors import NsbindError
+from nsbind.flags import CloneFlags, Namespace, OpenTreeFlags, flag_names
+from nsbind.namespaces import Namespaces, thread_path
+from nsbind.plancache import StaticPlan
+from nsbind.plancache import plans as plan_cache
 from nsbind.pool import NamespacePool
-from nsbind.rootfs import RootFS, _Template
+from nsbind.rootfs import RootFS, RootPlan
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
+from nsbind.spawnrequest import SpawnRequest
+from nsbind.spawnstdio import DEVNULL, PIPE, STDOUT, SpawnPipes, Stdio, StdSpec
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
-
-PIPE = subprocess.PIPE
-DEVNULL = subprocess.DEVNULL
-STDOUT = subprocess.STDOUT
-
-StdSpec = int | IO[Any] | None
 
 
 class Process:
@@ -183,83 +179,6 @@ class Process:
 # ---------------------------------------------------------------- spawn
 
 
-_NS_FLAG = {ns: int(ns.flag) for ns in Namespace}
-_NEWUSER, _NEWNET, _NEWNS, _NEWTIME = (int(CloneFlags.NEWUSER), int(CloneFlags.NEWNET),
-                                       int(CloneFlags.NEWNS), int(CloneFlags.NEWTIME))
-_HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
-
-
-@functools.lru_cache(maxsize=128)
-def _clone_flags(types: frozenset[Namespace]) -> int:
-    flags = 0
-    for kind in types:
-        flags |= _NS_FLAG[kind]
-    return flags
-
-
-def _exec_candidates(name: str, env: Mapping[str, str]) -> list[str]:
-    """Where execve should look for ``name``: the path itself, or each PATH directory."""
-    if "/" in name:
-        return [name]
-    path = env.get("PATH", os.defpath)
-    return [os.path.join(d or ".", name) for d in path.split(os.pathsep)]
-
-
-class _Stdio:
-    """The parent's half of the child's stdio and the fd moves for the plan."""
-
-    def __init__(self) -> None:
-        self.moves: list[tuple[int, int, str]] = []  # (high source fd, target, description)
-        self.close_after: list[int] = []  # fds to close in the parent once spawned
-        self.parent_ends: list[IO[bytes] | None] = [None, None, None]
-        self.inherited: list[int] = []  # stdio fds the child keeps as they are
-
-    def _high(self, fd: int, base: int) -> int:
-        # every source above every target, so that no dup2 in the child
-        # overwrites a source another dup2 still needs
-        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base)
-        self.close_after.append(high)
-        return high
-
-    def add(self, target: int, spec: StdSpec, base: int, out1: int | None) -> None:
-        desc = f"{('stdin', 'stdout', 'stderr')[target] if target < 3 else 'fd'} to fd {target}"
-        if spec is None:
-            self.inherited.append(target)  # the child has it already: no move
-            return
-        if spec == PIPE:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            mine, theirs = (w, r) if target == 0 else (r, w)
-            self.parent_ends[target] = os.fdopen(mine, "wb" if target == 0 else "rb", buffering=0)
-            self.close_after.append(theirs)
-            src = self._high(theirs, base)
-        elif spec == DEVNULL:
-            null = os.open(os.devnull, (os.O_RDONLY if target == 0 else os.O_WRONLY) | os.O_CLOEXEC)
-            self.close_after.append(null)
-            src = self._high(null, base)
-        elif spec == STDOUT:
-            if target != 2 or out1 is None:
-                raise ValueError("STDOUT is only valid for stderr")
-            src = out1
-        elif isinstance(spec, int):
-            src = self._high(spec, base)
-        else:
-            src = self._high(spec.fileno(), base)
-        self.moves.append((src, target, desc))
-
-    def high_step_fds(self, step: MountStep, base: int) -> MountStep:
-        """``step`` with its fds replaced by close-on-exec copies above ``base``."""
-        if step.fd < 0 and step.userns_fd < 0:
-            return step
-        return dataclasses.replace(
-            step, fd=self._high(step.fd, base) if step.fd >= 0 else -1,
-            userns_fd=self._high(step.userns_fd, base) if step.userns_fd >= 0 else -1)
-
-    def cleanup(self) -> None:
-        fds, self.close_after = self.close_after, []
-        for fd in fds:
-            os.close(fd)
-
-
 def spawn(
     args: Sequence[str],
     *,
@@ -304,12 +223,14 @@ def spawn(
     it) or ``pivot_root`` (a directory that is a mount point), then ``cwd``.  ``cgroup``
     is a cgroup v2 directory fd: the child starts in it (CLONE_INTO_CGROUP); a
     :class:`~nsbind.cgroups.Cgroup` also has the child join its v1 hierarchies before
-    anything else.  stdio takes ``PIPE``, ``DEVNULL``, ``STDOUT`` (stderr only), an fd
-    or a file object; the child gets exactly fds 0-2 and ``pass_fds`` (every other fd is
-    close-on-exec).  A failing step raises :class:`SpawnError` naming it: ``mount proc
-    on /proc: EPERM (...)``.  Once two spawns had equal arguments (and environment),
-    the next ones reuse the kept C plan, except with a rootfs, a Cgroup, a user
-    namespace or joined namespaces.
+    anything else.  ``uid``, ``gid`` and ``groups`` are 0..4294967294 (anything else is
+    refused, never truncated).  stdio takes ``PIPE``, ``DEVNULL``, ``STDOUT`` (stderr
+    only), an fd or a file object; the child gets exactly fds 0-2 and ``pass_fds`` (every
+    other fd is closed in the child before the exec).  A failing step raises
+    :class:`SpawnError` naming it: ``mount proc on /proc: EPERM (...)``.  From the second
+    spawn with an equal :class:`~nsbind.spawnrequest.SpawnRequest` (environment included)
+    on, the C plan is reused, except with a rootfs, a Cgroup, a user namespace or joined
+    namespaces.
 
     ``init=True`` (with a new pid namespace) makes the first process a tiny C
     init that forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
@@ -317,276 +238,130 @@ def spawn(
     status (128+N for signal N), as tini does.  Its child is a copy-on-write
     fork, so the cost then grows with this process's memory.
     """
-    if not args:
-        raise ValueError("spawn needs a non-empty argument list")
-    pool = namespaces if isinstance(namespaces, NamespacePool) else None
-    ns: Namespaces = (namespaces.namespaces if isinstance(namespaces, NamespacePool)
-                      else namespaces or Namespaces())
-    if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
-        raise ValueError("hostname and domainname need a new UTS namespace "
-                         "(namespaces=Namespaces(uts=True)): without one they would rename "
-                         "the host")
-    joining = ns._join is not None
-    # the plan's static part (everything but fds), reused for a repeated spawn
-    key = None
-    if not joining and rootfs is None and not isinstance(cgroup, Cgroup) \
-            and not ns.types & _USER_ONLY:
-        key = _plan_key(args, env, ns, hostname, domainname, mounts, pivot_root, cwd, cgroup,
-                        uid, gid, groups, rlimits, capabilities, no_new_privs, pdeathsig,
-                        umask, start_new_session, process_group, init)
-    static = _PLANS.get(key) if key is not None else None
-    if static is None:
-        static = _static_plan(args, env, ns, joining, hostname, domainname, mounts, rootfs,
-                              pivot_root, cwd, cgroup, uid, gid, groups, rlimits, capabilities,
-                              no_new_privs, pdeathsig, umask, start_new_session,
-                              process_group, init)
-        if key is not None and _SEEN.pop(key, False):
-            # the second spawn with these arguments: keep its plan for the next ones
-            if len(_PLANS) >= 32:
-                _PLANS.clear()
-            _PLANS[key] = static
-            plan = static.plan.copy()
-        else:
-            if key is not None:  # the first: remember only that it was asked for
-                if len(_SEEN) >= 64:
-                    _SEEN.clear()
-                _SEEN[key] = True
-                key = None
-            plan = static.plan
-    else:
-        plan = static.plan.copy()
-    inherited_stdio = stdin is None and stdout is None and stderr is None and not pass_fds
-    simple = inherited_stdio and close_fds and pool is None
-    if simple and static.ready is not None:
+    pool, ns = ((namespaces, namespaces.namespaces) if isinstance(namespaces, NamespacePool)
+                else (None, namespaces))
+    request = SpawnRequest.make(
+        args, env, cwd, ns, hostname, domainname, mounts, rootfs, pivot_root, cgroup, uid, gid,
+        groups, rlimits, capabilities, no_new_privs, pdeathsig, umask, start_new_session,
+        process_group, init)
+    static, plan, kept = plan_cache.get(request)
+    inherited = stdin is None and stdout is None and stderr is None and not pass_fds
+    if inherited and close_fds and pool is None and static.ready is not None:
         # a repeat whose whole plan is known: no fd to arrange, nothing to release
-        return Process(args, _start(static.ready.copy(), _Pipes(), False, [], []),
-                       None, None, None)
-    user, uid_map, gid_map, template = static.user, static.uid_map, static.gid_map, \
-        static.template
-    steps = list(static.steps)
+        return Process(args, _start(static.ready.copy(), SpawnPipes(), static), None, None, None)
+    with _Resources() as res:
+        res.acquire(request, plan, pool)
+        base = max([3, *pass_fds]) + 1
+        res.stdio.arrange(stdin, stdout, stderr, tuple(pass_fds), base)
+        keep = res.stdio.targets() + res.fill(plan, static, base)
+        plan.set_fds(res.stdio.moves, keep if close_fds else None)
+        if (kept and inherited and close_fds and pool is None and static.root is None
+                and not static.user and not res.v1_procs and plan.c.use_vm
+                and not res.step_fds):
+            static.ready = plan.copy()  # the next equal spawn starts from this copy
+        if res.for_children:
+            with _for_children(res.for_children):
+                pidfd = _start(plan, res.pipes, static)
+        else:
+            pidfd = _start(plan, res.pipes, static)
+        return Process(args, pidfd, *res.stdio.parent_ends)
 
-    # Everything acquired from here on is released in the finally below.
-    stdio = _Stdio()
-    pipes = _Pipes()
-    pooled: NamespaceFd | None = None
-    joined: list[tuple[Namespace, NamespaceFd]] = []
-    v1_procs: list[int] = []
-    try:
-        if ns._join is not None:
+
+class _Resources:
+    """Everything one spawn acquires besides its plan, released when the spawn is done
+    (the child has exec'd or failed); the parent's pipe ends only if it failed."""
+
+    def __init__(self) -> None:
+        self.stdio = Stdio()
+        self.pipes = SpawnPipes()
+        self.pooled: NamespaceFd | None = None
+        self.joined: list[tuple[Namespace, NamespaceFd]] = []
+        self.for_children: list[tuple[Namespace, NamespaceFd]] = []
+        self.v1_procs: list[int] = []
+        self.step_fds = False
+
+    def __enter__(self) -> _Resources:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None:
+            self.stdio.close_parent_ends()
+        self.stdio.cleanup()
+        self.pipes.close_all()
+        if self.pooled is not None:
+            self.pooled.close()
+        for _, nsfd in self.joined:
+            nsfd.close()
+        for fd in self.v1_procs:
+            os.close(fd)
+
+    def acquire(self, request: SpawnRequest, plan: Plan, pool: NamespacePool | None) -> None:
+        """Open what the child joins: the target's namespaces, v1 cgroups, a pooled one."""
+        ns = request.namespaces
+        if ns.join_target is not None:
             if pool is not None:
                 raise ValueError("a namespace pool cannot join another process")
-            joined = ns._join.open_all(ns.types)
-            if uid is None and any(k is Namespace.USER for k, _ in joined):
-                uid = gid = 0  # root of the joined user namespace, as nsenter
-                plan.set_ids(uid, gid, None)
-        if isinstance(cgroup, Cgroup):
-            for path in cgroup.v1_procs_files():  # the child writes "0" to each
-                v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
-            plan.set_cgroup_procs(v1_procs)
+            self.joined = ns.open_join_fds()
+            # pid and time namespaces take children only: this thread joins them
+            # for its child (and comes back); the child joins the others itself
+            self.for_children = [(k, fd) for k, fd in self.joined
+                                 if k in (Namespace.PID, Namespace.TIME)]
+            if request.uid is None and any(k is Namespace.USER for k, _ in self.joined):
+                plan.set_ids(0, 0, None)  # root of the joined user namespace, as nsenter
+        if isinstance(request.cgroup, Cgroup):
+            for path in request.cgroup.v1_procs_files():  # the child writes "0" to each
+                self.v1_procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            plan.set_cgroup_procs(self.v1_procs)
         if pool is not None:
-            pooled = pool.take()  # joined by the child, then closed here
-        base = max([3, *pass_fds]) + 1
-        if inherited_stdio:
-            stdio.inherited = [0, 1, 2]  # the common case, without the general moves
-        else:
-            for target, spec in enumerate((stdin, stdout, stderr)):
-                out1 = next((src for src, dst, _ in stdio.moves if dst == 1), 1)
-                stdio.add(target, spec, base, out1)
-            for fd in pass_fds:
-                stdio.add(fd, fd, base, None)
-        keep = [t for _, t, _ in stdio.moves] + stdio.inherited
+            self.pooled = pool.take()  # joined by the child, then closed here
+
+    def fill(self, plan: Plan, static: StaticPlan, base: int) -> list[int]:
+        """Fill in the plan's fds: mount step fds, the report and sync pipes, the
+        namespaces to join; return the fds the child must keep open until its exec."""
+        keep: list[int] = []
+        steps = static.steps
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
         # above the stdio targets and kept open until the exec
-        step_fds = any(step.fd >= 0 or step.userns_fd >= 0 for step in steps)
-        if step_fds:
-            steps = [stdio.high_step_fds(step, base) for step in steps]
+        self.step_fds = any(step.fd >= 0 or step.userns_fd >= 0 for step in steps)
+        if self.step_fds:
+            steps = tuple(self.stdio.high_step_fds(step, base) for step in steps)
             keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
-        if template is not None and template.masks:
+        root = static.root
+        if root is not None and root.masks:
             # a prepared root's child cannot reach this /dev/null: hand it a detached bind
             with open_tree("/dev/null", OpenTreeFlags.CLONE) as null:
-                plan.c.null_mount_fd = stdio._high(null.fileno(), base)
+                plan.c.null_mount_fd = self.stdio.high(null.fileno(), base)
             keep.append(plan.c.null_mount_fd)
         plan.set_mounts(steps)
-        if plan.c.use_vm and not user:
+        if plan.c.use_vm and not static.user:
             # vfork style: the child reports into shared memory while we are suspended
             plan.c.report = plan.report
         else:
-            pipes.err_r, pipes.err_w = os.pipe2(os.O_CLOEXEC)
-            plan.c.err_fd = pipes.err_w
-            keep.append(pipes.err_w)  # close-on-exec: open until the exec, then gone
-        plan.set_fds(stdio.moves, keep if close_fds else None)
-        if user:
-            pipes.sync_r, pipes.sync_w = os.pipe2(os.O_CLOEXEC)
-            plan.c.sync_fd = pipes.sync_r
-            plan.c.sync_peer_fd = pipes.sync_w
-        # namespaces the child joins before it closes its fds: a prepared root's mount
-        # namespace, a pooled one; pid and time namespaces take children only: this
-        # thread joins them for its child (and comes back); the child joins the
-        # others itself, user first
-        joins = [] if template is None else [(template.ns.fileno(), int(CloneFlags.NEWNS))]
-        if pooled is not None:
-            joins.append((pooled.fileno(), int(CloneFlags.NEWNET)))
-        joins += [(fd.fileno(), int(k.flag)) for k, fd in joined
-                  if k not in (Namespace.PID, Namespace.TIME)]
+            self.pipes.err_r, self.pipes.err_w = os.pipe2(os.O_CLOEXEC)
+            plan.c.err_fd = self.pipes.err_w
+            keep.append(self.pipes.err_w)  # close-on-exec: open until the exec, then gone
+        if static.user:
+            self.pipes.sync_r, self.pipes.sync_w = os.pipe2(os.O_CLOEXEC)
+            plan.c.sync_fd = self.pipes.sync_r
+            plan.c.sync_peer_fd = self.pipes.sync_w
+        joins = self._joins(root)
         if joins:
             plan.set_setns(joins)
-        if (key is not None and simple and template is None and not user and not v1_procs
-                and plan.c.use_vm and not step_fds):
-            static.ready = plan.copy()  # the next equal spawn starts from this copy
-        for_children = [(k, fd) for k, fd in joined if k in (Namespace.PID, Namespace.TIME)]
-        if for_children:
-            with _for_children(for_children):
-                pidfd = _start(plan, pipes, user, uid_map, gid_map)
-        else:
-            pidfd = _start(plan, pipes, user, uid_map, gid_map)
-    except BaseException:
-        for stream in stdio.parent_ends:
-            if stream is not None:
-                stream.close()
-        raise
-    finally:
-        stdio.cleanup()
-        pipes.close_all()
-        if pooled is not None:
-            pooled.close()
-        for _, nsfd in joined:
-            nsfd.close()
-        for fd in v1_procs:
-            os.close(fd)
-    return Process(args, pidfd, *stdio.parent_ends)
+        return keep
 
-
-@dataclasses.dataclass
-class _Static:
-    """What spawn derives from its arguments before any fd is made (see _static_plan),
-    and, once a spawn with inherited stdio has completed it, the whole plan (``ready``)."""
-
-    plan: Plan
-    user: bool
-    uid_map: list[IdMap]
-    gid_map: list[IdMap]
-    steps: tuple[MountStep, ...]
-    template: _Template | None
-    ready: Plan | None = None
-
-
-#: static plans of recent repeated spawns, by _plan_key (cleared when full), and the
-#: keys of spawns asked for once so far (a one-off spawn keeps no plan)
-_PLANS: dict[tuple[object, ...], _Static] = {}
-_SEEN: dict[tuple[object, ...], bool] = {}
-_USER_ONLY = frozenset({Namespace.USER})
-
-
-def _plan_key(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces,
-              hostname: str | None, domainname: str | None, mounts: Sequence[MountStep],
-              pivot_root: PathLike | None, cwd: PathLike | None, cgroup: object,
-              uid: int | None, gid: int | None, groups: Sequence[int] | None,
-              rlimits: Mapping[int, tuple[int, int]] | None, *flags: object
-              ) -> tuple[object, ...] | None:
-    """Everything a static plan depends on, or None when something is not hashable."""
-    if env is None:
-        data = getattr(os.environ, "_data", None)  # bytes -> bytes: no decoding
-        envkey: object = ("environ", tuple(data.items()) if isinstance(data, dict)
-                          else tuple(os.environ.items()))
-    else:
-        envkey = tuple(env.items())
-    key = (tuple(args), envkey, ns.types, ns.propagation, ns.loopback, hostname, domainname,
-           tuple(mounts), pivot_root, cwd, cgroup, uid, gid,
-           None if groups is None else tuple(groups),
-           tuple(rlimits.items()) if rlimits else None, *flags)
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def _static_plan(args: Sequence[str], env: Mapping[str, str] | None, ns: Namespaces,
-                 joining: bool, hostname: str | None, domainname: str | None,
-                 mounts: Sequence[MountStep], rootfs: RootFS | None,
-                 pivot_root: PathLike | None, cwd: PathLike | None,
-                 cgroup: FdLike | Cgroup | None, uid: int | None, gid: int | None,
-                 groups: Sequence[int] | None, rlimits: Mapping[int, tuple[int, int]] | None,
-                 capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
-                 umask: int, start_new_session: bool, process_group: int | None,
-                 init: bool) -> _Static:
-    """The plan's part that depends on the arguments only: exec, clone flags, mount steps,
-    names, ids, limits, capabilities (no fd is opened here)."""
-    environ = os.environ if env is None else env  # read only
-    plan = Plan()
-    plan.set_exec(_exec_candidates(args[0], environ), args, environ)
-
-    # what the clone creates, as CLONE_NEW* bits (tested as ints: enum hashing is slow)
-    flags = 0 if joining else _clone_flags(ns.types)
-    plan.c.clone_flags = flags
-    user = bool(flags & _NEWUSER)
-    uid_map: list[IdMap] = []
-    gid_map: list[IdMap] = []
-    if user:
-        uid_map = ns.uid_map or [(0, os.geteuid(), 1)]
-        gid_map = ns.gid_map or [(0, os.getegid(), 1)]
-    if user and uid is None and any(inside == 0 for inside, _, _ in uid_map):
-        uid = 0
-        if any(inside == 0 for inside, _, _ in gid_map):
-            gid = 0
-            if groups is None and os.geteuid() == 0:
-                groups = []
-    plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
-    steps = list(mounts)
-    template = None
-    if rootfs is not None:
-        if not flags & _NEWNS:
-            raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
-                             "its mounts are made in the child's own")
-        if pivot_root is not None:
-            raise ValueError("give rootfs or pivot_root, not both")
-        template = rootfs._template_for(ns, bool(steps))
-        if template is not None:
-            # join the prepared namespace and unshare a private copy of it, instead of
-            # copying the host's mount table, binding the root and pivoting into it
-            steps += template.steps
-            plan.c.clone_flags = flags & ~_NEWNS
-            plan.c.unshare_flags = _NEWNS
-        else:
-            steps += rootfs._all_steps()
-            pivot_root = rootfs.path
-    if flags & _NEWNS and ns.propagation is not None and template is None:
-        steps.insert(0, _propagation_step(ns.propagation))
-    # (the plan's defaults: nothing of these; each setter only for what is asked)
-    c: Any = plan.c
-    if hostname is not None or domainname is not None:
-        plan.set_names(hostname, domainname)
-    if pivot_root is not None or cwd is not None:
-        plan.set_root(pivot_root, cwd)
-    if rlimits:
-        plan.set_rlimits(rlimits)
-    if uid is not None or gid is not None or groups is not None:
-        plan.set_ids(uid, gid, groups)
-    if capabilities is not None:
-        plan.set_caps(capabilities)
-    if no_new_privs:
-        c.no_new_privs = 1
-    if pdeathsig:
-        c.pdeathsig = pdeathsig
-    if umask != -1:
-        c.umask = umask
-    if start_new_session:
-        c.setsid = 1
-    if process_group is not None:
-        c.pgid = process_group
-    if isinstance(cgroup, Cgroup):
-        v2 = cgroup.v2
-        c.cgroup_fd = -1 if v2 is None else v2.fileno()
-    elif cgroup is not None:
-        c.cgroup_fd = fdnum(cgroup)
-    if init:
-        c.init = 1
-    # time namespaces refuse CLONE_VM; an init outlives the exec of its child
-    # and a process sharing its memory may not join a user namespace (userns_install)
-    c.use_vm = int(not flags & _NEWTIME and not init and not joining
-                   and _HAS_VM_CLONE)
-
-    return _Static(plan, user, uid_map, gid_map, tuple(steps), template)
+    def _joins(self, root: RootPlan | None) -> list[tuple[int, int]]:
+        """(fd, CLONE_NEW* type) of the namespaces the child joins before it closes its
+        fds, in NAMESPACE_ORDER: a joined target's (user first), a pooled network
+        namespace, a prepared root's mount namespace (mnt: last)."""
+        joins = [(fd.fileno(), int(k.flag)) for k, fd in self.joined
+                 if k not in (Namespace.PID, Namespace.TIME, Namespace.MNT)]
+        if self.pooled is not None:
+            joins.append((self.pooled.fileno(), int(CloneFlags.NEWNET)))
+        joins += [(fd.fileno(), int(k.flag)) for k, fd in self.joined if k is Namespace.MNT]
+        if root is not None and root.namespace is not None:
+            joins.append((root.namespace.fileno(), int(CloneFlags.NEWNS)))
+        return joins
 
 
 @contextlib.contextmanager
@@ -595,8 +370,7 @@ def _for_children(targets: Sequence[tuple[Namespace, NamespaceFd]]) -> Iterator[
     saved: list[NamespaceFd] = []
     try:
         for kind, nsfd in targets:
-            name = "pid_for_children" if kind is Namespace.PID else "time_for_children"
-            saved.append(open_namespace(f"/proc/thread-self/ns/{name}"))
+            saved.append(open_namespace(thread_path(kind)))
             nsfd.setns()
         yield
     finally:
@@ -605,31 +379,10 @@ def _for_children(targets: Sequence[tuple[Namespace, NamespaceFd]]) -> Iterator[
                 back.setns()
 
 
-@functools.lru_cache(maxsize=8)
-def _propagation_step(kind: int) -> MountStep:
-    """``mount --make-r<kind> /``, the first step in a new mount namespace."""
-    return MountStep(None, "/", None, MountFlags.REC | kind)
-
-
-class _Pipes:
-    """The report and sync pipes of one spawn; each fd is closed exactly once."""
-
-    def __init__(self) -> None:
-        self.err_r = self.err_w = self.sync_r = self.sync_w = -1
-
-    def close(self, name: str) -> None:
-        fd = getattr(self, name)
-        setattr(self, name, -1)
-        if fd >= 0:
-            os.close(fd)
-
-    def close_all(self) -> None:
-        for name in ("err_r", "err_w", "sync_r", "sync_w"):
-            self.close(name)
-
-
-def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
-           gid_map: list[IdMap]) -> PidFd:
+def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
+    """Clone the child, write its id maps (user namespaces), let it go on and wait for
+    its exec or its report: the pidfd, or the SpawnError of the step that failed, with
+    the child killed and reaped."""
     result: Any = ffi.new("struct nsb_spawn_result *")
     report: Any = plan.report
     if lib.nsb_spawn(plan.c, result) < 0:
@@ -639,24 +392,29 @@ def _start(plan: Plan, pipes: _Pipes, user: bool, uid_map: list[IdMap],
     pidfd = PidFd(result.pidfd, result.pid)
     pipes.close("err_w")  # so that the exec (close-on-exec) shows as EOF
     failure: SpawnError | None = None
-    if user:
+    if static.user:
         pipes.close("sync_r")
         try:
-            _write_maps(result.pid, uid_map, gid_map, deny_setgroups=os.geteuid() != 0)
-        except NamespaceRuleError as exc:
-            failure = SpawnError(getattr(exc, "errno", None) or errno.EPERM, "write id maps",
-                                 None, str(exc))
+            idmap.write_maps(result.pid, static.uid_map, static.gid_map,
+                             deny_setgroups=os.geteuid() != 0)
+        except NsbindError as exc:
+            failure = SpawnError(exc.errno or errno.EPERM, "write id maps", None, str(exc))
             pidfd.send_signal(signal.SIGKILL)
             pipes.close("sync_w")
     # Tell the child to go on (user namespaces), wait for its exec or its report,
     # and free its stack: in C, so that this thread stays off the shared stack.
     sync_w, pipes.sync_w = pipes.sync_w, -1  # nsb_spawn_release closes it
     rc = lib.nsb_spawn_release(sync_w, pipes.err_r, result, report)
-    if rc == 1 and failure is None:
+    if rc < 0 and failure is None:
+        # the go byte did not reach the child: it never got past its sync step
+        failure = spawn_error(ffi.errno or errno.EPIPE, "sync",
+                              "tell the child to go on after the id maps (write its sync pipe)")
+    elif rc == 1 and failure is None:
         step, what = plan.describe(report.step, report.index)
         failure = spawn_error(report.err, step, what, detail=plan.detail(report))
     if failure is not None:
-        pidfd.wait()  # the child has exited (status 127) or is about to
+        pidfd.send_signal(signal.SIGKILL)  # nothing of a failed spawn stays running
+        pidfd.wait()
         pidfd.close()
         raise failure
     return pidfd

@@ -46,7 +46,7 @@ from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, bind, mask, overlay_step
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
 
-__all__ = ["RootFS"]
+__all__ = ["RootFS", "RootPlan"]
 
 #: filesystems a spawn must make for itself: per pid/net/ipc/cgroup namespace, or
 #: writable and private to the container
@@ -57,13 +57,20 @@ _ROOT_HERE = MountStep(None, "/", kind=MountKind.ROOT)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Template:
-    """A prepared root: a mount namespace whose root is the RootFS, and the steps each
-    spawn still runs in its own copy of it."""
+class RootPlan:
+    """How a spawn enters a :class:`RootFS` (from :meth:`RootFS.plan_for`).
 
-    ns: NamespaceFd
+    Plain: run ``steps`` in the child's new mount namespace, then pivot_root into
+    ``pivot_root``.  Prepared: the child joins ``namespace`` (whose root is the RootFS
+    already), unshares a private copy of it and runs ``steps`` there; ``masks`` says
+    some step masks a path, for which the child needs a /dev/null it cannot reach
+    itself (hand it a detached bind of the caller's).
+    """
+
     steps: tuple[MountStep, ...]
-    masks: bool  # some step is a MASK (which may need the caller's /dev/null)
+    pivot_root: str | None = None
+    namespace: NamespaceFd | None = None
+    masks: bool = False
 
 
 def _per_spawn(step: MountStep) -> bool:
@@ -125,7 +132,7 @@ class RootFS:
     def _init(self, defaults: bool) -> None:
         self._cached: tuple[MountStep, ...] | None = None  # steps(), until the next change
         self._prepared = False
-        self._template: _Template | None = None
+        self._template: RootPlan | None = None
         self._steps: list[MountStep] = []
         self._masked: list[str] = list(MASKED_PATHS) if defaults else []
         self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
@@ -181,8 +188,8 @@ class RootFS:
 
     def _drop_template(self) -> None:
         template, self._template = self._template, None
-        if template is not None:
-            template.ns.close()
+        if template is not None and template.namespace is not None:
+            template.namespace.close()
 
     def prepare(self) -> RootFS:
         """Make the shared part of this root once (see the module doc); later spawns
@@ -199,7 +206,7 @@ class RootFS:
         self._prepared_template()
         return self
 
-    def _prepared_template(self) -> _Template:
+    def _prepared_template(self) -> RootPlan:
         if self._template is None:
             steps = self._all_steps()
             first = next(i for i, s in enumerate(steps) if s.kind == MountKind.ROOT) + 1
@@ -207,17 +214,19 @@ class RootFS:
                 first += 1
             ns = _make_template(self.path, steps[:first])
             rest = steps[first:]
-            self._template = _Template(ns, (_ROOT_HERE, *rest),
-                                       any(s.kind == MountKind.MASK for s in rest))
+            self._template = RootPlan((_ROOT_HERE, *rest), namespace=ns,
+                                      masks=any(s.kind == MountKind.MASK for s in rest))
         return self._template
 
-    def _template_for(self, ns: Namespaces, has_mounts: bool) -> _Template | None:
-        """The prepared root if this spawn can use it, else None (assemble it anew)."""
-        if not self._prepared or has_mounts or Namespace.USER in ns.types:
-            return None
-        if ns.propagation not in (None, Propagation.PRIVATE):
-            return None
-        return self._prepared_template()
+    def plan_for(self, namespaces: Namespaces, has_mounts: bool = False) -> RootPlan:
+        """How a spawn with ``namespaces`` (and host ``mounts=`` steps if ``has_mounts``)
+        enters this root: the prepared namespace when :meth:`prepare` was called and the
+        spawn can use it (no new user namespace, no host steps, private propagation),
+        else every step and a pivot_root.  The RootFS owns what the plan holds."""
+        if (self._prepared and not has_mounts and Namespace.USER not in namespaces.types
+                and namespaces.propagation in (None, Propagation.PRIVATE)):
+            return self._prepared_template()
+        return RootPlan(self._all_steps(), pivot_root=self.path)
 
     def steps(self) -> list[MountStep]:
         """Every step, in order: the root, ``ROOT``, the added steps, masks, read-only

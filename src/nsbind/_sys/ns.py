@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from nsbind._native import lib
@@ -91,7 +92,8 @@ def open_namespace(target: int | PathLike, ns: Namespace | str | None = None) ->
     """Open a namespace: ``target`` is a pid (with ``ns`` the type) or an nsfs path.
 
     The path may be ``/proc/<pid>/ns/<type>`` or a bind mount of one (``ip netns``
-    style).  The fd is O_RDONLY|O_CLOEXEC and is checked to be an nsfs file.
+    style).  The fd is O_RDONLY|O_CLOEXEC, opened without blocking (a FIFO planted
+    at the path cannot hang the caller) and checked to be an nsfs file.
     """
     if isinstance(target, int):
         if ns is None:
@@ -101,8 +103,12 @@ def open_namespace(target: int | PathLike, ns: Namespace | str | None = None) ->
     else:
         path = os.fsdecode(fsbytes(target))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
+        if isinstance(target, int) and exc.errno == errno.ENOENT and not os.path.exists(
+                f"/proc/{target}"):
+            raise_errno(errno.ESRCH, "open", path, what=f"open namespace {path}",
+                        detail=f"no process {target}")
         raise_errno(exc.errno or 0, "open", path, what=f"open namespace {path}")
     nsfd = NamespaceFd(fd, path)
     if lib.nsb_fstatfs_type(fd) != lib.NSFS_MAGIC:

@@ -1,0 +1,110 @@
+"""SpawnRequest: everything a spawn's C plan depends on, as one frozen, hashable value.
+
+:func:`nsbind.spawn` turns its keyword arguments into a :class:`SpawnRequest`
+(checked: ids in range, names only with a UTS namespace, no NUL bytes) and the
+per-call stdio into arguments of its own.  Two equal requests build the same
+static plan, so the request is the key of the plan cache (:mod:`nsbind.plancache`);
+a request holding an unhashable value is simply not cached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from nsbind._sys.fd import FdLike, PathLike
+from nsbind.cgroups import Cgroup
+from nsbind.flags import Namespace
+from nsbind.idmap import check_id
+from nsbind.mountstep import MountStep
+from nsbind.namespaces import Namespaces
+from nsbind.rootfs import RootFS
+from nsbind.spawnplan import CapabilitySets
+
+__all__ = ["SpawnRequest"]
+
+_EMPTY = Namespaces()
+
+
+class SpawnRequest(NamedTuple):
+    """The static part of a spawn (see :func:`nsbind.spawn` for each field's meaning).
+
+    ``env`` is the environment as ``(name, value)`` pairs, or None for this process's
+    environment, whose content at the time of the call is in ``environ`` (so a changed
+    ``os.environ`` makes a different request).  Build one with :meth:`make`.
+    """
+
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] | None
+    environ: tuple[tuple[bytes, bytes], ...] | tuple[tuple[str, str], ...] | None
+    cwd: PathLike | None
+    namespaces: Namespaces
+    hostname: str | None
+    domainname: str | None
+    mounts: tuple[MountStep, ...]
+    rootfs: RootFS | None
+    pivot_root: PathLike | None
+    cgroup: FdLike | Cgroup | None
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...] | None
+    rlimits: tuple[tuple[int, tuple[int, int]], ...] | None
+    capabilities: CapabilitySets | None
+    no_new_privs: bool
+    pdeathsig: int
+    umask: int
+    start_new_session: bool
+    process_group: int | None
+    init: bool
+
+    @classmethod
+    def make(cls, args: Sequence[str], env: Mapping[str, str] | None, cwd: PathLike | None,
+             namespaces: Namespaces | None, hostname: str | None, domainname: str | None,
+             mounts: Sequence[MountStep], rootfs: RootFS | None, pivot_root: PathLike | None,
+             cgroup: FdLike | Cgroup | None, uid: int | None, gid: int | None,
+             groups: Sequence[int] | None, rlimits: Mapping[int, tuple[int, int]] | None,
+             capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
+             umask: int, start_new_session: bool, process_group: int | None,
+             init: bool) -> SpawnRequest:
+        """The request for these :func:`nsbind.spawn` arguments, or ValueError naming the
+        argument that no spawn could honour."""
+        if not args:
+            raise ValueError("spawn needs a non-empty argument list")
+        ns = _EMPTY if namespaces is None else namespaces
+        if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
+            raise ValueError("hostname and domainname need a new UTS namespace "
+                             "(namespaces=Namespaces(uts=True)): without one they would "
+                             "rename the host")
+        if uid is not None:
+            uid = check_id("uid", uid)
+        if gid is not None:
+            gid = check_id("gid", gid)
+        if groups is not None:
+            groups = tuple(check_id("supplementary group", g) for g in groups)
+        if env is None:
+            data = getattr(os.environ, "_data", None)  # bytes -> bytes: no decoding
+            environ: tuple[tuple[bytes, bytes], ...] | tuple[tuple[str, str], ...] | None = (
+                tuple(data.items()) if isinstance(data, dict) else tuple(os.environ.items()))
+            pairs = None
+        else:
+            environ = None
+            pairs = tuple(env.items())
+        return tuple.__new__(cls, (
+            tuple(args), pairs, environ, cwd, ns, hostname, domainname, tuple(mounts), rootfs,
+            pivot_root, cgroup, uid, gid, groups,
+            tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
+            pdeathsig, umask, start_new_session, process_group, init))
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """The child's environment (this process's, read only, when ``env`` was None)."""
+        return os.environ if self.env is None else dict(self.env)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the plan may be kept for equal requests: not with a root filesystem,
+        a Cgroup (v1 fds per spawn), a new user namespace (id maps) or joined ones."""
+        ns = self.namespaces
+        return (self.rootfs is None and not isinstance(self.cgroup, Cgroup)
+                and Namespace.USER not in ns.types and ns.join_target is None)
