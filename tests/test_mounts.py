@@ -9,7 +9,7 @@ import pathlib
 import pytest
 
 from helpers import forked, fstype_of, mount_at
-from nsbind import Namespaces, Propagation, mounts, spawn
+from nsbind import Namespaces, Propagation, features, mounts, spawn
 from nsbind.errors import NsbindError
 
 
@@ -171,7 +171,7 @@ def test_overlay_fallback_without_lowerdir_plus_uses_short_relative_paths(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pre-6.8 path, forced on this kernel: one lowerdir string, at most 255 bytes
     through fsconfig, made to fit by naming the layers relative to their parent."""
-    monkeypatch.setattr(mounts, "_LOWERDIR_PLUS", False)
+    monkeypatch.setattr(features, "lowerdir_plus", lambda: False)
     lower = []
     for i in range(40):  # top first
         layer = tmp_path / f"{i}"

@@ -16,15 +16,14 @@ resolve their targets inside the root (``step.in_root()``).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
 
+from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
 from nsbind._sys.mount import MountFd, fsopen
-from nsbind.errors import NsbindError
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
@@ -229,24 +228,6 @@ def _flatten(steps: Iterable[MountStep | Sequence[MountStep]]) -> list[MountStep
     return out
 
 
-_LOWERDIR_PLUS: bool | None = None
-
-
-def _lowerdir_plus() -> bool:
-    """Whether overlayfs takes ``lowerdir+`` (Linux 6.8), probed once."""
-    global _LOWERDIR_PLUS
-    if _LOWERDIR_PLUS is None:
-        with fsopen("overlay") as ctx:
-            try:
-                ctx.set_string("lowerdir+", "/")
-                _LOWERDIR_PLUS = True
-            except NsbindError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                _LOWERDIR_PLUS = False
-    return _LOWERDIR_PLUS
-
-
 def _layers(lower: Sequence[PathLike], upper: PathLike | None,
             work: PathLike | None) -> list[str]:
     if not lower:
@@ -272,7 +253,7 @@ def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike |
                      volatile: bool) -> tuple[list[str], str | None]:
     """The fsconfig options of an overlay, and the directory relative paths start from."""
     cwd = None
-    if _lowerdir_plus():
+    if features.lowerdir_plus():
         opts = [f"lowerdir+={layer}" for layer in layers]
     else:
         # before Linux 6.8: one "lowerdir=a:b:c" string, at most 255 bytes through

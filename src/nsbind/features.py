@@ -1,0 +1,152 @@
+"""What this kernel offers, probed once per process (never guessed from a version number).
+
+Each probe asks the kernel in the cheapest way that cannot change anything: a call
+with an argument that is invalid only if the feature exists (EBADF instead of EINVAL),
+a file that exists only where the feature does, or an fs-context option that a
+context is thrown away after.  Results are cached; :func:`probe_all` lists them (for
+``nsbind doctor`` style reports and for tests that assert which path the code takes).
+
+The code uses these instead of version checks: overlay assembly takes ``lowerdir+``
+when :func:`lowerdir_plus` says so and the single ``lowerdir=`` string otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+from typing import Any
+
+from nsbind._native import ffi, lib
+from nsbind._sys.mount import fsopen, mount_setattr, open_tree
+from nsbind.errors import NsbindError
+from nsbind.flags import MountAttr, OpenTreeFlags
+
+__all__ = ["cgroup2_delegated", "cgroup_kill", "clone_into_cgroup", "idmapped_mounts",
+           "lowerdir_plus", "mount_api", "pidfd_setns", "probe_all", "time_namespaces"]
+
+
+@functools.cache
+def lowerdir_plus() -> bool:
+    """overlayfs takes one ``lowerdir+`` option per layer (Linux 6.8); without it a
+    mount has one ``lowerdir=`` string (255 bytes through fsconfig)."""
+    try:
+        with fsopen("overlay") as ctx:
+            ctx.set_string("lowerdir+", "/")
+    except NsbindError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENODEV, errno.ENOSYS, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+@functools.cache
+def mount_api() -> bool:
+    """The new mount API (fsopen, fsconfig, fsmount, move_mount, open_tree: Linux 5.2)."""
+    fd = lib.nsb_fsopen(b"tmpfs", 0)
+    if fd < 0:
+        return ffi.errno not in (errno.ENOSYS, errno.EPERM)
+    os.close(fd)
+    return True
+
+
+@functools.cache
+def idmapped_mounts() -> bool:
+    """mount_setattr with MOUNT_ATTR_IDMAP (Linux 5.12; per filesystem after that).
+
+    Probed on a detached clone of ``/`` with a user namespace fd that is not open: EBADF means
+    the kernel knows the attribute.  Needs CAP_SYS_ADMIN (False without it)."""
+    try:
+        with open_tree("/", OpenTreeFlags.CLONE) as tree:
+            mount_setattr(tree, "", int(lib.AT_EMPTY_PATH), attr_set=int(MountAttr.IDMAP),
+                          userns=2**31 - 1)
+    except NsbindError as exc:
+        return exc.errno == errno.EBADF
+    return True
+
+
+@functools.cache
+def clone_into_cgroup() -> bool:
+    """clone3 with CLONE_INTO_CGROUP (Linux 5.7).  Probed with a cgroup fd number that
+    is not open (INT_MAX): EBADF means the flag is known, EINVAL or ENOSYS that it is
+    not.  The call fails either way: no process is made."""
+    args: Any = ffi.new("struct clone_args *")
+    args.flags = lib.CLONE_INTO_CGROUP
+    args.cgroup = 2**31 - 1
+    rc = lib.nsb_clone3(args, ffi.sizeof("struct clone_args"))
+    if rc == 0:  # cannot happen; if it ever did, this is the child: leave at once
+        os._exit(0)
+    return rc < 0 and ffi.errno == errno.EBADF
+
+
+@functools.cache
+def time_namespaces() -> bool:
+    """Time namespaces (Linux 5.6): ``/proc/self/ns/time`` exists."""
+    return os.path.exists("/proc/self/ns/time")
+
+
+@functools.cache
+def pidfd_setns() -> bool:
+    """setns on a pidfd, several namespace types at once (Linux 5.8).  Probed by joining
+    the calling thread's own uts namespace through its process's pidfd (a no-op);
+    older kernels refuse a pidfd with EINVAL."""
+    fd = lib.nsb_pidfd_open(os.getpid(), 0)
+    if fd < 0:
+        return False
+    try:  # EPERM: known, but this caller lacks CAP_SYS_ADMIN; EINVAL: not an nsfs fd
+        return lib.nsb_setns(fd, lib.CLONE_NEWUTS) == 0 or ffi.errno == errno.EPERM
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def cgroup_kill() -> bool:
+    """``cgroup.kill`` in cgroup v2 (Linux 5.14): kill a whole cgroup in one write;
+    without it nsbind freezes, signals every member and thaws."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        return False
+    own = os.path.join(mount, _own_cgroup2().lstrip("/"))
+    if os.path.normpath(own) == os.path.normpath(mount):  # the root cgroup has no cgroup.kill
+        with os.scandir(mount) as entries:
+            own = next((e.path for e in entries if e.is_dir(follow_symlinks=False)), own)
+    return os.path.exists(os.path.join(own, "cgroup.kill"))
+
+
+@functools.cache
+def cgroup2_delegated() -> bool:
+    """The caller may make cgroups in the v2 hierarchy: root, or a user whose own cgroup
+    directory was delegated to it (owned by it, as systemd's ``Delegate=yes`` does)."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        return False
+    if os.geteuid() == 0:
+        return os.access(mount, os.W_OK)
+    own = os.path.join(mount, _own_cgroup2().lstrip("/"))
+    try:
+        return os.stat(own).st_uid == os.geteuid() and os.access(own, os.W_OK)
+    except OSError:
+        return False
+
+
+def probe_all() -> dict[str, bool]:
+    """Every probe, by name."""
+    return {name: globals()[name]() for name in __all__ if name != "probe_all"}
+
+
+def _cgroup2_mount() -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "cgroup2":
+                return fields[4]
+    return None
+
+
+def _own_cgroup2() -> str:
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, _, path = line.rstrip("\n").split(":", 2)
+            if hid == "0":
+                return path
+    return "/"
