@@ -1,17 +1,122 @@
 """What a test may leave behind on the machine, and a diff of two snapshots.
 
 A snapshot holds this process's mounts (/proc/self/mountinfo), open fds, child
-processes, and the directories of every cgroup hierarchy.  New cgroups inside
-the caller's own cgroup belong to the machine's own process control unless
-they are named like ours (``nsbind*``, ``test*``).
+processes, the directories of every cgroup hierarchy, the host's hostname and
+the v1 hierarchy each controller is bound to (/proc/cgroups).  :func:`report`
+sorts what ``after`` has that ``before`` did not into *leaks* (what this run -
+nsbind or its tests - made and left: a test fails on them) and *foreign*
+changes (what other programs on the host made meanwhile: information only).
+
+A machine keeps changing under a test run: systemd starts units, a management
+agent makes a cgroup per job, another user (or another test run) starts a
+container.  So the guard only fails on what it can attribute to this run:
+
+cgroups
+    A new cgroup directory, ``<hierarchy mount point>/<rel>``, is a leak when
+
+    * ``rel`` starts with this run's parent, ``nsbind-test-<pid of the run>``
+      (conftest's TEST_CGROUP_PARENT, made at the root of each hierarchy), or
+      with nsbind's default parent, ``nsbind`` (``Cgroup.create`` without
+      ``parent=``) - the first component must *equal* one of them: a sibling
+      at the root such as ``nsbind-churn-7`` or ``nsbind-test-<another pid>``
+      (another run) is not ours;
+    * a component of ``rel`` carries this run's pid as the test fixtures name
+      things: ``nsbind-test-<pid>``, or ``test-<pid>`` / ``test-<pid>-...``
+      (conftest's ``test_cgroup``) - wherever such a cgroup was made;
+    * it lies inside this process's own cgroup (not a hierarchy's root) and its
+      name starts with ``nsbind`` or ``test``: a non-root ``Cgroup.create``
+      defaults there, and the machine's own process control names nothing so;
+    * its hierarchy is mounted on a path this run owns (below).
+
+    Nothing else is: siblings at a hierarchy's root, other cgroups of the
+    machine (even named ``nsbind-*``), other test runs' parents.  A caveat of
+    the rule: a program on the same host creating cgroups under ``/nsbind``
+    (nsbind's default parent) while the tests run would count as a leak.
+
+v1 hierarchies
+    A controller newly bound to a v1 hierarchy (/proc/cgroups) is a leak - a
+    hierarchy unmounted while it still had cgroups lives on - unless it is
+    clearly not ours: some process outside this run (not this process nor one of
+    its descendants) has that hierarchy mounted, outside the paths this run owns.
+
+mounts
+    /proc/self/mountinfo is this process's mount namespace, shared with whatever
+    else runs in it.  A new mount is a leak when its mount point lies in a path
+    this run owns: its directories (pytest's base temp dir and the run's temp
+    dir, which conftest makes ``tempfile.gettempdir()`` and $TMPDIR, so that what
+    nsbind makes there - ``RootFS``'s ``nsbind-rootfs-*`` mount points - is the
+    run's), and nsbind's own state directory (``/var/lib/nsbind``).  Mounts
+    elsewhere (systemd's /run/user/N, a container runtime's overlays) are
+    foreign, whatever their source or type: the tests' tmpfs, overlay, proc
+    and bind mounts are what the rest of the machine mounts too, so those say
+    nothing of who made a mount.  Mounts in other mount namespaces - every
+    test's private one included - are never seen at all.
+
+processes
+    Children of this process (/proc/self/task/*/children), confirmed to still
+    be ours (their parent is this process) when reported: a pid that was ours
+    once and is now someone else's (reused after the exit) is not, nor is a
+    grandchild reparented to init or a subreaper; foreign processes never are.
+
+fds and the hostname
+    Every new fd of this process, and any change of the hostname/domainname
+    the guard reads, are leaks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import signal
 
 OUR_CGROUP_PREFIXES = ("nsbind", "test")
+NSBIND_STATE_DIR = "/var/lib/nsbind"  # nsbind.image.store's default for root
+
+
+def _default_parent() -> str:
+    from nsbind.cgroups import DEFAULT_PARENT
+
+    return DEFAULT_PARENT
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What belongs to this test run: the pid its names carry, its cgroup parent,
+    nsbind's default cgroup parent and the directories it owns (real paths)."""
+
+    pid: int
+    cgroup_parent: str
+    default_parent: str
+    paths: tuple[str, ...]
+
+    def owns_path(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.paths)
+
+    def names_cgroup(self, name: str) -> bool:
+        """A cgroup name only this run's tests produce."""
+        tag = f"test-{self.pid}"
+        return name == self.cgroup_parent or name == tag or name.startswith(tag + "-")
+
+
+def _run_for(pid: int, paths: tuple[str, ...] = ()) -> Run:
+    return Run(pid, f"nsbind-test-{pid}", _default_parent(),
+               tuple(os.path.realpath(p) for p in (*paths, NSBIND_STATE_DIR)))
+
+
+_run: Run | None = None
+
+
+def configure(*, cgroup_parent: str, paths: list[str]) -> Run:
+    """Tell the guard this run's cgroup parent and its directories (temp dirs)."""
+    global _run
+    _run = dataclasses.replace(_run_for(os.getpid(), tuple(paths)), cgroup_parent=cgroup_parent)
+    return _run
+
+
+def current_run() -> Run:
+    """The configured run, or (for a plain import) one of this process with no paths."""
+    return _run if _run is not None else _run_for(os.getpid())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,11 +127,31 @@ class Snapshot:
     cgroups: frozenset[str]  # absolute directory paths
     uts: tuple[str, str]  # the host's hostname and domainname
     hierarchies: frozenset[tuple[str, str]]  # (controller, v1 hierarchy id) of /proc/cgroups
+    cgroup_tops: tuple[str, ...] = ()  # the hierarchies' mount points
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    leaks: list[str]  # what this run left behind
+    foreign: list[str]  # what other programs changed meanwhile (information)
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field (spaces, tabs, newlines and backslashes are \\ooo)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _mounts() -> frozenset[tuple[str, str]]:
     with open("/proc/self/mountinfo") as f:
-        return frozenset((line.split()[0], line.split()[4]) for line in f)
+        return frozenset((line.split()[0], _unescape(line.split()[4])) for line in f)
+
+
+def mount_points() -> list[str]:
+    """The mount points of this process's mount namespace."""
+    return [point for _id, point in _mounts()]
 
 
 def _fds() -> frozenset[tuple[int, str]]:
@@ -52,6 +177,21 @@ def _children() -> frozenset[int]:
     return frozenset(pids)
 
 
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, session id) of a process, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(fields[1]), int(fields[3])
+
+
+def is_our_child(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] == os.getpid()
+
+
 def cgroup_mounts() -> list[str]:
     """Mount points of every cgroup (v1) and cgroup2 hierarchy of this process."""
     points = []
@@ -60,14 +200,14 @@ def cgroup_mounts() -> list[str]:
             fields = line.split()
             fstype = fields[fields.index("-") + 1]
             if fstype in ("cgroup", "cgroup2"):
-                points.append(fields[4])
+                points.append(_unescape(fields[4]))
     return points
 
 
-def _cgroups() -> frozenset[str]:
+def _cgroups(tops: list[str]) -> frozenset[str]:
     dirs: set[str] = set()
-    for top in cgroup_mounts():
-        for root, subdirs, _files in os.walk(top):
+    for top in tops:
+        for root, subdirs, _files in os.walk(top):  # a cgroup removed meanwhile is skipped
             dirs.update(os.path.join(root, d) for d in subdirs)
     return frozenset(dirs)
 
@@ -105,44 +245,130 @@ def _hierarchies() -> frozenset[tuple[str, str]]:
 
 
 def snapshot() -> Snapshot:
-    return Snapshot(_mounts(), _fds(), _children(), _cgroups(), _uts(), _hierarchies())
+    tops = cgroup_mounts()
+    return Snapshot(_mounts(), _fds(), _children(), _cgroups(tops), _uts(), _hierarchies(),
+                    tuple(tops))
 
 
-def diff(before: Snapshot, after: Snapshot) -> list[str]:
-    """Human-readable leaks: what ``after`` has that ``before`` did not."""
-    leaks = []
+def cgroup_is_ours(path: str, tops: list[str] | tuple[str, ...], run: Run,
+                   own: list[str] | None = None) -> bool:
+    """Whether a cgroup directory is one this run can have made (the module's rule)."""
+    top = max((t for t in tops if path.startswith(t.rstrip("/") + "/")), key=len, default=None)
+    if top is None:
+        return False
+    if run.owns_path(top):
+        return True  # a hierarchy mounted by a test
+    parts = path[len(top.rstrip("/")) + 1:].split("/")
+    if parts[0] in (run.cgroup_parent, run.default_parent):
+        return True
+    if any(run.names_cgroup(p) for p in parts):
+        return True
+    inside_own = any(path.startswith(o + "/") for o in (own or []))
+    return inside_own and parts[-1].startswith(OUR_CGROUP_PREFIXES)
+
+
+def _descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it."""
+    parent_of: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (stat := _stat(int(name))) is not None:
+            parent_of[int(name)] = stat[0]
+    below = {pid}
+    grew = True
+    while grew:
+        grew = False
+        for child, parent in parent_of.items():
+            if parent in below and child not in below:
+                below.add(child)
+                grew = True
+    return below
+
+
+def hierarchy_held_elsewhere(controller: str, run: Run) -> str | None:
+    """A mount of ``controller``'s v1 hierarchy that a process outside this run holds
+    (in any mount namespace, on a path this run does not own): "pid N at PATH"."""
+    ours = _descendants(os.getpid())
+    seen: set[str] = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in ours:
+            continue
+        try:
+            ns = os.readlink(f"/proc/{name}/ns/mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            with open(f"/proc/{name}/mountinfo") as f:
+                lines = f.read().splitlines()
+        except OSError:  # gone, or a kernel thread
+            continue
+        for line in lines:
+            fields = line.split()
+            tail = fields[fields.index("-") + 1:]
+            point = _unescape(fields[4])
+            if (tail[0] == "cgroup" and controller in tail[2].split(",")
+                    and not run.owns_path(point)):
+                return f"pid {name} at {point}"
+    return None
+
+
+def report(before: Snapshot, after: Snapshot, run: Run | None = None) -> Report:
+    """What ``after`` has that ``before`` did not: this run's leaks, and the rest."""
+    run = run or current_run()
+    leaks: list[str] = []
+    foreign: list[str] = []
     for mount_id, point in sorted(after.mounts - before.mounts):
-        leaks.append(f"mount {point} (id {mount_id})")
+        line = f"mount {point} (id {mount_id})"
+        (leaks if run.owns_path(point) else foreign).append(line)
     before_fds = dict(before.fds)
     for fd, target in sorted(after.fds - before.fds):
         if before_fds.get(fd) is None:
             leaks.append(f"fd {fd} -> {target}")
     for pid in sorted(after.children - before.children):
-        leaks.append(f"child process {pid}")
+        if is_our_child(pid):
+            leaks.append(f"child process {pid}")
     for controller, hid in sorted(after.hierarchies - before.hierarchies):
-        leaks.append(f"cgroup v1 hierarchy {hid} of {controller} (left after an unmount)")
+        if hid == "0":
+            continue  # unbound: a hierarchy went away
+        line = f"cgroup v1 hierarchy {hid} of {controller}"
+        holder = hierarchy_held_elsewhere(controller, run)
+        if holder is None:
+            leaks.append(line + " (left after an unmount)")
+        else:
+            foreign.append(f"{line} (mounted by {holder})")
     if after.uts != before.uts:
         leaks.append(f"host hostname/domainname changed from {before.uts} to {after.uts}")
+    tops = after.cgroup_tops or tuple(cgroup_mounts())
     own = _own_cgroup_dirs()
     for path in sorted(after.cgroups - before.cgroups):
-        inside_own = any(path.startswith(o + "/") for o in own)
-        if inside_own and not os.path.basename(path).startswith(OUR_CGROUP_PREFIXES):
-            continue  # the machine's own process control works there
-        leaks.append(f"cgroup {path}")
-    return leaks
+        (leaks if cgroup_is_ours(path, tops, run, own) else foreign).append(f"cgroup {path}")
+    return Report(leaks, foreign)
+
+
+def diff(before: Snapshot, after: Snapshot) -> list[str]:
+    """Human-readable leaks: what this run left between ``before`` and ``after``."""
+    return report(before, after).leaks
 
 
 def reap_leaked_children(before: Snapshot, after: Snapshot) -> None:
-    """SIGKILL and reap children that appeared between the snapshots (all ours),
-    so that one leaking test does not leave a process holding the run's pipes."""
-    import signal
+    """SIGKILL and reap children that appeared between the snapshots and are still
+    ours, so that one leaking test does not leave a process holding the run's pipes.
 
+    Each is pinned with a pidfd and checked to be this process's child first: a
+    pid from the snapshot may have exited and been reused by someone else."""
     for pid in after.children - before.children:
         try:
-            os.kill(pid, signal.SIGKILL)
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not is_our_child(pid):
+                continue
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+        finally:
+            os.close(pidfd)
 
 
 def wait_for_joined_threads(timeout: float = 2.0) -> None:
