@@ -531,3 +531,77 @@ def test_killing_the_parent_during_start_leaves_no_orphan(tmp_path: pathlib.Path
             assert f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         pass
+
+
+def test_a_child_that_dies_before_its_go_byte_is_an_error_naming_the_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the go byte cannot reach a user-namespace child (it died after its maps were
+    written), spawn raises naming the sync step and leaves no child, instead of
+    returning a Process for a child that never ran."""
+    real_write_maps = nsbind.idmap.write_maps
+    victims: list[int] = []
+
+    def write_then_kill(pid: int, *args: object, **kwargs: bool) -> None:
+        real_write_maps(pid, *args, **kwargs)  # type: ignore[arg-type]
+        victims.append(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # dead (a zombie): its sync pipe end is closed
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+            time.sleep(0.001)
+
+    monkeypatch.setattr(nsbind.idmap, "write_maps", write_then_kill)
+    with pytest.raises(SpawnError, match=r"^tell the child to go on after the id maps .*: EPIPE"
+                       ) as info:
+        spawn(["true"], namespaces=Namespaces(user=True, pid=True))
+    assert info.value.step == "sync"
+    assert victims and not os.path.exists(f"/proc/{victims[0]}")  # reaped
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"uid": 2**32}, r"uid 4294967296 is out of range"),
+    ({"uid": 2**32 - 1}, r"uid 4294967295 is out of range"),
+    ({"uid": -1}, r"uid -1 is out of range"),
+    ({"gid": 2**32 - 1}, r"gid 4294967295 is out of range"),
+    ({"gid": -1}, r"gid -1 is out of range"),
+    ({"groups": [0, 2**32]}, r"supplementary group 4294967296 is out of range"),
+    ({"groups": [-1]}, r"supplementary group -1 is out of range"),
+    ({"uid": 1.0}, r"uid 1.0 is not a uid/gid"),
+    ({"uid": True}, r"uid True is not a uid/gid"),
+    ({"uid": "0"}, r"uid '0' is not a uid/gid"),
+], ids=["uid-past-32-bits", "uid-minus-one-unsigned", "uid-minus-one", "gid-minus-one-unsigned",
+        "gid-minus-one", "group-past-32-bits", "group-minus-one", "float", "bool", "string"])
+def test_ids_out_of_range_are_refused_never_truncated(kwargs: dict[str, object],
+                                                      message: str) -> None:
+    """2**32 would become uid 0 in the kernel, and -1 / 2**32-1 mean 'unchanged' to
+    setresuid (the child would stay root): refused before anything starts."""
+    with pytest.raises(ValueError, match=message):
+        spawn(["id", "-u"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_largest_valid_uid_is_taken() -> None:
+    out, code = _run(["/bin/sh", "-c", "id -u; id -g; id -G"], uid=2**32 - 2, gid=2**32 - 2,
+                     groups=[2**32 - 2])
+    assert (out.split(), code) == (["4294967294"] * 3, 0)
+
+
+def test_joining_a_pid_that_does_not_exist_says_so() -> None:
+    with pytest.raises(ProcessLookupError, match=r"join the namespaces of pid 99999999: ESRCH"
+                       r".*no such process") as info:
+        Namespaces.join(99999999)
+    assert isinstance(info.value, nsbind.NsbindError)
+    with pytest.raises(ValueError, match="a pid is positive"):
+        Namespaces.join(0)
+
+
+def test_joining_a_fifo_does_not_hang(tmp_path: pathlib.Path) -> None:
+    """A FIFO where an nsfs file was expected is opened without blocking and refused."""
+    fifo = tmp_path / "netns"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a namespace file"):
+        with Namespaces.join(fifo):
+            pass
+    with pytest.raises(ValueError, match="is not a namespace file"):
+        spawn(["true"], namespaces=Namespaces.join(fifo))
