@@ -52,17 +52,17 @@ def test_docker_save_tarball_to_a_limited_isolated_process(tmp_path: pathlib.Pat
     shutil.rmtree(bundle)
 
     store = Store(str(tmp_path / "store"))
-    with load(str(tarball)) as img:
-        img.check_platform()
-        layers = store.unpack(img)
-        env = dict(var.split("=", 1) for var in img.config.env)
-        cmd = list(img.config.cmd)
     upper, work = tmp_path / "upper", tmp_path / "work"
     upper.mkdir()
     work.mkdir()
+    with load(str(tarball)) as img:
+        img.check_platform()
+        root_of_image = store.rootfs(img, upper, work)  # layers in overlayfs's order
+        env = dict(var.split("=", 1) for var in img.config.env)
+        cmd = list(img.config.cmd)
     script = ("cat /etc/motd; ls /etc; echo $GREETING; hostname; echo pid $$; "
               "ls /proc | grep -c '^[0-9]'; id -u; echo x > /dev/null && echo devnull")
-    with RootFS.overlay(list(reversed(layers)), upper, work) as root, \
+    with root_of_image as root, \
             Cgroup.create("e2e", parent=cgroup_parent, memory_max="64M", pids_max=16) as cg:
         root.add(mounts.proc(), mounts.dev())
         with spawn([*cmd, "-c", script], env=env, rootfs=root, cgroup=cg, hostname="app",

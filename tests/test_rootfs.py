@@ -414,3 +414,19 @@ def test_cve_2022_0492_and_2023_25809_cgroupfs_is_not_writable(tmp_path: pathlib
                     capabilities=CapabilitySets(permitted=frozenset()))
     assert out.startswith("1\n") and "refused" in out
     assert out.endswith("\n0\n")
+
+
+def test_a_root_from_layers_lowest_first_shows_the_top_layer(tmp_path: pathlib.Path) -> None:
+    """RootFS.from_layers takes layers as an image lists them (lowest first): the file of
+    the top layer wins; one layer without an upper is bound read-only."""
+    made = layers(tmp_path, 3)
+    for layer, name in zip(made, ("base", "middle", "top"), strict=True):
+        (layer / "which").write_text(name)
+    with RootFS.from_layers(made, defaults=False) as root:
+        assert run_in(root, "cat /which") == ("top", 0)
+    with RootFS.from_layers(made[:1], defaults=False) as root:
+        out, code = run_in(root, "cat /which; echo; touch /x 2>&1")
+    assert out.startswith("base\n") and "Read-only" in out and code != 0
+    assert not (made[0] / "x").exists()
+    with pytest.raises(ValueError, match="at least one layer"):
+        RootFS.from_layers([])

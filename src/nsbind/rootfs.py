@@ -161,6 +161,21 @@ class RootFS:
         self._init(defaults)
         return self
 
+    @classmethod
+    def from_layers(cls, layers: Sequence[PathLike], upper: PathLike | None = None,
+                    work: PathLike | None = None, *, volatile: bool = False,
+                    mountpoint: PathLike | None = None, defaults: bool = True) -> RootFS:
+        """A root of image layers given **lowest first**, as an image lists them and
+        :meth:`nsbind.image.Store.unpack` returns them (overlayfs wants them top first:
+        this reverses them).  Without ``upper``/``work`` one layer is bound read-only
+        (the kernel wants two lower layers for an overlay without an upper)."""
+        if not layers:
+            raise ValueError("a root needs at least one layer")
+        if upper is None and work is None and len(layers) == 1:
+            return cls(layers[0], readonly=True, defaults=defaults)
+        return cls.overlay(list(reversed(layers)), upper, work, volatile=volatile,
+                           mountpoint=mountpoint, defaults=defaults)
+
     def add(self, *steps: MountStep | Sequence[MountStep]) -> RootFS:
         """Add mount steps (``mounts.proc()``, ``mounts.dev()``, ``mounts.bind(...)``),
         their targets inside the root, in order."""

@@ -25,9 +25,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from nsbind._sys.fd import PathLike
 from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageError, Layer
 from nsbind.image.unpack import LayerStats, extract_layer
+from nsbind.rootfs import RootFS
 
 __all__ = ["Store", "StoredImage", "default_store_path"]
 
@@ -121,7 +124,8 @@ class Store:
     def unpack(self, img: Image, *, on_bytes: Progress | None = None,
                on_layer: Callable[[int, Layer, bool], None] | None = None) -> list[str]:
         """Unpack every layer ``img`` needs that the store lacks; return the layer
-        directories, lowest first (overlayfs wants them top first: reverse them).
+        directories, lowest first (:meth:`rootfs` or :meth:`RootFS.from_layers` put them
+        in overlayfs's order).
 
         ``on_layer(index, layer, unpacked)`` is called after each layer."""
         dirs = []
@@ -133,6 +137,14 @@ class Store:
                 on_layer(index, layer, stats is not None)
         self._record(img)
         return dirs
+
+    def rootfs(self, img: Image, upper: PathLike | None = None, work: PathLike | None = None,
+               *, on_bytes: Progress | None = None, **options: Any) -> RootFS:
+        """Unpack what ``img`` needs and return a :class:`~nsbind.rootfs.RootFS` of its
+        layers in the right order (see :meth:`RootFS.from_layers`; ``options`` go there).
+        Without ``upper`` and ``work`` the root is read-only: the store's layers are
+        never written through it."""
+        return RootFS.from_layers(self.unpack(img, on_bytes=on_bytes), upper, work, **options)
 
     def _record(self, img: Image) -> None:
         record = {"config_digest": img.config_digest, "tags": list(img.tags),
