@@ -1,7 +1,8 @@
 """nsbind: Linux namespaces, cgroups, mounts and container images from Python.
 
 The layers, lowest first (see DESIGN.md): ``nsbind._native`` (the cffi-compiled
-C core), the typed syscall layer re-exported here (``unshare``, ``setns``,
+C core), the typed syscall layer re-exported here (its helpers ``fdnum``,
+``thread_count`` and ``AT_FDCWD`` stay in ``nsbind._sys``) (``unshare``, ``setns``,
 ``clone3``, ``mount``, ``fsopen``, ``openat2``, ...), :mod:`nsbind.cgroupfs`
 (cgroup v2 directory fds), then the high-level modules.
 """
@@ -15,13 +16,56 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, flags, mounts, namespaces
-from nsbind._sys import *  # noqa: F403
-from nsbind._sys import __all__ as _sys_all
+from nsbind import errors, features, flags, idmap, mounts, namespaces
+from nsbind._sys import (
+    Capabilities,
+    Capability,
+    FdLike,
+    FsContext,
+    MountFd,
+    NamespaceFd,
+    OwnedFd,
+    PathLike,
+    PidFd,
+    WaitResult,
+    capbset_drop,
+    capbset_read,
+    capget,
+    capset,
+    clone3,
+    close_range,
+    fsconfig,
+    fsmount,
+    fsopen,
+    fstatfs_type,
+    get_dumpable,
+    get_no_new_privs,
+    mount,
+    mount_setattr,
+    move_mount,
+    open_namespace,
+    open_tree,
+    openat2,
+    pidfd_getfd,
+    pidfd_open,
+    pidfd_send_signal,
+    pivot_root,
+    prctl,
+    set_dumpable,
+    set_no_new_privs,
+    set_pdeathsig,
+    setdomainname,
+    sethostname,
+    setns,
+    umount2,
+    unshare,
+    waitid,
+)
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
 from nsbind.cgroups import Cgroup, CgroupLayout, cgroup_layout
 from nsbind.errors import NamespaceRuleError, NsbindError
 from nsbind.flags import (
+    NAMESPACE_ORDER,
     AtFlags,
     CloneFlags,
     CloseRangeFlags,
@@ -35,27 +79,33 @@ from nsbind.flags import (
     UmountFlags,
     WaitFlags,
 )
+from nsbind.idmap import IdMap
 from nsbind.namespaces import Namespaces, current, persist, unpersist
 from nsbind.pool import NamespacePool
 from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
-from nsbind.rootfs import RootFS
+from nsbind.rootfs import RootFS, RootPlan
 from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
+from nsbind.spawnrequest import SpawnRequest
+from nsbind.users import resolve_user
 
 if TYPE_CHECKING:
+    from nsbind import image
     from nsbind.callin import CallInError, call_in, start_zygote
 
-# call_in pulls in multiprocessing: imported on first use, not with nsbind.
+# call_in pulls in multiprocessing, image the decompressors and the store: imported on
+# first use, not with nsbind.  A value of None names a submodule.
 _LAZY = {"CallInError": "nsbind.callin", "call_in": "nsbind.callin",
-         "start_zygote": "nsbind.callin"}
+         "start_zygote": "nsbind.callin", "image": None}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'nsbind' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    module = _LAZY[name]
+    value = (importlib.import_module(f"nsbind.{name}") if module is None
+             else getattr(importlib.import_module(module), name))
     globals()[name] = value
     return value
 
@@ -64,44 +114,93 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEVNULL",
+    "NAMESPACE_ORDER",
     "PIPE",
     "STDOUT",
     "AtFlags",
-    "CapabilitySets",
-    "MountStep",
-    "NamespacePool",
-    "Process",
-    "RootFS",
-    "SpawnError",
     "CallInError",
+    "Capabilities",
+    "Capability",
+    "CapabilitySets",
     "Cgroup",
     "CgroupFd",
     "CgroupLayout",
     "CloneFlags",
     "CloseRangeFlags",
+    "FdLike",
+    "FsContext",
+    "IdMap",
     "MountAttr",
+    "MountFd",
     "MountFlags",
+    "MountStep",
     "MoveMountFlags",
     "Namespace",
+    "NamespaceFd",
+    "NamespacePool",
     "NamespaceRuleError",
     "Namespaces",
     "NsbindError",
     "OpenTreeFlags",
+    "OwnedFd",
+    "PathLike",
+    "PidFd",
+    "Process",
     "Propagation",
     "ResolveFlags",
+    "RootFS",
+    "RootPlan",
+    "SpawnError",
+    "SpawnRequest",
     "UmountFlags",
     "WaitFlags",
+    "WaitResult",
     "call_in",
+    "capbset_drop",
+    "capbset_read",
+    "capget",
+    "capset",
     "cgroup2_mountpoint",
     "cgroup_layout",
-    "errors",
-    "flags",
+    "clone3",
+    "close_range",
     "current",
+    "errors",
+    "features",
+    "flags",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fstatfs_type",
+    "get_dumpable",
+    "get_no_new_privs",
+    "idmap",
+    "image",
+    "mount",
+    "mount_setattr",
     "mounts",
+    "move_mount",
     "namespaces",
+    "open_namespace",
+    "open_tree",
+    "openat2",
     "persist",
+    "pidfd_getfd",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pivot_root",
+    "prctl",
+    "resolve_user",
+    "set_dumpable",
+    "set_no_new_privs",
+    "set_pdeathsig",
+    "setdomainname",
+    "sethostname",
+    "setns",
     "spawn",
     "start_zygote",
+    "umount2",
     "unpersist",
-    *_sys_all,
+    "unshare",
+    "waitid",
 ]
