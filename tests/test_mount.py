@@ -20,6 +20,7 @@ from nsbind import (
     UmountFlags,
 )
 from nsbind._native import lib
+from nsbind._sys.mount import AT_FDCWD
 from nsbind.errors import Busy, InvalidArgument, NsbindError
 
 # ---------------------------------------------------------------- mount / umount2
@@ -224,9 +225,9 @@ def test_open_tree_clone_and_mount_setattr_readonly(tmp_path: pathlib.Path) -> N
         (dst / "g").write_text("no")
     assert info.value.errno == errno.EROFS
     (src / "g").write_text("source stays writable")
-    nsbind.mount_setattr(nsbind.AT_FDCWD, dst, attr_clr=MountAttr.RDONLY)
+    nsbind.mount_setattr(AT_FDCWD, dst, attr_clr=MountAttr.RDONLY)
     (dst / "h").write_text("writable again")
-    nsbind.mount_setattr(nsbind.AT_FDCWD, dst, propagation=Propagation.SHARED)
+    nsbind.mount_setattr(AT_FDCWD, dst, propagation=Propagation.SHARED)
     fields = mount_at(str(dst))
     assert fields is not None and any(f.startswith("shared:") for f in fields[6:])
 
@@ -238,7 +239,7 @@ def test_open_tree_missing_path_is_enoent() -> None:
 
 def test_mount_setattr_unknown_attribute_is_einval(tmp_path: pathlib.Path) -> None:
     with pytest.raises(InvalidArgument, match=rf"^mount_setattr {tmp_path}: EINVAL"):
-        nsbind.mount_setattr(nsbind.AT_FDCWD, tmp_path, attr_set=0x40000000)
+        nsbind.mount_setattr(AT_FDCWD, tmp_path, attr_set=0x40000000)
 
 
 # ---------------------------------------------------------------- openat2
@@ -291,10 +292,10 @@ def test_openat2_beneath_refuses_escapes_with_exdev(jail: pathlib.Path) -> None:
 
 
 def test_openat2_fd_is_cloexec_and_missing_path_is_enoent(jail: pathlib.Path) -> None:
-    fd = nsbind.openat2(nsbind.AT_FDCWD, jail / "etc" / "hostname")
+    fd = nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname")
     try:
         assert not os.get_inheritable(fd)
     finally:
         os.close(fd)
     with pytest.raises(FileNotFoundError, match=r"^openat2 .*/nope: ENOENT"):
-        nsbind.openat2(nsbind.AT_FDCWD, jail / "nope")
+        nsbind.openat2(AT_FDCWD, jail / "nope")
