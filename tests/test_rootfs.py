@@ -264,6 +264,25 @@ def test_rootfs_needs_a_mount_namespace(tmp_path: pathlib.Path) -> None:
         RootFS(tmp_path).add(MountStep("proc", "/proc", "proc"))
 
 
+@pytest.mark.parametrize(("lower", "refused"), [
+    ([], "at least one lower layer"),
+    (["/layers/a,b", "/layers/c"], "contains ':' or ','"),
+    (["/layers/only"], "at least two lower layers"),
+], ids=["no-layer", "comma", "one-layer-read-only"])
+def test_overlay_refused_by_its_step_raises_that_error_and_removes_its_mount_point(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lower: list[str],
+        refused: str) -> None:
+    """The error overlay_step raises reaches the caller (not an AttributeError from a
+    half-made RootFS), and the mount point directory made for it is gone."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where the mount point is made
+    with pytest.raises(ValueError, match=refused) as info:
+        RootFS.overlay(lower)
+    assert info.value.__context__ is None
+    assert list(tmp.iterdir()) == []
+
+
 def test_failing_rootfs_step_names_the_step_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
     busybox_root(tmp_path)
     (tmp_path / "file").write_text("not a dir")

@@ -149,16 +149,15 @@ class RootFS:
         Two spawns cannot share one ``upper`` at once (the kernel refuses a
         second overlay on an upperdir in use: EBUSY)."""
         self = cls.__new__(cls)
-        own = mountpoint is None
+        self._init(defaults)  # first: close() below needs a whole RootFS
+        self._own_mountpoint = mountpoint is None
         self.path = tempfile.mkdtemp(prefix="nsbind-rootfs-") if mountpoint is None \
             else os.fsdecode(fsbytes(mountpoint))
-        self._own_mountpoint = own
         try:
             self._base = [overlay_step(self.path, lower, upper, work, volatile=volatile)]
         except BaseException:
-            self.close()
+            self.close()  # removes the mount point made above; the step's error stands
             raise
-        self._init(defaults)
         return self
 
     @classmethod
