@@ -14,7 +14,8 @@ import nsbind
 from helpers import child_exit
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
-from nsbind.cgroups import _mkdir, cgroup_layout
+from nsbind.cgroups import cgroup_layout
+from nsbind.cgroups import mkdir_cgroup as _mkdir
 
 TEST_CGROUP_PARENT = f"nsbind-test-{os.getpid()}"  # one per run: runs may overlap
 

@@ -166,8 +166,9 @@ def test_freeze_thaw_and_kill(cgroup_parent: str) -> None:
 
 def test_bad_limit_names_the_file_and_leaves_nothing(cgroup_parent: str) -> None:
     layout = cgroup_layout()
-    with pytest.raises(OSError, match=r"set (memory.max|memory.limit_in_bytes)=lots on "):
-        Cgroup.create("bad", parent=cgroup_parent, memory_max="lots")
+    # well formed, but no such CPU: the kernel refuses it once the cgroup exists
+    with pytest.raises(OSError, match=r"set cpuset.cpus=999999 on "):
+        Cgroup.create("bad", parent=cgroup_parent, cpuset_cpus="999999")
     for h in layout.hierarchies:
         assert not os.path.exists(h.path_of(f"/{cgroup_parent}/bad"))
 

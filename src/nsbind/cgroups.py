@@ -1,283 +1,87 @@
-"""Control groups: where each controller lives on this host (cgroup v2, v1, or both).
+"""Control groups: one logical cgroup across every mounted hierarchy of the host.
 
-This is the discovery half of the cgroup API: :func:`cgroup_layout` reads
-/proc/self/mountinfo, /proc/cgroups and /proc/self/cgroup and says whether the
-host is *unified* (cgroup v2 only), *hybrid* (v2 mounted, some controllers still
-on v1 hierarchies) or *legacy* (v1 only), which hierarchy carries each logical
-controller, which controllers the kernel has but nobody mounted (e.g.
-net_cls/net_prio), and the caller's own cgroup in each hierarchy.
+:class:`Cgroup` creates (or opens) the same path in the cgroup v2 hierarchy and in
+each v1 hierarchy with controllers, and speaks of controllers, not of where they
+are mounted: where each lives comes from :mod:`nsbind.cgrouplayout`, which file a
+setting writes on v1 or v2 (and how the value is converted) from the tables of
+:mod:`nsbind.cgroupsettings`.  Every value is checked before anything is created
+or written (ValueError naming the argument).  A cgroup is reached once, through
+directory fds opened without following symlinks or crossing mounts; every later
+operation goes through those fds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import signal
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from nsbind._sys.fd import OwnedFd
-from nsbind._sys.mount import umount2
-from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind._sys.proc import PidFd
-from nsbind.cgroupfs import CgroupFd, parse_flat, validate_name
-from nsbind.cgroupstats import (
-    CgroupStats,
-    EventsWatch,
-    parse_blkio,
-    parse_io_stat,
-    wait_until,
-    wait_until_async,
+from nsbind.cgroupfs import CgroupFd
+from nsbind.cgrouplayout import (
+    CgroupLayout,
+    Hierarchy,
+    cgroup_layout,
+    cgroup_path_parts,
+    check_cgroup_name,
+    delegated_subtree,
+    enable_controllers,
+    mkdir_cgroup,
+    mount_v1,
+    open_cgroup,
+    open_in_hierarchy,
+    unmount_v1,
 )
+from nsbind.cgroupsettings import (
+    READINGS,
+    SETTINGS,
+    CpuMax,
+    HugetlbMax,
+    IoLimits,
+    Reading,
+    Setting,
+    check_cpus,
+    check_device,
+    check_io_rate,
+    check_memory_size,
+    check_page_size,
+    check_period,
+)
+from nsbind.cgroupstats import CgroupStats, EventsWatch, wait_until, wait_until_async
+from nsbind.errors import error_for
 
-__all__ = ["Cgroup", "CgroupLayout", "CgroupStats", "Hierarchy", "cgroup_layout", "mount_v1",
-           "unmount_v1"]
+__all__ = ["DEFAULT_PARENT", "Cgroup", "CgroupLayout", "CgroupStats", "Hierarchy",
+           "cgroup_layout", "mkdir_cgroup", "mount_v1", "unmount_v1"]
 
-Mode = Literal["unified", "hybrid", "legacy", "none"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy."""
-
-    version: int  # 1 or 2
-    mountpoint: str
-    controllers: frozenset[str]  # v1: as mounted; v2: cgroup.controllers of the root
-    name: str | None  # v1 named hierarchies (name=systemd)
-    own: str | None  # the caller's cgroup in this hierarchy (e.g. "/" or "/user.slice")
-
-    def path_of(self, cgroup: str) -> str:
-        """The directory of ``cgroup`` (a path inside the hierarchy) in this mount."""
-        return os.path.join(self.mountpoint, cgroup.lstrip("/")).rstrip("/") or "/"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "mountpoint": self.mountpoint,
-                "controllers": sorted(self.controllers), "name": self.name, "own": self.own}
-
-
-@dataclasses.dataclass(frozen=True)
-class CgroupLayout:
-    """The host's cgroup layout, as data."""
-
-    mode: Mode
-    hierarchies: tuple[Hierarchy, ...]
-    #: controllers the kernel knows (enabled in /proc/cgroups)
-    available: frozenset[str]
-    #: logical controller -> the hierarchy that carries it
-    controllers: dict[str, Hierarchy]
-
-    @property
-    def unified(self) -> Hierarchy | None:
-        """The cgroup v2 hierarchy, if mounted."""
-        return next((h for h in self.hierarchies if h.version == 2), None)
-
-    @property
-    def unmounted(self) -> frozenset[str]:
-        """Controllers the kernel has that no mounted hierarchy carries."""
-        return self.available - set(self.controllers)
-
-    def hierarchy_for(self, controller: str) -> Hierarchy:
-        """Where ``controller`` lives; a clear error naming what the host has otherwise."""
-        try:
-            return self.controllers[controller]
-        except KeyError:
-            where = ", ".join(sorted(self.controllers)) or "none"
-            extra = (f"; {controller} is compiled in but not mounted"
-                     if controller in self.available else "")
-            raise LookupError(f"no cgroup hierarchy carries the {controller} controller on "
-                              f"this host (mounted: {where}){extra}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode,
-                "hierarchies": [h.to_dict() for h in self.hierarchies],
-                "controllers": {c: h.mountpoint for c, h in sorted(self.controllers.items())},
-                "unmounted": sorted(self.unmounted)}
-
-
-def _try_read(fd: CgroupFd, name: str) -> str | None:
-    try:
-        return fd.read(name)
-    except FileNotFoundError:
-        return None
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _read_controllers(mountpoint: str) -> str:
-    return _read(os.path.join(mountpoint, "cgroup.controllers"))
-
-
-def cgroup_layout(
-    mountinfo: str | None = None,
-    proc_cgroups: str | None = None,
-    self_cgroup: str | None = None,
-    read_controllers: Callable[[str], str] | None = None,
-) -> CgroupLayout:
-    """Discover the cgroup layout of the calling process's mount and cgroup namespaces.
-
-    The arguments (file contents, and a function reading a v2 mount's
-    ``cgroup.controllers``) default to this process's /proc files; passing them
-    lets tools describe another process or a recorded host.
-    """
-    mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
-    proc_cgroups = _read("/proc/cgroups") if proc_cgroups is None else proc_cgroups
-    self_cgroup = _read("/proc/self/cgroup") if self_cgroup is None else self_cgroup
-    read_controllers = read_controllers or _read_controllers
-
-    available = frozenset(
-        fields[0] for line in proc_cgroups.splitlines()
-        if line and not line.startswith("#") and (fields := line.split()) and fields[3] == "1")
-    own_v1: dict[frozenset[str], str] = {}
-    own_v2: str | None = None
-    for line in self_cgroup.splitlines():
-        if not line:
-            continue
-        hid, names, path = line.split(":", 2)
-        if hid == "0" and names == "":
-            own_v2 = path
-        else:
-            own_v1[frozenset(names.split(","))] = path
-
-    hierarchies: list[Hierarchy] = []
-    seen: set[str] = set()
-    for entry in parse_mountinfo(mountinfo):
-        if entry.fstype not in ("cgroup", "cgroup2") or entry.root != "/" or entry.dev in seen:
-            continue  # not a cgroup fs, a bind of a sub-cgroup, or a second mount of one
-        seen.add(entry.dev)
-        if entry.fstype == "cgroup2":
-            try:
-                v2_controllers = frozenset(read_controllers(entry.mountpoint).split())
-            except OSError:
-                v2_controllers = frozenset()
-            hierarchies.append(Hierarchy(2, entry.mountpoint, v2_controllers, None, own_v2))
-            continue
-        opts = entry.superopts.split(",")
-        name = next((o[5:] for o in opts if o.startswith("name=")), None)
-        v1_controllers = frozenset(o for o in opts if o in available)
-        key = frozenset(v1_controllers | ({f"name={name}"} if name else set()))
-        hierarchies.append(Hierarchy(1, entry.mountpoint, v1_controllers, name,
-                                     own_v1.get(key)))
-
-    controllers: dict[str, Hierarchy] = {}
-    for h in hierarchies:  # v1 first: a controller bound to v1 is unusable on v2
-        if h.version == 1:
-            for c in h.controllers:
-                controllers[c] = h
-    for h in hierarchies:
-        if h.version == 2:
-            for c in h.controllers:
-                controllers.setdefault(c, h)
-    has_v1 = any(h.version == 1 and h.controllers for h in hierarchies)
-    has_v2 = any(h.version == 2 for h in hierarchies)
-    mode: Mode = ("hybrid" if has_v1 and has_v2 else "unified" if has_v2
-                  else "legacy" if has_v1 else "none")
-    return CgroupLayout(mode, tuple(hierarchies), available, controllers)
-
-
-def mount_v1(controllers: list[str], target: str) -> CgroupLayout:
-    """Mount a cgroup v1 hierarchy of ``controllers`` (e.g. ``["net_cls", "net_prio"]``,
-    which hybrid hosts often leave unmounted) on ``target`` in the calling thread's
-    mount namespace; return the new layout.  Needs CAP_SYS_ADMIN.
-
-    The hierarchy is kernel-wide: remove the cgroups made in it, then
-    :func:`unmount_v1`; the kernel keeps a hierarchy alive (unmounted, listed in
-    every process's /proc/self/cgroup) if it still had cgroups when unmounted."""
-    from nsbind import mounts  # the mount helpers sit above this module
-
-    unknown = set(controllers) - cgroup_layout().available
-    if unknown:
-        raise LookupError(f"this kernel has no cgroup controller {sorted(unknown)}")
-    with open("/proc/cmdline") as f:
-        no_v1 = next((w for w in f.read().split() if w.startswith("cgroup_no_v1=")), None)
-    if no_v1 is not None:
-        raise LookupError(f"this kernel was booted with {no_v1}: it mounts no cgroup v1 "
-                          "hierarchy")
-    mounts.apply([mounts.cgroup(controllers, target, readonly=False)])
-    with open("/proc/thread-self/mountinfo") as f:
-        return cgroup_layout(mountinfo=f.read())
-
-
-def unmount_v1(target: str, controllers: list[str], timeout: float = 10.0) -> None:
-    """Unmount a v1 hierarchy made by :func:`mount_v1` once the kernel has released
-    every cgroup removed from it (``/proc/cgroups``), so the hierarchy goes away."""
-    def proc_cgroups() -> dict[str, tuple[int, int]]:  # controller -> (hierarchy, count)
-        with open("/proc/cgroups") as f:
-            return {fields[0]: (int(fields[1]), int(fields[2])) for line in f
-                    if not line.startswith("#") and (fields := line.split())}
-
-    deadline = time.monotonic() + timeout
-    while (left := max(proc_cgroups()[c][1] for c in controllers) - 1) > 0:
-        if time.monotonic() > deadline:
-            raise OSError(f"cgroup v1 hierarchy at {target} still has {left} cgroups; "
-                          "remove them before unmounting (or it stays, unmounted)")
-        time.sleep(0.005)
-    umount2(target)
-    # the kernel destroys the hierarchy asynchronously after the last unmount
-    while any(proc_cgroups()[c][0] for c in controllers):
-        if time.monotonic() > deadline:
-            raise OSError(f"cgroup v1 hierarchy of {','.join(controllers)} is still alive "
-                          f"after unmounting {target}: is it mounted elsewhere?")
-        time.sleep(0.005)
-
-
-def _delegated(layout: CgroupLayout, parent: str | None) -> tuple[Hierarchy, str]:
-    """(the v2 hierarchy, the parent path) a non-root caller may create cgroups in."""
-    v2 = layout.unified
-    uid = os.geteuid()
-    if v2 is None:
-        raise PermissionError(f"uid {uid} cannot create cgroups: this host has no cgroup v2 "
-                              "hierarchy, and v1 hierarchies are not delegated")
-    path = parent if parent is not None else (v2.own or "/")
-    where = v2.path_of(path)
-    try:
-        owner = os.stat(where).st_uid
-    except OSError as exc:
-        raise PermissionError(f"uid {uid} has no delegated cgroup at {where}: "
-                              f"{exc.strerror}") from None
-    if owner != uid or not os.access(where, os.W_OK):
-        raise PermissionError(
-            f"uid {uid} has no delegated cgroup subtree: {where} belongs to uid {owner} "
-            "(ask the system for one, e.g. systemd's Delegate=yes, or pass parent= a "
-            "cgroup you own)")
-    return v2, path
-
-
-# ---------------------------------------------------------------- Cgroup
-
+#: where root's cgroups go when ``create`` is given no parent (as Docker uses /docker)
 DEFAULT_PARENT = "nsbind"
 
-
-def _enable_controllers(cg: CgroupFd) -> None:
-    """Give the children of a v2 cgroup every controller it has (cgroup.subtree_control),
-    as runc does along a container's path; never called on a hierarchy's root."""
-    have = cg.read("cgroup.controllers").split()
-    enabled = set(cg.read("cgroup.subtree_control").split())
-    missing = [c for c in have if c not in enabled]
-    if missing:
-        try:
-            cg.write("cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
-        except OSError as exc:
-            # EBUSY: the cgroup has member processes (a non-root caller's own
-            # delegated cgroup); the new cgroup then has no controllers, and a
-            # limit set on it names the missing file
-            if exc.errno != errno.EBUSY:
-                raise
+#: the settings ``Cgroup.create`` takes as keywords, applied in this order
+CREATE_SETTINGS = ("memory_max", "memory_high", "memory_swap_max", "pids_max", "cpu_max",
+                   "cpu_weight", "cpuset_cpus", "cpuset_mems")
 
 
-def _mkdir(h: Hierarchy, parent: CgroupFd, name: str, *, exist_ok: bool) -> CgroupFd:
-    """mkdir a cgroup; in a v1 cpuset hierarchy, give it its parent's cpus and mems
-    (a v1 cpuset starts empty, and joining an empty one fails with ENOSPC)."""
-    child = parent.mkdir(name, exist_ok=exist_ok)
-    if h.version == 1 and "cpuset" in h.controllers:
-        for knob in ("cpuset.cpus", "cpuset.mems"):
-            if not child.read(knob).strip():
-                child.write(knob, parent.read(knob).strip())
+def _has_file(fd: CgroupFd, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=fd.fileno(), follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _step(h: Hierarchy, here: CgroupFd, part: str,
+          made: list[tuple[CgroupFd, str]]) -> CgroupFd:
+    """Open (creating it if missing) the parent cgroup ``part`` below ``here``;
+    a directory this call creates is recorded in ``made``."""
+    try:
+        child = mkdir_cgroup(h, here, part)
+    except FileExistsError:
+        return mkdir_cgroup(h, here, part, exist_ok=True)
+    made.append((here, part))
     return child
 
 
@@ -286,17 +90,19 @@ class Cgroup:
 
     On a unified host that is one cgroup v2 directory; on a hybrid host (like
     one with memory, pids, cpu... on v1) the same path is created in the v2
-    hierarchy and in each v1 hierarchy with controllers, and the API speaks of
-    controllers, not of where they are mounted.  Create with :meth:`create`;
-    ``remove()`` (or leaving the ``with`` block) kills the members and removes
-    every directory it created.  Needs root (write access to the hierarchies).
+    hierarchy and in each v1 hierarchy with controllers.  Create with
+    :meth:`create`; ``remove()`` (or leaving the ``with`` block) kills the members
+    and removes every directory it created.  Needs root (write access to the
+    hierarchies), or a delegated v2 subtree.
     """
 
-    def __init__(self, path: str, dirs: dict[Hierarchy, CgroupFd], layout: CgroupLayout) -> None:
+    def __init__(self, path: str, dirs: dict[Hierarchy, CgroupFd], layout: CgroupLayout,
+                 parents: dict[Hierarchy, CgroupFd] | None = None) -> None:
         #: the cgroup's path inside each hierarchy, e.g. ``/nsbind/job-42``
         self.path = path
         self.layout = layout
         self._dirs = dirs
+        self._parents = {} if parents is None else parents  # for rmdir
         self._device_prog: OwnedFd | None = None  # the eBPF device program attached
 
     # ------------------------------------------------------------ life cycle
@@ -323,75 +129,119 @@ class Cgroup:
         For root it defaults to ``nsbind`` (as Docker uses ``/docker``) - never
         the caller's own cgroup.  A non-root caller gets the cgroup v2 subtree
         delegated to it (a cgroup it owns, by default its own one) and only the
-        v2 hierarchy; without a delegation the error says so.  On any failure
-        whatever was created is removed again.
+        v2 hierarchy; without a delegation the error says so.
+
+        Every argument is checked first (ValueError naming it; LookupError for a
+        limit whose controller is missing) and nothing is created then.  On a
+        later failure every directory this call created is removed again, deepest
+        first, in every hierarchy.
         """
-        validate_name(name)
+        check_cgroup_name(name)
+        parts = None if parent is None else cgroup_path_parts(parent, "parent")
+        given = dict(zip(CREATE_SETTINGS, (memory_max, memory_high, memory_swap_max, pids_max,
+                                           cpu_max, cpu_weight, cpuset_cpus, cpuset_mems),
+                         strict=True))
+        values = {key: SETTINGS[key].check(key, value)
+                  for key, value in given.items() if value is not None}
         layout = layout or cgroup_layout()
+        targets, parts = cls._targets(layout, parts)
+        self = cls("/" + "/".join([*parts, name]), {}, layout, {})
+        for key in values:
+            h = self._hierarchy(SETTINGS[key].controllers)
+            if h not in targets:
+                raise LookupError(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
+                                  f"uid {os.geteuid()}")
+        self._build(targets, parts, name, values)
+        return self
+
+    @staticmethod
+    def _targets(layout: CgroupLayout,
+                 parts: list[str] | None) -> tuple[list[Hierarchy], list[str]]:
+        """(the hierarchies to create the cgroup in, the parent's components)."""
         if os.geteuid() == 0:
-            parent = DEFAULT_PARENT if parent is None else parent
-            targets = [h for h in layout.hierarchies if h.version == 2 or h.controllers]
+            targets = [h for h in layout.hierarchies if h.holds_cgroups]
+            parts = [DEFAULT_PARENT] if parts is None else parts
         else:
-            v2, parent = _delegated(layout, parent)
-            targets = [v2]
-        parts = [validate_name(p) for p in parent.strip("/").split("/") if p]
+            v2, parent = delegated_subtree(
+                layout, None if parts is None else "/" + "/".join(parts))
+            targets, parts = [v2], cgroup_path_parts(parent, "parent")
         if not targets:
             raise LookupError("no cgroup hierarchy is mounted on this host")
-        dirs: dict[Hierarchy, CgroupFd] = {}
-        path = "/" + "/".join([*parts, name])
-        self = cls(path, dirs, layout)
+        return targets, parts
+
+    def _build(self, targets: list[Hierarchy], parts: list[str], name: str,
+               values: dict[str, Any]) -> None:
+        """mkdir the parents and the cgroup in every hierarchy, then apply ``values``;
+        on failure remove exactly the directories made here, deepest first."""
+        made: list[tuple[CgroupFd, str]] = []  # (parent fd, name) of each directory made
+        opened: list[CgroupFd] = []
         try:
             for h in targets:
-                with CgroupFd.open(h.mountpoint, v1=h.version == 1) as root:
-                    here = root
-                    opened = []
-                    try:
-                        for part in parts:
-                            here = _mkdir(h, here, part, exist_ok=True)
-                            opened.append(here)
-                            if h.version == 2:  # controllers for the cgroup below
-                                _enable_controllers(here)
-                        dirs[h] = _mkdir(h, here, name, exist_ok=False)
-                    finally:
-                        for fd in opened:
-                            fd.close()
-            if memory_max is not None:
-                self.set_memory_max(memory_max)
-            if memory_high is not None:
-                self.set_memory_high(memory_high)
-            if memory_swap_max is not None:
-                self.set_memory_swap_max(memory_swap_max)
-            if pids_max is not None:
-                self.set_pids_max(pids_max)
-            if cpu_max is not None:
-                self.set_cpu_max(cpu_max)
-            if cpu_weight is not None:
-                self.set_cpu_weight(cpu_weight)
-            if cpuset_cpus is not None or cpuset_mems is not None:
-                self.set_cpuset(cpus=cpuset_cpus, mems=cpuset_mems)
-        except BaseException:
-            self.remove()
+                here = h.open_root()
+                opened.append(here)
+                for part in parts:
+                    here = _step(h, here, part, made)
+                    opened.append(here)
+                    if h.version == 2:  # controllers for the cgroup below
+                        enable_controllers(here)
+                self._dirs[h] = mkdir_cgroup(h, here, name)
+                made.append((here, name))
+                self._parents[h] = here
+            for key, value in values.items():
+                self._apply(SETTINGS[key], value)
+        except BaseException as exc:
+            self._undo(made, exc)
             raise
-        return self
+        finally:
+            keep = {id(fd) for fd in self._parents.values()}
+            for fd in opened:
+                if id(fd) not in keep:
+                    fd.close()
+
+    def _undo(self, made: list[tuple[CgroupFd, str]], exc: BaseException) -> None:
+        for fd in self._dirs.values():
+            fd.close()
+        self._dirs.clear()
+        self._parents.clear()
+        left = []
+        for parent, name in reversed(made):
+            try:
+                parent.rmdir(name)
+            except OSError as err:
+                left.append(str(err))
+        if left and hasattr(exc, "add_note"):  # Python 3.11
+            exc.add_note("left behind: " + "; ".join(left))
 
     @classmethod
     def open(cls, path: str, *, layout: CgroupLayout | None = None) -> Cgroup:
         """An existing cgroup (``/nsbind/job-42``) in every hierarchy that has it.
 
-        :meth:`remove` then removes it, so open only what you own."""
+        The path is checked first (no ``..``, ``.``, empty component or NUL: a
+        ValueError naming it) and resolved once, beneath each hierarchy's mount,
+        refusing symlinks and mount points.  :meth:`remove` then removes it, so
+        open only what you own; :meth:`close` lets it go without removing it."""
+        parts = cgroup_path_parts(path, "path", allow_root=False)
         layout = layout or cgroup_layout()
         dirs: dict[Hierarchy, CgroupFd] = {}
-        for h in layout.hierarchies:
-            if h.version == 2 or h.controllers:
-                where = h.path_of(path)
-                if os.path.isdir(where):
-                    dirs[h] = CgroupFd.open(where, v1=h.version == 1)
+        parents: dict[Hierarchy, CgroupFd] = {}
+        try:
+            for h in layout.hierarchies:
+                if h.holds_cgroups:
+                    found = open_in_hierarchy(h, parts)
+                    if found is not None:
+                        parents[h], dirs[h] = found
+        except BaseException:
+            for fd in [*dirs.values(), *parents.values()]:
+                fd.close()
+            raise
         if not dirs:
-            raise FileNotFoundError(f"no cgroup {path} in any hierarchy of this host")
-        return cls("/" + path.strip("/"), dirs, layout)
+            raise FileNotFoundError(f"no cgroup {'/' + '/'.join(parts)} in any hierarchy "
+                                    "of this host")
+        return cls("/" + "/".join(parts), dirs, layout, parents)
 
     def remove(self) -> None:
-        """Kill every member, wait until the cgroup is empty, remove its directories."""
+        """Kill every member, wait until the cgroup is empty, remove its directories
+        (each only if it is still the directory opened: not one renamed into place)."""
         if not self._dirs:
             return
         if self.procs():
@@ -402,16 +252,41 @@ class Cgroup:
         if self._device_prog is not None:  # detached with the cgroup; just close it
             self._device_prog.close()
             self._device_prog = None
+        name = self.path.rsplit("/", 1)[-1]
         errors = []
         for h, fd in list(self._dirs.items()):
-            fd.close()
             try:
-                os.rmdir(h.path_of(self.path))
-                del self._dirs[h]
+                self._rmdir(h, name, fd)
             except OSError as exc:
-                errors.append(f"{h.path_of(self.path)}: {exc.strerror}")
+                errors.append(str(exc))
+                continue
+            del self._dirs[h]
+            fd.close()
+            self._parents.pop(h).close()
         if errors:
             raise OSError(f"cannot remove cgroup {self.path}: {'; '.join(errors)}")
+
+    def _rmdir(self, h: Hierarchy, name: str, fd: CgroupFd) -> None:
+        """rmdir ``name`` in its parent if it is still the directory ``fd`` is on."""
+        parent = self._parent(h)
+        here = os.stat(name, dir_fd=parent.fileno(), follow_symlinks=False)
+        mine = os.fstat(fd.fileno())
+        if (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
+            path = f"{parent.path.rstrip('/')}/{name}"
+            raise error_for(errno.ESTALE, "rmdir", path, what=f"remove cgroup {path}",
+                            detail="it is no longer the cgroup opened there (renamed or "
+                            "replaced)")
+        parent.rmdir(name)
+
+    def close(self) -> None:
+        """Let the cgroup go without removing it: close its directory fds."""
+        for fd in [*self._dirs.values(), *self._parents.values()]:
+            fd.close()
+        self._dirs.clear()
+        self._parents.clear()
+        if self._device_prog is not None:
+            self._device_prog.close()
+            self._device_prog = None
 
     def __enter__(self) -> Cgroup:
         return self
@@ -421,12 +296,55 @@ class Cgroup:
 
     # ------------------------------------------------------------ where things are
 
-    def _dir_for(self, controller: str) -> CgroupFd:
-        h = self.layout.hierarchy_for(controller)
+    def _parent(self, h: Hierarchy) -> CgroupFd:
+        """The parent directory's fd in ``h`` (opened now for a Cgroup built by hand)."""
+        if h not in self._parents:
+            parts = cgroup_path_parts(self.path, "path", allow_root=False)
+            with h.open_root() as root:
+                self._parents[h] = (open_cgroup(root, "/".join(parts[:-1])) if parts[:-1]
+                                    else CgroupFd(os.dup(root.fileno()), root.path))
+        return self._parents[h]
+
+    def _hierarchy(self, controllers: tuple[str, ...]) -> Hierarchy:
+        """The hierarchy of the first of ``controllers`` the host has."""
+        for c in controllers:
+            if c in self.layout.controllers:
+                return self.layout.controllers[c]
+        return self.layout.hierarchy_for(controllers[-1])  # the LookupError
+
+    def _dir_in(self, h: Hierarchy) -> CgroupFd:
         try:
             return self._dirs[h]
         except KeyError:
             raise LookupError(f"cgroup {self.path} was not created in {h.mountpoint}") from None
+
+    def _dir_for(self, controller: str) -> CgroupFd:
+        return self._dir_in(self.layout.hierarchy_for(controller))
+
+    def _apply(self, setting: Setting, value: Any) -> None:
+        """Write a checked ``value`` of ``setting`` where its controller lives."""
+        h = self._hierarchy(setting.controllers)
+        fd = self._dir_in(h)
+        for name, text in setting.writes(h.version, value, lambda f: _has_file(fd, f),
+                                         fd.path):
+            fd.write(name, text)
+
+    def _set(self, key: str, value: object) -> None:
+        self._apply(SETTINGS[key], SETTINGS[key].check(key, value))
+
+    def _read(self, reading: Reading, *, required: bool = False) -> Any:
+        """A statistic, parsed; None (or, if ``required``, the error) when the host
+        has no such controller or the cgroup no such file."""
+        try:
+            h = self._hierarchy(reading.controllers)
+            fd = self._dir_in(h)
+            files, parse = reading.source(h.version)
+            texts = [fd.read(name) for name in files]
+        except (LookupError, FileNotFoundError):
+            if required:
+                raise
+            return None
+        return parse(*texts)
 
     @property
     def v2(self) -> CgroupFd | None:
@@ -434,9 +352,11 @@ class Cgroup:
         return next((fd for h, fd in self._dirs.items() if h.version == 2), None)
 
     def v1_procs_files(self) -> list[str]:
-        """The cgroup.procs files of the v1 hierarchies (a spawned child joins them)."""
-        return [os.path.join(h.path_of(self.path), "cgroup.procs")
-                for h in self._dirs if h.version == 1]
+        """The cgroup.procs files of the v1 hierarchies (a spawned child joins them),
+        as paths through this object's directory fds (``/proc/thread-self/fd/N/...``):
+        valid in the calling thread while the cgroup is open."""
+        return [f"/proc/thread-self/fd/{fd.fileno()}/cgroup.procs"
+                for h, fd in self._dirs.items() if h.version == 1]
 
     # ------------------------------------------------------------ members
 
@@ -458,48 +378,34 @@ class Cgroup:
     # ------------------------------------------------------------ controllers
 
     def set_memory_max(self, value: int | str) -> None:
-        """Memory limit (bytes, or with K/M/G): memory.max on v2, memory.limit_in_bytes on v1."""
-        h = self.layout.hierarchy_for("memory")
-        self._dir_for("memory").write("memory.max" if h.version == 2
-                                      else "memory.limit_in_bytes", value)
+        """Memory limit (bytes, or with K/M/G; "max"): memory.max on v2,
+        memory.limit_in_bytes on v1."""
+        self._set("memory_max", value)
 
     def set_pids_max(self, value: int | str) -> None:
         """Maximum number of tasks (pids.max, same name on v1 and v2); ``"max"`` for none."""
-        self._dir_for("pids").write("pids.max", value)
+        self._set("pids_max", value)
 
     def set_cpu_max(self, cpus: float | None, period_us: int = 100_000) -> None:
-        """CPU bandwidth in CPUs (0.5: half of one CPU; None: unlimited).
-
-        v2: ``cpu.max`` = "quota period"; v1: ``cpu.cfs_period_us`` and ``cpu.cfs_quota_us``.
-        """
-        if cpus is not None and cpus <= 0:
-            raise ValueError(f"cpu_max must be positive, not {cpus}")
-        quota = -1 if cpus is None else max(1000, round(cpus * period_us))
-        fd = self._dir_for("cpu")
-        if self.layout.hierarchy_for("cpu").version == 2:
-            fd.write("cpu.max", f"{'max' if quota < 0 else quota} {period_us}")
-        else:
-            fd.write("cpu.cfs_period_us", period_us)
-            fd.write("cpu.cfs_quota_us", quota)
+        """CPU bandwidth in CPUs (0.5: half of one CPU; None: unlimited) per period
+        (1 ms..1 s): ``cpu.max`` = "quota period" on v2; ``cpu.cfs_period_us`` and
+        ``cpu.cfs_quota_us`` on v1."""
+        period = check_period("period_us", period_us)
+        checked = None if cpus is None else check_cpus("cpu_max", cpus, period)
+        self._apply(SETTINGS["cpu_max"], CpuMax.of(checked, period))
 
     def set_cpu_weight(self, weight: int) -> None:
         """Relative CPU share, 1..10000 (default 100): cpu.weight on v2, cpu.shares on v1
-        (converted as runc does: shares = 2 + (weight - 1) * 262142 / 9999, inverted)."""
-        if not 1 <= weight <= 10000:
-            raise ValueError(f"cpu_weight must be within 1..10000, not {weight}")
-        fd = self._dir_for("cpu")
-        if self.layout.hierarchy_for("cpu").version == 2:
-            fd.write("cpu.weight", weight)
-        else:
-            fd.write("cpu.shares", 2 + (weight - 1) * 262142 // 9999)
+        (converted as runc does: shares = 2 + (weight - 1) * 262142 / 9999)."""
+        self._set("cpu_weight", weight)
 
     def set_cpuset(self, *, cpus: str | None = None, mems: str | None = None) -> None:
         """Allowed CPUs and memory nodes ("0-1,3"): cpuset.cpus / cpuset.mems (v1 and v2)."""
-        fd = self._dir_for("cpuset")
-        if cpus is not None:
-            fd.write("cpuset.cpus", cpus)
-        if mems is not None:
-            fd.write("cpuset.mems", mems)
+        checked = {key: SETTINGS[key].check(key, value)
+                   for key, value in (("cpuset_cpus", cpus), ("cpuset_mems", mems))
+                   if value is not None}
+        for key, value in checked.items():
+            self._apply(SETTINGS[key], value)
 
     def set_devices(self, allow: list[str], *, bpf: bool | None = None) -> None:
         """Deny every device, then allow the rules given (``"c 1:3 rwm"``: /dev/null;
@@ -510,19 +416,20 @@ class Cgroup:
         earlier call attached.  ``bpf`` picks the v2 way on a hybrid host too
         (default: where the devices controller lives; eBPF on a pure v2 host).
         """
-        from nsbind import devicebpf  # bpf(2) code loads when device rules are set
-
-        rules = [devicebpf.parse_rule(rule) for rule in allow]  # ValueError first
+        rules = SETTINGS["devices"].check("allow", allow)  # ValueError first
+        if bpf not in (None, True, False):
+            raise ValueError(f"bpf={bpf!r}: must be True, False or None")
         h = self.layout.controllers.get("devices")
-        use_bpf = (h is None or h.version == 2) if bpf is None else bpf
-        if not use_bpf:
+        if not ((h is None or h.version == 2) if bpf is None else bpf):
             if h is None:
                 raise LookupError("this host has no devices controller")
-            fd = self._dirs[h]
-            fd.write("devices.deny", "a")
-            for rule in rules:
-                fd.write("devices.allow", str(rule))
+            self._apply(SETTINGS["devices"], rules)
             return
+        self._attach_device_program(rules)
+
+    def _attach_device_program(self, rules: list[Any]) -> None:
+        from nsbind import devicebpf  # bpf(2) code loads when device rules are set
+
         v2 = self.v2
         if v2 is None:
             raise LookupError(f"cgroup {self.path} has no cgroup v2 directory for a device "
@@ -544,127 +451,69 @@ class Cgroup:
         """Proportional IO share, 1..10000 (default 100): io.weight on v2 (blk-iocost) or
         io.bfq.weight; on v1 blkio.weight / blkio.bfq.weight (10..1000, converted as
         runc does).  LookupError when no IO scheduler here weighs cgroups."""
-        if not 1 <= weight <= 10000:
-            raise ValueError(f"io weight must be within 1..10000, not {weight}")
-        controller = "io" if "io" in self.layout.controllers else "blkio"
-        h = self.layout.hierarchy_for(controller)
-        base = h.path_of(self.path)
-        if h.version == 2:
-            names, value = ["io.weight", "io.bfq.weight"], weight
-        else:
-            names, value = ["blkio.weight", "blkio.bfq.weight"], 10 + (weight - 1) * 990 // 9999
-        name = next((n for n in names if os.path.exists(os.path.join(base, n))), None)
-        if name is None:
-            raise LookupError(f"no {' or '.join(names)} in {base}: no IO scheduler here "
-                              "weighs cgroups (blk-iocost on v2, BFQ)")
-        self._dirs[h].write(name, value if h.version == 1 or name == "io.bfq.weight"
-                            else f"default {value}")
+        self._set("io_weight", weight)
 
-    def set_io_limits(self, device: str, *, read_bps: int | None = None,
-                      write_bps: int | None = None, read_iops: int | None = None,
-                      write_iops: int | None = None) -> None:
-        """Throttle one block device ("major:minor"): io.max on v2, blkio.throttle.* on v1."""
-        limits = {"rbps": read_bps, "wbps": write_bps, "riops": read_iops, "wiops": write_iops}
-        given = {k: v for k, v in limits.items() if v is not None}
-        if not given:
-            return
-        controller = "io" if "io" in self.layout.controllers else "blkio"
-        h = self.layout.hierarchy_for(controller)
-        fd = self._dirs[h]
-        if h.version == 2:
-            fd.write("io.max", f"{device} " + " ".join(f"{k}={v}" for k, v in given.items()))
-            return
-        files = {"rbps": "read_bps_device", "wbps": "write_bps_device",
-                 "riops": "read_iops_device", "wiops": "write_iops_device"}
-        for key, value in given.items():
-            fd.write(f"blkio.throttle.{files[key]}", f"{device} {value}")
-
-    def cpu_usage_us(self) -> int:
-        """CPU time used by the members, in microseconds (cpu.stat usage_usec on v2,
-        cpuacct.usage on v1)."""
-        try:
-            h = self.layout.hierarchy_for("cpuacct")
-        except LookupError:
-            h = self.layout.hierarchy_for("cpu")
-        fd = self._dirs[h]
-        if h.version == 2:
-            return parse_flat(fd.read("cpu.stat"))["usage_usec"]
-        return int(fd.read("cpuacct.usage")) // 1000
-
-    def oom_kills(self) -> int:
-        """How many members the OOM killer ended (memory.events or memory.oom_control)."""
-        h = self.layout.hierarchy_for("memory")
-        text = self._dir_for("memory").read("memory.events" if h.version == 2
-                                            else "memory.oom_control")
-        return parse_flat(text).get("oom_kill", 0)
+    def set_io_limits(self, device: str, *, read_bps: int | str | None = None,
+                      write_bps: int | str | None = None, read_iops: int | str | None = None,
+                      write_iops: int | str | None = None) -> None:
+        """Throttle one block device ("major:minor") per second ("max": no limit):
+        io.max on v2, blkio.throttle.* on v1."""
+        dev = check_device("device", device)
+        given = {"rbps": ("read_bps", read_bps), "wbps": ("write_bps", write_bps),
+                 "riops": ("read_iops", read_iops), "wiops": ("write_iops", write_iops)}
+        rates = {key: check_io_rate(arg, value)
+                 for key, (arg, value) in given.items() if value is not None}
+        if rates:
+            self._apply(SETTINGS["io_limits"], IoLimits(dev, rates))
 
     def set_memory_high(self, value: int | str) -> None:
         """Throttling threshold: memory.high on v2; v1 has only the soft limit
         (memory.soft_limit_in_bytes, reclaimed under global pressure)."""
-        h = self.layout.hierarchy_for("memory")
-        self._dir_for("memory").write("memory.high" if h.version == 2
-                                      else "memory.soft_limit_in_bytes", value)
+        self._set("memory_high", value)
 
     def set_memory_swap_max(self, value: int | str) -> None:
         """Swap limit: memory.swap.max on v2; on v1 memory.memsw.limit_in_bytes (memory
         plus swap: set memory_max first).  LookupError without swap accounting."""
-        h = self.layout.hierarchy_for("memory")
-        name = "memory.swap.max" if h.version == 2 else "memory.memsw.limit_in_bytes"
-        if not os.path.exists(os.path.join(h.path_of(self.path), name)):
-            raise LookupError(f"{name} is missing on {h.path_of(self.path)}: this kernel "
-                              "has no swap accounting (CONFIG_MEMCG_SWAP, swapaccount=1)")
-        self._dir_for("memory").write(name, value)
+        self._set("memory_swap_max", value)
 
     def set_hugetlb_max(self, page_size: str, value: int | str) -> None:
         """HugeTLB limit for one page size ("2MB", "1GB"): hugetlb.<size>.max on v2,
         hugetlb.<size>.limit_in_bytes on v1."""
-        h = self.layout.hierarchy_for("hugetlb")
-        suffix = "max" if h.version == 2 else "limit_in_bytes"
-        self._dir_for("hugetlb").write(f"hugetlb.{page_size}.{suffix}", value)
+        limit = HugetlbMax(check_page_size("page_size", page_size),
+                           check_memory_size("hugetlb_max", value))
+        self._apply(SETTINGS["hugetlb_max"], limit)
 
     def set_net_cls_classid(self, classid: int) -> None:
         """net_cls.classid (v1 only): the tc class of the members' packets (0xAAAABBBB)."""
-        self._dir_for("net_cls").write("net_cls.classid", classid)
+        self._set("net_cls_classid", classid)
 
     def set_net_prio(self, priorities: dict[str, int]) -> None:
         """net_prio.ifpriomap (v1 only): the socket priority per interface."""
-        fd = self._dir_for("net_prio")
-        for ifname, prio in priorities.items():
-            fd.write("net_prio.ifpriomap", f"{ifname} {prio}")
+        self._set("net_prio", priorities)
 
     # ------------------------------------------------------------ stats and events
 
-    def _has(self, controller: str) -> CgroupFd | None:
-        try:
-            return self._dir_for(controller)
-        except LookupError:
-            return None
+    def cpu_usage_us(self) -> int:
+        """CPU time used by the members, in microseconds (cpu.stat usage_usec on v2,
+        cpuacct.usage on v1)."""
+        usage: int = self._read(READINGS["cpu_usage_us"], required=True)
+        return usage
+
+    def oom_kills(self) -> int:
+        """How many members the OOM killer ended (memory.events or memory.oom_control)."""
+        events: dict[str, int] = self._read(READINGS["memory_events"], required=True)
+        return events.get("oom_kill", 0)
 
     def stats(self) -> CgroupStats:
         """Memory current/peak/stat, CPU usage, pids, per-device IO and OOM kills."""
-        mem = self._has("memory")
-        v2mem = mem is not None and self.layout.hierarchy_for("memory").version == 2
-        current = peak = None
-        memory_stat: dict[str, int] = {}
-        if mem is not None:
-            cur = _try_read(mem, "memory.current" if v2mem else "memory.usage_in_bytes")
-            top = _try_read(mem, "memory.peak" if v2mem else "memory.max_usage_in_bytes")
-            current = None if cur is None else int(cur)
-            peak = None if top is None else int(top)
-            memory_stat = parse_flat(_try_read(mem, "memory.stat") or "")
-        pids = self._has("pids")
-        pids_now = None if pids is None else int(pids.read("pids.current"))
-        io: dict[str, dict[str, int]] = {}
-        if (fd := self._has("io")) is not None:
-            io = parse_io_stat(_try_read(fd, "io.stat") or "")
-        elif (fd := self._has("blkio")) is not None:
-            io = parse_blkio(_try_read(fd, "blkio.throttle.io_service_bytes") or "",
-                             _try_read(fd, "blkio.throttle.io_serviced") or "")
-        cpu = None
-        with contextlib.suppress(LookupError, KeyError):
-            cpu = self.cpu_usage_us()
-        return CgroupStats(current, peak, memory_stat, cpu, pids_now, io,
-                           self.oom_kills() if mem is not None else None)
+        def read(name: str) -> Any:
+            return self._read(READINGS[name])
+
+        events = read("memory_events")
+        return CgroupStats(read("memory_current"), read("memory_peak"),
+                           read("memory_stat") or {}, read("cpu_usage_us"),
+                           read("pids_current"), read("io") or {},
+                           None if events is None else events.get("oom_kill", 0))
 
     def events(self) -> dict[str, int]:
         """cgroup.events (populated, frozen; v2) merged with memory.events or
@@ -672,11 +521,7 @@ class Cgroup:
         out: dict[str, int] = {}
         if self.v2 is not None:
             out.update(self.v2.events())
-        mem = self._has("memory")
-        if mem is not None:
-            v2mem = self.layout.hierarchy_for("memory").version == 2
-            out.update(parse_flat(mem.read("memory.events" if v2mem
-                                           else "memory.oom_control")))
+        out.update(self._read(READINGS["memory_events"]) or {})
         return out
 
     def watch(self) -> EventsWatch:
@@ -717,6 +562,7 @@ class Cgroup:
             raise TimeoutError(f"cgroup {self.path} did not freeze within {timeout} s")
 
     def thaw(self) -> None:
+        """Let the members run again (cgroup.freeze=0 on v2, freezer.state=THAWED on v1)."""
         if self.v2 is not None:
             self.v2.thaw()
         else:
