@@ -1,16 +1,23 @@
-"""Exceptions: every failed kernel call raises an :class:`NsbindError`.
+"""Exceptions: every error nsbind raises on purpose is an :class:`NsbindError`.
 
-Each error is also the builtin :class:`OSError` subclass Python would pick for its
-errno (``PermissionError`` for EPERM/EACCES, ``FileNotFoundError`` for ENOENT, ...),
-so ``except PermissionError`` works, and its message names the operation and the
-object, e.g. ``mount proc on /proc: EPERM (Operation not permitted)``.
+A failed kernel call raises the NsbindError subclass that is also the builtin
+:class:`OSError` subclass Python would pick for its errno (``PermissionError``
+for EPERM/EACCES, ``FileNotFoundError`` for ENOENT, ...), so ``except
+PermissionError`` works, and its message names the operation and the object,
+e.g. ``mount proc on /proc: EPERM (Operation not permitted)``.
+
+An error nsbind finds itself (a malformed image, a call_in child that died, a
+namespace the kernel's rules do not allow here) is a :class:`MessageError`:
+``str()`` is its message, and it is also the builtin exception callers would
+expect (``ImageError`` is a ``ValueError``, ``CallInError`` a ``RuntimeError``).
+So ``except nsbind.NsbindError`` catches every one of them.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from nsbind._native import ffi
 
@@ -23,7 +30,10 @@ __all__ = [
     "ConnectionReset",
     "Interrupted",
     "InvalidArgument",
+    "InvalidValue",
     "IsADirectory",
+    "LookupFailed",
+    "MessageError",
     "NamespaceRuleError",
     "NoChildProcess",
     "NoSuchProcess",
@@ -37,10 +47,6 @@ __all__ = [
     "check",
     "error_for",
 ]
-
-
-def _rebuild(cls: type[NsbindError], state: tuple[Any, ...]) -> NsbindError:
-    return cls(*state)
 
 
 class NsbindError(OSError):
@@ -84,8 +90,9 @@ class NsbindError(OSError):
         return text
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (self.errno, self.syscall, self.target, self.what,
-                                        self.detail)))
+        # the class and its constructor's arguments: nothing else is needed to rebuild
+        # it (call_in's children send errors back this way)
+        return (type(self), (self.errno, self.syscall, self.target, self.what, self.detail))
 
 
 class PermissionDenied(NsbindError, PermissionError):
@@ -156,12 +163,52 @@ class Unsupported(NsbindError):
     """ENOSYS, EOPNOTSUPP: this kernel lacks the call or the feature."""
 
 
-class NamespaceRuleError(RuntimeError):
+class MessageError(NsbindError):
+    """An error nsbind finds itself rather than one a kernel call returned.
+
+    Made from one message, which is ``str(exc)``, ``what`` and ``args[0]``.
+    ``errno`` is the errno that fits the class (``default_errno``, or ``err`` when
+    given), ``syscall`` names the part of nsbind that raised it (``operation``);
+    ``target`` and ``detail`` are None.  Subclasses also derive from the builtin
+    exception callers would catch (``ValueError``, ``RuntimeError``, ...).
+    """
+
+    default_errno: ClassVar[int] = _errno.EINVAL
+    operation: ClassVar[str] = "nsbind"
+
+    def __init__(self, message: str, err: int | None = None) -> None:
+        super().__init__(self.default_errno if err is None else err, self.operation,
+                         what=message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.what, self.errno))
+
+
+class InvalidValue(MessageError, ValueError):
+    """A value nsbind refuses before any kernel call (EINVAL; the kernel's own EINVAL
+    is :class:`InvalidArgument`)."""
+
+
+class LookupFailed(MessageError, LookupError):
+    """Something looked up by name is not there, e.g. a user in a rootfs's /etc/passwd
+    (ENOENT)."""
+
+    default_errno = _errno.ENOENT
+
+
+class NamespaceRuleError(MessageError, RuntimeError):
     """A namespace request that the kernel's rules do not allow in this situation.
 
     The message names the rule (per-thread, single-threaded process, one-way
-    user namespace, ...) and what to do instead.
+    user namespace, ...) and what to do instead.  ``errno`` is EPERM.
     """
+
+    default_errno = _errno.EPERM
+    operation = "namespaces"
 
 
 _BY_BUILTIN: dict[type[OSError], type[NsbindError]] = {

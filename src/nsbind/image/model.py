@@ -7,6 +7,8 @@ import platform as _platform
 from collections.abc import Callable
 from typing import IO, Any
 
+from nsbind.errors import MessageError
+
 __all__ = ["MAX_LAYER_BYTES", "Image", "ImageConfig", "ImageError", "Layer", "host_platform"]
 
 #: layer media types nsbind can unpack, and their compression
@@ -25,8 +27,11 @@ LAYER_MEDIA_TYPES = {
 MAX_LAYER_BYTES = 64 << 30
 
 
-class ImageError(ValueError):
-    """An image that cannot be loaded or used: malformed, unsupported, or failing a digest."""
+class ImageError(MessageError, ValueError):
+    """An image that cannot be loaded or used: malformed, unsupported, or failing a digest
+    (an :class:`~nsbind.errors.NsbindError` and a ValueError; ``errno`` EINVAL)."""
+
+    operation = "image"
 
 
 def host_platform() -> tuple[str, str]:
