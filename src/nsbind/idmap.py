@@ -17,9 +17,10 @@ import operator
 import os
 from collections.abc import Iterable, Sequence
 
-from nsbind.errors import error_for
+from nsbind.errors import NamespaceRuleError, NsbindError, error_for
 
-__all__ = ["MAX_ID", "MAX_MAP_BYTES", "MAX_MAP_LINES", "IdMap", "check_id", "check_map",
+__all__ = ["MAX_ID", "MAX_MAP_BYTES", "MAX_MAP_LINES", "IdMap", "MapWriter", "check_id",
+           "check_map",
            "map_text", "write_maps"]
 
 #: one line of a uid/gid map: (first id inside, first id outside, count)
@@ -116,3 +117,64 @@ def write_maps(pid: int, uid_map: Iterable[Sequence[int]], gid_map: Iterable[Seq
     if deny_setgroups:
         put("setgroups", "deny")
     put("gid_map", gid_text)
+
+
+class MapWriter:
+    """A helper process in the parent user namespace that writes this process's id maps.
+
+    A process cannot map more than its own id from inside a new user namespace, so
+    :meth:`Namespaces.unshare` forks this writer first (``with MapWriter(maps)``, before
+    unshare(CLONE_NEWUSER)) and calls :meth:`write` once the namespace exists.  A
+    failed write raises the writer's error here, with its errno.
+    """
+
+    def __init__(self, maps: tuple[list[IdMap], list[IdMap]]) -> None:
+        self.uid_map = check_map("uid_map", maps[0])
+        self.gid_map = check_map("gid_map", maps[1])
+        self.pid = 0
+
+    def __enter__(self) -> MapWriter:
+        self.go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        target = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(self.go_w)
+                os.close(self.err_r)
+                if os.read(self.go_r, 1) == b"w":
+                    write_maps(target, self.uid_map, self.gid_map,
+                                deny_setgroups=os.geteuid() != 0)
+                    code = 0
+            except NsbindError as exc:  # the errno and the operation travel back
+                os.write(self.err_w, f"{exc.errno or 0}\n{exc.what}".encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(self.go_r)
+        os.close(self.err_w)
+        return self
+
+    def write(self) -> None:
+        """Tell the writer to write the maps now; raise what it failed with."""
+        os.write(self.go_w, b"w")
+        os.close(self.go_w)
+        self.go_w = -1
+        message = os.read(self.err_r, 4096).decode()
+        pid, self.pid = self.pid, 0
+        _, status = os.waitpid(pid, 0)
+        if message:
+            err, what = message.split("\n", 1)
+            raise error_for(int(err), "write", None, what=what)
+        if status != 0:
+            raise NamespaceRuleError(f"the id map writer (pid {pid}) failed: status "
+                                     f"{status}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.go_w >= 0:
+            os.close(self.go_w)
+        os.close(self.err_r)
+        if self.pid:
+            os.waitpid(self.pid, 0)

@@ -33,7 +33,7 @@ from nsbind._sys.mount import mount, umount2
 from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import PidFd, pidfd_open, thread_count
-from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError, error_for
+from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError
 from nsbind.flags import (
     NAMESPACE_ORDER,
     CloneFlags,
@@ -42,7 +42,7 @@ from nsbind.flags import (
     Propagation,
     UmountFlags,
 )
-from nsbind.idmap import IdMap, check_map, write_maps
+from nsbind.idmap import IdMap, MapWriter, check_map, write_maps
 
 __all__ = ["IdMap", "Namespaces", "current", "for_children", "of", "persist",
            "thread_path", "unpersist"]
@@ -274,7 +274,7 @@ class Namespaces:
             self._create(self.types, after_unshare=lambda: write_maps(
                 os.getpid(), uid_map, gid_map, deny_setgroups=True))
         else:
-            with _IdMapWriter((uid_map, gid_map)) as writer:
+            with MapWriter((uid_map, gid_map)) as writer:
 
                 def write_maps_then_become_root() -> None:
                     writer.write()
@@ -472,63 +472,6 @@ class _JoinTarget:
         finally:
             if owned is not None:
                 owned.close()
-
-
-class _IdMapWriter:
-    """A helper process in the parent user namespace that writes our id maps.
-
-    Forked before unshare(CLONE_NEWUSER); told to write once the namespace exists.
-    """
-
-    def __init__(self, maps: tuple[list[IdMap], list[IdMap]]) -> None:
-        self.uid_map = check_map("uid_map", maps[0])
-        self.gid_map = check_map("gid_map", maps[1])
-        self.pid = 0
-
-    def __enter__(self) -> _IdMapWriter:
-        self.go_r, self.go_w = os.pipe2(os.O_CLOEXEC)
-        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
-        target = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:
-            code = 1
-            try:
-                os.close(self.go_w)
-                os.close(self.err_r)
-                if os.read(self.go_r, 1) == b"w":
-                    write_maps(target, self.uid_map, self.gid_map,
-                                deny_setgroups=os.geteuid() != 0)
-                    code = 0
-            except NsbindError as exc:  # the errno and the operation travel back
-                os.write(self.err_w, f"{exc.errno or 0}\n{exc.what}".encode())
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(self.go_r)
-        os.close(self.err_w)
-        return self
-
-    def write(self) -> None:
-        os.write(self.go_w, b"w")
-        os.close(self.go_w)
-        self.go_w = -1
-        message = os.read(self.err_r, 4096).decode()
-        pid, self.pid = self.pid, 0
-        _, status = os.waitpid(pid, 0)
-        if message:
-            err, what = message.split("\n", 1)
-            raise error_for(int(err), "write", None, what=what)
-        if status != 0:
-            raise NamespaceRuleError(f"the id map writer (pid {pid}) failed: status "
-                                     f"{status}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.go_w >= 0:
-            os.close(self.go_w)
-        os.close(self.err_r)
-        if self.pid:
-            os.waitpid(self.pid, 0)
 
 
 def _sysctl(name: str) -> str:
