@@ -258,11 +258,8 @@ def jail(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def _read_at(dirfd: int, path: str, resolve: int) -> str:
-    fd = nsbind.openat2(dirfd, path, os.O_RDONLY, resolve=resolve)
-    try:
-        return os.read(fd, 100).decode()
-    finally:
-        os.close(fd)
+    with nsbind.openat2(dirfd, path, os.O_RDONLY, resolve=resolve) as fd:
+        return os.read(fd.fileno(), 100).decode()
 
 
 def test_openat2_in_root_keeps_dotdot_and_absolute_symlinks_inside(jail: pathlib.Path) -> None:
@@ -292,10 +289,24 @@ def test_openat2_beneath_refuses_escapes_with_exdev(jail: pathlib.Path) -> None:
 
 
 def test_openat2_fd_is_cloexec_and_missing_path_is_enoent(jail: pathlib.Path) -> None:
-    fd = nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname")
-    try:
-        assert not os.get_inheritable(fd)
-    finally:
-        os.close(fd)
+    with nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname") as fd:
+        assert not os.get_inheritable(fd.fileno())
     with pytest.raises(FileNotFoundError, match=r"^openat2 .*/nope: ENOENT"):
         nsbind.openat2(AT_FDCWD, jail / "nope")
+
+
+def test_openat2_returns_an_owned_fd_closed_by_with(jail: pathlib.Path) -> None:
+    """README: every fd nsbind opens is owned by an object with fileno(), close() and
+    ``with``."""
+    with nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname") as fd:
+        number = fd.fileno()
+        assert os.readlink(f"/proc/self/fd/{number}") == str(jail / "etc" / "hostname")
+    assert fd.closed
+    with pytest.raises(ValueError, match="closed"):
+        fd.fileno()
+    assert not os.path.exists(f"/proc/self/fd/{number}")  # closed, not merely forgotten
+    fd.close()  # idempotent
+    kept = nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname")
+    number = kept.detach()  # handed over: the caller closes it
+    with os.fdopen(number, "rb") as f:
+        assert f.read() == b"inside"

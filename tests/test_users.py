@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from nsbind.errors import InvalidValue, LookupFailed, NsbindError
 from nsbind.users import User, resolve_user
 
 PASSWD = """\
@@ -59,3 +60,25 @@ def test_cve_2016_3697_passwd_symlink_to_the_host_resolves_inside(
     assert resolve_user(root, "evil") == User(4000, 4000, ())
     os.symlink("../../../../../../../../etc/shadow", root / "etc" / "group")
     assert resolve_user(root, "evil").groups == ()  # climbs to the root's /etc/shadow: none
+
+
+def test_errors_are_nsbind_errors_and_the_builtin_kind(rootfs: pathlib.Path) -> None:
+    with pytest.raises(NsbindError) as info:
+        resolve_user(rootfs, "nobody-here")
+    assert isinstance(info.value, LookupError) and isinstance(info.value, LookupFailed)
+    assert str(info.value) == "user 'nobody-here' is not in the rootfs's /etc/passwd"
+    with pytest.raises(InvalidValue, match=r"^user ':staff': no user$") as bad:
+        resolve_user(rootfs, ":staff")
+    assert isinstance(bad.value, ValueError)
+    (rootfs / "etc" / "group").write_bytes(b"#" * ((1 << 20) + 1))
+    with pytest.raises(InvalidValue, match=r"^/etc/group in the rootfs is larger than"):
+        resolve_user(rootfs, "app")
+
+
+def test_passwd_that_is_a_directory_leaves_no_fd_open(rootfs: pathlib.Path) -> None:
+    (rootfs / "etc" / "passwd").unlink()
+    (rootfs / "etc" / "passwd").mkdir()
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(IsADirectoryError):
+        resolve_user(rootfs, "app")
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -7,6 +7,10 @@ passwd line read ``1000:x:0:0``), with the gid of the passwd entry that has that
 uid, else 0.  The files are read inside the root filesystem with
 openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): an /etc/passwd that is a symlink
 to a host path resolves inside the rootfs, never to the host's.
+
+An unknown name raises :class:`~nsbind.errors.LookupFailed` (a LookupError), a
+malformed spec or an oversized file :class:`~nsbind.errors.InvalidValue` (a
+ValueError); both are NsbindErrors.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 
 from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.mount import openat2
+from nsbind.errors import InvalidValue, LookupFailed
 from nsbind.flags import ResolveFlags
 
 __all__ = ["User", "resolve_user"]
@@ -41,10 +46,10 @@ def _read_in_root(root_fd: int, path: str) -> list[list[str]]:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return []
         raise
-    with os.fdopen(fd, "rb") as f:
+    with fd, os.fdopen(fd.fileno(), "rb", closefd=False) as f:
         data = f.read(_MAX + 1)
     if len(data) > _MAX:
-        raise ValueError(f"{path} in the rootfs is larger than {_MAX} bytes")
+        raise InvalidValue(f"{path} in the rootfs is larger than {_MAX} bytes")
     return [line.split(":") for line in data.decode(errors="replace").splitlines()
             if line and not line.startswith("#")]
 
@@ -61,7 +66,7 @@ def resolve_user(root: PathLike, spec: str) -> User:
     """
     user_part, _, group_part = spec.partition(":")
     if not user_part:
-        raise ValueError(f"user {spec!r}: no user")
+        raise InvalidValue(f"user {spec!r}: no user")
     root_fd = os.open(fsbytes(root), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         passwd = [f for f in _read_in_root(root_fd, "/etc/passwd") if len(f) >= 4]
@@ -74,7 +79,7 @@ def resolve_user(root: PathLike, spec: str) -> User:
     else:
         entry = next((f for f in passwd if f[0] == user_part), None)
         if entry is None:
-            raise LookupError(f"user {user_part!r} is not in the rootfs's /etc/passwd")
+            raise LookupFailed(f"user {user_part!r} is not in the rootfs's /etc/passwd")
     uid = number if number is not None else int(entry[2]) if entry else 0
     gid = (_number(entry[3]) or 0) if entry is not None else 0
     home = entry[5] if entry is not None and len(entry) > 5 and entry[5] else "/"
@@ -83,7 +88,7 @@ def resolve_user(root: PathLike, spec: str) -> User:
         if g is None:
             found = next((f for f in group if f[0] == group_part), None)
             if found is None or _number(found[2]) is None:
-                raise LookupError(f"group {group_part!r} is not in the rootfs's /etc/group")
+                raise LookupFailed(f"group {group_part!r} is not in the rootfs's /etc/group")
             g = int(found[2])
         gid = g
     extra: set[int] = set()

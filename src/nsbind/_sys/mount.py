@@ -291,13 +291,15 @@ def mount_setattr(dirfd: FdLike, path: PathLike, flags: int = 0, *, attr_set: in
 
 
 def openat2(dirfd: FdLike, path: PathLike, flags: int = os.O_RDONLY, mode: int = 0,
-            resolve: int = 0) -> int:
+            resolve: int = 0) -> OwnedFd:
     """openat2(2) (Linux 5.6): open with ``ResolveFlags`` controlling path resolution.
 
     ``RESOLVE_IN_ROOT`` treats ``dirfd`` as the root: ``..`` and absolute
     symlinks cannot leave it; ``RESOLVE_BENEATH`` fails with EXDEV instead.
-    O_CLOEXEC is always added.  Returns the new fd, which the caller owns.
-    Retried on EAGAIN for RESOLVE_CACHED-free lookups racing with renames.
+    O_CLOEXEC is always added.  Returns the new fd as an :class:`OwnedFd` (close it,
+    or use it in a ``with`` block; ``detach()`` hands the number over, e.g. to
+    ``os.fdopen``).  Retried on EAGAIN for RESOLVE_CACHED-free lookups racing
+    with renames.
     """
     how: Any = ffi.new("struct open_how *")
     how.flags = int(flags) | os.O_CLOEXEC
@@ -308,7 +310,7 @@ def openat2(dirfd: FdLike, path: PathLike, flags: int = os.O_RDONLY, mode: int =
     for _ in range(16):
         rc = lib.nsb_openat2(fdnum(dirfd), raw, how, size)
         if rc >= 0:
-            return rc
+            return OwnedFd(rc)
         err = ffi.errno
         if err not in (errno.EAGAIN, errno.EINTR) or resolve & lib.RESOLVE_CACHED:
             break

@@ -109,18 +109,20 @@ class DirArchive(Archive):
 
     def exists(self, path: str) -> bool:
         try:
-            os.close(openat2(self._fd, path, os.O_PATH, resolve=ResolveFlags.BENEATH))
+            openat2(self._fd, path, os.O_PATH, resolve=ResolveFlags.BENEATH).close()
             return True
         except OSError:
             return False
 
     def open(self, path: str) -> IO[bytes]:
         try:
-            fd = openat2(self._fd, path, os.O_RDONLY,
-                         resolve=ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS)
+            with openat2(self._fd, path, os.O_RDONLY,
+                         resolve=ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS) as fd:
+                stream = os.fdopen(fd.fileno(), "rb")  # a directory fails here
+                fd.detach()  # the stream owns it now
         except OSError as exc:
             raise ImageError(f"{self.source}: cannot open {path}: {exc}") from exc
-        return os.fdopen(fd, "rb")
+        return stream
 
     def close(self) -> None:
         if self._fd >= 0:

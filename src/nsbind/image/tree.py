@@ -62,7 +62,8 @@ class Tree:
         if fd is not None:
             return fd
         try:
-            fd = openat2(self.fd, relpath, os.O_PATH | os.O_DIRECTORY, resolve=_BENEATH)
+            # the cache holds plain fd numbers (closed by forget())
+            fd = openat2(self.fd, relpath, os.O_PATH | os.O_DIRECTORY, resolve=_BENEATH).detach()
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOENT, errno.ELOOP):
                 if exc.errno == errno.ENOTDIR:
