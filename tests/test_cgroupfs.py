@@ -1,16 +1,23 @@
-"""cgroup v2 directory fds: create, attach, CLONE_INTO_CGROUP, freeze, kill."""
+"""cgroup v2 directory fds: create, attach, CLONE_INTO_CGROUP, freeze, kill; and how a
+``Cgroup`` path is resolved to directory fds once (no ``..``, symlink or mount on the
+way) and used through them from then on; and what a failed ``Cgroup.create`` leaves
+(nothing it made)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pathlib
+import re
 import signal
 import time
 
 import pytest
 
 import nsbind
-from helpers import child_exit
-from nsbind import CgroupFd, CloneFlags
+from helpers import child_exit, private_mount_ns, run_forked
+from nsbind import PIPE, Cgroup, CgroupFd, CloneFlags, MountFlags, spawn
+from nsbind.cgrouplayout import cgroup_layout, open_cgroup
 from nsbind.errors import Busy, InvalidArgument, NsbindError
 
 
@@ -172,3 +179,123 @@ def test_clone_into_a_non_cgroup_fd_fails_cleanly(tmp_path: object) -> None:
             nsbind.clone3(CloneFlags.PIDFD, cgroup=fd)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- Cgroup paths to fds
+
+
+def test_cgroup_paths_refuse_dot_dot_empty_components_and_nul(cgroup_parent: str) -> None:
+    base = f"/{cgroup_parent}"
+    with Cgroup.create("victim", parent=cgroup_parent) as victim, \
+            Cgroup.create("mine", parent=cgroup_parent):
+        with spawn(["sleep", "30"], cgroup=victim) as proc:
+            for path in [f"{base}/mine/../victim", f"{base}/mine/./../victim",
+                         f"{base}//victim", f"{base}/victim/", f"{base}/vic\0tim", "", "/",
+                         "/.."]:
+                with pytest.raises(ValueError, match=rf"^path={re.escape(repr(path))}: "):
+                    Cgroup.open(path)
+            with pytest.raises(ValueError, match=r"^parent=.*'\.\.' component"):
+                Cgroup.create("x", parent=f"{base}/mine/../victim")
+            assert victim.procs() == [proc.pid]  # nothing acted on the sibling
+            proc.kill()
+
+
+def test_open_cgroup_follows_no_symlink_and_stays_beneath(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    with CgroupFd(fd, str(tmp_path)) as base:
+        open_cgroup(base, "real").close()
+        with pytest.raises(OSError, match=r"^open cgroup .*/link: ELOOP .*a symlink is on"):
+            open_cgroup(base, "link")
+        with pytest.raises(OSError, match=r"^open cgroup .*/real/\.\./\.\.: EXDEV"):
+            open_cgroup(base, "real/../..")
+
+
+def _open_through_a_bind_mount(parent: str) -> str:
+    private_mount_ns()
+    v2 = cgroup_layout().unified
+    assert v2 is not None
+    nsbind.mount(v2.path_of(f"/{parent}/a"), v2.path_of(f"/{parent}/b"), None,
+                 MountFlags.BIND)
+    try:
+        Cgroup.open(f"/{parent}/b").close()
+    except OSError as exc:
+        return str(exc)
+    return "opened"
+
+
+def test_a_mount_on_the_cgroup_path_is_refused(cgroup_parent: str) -> None:
+    v2 = cgroup_layout().unified
+    if v2 is None:
+        pytest.skip("this host has no cgroup v2 hierarchy")
+    with Cgroup.create("a", parent=cgroup_parent), Cgroup.create("b", parent=cgroup_parent):
+        error = run_forked(_open_through_a_bind_mount, cgroup_parent)
+    assert error.startswith(f"open cgroup {v2.path_of(f'/{cgroup_parent}/b')}: EXDEV"), error
+    assert error.endswith("a mount point is on the path (bind mounts are not followed)")
+
+
+def test_a_renamed_cgroup_is_still_reached_through_its_fds(cgroup_parent: str) -> None:
+    layout = cgroup_layout()
+    h = layout.controllers.get("memory")
+    if h is None or h.version != 1:
+        pytest.skip("needs memory on a v1 hierarchy (cgroup v2 cannot rename a cgroup)")
+    cg = Cgroup.create("ren", parent=cgroup_parent, layout=layout)
+    here = h.path_of(cg.path)
+    moved = f"{here}-moved"
+    os.rename(here, moved)
+    os.mkdir(here)  # another cgroup where the first one was
+    try:
+        cg.set_memory_max("64M")
+        with open(f"{moved}/memory.limit_in_bytes") as f:
+            assert int(f.read()) == 64 << 20
+        with open(f"{here}/memory.limit_in_bytes") as f:
+            assert int(f.read()) > 64 << 20
+        with spawn(["cat", "/proc/self/cgroup"], cgroup=cg, stdout=PIPE) as proc:
+            out, _ = proc.communicate(timeout=30)
+        assert out is not None
+        assert f":memory:{cg.path}-moved" in out.decode()
+        with pytest.raises(OSError, match=r"remove cgroup .*/ren: ESTALE .*renamed or replaced"):
+            cg.remove()
+        assert os.path.isdir(here) and os.path.isdir(moved)
+        assert not any(os.path.exists(other.path_of(cg.path))
+                       for other in layout.hierarchies if other is not h)
+    finally:
+        cg.close()
+        os.rmdir(here)
+        os.rmdir(moved)
+
+
+def test_a_limit_whose_controller_is_missing_is_refused_before_anything_is_made(
+        cgroup_parent: str) -> None:
+    layout = cgroup_layout()
+    without = dataclasses.replace(layout, controllers={
+        c: h for c, h in layout.controllers.items() if c != "pids"})
+    with pytest.raises(LookupError, match="no cgroup hierarchy carries the pids controller"):
+        Cgroup.create("nopids", parent=f"{cgroup_parent}/made", pids_max=10, layout=without)
+    assert not any(os.path.exists(h.path_of(f"/{cgroup_parent}/made"))
+                   for h in layout.hierarchies)
+
+
+def test_a_failed_create_removes_the_parents_it_made(cgroup_parent: str) -> None:
+    with pytest.raises(OSError, match=r"set cpuset.cpus=999999 on "):
+        Cgroup.create("leaf", parent=f"{cgroup_parent}/new/deeper", cpuset_cpus="999999")
+    for h in cgroup_layout().hierarchies:
+        if h.holds_cgroups:
+            assert os.path.isdir(h.path_of(f"/{cgroup_parent}"))
+            assert not os.path.exists(h.path_of(f"/{cgroup_parent}/new"))
+
+
+def test_a_failed_create_keeps_the_directories_it_did_not_make(cgroup_parent: str) -> None:
+    holding = [h for h in cgroup_layout().hierarchies if h.holds_cgroups]
+    last = holding[-1]  # the others are made, then the leaf exists here
+    os.makedirs(last.path_of(f"/{cgroup_parent}/dup/leaf"))
+    try:
+        with pytest.raises(FileExistsError, match=r"create cgroup .*/dup/leaf: EEXIST"):
+            Cgroup.create("leaf", parent=f"{cgroup_parent}/dup")
+        for h in holding[:-1]:
+            assert not os.path.exists(h.path_of(f"/{cgroup_parent}/dup"))
+        assert os.path.isdir(last.path_of(f"/{cgroup_parent}/dup/leaf"))
+    finally:
+        os.rmdir(last.path_of(f"/{cgroup_parent}/dup/leaf"))
+        os.rmdir(last.path_of(f"/{cgroup_parent}/dup"))

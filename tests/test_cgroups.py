@@ -12,7 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -177,6 +178,95 @@ def test_bad_limit_names_the_file_and_leaves_nothing(cgroup_parent: str) -> None
 def test_invalid_names_are_refused(name: str, cgroup_parent: str) -> None:
     with pytest.raises(ValueError, match="invalid cgroup name"):
         Cgroup.create(name, parent=cgroup_parent)
+
+
+def _tree(cgroup_parent: str) -> set[str]:
+    """Every directory below the test parent, in every hierarchy."""
+    found: set[str] = set()
+    for h in cgroup_layout().hierarchies:
+        for top, dirs, _ in os.walk(h.path_of(f"/{cgroup_parent}")):
+            found.update(os.path.join(top, d) for d in dirs)
+    return found
+
+
+# one class of bad input per entry: the argument and values of the wrong type or range
+BAD_CREATE_ARGUMENTS: dict[str, tuple[str, list[Any]]] = {
+    "memory-size": ("memory_max", ["lots", "1.5G", "12Q", -1, 1.5, True, 2**64]),
+    "memory-high": ("memory_high", ["64 MB", -4096]),
+    "swap-size": ("memory_swap_max", [[1], "-1"]),
+    "pids": ("pids_max", [-1, "many", 2.0, 10**7, False]),
+    "cpus": ("cpu_max", ["2 cores", 0, -0.5, float("nan"), float("inf"), True, 10**9]),
+    "cpu-weight": ("cpu_weight", [0, 10001, "100", 1.5]),
+    "cpu-list": ("cpuset_cpus", ["0-", "a", "3-1", "0,,1", "0-7:3/2", 0, " 0"]),
+    "node-list": ("cpuset_mems", ["all", [0]]),
+    "parent-path": ("parent", ["a/../b", "..", "a//b", "a/", ".", "x\0y", 5, "n" * 256]),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CREATE_ARGUMENTS)
+def test_bad_create_argument_is_named_and_nothing_is_made(kind: str, cgroup_parent: str) -> None:
+    arg, values = BAD_CREATE_ARGUMENTS[kind]
+    before = _tree(cgroup_parent)
+    for value in values:
+        kwargs: dict[str, Any] = {"parent": f"{cgroup_parent}/made", arg: value}
+        with pytest.raises(ValueError, match=rf"^{arg}=") as err:
+            Cgroup.create("bad", **kwargs)
+        assert repr(value)[:20] in str(err.value)
+    assert _tree(cgroup_parent) == before
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "x\0y", "n" * 256, None])
+def test_invalid_names_are_refused_before_anything_is_made(name: Any,
+                                                           cgroup_parent: str) -> None:
+    before = _tree(cgroup_parent)
+    with pytest.raises(ValueError, match=r"^name=.*invalid cgroup name"):
+        Cgroup.create(name, parent=f"{cgroup_parent}/made", memory_max="64M")
+    assert _tree(cgroup_parent) == before
+
+
+def test_bad_setter_arguments_are_named_and_nothing_is_written(cgroup_parent: str) -> None:
+    with Cgroup.create("setters", parent=cgroup_parent) as cg:
+        h = cg.layout.hierarchy_for("cpuset")
+        with open(os.path.join(h.path_of(cg.path), "cpuset.cpus")) as f:
+            cpus = f.read()
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("cpuset_mems", lambda: cg.set_cpuset(cpus="0", mems="x")),  # cpus not written
+            ("cpu_max", lambda: cg.set_cpu_max("half")),  # type: ignore[arg-type]
+            ("period_us", lambda: cg.set_cpu_max(0.5, period_us=10)),
+            ("cpu_weight", lambda: cg.set_cpu_weight(True)),
+            ("io_weight", lambda: cg.set_io_weight(0)),
+            ("device", lambda: cg.set_io_limits("8-0", read_bps=1)),
+            ("device", lambda: cg.set_io_limits("99999:0", read_bps=1)),
+            ("read_bps", lambda: cg.set_io_limits("8:0", read_bps=0)),
+            ("write_iops", lambda: cg.set_io_limits("8:0", write_iops="fast")),
+            ("page_size", lambda: cg.set_hugetlb_max("2M", 1 << 21)),
+            ("hugetlb_max", lambda: cg.set_hugetlb_max("2MB", "lots")),
+            ("net_cls_classid", lambda: cg.set_net_cls_classid(-1)),
+            ("net_prio", lambda: cg.set_net_prio({"lo": -1})),
+            ("net_prio", lambda: cg.set_net_prio({"a/b": 1})),
+            ("allow", lambda: cg.set_devices("c 1:3 rwm")),  # type: ignore[arg-type]
+            ("bpf", lambda: cg.set_devices(["a"], bpf="yes")),  # type: ignore[arg-type]
+            ("memory_max", lambda: cg.set_memory_max("lots")),
+            ("pids_max", lambda: cg.set_pids_max(-2)),
+        ]
+        for arg, call in calls:
+            with pytest.raises(ValueError, match=rf"^{arg}="):
+                call()
+        with open(os.path.join(h.path_of(cg.path), "cpuset.cpus")) as f:
+            assert f.read() == cpus
+
+
+def test_max_is_no_limit_on_v1_and_v2(cgroup_parent: str) -> None:
+    with Cgroup.create("max", parent=cgroup_parent, memory_max="max", memory_high="max",
+                       pids_max="max") as cg:
+        h = cg.layout.hierarchy_for("memory")
+        name = "memory.max" if h.version == 2 else "memory.limit_in_bytes"
+        with open(os.path.join(h.path_of(cg.path), name)) as f:
+            text = f.read().strip()
+        assert text == "max" if h.version == 2 else int(text) >= 1 << 62  # v1: written -1
+        with open(os.path.join(cg.layout.hierarchy_for("pids").path_of(cg.path),
+                               "pids.max")) as f:
+            assert f.read().strip() == "max"
 
 
 def test_cpu_max_limits_a_busy_loop_to_about_a_fifth(cgroup_parent: str) -> None:
