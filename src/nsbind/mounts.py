@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 
@@ -64,11 +65,29 @@ def _attr(flags: int) -> MountAttr:
     return attr
 
 
+#: an option name as filesystems declare them (``size``, ``lowerdir+``, ``ptmxmode``)
+_OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+
+
+def check_option(fstype: str, option: str) -> str:
+    """``option`` (``name`` or ``name=value``) if a filesystem can only read it as meant,
+    else ValueError naming it: a plain name, and a value with no ``,`` (the separator of
+    the legacy option string the kernel builds for filesystems without fs_context), no
+    NUL, no newline.  Paths in overlay options are checked by :func:`overlay_step`."""
+    name, _, value = option.partition("=")
+    if not _OPTION_NAME.fullmatch(name):
+        raise ValueError(f"{fstype} option {option!r}: {name!r} is not an option name")
+    for bad, what in ((",", "a comma"), ("\0", "a NUL byte"), ("\n", "a newline")):
+        if bad in value:
+            raise ValueError(f"{fstype} option {option!r} contains {what}, which the kernel "
+                             "would read as the end of the value")
+    return option
+
+
 def _fs(fstype: str, target: PathLike, attr: int, options: Sequence[str] = (),
         source: str | None = None, magic: int = 0) -> MountStep:
     for opt in options:
-        if "," in opt.partition("=")[0]:
-            raise ValueError(f"{fstype} option name contains ',': {opt!r}")
+        check_option(fstype, opt)
     return MountStep(source if source is not None else fstype, _s(target), fstype, int(attr),
                      kind=MountKind.FS, opts=MountOpt.CREATE_DIR, options=tuple(options),
                      fs_magic=magic)
@@ -146,9 +165,28 @@ def cgroup2(target: PathLike = "/sys/fs/cgroup", *, readonly: bool = False) -> M
 
 
 def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = True) -> MountStep:
-    """A cgroup v1 hierarchy of ``controllers`` (e.g. ``["net_cls", "net_prio"]``)."""
+    """A cgroup v1 hierarchy of ``controllers`` (e.g. ``["net_cls", "net_prio"]``).
+
+    Only controller names this kernel lists in /proc/cgroups (and ``none`` or
+    ``name=NAME``) are taken: ``release_agent=`` and the other options of the cgroup
+    filesystem are refused (CVE-2022-0492 used release_agent)."""
+    known = _v1_controllers()
+    for name in controllers:
+        plain = name == "none" or name in known
+        named = name.startswith("name=") and _CGROUP_NAME.fullmatch(name[5:]) is not None
+        if not (plain or named):
+            raise ValueError(f"cgroup v1 mount option {name!r} is not a controller of this "
+                             f"kernel ({', '.join(sorted(known))}), none or name=NAME")
     return _fs("cgroup", target, _SAFE | (MountAttr.RDONLY if readonly else 0),
                list(controllers), magic=lib.CGROUP_SUPER_MAGIC)
+
+
+_CGROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def _v1_controllers() -> frozenset[str]:
+    with open("/proc/cgroups") as f:
+        return frozenset(line.split()[0] for line in f if line.strip() and line[0] != "#")
 
 
 def propagation(target: PathLike, kind: Propagation, *, recursive: bool = True) -> MountStep:
@@ -239,11 +277,18 @@ def _layers(lower: Sequence[PathLike], upper: PathLike | None,
                          "(the kernel's rule); bind-mount a single layer instead")
     layers = [_s(p) for p in lower]
     for p in layers + [_s(d) for d in (upper, work) if d is not None]:
-        if ":" in p or "," in p:
-            # the separators of the classic option string; lowerdir+ would take them,
-            # but refusing keeps both code paths equal
-            raise ValueError(f"overlay layer path contains ':' or ',': {p!r}")
+        # ':' and ',' separate layers and options in the classic string; overlayfs
+        # unescapes '\\' in its paths ("/x/u\\p" would be /x/up) and '=' separates a
+        # name from its value: refused in both code paths alike
+        bad = sorted({c for c in p if c in _OVERLAY_SPECIAL})
+        if bad or not p:
+            what = " ".join(repr(c) for c in bad) if bad else "nothing"
+            raise ValueError(f"overlay layer path {p!r} contains {what}: "
+                             "overlayfs would parse it as option syntax; use another path")
     return layers
+
+
+_OVERLAY_SPECIAL = frozenset(":,=\\\n\0")
 
 
 _FSCONFIG_STRING_MAX = 255  # fsconfig(FSCONFIG_SET_STRING) copies at most 256 bytes with NUL
