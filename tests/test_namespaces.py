@@ -402,3 +402,46 @@ def test_cve_2021_43784_oversized_id_maps_are_refused_not_truncated() -> None:
         Namespaces(user=True, uid_map=big[:340])  # few enough lines, too many bytes
     most = [(i, i, 1) for i in range(340)]  # the most lines the kernel takes
     assert len(Namespaces(user=True, uid_map=most).uid_map or []) == 340
+
+
+def test_persist_refuses_a_symlink_and_never_mounts_over_its_target(
+        tmp_path: pathlib.Path, holder: PidFd) -> None:
+    """persist(path) resolves path once, to an fd: a symlink there (to a file the caller
+    did not name) is refused, and the file it points at is neither mounted over nor
+    changed; a non-empty file is refused too."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "netns"
+    link.symlink_to(victim)
+    with open("/proc/self/mountinfo") as f:
+        before = f.read()
+    with pytest.raises(ValueError, match="it is a symlink|not an empty regular file"):
+        persist(link, holder.pid)
+    with pytest.raises(ValueError, match="not an empty regular file"):
+        persist(victim, holder.pid)
+    with open("/proc/self/mountinfo") as f:
+        assert f.read() == before
+    assert victim.read_text() == "precious" and link.is_symlink()
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="it is a symlink"):
+        persist(dangling, holder.pid)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_persist_then_unpersist_through_a_swapped_symlink_touches_nothing_else(
+        tmp_path: pathlib.Path, holder: PidFd) -> None:
+    path = tmp_path / "netns"
+    persist(path, holder.pid)
+    try:
+        with Namespaces.join(path):
+            assert current()[Namespace.NET] == of(holder.pid)[Namespace.NET]
+    finally:
+        unpersist(path)
+    assert not path.exists()
+    other = tmp_path / "other"
+    other.touch()
+    path.symlink_to(other)
+    with pytest.raises(NsbindError):  # a symlink is not followed to unmount elsewhere
+        unpersist(path)
+    assert other.exists()

@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import PathLike, fsbytes
-from nsbind._sys.mount import mount, umount2
+from nsbind._sys.mount import mount, move_mount, open_tree, umount2
 from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import PidFd, pidfd_open, thread_count
-from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError
+from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError, error_for
 from nsbind.flags import (
     NAMESPACE_ORDER,
     CloneFlags,
     MountFlags,
+    MoveMountFlags,
     Namespace,
+    OpenTreeFlags,
     Propagation,
     UmountFlags,
 )
@@ -525,27 +528,43 @@ def _self_mapping(lines: Sequence[IdMap], own: int) -> bool:
 def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace.NET) -> None:
     """Keep a namespace alive after its last process: bind-mount its nsfs file on ``path``.
 
-    ``target`` is a pid (default: the calling thread).  Like ``ip netns add``:
-    the file is created if missing; :func:`unpersist` removes it.  The mount is
-    made in the calling thread's mount namespace.
+    ``target`` is a pid (default: the calling thread).  Like ``ip netns add``: the file
+    is created if missing; :func:`unpersist` removes it.  The mount is made in the
+    calling thread's mount namespace.  ``path`` is resolved once, to an fd: a symlink
+    as its last component, or anything but an empty regular file, is refused (a bind
+    mount must not land on what a symlink points at).
     """
     shown = os.fsdecode(fsbytes(path))
     source = f"/proc/{target}/ns/{ns.value}" if target is not None else thread_path(ns)
     created = False
     try:
-        os.close(os.open(shown, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+        fd = os.open(shown, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o444)
         created = True
     except FileExistsError:
-        pass
+        try:
+            fd = os.open(shown, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise error_for(exc.errno or errno.EINVAL, "open", shown,
+                            what=f"persist a namespace on {shown}") from None
     try:
-        mount(source, shown, None, MountFlags.BIND)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (not created and st.st_size != 0):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not an empty regular file"
+            raise ValueError(f"persist a namespace on {shown}: it is {kind}")
+        with open_tree(source, OpenTreeFlags.CLONE) as nsmount:
+            move_mount(nsmount, "", fd, "", MoveMountFlags.F_EMPTY_PATH
+                       | MoveMountFlags.T_EMPTY_PATH, what=f"bind {source} on {shown}")
     except BaseException:
         if created:
             os.unlink(shown)
         raise
+    finally:
+        os.close(fd)
 
 
 def unpersist(path: PathLike) -> None:
-    """Undo :func:`persist`: detach the bind mount and remove the file."""
-    umount2(path, UmountFlags.DETACH)
+    """Undo :func:`persist`: detach the bind mount and remove the file (a symlink at
+    ``path`` is not followed)."""
+    umount2(path, UmountFlags.DETACH | UmountFlags.NOFOLLOW)
     os.unlink(path)
