@@ -306,7 +306,7 @@ class Plan:
             s.NSB_STEP_CAPSET: ("capset", "capset"),
             s.NSB_STEP_NO_NEW_PRIVS: ("no_new_privs", "set no_new_privs"),
             s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),
-            s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (mark fds close-on-exec)"),
+            s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (close every fd not kept)"),
             s.NSB_STEP_SIGNALS: ("signals", "reset signal handlers and mask"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
