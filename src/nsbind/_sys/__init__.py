@@ -1,12 +1,13 @@
 """The typed syscall layer: one function per kernel call, owned fds, typed flags.
 
-Everything here raises :class:`nsbind.errors.NsbindError` subclasses that name
-the call and its object, and opens every fd O_CLOEXEC.
+Everything here raises :class:`nsbind.errors.NsbindError` subclasses that name the
+call and its object, and opens every fd O_CLOEXEC.  Helpers that are not API
+(``fdnum``, ``thread_count``, ``AT_FDCWD``) are imported from their modules
+(``nsbind._sys.fd``, ``.proc``, ``.mount``), not re-exported here.
 """
 
-from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum
+from nsbind._sys.fd import FdLike, OwnedFd, PathLike
 from nsbind._sys.mount import (
-    AT_FDCWD,
     FsContext,
     MountFd,
     fsconfig,
@@ -49,13 +50,11 @@ from nsbind._sys.proc import (
     set_dumpable,
     set_no_new_privs,
     set_pdeathsig,
-    thread_count,
     waitid,
 )
 
 __all__ = [
-    "AT_FDCWD",
-    "Capabilities",
+        "Capabilities",
     "Capability",
     "FdLike",
     "FsContext",
@@ -71,7 +70,6 @@ __all__ = [
     "capset",
     "clone3",
     "close_range",
-    "fdnum",
     "fsconfig",
     "fsmount",
     "fsopen",
@@ -95,7 +93,6 @@ __all__ = [
     "setdomainname",
     "sethostname",
     "setns",
-    "thread_count",
     "umount2",
     "unshare",
     "waitid",
