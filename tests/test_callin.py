@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import fractions
+import inspect
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
 import nsbind
 from nsbind import Namespace, Namespaces, PidFd
 from nsbind._sys.proc import thread_count
-from nsbind.callin import CallInError, RemoteTraceback, call_in
+from nsbind.callin import CallInError, RemoteError, RemoteTraceback, call_in
 from nsbind.namespaces import current, of
 
 # The callables run in the zygote's children: module-level, so they pickle.
@@ -133,7 +140,7 @@ def test_child_starts_from_the_callers_current_namespaces() -> None:
 
 
 def test_unpicklable_callable_is_refused_clearly() -> None:
-    with pytest.raises(CallInError, match="picklable, module-level callable"):
+    with pytest.raises(CallInError, match="needs a picklable callable"):
         call_in(Namespaces(), lambda: 1)
 
 
@@ -158,3 +165,223 @@ def test_cve_2016_9962_a_joining_process_is_not_dumpable_and_holds_no_directory(
     assert dumpable is False
     assert dirs == []
     assert call_in(Namespaces(net=True), dumpable_and_directory_fds)[0] is True
+
+
+# ---------------------------------------------------------------- the child is not trusted
+
+
+class Exploit:
+    """What a compromised child sends: unpickling it runs ``touch marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class ExploitError(Exception):
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.args[0]}",))
+
+
+def return_exploit(marker: str) -> object:
+    return {"fine": [1, 2], "bad": Exploit(marker)}
+
+
+def raise_exploit(marker: str) -> None:
+    raise ExploitError(marker)
+
+
+def send_raw_pickle(marker: str) -> None:
+    """Write a hand-made pickle (GLOBAL os.system, REDUCE) on the answer pipe itself."""
+    frame = inspect.currentframe()
+    assert frame is not None and frame.f_back is not None
+    conn = frame.f_back.f_locals["conn"]  # the connection of the code that called us
+    conn.send_bytes(b"cos\nsystem\n(S'touch " + marker.encode() + b"'\ntR.")
+    os._exit(0)
+
+
+@pytest.mark.parametrize("fn", [return_exploit, raise_exploit, send_raw_pickle],
+                         ids=["result", "exception", "raw-pickle"])
+def test_a_malicious_pickle_from_the_child_runs_nothing_here(
+        tmp_path: pathlib.Path, fn: Any) -> None:
+    marker = tmp_path / "pwned"
+    if fn is raise_exploit:  # the exception is named, not unpickled
+        with pytest.raises(RemoteError, match=r"raised .*ExploitError: .*pwned") as info:
+            call_in(Namespaces(), fn, str(marker))
+        assert info.value.type_name.endswith("test_callin.ExploitError")
+        assert "raise ExploitError(marker)" in info.value.remote_traceback
+    else:
+        with pytest.raises(CallInError, match=r"refused the child's answer: it names "
+                                              r"(posix|os)\.system.*trusted=True") as refused:
+            call_in(Namespaces(), fn, str(marker))
+        assert refused.value.errno == errno.EBADMSG
+    time.sleep(0.1)  # (os.system would have run synchronously; belt and braces)
+    assert not marker.exists()
+
+
+def plain_values() -> object:
+    return [0, -1, 2**100, 1.5, float("inf"), 1 + 2j, "text", "ünïcode", b"\x00bytes",
+            bytearray(b"ba"), None, True, False, (1, (2, 3)), {"k": {"n": [1, {2, 3}]}},
+            {4, 5}, frozenset({6}), range(3, 9, 2), slice(1, 5), [], {}, ()]
+
+
+def test_plain_values_come_back() -> None:
+    assert call_in(Namespaces(), plain_values) == plain_values()
+
+
+def shared_object() -> object:
+    inner = [1, 2]
+    return [inner, inner]
+
+
+def test_shared_references_come_back_shared() -> None:
+    back = call_in(Namespaces(), shared_object)
+    assert back == [[1, 2], [1, 2]] and back[0] is back[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+def rich_values() -> object:
+    return Point(1, 2), fractions.Fraction(1, 3), pathlib.PurePosixPath("/etc")
+
+
+def test_other_objects_are_refused_by_default_and_come_back_when_trusted() -> None:
+    with pytest.raises(CallInError, match=r"it names .*test_callin\.Point, which is not plain "
+                                          r"data"):
+        call_in(Namespaces(), rich_values)
+    assert call_in(Namespaces(net=True), rich_values, trusted=True) == rich_values()
+
+
+class CustomError(Exception):
+    pass
+
+
+def raise_custom(message: str) -> None:
+    raise CustomError(message)
+
+
+def raise_builtin_with_an_object() -> None:
+    raise KeyError(Point(3, 4))
+
+
+def exit_child() -> None:
+    sys.exit(7)
+
+
+def test_exceptions_come_back_as_builtin_or_named() -> None:
+    with pytest.raises(RemoteError) as info:
+        call_in(Namespaces(), raise_custom, "custom boom")
+    exc = info.value
+    assert exc.type_name.endswith("test_callin.CustomError")
+    assert exc.remote_message == "custom boom"
+    assert str(exc) == f"the call_in child raised {exc.type_name}: custom boom"
+    assert isinstance(exc, CallInError) and isinstance(exc, nsbind.NsbindError)
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "CustomError: custom boom" in exc.__cause__.text
+    # a builtin type whose arguments are not plain: the type, with the message
+    with pytest.raises(KeyError, match="Point") as key:
+        call_in(Namespaces(), raise_builtin_with_an_object)
+    assert type(key.value) is KeyError
+    # the child's SystemExit does not end this process
+    with pytest.raises(RemoteError, match=r"raised builtins\.SystemExit: 7"):
+        call_in(Namespaces(), exit_child)
+
+
+def test_trusted_exceptions_come_back_as_themselves() -> None:
+    with pytest.raises(CustomError, match=r"^custom boom$") as info:
+        call_in(Namespaces(), raise_custom, "custom boom", trusted=True)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+
+
+# ---------------------------------------------------------------- scripts (__main__)
+
+SCRIPT = """\
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
+import sys
+
+from nsbind import Namespaces
+from nsbind.callin import CallInError, call_in
+
+with open(sys.argv[1], "a") as runs:  # one line per run of this top level
+    runs.write(f"{{__name__}} {{os.getpid()}}\\n")
+
+GREETING = "hello from"
+
+
+def helper(name):
+    return f"{{GREETING}} {{name}}"
+
+
+def hostname():
+    return helper(os.uname().nodename)
+
+
+def countdown(n):
+    return 0 if n == 0 else n + countdown(n - 1)
+
+
+def apply(fn, value):
+    return fn(value)
+
+
+square = lambda x: x * x  # noqa: E731
+
+
+class Job:
+    pass
+
+
+def take(job):
+    return 1
+
+
+def main():
+    print(call_in(Namespaces(uts=True), hostname))
+    print(call_in(Namespaces(), countdown, 10))
+    print(call_in(Namespaces(), apply, square, 7))
+    try:
+        call_in(Namespaces(), take, Job())
+    except CallInError as exc:
+        print("refused:", exc)
+    print("pids", multiprocessing.forkserver._forkserver._forkserver_pid,
+          multiprocessing.resource_tracker._resource_tracker._pid)
+
+
+{main}
+"""
+
+
+def _run_script(tmp_path: pathlib.Path, main: str) -> tuple[list[str], list[str]]:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(main=main))
+    runs = tmp_path / "runs"
+    done = subprocess.run([sys.executable, str(script), str(runs)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    for pid in lines[-1].split()[1:]:  # the script's zygote and resource tracker end with it
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return lines, runs.read_text().splitlines()
+
+
+@pytest.mark.parametrize("main", ["main()", 'if __name__ == "__main__":\n    main()'],
+                         ids=["without-guard", "with-guard"])
+def test_a_script_runs_its_top_level_once(tmp_path: pathlib.Path, main: str) -> None:
+    """The zygote's children get the script's functions by value (with the globals they
+    use) and never import the script: its top level runs once, guard or not."""
+    lines, runs = _run_script(tmp_path, main)
+    assert runs == [f"__main__ {runs[0].split()[1]}"]
+    assert lines[0] == f"hello from {os.uname().nodename}"
+    assert lines[1:3] == ["55", "49"]
+    assert lines[3].startswith("refused: call_in needs a picklable callable")
+    assert "Job is a class defined in the script" in lines[3]

@@ -4,16 +4,21 @@ error nsbind raises on purpose is an NsbindError."""
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import os
 import pathlib
 import pickle
+import pkgutil
 import tarfile
+import time
 
 import pytest
 
+import nsbind
 import nsbind.image
 from nsbind import Namespaces, errors
+from nsbind.callin import CallInError, RemoteError, RemoteTraceback, call_in
 from nsbind.errors import NsbindError, error_for
 from nsbind.image import ImageError
 
@@ -133,3 +138,74 @@ def test_except_nsbind_error_catches_a_namespace_rule_error() -> None:
         caught: NsbindError = exc
     assert type(caught) is errors.NamespaceRuleError
     assert "a user namespace cannot be left again" in str(caught)
+
+
+# ---------------------------------------------------------------- every exception class
+
+NEW_BUILTIN_BASES = {  # the classes that were plain builtin exceptions before the hierarchy
+    "nsbind.image.model.ImageError": ValueError,
+    "nsbind.callin.CallInError": RuntimeError,
+    "nsbind.errors.NamespaceRuleError": RuntimeError,
+    "nsbind.errors.InvalidValue": ValueError,
+    "nsbind.errors.LookupFailed": LookupError,
+}
+
+
+def _exception_classes() -> dict[str, type[BaseException]]:
+    found: dict[str, type[BaseException]] = {}
+    names = ["nsbind"] + [m.name for m in pkgutil.walk_packages(nsbind.__path__, "nsbind.")]
+    for name in names:
+        if name == "nsbind._native.build":  # the cffi build script, not part of the library
+            continue
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, BaseException)
+                    and obj.__module__ == name):
+                found[f"{name}.{obj.__qualname__}"] = obj
+    return found
+
+
+def test_every_exception_class_nsbind_defines_is_an_nsbind_error() -> None:
+    classes = _exception_classes()
+    assert set(NEW_BUILTIN_BASES) <= set(classes)
+    outside = sorted(name for name, cls in classes.items() if not issubclass(cls, NsbindError))
+    assert outside == []
+    for name, builtin in NEW_BUILTIN_BASES.items():
+        assert issubclass(classes[name], builtin), name
+
+
+def test_every_message_error_pickles_and_keeps_its_message() -> None:
+    for name, cls in _exception_classes().items():
+        if not issubclass(cls, errors.MessageError) or cls.__init__ is not \
+                errors.MessageError.__init__:
+            continue
+        exc = cls("the message")
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is cls and str(back) == "the message" == str(exc), name
+        assert back.errno == exc.errno == cls.default_errno, name
+
+
+def test_call_in_errors_pickle() -> None:
+    exc = RemoteError("mod.MyError", "boom", "Traceback ...")
+    back = pickle.loads(pickle.dumps(exc))
+    assert (type(back), str(back), back.type_name, back.remote_message, back.remote_traceback) \
+        == (RemoteError, "the call_in child raised mod.MyError: boom", "mod.MyError", "boom",
+            "Traceback ...")
+    assert isinstance(back, CallInError) and isinstance(back, RuntimeError)
+    trace = pickle.loads(pickle.dumps(RemoteTraceback("line 1")))
+    assert trace.text == "line 1" and "line 1" in str(trace)
+
+
+def sleep_long() -> None:
+    time.sleep(60)
+
+
+def test_except_nsbind_error_catches_a_call_in_timeout() -> None:
+    try:
+        call_in(Namespaces(), sleep_long, timeout=0.2)
+    except NsbindError as exc:
+        caught: NsbindError = exc
+    assert type(caught) is CallInError
+    assert isinstance(caught, RuntimeError)
+    assert caught.errno == errno.ETIMEDOUT
+    assert str(caught) == "call_in timed out after 0.2 s; the child was killed"

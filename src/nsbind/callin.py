@@ -12,30 +12,53 @@ The child first joins the calling thread's own namespaces (where they differ
 from the zygote's), so a call made inside ``with Namespaces(net=True)`` nests
 under that network namespace; then it creates (or joins) the requested ones.
 For pid and time it forks once more, so that the callable runs as PID 1 of
-the new pid namespace.  Callables and arguments travel pickled: module-level
-functions, not lambdas or closures.
+the new pid namespace.
+
+What travels.  The callable and its arguments go to the child pickled: functions
+of modules by name; functions of the running script (``__main__``) by value,
+with the script's globals they use, because the child never runs the caller's
+script (multiprocessing's children would import it again, running its top
+level once per call).  Classes defined in the script cannot travel: define them
+in a module.  The answer comes back as data: the child is not trusted (it may
+run in namespaces a container controls), so by default only plain values are
+accepted (None, bool, int, float, complex, str, bytes, bytearray, tuple, list,
+dict, set, frozenset, range, slice, nested) and exceptions come back as their
+builtin or nsbind type, else as :class:`RemoteError` naming the type.
+``trusted=True`` unpickles whatever the child sends: only for code you trust.
 """
 
 from __future__ import annotations
 
+import builtins
+import dis
+import errno
+import functools
+import importlib
+import io
+import marshal
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import multiprocessing.forkserver
+import multiprocessing.popen_forkserver
+import multiprocessing.spawn
 import os
 import pickle
 import signal
+import sys
 import traceback
+import types
 from collections.abc import Callable
-from multiprocessing.reduction import DupFd
+from multiprocessing.reduction import DupFd, ForkingPickler
 from typing import Any, TypeVar
 
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import pidfd_open, set_dumpable, set_pdeathsig
-from nsbind.errors import NsbindError
+from nsbind.errors import MessageError, NsbindError
 from nsbind.flags import NAMESPACE_ORDER, CloneFlags, Namespace
 from nsbind.namespaces import Namespaces, thread_path
 
-__all__ = ["CallInError", "RemoteTraceback", "call_in", "start_zygote"]
+__all__ = ["CallInError", "RemoteError", "RemoteTraceback", "call_in", "start_zygote"]
 
 R = TypeVar("R")
 
@@ -44,12 +67,39 @@ _CALLER_TYPES: tuple[Namespace, ...] = tuple(
     ns for ns in NAMESPACE_ORDER if ns is not Namespace.USER)
 
 
-class CallInError(RuntimeError):
-    """The child of a :func:`call_in` died, timed out, or could not be started."""
+class CallInError(MessageError, RuntimeError):
+    """The child of a :func:`call_in` died, timed out, could not be started, or sent an
+    answer call_in refuses.  ``errno``: ETIMEDOUT for a timeout, EBADMSG for a refused
+    answer, EINVAL for a callable that cannot be sent, else EIO."""
+
+    default_errno = errno.EIO
+    operation = "call_in"
 
 
-class RemoteTraceback(Exception):
-    """The traceback text of an exception raised in a :func:`call_in` child."""
+class RemoteError(CallInError):
+    """The :func:`call_in` child raised an exception that does not come back as itself:
+    not a builtin or nsbind exception (unless ``trusted=True``), not an Exception
+    (SystemExit, KeyboardInterrupt), or one that would not pickle.
+
+    ``type_name`` is its qualified type (``mymodule.MyError``), ``remote_message``
+    its ``str()``, ``remote_traceback`` the child's traceback text.
+    """
+
+    def __init__(self, type_name: str, remote_message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"the call_in child raised {type_name}: {remote_message}")
+        self.type_name = type_name
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.remote_message, self.remote_traceback))
+
+
+class RemoteTraceback(MessageError):
+    """The traceback text of an exception raised in a :func:`call_in` child (the
+    ``__cause__`` of what call_in raises for it)."""
+
+    operation = "call_in"
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -58,14 +108,17 @@ class RemoteTraceback(Exception):
     def __str__(self) -> str:
         return f"\n\n(traceback in the call_in child)\n{self.text}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.text,))
+
 
 def _context() -> multiprocessing.context.ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     assert isinstance(ctx, multiprocessing.context.ForkServerContext)
     if not multiprocessing.forkserver._forkserver._forkserver_pid:  # type: ignore[attr-defined]
-        # Imported once in the zygote, not once per call: nsbind, and the main
-        # module (whose functions callers may pass).
-        ctx.set_forkserver_preload(["__main__", "nsbind.callin"])
+        # Imported once in the zygote, not once per call.  Not "__main__": the
+        # zygote and its children never run the caller's script (see _ZygotePopen).
+        ctx.set_forkserver_preload(["nsbind.callin"])
     return ctx
 
 
@@ -85,39 +138,214 @@ def call_in(
     /,
     *args: Any,
     timeout: float | None = None,
+    trusted: bool = False,
     **kwargs: Any,
 ) -> R:
     """Run ``fn(*args, **kwargs)`` in a child inside ``namespaces``; return its result.
 
     ``namespaces`` is a new set (``Namespaces(user=True, pid=True, ...)``, user,
-    pid and time included) or a join (``Namespaces.join(pid, net=True)``).  An
-    exception raised by ``fn`` is re-raised here, with the child's traceback as
-    its ``__cause__``.  A child killed by a signal or exiting without an answer
-    raises :class:`CallInError`.  ``timeout`` (seconds; a keyword call_in keeps
-    for itself) kills the child after that long: CallInError, nothing left behind.
+    pid and time included) or a join (``Namespaces.join(pid, net=True)``).
+    ``fn`` is a function of a module or of the running script (sent by value
+    with the script's globals it uses: the child does not run the script, so a
+    script needs no ``if __name__ == "__main__":`` guard for call_in); lambdas
+    and closures of other modules, and classes defined in the script, cannot be
+    sent (:class:`CallInError`).
+
+    The child is not trusted: by default its answer must be plain data (None,
+    bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set,
+    frozenset, range, slice, nested), else CallInError naming what it asked
+    for; nothing the child sends runs code here.  An exception raised by ``fn``
+    is re-raised here as itself when it is a builtin or nsbind exception, else
+    as :class:`RemoteError` naming its type; either way with the child's
+    traceback as its ``__cause__``.  ``trusted=True`` unpickles the answer as
+    it comes (any object, any exception): only for code you trust, running in
+    namespaces nothing untrusted controls.
+
+    A child killed by a signal or exiting without an answer raises CallInError.
+    ``timeout`` (seconds) kills the child after that long: CallInError, nothing
+    left behind.  ``timeout`` and ``trusted`` are keywords call_in keeps for
+    itself (not passed to ``fn``).
     """
-    ctx = _context()
-    reader, writer = ctx.Pipe(duplex=False)
+    _context()
+    reader, writer = multiprocessing.Pipe(duplex=False)
     caller = _caller_fds()
-    proc = ctx.Process(target=_child_main, name="nsbind-call_in", daemon=True,
-                       args=(_spec(namespaces), [(ns, _PassFd(fd.fileno())) for ns, fd in caller],
-                             fn, args, kwargs, writer))
+    proc = _ZygoteProcess(target=_child_main, name="nsbind-call_in", daemon=True,
+                          args=(_spec(namespaces),
+                                [(ns, _PassFd(fd.fileno())) for ns, fd in caller],
+                                _Call(fn, args, kwargs), writer))
     try:
         try:
             proc.start()  # pickles the request; the fds travel to the zygote with it
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            raise CallInError(f"call_in needs a picklable, module-level callable and "
-                              f"arguments: {exc}") from exc
+            raise CallInError(f"call_in needs a picklable callable (a function of a module "
+                              f"or of the script) and picklable arguments: {exc}",
+                              errno.EINVAL) from exc
         finally:
             writer.close()
             for _, fd in caller:
                 fd.close()
-        return _await_reply(proc, reader, timeout)  # type: ignore[no-any-return]
+        return _await_reply(proc, reader, timeout, trusted)  # type: ignore[no-any-return]
     finally:
         reader.close()
         if proc.pid is not None:
             proc.join()
             proc.close()
+
+
+# ---------------------------------------------------------------- the zygote's children
+
+
+class _SpawnWithoutMain:
+    """``multiprocessing.spawn`` as a call_in child's launch sees it: the preparation
+    data leaves out the main module, so the child does not import the caller's
+    script again (which would run its top level once per call, and, without an
+    ``if __name__ == "__main__":`` guard, call_in itself inside the child)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(multiprocessing.spawn, name)
+
+    @staticmethod
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data = multiprocessing.spawn.get_preparation_data(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+
+def _launch_without_main() -> Callable[..., None]:
+    """multiprocessing's own forkserver launch, its ``spawn`` being _SpawnWithoutMain.
+    (The same code, so it follows the running Python's protocol with the zygote.)"""
+    launch = multiprocessing.popen_forkserver.Popen._launch  # type: ignore[attr-defined]
+    namespace = dict(vars(multiprocessing.popen_forkserver), spawn=_SpawnWithoutMain())
+    return types.FunctionType(launch.__code__, namespace, launch.__name__,
+                              launch.__defaults__, launch.__closure__)
+
+
+class _ZygotePopen(multiprocessing.popen_forkserver.Popen):
+    _launch = _launch_without_main()
+
+
+class _ZygoteProcess(multiprocessing.context.ForkServerProcess):
+    """A forkserver process whose child does not run the caller's ``__main__``."""
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> multiprocessing.popen_forkserver.Popen:
+        return _ZygotePopen(process_obj)
+
+
+class _Call:
+    """fn, args and kwargs; pickled on their own (while the zygote request is built, so
+    fds in them still travel) with script functions by value, and unpickled by the
+    child inside its error handling."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        buf = io.BytesIO()
+        _CallPickler(buf, pickle.HIGHEST_PROTOCOL).dump((self.fn, self.args, self.kwargs))
+        return (_PendingCall, (buf.getvalue(),))
+
+
+class _PendingCall:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def load(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        fn, args, kwargs = pickle.loads(self.data)
+        return fn, args, kwargs
+
+
+class _CallPickler(ForkingPickler):
+    """Functions of ``__main__`` by value (the child has no script to find them in)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if getattr(obj, "__module__", None) == "__main__":
+            if isinstance(obj, types.FunctionType):
+                return _reduce_script_function(obj)
+            if isinstance(obj, type):
+                raise pickle.PicklingError(
+                    f"{obj.__qualname__} is a class defined in the script (__main__): the "
+                    "call_in child does not run the script, so it cannot make one; define "
+                    "the class in a module the script imports")
+        if isinstance(obj, types.ModuleType):  # a module a script function uses
+            return (importlib.import_module, (obj.__name__,))
+        return NotImplemented
+
+
+def _reduce_script_function(fn: types.FunctionType) -> tuple[Any, ...]:
+    code = fn.__code__
+    cells = fn.__closure__ or ()
+    state = {
+        "globals": {name: fn.__globals__[name] for name in _global_names(code)
+                    if name in fn.__globals__},
+        "defaults": fn.__defaults__,
+        "kwdefaults": fn.__kwdefaults__,
+        "cells": [_cell_value(cell) for cell in cells],
+        "dict": fn.__dict__,
+        "doc": fn.__doc__,
+    }
+    # the function first (so that it can be in its own globals and cells), then its state
+    return (_script_function, (marshal.dumps(code), fn.__name__, fn.__qualname__, len(cells)),
+            state, None, None, _fill_script_function)
+
+
+class _EmptyCell:
+    """A closure cell with nothing in it yet (pickled by name: one object everywhere)."""
+
+    def __reduce__(self) -> str:
+        return "_EMPTY_CELL"
+
+
+_EMPTY_CELL = _EmptyCell()
+
+
+def _cell_value(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _EMPTY_CELL
+
+
+@functools.lru_cache(maxsize=512)
+def _global_names(code: types.CodeType) -> frozenset[str]:
+    """The global names ``code`` (and the code nested in it) reads or writes."""
+    names = {str(ins.argval) for ins in dis.get_instructions(code)
+             if ins.opname in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return frozenset(names)
+
+
+def _script_namespace() -> dict[str, Any]:
+    """In the child: the globals of the script's functions, a ``__main__`` of their own."""
+    main = sys.modules.get("__main__")
+    if getattr(main, "__nsbind_script__", False):
+        return vars(main)
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__builtins__=builtins, __nsbind_script__=True)
+    sys.modules["__main__"] = module
+    return module.__dict__
+
+
+def _script_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:
+    fn = types.FunctionType(marshal.loads(code), _script_namespace(), name, None,
+                            tuple(types.CellType() for _ in range(ncells)) or None)
+    fn.__qualname__ = qualname
+    return fn
+
+
+def _fill_script_function(fn: types.FunctionType, state: dict[str, Any]) -> None:
+    fn.__globals__.update(state["globals"])
+    fn.__defaults__ = state["defaults"]
+    fn.__kwdefaults__ = state["kwdefaults"]
+    for cell, value in zip(fn.__closure__ or (), state["cells"], strict=True):
+        if value is not _EMPTY_CELL:
+            cell.cell_contents = value
+    fn.__dict__.update(state["dict"])
+    fn.__doc__ = state["doc"]
 
 
 class _PassFd:
@@ -158,7 +386,8 @@ def _spec(namespaces: Namespaces) -> dict[str, Any]:
 
 
 def _await_reply(proc: multiprocessing.process.BaseProcess,
-                 reader: multiprocessing.connection.Connection, timeout: float | None) -> Any:
+                 reader: multiprocessing.connection.Connection, timeout: float | None,
+                 trusted: bool) -> Any:
     assert proc.pid is not None
     try:
         watch = pidfd_open(proc.pid)  # kill through a pidfd: never a recycled pid
@@ -169,34 +398,114 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
             if watch is not None:
                 watch.send_signal(signal.SIGKILL)
             proc.join()
-            raise CallInError(f"call_in timed out after {timeout} s; the child was killed")
+            raise CallInError(f"call_in timed out after {timeout} s; the child was killed",
+                              errno.ETIMEDOUT)
         try:
-            kind, value, text = reader.recv()
+            data = reader.recv_bytes()
         except EOFError:
             proc.join()
             raise CallInError(_death(proc.exitcode)) from None
     finally:
         if watch is not None:
             watch.close()
-    if kind == "ok":
-        return value
-    if kind == "died":
-        raise CallInError(_death(value))
-    raise value from RemoteTraceback(text)
+    reply = _load_answer(data, trusted)
+    if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok":
+        return reply[1]
+    if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "died" \
+            and isinstance(reply[1], int):
+        raise CallInError(_death(-reply[1]))
+    if isinstance(reply, tuple) and len(reply) == 5 and reply[0] == "error" \
+            and all(isinstance(x, str) for x in reply[1:4]) \
+            and isinstance(reply[4], (bytes, type(None))):
+        _, type_name, message, text, pickled = reply
+        raise _remote_exception(type_name, message, text, pickled, trusted) \
+            from RemoteTraceback(text)
+    raise CallInError(f"call_in got a malformed answer from its child: {type(reply).__name__} "
+                      f"{str(reply)[:200]}")
 
 
 def _death(code: int | None) -> str:
     if code is not None and code < 0:
-        return f"the call_in child was killed by {signal.Signals(-code).name}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the call_in child was killed by {name}"
     return f"the call_in child exited (status {code}) without answering"
+
+
+def _remote_exception(type_name: str, message: str, text: str, pickled: bytes | None,
+                      trusted: bool) -> BaseException:
+    """The child's exception as itself if it may come back so, else a RemoteError."""
+    exc: Any = None
+    if pickled is not None:
+        try:
+            exc = _load_answer(pickled, trusted)
+        except CallInError:
+            exc = None  # a type that is not allowed back (or not known here): named below
+    if isinstance(exc, Exception):
+        return exc
+    module, _, name = type_name.rpartition(".")
+    builtin = getattr(builtins, name, None) if module == "builtins" else None
+    if isinstance(builtin, type) and issubclass(builtin, Exception):
+        return builtin(message)  # its arguments would not pickle: the message stands in
+    return RemoteError(type_name, message, text)
+
+
+# What an untrusted child's answer may name (pickle's own opcodes make None, bool, int,
+# float, str, bytes, bytearray, tuple, list, dict, set and frozenset without a name).
+# No constructor that takes a size or an iterable: an answer cannot make this process
+# allocate more than it sent.
+_PLAIN_BUILTINS = frozenset({"complex", "range", "slice"})
+_PLAIN = ("None, bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, "
+          "frozenset, range, slice and builtin or nsbind exceptions")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data and builtin or nsbind exceptions; refuses every other name
+    (``os.system``, ``subprocess.Popen``, any class), so loading runs no code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins":
+            obj = getattr(builtins, name, None) if "." not in name else None
+            if name in _PLAIN_BUILTINS or (isinstance(obj, type)
+                                           and issubclass(obj, BaseException)):
+                return obj
+        elif (module == "nsbind" or module.startswith("nsbind.")) and module in sys.modules:
+            obj = vars(sys.modules[module]).get(name)  # only modules already imported here
+            if isinstance(obj, type) and issubclass(obj, NsbindError):
+                return obj
+        raise CallInError(f"call_in refused the child's answer: it names {module}.{name}, "
+                          f"which is not plain data (by default only {_PLAIN} come back); "
+                          "call_in(..., trusted=True) accepts any pickle: only for code you "
+                          "trust", errno.EBADMSG)
+
+
+def _load_answer(data: bytes, trusted: bool) -> Any:
+    try:
+        if trusted:
+            return pickle.loads(data)
+        return _PlainUnpickler(io.BytesIO(data)).load()
+    except CallInError:
+        raise
+    except Exception as exc:
+        raise CallInError(f"call_in could not read the child's answer: "
+                          f"{type(exc).__name__}: {exc}", errno.EBADMSG) from None
 
 
 # ---------------------------------------------------------------- the child side
 
 
-def _child_main(spec: dict[str, Any], caller: list[tuple[Namespace, int]],
-                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+def _child_main(spec: dict[str, Any], caller: list[tuple[Namespace, int]], call: _PendingCall,
                 conn: multiprocessing.connection.Connection) -> None:
+    try:
+        fn, args, kwargs = call.load()
+    except BaseException as exc:
+        for _, fd in caller:
+            os.close(fd)
+        _reply(conn, CallInError(f"call_in could not load the callable or its arguments in "
+                                 f"the child: {type(exc).__name__}: {exc}", errno.EINVAL))
+        return
     try:
         if spec["join_pid"] is not None or spec["join_path"] is not None:
             # CVE-2016-9962: while it holds this host's fds, a process joining a
@@ -220,7 +529,7 @@ def _child_main(spec: dict[str, Any], caller: list[tuple[Namespace, int]],
             os._exit(0)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
-        _send(conn, ("died", -os.WTERMSIG(status), ""))
+        _send(conn, ("died", os.WTERMSIG(status)))
 
 
 def _join_caller(caller: list[tuple[Namespace, int]]) -> bool:
@@ -260,18 +569,33 @@ def _run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     except BaseException as exc:
         _reply(conn, exc)
         return
-    _send(conn, ("ok", value, ""))
+    _send(conn, ("ok", value))
 
 
 def _reply(conn: multiprocessing.connection.Connection, exc: BaseException) -> None:
+    """Send an exception as its type's name, its message, the traceback text and (when
+    it pickles) the exception itself, for the parent to take back or name."""
+    cls = type(exc)
+    type_name = f"{cls.__module__}.{cls.__qualname__}"
     text = "".join(traceback.format_exception(exc))
-    _send(conn, ("error", exc, text))
-
-
-def _send(conn: multiprocessing.connection.Connection, message: tuple[str, Any, str]) -> None:
     try:
-        conn.send(message)
-    except Exception as exc:  # an unpicklable result or exception
-        kind, value, text = message
-        conn.send(("error", CallInError(f"call_in could not send the {kind!r} reply back: "
-                                        f"{exc}; it was {value!r}"), text))
+        message = str(exc)
+    except Exception:  # a broken __str__
+        message = f"<{type_name} whose str() failed>"
+    try:
+        pickled: bytes | None = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pickled = None
+    _send(conn, ("error", type_name, message, text, pickled))
+
+
+def _send(conn: multiprocessing.connection.Connection, message: tuple[Any, ...]) -> None:
+    try:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # a result that does not pickle
+        value = message[1]
+        _reply(conn, CallInError(f"call_in could not send the child's {message[0]!r} answer "
+                                 f"back: {type(exc).__name__}: {exc}; it was a "
+                                 f"{type(value).__module__}.{type(value).__qualname__}"))
+        return
+    conn.send_bytes(data)
