@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from helpers import BUSYBOX
-from nsbind import PIPE, Cgroup, Namespaces, RootFS, mounts, spawn
+from nsbind import PIPE, Cgroup, Namespaces, mounts, spawn
 from nsbind.image import Store, load
 
 pytestmark = pytest.mark.skipif(

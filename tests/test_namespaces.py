@@ -415,7 +415,7 @@ def test_persist_refuses_a_symlink_and_never_mounts_over_its_target(
     link.symlink_to(victim)
     with open("/proc/self/mountinfo") as f:
         before = f.read()
-    with pytest.raises(ValueError, match="it is a symlink|not an empty regular file"):
+    with pytest.raises(ValueError, match=r"it is a symlink|not an empty regular file"):
         persist(link, holder.pid)
     with pytest.raises(ValueError, match="not an empty regular file"):
         persist(victim, holder.pid)
