@@ -14,8 +14,7 @@ import nsbind
 from helpers import child_exit
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
-from nsbind.cgroups import cgroup_layout
-from nsbind.cgroups import mkdir_cgroup as _mkdir
+from nsbind.cgroups import cgroup_layout, mkdir_cgroup
 
 TEST_CGROUP_PARENT = f"nsbind-test-{os.getpid()}"  # one per run: runs may overlap
 
@@ -171,7 +170,7 @@ def cgroup_parent() -> Iterator[str]:
         path = h.path_of(f"/{TEST_CGROUP_PARENT}")
         if (h.version == 2 or h.controllers) and not os.path.isdir(path):
             with CgroupFd.open(h.mountpoint, v1=h.version == 1) as root:
-                _mkdir(h, root, TEST_CGROUP_PARENT, exist_ok=False).close()
+                mkdir_cgroup(h, root, TEST_CGROUP_PARENT, exist_ok=False).close()
             made.append(path)
     yield TEST_CGROUP_PARENT
     for path in made:
