@@ -266,7 +266,7 @@ def test_rootfs_needs_a_mount_namespace(tmp_path: pathlib.Path) -> None:
 
 @pytest.mark.parametrize(("lower", "refused"), [
     ([], "at least one lower layer"),
-    (["/layers/a,b", "/layers/c"], "contains ':' or ','"),
+    (["/layers/a,b", "/layers/c"], r"contains .*','"),
     (["/layers/only"], "at least two lower layers"),
 ], ids=["no-layer", "comma", "one-layer-read-only"])
 def test_overlay_refused_by_its_step_raises_that_error_and_removes_its_mount_point(
