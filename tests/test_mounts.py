@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pathlib
+from typing import Any
 
 import pytest
 
 from helpers import forked, fstype_of, mount_at
-from nsbind import Namespaces, Propagation, features, mounts, spawn
+from nsbind import MountFlags, Namespaces, Propagation, features, mounts, spawn
+from nsbind._native import ffi, lib
 from nsbind.errors import NsbindError
+from nsbind.flags import MountAttr
+from nsbind.mountstep import PHASE_WORDS, MountKind, MountPhase, MountStep, run
 
 
 @forked
@@ -205,3 +210,117 @@ def test_volatile_overlay(tmp_path: pathlib.Path) -> None:
         assert fields is not None and "volatile" in fields[-1]
         (tmp_path / "m" / "f").write_text("no fsync needed")
     assert (tmp_path / "upper" / "f").read_text() == "no fsync needed"
+
+
+# ------------------------------------------------------------------ kinds and phases
+
+
+def _c_enum(prefix: str, *, skip: tuple[str, ...] = ()) -> dict[str, int]:
+    return {n[len(prefix):]: getattr(lib, n) for n in dir(lib)
+            if n.startswith(prefix) and n not in skip}
+
+
+def test_kinds_and_phases_are_the_c_enums_and_every_phase_has_words() -> None:
+    kinds = _c_enum("NSB_MNT_", skip=("NSB_MNT_KIND_COUNT",))
+    assert {k.name: k.value for k in MountKind} == kinds
+    assert sorted(kinds.values()) == list(range(lib.NSB_MNT_KIND_COUNT))
+    phases = _c_enum("NSB_PH_", skip=("NSB_PH_COUNT",))
+    assert {p.name: p.value for p in MountPhase} == phases
+    assert sorted(phases.values()) == list(range(lib.NSB_PH_COUNT))
+    assert set(PHASE_WORDS) == set(MountPhase)
+    assert MountPhase.of(lib.NSB_PH_COUNT) is None
+
+
+def test_a_kind_outside_the_dispatch_table_is_einval_in_the_mount_phase() -> None:
+    for bad in (lib.NSB_MNT_KIND_COUNT, -1):
+        step: Any = ffi.new("struct nsb_mount_step *", {"kind": bad, "target": ffi.NULL})
+        ctx: Any = ffi.new("struct nsb_mount_ctx *")
+        report: Any = ffi.new("struct nsb_mount_report *")
+        lib.nsb_mount_ctx_init(ctx)
+        try:
+            assert lib.nsb_mount_steps(step, 1, ctx, report) == -1
+        finally:
+            lib.nsb_mount_ctx_close(ctx)
+        assert (report.index, report.err, report.phase) == (0, errno.EINVAL, lib.NSB_PH_MOUNT)
+
+
+def _root(path: pathlib.Path) -> MountStep:
+    return MountStep(None, str(path), kind=MountKind.ROOT)
+
+
+@forked
+def test_each_kind_of_step_names_the_phase_it_failed_in(tmp_path: pathlib.Path) -> None:
+    """One failure per kind (and per phase a kind can fail in): the error names the
+    step, the errno the kernel gave, and the phase's words from PHASE_WORDS."""
+    root, host_dir, target = tmp_path / "root", tmp_path / "dir", tmp_path / "verify"
+    for d in (root, host_dir, target):
+        d.mkdir()
+    (tmp_path / "file").write_text("x")
+    (root / "file").write_text("x")
+    os.symlink("/", root / "link")
+    missing = tmp_path / "missing"
+    words = PHASE_WORDS
+    cases: list[tuple[list[MountStep], int, str | None]] = [
+        # CLASSIC: the mount itself; the errno says it all
+        ([MountStep("none", str(host_dir), "nsbind-no-such-fs")], errno.ENODEV, None),
+        # FS: resolve, configure, verify
+        ([mounts.tmpfs(missing)], errno.ENOENT, words[MountPhase.RESOLVE]),
+        ([mounts.tmpfs(host_dir, size="lots")], errno.EINVAL,
+         f"{words[MountPhase.CONFIG]}; kernel: tmpfs: Bad value for 'size'"),
+        ([dataclasses.replace(mounts.tmpfs(target), fs_magic=lib.PROC_SUPER_MAGIC)],
+         errno.EXDEV, f"{words[MountPhase.VERIFY]}; {target} does not show the tmpfs just mounted"),
+        # BIND: the source, its attributes
+        ([mounts.bind(missing, host_dir)], errno.ENOENT, words[MountPhase.SOURCE]),
+        ([MountStep(str(host_dir), str(host_dir), kind=MountKind.BIND, flags=0x1000)],
+         errno.EINVAL, words[MountPhase.SETATTR]),
+        # ROOT: not a directory; then the in-root rule (no root; a symlink target)
+        ([_root(tmp_path / "file")], errno.ENOTDIR, words[MountPhase.RESOLVE]),
+        ([mounts.mkdir("/x").in_root()], errno.EBADF, "no root set for an in-root step"),
+        ([_root(root), mounts.tmpfs("/link").in_root()], errno.ELOOP,
+         "refused: /link is a symlink in the root (targets are never followed)"),
+        # MKDIR, DEVICE, SYMLINK: creating inside the root
+        ([_root(root), mounts.mkdir("/file/sub").in_root()], errno.ENOTDIR,
+         words[MountPhase.CREATE]),
+        ([_root(root), mounts.device("/file/null", 1, 3).in_root()], errno.ENOTDIR,
+         words[MountPhase.CREATE]),
+        ([_root(root), mounts.symlink("/file", "elsewhere").in_root()], errno.EEXIST,
+         words[MountPhase.CREATE]),
+        # MASK, READONLY: a target that must exist
+        ([MountStep(None, str(missing), kind=MountKind.MASK)], errno.ENOENT,
+         words[MountPhase.RESOLVE]),
+        ([MountStep(None, str(missing), kind=MountKind.READONLY)], errno.ENOENT,
+         words[MountPhase.RESOLVE]),
+        # PROPAGATION, SETATTR: mount_setattr wants the root of a mount
+        ([MountStep(None, str(host_dir), flags=MountFlags.PRIVATE,
+                    kind=MountKind.PROPAGATION)], errno.EINVAL, words[MountPhase.SETATTR]),
+        ([MountStep(None, str(host_dir), flags=MountAttr.RDONLY, kind=MountKind.SETATTR)],
+         errno.EINVAL, words[MountPhase.SETATTR]),
+    ]
+    assert {int(s[-1].kind) for s, _, _ in cases} == set(range(lib.NSB_MNT_KIND_COUNT))
+    with Namespaces(mnt=True):
+        for steps, err, detail in cases:
+            with pytest.raises(NsbindError) as info:
+                run(steps)
+            assert info.value.errno == err, (steps[-1].describe(), info.value)
+            assert str(info.value).startswith(
+                f"{steps[-1].describe()}: {errno.errorcode[err]}"), info.value
+            assert info.value.detail == detail, (steps[-1].describe(), info.value)
+        # MASK's own check: a file mask binds only the real /dev/null (CVE-2025-31133)
+        fake_null = tmp_path / "fake-null"
+        fake_null.write_text("")
+        mounts.apply([MountStep(str(fake_null), "/dev/null", None, MountFlags.BIND)])
+        with pytest.raises(NsbindError) as info:
+            run([MountStep(None, str(tmp_path / "file"), kind=MountKind.MASK)])
+        assert info.value.errno == errno.ENODEV
+        assert info.value.detail == (f"{words[MountPhase.VERIFY]}; "
+                                     "the caller's /dev/null is not the 1:3 character device")
+
+
+def test_spawned_mount_failure_carries_phase_and_kernel_message(tmp_path: pathlib.Path) -> None:
+    """The child's report copies the mount report whole: the step, phase and message."""
+    with pytest.raises(NsbindError) as info:
+        spawn(["true"], namespaces=Namespaces(mnt=True),
+              mounts=[mounts.tmpfs(tmp_path, size="1m"), mounts.tmpfs(tmp_path, size="lots")])
+    assert str(info.value).startswith(f"mount tmpfs on {tmp_path}: EINVAL")
+    assert info.value.detail == (f"{PHASE_WORDS[MountPhase.CONFIG]}; "
+                                 "kernel: tmpfs: Bad value for 'size'")

@@ -16,15 +16,17 @@ import dataclasses
 import enum
 import errno as _errno
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nsbind._native import ffi, lib
-from nsbind._sys.mount import _mount_what
+from nsbind._sys.mount import mount_description
 from nsbind.errors import error_for
 from nsbind.flags import MountAttr, flag_names
 
-__all__ = ["MountKind", "MountOpt", "MountStep", "MountSteps", "report_message", "run"]
+__all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "MountSteps",
+           "report_message", "run"]
 
 
 class MountKind(enum.IntEnum):
@@ -53,16 +55,41 @@ class MountOpt(enum.IntFlag):
     RECURSIVE = lib.NSB_MNTF_RECURSIVE
 
 
-_NO_OPTS = MountOpt(0)
+class MountPhase(enum.IntEnum):
+    """Where in its step a mount failed (``enum nsb_mount_phase``: a report's ``phase``)."""
 
-_PHASES = {
-    lib.NSB_PH_RESOLVE: "resolve the target",
-    lib.NSB_PH_CREATE: "create the target",
-    lib.NSB_PH_SOURCE: "open the source",
-    lib.NSB_PH_CONFIG: "configure the filesystem",
-    lib.NSB_PH_SETATTR: "set mount attributes",
-    lib.NSB_PH_VERIFY: "verify what got mounted",
+    MOUNT = lib.NSB_PH_MOUNT      #: the mount itself (mount, fsmount, move_mount)
+    RESOLVE = lib.NSB_PH_RESOLVE  #: resolving the target
+    CREATE = lib.NSB_PH_CREATE    #: creating a missing target
+    SOURCE = lib.NSB_PH_SOURCE    #: opening the source (open_tree)
+    CONFIG = lib.NSB_PH_CONFIG    #: fsopen / fsconfig / fsmount
+    SETATTR = lib.NSB_PH_SETATTR  #: mount_setattr
+    VERIFY = lib.NSB_PH_VERIFY    #: what got mounted is not what was asked
+    ROOT = lib.NSB_PH_ROOT        #: the in-root rule refused: a symlink target, or no root
+
+    @classmethod
+    def of(cls, value: int) -> MountPhase | None:
+        """The phase a report's number names, or None for a number C never reports."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+#: What an error message says of each phase (see :func:`_why`): a few words, or
+#: None where the error itself says enough (the mount) or the ROOT rule speaks.
+PHASE_WORDS: dict[MountPhase, str | None] = {
+    MountPhase.MOUNT: None,
+    MountPhase.RESOLVE: "resolve the target",
+    MountPhase.CREATE: "create the target",
+    MountPhase.SOURCE: "open the source",
+    MountPhase.CONFIG: "configure the filesystem",
+    MountPhase.SETATTR: "set mount attributes",
+    MountPhase.VERIFY: "verify what got mounted",
+    MountPhase.ROOT: None,
 }
+
+_NO_OPTS = MountOpt(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +137,7 @@ class MountStep:
         where = f"{self.target} in the root" if self.opts & MountOpt.IN_ROOT else self.target
         kind = self.kind
         if kind == MountKind.CLASSIC:
-            return _mount_what(self.source, self.target, self.fstype, self.flags)
+            return mount_description(self.source, self.target, self.fstype, self.flags)
         if kind == MountKind.FS:
             return f"mount {self.fstype} on {where}"
         if kind == MountKind.BIND:
@@ -132,7 +159,7 @@ class MountStep:
         if kind == MountKind.MKDIR:
             return f"mkdir {where}"
         if kind == MountKind.DEVICE:
-            return (f"mknod {where} {'c' if self.mode & 0o020000 else 'b'} "
+            return (f"mknod {where} {'c' if stat.S_ISCHR(self.mode) else 'b'} "
                     f"{os.major(self.dev)}:{os.minor(self.dev)}")
         if kind == MountKind.SYMLINK:
             return f"symlink {where} -> {self.source}"
@@ -143,12 +170,13 @@ class MountStep:
 
 def _why(step: MountStep, err: int, phase: int, msg: str) -> str | None:
     """Extra words for an error: the phase, and what the kernel or the rule said."""
-    if phase == lib.NSB_PH_ROOT:
+    known = MountPhase.of(phase)
+    if known is MountPhase.ROOT:
         if err == _errno.ELOOP:
             return f"refused: {step.target} is a symlink in the root (targets are never followed)"
         return "no root set for an in-root step"
-    parts = [_PHASES.get(phase, "")] if phase in _PHASES else []
-    if phase == lib.NSB_PH_VERIFY:
+    parts = [PHASE_WORDS[known] if known is not None else f"mount phase {phase}"]
+    if known is MountPhase.VERIFY:
         if step.kind == MountKind.MASK:
             parts.append("the caller's /dev/null is not the 1:3 character device")
         else:
@@ -211,9 +239,14 @@ class MountSteps:
 
 
 def report_message(report: Any) -> str:
-    """The kernel message a ``struct nsb_mount_report`` or spawn report carries."""
+    """The kernel message a ``struct nsb_mount_report`` or spawn report carries.
+
+    The fs context's line as read (``msg[NSB_REPORT_MSG_SIZE]``), without its
+    newline, as :class:`nsbind.FsContext` gives its messages; "" for none.
+    """
     raw = ffi.string(report.msg)
-    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    return text.rstrip("\n")
 
 
 def run(steps: Sequence[MountStep]) -> None:

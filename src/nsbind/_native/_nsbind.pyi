@@ -208,6 +208,7 @@ class _Lib:
     NSB_MNT_SYMLINK: int
     NSB_MNT_PROPAGATION: int
     NSB_MNT_SETATTR: int
+    NSB_MNT_KIND_COUNT: int
     NSB_MNTF_IN_ROOT: int
     NSB_MNTF_OPTIONAL: int
     NSB_MNTF_CREATE_DIR: int
@@ -221,6 +222,8 @@ class _Lib:
     NSB_PH_SETATTR: int
     NSB_PH_VERIFY: int
     NSB_PH_ROOT: int
+    NSB_PH_COUNT: int
+    NSB_REPORT_MSG_SIZE: int
     NSB_STEP_NONE: int
     NSB_STEP_SYNC: int
     NSB_STEP_SETSID: int

@@ -33,7 +33,8 @@ ffibuilder.set_source(
     "nsbind._native._nsbind",
     '#include "nsbind.h"\n#include "mountsteps.h"\n#include "spawn.h"',
     # setuptools wants source paths relative to setup.py's directory (the cwd).
-    sources=[os.path.relpath(HERE / n) for n in ("nsbind.c", "mountsteps.c", "spawn.c")],
+    sources=[os.path.relpath(HERE / n)
+             for n in ("nsbind.c", "inroot.c", "mountsteps.c", "spawn.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

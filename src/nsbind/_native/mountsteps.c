@@ -2,36 +2,36 @@
  * nsbind mount steps: see mountsteps.h.  Everything here is async-signal-safe
  * (raw syscalls, stack buffers, no errno-dependent library state besides
  * errno itself) because the spawn child runs it between clone3 and execve.
+ *
+ * Layout: mount helpers, then one function per step kind (nsb_step_<kind>),
+ * then the table nsb_step_fns that nsb_mount_steps dispatches through; the
+ * paths a step resolves or creates (inside a root or not) are inroot.c's.  A
+ * step function returns 0, or -1 with errno; before each call that can fail it
+ * sets *phase (enum nsb_mount_phase) to the sub-step it is in, which is what
+ * the report names.
  */
-#include "mountsteps.h"
+#include "inroot.h"
 
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#define NSB_PATH_BUF 4096
+/* The longest key of a "key=value" FS option, NUL included (filesystem parameter
+ * names are a few dozen bytes; a longer key is EINVAL, as the kernel would say). */
+#define NSB_FS_KEY_SIZE 128
+/* The device a file mask binds: /dev/null is character device 1:3. */
+#define NSB_NULL_MAJOR 1
+#define NSB_NULL_MINOR 3
 
-static void nsb_close_keep_errno(int fd)
-{
-    int saved = errno;
-    if (fd >= 0)
-        syscall(__NR_close, fd);
-    errno = saved;
-}
-
-static int nsb_fail_step(struct nsb_mount_report *rep, int index, int phase)
-{
-    rep->index = index;
-    rep->err = errno;
-    rep->phase = phase;
-    return -1;
-}
+typedef int (*nsb_step_fn)(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                           int *phase, struct nsb_mount_report *rep);
 
 /* The last error message of an fs context ("e overlay: ..."), into rep->msg. */
 static void nsb_fs_message(int fsfd, struct nsb_mount_report *rep)
 {
-    char buf[sizeof(rep->msg)];
+    char buf[NSB_REPORT_MSG_SIZE];
     int saved = errno;
+    /* a whole message read into buf fits rep->msg (less its "e " prefix) */
+    _Static_assert(sizeof(buf) == sizeof(rep->msg), "fs message buffer != report msg");
     for (;;) {
         ssize_t n = read(fsfd, buf, sizeof(buf) - 1);
         if (n <= 0)
@@ -44,217 +44,30 @@ static void nsb_fs_message(int fsfd, struct nsb_mount_report *rep)
     errno = saved;
 }
 
-static int nsb_openat2_path(int dirfd, const char *path, unsigned long long flags)
-{
-    struct open_how how;
-    memset(&how, 0, sizeof(how));
-    how.flags = flags | O_CLOEXEC;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    for (int tries = 0;; tries++) {
-        int fd = nsb_openat2(dirfd, path, &how, sizeof(how));
-        /* EAGAIN: a rename raced with a ".." walk; the kernel asks to retry */
-        if (fd >= 0 || errno != EAGAIN || tries == 64)
-            return fd;
-    }
-}
-
-/* Path relative to the root: leading slashes dropped, "" becomes ".". */
-static const char *nsb_rel(const char *path)
-{
-    while (*path == '/')
-        path++;
-    return *path ? path : ".";
-}
-
-/* What to make at the last component of a missing path. */
-struct nsb_make {
-    int what;               /* 0: directory, 1: empty file, 2: device node, 3: symlink */
-    unsigned int mode;
-    unsigned long long dev;
-    const char *link;
-};
-
-static int nsb_make_last(int parent, const char *name, const struct nsb_make *make,
-                         struct nsb_mount_ctx *ctx)
-{
-    int fd;
-    long rc;
-    switch (make->what) {
-    case 0:
-        rc = syscall(__NR_mkdirat, parent, name, make->mode);
-        return rc < 0 && errno == EEXIST ? 0 : (int)rc;
-    case 1:
-        fd = (int)syscall(__NR_openat, parent, name,
-                          O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return errno == EEXIST ? 0 : -1;
-        syscall(__NR_close, fd);
-        return 0;
-    case 2:
-        if (ctx->umask < 0)
-            ctx->umask = (int)syscall(__NR_umask, 0); /* restored by nsb_mount_steps */
-        return (int)syscall(__NR_mknodat, parent, name, make->mode, (unsigned int)make->dev);
-    default:
-        return (int)syscall(__NR_symlinkat, make->link, parent, name);
-    }
-}
-
-static void nsb_forget_dir(struct nsb_mount_ctx *ctx)
-{
-    nsb_close_keep_errno(ctx->dir);
-    ctx->dir = -1;
-    ctx->dir_key = NULL;
-}
-
-/*
- * Create path inside root (mkdir -p), the last component as *make.  Every
- * component is created relative to the fd its parent resolved to inside the
- * root, so a symlink anywhere on the way (or swapped in meanwhile) can only
- * lead to another place inside the root.  With a ctx, the parent's fd is kept
- * for the next creation in the same directory (see struct nsb_mount_ctx).
- */
-static int nsb_create_in_root(int root, const char *path, const struct nsb_make *make,
-                              struct nsb_mount_ctx *ctx)
-{
-    char buf[NSB_PATH_BUF];
-    size_t len = strlen(path), s = 0;
-    int parent = -1;
-
-    if (len >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    if (ctx->dir >= 0) {
-        /* the same directory as the last creation: "<dir_key><name>" */
-        const char *name = path + ctx->dir_len;
-        if (len > ctx->dir_len && memcmp(path, ctx->dir_key, ctx->dir_len) == 0 &&
-            !strchr(name, '/'))
-            return nsb_make_last(ctx->dir, name, make, ctx);
-        nsb_forget_dir(ctx);
-    }
-    memcpy(buf, path, len + 1);
-    for (;;) {
-        size_t e;
-        int last, fd;
-        while (buf[s] == '/')
-            s++;
-        if (!buf[s]) {
-            errno = EEXIST; /* the root itself */
-            nsb_close_keep_errno(parent);
-            return -1;
-        }
-        for (e = s; buf[e] && buf[e] != '/'; e++) {
-        }
-        last = 1;
-        {
-            size_t t = e;
-            while (buf[t] == '/')
-                t++;
-            if (buf[t])
-                last = 0;
-        }
-        buf[e] = 0;
-        if (last) {
-            int rc = nsb_make_last(parent >= 0 ? parent : root, buf + s, make, ctx);
-            if (parent >= 0 && !path[e]) {
-                /* keep the parent for a next creation beside this one */
-                ctx->dir = parent;
-                ctx->dir_key = path;
-                ctx->dir_len = s;
-                return rc;
-            }
-            nsb_close_keep_errno(parent);
-            return rc;
-        }
-        fd = nsb_openat2_path(root, nsb_rel(buf), O_PATH | O_DIRECTORY);
-        if (fd < 0 && errno == ENOENT) {
-            if (syscall(__NR_mkdirat, parent >= 0 ? parent : root, buf + s, 0755) < 0 &&
-                errno != EEXIST) {
-                nsb_close_keep_errno(parent);
-                return -1;
-            }
-            fd = nsb_openat2_path(root, nsb_rel(buf), O_PATH | O_DIRECTORY);
-        }
-        if (fd < 0) {
-            nsb_close_keep_errno(parent);
-            return -1;
-        }
-        nsb_close_keep_errno(parent);
-        parent = fd;
-        buf[e] = '/';
-        s = e;
-    }
-}
-
-static int nsb_lstat_fd(int fd, struct stat *st)
-{
-    return (int)syscall(__NR_newfstatat, fd, "", st, AT_EMPTY_PATH);
-}
-
-/*
- * Open the target of a step (O_PATH).  In the root: resolved inside it, the
- * last component not followed (a symlink there: ELOOP), created when missing
- * and asked for.  Returns the fd, -1 with errno, or -2 for a missing optional
- * target; with sb, also what the fd is (the stat the in-root check makes anyway).
- */
-static int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
-                           int create_file, int *phase, struct stat *sb_out)
-{
-    int root = ctx->root;
-    struct stat sb;
-    int fd;
-
-    if (!(st->opts & NSB_MNTF_IN_ROOT)) {
-        *phase = NSB_PH_RESOLVE;
-        fd = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT && (st->opts & NSB_MNTF_OPTIONAL))
-            return -2;
-        if (fd >= 0 && sb_out && nsb_lstat_fd(fd, sb_out) < 0) {
-            nsb_close_keep_errno(fd);
-            return -1;
-        }
-        return fd;
-    }
-    if (root < 0) {
-        *phase = NSB_PH_ROOT;
-        errno = EBADF;
-        return -1;
-    }
-    *phase = NSB_PH_RESOLVE;
-    fd = nsb_openat2_path(root, nsb_rel(st->target), O_PATH | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT) {
-        struct nsb_make make = {create_file ? 1 : 0, 0755, 0, NULL};
-        if (st->opts & NSB_MNTF_OPTIONAL)
-            return -2;
-        if (!(st->opts & (NSB_MNTF_CREATE_DIR | NSB_MNTF_CREATE_FILE)))
-            return -1;
-        *phase = NSB_PH_CREATE;
-        if (nsb_create_in_root(root, st->target, &make, ctx) < 0)
-            return -1;
-        *phase = NSB_PH_RESOLVE;
-        fd = nsb_openat2_path(root, nsb_rel(st->target), O_PATH | O_NOFOLLOW);
-    }
-    if (fd < 0)
-        return -1;
-    if (nsb_lstat_fd(fd, &sb) < 0) {
-        nsb_close_keep_errno(fd);
-        return -1;
-    }
-    if (S_ISLNK(sb.st_mode)) {
-        syscall(__NR_close, fd);
-        *phase = NSB_PH_ROOT;
-        errno = ELOOP;
-        return -1;
-    }
-    if (sb_out)
-        *sb_out = sb;
-    return fd;
-}
+/* ---------------------------------------------------------------- mount helpers */
 
 static int nsb_attach(int mnt_fd, int target_fd)
 {
     return nsb_move_mount(mnt_fd, "", target_fd, "",
                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+/* One FS option: "key=value" (a string) or "flag". */
+static int nsb_fs_option(int fsfd, const char *opt)
+{
+    const char *eq = strchr(opt, '=');
+    char key[NSB_FS_KEY_SIZE];
+    size_t klen;
+    if (!eq)
+        return nsb_fsconfig(fsfd, FSCONFIG_SET_FLAG, opt, NULL, 0);
+    klen = (size_t)(eq - opt);
+    if (klen >= sizeof(key)) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(key, opt, klen);
+    key[klen] = 0;
+    return nsb_fsconfig(fsfd, FSCONFIG_SET_STRING, key, eq + 1, 0);
 }
 
 /* fsopen + source + options + create + fsmount: the detached mount's fd. */
@@ -268,23 +81,7 @@ static int nsb_make_fs(const struct nsb_mount_step *st, unsigned int attr,
     if (st->source && nsb_fsconfig(fsfd, FSCONFIG_SET_STRING, "source", st->source, 0) < 0)
         goto fail;
     for (i = 0; st->options && st->options[i]; i++) {
-        const char *opt = st->options[i];
-        const char *eq = strchr(opt, '=');
-        char key[128];
-        size_t klen;
-        if (!eq) {
-            if (nsb_fsconfig(fsfd, FSCONFIG_SET_FLAG, opt, NULL, 0) < 0)
-                goto fail;
-            continue;
-        }
-        klen = (size_t)(eq - opt);
-        if (klen >= sizeof(key)) {
-            errno = EINVAL;
-            goto fail;
-        }
-        memcpy(key, opt, klen);
-        key[klen] = 0;
-        if (nsb_fsconfig(fsfd, FSCONFIG_SET_STRING, key, eq + 1, 0) < 0)
+        if (nsb_fs_option(fsfd, st->options[i]) < 0)
             goto fail;
     }
     if (nsb_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
@@ -300,6 +97,48 @@ fail:
     return -1;
 }
 
+/* nsb_make_fs with relative option paths starting from st->cwd (an overlay's
+ * many layers in one short string on kernels without lowerdir+); the working
+ * directory is restored after. */
+static int nsb_make_fs_in_cwd(const struct nsb_mount_step *st, struct nsb_mount_report *rep)
+{
+    int saved_cwd, mnt;
+    if (!st->cwd)
+        return nsb_make_fs(st, (unsigned int)st->flags, rep);
+    saved_cwd = (int)syscall(__NR_openat, AT_FDCWD, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (saved_cwd < 0)
+        return -1;
+    if (syscall(__NR_chdir, st->cwd) < 0)
+        return nsb_done(-1, -1, saved_cwd);
+    mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
+    if (syscall(__NR_fchdir, saved_cwd) < 0 && mnt >= 0) {
+        nsb_close_keep_errno(mnt);
+        mnt = -1;
+    }
+    return nsb_done(mnt, -1, saved_cwd);
+}
+
+/* After an FS step with fs_magic: what the target path shows now must be the
+ * filesystem just mounted (EXDEV if it is not). */
+static int nsb_verify_fs(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx)
+{
+    long long type;
+    int check;
+    if (st->opts & NSB_MNTF_IN_ROOT)
+        check = nsb_openat2_path(ctx->root, nsb_rel(st->target), O_PATH | O_NOFOLLOW);
+    else
+        check = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
+    if (check < 0)
+        return -1;
+    type = nsb_fstatfs_type(check);
+    nsb_close_keep_errno(check);
+    if (type == st->fs_magic)
+        return 0;
+    if (type >= 0)
+        errno = EXDEV;
+    return -1;
+}
+
 static int nsb_setattr(int tree, unsigned long long set, int userns_fd, int recursive)
 {
     struct mount_attr attr;
@@ -311,239 +150,269 @@ static int nsb_setattr(int tree, unsigned long long set, int userns_fd, int recu
                              sizeof(attr));
 }
 
-/* One step; -1 with errno and *phase on failure. */
-static int nsb_mount_step(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
-                          int *phase, struct nsb_mount_report *rep)
+/* ---------------------------------------------------------------- one function per kind */
+
+static int nsb_step_classic(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                            int *phase, struct nsb_mount_report *rep)
 {
-    int *root = &ctx->root;
+    return nsb_mount(st->source, st->target, st->fstype, st->flags, st->data);
+}
+
+static int nsb_step_root(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                         int *phase, struct nsb_mount_report *rep)
+{
+    struct stat sb;
+    int target = nsb_open_target(st, ctx, 0, phase, &sb);
+    if (target < 0)
+        return -1; /* a root is never optional */
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return nsb_done(-1, -1, target);
+    }
+    nsb_close_keep_errno(ctx->root);
+    ctx->root = target;
+    return 0;
+}
+
+static int nsb_step_fs(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                       int *phase, struct nsb_mount_report *rep)
+{
+    int mnt, target = nsb_open_target(st, ctx, 0, phase, NULL);
+    if (target < 0)
+        return nsb_skipped(target);
+    *phase = NSB_PH_CONFIG;
+    mnt = nsb_make_fs_in_cwd(st, rep);
+    if (mnt < 0)
+        return nsb_done(-1, -1, target);
+    *phase = NSB_PH_MOUNT;
+    if (nsb_done(nsb_attach(mnt, target), mnt, target) < 0)
+        return -1;
+    if (!st->fs_magic)
+        return 0;
+    *phase = NSB_PH_VERIFY;
+    return nsb_verify_fs(st, ctx);
+}
+
+/* open_tree(CLONE) of a BIND step's source: its fd when given, else its path. */
+static int nsb_bind_source(const struct nsb_mount_step *st, int rec)
+{
+    unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0);
+    if (st->fd >= 0)
+        return nsb_open_tree(st->fd, "", flags | AT_EMPTY_PATH);
+    return nsb_open_tree(AT_FDCWD, st->source, flags);
+}
+
+static int nsb_step_bind(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                         int *phase, struct nsb_mount_report *rep)
+{
     int rec = (st->opts & NSB_MNTF_RECURSIVE) != 0;
-    int target = -1, mnt = -1, rc = -1;
+    int mnt, target;
     struct stat sb;
 
+    *phase = NSB_PH_SOURCE;
+    mnt = nsb_bind_source(st, rec);
+    if (mnt < 0)
+        return -1;
+    if (nsb_lstat_fd(mnt, &sb) < 0)
+        return nsb_done(-1, mnt, -1);
+    if (st->flags) {
+        *phase = NSB_PH_SETATTR;
+        if (nsb_setattr(mnt, st->flags, st->userns_fd, rec) < 0)
+            return nsb_done(-1, mnt, -1);
+    }
+    /* a missing target is made like the source: a directory or a file */
+    target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase, NULL);
+    if (target < 0)
+        return nsb_done(nsb_skipped(target), mnt, -1);
     *phase = NSB_PH_MOUNT;
-    switch (st->kind) {
-    case NSB_MNT_CLASSIC:
-        return nsb_mount(st->source, st->target, st->fstype, st->flags, st->data);
+    return nsb_done(nsb_attach(mnt, target), mnt, target);
+}
 
-    case NSB_MNT_ROOT:
-        target = nsb_open_target(st, ctx, 0, phase, &sb);
-        if (target < 0)
-            return -1;
-        if (!S_ISDIR(sb.st_mode)) {
-            syscall(__NR_close, target);
-            errno = ENOTDIR;
-            return -1;
-        }
-        if (*root >= 0)
-            syscall(__NR_close, *root);
-        *root = target;
-        return 0;
+/* The empty read-only tmpfs a directory mask attaches. */
+static int nsb_mask_tmpfs(struct nsb_mount_report *rep)
+{
+    static const char *const options[] = {"size=0", NULL};
+    struct nsb_mount_step tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.fstype = "tmpfs";
+    tmp.source = "tmpfs";
+    tmp.options = options;
+    return nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                       MOUNT_ATTR_NOEXEC, rep);
+}
 
-    case NSB_MNT_FS:
-        target = nsb_open_target(st, ctx, 0, phase, NULL);
-        if (target < 0)
-            return target == -2 ? 0 : -1;
+/* The detached bind of /dev/null a file mask attaches: the caller's, checked to
+ * be the real one (CVE-2025-31133), never the root's own, which the image
+ * controls. */
+static int nsb_mask_null(struct nsb_mount_ctx *ctx, int *phase)
+{
+    struct stat null;
+    int mnt;
+    *phase = NSB_PH_SOURCE;
+    if (ctx->null_src >= 0) {
+        mnt = ctx->null_src; /* the caller's bind: used once */
+        ctx->null_src = -1;
+    } else {
+        mnt = nsb_open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (mnt < 0)
+            return -1;
+    }
+    *phase = NSB_PH_VERIFY;
+    if (nsb_lstat_fd(mnt, &null) < 0)
+        return nsb_done(-1, mnt, -1);
+    if (!S_ISCHR(null.st_mode) || null.st_rdev != makedev(NSB_NULL_MAJOR, NSB_NULL_MINOR)) {
+        errno = ENODEV;
+        return nsb_done(-1, mnt, -1);
+    }
+    return mnt;
+}
+
+static int nsb_step_mask(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                         int *phase, struct nsb_mount_report *rep)
+{
+    struct stat sb;
+    int mnt, *made, target = nsb_open_target(st, ctx, 0, phase, &sb);
+    if (target < 0)
+        return nsb_skipped(target);
+    made = S_ISDIR(sb.st_mode) ? &ctx->mask_dir : &ctx->mask_file;
+    if (*made >= 0) {
+        /* a clone of the mask this run already made and checked */
+        *phase = NSB_PH_SOURCE;
+        mnt = nsb_open_tree(*made, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    } else if (S_ISDIR(sb.st_mode)) {
         *phase = NSB_PH_CONFIG;
-        if (st->cwd) {
-            /* relative option paths (an overlay's many layers in one short
-             * string on kernels without lowerdir+) start from st->cwd */
-            int saved_cwd = (int)syscall(__NR_openat, AT_FDCWD, ".",
-                                         O_PATH | O_DIRECTORY | O_CLOEXEC);
-            if (saved_cwd < 0)
-                goto out;
-            if (syscall(__NR_chdir, st->cwd) < 0) {
-                nsb_close_keep_errno(saved_cwd);
-                goto out;
-            }
-            mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
-            if (syscall(__NR_fchdir, saved_cwd) < 0 && mnt >= 0) {
-                syscall(__NR_close, mnt);
-                mnt = -1;
-            }
-            nsb_close_keep_errno(saved_cwd);
-        } else {
-            mnt = nsb_make_fs(st, (unsigned int)st->flags, rep);
-        }
-        if (mnt < 0)
-            goto out;
-        *phase = NSB_PH_MOUNT;
-        if (nsb_attach(mnt, target) < 0)
-            goto out;
-        if (st->fs_magic) {
-            /* what the path shows now must be the filesystem just mounted */
-            int check;
-            long long type;
-            *phase = NSB_PH_VERIFY;
-            syscall(__NR_close, target);
-            target = -1;
-            if (st->opts & NSB_MNTF_IN_ROOT)
-                check = nsb_openat2_path(*root, nsb_rel(st->target), O_PATH | O_NOFOLLOW);
-            else
-                check = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
-            if (check < 0)
-                goto out;
-            type = nsb_fstatfs_type(check);
-            syscall(__NR_close, check);
-            if (type != st->fs_magic) {
-                errno = type < 0 ? errno : EXDEV;
-                goto out;
-            }
-        }
-        rc = 0;
-        goto out;
-
-    case NSB_MNT_BIND:
-        *phase = NSB_PH_SOURCE;
-        if (st->fd >= 0)
-            mnt = nsb_open_tree(st->fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-                                AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0));
-        else
-            mnt = nsb_open_tree(AT_FDCWD, st->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-                                (rec ? AT_RECURSIVE : 0));
-        if (mnt < 0)
-            return -1;
-        if (nsb_lstat_fd(mnt, &sb) < 0)
-            goto out;
-        if (st->flags) {
-            *phase = NSB_PH_SETATTR;
-            if (nsb_setattr(mnt, st->flags, st->userns_fd, rec) < 0)
-                goto out;
-        }
-        target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase, NULL);
-        if (target < 0) {
-            rc = target == -2 ? 0 : -1;
-            goto out;
-        }
-        *phase = NSB_PH_MOUNT;
-        rc = nsb_attach(mnt, target);
-        goto out;
-
-    case NSB_MNT_MASK:
-        target = nsb_open_target(st, ctx, 0, phase, &sb);
-        if (target < 0)
-            return target == -2 ? 0 : -1;
-        {
-            int dir = S_ISDIR(sb.st_mode);
-            int *made = dir ? &ctx->mask_dir : &ctx->mask_file;
-            if (*made >= 0) {
-                /* a clone of the mask this run already made and checked */
-                *phase = NSB_PH_SOURCE;
-                mnt = nsb_open_tree(*made, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-                                    AT_EMPTY_PATH);
-            } else if (dir) {
-                static const char *const none[] = {"size=0", NULL};
-                struct nsb_mount_step tmp;
-                memset(&tmp, 0, sizeof(tmp));
-                tmp.fstype = "tmpfs";
-                tmp.source = "tmpfs";
-                tmp.options = none;
-                *phase = NSB_PH_CONFIG;
-                mnt = nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                  MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, rep);
-            } else {
-                struct stat null;
-                /* the caller's /dev/null, checked to be the real one (CVE-2025-31133):
-                 * never the root's own, which the image controls */
-                *phase = NSB_PH_SOURCE;
-                if (ctx->null_src >= 0) {
-                    mnt = ctx->null_src; /* attached below: used once */
-                    ctx->null_src = -1;
-                } else {
-                    mnt = nsb_open_tree(AT_FDCWD, "/dev/null",
-                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-                }
-                if (mnt < 0)
-                    goto out;
-                *phase = NSB_PH_VERIFY;
-                if (nsb_lstat_fd(mnt, &null) < 0)
-                    goto out;
-                if (!S_ISCHR(null.st_mode) || null.st_rdev != makedev(1, 3)) {
-                    errno = ENODEV;
-                    goto out;
-                }
-            }
-            if (mnt < 0)
-                goto out;
-            *phase = NSB_PH_MOUNT;
-            rc = nsb_attach(mnt, target);
-            if (rc == 0 && *made < 0) {
-                *made = mnt; /* attached now: the source of the next clones */
-                mnt = -1;
-            }
-        }
-        goto out;
-
-    case NSB_MNT_READONLY:
-        target = nsb_open_target(st, ctx, 0, phase, NULL);
-        if (target < 0)
-            return target == -2 ? 0 : -1;
-        *phase = NSB_PH_SOURCE;
-        mnt = nsb_open_tree(target, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
-                            AT_RECURSIVE);
-        if (mnt < 0)
-            goto out;
-        *phase = NSB_PH_SETATTR;
-        if (nsb_setattr(mnt, MOUNT_ATTR_RDONLY | st->flags, -1, 1) < 0)
-            goto out;
-        *phase = NSB_PH_MOUNT;
-        rc = nsb_attach(mnt, target);
-        goto out;
-
-    case NSB_MNT_MKDIR:
-    case NSB_MNT_DEVICE:
-    case NSB_MNT_SYMLINK: {
-        struct nsb_make make;
-        if (!(st->opts & NSB_MNTF_IN_ROOT) || *root < 0) {
-            *phase = NSB_PH_ROOT;
-            errno = EBADF;
-            return -1;
-        }
-        make.what = st->kind == NSB_MNT_MKDIR ? 0 : st->kind == NSB_MNT_DEVICE ? 2 : 3;
-        make.mode = st->mode;
-        make.dev = st->dev;
-        make.link = st->source;
-        *phase = NSB_PH_CREATE;
-        if (nsb_create_in_root(*root, st->target, &make, ctx) == 0)
-            return 0;
-        if (st->kind != NSB_MNT_DEVICE || errno != EPERM || !st->source)
-            return -1;
-        /* no mknod in a user namespace: bind the caller's device node instead */
-        {
-            struct nsb_mount_step bind;
-            memcpy(&bind, st, sizeof(bind));
-            bind.kind = NSB_MNT_BIND;
-            bind.opts = NSB_MNTF_IN_ROOT | NSB_MNTF_CREATE_FILE;
-            bind.fd = -1;
-            bind.flags = 0;
-            return nsb_mount_step(&bind, ctx, phase, rep);
-        }
+        mnt = nsb_mask_tmpfs(rep);
+    } else {
+        mnt = nsb_mask_null(ctx, phase);
     }
-
-    case NSB_MNT_PROPAGATION:
-    case NSB_MNT_SETATTR: {
-        struct mount_attr attr;
-        target = nsb_open_target(st, ctx, 0, phase, NULL);
-        if (target < 0)
-            return target == -2 ? 0 : -1;
-        memset(&attr, 0, sizeof(attr));
-        if (st->kind == NSB_MNT_PROPAGATION)
-            attr.propagation = st->flags;
-        else
-            attr.attr_set = st->flags;
-        *phase = NSB_PH_SETATTR;
-        rc = nsb_mount_setattr(target, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr,
-                               sizeof(attr));
-        goto out;
+    if (mnt < 0)
+        return nsb_done(-1, -1, target);
+    *phase = NSB_PH_MOUNT;
+    if (nsb_attach(mnt, target) < 0)
+        return nsb_done(-1, mnt, target);
+    if (*made < 0) {
+        *made = mnt; /* attached now: the source of the next clones */
+        mnt = -1;
     }
+    return nsb_done(0, mnt, target);
+}
 
-    default:
-        errno = EINVAL;
+static int nsb_step_readonly(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                             int *phase, struct nsb_mount_report *rep)
+{
+    int mnt, target = nsb_open_target(st, ctx, 0, phase, NULL);
+    if (target < 0)
+        return nsb_skipped(target);
+    *phase = NSB_PH_SOURCE;
+    mnt = nsb_open_tree(target, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+                        AT_RECURSIVE);
+    if (mnt < 0)
+        return nsb_done(-1, -1, target);
+    *phase = NSB_PH_SETATTR;
+    if (nsb_setattr(mnt, MOUNT_ATTR_RDONLY | st->flags, -1, 1) < 0)
+        return nsb_done(-1, mnt, target);
+    *phase = NSB_PH_MOUNT;
+    return nsb_done(nsb_attach(mnt, target), mnt, target);
+}
+
+/* MKDIR, DEVICE, SYMLINK: create the target inside the root, as `what`. */
+static int nsb_create_step(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                           int *phase, enum nsb_make_what what)
+{
+    struct nsb_make make = {what, st->mode, st->dev, st->source};
+    if (!(st->opts & NSB_MNTF_IN_ROOT) || ctx->root < 0) {
+        *phase = NSB_PH_ROOT;
+        errno = EBADF;
         return -1;
     }
-out:
-    nsb_close_keep_errno(mnt);
-    nsb_close_keep_errno(target);
-    return rc;
+    *phase = NSB_PH_CREATE;
+    return nsb_create_in_root(ctx->root, st->target, &make, ctx);
+}
+
+static int nsb_step_mkdir(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                          int *phase, struct nsb_mount_report *rep)
+{
+    return nsb_create_step(st, ctx, phase, NSB_MAKE_DIR);
+}
+
+static int nsb_step_device(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                           int *phase, struct nsb_mount_report *rep)
+{
+    struct nsb_mount_step bind;
+    if (nsb_create_step(st, ctx, phase, NSB_MAKE_DEVICE) == 0)
+        return 0;
+    if (errno != EPERM || !st->source)
+        return -1;
+    /* no mknod in a user namespace: bind the caller's device node instead */
+    memcpy(&bind, st, sizeof(bind));
+    bind.kind = NSB_MNT_BIND;
+    bind.opts = NSB_MNTF_IN_ROOT | NSB_MNTF_CREATE_FILE;
+    bind.fd = -1;
+    bind.flags = 0;
+    *phase = NSB_PH_MOUNT;
+    return nsb_step_bind(&bind, ctx, phase, rep);
+}
+
+static int nsb_step_symlink(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                            int *phase, struct nsb_mount_report *rep)
+{
+    return nsb_create_step(st, ctx, phase, NSB_MAKE_SYMLINK);
+}
+
+/* PROPAGATION, SETATTR: mount_setattr(attr) on the mount at the target. */
+static int nsb_setattr_target(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                              int *phase, struct mount_attr *attr)
+{
+    int rec = (st->opts & NSB_MNTF_RECURSIVE) != 0;
+    int rc, target = nsb_open_target(st, ctx, 0, phase, NULL);
+    if (target < 0)
+        return nsb_skipped(target);
+    *phase = NSB_PH_SETATTR;
+    rc = nsb_mount_setattr(target, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), attr,
+                           sizeof(*attr));
+    return nsb_done(rc, -1, target);
+}
+
+static int nsb_step_propagation(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                                int *phase, struct nsb_mount_report *rep)
+{
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.propagation = st->flags;
+    return nsb_setattr_target(st, ctx, phase, &attr);
+}
+
+static int nsb_step_setattr(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
+                            int *phase, struct nsb_mount_report *rep)
+{
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = st->flags;
+    return nsb_setattr_target(st, ctx, phase, &attr);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+/* Indexed by enum nsb_mount_kind; a kind without an entry (NULL) is EINVAL. */
+static const nsb_step_fn nsb_step_fns[NSB_MNT_KIND_COUNT] = {
+    [NSB_MNT_CLASSIC] = nsb_step_classic,
+    [NSB_MNT_FS] = nsb_step_fs,
+    [NSB_MNT_BIND] = nsb_step_bind,
+    [NSB_MNT_ROOT] = nsb_step_root,
+    [NSB_MNT_MASK] = nsb_step_mask,
+    [NSB_MNT_READONLY] = nsb_step_readonly,
+    [NSB_MNT_MKDIR] = nsb_step_mkdir,
+    [NSB_MNT_DEVICE] = nsb_step_device,
+    [NSB_MNT_SYMLINK] = nsb_step_symlink,
+    [NSB_MNT_PROPAGATION] = nsb_step_propagation,
+    [NSB_MNT_SETATTR] = nsb_step_setattr,
+};
+
+/* Whether a kind creates in the root, where it may reuse ctx->dir; any other
+ * step forgets that directory (a mount may now cover it). */
+static int nsb_kind_creates(int kind)
+{
+    return kind == NSB_MNT_MKDIR || kind == NSB_MNT_DEVICE || kind == NSB_MNT_SYMLINK;
 }
 
 void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx)
@@ -568,13 +437,21 @@ int nsb_mount_steps(const struct nsb_mount_step *steps, int n, struct nsb_mount_
     int i, rc = 0;
     report->msg[0] = 0;
     for (i = 0; i < n; i++) {
+        const struct nsb_mount_step *st = &steps[i];
         int phase = NSB_PH_MOUNT;
-        int kind = steps[i].kind;
-        if (kind != NSB_MNT_MKDIR && kind != NSB_MNT_DEVICE && kind != NSB_MNT_SYMLINK)
+        if (!nsb_kind_creates(st->kind))
             nsb_forget_dir(ctx);
         errno = 0;
-        if (nsb_mount_step(&steps[i], ctx, &phase, report) < 0) {
-            rc = nsb_fail_step(report, i, phase);
+        if (st->kind < 0 || st->kind >= NSB_MNT_KIND_COUNT || !nsb_step_fns[st->kind]) {
+            errno = EINVAL;
+            rc = -1;
+        } else {
+            rc = nsb_step_fns[st->kind](st, ctx, &phase, report);
+        }
+        if (rc < 0) {
+            report->index = i;
+            report->err = errno;
+            report->phase = phase;
             break;
         }
     }

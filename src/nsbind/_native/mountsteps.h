@@ -32,7 +32,8 @@ enum nsb_mount_kind {
     NSB_MNT_DEVICE = 7,    /* mknod (mode, dev); EPERM (user ns): bind the host's source */
     NSB_MNT_SYMLINK = 8,   /* symlink target -> source */
     NSB_MNT_PROPAGATION = 9, /* mount_setattr propagation (flags: MS_PRIVATE, ...) on target */
-    NSB_MNT_SETATTR = 10    /* mount_setattr attr_set = flags (MOUNT_ATTR_*): a mount's root */
+    NSB_MNT_SETATTR = 10,   /* mount_setattr attr_set = flags (MOUNT_ATTR_*): a mount's root */
+    NSB_MNT_KIND_COUNT      /* not a kind: one past the last (the size of the dispatch table) */
 };
 
 enum nsb_mount_opt {
@@ -43,7 +44,11 @@ enum nsb_mount_opt {
     NSB_MNTF_RECURSIVE = 16   /* BIND, READONLY, PROPAGATION: the whole tree */
 };
 
-/* What a failing mount step was doing (struct nsb_spawn_report.phase). */
+/*
+ * The sub-step a failing mount step was in: struct nsb_mount_report.phase, and
+ * struct nsb_spawn_report.phase for NSB_STEP_MOUNT (whose index is the step's
+ * place in the list).  Python names them from lib (nsbind.mountstep.MountPhase).
+ */
 enum nsb_mount_phase {
     NSB_PH_MOUNT = 0,     /* the mount itself (mount, fsmount, move_mount) */
     NSB_PH_RESOLVE = 1,   /* resolving the target */
@@ -52,8 +57,14 @@ enum nsb_mount_phase {
     NSB_PH_CONFIG = 4,    /* fsopen / fsconfig / fsmount */
     NSB_PH_SETATTR = 5,   /* mount_setattr */
     NSB_PH_VERIFY = 6,    /* the mounted filesystem is not what was asked (fs_magic, 1:3) */
-    NSB_PH_ROOT = 7       /* the target is a symlink, or no root was set */
+    NSB_PH_ROOT = 7,      /* the target is a symlink, or no root was set */
+    NSB_PH_COUNT          /* not a phase: one past the last */
 };
+
+/* The size of the message buffer of a report (struct nsb_mount_report and
+ * struct nsb_spawn_report): the kernel's fs-context message is read into a
+ * buffer of this size (mountsteps.c asserts both structs agree). */
+#define NSB_REPORT_MSG_SIZE 160
 
 struct nsb_mount_step {
     int kind;               /* enum nsb_mount_kind */
@@ -77,7 +88,7 @@ struct nsb_mount_report {
     int index;       /* which step */
     int err;         /* errno */
     int phase;       /* enum nsb_mount_phase */
-    char msg[160];   /* the kernel's fs-context message for CONFIG failures, or "" */
+    char msg[NSB_REPORT_MSG_SIZE]; /* the kernel's fs-context message (CONFIG), or "" */
 };
 
 /*

@@ -28,6 +28,7 @@ __all__ = [
     "fsopen",
     "fstatfs_type",
     "mount",
+    "mount_description",
     "mount_setattr",
     "move_mount",
     "open_tree",
@@ -50,8 +51,14 @@ def _cstr(value: PathLike | None) -> bytes | object:
     return ffi.NULL if value is None else fsbytes(value)
 
 
-def _mount_what(source: PathLike | None, target: PathLike, fstype: str | None,
-                flags: int) -> str:
+def mount_description(source: PathLike | None, target: PathLike, fstype: str | None,
+                      flags: int) -> str:
+    """What a mount(2) call does, in the words its error messages use.
+
+    ``mount_description("proc", "/proc", "proc", 0)`` is ``"mount proc on /proc"``;
+    binds, moves, remounts and propagation changes read ``rbind mount /a on /b``,
+    ``move mount /a to /b``, ``remount /b RDONLY``, ``make /b private``.
+    """
     tgt = _show(target)
     if flags & MountFlags.REMOUNT:
         kind = "bind remount" if flags & MountFlags.BIND else "remount"
@@ -83,7 +90,7 @@ def mount(
         raw_data = data.encode() if isinstance(data, str) else data
     rc = lib.nsb_mount(_cstr(source), fsbytes(target),
                        ffi.NULL if fstype is None else fstype.encode(), int(flags), raw_data)
-    check(rc, "mount", _show(target), what=_mount_what(source, target, fstype, int(flags)))
+    check(rc, "mount", _show(target), what=mount_description(source, target, fstype, int(flags)))
 
 
 def umount2(target: PathLike, flags: int = 0) -> None:
