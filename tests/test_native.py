@@ -54,3 +54,26 @@ def test_import_on_another_os_raises_importerror_that_says_why() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode != 0
     assert "ImportError: nsbind works on Linux only (this is darwin)" in proc.stderr
+
+
+def test_report_buffers_and_exit_status_are_the_named_constants() -> None:
+    size = lib.NSB_REPORT_MSG_SIZE
+    for name in ("struct nsb_mount_report", "struct nsb_spawn_report"):
+        fields = dict(ffi.typeof(name).fields)
+        assert ffi.sizeof(fields["msg"].type) == size, name
+    assert lib.NSB_EXIT_FAILED == 127  # what a shell's failed exec gives
+
+
+def test_spawn_sub_steps_are_distinct_within_each_step() -> None:
+    # the report's index names these sub-steps; spawnplan words them in this order
+    pivot = [lib.NSB_SUB_PIVOT_ENTER, lib.NSB_SUB_PIVOT_ROOT, lib.NSB_SUB_PIVOT_DETACH,
+             lib.NSB_SUB_PIVOT_CHDIR]
+    assert pivot == [0, 1, 2, 3]
+    loopback = [lib.NSB_SUB_LOOPBACK_SOCKET, lib.NSB_SUB_LOOPBACK_GETFLAGS,
+                lib.NSB_SUB_LOOPBACK_SETFLAGS]
+    assert len(set(loopback)) == 3
+    assert lib.NSB_SUB_SETUID_ID != lib.NSB_SUB_SETUID_KEEPCAPS
+    assert lib.NSB_SUB_CAPSET_SETS != lib.NSB_SUB_CAPSET_CLEAR_INHERITABLE
+    assert lib.NSB_SUB_AMBIENT_CLEAR < 0  # never a capability number
+    assert lib.NSB_SUB_SIGNALS_MASK == 0  # never a signal number
+

@@ -224,6 +224,7 @@ class _Lib:
     NSB_PH_ROOT: int
     NSB_PH_COUNT: int
     NSB_REPORT_MSG_SIZE: int
+    NSB_EXIT_FAILED: int
     NSB_STEP_NONE: int
     NSB_STEP_SYNC: int
     NSB_STEP_SETSID: int
@@ -251,6 +252,19 @@ class _Lib:
     NSB_STEP_SETNS: int
     NSB_STEP_CGROUP: int
     NSB_STEP_UNSHARE: int
+    NSB_SUB_PIVOT_ENTER: int
+    NSB_SUB_PIVOT_ROOT: int
+    NSB_SUB_PIVOT_DETACH: int
+    NSB_SUB_PIVOT_CHDIR: int
+    NSB_SUB_LOOPBACK_SOCKET: int
+    NSB_SUB_LOOPBACK_GETFLAGS: int
+    NSB_SUB_LOOPBACK_SETFLAGS: int
+    NSB_SUB_SETUID_ID: int
+    NSB_SUB_SETUID_KEEPCAPS: int
+    NSB_SUB_CAPSET_SETS: int
+    NSB_SUB_CAPSET_CLEAR_INHERITABLE: int
+    NSB_SUB_AMBIENT_CLEAR: int
+    NSB_SUB_SIGNALS_MASK: int
     def nsb_clone3(self, args: Any, size: int, /) -> int: ...
     def nsb_unshare(self, flags: int, /) -> int: ...
     def nsb_setns(self, fd: int, nstype: int, /) -> int: ...

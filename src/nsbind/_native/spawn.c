@@ -19,12 +19,44 @@
 #include <string.h>
 
 #define NSB_STACK_SIZE (256 * 1024)
+/* Capability sets are 64-bit masks (struct nsb_spawn_plan.cap_*): bits 0..63. */
+#define NSB_CAP_BITS 64
+/* The signal mask the kernel takes (rt_sigprocmask's sigsetsize): the C
+ * library's sigset_t is bigger (1024 bits in glibc), and the library's _NSIG
+ * is the kernel's plus one (signals are numbered from 1). */
+#define NSB_KERNEL_SIGSET_SIZE ((_NSIG - 1) / 8)
+/* The status of an init whose command a signal ended: 128 + N, as shells do. */
+#define NSB_EXIT_SIGNAL_BASE 128
+/* Raw syscall results in -NSB_MAX_ERRNO..-1 are -errno (the kernel's MAX_ERRNO). */
+#define NSB_MAX_ERRNO 4095
+
+_Static_assert(NSB_CAP_BITS == 8 * sizeof(((struct nsb_spawn_plan *)0)->cap_bounding),
+               "capability masks are NSB_CAP_BITS wide");
+_Static_assert((_NSIG - 1) % 8 == 0 && NSB_KERNEL_SIGSET_SIZE <= sizeof(sigset_t),
+               "the kernel's signal set is whole bytes within sigset_t");
+/* the child copies a mount report's message whole into its spawn report */
+_Static_assert(sizeof(((struct nsb_spawn_report *)0)->msg) ==
+               sizeof(((struct nsb_mount_report *)0)->msg),
+               "spawn and mount reports carry the same message buffer");
+
+/* Ids are 32-bit: 32-bit x86 and arm keep 16-bit ids under the old names. */
+#ifdef __NR_setresuid32
+#define NSB_NR_SETRESUID __NR_setresuid32
+#define NSB_NR_SETRESGID __NR_setresgid32
+#define NSB_NR_SETGROUPS __NR_setgroups32
+#else
+#define NSB_NR_SETRESUID __NR_setresuid
+#define NSB_NR_SETRESGID __NR_setresgid
+#define NSB_NR_SETGROUPS __NR_setgroups
+#endif
 
 /* One stack per calling thread for vfork-style children: the thread is
  * suspended while its child runs on it, so it is never used twice at once. */
 static __thread void *nsb_thread_stack;
 
 static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn_report *r)
+    __attribute__((noreturn));
+static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
     __attribute__((noreturn));
 
 static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
@@ -47,7 +79,7 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
     if (plan->err_fd >= 0 && write(plan->err_fd, &report, sizeof(report)) < 0) {
         /* nothing more to do */
     }
-    syscall(__NR_exit_group, 127);
+    syscall(__NR_exit_group, NSB_EXIT_FAILED);
     for (;;) {
     }
 }
@@ -57,6 +89,12 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
         if ((call) < 0)                     \
             nsb_fail(plan, (step), (index)); \
     } while (0)
+
+/* The command's exit status as init passes it on. */
+static int nsb_exit_code(int status)
+{
+    return WIFEXITED(status) ? WEXITSTATUS(status) : NSB_EXIT_SIGNAL_BASE + WTERMSIG(status);
+}
 
 /*
  * A minimal init (what tini and catatonit do): fork the command, then stay as
@@ -68,11 +106,16 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
 static void nsb_init(const struct nsb_spawn_plan *plan)
 {
     static const int forward[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    struct clone_args fork_args;
     sigset_t wait_for;
     long cmd;
     unsigned int i;
 
-    cmd = syscall(__NR_clone, SIGCHLD, 0, NULL, NULL, 0);
+    /* fork as clone3 without a stack (clone's argument order differs per
+     * architecture; clone3 takes one struct everywhere) */
+    memset(&fork_args, 0, sizeof(fork_args));
+    fork_args.exit_signal = SIGCHLD;
+    cmd = syscall(__NR_clone3, &fork_args, sizeof(fork_args));
     if (cmd < 0)
         nsb_fail(plan, NSB_STEP_INIT, 0);
     if (cmd == 0)
@@ -98,58 +141,75 @@ static void nsb_init(const struct nsb_spawn_plan *plan)
             long pid = syscall(__NR_wait4, -1, &status, WNOHANG, NULL);
             if (pid <= 0)
                 break;
-            if (pid == cmd) {
-                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                syscall(__NR_exit_group, code);
-            }
+            if (pid == cmd)
+                syscall(__NR_exit_group, nsb_exit_code(status));
         }
     }
 }
 
-static int nsb_child_main(void *arg)
-{
-    const struct nsb_spawn_plan *plan = arg;
-    struct nsb_mount_ctx mctx; /* mount steps: the root they resolve in, ... */
-    int i;
+/* ---------------------------------------------------------------- the child's steps
+ * One function per group of steps, in the order of spawn.h; each returns only
+ * if its steps succeeded (a failure reports and exits). */
 
-    if (plan->sync_fd >= 0) {
-        char go = 0;
-        ssize_t n;
-        /* our copy of the write end would keep us from ever seeing EOF */
-        if (plan->sync_peer_fd >= 0)
-            syscall(__NR_close, plan->sync_peer_fd);
-        do {
-            n = read(plan->sync_fd, &go, 1);
-        } while (n < 0 && errno == EINTR);
-        if (n != 1) {
-            if (n == 0)
-                errno = ECANCELED; /* the parent gave up */
-            nsb_fail(plan, NSB_STEP_SYNC, 0);
-        }
+/* SYNC: wait for the parent's byte (it has written the id maps). */
+static void nsb_child_sync(const struct nsb_spawn_plan *plan)
+{
+    char go = 0;
+    ssize_t n;
+    if (plan->sync_fd < 0)
+        return;
+    /* our copy of the write end would keep us from ever seeing EOF */
+    if (plan->sync_peer_fd >= 0)
+        syscall(__NR_close, plan->sync_peer_fd);
+    do {
+        n = read(plan->sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        if (n == 0)
+            errno = ECANCELED; /* the parent gave up */
+        nsb_fail(plan, NSB_STEP_SYNC, 0);
     }
+}
+
+/* CGROUP, SETNS, UNSHARE: the cgroups and namespaces to be in. */
+static void nsb_child_join(const struct nsb_spawn_plan *plan)
+{
+    int i;
     for (i = 0; i < plan->n_cgroup_procs; i++)
         TRY(syscall(__NR_write, plan->cgroup_procs_fds[i], "0", 1), NSB_STEP_CGROUP, i);
     for (i = 0; i < plan->n_setns; i++)
         TRY(nsb_setns(plan->setns_fds[i], plan->setns_types[i]), NSB_STEP_SETNS, i);
     if (plan->unshare_flags)
         TRY(nsb_unshare(plan->unshare_flags), NSB_STEP_UNSHARE, 0);
-    /* fds first (CVE-2024-21626): before any chdir or pivot_root, no fd of
-     * the parent but those asked for is open, so /proc/self/fd/N cannot lead
-     * back to a host directory */
+}
+
+/* DUP2, CLOSE_RANGE.  First (CVE-2024-21626): before any chdir or pivot_root,
+ * no fd of the parent but those asked for is open, so /proc/self/fd/N cannot
+ * lead back to a host directory. */
+static void nsb_child_fds(const struct nsb_spawn_plan *plan)
+{
+    unsigned int lo = 3;
+    int i;
+    /* dup3, not dup2 (which the generic syscall table lacks): from is never to,
+     * the parent puts every from above every target */
     for (i = 0; i < plan->n_fds; i++)
-        TRY(syscall(__NR_dup2, plan->fds[i].from, plan->fds[i].to), NSB_STEP_DUP2, i);
-    if (plan->close_fds) {
-        unsigned int lo = 3;
-        for (i = 0; i < plan->n_keep_fds; i++) {
-            unsigned int keep = (unsigned int)plan->keep_fds[i];
-            if (keep < lo)
-                continue;
-            if (keep > lo)
-                TRY(nsb_close_range(lo, keep - 1, 0), NSB_STEP_CLOSE_RANGE, i);
-            lo = keep + 1;
-        }
-        TRY(nsb_close_range(lo, ~0U, 0), NSB_STEP_CLOSE_RANGE, i);
+        TRY(syscall(__NR_dup3, plan->fds[i].from, plan->fds[i].to, 0), NSB_STEP_DUP2, i);
+    if (!plan->close_fds)
+        return;
+    for (i = 0; i < plan->n_keep_fds; i++) {
+        unsigned int keep = (unsigned int)plan->keep_fds[i];
+        if (keep < lo)
+            continue;
+        if (keep > lo)
+            TRY(nsb_close_range(lo, keep - 1, 0), NSB_STEP_CLOSE_RANGE, i);
+        lo = keep + 1;
     }
+    TRY(nsb_close_range(lo, ~0U, 0), NSB_STEP_CLOSE_RANGE, i); /* ~0U: the last fd there is */
+}
+
+/* SETSID, SETPGID, HOSTNAME, DOMAINNAME. */
+static void nsb_child_session(const struct nsb_spawn_plan *plan)
+{
     if (plan->setsid)
         TRY(syscall(__NR_setsid), NSB_STEP_SETSID, 0);
     if (plan->pgid >= 0)
@@ -159,55 +219,87 @@ static int nsb_child_main(void *arg)
     if (plan->domainname)
         TRY(nsb_setdomainname(plan->domainname, strlen(plan->domainname)),
             NSB_STEP_DOMAINNAME, 0);
-    if (plan->loopback) {
-        struct ifreq ifr;
-        int sock = (int)syscall(__NR_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        TRY(sock, NSB_STEP_LOOPBACK, 0);
-        memset(&ifr, 0, sizeof(ifr));
-        memcpy(ifr.ifr_name, "lo", 3);
-        TRY(syscall(__NR_ioctl, sock, SIOCGIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 1);
-        ifr.ifr_flags |= IFF_UP;
-        TRY(syscall(__NR_ioctl, sock, SIOCSIFFLAGS, &ifr), NSB_STEP_LOOPBACK, 2);
-        syscall(__NR_close, sock);
-    }
+}
+
+/* LOOPBACK: set IFF_UP on lo. */
+static void nsb_child_loopback(const struct nsb_spawn_plan *plan)
+{
+    static const char lo[] = "lo";
+    struct ifreq ifr;
+    int sock = (int)syscall(__NR_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    _Static_assert(sizeof(lo) <= sizeof(ifr.ifr_name), "an interface name fits ifr_name");
+    TRY(sock, NSB_STEP_LOOPBACK, NSB_SUB_LOOPBACK_SOCKET);
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, lo, sizeof(lo));
+    TRY(syscall(__NR_ioctl, sock, SIOCGIFFLAGS, &ifr), NSB_STEP_LOOPBACK,
+        NSB_SUB_LOOPBACK_GETFLAGS);
+    ifr.ifr_flags |= IFF_UP;
+    TRY(syscall(__NR_ioctl, sock, SIOCSIFFLAGS, &ifr), NSB_STEP_LOOPBACK,
+        NSB_SUB_LOOPBACK_SETFLAGS);
+    syscall(__NR_close, sock);
+}
+
+/* MOUNT: the plan's mount steps; a failure reports the step and its phase. */
+static void nsb_child_mounts(const struct nsb_spawn_plan *plan, struct nsb_mount_ctx *mctx)
+{
+    struct nsb_mount_report mrep;
+    struct nsb_spawn_report report;
+    if (!plan->n_mounts || nsb_mount_steps(plan->mounts, plan->n_mounts, mctx, &mrep) == 0)
+        return;
+    report.step = NSB_STEP_MOUNT;
+    report.err = mrep.err;
+    report.index = mrep.index;
+    report.phase = mrep.phase;
+    memcpy(report.msg, mrep.msg, sizeof(report.msg));
+    nsb_report(plan, &report);
+}
+
+/* MOUNT, PIVOT_ROOT: the mounts, then into the root they resolved (an fd: no
+ * path to swap) or plan->pivot_root. */
+static void nsb_child_root(const struct nsb_spawn_plan *plan)
+{
+    struct nsb_mount_ctx mctx; /* mount steps: the root they resolve in, ... */
     nsb_mount_ctx_init(&mctx);
     mctx.null_src = plan->null_mount_fd;
-    if (plan->n_mounts) {
-        struct nsb_mount_report mrep;
-        if (nsb_mount_steps(plan->mounts, plan->n_mounts, &mctx, &mrep) < 0) {
-            struct nsb_spawn_report report;
-            report.step = NSB_STEP_MOUNT;
-            report.err = mrep.err;
-            report.index = mrep.index;
-            report.phase = mrep.phase;
-            memcpy(report.msg, mrep.msg, sizeof(report.msg));
-            nsb_report(plan, &report);
-        }
-    }
+    nsb_child_mounts(plan, &mctx);
     if (plan->pivot_root) {
-        /* into the root the mount steps resolved (an fd: no path to swap) */
         if (mctx.root >= 0)
-            TRY(syscall(__NR_fchdir, mctx.root), NSB_STEP_PIVOT_ROOT, 0);
+            TRY(syscall(__NR_fchdir, mctx.root), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_ENTER);
         else
-            TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, 0);
+            TRY(syscall(__NR_chdir, plan->pivot_root), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_ENTER);
         nsb_mount_ctx_close(&mctx);
-        TRY(nsb_pivot_root(".", "."), NSB_STEP_PIVOT_ROOT, 1);
-        TRY(nsb_umount2(".", MNT_DETACH), NSB_STEP_PIVOT_ROOT, 2);
-        TRY(syscall(__NR_chdir, "/"), NSB_STEP_PIVOT_ROOT, 3);
+        TRY(nsb_pivot_root(".", "."), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_ROOT);
+        TRY(nsb_umount2(".", MNT_DETACH), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_DETACH);
+        TRY(syscall(__NR_chdir, "/"), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_CHDIR);
     }
     nsb_mount_ctx_close(&mctx);
+}
+
+/* CHDIR, RLIMIT. */
+static void nsb_child_cwd_limits(const struct nsb_spawn_plan *plan)
+{
+    int i;
     if (plan->cwd)
         TRY(syscall(__NR_chdir, plan->cwd), NSB_STEP_CHDIR, 0);
     for (i = 0; i < plan->n_rlimits; i++) {
-        struct rlimit rl;
+        /* prlimit64 of ourselves: 64-bit limits everywhere (setrlimit's rlim_t
+         * is 32-bit on 32-bit ABIs, and the generic table may lack setrlimit) */
+        struct rlimit64 rl;
         rl.rlim_cur = plan->rlimits[i].soft;
         rl.rlim_max = plan->rlimits[i].hard;
-        TRY(syscall(__NR_setrlimit, plan->rlimits[i].resource, &rl), NSB_STEP_RLIMIT, i);
+        TRY(syscall(__NR_prlimit64, 0, plan->rlimits[i].resource, &rl, NULL), NSB_STEP_RLIMIT,
+            i);
     }
+}
+
+/* CAPBSET, SETGROUPS, SETGID, SETUID: the bounding set first (dropping needs
+ * CAP_SETPCAP, gone after setuid), and PR_SET_KEEPCAPS so that setresuid keeps
+ * the permitted set for capset. */
+static void nsb_child_ids(const struct nsb_spawn_plan *plan)
+{
     if (plan->set_caps) {
-        /* the bounding set first: dropping needs CAP_SETPCAP, gone after setuid */
         int cap;
-        for (cap = 0; cap <= 63; cap++) {
+        for (cap = 0; cap < NSB_CAP_BITS; cap++) {
             if (plan->cap_bounding >> cap & 1)
                 continue;
             if (nsb_prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
@@ -217,46 +309,61 @@ static int nsb_child_main(void *arg)
             }
         }
         if (plan->uid >= 0)
-            TRY(nsb_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), NSB_STEP_SETUID, 1);
+            TRY(nsb_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), NSB_STEP_SETUID, NSB_SUB_SETUID_KEEPCAPS);
     }
     if (plan->set_groups)
-        TRY(syscall(__NR_setgroups, plan->n_groups, plan->groups), NSB_STEP_SETGROUPS, 0);
+        TRY(syscall(NSB_NR_SETGROUPS, plan->n_groups, plan->groups), NSB_STEP_SETGROUPS, 0);
     if (plan->gid >= 0)
-        TRY(syscall(__NR_setresgid, plan->gid, plan->gid, plan->gid), NSB_STEP_SETGID, 0);
+        TRY(syscall(NSB_NR_SETRESGID, plan->gid, plan->gid, plan->gid), NSB_STEP_SETGID, 0);
     if (plan->uid >= 0)
-        TRY(syscall(__NR_setresuid, plan->uid, plan->uid, plan->uid), NSB_STEP_SETUID, 0);
+        TRY(syscall(NSB_NR_SETRESUID, plan->uid, plan->uid, plan->uid), NSB_STEP_SETUID,
+            NSB_SUB_SETUID_ID);
+}
+
+/* CAPSET, AMBIENT: the plan's sets; without them, nothing inheritable or
+ * ambient unless asked for (CVE-2022-24769). */
+static void nsb_child_caps(const struct nsb_spawn_plan *plan)
+{
+    struct nsb_caps caps;
     if (plan->set_caps) {
-        struct nsb_caps caps;
         int cap;
         caps.effective = plan->cap_effective;
         caps.permitted = plan->cap_permitted;
         caps.inheritable = plan->cap_inheritable;
-        TRY(nsb_capset(&caps), NSB_STEP_CAPSET, 0);
-        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT, -1);
-        for (cap = 0; cap <= 63; cap++) {
+        TRY(nsb_capset(&caps), NSB_STEP_CAPSET, NSB_SUB_CAPSET_SETS);
+        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT,
+            NSB_SUB_AMBIENT_CLEAR);
+        for (cap = 0; cap < NSB_CAP_BITS; cap++) {
             if (plan->cap_ambient >> cap & 1)
                 TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0),
                     NSB_STEP_AMBIENT, cap);
         }
-    }
-    if (!plan->set_caps && plan->clear_inheritable) {
-        /* CVE-2022-24769: nothing inheritable or ambient unless asked for */
-        struct nsb_caps caps;
-        TRY(nsb_capget(0, &caps), NSB_STEP_CAPSET, 1);
+    } else if (plan->clear_inheritable) {
+        TRY(nsb_capget(0, &caps), NSB_STEP_CAPSET, NSB_SUB_CAPSET_CLEAR_INHERITABLE);
         if (caps.inheritable) {
             caps.inheritable = 0;
-            TRY(nsb_capset(&caps), NSB_STEP_CAPSET, 1);
+            TRY(nsb_capset(&caps), NSB_STEP_CAPSET, NSB_SUB_CAPSET_CLEAR_INHERITABLE);
         }
-        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT, -1);
+        TRY(nsb_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), NSB_STEP_AMBIENT,
+            NSB_SUB_AMBIENT_CLEAR);
     }
+}
+
+/* NO_NEW_PRIVS, PDEATHSIG, umask. */
+static void nsb_child_privs(const struct nsb_spawn_plan *plan)
+{
     if (plan->no_new_privs)
         TRY(nsb_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), NSB_STEP_NO_NEW_PRIVS, 0);
     if (plan->pdeathsig) /* after setresuid, which clears it */
         TRY(nsb_prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0), NSB_STEP_PDEATHSIG, 0);
     if (plan->umask >= 0)
         syscall(__NR_umask, plan->umask);
-    if (plan->init)
-        nsb_init(plan); /* returns in the command's process only */
+}
+
+/* SIGNALS: SIGPIPE and SIGXFSZ back to SIG_DFL (as subprocess), nothing blocked. */
+static void nsb_child_signals(const struct nsb_spawn_plan *plan)
+{
+    sigset_t none;
     if (plan->default_signals) {
         struct sigaction dfl;
         memset(&dfl, 0, sizeof(dfl));
@@ -264,28 +371,48 @@ static int nsb_child_main(void *arg)
         TRY(sigaction(SIGPIPE, &dfl, NULL), NSB_STEP_SIGNALS, SIGPIPE);
         TRY(sigaction(SIGXFSZ, &dfl, NULL), NSB_STEP_SIGNALS, SIGXFSZ);
     }
-    {
-        sigset_t none;
-        sigemptyset(&none);
-        TRY(syscall(__NR_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(long)),
-            NSB_STEP_SIGNALS, 0);
+    sigemptyset(&none);
+    TRY(syscall(__NR_rt_sigprocmask, SIG_SETMASK, &none, NULL, NSB_KERNEL_SIGSET_SIZE),
+        NSB_STEP_SIGNALS, NSB_SUB_SIGNALS_MASK);
+}
+
+/* EXEC: each candidate path in turn, as execvp: ENOENT-like errors try the
+ * next one, and EACCES is remembered. */
+static void nsb_child_exec(const struct nsb_spawn_plan *plan) __attribute__((noreturn));
+static void nsb_child_exec(const struct nsb_spawn_plan *plan)
+{
+    int first_err = 0, i;
+    for (i = 0; plan->exec_paths[i]; i++) {
+        syscall(__NR_execve, plan->exec_paths[i], plan->argv, plan->envp);
+        if (errno == EACCES)
+            first_err = EACCES;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
+                 errno != ENAMETOOLONG && errno != ESTALE)
+            nsb_fail(plan, NSB_STEP_EXEC, i);
     }
-    {
-        int first_err = 0;
-        for (i = 0; plan->exec_paths[i]; i++) {
-            syscall(__NR_execve, plan->exec_paths[i], plan->argv, plan->envp);
-            /* as execvp: remember EACCES, try the next directory on ENOENT-like errors */
-            if (errno == EACCES)
-                first_err = EACCES;
-            else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
-                     errno != ENAMETOOLONG && errno != ESTALE)
-                nsb_fail(plan, NSB_STEP_EXEC, i);
-        }
-        if (first_err)
-            errno = first_err;
-        nsb_fail(plan, NSB_STEP_EXEC, i > 0 ? i - 1 : 0);
-    }
-    return 127;
+    if (first_err)
+        errno = first_err;
+    nsb_fail(plan, NSB_STEP_EXEC, i > 0 ? i - 1 : 0);
+}
+
+static int nsb_child_main(void *arg)
+{
+    const struct nsb_spawn_plan *plan = arg;
+    nsb_child_sync(plan);
+    nsb_child_join(plan);
+    nsb_child_fds(plan);
+    nsb_child_session(plan);
+    if (plan->loopback)
+        nsb_child_loopback(plan);
+    nsb_child_root(plan);
+    nsb_child_cwd_limits(plan);
+    nsb_child_ids(plan);
+    nsb_child_caps(plan);
+    nsb_child_privs(plan);
+    if (plan->init)
+        nsb_init(plan); /* returns in the command's process only */
+    nsb_child_signals(plan);
+    nsb_child_exec(plan);
 }
 
 /*
@@ -316,7 +443,7 @@ static long nsb_clone3_call(struct clone_args *cl, int (*fn)(void *), void *arg)
         : "a"((long)__NR_clone3), "D"(cl), "S"(sizeof(*cl)), "r"(r12), "r"(r13),
           [exit_nr] "i"(__NR_exit_group)
         : "rcx", "r11", "memory");
-    if (ret < 0 && ret > -4096) {
+    if (ret < 0 && ret >= -NSB_MAX_ERRNO) {
         errno = (int)-ret;
         return -1;
     }

@@ -4,30 +4,44 @@
  * allows it - that runs no Python, takes no lock and allocates no memory
  * between clone3 and execve.
  *
- * The child's steps, in this fixed order (the order runc and crun follow):
- *   wait for the parent (it writes the user namespace id maps)  SYNC
- *   join prepared namespaces (a warm pool)                      SETNS
- *   join cgroup v1 hierarchies (v2: CLONE_INTO_CGROUP)          CGROUP
- *   fd mapping (dup2), close every other fd (before any chdir)  DUP2, CLOSE_RANGE
- *   setsid / setpgid                                            SETSID, SETPGID
- *   hostname, domainname                                        HOSTNAME, DOMAINNAME
- *   bring lo up in a new network namespace                      LOOPBACK
- *   mounts, in the order given (mountsteps.h: resolved in the    MOUNT
- *   root for a rootfs)
- *   pivot_root(".", ".") in the new root, detach the old one    PIVOT_ROOT
- *   chdir to the working directory                              CHDIR
- *   rlimits                                                     RLIMIT
- *   bounding set drop (needs CAP_SETPCAP: before setuid)        CAPBSET
- *   setgroups / setresgid / setresuid (keeping capabilities)    SETGROUPS, SETGID, SETUID
- *   capset, ambient raise                                       CAPSET, AMBIENT
- *   no_new_privs, parent-death signal, umask                    NO_NEW_PRIVS, PDEATHSIG
+ * The child's steps, in this fixed order (nsb_child_main in spawn.c; the order
+ * runc and crun follow), each named by its enum nsb_spawn_step:
+ *   wait for the parent (it writes the user namespace id maps)   SYNC
+ *   join cgroup v1 hierarchies (write "0" to each cgroup.procs;   CGROUP
+ *     v2 needs no step: CLONE_INTO_CGROUP)
+ *   join prepared namespaces (a warm pool), in the order the      SETNS
+ *     plan lists them: Python sorts them by
+ *     nsbind.flags.NAMESPACE_ORDER (USER, NET, UTS, IPC, CGROUP,
+ *     PID, TIME, MNT): the user namespace first (it grants the
+ *     privileges the other joins need), the mount namespace last
+ *   unshare (a private copy of a joined mount namespace)          UNSHARE
+ *   fd mapping (dup3 as dup2), close every other fd (before any   DUP2, CLOSE_RANGE
+ *     chdir)
+ *   setsid / setpgid                                              SETSID, SETPGID
+ *   hostname, domainname                                          HOSTNAME, DOMAINNAME
+ *   bring lo up in a new network namespace                        LOOPBACK
+ *   mounts, in the order given (mountsteps.h: resolved in the     MOUNT
+ *     root for a rootfs)
+ *   into the new root (fchdir to the mount steps' root, else      PIVOT_ROOT
+ *     chdir), pivot_root(".", "."), detach the old root, chdir "/"
+ *   chdir to the working directory                                CHDIR
+ *   rlimits                                                       RLIMIT
+ *   bounding set drop (needs CAP_SETPCAP: before setuid), then    CAPBSET, SETUID
+ *     PR_SET_KEEPCAPS when the uid changes
+ *   setgroups / setresgid / setresuid (keeping capabilities)      SETGROUPS, SETGID, SETUID
+ *   capset, ambient clear and raise (or, without capabilities     CAPSET, AMBIENT
+ *     to set, clear the inheritable and ambient sets)
+ *   no_new_privs, parent-death signal, umask (cannot fail)        NO_NEW_PRIVS, PDEATHSIG
  *   with init: fork; the parent stays as PID 1 and reaps          INIT
- *   default signal handlers, empty signal mask                  SIGNALS
- *   execve, trying each candidate path                          EXEC
+ *   default signal handlers, empty signal mask                    SIGNALS
+ *   execve, trying each candidate path                            EXEC
  * The first failing step is reported as a struct nsb_spawn_report - straight
  * into plan->report when the parent is suspended (CLONE_VM|CLONE_VFORK: no pipe
  * needed), else over err_fd (close-on-exec: EOF means the exec succeeded) -
- * and the child exits with status 127.
+ * and the child exits with status NSB_EXIT_FAILED (127, as a shell's exec).
+ * The report's index says which item of a list failed (mount, rlimit, fd,
+ * exec path, namespace, ...); for the steps that have no list it names the
+ * sub-step instead (enum nsb_spawn_substep).
  */
 #ifndef NSBIND_SPAWN_H
 #define NSBIND_SPAWN_H
@@ -35,6 +49,9 @@
 #include "mountsteps.h"
 
 /* ---- cdef-begin ---- */
+
+/* The exit status of a child whose step failed (it reported why first). */
+#define NSB_EXIT_FAILED 127
 
 enum nsb_spawn_step {
     NSB_STEP_NONE = 0,
@@ -66,12 +83,29 @@ enum nsb_spawn_step {
     NSB_STEP_UNSHARE = 26
 };
 
+/* struct nsb_spawn_report.index of the steps that have sub-steps, not a list. */
+enum nsb_spawn_substep {
+    NSB_SUB_PIVOT_ENTER = 0,   /* PIVOT_ROOT: fchdir (or chdir) into the new root */
+    NSB_SUB_PIVOT_ROOT = 1,    /* PIVOT_ROOT: pivot_root(".", ".") */
+    NSB_SUB_PIVOT_DETACH = 2,  /* PIVOT_ROOT: umount2(".", MNT_DETACH) of the old root */
+    NSB_SUB_PIVOT_CHDIR = 3,   /* PIVOT_ROOT: chdir("/") in the new root */
+    NSB_SUB_LOOPBACK_SOCKET = 0,   /* LOOPBACK: the socket for the ioctls */
+    NSB_SUB_LOOPBACK_GETFLAGS = 1, /* LOOPBACK: SIOCGIFFLAGS */
+    NSB_SUB_LOOPBACK_SETFLAGS = 2, /* LOOPBACK: SIOCSIFFLAGS (IFF_UP) */
+    NSB_SUB_SETUID_ID = 0,         /* SETUID: setresuid */
+    NSB_SUB_SETUID_KEEPCAPS = 1,   /* SETUID: PR_SET_KEEPCAPS before it */
+    NSB_SUB_CAPSET_SETS = 0,       /* CAPSET: the plan's sets */
+    NSB_SUB_CAPSET_CLEAR_INHERITABLE = 1, /* CAPSET: capget/capset emptying inheritable */
+    NSB_SUB_AMBIENT_CLEAR = -1,    /* AMBIENT: clear all (else index is the capability raised) */
+    NSB_SUB_SIGNALS_MASK = 0       /* SIGNALS: the empty mask (else index is the signal reset) */
+};
+
 struct nsb_spawn_report {
     int step;    /* enum nsb_spawn_step */
     int err;     /* errno */
-    int index;   /* which mount, rlimit, fd or exec path */
+    int index;   /* which mount, rlimit, fd, exec path, ...; or enum nsb_spawn_substep */
     int phase;   /* mounts: enum nsb_mount_phase */
-    char msg[160]; /* mounts: the kernel's fs-context message, or "" */
+    char msg[NSB_REPORT_MSG_SIZE]; /* mounts: the kernel's fs-context message, or "" */
 };
 
 struct nsb_rlimit {
