@@ -163,8 +163,15 @@ long long nsb_fstatfs_type(int fd)
     return (long long)st.f_type;
 }
 
+/* No fallback number for bpf(2): it is older than the unified numbering (see
+ * nsbind.h), so its number differs per architecture (321 on x86_64, 280 in the
+ * generic table, 357 on i386, ...).  The kernel headers that define
+ * BPF_PROG_TYPE_CGROUP_DEVICE (4.15, linux/bpf.h above) define __NR_bpf in
+ * asm/unistd.h on every architecture, so a missing one means headers this file
+ * cannot be built against, not an architecture without bpf: stop rather than
+ * compile a bpf() that always fails with ENOSYS. */
 #ifndef __NR_bpf
-#define __NR_bpf 321
+#error "__NR_bpf is not defined: install the kernel headers (linux-libc-dev, >= 4.15) of this architecture"
 #endif
 
 int nsb_bpf_load_cgroup_device(const void *insns, unsigned int n, char *log,

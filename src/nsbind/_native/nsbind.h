@@ -37,43 +37,60 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 
-/* Syscall numbers for kernels newer than the C library's headers (x86_64 and
- * the generic table share these numbers since 5.x). */
-#ifndef __NR_clone3
-#define __NR_clone3 435
-#endif
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
+/*
+ * Syscall numbers for kernels newer than the installed headers.  The rule for
+ * a fallback here: only numbers from the unified table, never one
+ * architecture's own.  Since Linux 5.1 (pidfd_send_signal, 424) every new
+ * syscall gets the same number on every architecture; only the base a few
+ * ABIs put all their numbers at is added (NSB_NR_UNIFIED below: alpha +110,
+ * mips o32/n64/n32 __NR_Linux, x32 __X32_SYSCALL_BIT).  A syscall older than
+ * 424 (bpf, setns, ...) has a number per architecture: no fallback for it, the
+ * headers must define it (see the bpf note in nsbind.c).
+ */
+#if defined(__alpha__)
+#define NSB_NR_UNIFIED(n) ((n) + 110)
+#elif defined(__mips__)
+#define NSB_NR_UNIFIED(n) (__NR_Linux + (n))
+#elif defined(__x86_64__) && defined(__ILP32__)
+#define NSB_NR_UNIFIED(n) (__X32_SYSCALL_BIT + (n))
+#else
+#define NSB_NR_UNIFIED(n) (n)
 #endif
 #ifndef __NR_pidfd_send_signal
-#define __NR_pidfd_send_signal 424
-#endif
-#ifndef __NR_pidfd_getfd
-#define __NR_pidfd_getfd 438
+#define __NR_pidfd_send_signal NSB_NR_UNIFIED(424)
 #endif
 #ifndef __NR_open_tree
-#define __NR_open_tree 428
+#define __NR_open_tree NSB_NR_UNIFIED(428)
 #endif
 #ifndef __NR_move_mount
-#define __NR_move_mount 429
+#define __NR_move_mount NSB_NR_UNIFIED(429)
 #endif
 #ifndef __NR_fsopen
-#define __NR_fsopen 430
+#define __NR_fsopen NSB_NR_UNIFIED(430)
 #endif
 #ifndef __NR_fsconfig
-#define __NR_fsconfig 431
+#define __NR_fsconfig NSB_NR_UNIFIED(431)
 #endif
 #ifndef __NR_fsmount
-#define __NR_fsmount 432
+#define __NR_fsmount NSB_NR_UNIFIED(432)
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open NSB_NR_UNIFIED(434)
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 NSB_NR_UNIFIED(435)
 #endif
 #ifndef __NR_close_range
-#define __NR_close_range 436
+#define __NR_close_range NSB_NR_UNIFIED(436)
 #endif
 #ifndef __NR_openat2
-#define __NR_openat2 437
+#define __NR_openat2 NSB_NR_UNIFIED(437)
+#endif
+#ifndef __NR_pidfd_getfd
+#define __NR_pidfd_getfd NSB_NR_UNIFIED(438)
 #endif
 #ifndef __NR_mount_setattr
-#define __NR_mount_setattr 442
+#define __NR_mount_setattr NSB_NR_UNIFIED(442)
 #endif
 
 /* Constants that older uapi headers lack (values are kernel ABI). */
