@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from nsbind.errors import InvalidValue, LookupFailed, NsbindError
-from nsbind.users import User, resolve_user
+from nsbind.users import MAX_FILE_BYTES, User, resolve_user
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -70,7 +70,7 @@ def test_errors_are_nsbind_errors_and_the_builtin_kind(rootfs: pathlib.Path) -> 
     with pytest.raises(InvalidValue, match=r"^user ':staff': no user$") as bad:
         resolve_user(rootfs, ":staff")
     assert isinstance(bad.value, ValueError)
-    (rootfs / "etc" / "group").write_bytes(b"#" * ((1 << 20) + 1))
+    (rootfs / "etc" / "group").write_bytes(b"#" * (MAX_FILE_BYTES + 1))
     with pytest.raises(InvalidValue, match=r"^/etc/group in the rootfs is larger than"):
         resolve_user(rootfs, "app")
 
@@ -79,6 +79,7 @@ def test_passwd_that_is_a_directory_leaves_no_fd_open(rootfs: pathlib.Path) -> N
     (rootfs / "etc" / "passwd").unlink()
     (rootfs / "etc" / "passwd").mkdir()
     before = sorted(os.listdir("/proc/self/fd"))
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(InvalidValue, match=r"^/etc/passwd in the rootfs is a directory, not a "
+                                           "regular file: refused$"):
         resolve_user(rootfs, "app")
     assert sorted(os.listdir("/proc/self/fd")) == before
