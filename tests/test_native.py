@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 import nsbind
+from helpers import child_exit
+from nsbind import CloneFlags
 from nsbind._native import ffi, lib
 
 NATIVE = pathlib.Path(nsbind.__file__).parent / "_native"
@@ -77,3 +82,37 @@ def test_spawn_sub_steps_are_distinct_within_each_step() -> None:
     assert lib.NSB_SUB_AMBIENT_CLEAR < 0  # never a capability number
     assert lib.NSB_SUB_SIGNALS_MASK == 0  # never a signal number
 
+
+_FORKS: list[str] = []
+
+
+@functools.cache
+def _watch_forks() -> None:
+    # once per session: handlers cannot be unregistered (they only append to a list)
+    os.register_at_fork(before=lambda: _FORKS.append("before"),
+                        after_in_parent=lambda: _FORKS.append("parent"),
+                        after_in_child=lambda: _FORKS.append("child"))
+
+
+def test_clone3_runs_the_fork_handlers_and_leaves_the_child_a_working_interpreter() -> None:
+    """nsb_clone3_python does os.fork's work in C: the handlers run around the clone,
+    and the child's interpreter is reset for its one thread (it can start threads)."""
+    _watch_forks()
+    _FORKS.clear()
+    pid, pidfd = nsbind.clone3(CloneFlags.PIDFD)
+    if pid == 0:
+
+        def child() -> int:
+            if _FORKS != ["before", "child"]:
+                return 1
+            ran: list[int] = []
+            worker = threading.Thread(target=lambda: ran.append(threading.get_ident()))
+            worker.start()
+            worker.join()
+            return 0 if len(ran) == 1 and threading.active_count() == 1 else 2
+
+        child_exit(child)
+    assert pidfd is not None
+    with pidfd:
+        assert pidfd.wait().returncode == 0
+    assert _FORKS == ["before", "parent"]

@@ -3,8 +3,9 @@
 ``setup.py`` names ``src/nsbind/_native/build.py:ffibuilder`` in ``cffi_modules``;
 ``pip install .`` compiles ``nsbind._native._nsbind`` from the real C sources beside
 this file.  ``cdef`` gets the kernel constants and structs from ``constants.h``
-(values taken from the system headers at build time) and the function prototypes
-from the marked section of ``nsbind.h``, so nothing is declared twice.
+(values taken from the system headers at build time) and the types and function
+prototypes from the marked section of each header in ``HEADERS``, so nothing is
+declared twice.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ def _prototypes(name: str) -> str:
     return match.group(1)
 
 
+HEADERS = ("nsbind.h", "mountsteps.h", "spawn.h", "pyclone.h")
+
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "constants.h").read_text() + _prototypes("nsbind.h")
-               + _prototypes("mountsteps.h") + _prototypes("spawn.h"))
+ffibuilder.cdef((HERE / "constants.h").read_text() + "".join(_prototypes(h) for h in HEADERS))
 ffibuilder.set_source(
     "nsbind._native._nsbind",
-    '#include "nsbind.h"\n#include "mountsteps.h"\n#include "spawn.h"',
+    "".join(f'#include "{h}"\n' for h in HEADERS),
     # setuptools wants source paths relative to setup.py's directory (the cwd).
     sources=[os.path.relpath(HERE / n)
-             for n in ("nsbind.c", "inroot.c", "mountsteps.c", "spawn.c")],
+             for n in ("nsbind.c", "inroot.c", "mountsteps.c", "spawn.c", "pyclone.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -163,6 +163,9 @@ struct nsb_caps {
     uint64_t inheritable;
 };
 
+/* The bare clone3: cffi releases the GIL around it, so the child must not run
+ * Python (a probe that is meant to fail, or a child that only execs); for a
+ * child that goes on in Python, nsb_clone3_python (pyclone.h). */
 long nsb_clone3(struct clone_args *args, size_t size);
 int nsb_unshare(int flags);
 int nsb_setns(int fd, int nstype);

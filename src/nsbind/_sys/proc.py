@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import enum
 import errno
-import functools
 import os
 import select
 import signal
 from collections.abc import Iterable
 from typing import Any
 
-from nsbind._native import _nsbind, ffi, lib
+from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, fdnum
 from nsbind.errors import check, raise_errno
 from nsbind.flags import CloneFlags, WaitFlags, flag_names
@@ -194,18 +192,6 @@ def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-@functools.cache
-def _clone3_holding_gil() -> ctypes._NamedFuncPointer:
-    # cffi releases the GIL around native calls; a fork-like clone must not, or
-    # another thread could own the GIL at the moment of the clone and the child
-    # would wait for it forever.  ctypes.PyDLL calls with the GIL held, like os.fork.
-    dll = ctypes.PyDLL(_nsbind.__file__, use_errno=True)
-    fn = dll.nsb_clone3
-    fn.restype = ctypes.c_long
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-    return fn
-
-
 def clone3(
     flags: int = 0,
     *,
@@ -253,16 +239,13 @@ def clone3(
         args.set_tid = int(ffi.cast("uintptr_t", tid_array))
         args.set_tid_size = len(tids)
 
-    pythonapi = ctypes.pythonapi
-    pythonapi.PyOS_BeforeFork()
-    pid = _clone3_holding_gil()(int(ffi.cast("uintptr_t", args)), ffi.sizeof("struct clone_args"))
+    # in C (pyclone.c): the GIL taken back for the clone and the fork handlers
+    # run around it, as os.fork does
+    pid = lib.nsb_clone3_python(args, ffi.sizeof("struct clone_args"))
     if pid == 0:
-        pythonapi.PyOS_AfterFork_Child()
         return 0, None
-    err = ctypes.get_errno()
-    pythonapi.PyOS_AfterFork_Parent()
     if pid < 0:
-        raise_errno(err, "clone3", what=f"clone3 {flag_names(CloneFlags, flags)}")
+        raise_errno(ffi.errno, "clone3", what=f"clone3 {flag_names(CloneFlags, flags)}")
     pidfd = PidFd(pidfd_out[0], pid) if flags & lib.CLONE_PIDFD else None
     return pid, pidfd
 
