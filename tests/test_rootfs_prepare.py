@@ -120,3 +120,96 @@ def test_a_prepared_root_hands_the_child_no_extra_fd(tmp_path: pathlib.Path) -> 
                    stdout=-1) as proc:
             out, _ = proc.communicate(timeout=30)
     assert out is not None and out.split() == [b"0", b"1", b"2", b"3"]  # 3: ls's own dir
+
+
+def _plant(root_dir: str, host_path: pathlib.Path, text: str) -> None:
+    """Put an image file where a host path would resolve inside the root."""
+    inside = pathlib.Path(root_dir + str(host_path))
+    inside.mkdir(parents=True, exist_ok=True)
+    (inside / "file").write_text(text)
+
+
+def _host_volume(tmp_path: pathlib.Path, text: str, file_text: str
+                 ) -> tuple[pathlib.Path, pathlib.Path]:
+    """A host directory with a file in it, and a host file, to bind into roots."""
+    host_dir = tmp_path / "hostvol"
+    host_dir.mkdir()
+    (host_dir / "file").write_text(text)
+    host_file = tmp_path / "hostfile"
+    host_file.write_text(file_text)
+    return host_dir, host_file
+
+
+def test_a_prepared_roots_bind_source_is_the_hosts_not_the_images(
+        tmp_path: pathlib.Path) -> None:
+    """Host sources of a prepared root are opened on the host before any step runs in
+    the container's root: an image (or a running container) that plants a file at the
+    host path cannot hand later containers its own 'volume'."""
+    host_dir, host_file = _host_volume(tmp_path, "from the host", "host file")
+    root_dir = busybox_root(tmp_path / "root")
+    _plant(root_dir, host_dir, "planted by the image")
+    pathlib.Path(root_dir + str(host_file)).write_text("planted file")
+    for prepared in (False, True):
+        root = RootFS(root_dir).add(mounts.proc(), mounts.bind(host_dir, "/vol"),
+                                    mounts.bind(host_file, "/etc/f", readonly=True))
+        with (root.prepare() if prepared else root) as ready:
+            for _ in range(2):  # the second spawn too (a kept plan must open them again)
+                with spawn(["/bin/sh", "-c", "cat /vol/file; echo; cat /etc/f"], namespaces=NS,
+                           rootfs=ready, env={"PATH": "/bin"}, stdout=-1) as proc:
+                    out, _ = proc.communicate(timeout=30)
+                assert (out, proc.returncode) == (b"from the host\nhost file", 0), prepared
+
+
+def test_a_prepared_root_with_a_host_overlay_step_assembles_it_per_spawn(
+        tmp_path: pathlib.Path) -> None:
+    """An overlay after the per-container filesystems names host layers: the spawn
+    assembles the root itself (as without prepare) rather than read them inside it."""
+    low1, low2, host_m = tmp_path / "l1", tmp_path / "l2", "/mnt"
+    for d in (low1, low2):
+        d.mkdir()
+    (low1 / "file").write_text("host layer")
+    root_dir = busybox_root(tmp_path / "root")
+    _plant(root_dir, low1, "planted layer")
+    os.makedirs(os.path.join(root_dir, str(low2).lstrip("/")), exist_ok=True)
+    step = mounts.overlay_step(host_m, [low1, low2])
+    with RootFS(root_dir).add(mounts.proc(), step).prepare() as root:
+        with spawn(["/bin/cat", "/mnt/file"], namespaces=NS, rootfs=root, stdout=-1) as proc:
+            out, _ = proc.communicate(timeout=30)
+    assert (out, proc.returncode) == (b"host layer", 0)
+
+
+_PROBE = ("cat /proc/self/mountinfo | cut -d' ' -f5,6,9,10 | sed 's/,\\?relatime//' | sort; "
+          "ls -ln /dev /vol | sed 's/ [A-Z][a-z][a-z] .* / /'; cat /vol/file /etc/f; "
+          "touch /vol/new /etc/f /proc/sys/x /sys/x 2>&1 | sed 's/^touch: //' | sort; "
+          "cat /proc/kcore 2>&1 | wc -c; ls /secret 2>&1; hostname")
+
+
+def test_every_step_kind_does_the_same_in_a_plain_and_a_prepared_root(
+        tmp_path: pathlib.Path) -> None:
+    """A differential test: the same RootFS, every kind of step (filesystems, binds of a
+    directory and a file, read-only, devices, symlinks, directories, masks, read-only
+    paths, a read-only root), spawned plain and prepared: the same mount table (points,
+    types, options), the same /dev, the same contents and the same refusals."""
+    host_dir, host_file = _host_volume(tmp_path, "vol\n", "f\n")
+    outs = []
+    for prepared in (False, True):  # each its own copy of the image: steps create files
+        root_dir = busybox_root(tmp_path / f"root-{prepared}")
+        _plant(root_dir, host_dir, "planted\n")
+        os.mkdir(os.path.join(root_dir, "secret"))
+        (pathlib.Path(root_dir) / "secret" / "s").write_text("s")
+        root = RootFS(root_dir, readonly=True).add(
+            mounts.proc(), mounts.sysfs(), mounts.dev(), mounts.tmpfs("/tmp", size="1m"),
+            mounts.mqueue(), mounts.bind(host_dir, "/vol"),
+            mounts.bind(host_file, "/etc/f", readonly=True), mounts.mkdir("/made"),
+            mounts.symlink("/link", "/made"), mounts.device("/dev/mine", 1, 3))
+        root.mask("/secret")
+        with (root.prepare() if prepared else root) as ready:
+            with spawn(["/bin/sh", "-c", _PROBE], namespaces=Namespaces(
+                    pid=True, mnt=True, uts=True, ipc=True), hostname="diff", rootfs=ready,
+                    env={"PATH": "/bin"}, stdout=-1, stderr=-2) as proc:
+                out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        outs.append(out.decode() if out else "")
+        (host_dir / "new").unlink()  # the volume is writable: the probe made it
+    assert outs[0] == outs[1]
+    assert "vol\nf\n" in outs[0] and "planted" not in outs[0]

@@ -53,6 +53,8 @@ class MountOpt(enum.IntFlag):
     CREATE_DIR = lib.NSB_MNTF_CREATE_DIR
     CREATE_FILE = lib.NSB_MNTF_CREATE_FILE
     RECURSIVE = lib.NSB_MNTF_RECURSIVE
+    #: BIND: ``fd`` is a detached tree made for this one step: attached, not cloned
+    ATTACH_FD = lib.NSB_MNTF_ATTACH_FD
 
 
 class MountPhase(enum.IntEnum):

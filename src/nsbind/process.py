@@ -26,7 +26,7 @@ from typing import IO, Any
 from nsbind import idmap
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, PathLike
-from nsbind._sys.mount import open_tree
+from nsbind._sys.mount import MountFd, open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
@@ -278,6 +278,7 @@ class _Resources:
         self.joined: list[tuple[Namespace, NamespaceFd]] = []
         self.for_children: list[tuple[Namespace, NamespaceFd]] = []
         self.v1_procs: list[int] = []
+        self.mounts: list[MountFd] = []
         self.step_fds = False
 
     def __enter__(self) -> _Resources:
@@ -295,6 +296,8 @@ class _Resources:
             nsfd.close()
         for fd in self.v1_procs:
             os.close(fd)
+        for mnt in self.mounts:
+            mnt.close()
 
     def acquire(self, request: SpawnRequest, plan: Plan, pool: NamespacePool | None) -> None:
         """Open what the child joins: the target's namespaces, v1 cgroups, a pooled one."""
@@ -321,13 +324,16 @@ class _Resources:
         namespaces to join; return the fds the child must keep open until its exec."""
         keep: list[int] = []
         steps = static.steps
+        root = static.root
+        if root is not None and root.host_sources:
+            # a prepared root's child runs inside the root: host sources are opened here
+            steps, self.mounts = root.open_host_sources()
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
         # above the stdio targets and kept open until the exec
         self.step_fds = any(step.fd >= 0 or step.userns_fd >= 0 for step in steps)
         if self.step_fds:
             steps = tuple(self.stdio.high_step_fds(step, base) for step in steps)
             keep += [fd for step in steps for fd in (step.fd, step.userns_fd) if fd >= 0]
-        root = static.root
         if root is not None and root.masks:
             # a prepared root's child cannot reach this /dev/null: hand it a detached bind
             with open_tree("/dev/null", OpenTreeFlags.CLONE) as null:

@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import PathLike, fsbytes
-from nsbind._sys.mount import pivot_root, umount2
+from nsbind._sys.mount import MountFd, open_tree, pivot_root, umount2
 from nsbind._sys.ns import NamespaceFd, open_namespace
-from nsbind.flags import MountAttr, Namespace, Propagation, UmountFlags
+from nsbind.flags import AtFlags, MountAttr, Namespace, OpenTreeFlags, Propagation, UmountFlags
 from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, bind, mask, overlay_step, readonly
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
@@ -71,10 +71,46 @@ class RootPlan:
     pivot_root: str | None = None
     namespace: NamespaceFd | None = None
     masks: bool = False
+    #: indices of bind steps whose source is a host path: in a prepared root the child
+    #: runs inside the container's root, where that path names the image's file, so
+    #: the spawning process opens them first (:meth:`open_host_sources`)
+    host_sources: tuple[int, ...] = ()
+
+    def open_host_sources(self) -> tuple[tuple[MountStep, ...], list[MountFd]]:
+        """The steps with every host source opened here, on the host, as a detached
+        mount the child clones and attaches (as a plain spawn would have bound it), and
+        the mount fds, which the caller closes once the child has exec'd."""
+        if not self.host_sources:
+            return self.steps, []
+        steps = list(self.steps)
+        opened: list[MountFd] = []
+        try:
+            for i in self.host_sources:
+                step = steps[i]
+                assert step.source is not None
+                flags = int(OpenTreeFlags.CLONE)
+                if step.opts & MountOpt.RECURSIVE:
+                    flags |= AtFlags.RECURSIVE
+                opened.append(open_tree(step.source, flags))
+                steps[i] = dataclasses.replace(step, source=None, fd=opened[-1].fileno(),
+                                               opts=step.opts | MountOpt.ATTACH_FD)
+        except BaseException:
+            for mnt in opened:
+                mnt.close()
+            raise
+        return tuple(steps), opened
 
 
 def _per_spawn(step: MountStep) -> bool:
     return step.kind == MountKind.FS and step.fstype in _PER_SPAWN_FS
+
+
+def _host_path(step: MountStep) -> bool:
+    """Whether a step reads a host path other than a bind source: an overlay's layers, a
+    block device, a device node to bind when mknod is refused."""
+    if step.kind == MountKind.FS:
+        return step.fstype == "overlay" or (step.source or "").startswith("/")
+    return step.kind == MountKind.CLASSIC
 
 
 def _make_template(path: str, shared: Sequence[MountStep]) -> NamespaceFd:
@@ -226,10 +262,20 @@ class RootFS:
             first = next(i for i, s in enumerate(steps) if s.kind == MountKind.ROOT) + 1
             while first < len(steps) and not _per_spawn(steps[first]):
                 first += 1
+            # what runs after the pivot runs inside the container's root: a host path
+            # there would name the image's file.  Bind sources are opened by the
+            # spawning process; a device node is made, never bound from the host; a
+            # step that reads other host paths keeps the root unprepared.
+            rest = tuple(dataclasses.replace(s, source=None)
+                         if s.kind == MountKind.DEVICE else s for s in steps[first:])
+            if any(_host_path(s) for s in rest):
+                return RootPlan(steps, pivot_root=self.path)
             ns = _make_template(self.path, steps[:first])
-            rest = steps[first:]
-            self._template = RootPlan((_ROOT_HERE, *rest), namespace=ns,
-                                      masks=any(s.kind == MountKind.MASK for s in rest))
+            self._template = RootPlan(
+                (_ROOT_HERE, *rest), namespace=ns,
+                masks=any(s.kind == MountKind.MASK for s in rest),
+                host_sources=tuple(i + 1 for i, s in enumerate(rest)
+                                   if s.kind == MountKind.BIND and s.fd < 0 and s.source))
         return self._template
 
     def plan_for(self, namespaces: Namespaces, has_mounts: bool = False) -> RootPlan:

@@ -214,6 +214,7 @@ class _Lib:
     NSB_MNTF_CREATE_DIR: int
     NSB_MNTF_CREATE_FILE: int
     NSB_MNTF_RECURSIVE: int
+    NSB_MNTF_ATTACH_FD: int
     NSB_PH_MOUNT: int
     NSB_PH_RESOLVE: int
     NSB_PH_CREATE: int

@@ -197,6 +197,8 @@ static int nsb_step_fs(const struct nsb_mount_step *st, struct nsb_mount_ctx *ct
 static int nsb_bind_source(const struct nsb_mount_step *st, int rec)
 {
     unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0);
+    if (st->fd >= 0 && (st->opts & NSB_MNTF_ATTACH_FD))
+        return fcntl(st->fd, F_DUPFD_CLOEXEC, 0); /* closed after the attach: a copy */
     if (st->fd >= 0)
         return nsb_open_tree(st->fd, "", flags | AT_EMPTY_PATH);
     return nsb_open_tree(AT_FDCWD, st->source, flags);

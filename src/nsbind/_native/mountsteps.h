@@ -41,7 +41,10 @@ enum nsb_mount_opt {
     NSB_MNTF_OPTIONAL = 2,    /* a missing target skips the step */
     NSB_MNTF_CREATE_DIR = 4,  /* create a missing target as a directory (and its parents) */
     NSB_MNTF_CREATE_FILE = 8, /* create a missing target as an empty file (parents: dirs) */
-    NSB_MNTF_RECURSIVE = 16   /* BIND, READONLY, PROPAGATION: the whole tree */
+    NSB_MNTF_RECURSIVE = 16,  /* BIND, READONLY, PROPAGATION: the whole tree */
+    NSB_MNTF_ATTACH_FD = 32   /* BIND: fd is a detached tree made for this step alone:
+                                 attach it as it is, not a clone (a tree detached in
+                                 another mount namespace cannot be cloned here) */
 };
 
 /*
