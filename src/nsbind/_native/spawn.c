@@ -556,14 +556,16 @@ int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
                       struct nsb_spawn_report *report)
 {
     size_t got = 0;
-    int rc = 0;
+    int rc = 0, saved = 0;
 
     if (err_r < 0)
         return report->step != 0;
     if (sync_w >= 0) {
         char go = 'g';
-        if (write(sync_w, &go, 1) != 1)
+        if (write(sync_w, &go, 1) != 1) {
             rc = -1;
+            saved = errno; /* returned with -1, past the close and reads below */
+        }
         close(sync_w);
     }
     /* wait for the exec (EOF) or the child's report */
@@ -580,7 +582,9 @@ int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
         munmap(res->stack, res->stack_size);
         res->stack = NULL;
     }
-    if (rc < 0)
+    if (rc < 0) {
+        errno = saved;
         return -1;
+    }
     return got == sizeof(*report) ? 1 : 0;
 }
