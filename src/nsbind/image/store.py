@@ -7,12 +7,24 @@ Layout under the store's root (``/var/lib/nsbind`` for root, else
     images/<config hex>.json       an image: its tags, source and layer diff_ids
     locks/<diff_id hex>.lock       flock(2) held while that layer is unpacked
     tmp/                           layers being unpacked (renamed into layers/ when done)
+                                   or removed (renamed out of layers/ first)
+
+``layers``, ``layers/sha256``, ``images``, ``locks`` and ``tmp`` are mode 0700 (made
+so when the store is opened), as containers/storage keeps its layers: an image's
+setuid files and device nodes (a 0666 block device) are out of other local users'
+reach.  A layer directory itself keeps 0755: it is the root of the overlay, and a
+container's non-root user must be able to enter it.
 
 A layer is unpacked into ``tmp/`` and renamed into place only once its digest,
 size and diff_id matched, so a crash, a Ctrl-C or a bad digest leaves no half
 layer where it would be used; two processes unpacking the same layer serialise
 on its lock and the second one finds it done.  :meth:`Store.gc` removes layers
 no image references and temp directories nobody is writing.
+
+Caps (``max_bytes``, ``max_entries``, ``max_depth``: see :mod:`nsbind.image.unpack`)
+are the store's defaults, set when it is made and overridable per call.  Every tree
+walk (removing a layer, a failed unpack or flatten) is iterative: any depth works, and
+a failure leaves no half-made directory behind.
 """
 
 from __future__ import annotations
@@ -22,19 +34,20 @@ import dataclasses
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from nsbind._sys.fd import PathLike
 from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageError, Layer
-from nsbind.image.unpack import LayerStats, extract_layer
+from nsbind.image.tree import remove_path
+from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES, LayerStats, extract_layer
 from nsbind.rootfs import RootFS
 
-__all__ = ["Store", "StoredImage", "default_store_path"]
+__all__ = ["Store", "StoredImage", "default_store_path", "flatten"]
 
 Progress = Callable[[int], None]
+_PRIVATE = ("layers", "layers/sha256", "images", "locks", "tmp")
 
 
 def default_store_path() -> str:
@@ -68,11 +81,28 @@ class Store:
     """Layers unpacked once, by diff_id (see the module doc)."""
 
     def __init__(self, path: str | None = None, *,
-                 max_layer_bytes: int = MAX_LAYER_BYTES) -> None:
+                 max_layer_bytes: int = MAX_LAYER_BYTES,
+                 max_layer_entries: int = MAX_LAYER_ENTRIES,
+                 max_layer_depth: int = MAX_LAYER_DEPTH) -> None:
         self.path = os.path.abspath(path or default_store_path())
         self.max_layer_bytes = max_layer_bytes
-        for sub in ("layers/sha256", "images", "locks", "tmp"):
-            os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
+        self.max_layer_entries = max_layer_entries
+        self.max_layer_depth = max_layer_depth
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        for sub in _PRIVATE:
+            folder = os.path.join(self.path, sub)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
+            if os.stat(folder).st_mode & 0o077:  # a store made by an older nsbind: 0755
+                with contextlib.suppress(PermissionError):  # not ours: read it as it is
+                    os.chmod(folder, 0o700)
+
+    def _caps(self, max_bytes: int | None, max_entries: int | None,
+              max_depth: int | None) -> dict[str, int]:
+        """extract_layer's cap arguments: the call's, else the store's."""
+        return {"max_bytes": self.max_layer_bytes if max_bytes is None else max_bytes,
+                "max_entries": self.max_layer_entries if max_entries is None else max_entries,
+                "max_depth": self.max_layer_depth if max_depth is None else max_depth}
 
     # ---------------------------------------------------------------- layers
 
@@ -98,8 +128,11 @@ class Store:
             os.close(fd)  # releases the lock
 
     def unpack_layer(self, layer: Layer, *, label: str = "layer",
-                     on_bytes: Progress | None = None) -> tuple[str, LayerStats | None]:
-        """Unpack one layer unless the store has it: (its directory, stats or None)."""
+                     on_bytes: Progress | None = None, max_bytes: int | None = None,
+                     max_entries: int | None = None,
+                     max_depth: int | None = None) -> tuple[str, LayerStats | None]:
+        """Unpack one layer unless the store has it: (its directory, stats or None).
+        The caps default to the store's."""
         final = self.layer_path(layer.diff_id)
         if os.path.isdir(final):
             return final, None
@@ -110,11 +143,12 @@ class Store:
                                    dir=os.path.join(self.path, "tmp"))
             try:
                 stats = extract_layer(layer, tmp, whiteouts="overlay", label=label,
-                                      max_bytes=self.max_layer_bytes, on_bytes=on_bytes)
-                os.chmod(tmp, 0o755)
+                                      on_bytes=on_bytes,
+                                      **self._caps(max_bytes, max_entries, max_depth))
+                os.chmod(tmp, 0o755)  # the overlay's root (layers/ is 0700)
                 os.rename(tmp, final)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _discard(tmp)
                 raise
             _fsync_dir(os.path.dirname(final))
             return final, stats
@@ -122,16 +156,20 @@ class Store:
     # ---------------------------------------------------------------- images
 
     def unpack(self, img: Image, *, on_bytes: Progress | None = None,
-               on_layer: Callable[[int, Layer, bool], None] | None = None) -> list[str]:
+               on_layer: Callable[[int, Layer, bool], None] | None = None,
+               max_bytes: int | None = None, max_entries: int | None = None,
+               max_depth: int | None = None) -> list[str]:
         """Unpack every layer ``img`` needs that the store lacks; return the layer
         directories, lowest first (:meth:`rootfs` or :meth:`RootFS.from_layers` put them
         in overlayfs's order).
 
-        ``on_layer(index, layer, unpacked)`` is called after each layer."""
+        ``on_layer(index, layer, unpacked)`` is called after each layer; the caps (per
+        layer) default to the store's."""
         dirs = []
         for index, layer in enumerate(img.layers):
             path, stats = self.unpack_layer(layer, label=f"{img.source} layer {index}",
-                                            on_bytes=on_bytes)
+                                            on_bytes=on_bytes, max_bytes=max_bytes,
+                                            max_entries=max_entries, max_depth=max_depth)
             dirs.append(path)
             if on_layer is not None:
                 on_layer(index, layer, stats is not None)
@@ -139,12 +177,16 @@ class Store:
         return dirs
 
     def rootfs(self, img: Image, upper: PathLike | None = None, work: PathLike | None = None,
-               *, on_bytes: Progress | None = None, **options: Any) -> RootFS:
+               *, on_bytes: Progress | None = None, max_bytes: int | None = None,
+               max_entries: int | None = None, max_depth: int | None = None,
+               **options: Any) -> RootFS:
         """Unpack what ``img`` needs and return a :class:`~nsbind.rootfs.RootFS` of its
         layers in the right order (see :meth:`RootFS.from_layers`; ``options`` go there).
         Without ``upper`` and ``work`` the root is read-only: the store's layers are
         never written through it."""
-        return RootFS.from_layers(self.unpack(img, on_bytes=on_bytes), upper, work, **options)
+        dirs = self.unpack(img, on_bytes=on_bytes, max_bytes=max_bytes,
+                           max_entries=max_entries, max_depth=max_depth)
+        return RootFS.from_layers(dirs, upper, work, **options)
 
     def _record(self, img: Image) -> None:
         record = {"config_digest": img.config_digest, "tags": list(img.tags),
@@ -183,40 +225,52 @@ class Store:
 
     def gc(self) -> list[str]:
         """Remove layers no image references, and temp directories nobody is writing
-        (a crashed unpack's); return the removed layer diff_ids."""
+        (a crashed unpack's or gc's); return the removed layer diff_ids.
+
+        A layer is first renamed into ``tmp/`` (atomically: it is in ``layers/`` whole or
+        not at all), then removed."""
         used = {d for img in self.images() for d in img.layers}
         removed = []
         folder = os.path.join(self.path, "layers", "sha256")
+        tmp = os.path.join(self.path, "tmp")
         for name in sorted(os.listdir(folder)):
             diff_id = f"sha256:{name}"
-            if diff_id in used:
+            if diff_id in used or len(name) != 64:
                 continue
             with self._lock(diff_id, wait=False) as got:
                 if got:
-                    shutil.rmtree(os.path.join(folder, name))
+                    doomed = tempfile.mkdtemp(prefix=f"{name}.gc-", dir=tmp)
+                    os.rename(os.path.join(folder, name), os.path.join(doomed, "layer"))
+                    remove_path(doomed)
                     removed.append(diff_id)
-        tmp = os.path.join(self.path, "tmp")
         for name in os.listdir(tmp):
             layer_hex = name.partition(".")[0]
             if len(layer_hex) != 64:
                 continue  # an image record being written: tiny, renamed at once
             with self._lock(f"sha256:{layer_hex}", wait=False) as got:
                 if got:
-                    shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+                    _discard(os.path.join(tmp, name))
         return removed
 
     # ---------------------------------------------------------------- flatten
 
-    def flatten(self, img: Image, dest: str, *, on_bytes: Progress | None = None) -> None:
+    def flatten(self, img: Image, dest: str, *, on_bytes: Progress | None = None,
+                max_bytes: int | None = None, max_entries: int | None = None,
+                max_depth: int | None = None) -> None:
         """Stack every layer of ``img`` into one new directory ``dest``, whiteouts
         applied (a plain rootfs, e.g. for a runtime without overlayfs).
 
         ``dest`` must not exist; it appears (renamed from a temp directory beside
-        it) only once every layer matched its digests."""
-        flatten(img, dest, max_bytes=self.max_layer_bytes, on_bytes=on_bytes)
+        it) only once every layer matched its digests, with mode 0700: the image's
+        setuid files and device nodes are out of other local users' reach.  A
+        container that runs as a non-root user needs ``/`` searchable: chmod ``dest``
+        0755 once it sits in a directory other users cannot enter.  On any failure
+        nothing is left behind.  The caps (per layer) default to the store's."""
+        flatten(img, dest, on_bytes=on_bytes, **self._caps(max_bytes, max_entries, max_depth))
 
 
 def flatten(img: Image, dest: str, *, max_bytes: int = MAX_LAYER_BYTES,
+            max_entries: int = MAX_LAYER_ENTRIES, max_depth: int = MAX_LAYER_DEPTH,
             on_bytes: Progress | None = None) -> None:
     """See :meth:`Store.flatten` (no store needed: layers stream from the image)."""
     dest = os.path.abspath(dest)
@@ -227,12 +281,20 @@ def flatten(img: Image, dest: str, *, max_bytes: int = MAX_LAYER_BYTES,
     try:
         for index, layer in enumerate(img.layers):
             extract_layer(layer, tmp, whiteouts="apply", label=f"{img.source} layer {index}",
-                          max_bytes=max_bytes, on_bytes=on_bytes)
-        os.chmod(tmp, 0o755)
+                          max_bytes=max_bytes, max_entries=max_entries, max_depth=max_depth,
+                          on_bytes=on_bytes)
+        os.chmod(tmp, 0o700)  # mkdtemp's mode already; stated, as it is the point
         os.rename(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise
+
+
+def _discard(path: str) -> None:
+    """Remove a half-made tree after a failure (iteratively); a second failure while
+    doing so must not hide the first."""
+    with contextlib.suppress(OSError):
+        remove_path(path, missing_ok=True)
 
 
 def _fsync_dir(path: str) -> None:

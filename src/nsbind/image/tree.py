@@ -6,6 +6,9 @@ component-by-component walk when a symlink is on the way: absolute symlinks
 restart at the tree's root (the image's ``/``), relative ones that climb above
 it are refused.  Files are created with O_EXCL|O_NOFOLLOW and metadata is set on
 fds or with AT_SYMLINK_NOFOLLOW, so nothing is ever written through a symlink.
+
+:func:`remove_tree` removes a tree without recursion and with a fixed number of open
+fds, however deep it is (a layer may nest thousands of directories).
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from nsbind._sys.mount import openat2
 from nsbind.flags import ResolveFlags
 from nsbind.image.model import ImageError
 
-__all__ = ["Tree"]
+__all__ = ["Tree", "remove_path", "remove_tree"]
 
 _BENEATH = ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS
 _MAX_LINKS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Tree:
@@ -118,3 +123,91 @@ class Tree:
         finally:
             for fd in stack:
                 os.close(fd)
+
+
+def _retry_writable(remove: Callable[..., None], name: str, fd: int) -> None:
+    """``remove(name, dir_fd=fd)`` (unlink or rmdir); if the directory's mode refused it
+    (an unprivileged caller and a 0555 directory of an image), make the directory
+    writable for its owner and try once more."""
+    try:
+        remove(name, dir_fd=fd)
+    except PermissionError:
+        os.fchmod(fd, 0o700)
+        remove(name, dir_fd=fd)
+
+
+def _open_dir(parent: int, name: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except PermissionError:  # a 0000 directory, unprivileged: it is ours to remove
+        os.chmod(name, 0o700, dir_fd=parent)  # lstat-ed as a directory, not a link
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+
+
+def _clear(fd: int, dev: int) -> list[str]:
+    """Unlink everything in the directory ``fd`` but its subdirectories; return those."""
+    with os.scandir(fd) as it:
+        entries = list(it)
+    subdirs = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if entry.stat(follow_symlinks=False).st_dev != dev:
+                raise OSError(errno.EBUSY, "a mount point in the tree: not removed",
+                              entry.name)
+            subdirs.append(entry.name)
+        else:
+            _retry_writable(os.unlink, entry.name, fd)
+    return subdirs
+
+
+def remove_tree(parent: int, name: str) -> None:
+    """Remove ``name`` in the directory ``parent`` (an fd), a whole tree for a directory,
+    never following a symlink nor crossing into another mount.  Iterative: it holds one
+    directory fd at a time (it climbs back with ``..``, checking that it arrives where it
+    came from), so any depth works."""
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    cur = _open_dir(parent, name)
+    try:
+        top = os.fstat(cur)
+        # per level: its name in the level above, its subdirectories left, its inode
+        levels: list[tuple[str, list[str], int]] = [(name, _clear(cur, top.st_dev),
+                                                     top.st_ino)]
+        while levels:
+            here, subdirs, _ = levels[-1]
+            if subdirs:
+                sub = subdirs.pop()
+                nfd = _open_dir(cur, sub)
+                os.close(cur)
+                cur = nfd
+                levels.append((sub, _clear(cur, top.st_dev), os.fstat(cur).st_ino))
+                continue
+            levels.pop()
+            if not levels:
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=cur)
+            os.close(cur)
+            cur = up
+            st = os.fstat(cur)
+            if (st.st_dev, st.st_ino) != (top.st_dev, levels[-1][2]):
+                raise OSError(errno.ESTALE, "the tree moved while it was removed", here)
+            _retry_writable(os.rmdir, here, cur)
+    finally:
+        os.close(cur)
+    os.rmdir(name, dir_fd=parent)
+
+
+def remove_path(path: str, *, missing_ok: bool = False) -> None:
+    """:func:`remove_tree` of a path (its parent is opened without following the last
+    component)."""
+    head, name = os.path.split(os.path.abspath(path))
+    parent = os.open(head, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        remove_tree(parent, name)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+    finally:
+        os.close(parent)

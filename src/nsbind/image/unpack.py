@@ -7,11 +7,29 @@ xattr, or ``user.overlay.opaque=y`` without CAP_SYS_ADMIN, for an overlay mounte
 with ``userxattr`` in a user namespace) and ``"apply"`` (layers
 stacked into one directory: whiteouts delete what lower layers made).
 
-Refused with :class:`ImageError` (and nothing written outside the directory):
-absolute member names, ``..`` components, members reached through a symlink
-that points outside, hardlinks to targets outside or missing, entries under a
-regular file, duplicate or conflicting entries, whiteouts of ``.`` or ``..``,
-and a layer whose uncompressed size passes ``max_bytes`` (a decompression bomb).
+Refused with :class:`ImageError` naming the member (and nothing written outside the
+directory): absolute member names, ``..`` components, members reached through a
+symlink that points outside, hardlinks to targets outside, missing, a directory or a
+whiteout, entries under a regular file, duplicate or conflicting entries, whiteouts of
+``.`` or ``..``, names the kernel refuses (a component over 255 bytes, a path of
+PATH_MAX or more, an empty symlink target), and anything :class:`TarReader` finds
+malformed (bad headers, times, ids, device numbers, xattr names, sparse maps, a
+truncated stream).  A filesystem refusal (EINVAL, EPERM, ...) is an ImageError too;
+a full disk, EIO or a read-only filesystem stays an OSError, naming the member.
+
+Caps, per layer (keyword arguments of :func:`extract_layer`, :func:`unpack_tar` and
+the :class:`~nsbind.image.Store` methods; raise them for a huge layer):
+
+``max_bytes`` (default ``MAX_LAYER_BYTES``, 64 GiB)
+    the uncompressed tar stream (a decompression bomb), and separately the bytes the
+    files take once written: a sparse member counts at its full size, holes included.
+``max_entries`` (default :data:`MAX_LAYER_ENTRIES`, 100,000)
+    tar members (each one an inode, or a whiteout): an inode bomb of tiny headers.
+    The largest real layers have some tens of thousands.
+``max_depth`` (default :data:`MAX_LAYER_DEPTH`, 256)
+    components of a member's path.  Nothing in nsbind recurses over a tree, so a
+    deeper layer is refused as absurd, not because it would crash anything.
+
 The blob digest, its size and the diff_id are checked while the bytes stream by;
 the caller discards the directory when they do not match.
 """
@@ -23,20 +41,32 @@ import dataclasses
 import errno
 import os
 import stat
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Literal
 
 from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
 from nsbind.image.stream import LayerStream, Readable
-from nsbind.image.tree import Tree
+from nsbind.image.tarreader import TarEntry, TarReader
+from nsbind.image.tree import Tree, remove_tree
 
-__all__ = ["LayerStats", "extract_layer", "unpack_tar"]
+__all__ = ["MAX_LAYER_DEPTH", "MAX_LAYER_ENTRIES", "LayerStats", "extract_layer",
+           "unpack_tar"]
 
 Whiteouts = Literal["overlay", "apply"]
 WH = ".wh."
 OPAQUE = ".wh..wh..opq"
-_CHUNK = 1 << 20
+
+#: the default cap on a layer's tar members (inodes and whiteouts)
+MAX_LAYER_ENTRIES = 100_000
+#: the default cap on the components of a member's path
+MAX_LAYER_DEPTH = 256
+_PATH_MAX = 4096
+_NAME_MAX = 255
+#: errors of the host, not of the layer: they stay OSErrors
+_HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM,
+                          errno.EMFILE, errno.ENFILE, errno.ESTALE})
+#: overlayfs' own markers come from whiteouts only, never from a layer's xattrs
+_OVERLAY_XATTRS = (b"trusted.overlay.", b"user.overlay.")
 
 
 @dataclasses.dataclass
@@ -45,39 +75,48 @@ class LayerStats:
 
     entries: int = 0
     bytes: int = 0           # uncompressed tar bytes read
+    written: int = 0         # file bytes written (sparse files at their full size)
     skipped: list[str] = dataclasses.field(default_factory=list)  # e.g. devices, not root
 
 
+@dataclasses.dataclass(frozen=True)
+class _Caps:
+    bytes: int
+    entries: int
+    depth: int
+
+
 def extract_layer(layer: Layer, dest: str, *, whiteouts: Whiteouts, label: str,
-                  max_bytes: int = MAX_LAYER_BYTES,
+                  max_bytes: int = MAX_LAYER_BYTES, max_entries: int = MAX_LAYER_ENTRIES,
+                  max_depth: int = MAX_LAYER_DEPTH,
                   on_bytes: Callable[[int], None] | None = None) -> LayerStats:
     """Extract ``layer`` into the directory ``dest``, checking digest, size and diff_id.
 
     On any error the caller must discard ``dest`` (the store does: temp dir + rename).
-    ``on_bytes`` is called with the number of stored (compressed) bytes read.
+    ``on_bytes`` is called with the number of stored (compressed) bytes read.  The caps
+    are described in the module doc.
     """
     with layer.open() as raw, LayerStream(raw, layer.compression, max_bytes, on_bytes, label,
                                           threaded=True) as stream:
-        stats = unpack_tar(stream, dest, whiteouts=whiteouts, label=label)
+        stats = unpack_tar(stream, dest, whiteouts=whiteouts, label=label,
+                           max_bytes=max_bytes, max_entries=max_entries, max_depth=max_depth)
         stream.drain()
     stats.bytes = stream.size
     stream.check(layer)
     return stats
 
 
-def unpack_tar(stream: Readable, dest: str, *, whiteouts: Whiteouts,
-               label: str) -> LayerStats:
-    """Extract an uncompressed tar stream into ``dest`` (see the module doc)."""
+def unpack_tar(stream: Readable, dest: str, *, whiteouts: Whiteouts, label: str,
+               max_bytes: int = MAX_LAYER_BYTES, max_entries: int = MAX_LAYER_ENTRIES,
+               max_depth: int = MAX_LAYER_DEPTH) -> LayerStats:
+    """Extract an uncompressed tar stream into ``dest`` (see the module doc; here
+    ``max_bytes`` caps the bytes written, the stream is the caller's)."""
     tree = Tree(dest, label)
     try:
-        ex = _Extractor(tree, whiteouts)
-        try:
-            with tarfile.open(fileobj=stream, mode="r|",  # type: ignore[call-overload]
-                              errors="surrogateescape") as tar:
-                for member in tar:
-                    ex.entry(tar, member)
-        except tarfile.TarError as exc:
-            raise ImageError(f"{label}: not a valid layer tar: {exc}") from exc
+        ex = _Extractor(tree, whiteouts, _Caps(max_bytes, max_entries, max_depth))
+        reader = TarReader(stream, label)
+        for member in reader:
+            ex.entry(reader, member)
         ex.finish()
         return ex.stats
     finally:
@@ -94,25 +133,11 @@ def _clean(tree: Tree, name: str, what: str = "member") -> str:
     return "/".join(parts)
 
 
-def _remove(parent: int, name: str) -> None:
-    """Remove ``name`` in ``parent`` (a whole tree for a directory), never following links."""
-    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent)
-        return
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    try:
-        for entry in os.scandir(fd):
-            _remove(fd, entry.name)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent)
-
-
 class _Extractor:
-    def __init__(self, tree: Tree, whiteouts: Whiteouts) -> None:
+    def __init__(self, tree: Tree, whiteouts: Whiteouts, caps: _Caps) -> None:
         self.tree = tree
         self.mode = whiteouts
+        self.caps = caps
         self.stats = LayerStats()
         self.seen: dict[str, str] = {}   # path -> "dir", "file", "whiteout", ...
         self.dir_times: list[tuple[str, int]] = []
@@ -120,36 +145,64 @@ class _Extractor:
 
     # ------------------------------------------------------------ entries
 
-    def entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def entry(self, reader: TarReader, m: TarEntry) -> None:
+        """Extract one member; a filesystem refusal becomes an ImageError naming it."""
+        try:
+            self._entry(reader, m)
+        except ImageError:
+            raise
+        except OSError as exc:
+            if exc.errno in _HOST_ERRNOS:
+                raise OSError(exc.errno, f"{self.tree.label}: extracting {m.name!r}: "
+                              f"{exc.strerror}") from exc
+            raise self.tree.refuse(m.name, "the filesystem refused it: "
+                                   f"{exc.strerror or exc}") from None
+        except (ValueError, OverflowError) as exc:
+            raise self.tree.refuse(m.name, str(exc)) from None
+
+    def _entry(self, reader: TarReader, m: TarEntry) -> None:
         tree = self.tree
         rel = _clean(tree, m.name)
         self.stats.entries += 1
+        if self.stats.entries > self.caps.entries:
+            raise tree.refuse(m.name, f"the layer has more than {self.caps.entries} entries "
+                              "(an inode bomb? raise max_entries for a layer this big)")
         if not rel:
             return  # the "./" entry: the layer's root keeps the store's metadata
+        self._check_path(m.name, rel)
         head, _, base = rel.rpartition("/")
         if base.startswith(WH):
             self._whiteout(rel, head, base)
             return
-        kind = "dir" if m.isdir() else "file"
+        kind = "dir" if m.kind == "dir" else "file"
         prev = self.seen.get(rel)
         if prev is not None and not (prev == "dir" == kind) and prev != "whiteout":
             raise tree.refuse(m.name, "a duplicate entry in the layer")
         self.seen[rel] = kind
         parent, name = tree.parent(rel)
-        self._make_room(parent, name, rel, m.isdir(), prev)
-        if m.isdir():
+        self._make_room(parent, name, rel, m.kind == "dir", prev)
+        if m.kind == "dir":
             self._dir(parent, name, rel, m)
-        elif m.isreg():
-            self._file(tar, parent, name, m)
-        elif m.issym():
-            os.symlink(m.linkname, name, dir_fd=parent)
-            self._meta_nofollow(parent, name, m)
-        elif m.islnk():
+        elif m.kind == "file":
+            self._file(reader, parent, name, m)
+        elif m.kind == "symlink":
+            self._symlink(parent, name, m)
+        elif m.kind == "hardlink":
             self._hardlink(parent, name, m)
-        elif m.ischr() or m.isblk() or m.isfifo():
-            self._node(parent, name, rel, m)
         else:
-            raise tree.refuse(m.name, f"unsupported tar entry type {m.type!r}")
+            self._node(parent, name, rel, m)
+
+    def _check_path(self, member: str, rel: str) -> None:
+        raw = os.fsencode(rel)
+        if len(raw) >= _PATH_MAX:
+            raise self.tree.refuse(member, f"a path of {len(raw)} bytes (the kernel takes "
+                                   f"less than {_PATH_MAX})")
+        parts = raw.split(b"/")
+        if len(parts) > self.caps.depth:
+            raise self.tree.refuse(member, f"a path {len(parts)} directories deep (at most "
+                                   f"{self.caps.depth}: raise max_depth)")
+        if max(map(len, parts)) > _NAME_MAX:
+            raise self.tree.refuse(member, f"a name component over {_NAME_MAX} bytes")
 
     def _make_room(self, parent: int, name: str, rel: str, is_dir: bool,
                    prev: str | None) -> None:
@@ -163,11 +216,11 @@ class _Extractor:
             return
         if self.mode == "overlay" and prev != "whiteout":
             raise self.tree.refuse(rel, "conflicts with an entry already in the layer")
-        _remove(parent, name)
+        remove_tree(parent, name)
         if stat.S_ISDIR(st.st_mode):
             self.tree.forget()
 
-    def _dir(self, parent: int, name: str, rel: str, m: tarfile.TarInfo) -> None:
+    def _dir(self, parent: int, name: str, rel: str, m: TarEntry) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -176,41 +229,57 @@ class _Extractor:
             self._meta_fd(fd, m)
         finally:
             os.close(fd)
-        self.dir_times.append((rel, int(m.mtime * 1e9)))
+        self.dir_times.append((rel, m.mtime_ns))
 
-    def _file(self, tar: tarfile.TarFile, parent: int, name: str, m: tarfile.TarInfo) -> None:
+    def _file(self, reader: TarReader, parent: int, name: str, m: TarEntry) -> None:
+        if m.size > self.caps.bytes - self.stats.written:
+            raise self.tree.refuse(m.name, "the size of the layer's files once written "
+                                   f"passes {self.caps.bytes} bytes (a decompression bomb? "
+                                   "sparse files count at their full size; raise max_bytes "
+                                   "for a layer this big)")
+        self.stats.written += m.size
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)
         try:
-            src = tar.extractfile(m)
-            if src is not None and m.size:
-                left = m.size
-                while left > 0:
-                    data = src.read(min(left, _CHUNK))
-                    if not data:
-                        raise self.tree.refuse(m.name, "the archive ends inside the file")
-                    left -= len(data)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+            for offset, data in reader.data():
+                view = memoryview(data)
+                while view:
+                    done = os.pwrite(fd, view, offset)
+                    view = view[done:]
+                    offset += done
+            if m.sparse is not None:
+                os.ftruncate(fd, m.size)  # a hole at the end
             self._meta_fd(fd, m)
-            os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
+            os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
         finally:
             os.close(fd)
 
-    def _hardlink(self, parent: int, name: str, m: tarfile.TarInfo) -> None:
+    def _symlink(self, parent: int, name: str, m: TarEntry) -> None:
+        size = len(os.fsencode(m.linkname))
+        if not 0 < size < _PATH_MAX:
+            raise self.tree.refuse(m.name, f"a symlink target of {size} bytes (1 to "
+                                   f"{_PATH_MAX - 1})")
+        os.symlink(m.linkname, name, dir_fd=parent)
+        self._meta_nofollow(parent, name, m)
+
+    def _hardlink(self, parent: int, name: str, m: TarEntry) -> None:
         target = _clean(self.tree, m.linkname, "hardlink target")
         if not target:
             raise self.tree.refuse(m.name, "a hardlink to the layer's root")
+        if self.seen.get(target) == "whiteout":
+            raise self.tree.refuse(m.name, f"a hardlink to {m.linkname!r}, a whiteout")
         try:
             tparent, tname = self.tree.parent(target, create=False)
-            os.link(tname, name, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
+            st = os.stat(tname, dir_fd=tparent, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
             raise self.tree.refuse(m.name, f"a hardlink to {m.linkname!r}, which is not in "
                                    "the layer") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise self.tree.refuse(m.name, f"a hardlink to {m.linkname!r}, a directory")
+        os.link(tname, name, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
 
-    def _node(self, parent: int, name: str, rel: str, m: tarfile.TarInfo) -> None:
-        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+    def _node(self, parent: int, name: str, rel: str, m: TarEntry) -> None:
+        kind = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK}.get(m.kind, stat.S_IFIFO)
         try:
             os.mknod(name, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor),
                      dir_fd=parent)
@@ -244,7 +313,7 @@ class _Extractor:
                                   "without CAP_MKNOD") from None
             return
         try:
-            _remove(parent, name)
+            remove_tree(parent, name)
             tree.forget()
         except FileNotFoundError:
             pass  # a whiteout for something no lower layer has
@@ -266,44 +335,41 @@ class _Extractor:
         prefix = f"{head}/" if head else ""
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
         try:
-            for entry in os.scandir(fd):
-                if prefix + entry.name not in self.seen:
-                    _remove(fd, entry.name)
+            with os.scandir(fd) as it:
+                names = [entry.name for entry in it]
+            for name in names:
+                if prefix + name not in self.seen:
+                    remove_tree(fd, name)
         finally:
             os.close(fd)
         tree.forget()
 
     # ------------------------------------------------------------ metadata
 
-    def _xattrs(self, m: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
-        for key, value in m.pax_headers.items():
-            for prefix in ("SCHILY.xattr.", "LIBARCHIVE.xattr."):
-                if key.startswith(prefix):
-                    name = key[len(prefix):]
-                    if name.startswith("trusted.overlay."):
-                        continue  # overlayfs' own markers come from whiteouts only
-                    yield name, value.encode("utf-8", "surrogateescape")
-
-    def _meta_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+    def _meta_fd(self, fd: int, m: TarEntry) -> None:
         if self.root:
             os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears set-id bits
-        for name, value in self._xattrs(m):
+        for name, value in m.xattrs:
+            if name.startswith(_OVERLAY_XATTRS):
+                continue
             try:
                 os.setxattr(fd, name, value)
             except OSError as exc:
+                shown = os.fsdecode(name)
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP):
-                    raise
-                self.stats.skipped.append(f"{m.name}: xattr {name}: {exc.strerror}")
+                    raise self.tree.refuse(m.name, f"the filesystem refused its xattr "
+                                           f"{shown!r}: {exc.strerror}") from None
+                self.stats.skipped.append(f"{m.name}: xattr {shown}: {exc.strerror}")
 
-    def _meta_nofollow(self, parent: int, name: str, m: tarfile.TarInfo) -> None:
+    def _meta_nofollow(self, parent: int, name: str, m: TarEntry) -> None:
         if self.root:
             os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
-        if not m.issym():
+        if m.kind != "symlink":
             # a device node or fifo: opening it could block or act; chmod by name is
             # safe here because it is not a symlink (just made by us, O_EXCL-like)
             os.chmod(name, m.mode & 0o7777, dir_fd=parent)
-        os.utime(name, ns=(int(m.mtime * 1e9),) * 2, dir_fd=parent, follow_symlinks=False)
+        os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
     def finish(self) -> None:
         """Directory times last: adding entries changed them."""
