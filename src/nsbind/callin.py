@@ -167,14 +167,15 @@ def call_in(
     itself (not passed to ``fn``).
     """
     _context()
-    reader, writer = multiprocessing.Pipe(duplex=False)
+    spec = _spec(namespaces)
     caller = _caller_fds()
-    proc = _ZygoteProcess(target=_child_main, name="nsbind-call_in", daemon=True,
-                          args=(_spec(namespaces),
-                                [(ns, _PassFd(fd.fileno())) for ns, fd in caller],
-                                _Call(fn, args, kwargs), writer))
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    proc: _ZygoteProcess | None = None
     try:
         try:
+            proc = _ZygoteProcess(target=_child_main, name="nsbind-call_in", daemon=True,
+                                  args=(spec, [(ns, _PassFd(fd.fileno())) for ns, fd in caller],
+                                        _Call(fn, args, kwargs), writer))
             proc.start()  # pickles the request; the fds travel to the zygote with it
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise CallInError(f"call_in needs a picklable callable (a function of a module "
@@ -187,7 +188,7 @@ def call_in(
         return _await_reply(proc, reader, timeout, trusted)  # type: ignore[no-any-return]
     finally:
         reader.close()
-        if proc.pid is not None:
+        if proc is not None and proc.pid is not None:
             proc.join()
             proc.close()
 
