@@ -21,7 +21,13 @@ from nsbind._sys import *  # noqa: F403  (the syscall layer is public API)
 from nsbind._sys import __all__ as _sys_all
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
 from nsbind.cgroups import Cgroup, CgroupLayout, cgroup_layout
-from nsbind.errors import NamespaceRuleError, NsbindError
+from nsbind.errors import (
+    InvalidValue,
+    LookupFailed,
+    MessageError,
+    NamespaceRuleError,
+    NsbindError,
+)
 from nsbind.flags import (
     NAMESPACE_ORDER,
     AtFlags,
@@ -48,11 +54,12 @@ from nsbind.users import resolve_user
 
 if TYPE_CHECKING:
     from nsbind import image
-    from nsbind.callin import CallInError, call_in, start_zygote
+    from nsbind.callin import CallInError, RemoteError, call_in, start_zygote
 
 # call_in pulls in multiprocessing, image the decompressors and the store: imported on
 # first use, not with nsbind.  A value of None names a submodule.
-_LAZY = {"CallInError": "nsbind.callin", "call_in": "nsbind.callin",
+_LAZY = {"CallInError": "nsbind.callin", "RemoteError": "nsbind.callin",
+         "call_in": "nsbind.callin",
          "start_zygote": "nsbind.callin", "image": None}
 
 
@@ -71,6 +78,10 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "InvalidValue",
+    "LookupFailed",
+    "MessageError",
+    "RemoteError",
     "DEVNULL",
     "NAMESPACE_ORDER",
     "PIPE",

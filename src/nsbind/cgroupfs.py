@@ -14,7 +14,7 @@ import os
 from nsbind._native import lib
 from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
 from nsbind._sys.mountinfo import read_mountinfo
-from nsbind.errors import raise_errno
+from nsbind.errors import InvalidValue, Missing, raise_errno
 
 __all__ = ["CgroupFd", "cgroup2_mountpoint", "parse_flat", "validate_name"]
 
@@ -25,13 +25,13 @@ def cgroup2_mountpoint() -> str:
     for entry in read_mountinfo():
         if entry.fstype == "cgroup2" and entry.root == "/":
             return entry.mountpoint
-    raise FileNotFoundError("no cgroup2 hierarchy is mounted (see /proc/self/mountinfo)")
+    raise Missing("no cgroup2 hierarchy is mounted (see /proc/self/mountinfo)")
 
 
 def validate_name(name: str) -> str:
     """A cgroup name is one path component: not empty, no ``/``, not ``.``/``..``, no NUL."""
     if not name or "/" in name or name in (".", "..") or "\0" in name:
-        raise ValueError(f"invalid cgroup name {name!r}: must be one non-empty path component")
+        raise InvalidValue(f"invalid cgroup name {name!r}: must be one non-empty path component")
     return name
 
 
@@ -68,7 +68,7 @@ class CgroupFd(OwnedFd):
         magic = lib.nsb_fstatfs_type(fd)
         if magic != lib.CGROUP2_SUPER_MAGIC and not (v1 and magic == lib.CGROUP_SUPER_MAGIC):
             os.close(fd)
-            raise ValueError(f"{shown} is not a cgroup {'v1 or v2' if v1 else 'v2'} directory")
+            raise InvalidValue(f"{shown} is not a cgroup {'v1 or v2' if v1 else 'v2'} directory")
         return cls(fd, shown)
 
     def _child(self, name: str) -> str:

@@ -26,7 +26,15 @@ from nsbind._sys.fd import OwnedFd
 from nsbind._sys.mount import openat2, umount2
 from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind.cgroupfs import CgroupFd
-from nsbind.errors import NsbindError, error_for, raise_errno
+from nsbind.errors import (
+    Forbidden,
+    InUse,
+    InvalidValue,
+    LookupFailed,
+    NsbindError,
+    error_for,
+    raise_errno,
+)
 from nsbind.flags import ResolveFlags
 
 __all__ = ["CgroupLayout", "Hierarchy", "Mode", "cgroup_layout", "cgroup_path_parts",
@@ -97,8 +105,8 @@ class CgroupLayout:
             where = ", ".join(sorted(self.controllers)) or "none"
             extra = (f"; {controller} is compiled in but not mounted"
                      if controller in self.available else "")
-            raise LookupError(f"no cgroup hierarchy carries the {controller} controller on "
-                              f"this host (mounted: {where}){extra}") from None
+            raise LookupFailed(f"no cgroup hierarchy carries the {controller} controller on "
+                               f"this host (mounted: {where}){extra}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode,
@@ -201,12 +209,12 @@ def mount_v1(controllers: list[str], target: str) -> CgroupLayout:
 
     unknown = set(controllers) - cgroup_layout().available
     if unknown:
-        raise LookupError(f"this kernel has no cgroup controller {sorted(unknown)}")
+        raise LookupFailed(f"this kernel has no cgroup controller {sorted(unknown)}")
     with open("/proc/cmdline") as f:
         no_v1 = next((w for w in f.read().split() if w.startswith("cgroup_no_v1=")), None)
     if no_v1 is not None:
-        raise LookupError(f"this kernel was booted with {no_v1}: it mounts no cgroup v1 "
-                          "hierarchy")
+        raise LookupFailed(f"this kernel was booted with {no_v1}: it mounts no cgroup v1 "
+                           "hierarchy")
     mounts.apply([mounts.cgroup(controllers, target, readonly=False)])
     with open("/proc/thread-self/mountinfo") as f:
         return cgroup_layout(mountinfo=f.read())
@@ -223,15 +231,15 @@ def unmount_v1(target: str, controllers: list[str], timeout: float = 10.0) -> No
     deadline = time.monotonic() + timeout
     while (left := max(proc_cgroups()[c][1] for c in controllers) - 1) > 0:
         if time.monotonic() > deadline:
-            raise OSError(f"cgroup v1 hierarchy at {target} still has {left} cgroups; "
-                          "remove them before unmounting (or it stays, unmounted)")
+            raise InUse(f"cgroup v1 hierarchy at {target} still has {left} cgroups; "
+                        "remove them before unmounting (or it stays, unmounted)")
         time.sleep(0.005)
     umount2(target)
     # the kernel destroys the hierarchy asynchronously after the last unmount
     while any(proc_cgroups()[c][0] for c in controllers):
         if time.monotonic() > deadline:
-            raise OSError(f"cgroup v1 hierarchy of {','.join(controllers)} is still alive "
-                          f"after unmounting {target}: is it mounted elsewhere?")
+            raise InUse(f"cgroup v1 hierarchy of {','.join(controllers)} is still alive "
+                        f"after unmounting {target}: is it mounted elsewhere?")
         time.sleep(0.005)
 
 
@@ -243,17 +251,17 @@ def delegated_subtree(layout: CgroupLayout, parent: str | None) -> tuple[Hierarc
     v2 = layout.unified
     uid = os.geteuid()
     if v2 is None:
-        raise PermissionError(f"uid {uid} cannot create cgroups: this host has no cgroup v2 "
-                              "hierarchy, and v1 hierarchies are not delegated")
+        raise Forbidden(f"uid {uid} cannot create cgroups: this host has no cgroup v2 "
+                        "hierarchy, and v1 hierarchies are not delegated")
     path = parent if parent is not None else (v2.own or "/")
     where = v2.path_of(path)
     try:
         owner = os.stat(where).st_uid
     except OSError as exc:
-        raise PermissionError(f"uid {uid} has no delegated cgroup at {where}: "
-                              f"{exc.strerror}") from None
+        raise Forbidden(f"uid {uid} has no delegated cgroup at {where}: "
+                        f"{exc.strerror}") from None
     if owner != uid or not os.access(where, os.W_OK):
-        raise PermissionError(
+        raise Forbidden(
             f"uid {uid} has no delegated cgroup subtree: {where} belongs to uid {owner} "
             "(ask the system for one, e.g. systemd's Delegate=yes, or pass parent= a "
             "cgroup you own)")
@@ -274,23 +282,23 @@ def cgroup_path_parts(path: object, argument: str = "path", *,
     ``allow_root``, the hierarchy's root itself (``""``, ``/``).
     """
     if not isinstance(path, str):
-        raise ValueError(f"{argument}={path!r}: a cgroup path must be a str")
+        raise InvalidValue(f"{argument}={path!r}: a cgroup path must be a str")
     if "\0" in path:
-        raise ValueError(f"{argument}={path!r}: a cgroup path cannot contain NUL")
+        raise InvalidValue(f"{argument}={path!r}: a cgroup path cannot contain NUL")
     body = path[1:] if path.startswith("/") else path
     if not body:
         if allow_root:
             return []
-        raise ValueError(f"{argument}={path!r}: names the hierarchy's root, not a cgroup")
+        raise InvalidValue(f"{argument}={path!r}: names the hierarchy's root, not a cgroup")
     parts = body.split("/")
     for part in parts:
         if part in ("", ".", ".."):
             what = "an empty component" if not part else f"a {part!r} component"
-            raise ValueError(f"{argument}={path!r}: {what} is not allowed in a cgroup path "
-                             "(each component names one cgroup below the one before)")
+            raise InvalidValue(f"{argument}={path!r}: {what} is not allowed in a cgroup path "
+                               "(each component names one cgroup below the one before)")
         if len(os.fsencode(part)) > NAME_MAX:
-            raise ValueError(f"{argument}={path!r}: component {part[:20]!r}... is longer "
-                             f"than {NAME_MAX} bytes")
+            raise InvalidValue(f"{argument}={path!r}: component {part[:20]!r}... is longer "
+                               f"than {NAME_MAX} bytes")
     return parts
 
 
@@ -299,9 +307,9 @@ def check_cgroup_name(name: object, argument: str = "name") -> str:
     ``.`` or ``..``, at most NAME_MAX (255) bytes; ValueError naming ``argument``."""
     if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name
             or len(os.fsencode(name)) > NAME_MAX):
-        raise ValueError(f"{argument}={name!r}: invalid cgroup name: must be one non-empty "
-                         f"path component (no '/' or NUL, not '.' or '..', at most "
-                         f"{NAME_MAX} bytes)")
+        raise InvalidValue(f"{argument}={name!r}: invalid cgroup name: must be one non-empty "
+                           f"path component (no '/' or NUL, not '.' or '..', at most "
+                           f"{NAME_MAX} bytes)")
     return name
 
 

@@ -52,7 +52,7 @@ from nsbind.cgroupsettings import (
     check_period,
 )
 from nsbind.cgroupstats import CgroupStats, EventsWatch, wait_until, wait_until_async
-from nsbind.errors import error_for
+from nsbind.errors import Expired, InUse, InvalidValue, LookupFailed, Missing, error_for
 
 __all__ = ["DEFAULT_PARENT", "Cgroup", "CgroupLayout", "CgroupStats", "Hierarchy",
            "cgroup_layout", "mkdir_cgroup", "mount_v1", "unmount_v1"]
@@ -149,8 +149,8 @@ class Cgroup:
         for key in values:
             h = self._hierarchy(SETTINGS[key].controllers)
             if h not in targets:
-                raise LookupError(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
-                                  f"uid {os.geteuid()}")
+                raise LookupFailed(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
+                                   f"uid {os.geteuid()}")
         self._build(targets, parts, name, values)
         return self
 
@@ -166,7 +166,7 @@ class Cgroup:
                 layout, None if parts is None else "/" + "/".join(parts))
             targets, parts = [v2], cgroup_path_parts(parent, "parent")
         if not targets:
-            raise LookupError("no cgroup hierarchy is mounted on this host")
+            raise LookupFailed("no cgroup hierarchy is mounted on this host")
         return targets, parts
 
     def _build(self, targets: list[Hierarchy], parts: list[str], name: str,
@@ -235,8 +235,8 @@ class Cgroup:
                 fd.close()
             raise
         if not dirs:
-            raise FileNotFoundError(f"no cgroup {'/' + '/'.join(parts)} in any hierarchy "
-                                    "of this host")
+            raise Missing(f"no cgroup {'/' + '/'.join(parts)} in any hierarchy "
+                          "of this host")
         return cls("/" + "/".join(parts), dirs, layout, parents)
 
     def remove(self) -> None:
@@ -264,7 +264,7 @@ class Cgroup:
             fd.close()
             self._parents.pop(h).close()
         if errors:
-            raise OSError(f"cannot remove cgroup {self.path}: {'; '.join(errors)}")
+            raise InUse(f"cannot remove cgroup {self.path}: {'; '.join(errors)}")
 
     def _rmdir(self, h: Hierarchy, name: str, fd: CgroupFd) -> None:
         """rmdir ``name`` in its parent if it is still the directory ``fd`` is on."""
@@ -316,7 +316,7 @@ class Cgroup:
         try:
             return self._dirs[h]
         except KeyError:
-            raise LookupError(f"cgroup {self.path} was not created in {h.mountpoint}") from None
+            raise LookupFailed(f"cgroup {self.path} was not created in {h.mountpoint}") from None
 
     def _dir_for(self, controller: str) -> CgroupFd:
         return self._dir_in(self.layout.hierarchy_for(controller))
@@ -418,11 +418,11 @@ class Cgroup:
         """
         rules = SETTINGS["devices"].check("allow", allow)  # ValueError first
         if bpf not in (None, True, False):
-            raise ValueError(f"bpf={bpf!r}: must be True, False or None")
+            raise InvalidValue(f"bpf={bpf!r}: must be True, False or None")
         h = self.layout.controllers.get("devices")
         if not ((h is None or h.version == 2) if bpf is None else bpf):
             if h is None:
-                raise LookupError("this host has no devices controller")
+                raise LookupFailed("this host has no devices controller")
             self._apply(SETTINGS["devices"], rules)
             return
         self._attach_device_program(rules)
@@ -432,8 +432,8 @@ class Cgroup:
 
         v2 = self.v2
         if v2 is None:
-            raise LookupError(f"cgroup {self.path} has no cgroup v2 directory for a device "
-                              "program")
+            raise LookupFailed(f"cgroup {self.path} has no cgroup v2 directory for a device "
+                               "program")
         prog = devicebpf.load(rules)
         try:
             devicebpf.attach(prog, v2.fileno(), v2.path)
@@ -527,7 +527,7 @@ class Cgroup:
     def watch(self) -> EventsWatch:
         """A pollable watch of the v2 cgroup.events (``fileno()`` for select/asyncio)."""
         if self.v2 is None:
-            raise LookupError(f"cgroup {self.path} has no cgroup v2 directory to watch")
+            raise LookupFailed(f"cgroup {self.path} has no cgroup v2 directory to watch")
         return EventsWatch(self.v2)
 
     def wait_until_empty(self, timeout: float | None = None) -> bool:
@@ -559,7 +559,7 @@ class Cgroup:
             done = wait_until(None, lambda: fd.read("freezer.state").strip() == "FROZEN",
                               timeout)
         if not done:
-            raise TimeoutError(f"cgroup {self.path} did not freeze within {timeout} s")
+            raise Expired(f"cgroup {self.path} did not freeze within {timeout} s")
 
     def thaw(self) -> None:
         """Let the members run again (cgroup.freeze=0 on v2, freezer.state=THAWED on v1)."""

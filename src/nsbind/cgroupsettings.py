@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from nsbind.cgroupfs import parse_flat
 from nsbind.cgroupstats import parse_blkio, parse_io_stat
+from nsbind.errors import InvalidValue, LookupFailed
 
 __all__ = ["READINGS", "SETTINGS", "CpuMax", "HugetlbMax", "IoLimits", "Knob", "Reading",
            "Setting", "check_cpu_list", "check_cpus", "check_device", "check_io_rate",
@@ -188,7 +189,7 @@ def _check_rules(arg: str, value: object) -> list[Any]:
     try:
         return [devicebpf.parse_rule(rule) for rule in value]
     except ValueError as exc:
-        raise ValueError(f"{arg}: {exc}") from None
+        raise InvalidValue(f"{arg}: {exc}") from None
 
 
 # ---------------------------------------------------------------- composite values
@@ -271,18 +272,18 @@ class Setting:
         ``version`` at ``where``; ``present(file)`` says whether the cgroup has it."""
         knobs = self.v2 if version == 2 else self.v1
         if not knobs:
-            raise LookupError(f"{self.name} has no cgroup v{version} file "
-                              f"({self.controllers[0]} at {where})")
+            raise LookupFailed(f"{self.name} has no cgroup v{version} file "
+                               f"({self.controllers[0]} at {where})")
         if self.choose:
             names = [k.name(value) for k in knobs]
             knobs = tuple(k for k in knobs if present(k.name(value)))[:1]
             if not knobs:
-                raise LookupError(f"no {' or '.join(names)} in {where}: {self.missing}")
+                raise LookupFailed(f"no {' or '.join(names)} in {where}: {self.missing}")
         elif self.missing is not None:
             for k in knobs:
                 if not present(k.name(value)):
-                    raise LookupError(f"{k.name(value)} is missing on {where}: "
-                                      f"{self.missing}")
+                    raise LookupFailed(f"{k.name(value)} is missing on {where}: "
+                                       f"{self.missing}")
         out = []
         for k in knobs:
             text = k.render(value)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import OwnedFd
-from nsbind.errors import check, raise_errno
+from nsbind.errors import InvalidValue, check, raise_errno
 
 __all__ = ["DeviceRule", "attach", "detach", "load", "parse_rule", "program"]
 
@@ -55,10 +55,10 @@ def parse_rule(text: str) -> DeviceRule:
         major = None if major_s == "*" else int(major_s)
         minor = None if minor_s == "*" else int(minor_s)
     except ValueError:
-        raise ValueError(f"device rule {text!r}: expected 'TYPE MAJOR:MINOR ACCESS' "
-                         "(e.g. 'c 1:3 rwm')") from None
+        raise InvalidValue(f"device rule {text!r}: expected 'TYPE MAJOR:MINOR ACCESS' "
+                           "(e.g. 'c 1:3 rwm')") from None
     if kind not in ("a", "b", "c") or not access or set(access) - set(_ACCESS):
-        raise ValueError(f"device rule {text!r}: type is a, b or c; access is of r, w, m")
+        raise InvalidValue(f"device rule {text!r}: type is a, b or c; access is of r, w, m")
     return DeviceRule(kind, major, minor, access)
 
 

@@ -28,12 +28,17 @@ __all__ = [
     "ConnectionAborted",
     "ConnectionRefused",
     "ConnectionReset",
+    "Expired",
+    "Forbidden",
+    "InUse",
     "Interrupted",
     "InvalidArgument",
+    "InvalidType",
     "InvalidValue",
     "IsADirectory",
     "LookupFailed",
     "MessageError",
+    "Missing",
     "NamespaceRuleError",
     "NoChildProcess",
     "NoSuchProcess",
@@ -43,6 +48,7 @@ __all__ = [
     "PermissionDenied",
     "TimedOut",
     "Unsupported",
+    "UsageError",
     "WouldBlock",
     "check",
     "error_for",
@@ -191,6 +197,38 @@ class MessageError(NsbindError):
 class InvalidValue(MessageError, ValueError):
     """A value nsbind refuses before any kernel call (EINVAL; the kernel's own EINVAL
     is :class:`InvalidArgument`)."""
+
+
+class InvalidType(MessageError, TypeError):
+    """An argument of a type nsbind cannot use (EINVAL)."""
+
+
+class Missing(MessageError, FileNotFoundError):
+    """Something nsbind needs is not on this host, e.g. no cgroup2 hierarchy (ENOENT)."""
+
+    default_errno = _errno.ENOENT
+
+
+class Forbidden(MessageError, PermissionError):
+    """The caller may not do this here, e.g. no delegated cgroup (EPERM)."""
+
+    default_errno = _errno.EPERM
+
+
+class Expired(MessageError, TimeoutError):
+    """A wait ran out of time (ETIMEDOUT)."""
+
+    default_errno = _errno.ETIMEDOUT
+
+
+class InUse(MessageError):
+    """The object is still in use, e.g. a cgroup with members (EBUSY)."""
+
+    default_errno = _errno.EBUSY
+
+
+class UsageError(MessageError, RuntimeError):
+    """An object used in a way its state does not allow (entered twice, ...)."""
 
 
 class LookupFailed(MessageError, LookupError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 
 from nsbind._native import lib
+from nsbind.errors import InvalidValue
 
 __all__ = [
     "NAMESPACE_ORDER",
@@ -104,7 +105,7 @@ class Namespace(enum.Enum):
         for ns, f in _NS_FLAGS.items():
             if f == flag:
                 return ns
-        raise ValueError(f"{flag:#x} is not a CLONE_NEW* flag")
+        raise InvalidValue(f"{flag:#x} is not a CLONE_NEW* flag")
 
 
 #: The order in which nsbind joins namespaces, in a spawned child, in call_in and when

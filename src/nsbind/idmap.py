@@ -17,7 +17,7 @@ import operator
 import os
 from collections.abc import Iterable, Sequence
 
-from nsbind.errors import NamespaceRuleError, NsbindError, error_for
+from nsbind.errors import InvalidValue, NamespaceRuleError, NsbindError, error_for
 
 __all__ = ["MAX_ID", "MAX_MAP_BYTES", "MAX_MAP_LINES", "IdMap", "MapWriter", "check_id",
            "check_map",
@@ -37,14 +37,14 @@ def check_id(name: str, value: object) -> int:
     """``value`` as a uid or gid, or ValueError naming ``name``: an int (not a bool or a
     float) in 0..4294967294.  Nothing is ever truncated to 32 bits."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} {value!r} is not a uid/gid (a bool)")
+        raise InvalidValue(f"{name} {value!r} is not a uid/gid (a bool)")
     try:
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{name} {value!r} is not a uid/gid (an integer)") from None
+        raise InvalidValue(f"{name} {value!r} is not a uid/gid (an integer)") from None
     if not 0 <= number <= MAX_ID:
-        raise ValueError(f"{name} {number} is out of range: a uid/gid is 0..{MAX_ID} "
-                         "(the kernel would truncate it or read it as 'unchanged')")
+        raise InvalidValue(f"{name} {number} is out of range: a uid/gid is 0..{MAX_ID} "
+                           "(the kernel would truncate it or read it as 'unchanged')")
     return number
 
 
@@ -60,26 +60,26 @@ def check_map(name: str, entries: Iterable[Sequence[int]]) -> list[IdMap]:
     lines: list[IdMap] = []
     for entry in entries:
         if len(entry) != 3:
-            raise ValueError(f"{name} entry {entry!r} is not (inside, outside, count)")
+            raise InvalidValue(f"{name} entry {entry!r} is not (inside, outside, count)")
         inside = check_id(f"{name} inside id", entry[0])
         outside = check_id(f"{name} outside id", entry[1])
         count = check_id(f"{name} count", entry[2])
         if count == 0 or max(inside, outside) + count - 1 > MAX_ID:
-            raise ValueError(f"{name} entry {inside} {outside} {count} is out of range "
-                             f"(count at least 1, last id at most {MAX_ID})")
+            raise InvalidValue(f"{name} entry {inside} {outside} {count} is out of range "
+                               f"(count at least 1, last id at most {MAX_ID})")
         lines.append((inside, outside, count))
     for side, label in ((0, "inside"), (1, "outside")):
         ranges = sorted((line[side], line[side] + line[2], line) for line in lines)
         for (_, end, first), (start, _, second) in itertools.pairwise(ranges):
             if start < end:
-                raise ValueError(f"{name} entries {' '.join(map(str, first))} and "
-                                 f"{' '.join(map(str, second))} overlap {label} the namespace "
-                                 "(the kernel refuses overlapping ranges)")
+                raise InvalidValue(f"{name} entries {' '.join(map(str, first))} and "
+                                   f"{' '.join(map(str, second))} overlap {label} the namespace "
+                                   "(the kernel refuses overlapping ranges)")
     size = len(map_text(lines))
     if len(lines) > MAX_MAP_LINES or size > MAX_MAP_BYTES:
-        raise ValueError(f"{name} of {len(lines)} lines ({size} bytes) is more than the "
-                         f"kernel takes ({MAX_MAP_LINES} lines, {MAX_MAP_BYTES} bytes): "
-                         "refused, not truncated")
+        raise InvalidValue(f"{name} of {len(lines)} lines ({size} bytes) is more than the "
+                           f"kernel takes ({MAX_MAP_LINES} lines, {MAX_MAP_BYTES} bytes): "
+                           "refused, not truncated")
     return lines
 
 

@@ -25,6 +25,7 @@ from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
 from nsbind._sys.mount import MountFd, fsopen
+from nsbind.errors import InvalidValue
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
@@ -61,7 +62,7 @@ def _attr(flags: int) -> MountAttr:
             attr |= at
     rest = flags & ~sum(_MS_TO_ATTR)
     if rest & ~MountFlags.RELATIME:
-        raise ValueError(f"mount flags {MountFlags(rest)!r} are not per-mount attributes")
+        raise InvalidValue(f"mount flags {MountFlags(rest)!r} are not per-mount attributes")
     return attr
 
 
@@ -76,11 +77,11 @@ def check_option(fstype: str, option: str) -> str:
     NUL, no newline.  Paths in overlay options are checked by :func:`overlay_step`."""
     name, _, value = option.partition("=")
     if not _OPTION_NAME.fullmatch(name):
-        raise ValueError(f"{fstype} option {option!r}: {name!r} is not an option name")
+        raise InvalidValue(f"{fstype} option {option!r}: {name!r} is not an option name")
     for bad, what in ((",", "a comma"), ("\0", "a NUL byte"), ("\n", "a newline")):
         if bad in value:
-            raise ValueError(f"{fstype} option {option!r} contains {what}, which the kernel "
-                             "would read as the end of the value")
+            raise InvalidValue(f"{fstype} option {option!r} contains {what}, which the kernel "
+                               "would read as the end of the value")
     return option
 
 
@@ -175,8 +176,8 @@ def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = Tru
         plain = name == "none" or name in known
         named = name.startswith("name=") and _CGROUP_NAME.fullmatch(name[5:]) is not None
         if not (plain or named):
-            raise ValueError(f"cgroup v1 mount option {name!r} is not a controller of this "
-                             f"kernel ({', '.join(sorted(known))}), none or name=NAME")
+            raise InvalidValue(f"cgroup v1 mount option {name!r} is not a controller of this "
+                               f"kernel ({', '.join(sorted(known))}), none or name=NAME")
     return _fs("cgroup", target, _SAFE | (MountAttr.RDONLY if readonly else 0),
                list(controllers), magic=lib.CGROUP_SUPER_MAGIC)
 
@@ -269,12 +270,12 @@ def _flatten(steps: Iterable[MountStep | Sequence[MountStep]]) -> list[MountStep
 def _layers(lower: Sequence[PathLike], upper: PathLike | None,
             work: PathLike | None) -> list[str]:
     if not lower:
-        raise ValueError("an overlay needs at least one lower layer")
+        raise InvalidValue("an overlay needs at least one lower layer")
     if (upper is None) != (work is None):
-        raise ValueError("upper and work go together")
+        raise InvalidValue("upper and work go together")
     if upper is None and len(lower) < 2:
-        raise ValueError("a read-only overlay (no upper) needs at least two lower layers "
-                         "(the kernel's rule); bind-mount a single layer instead")
+        raise InvalidValue("a read-only overlay (no upper) needs at least two lower layers "
+                           "(the kernel's rule); bind-mount a single layer instead")
     layers = [_s(p) for p in lower]
     for p in layers + [_s(d) for d in (upper, work) if d is not None]:
         # ':' and ',' separate layers and options in the classic string; overlayfs
@@ -283,8 +284,8 @@ def _layers(lower: Sequence[PathLike], upper: PathLike | None,
         bad = sorted({c for c in p if c in _OVERLAY_SPECIAL})
         if bad or not p:
             what = " ".join(repr(c) for c in bad) if bad else "nothing"
-            raise ValueError(f"overlay layer path {p!r} contains {what}: "
-                             "overlayfs would parse it as option syntax; use another path")
+            raise InvalidValue(f"overlay layer path {p!r} contains {what}: "
+                               "overlayfs would parse it as option syntax; use another path")
     return layers
 
 
@@ -310,9 +311,9 @@ def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike |
             cwd = parent
             joined = ":".join(os.path.relpath(p, parent) for p in layers)
         if len(joined) > _FSCONFIG_STRING_MAX:
-            raise ValueError(f"{len(layers)} overlay layers need a {len(joined)}-byte lowerdir "
-                             f"option; this kernel (no lowerdir+, before Linux 6.8) takes "
-                             f"{_FSCONFIG_STRING_MAX}: use shorter layer paths")
+            raise InvalidValue(f"{len(layers)} overlay layers need a {len(joined)}-byte lowerdir "
+                               f"option; this kernel (no lowerdir+, before Linux 6.8) takes "
+                               f"{_FSCONFIG_STRING_MAX}: use shorter layer paths")
         opts = [f"lowerdir={joined}"]
     if upper is not None and work is not None:
         opts += [f"upperdir={_s(upper)}", f"workdir={_s(work)}"]
@@ -350,9 +351,9 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
     layers = _layers(lower, upper, work)
     opts, cwd = _overlay_options(layers, upper, work, volatile)
     if cwd is not None:  # relative paths would need a chdir of this whole process
-        raise ValueError(f"{len(layers)} overlay layers do not fit this kernel's lowerdir "
-                         "option (no lowerdir+, before Linux 6.8); use overlay_step, which "
-                         "names them relative to their common parent")
+        raise InvalidValue(f"{len(layers)} overlay layers do not fit this kernel's lowerdir "
+                           "option (no lowerdir+, before Linux 6.8); use overlay_step, which "
+                           "names them relative to their common parent")
     with fsopen("overlay") as ctx:
         for opt in opts:
             key, eq, value = opt.partition("=")

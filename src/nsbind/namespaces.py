@@ -34,7 +34,15 @@ from nsbind._sys.mount import mount, move_mount, open_tree, umount2
 from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import PidFd, pidfd_open, thread_count
-from nsbind.errors import NamespaceRuleError, NoSuchProcess, NsbindError, error_for
+from nsbind.errors import (
+    InvalidType,
+    InvalidValue,
+    NamespaceRuleError,
+    NoSuchProcess,
+    NsbindError,
+    UsageError,
+    error_for,
+)
 from nsbind.flags import (
     NAMESPACE_ORDER,
     CloneFlags,
@@ -80,7 +88,7 @@ def for_children(ns: Namespace) -> int | None:
     None while a new pid namespace has no process yet (the kernel shows none).
     """
     if ns not in (Namespace.PID, Namespace.TIME):
-        raise ValueError(f"only pid and time have a separate namespace for children, not {ns}")
+        raise InvalidValue(f"only pid and time have a separate namespace for children, not {ns}")
     try:
         return os.stat(thread_path(ns)).st_ino
     except FileNotFoundError:
@@ -127,7 +135,7 @@ class Namespaces:
         #: the namespace types this object creates (or joins)
         self.types = frozenset(ns for ns, on in wanted.items() if on)
         if (uid_map or gid_map) and not user:
-            raise ValueError("uid_map and gid_map need user=True")
+            raise InvalidValue("uid_map and gid_map need user=True")
         self.uid_map = check_map("uid_map", uid_map) if uid_map else None
         self.gid_map = check_map("gid_map", gid_map) if gid_map else None
         self.propagation = propagation
@@ -196,7 +204,7 @@ class Namespaces:
         caller's, user included.  The caller owns (closes) the fds.
         """
         if self._join is None:
-            raise ValueError("open_join_fds() is for Namespaces.join(...), not new namespaces")
+            raise InvalidValue("open_join_fds() is for Namespaces.join(...), not new namespaces")
         return self._join.open_all(self.types)
 
     # ------------------------------------------------------------ rules
@@ -214,7 +222,7 @@ class Namespaces:
 
     def __enter__(self) -> Namespaces:
         if self._saved is not None:
-            raise RuntimeError("this Namespaces is already entered; nest a new Namespaces object")
+            raise UsageError("this Namespaces is already entered; nest a new Namespaces object")
         if self._join is None and Namespace.USER in self.types:
             raise NamespaceRuleError(
                 "a user namespace cannot be left again (the kernel allows no setns back into an "
@@ -265,7 +273,7 @@ class Namespaces:
         no supplementary groups) of the new user namespace, as in a container.
         """
         if self._join is not None:
-            raise RuntimeError("unshare() creates namespaces; use a with-block to join")
+            raise UsageError("unshare() creates namespaces; use a with-block to join")
         self._check_rules(self.types)
         if Namespace.USER not in self.types:
             self._create(self.types)
@@ -383,7 +391,7 @@ class _JoinTarget:
             self.pid = self.pidfd.pid if self.pidfd is not None else None
         elif isinstance(target, int) and not isinstance(target, bool):
             if target <= 0:
-                raise ValueError(f"cannot join the namespaces of pid {target}: a pid is positive")
+                raise InvalidValue(f"cannot join the namespaces of pid {target}: a pid is positive")
             if not os.path.exists(f"/proc/{target}"):
                 raise NoSuchProcess(errno.ESRCH, "join", str(target),
                                     what=f"join the namespaces of pid {target}",
@@ -392,8 +400,8 @@ class _JoinTarget:
         elif isinstance(target, (str, bytes, os.PathLike)):
             self.path = os.fsdecode(fsbytes(target))
         else:
-            raise TypeError(f"cannot join the namespaces of {target!r}: give a pid, a PidFd, "
-                            "a process or an nsfs path")
+            raise InvalidType(f"cannot join the namespaces of {target!r}: give a pid, a PidFd, "
+                              "a process or an nsfs path")
 
     def types(self, asked: frozenset[Namespace]) -> frozenset[Namespace]:
         if self.path is not None:
@@ -401,7 +409,7 @@ class _JoinTarget:
                 kind = nsfd.type
             if asked and asked != {kind}:
                 names = ",".join(sorted(ns.value for ns in asked))
-                raise ValueError(f"{self.path} is a {kind.value} namespace, not {names}")
+                raise InvalidValue(f"{self.path} is a {kind.value} namespace, not {names}")
             if kind is Namespace.USER:
                 raise NamespaceRuleError("a user namespace cannot be left again, so joining "
                                          f"{self.path} is not a with-block")
@@ -423,7 +431,7 @@ class _JoinTarget:
                 kind = nsfd.type
                 nsfd.close()
                 names = ",".join(sorted(ns.value for ns in asked))
-                raise ValueError(f"{self.path} is a {kind.value} namespace, not {names}")
+                raise InvalidValue(f"{self.path} is a {kind.value} namespace, not {names}")
             return [(nsfd.type, nsfd)]
         assert self.pid is not None
         if asked:
@@ -551,7 +559,7 @@ def persist(path: PathLike, target: int | None = None, ns: Namespace = Namespace
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (not created and st.st_size != 0):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not an empty regular file"
-            raise ValueError(f"persist a namespace on {shown}: it is {kind}")
+            raise InvalidValue(f"persist a namespace on {shown}: it is {kind}")
         with open_tree(source, OpenTreeFlags.CLONE) as nsmount:
             move_mount(nsmount, "", fd, "", MoveMountFlags.F_EMPTY_PATH
                        | MoveMountFlags.T_EMPTY_PATH, what=f"bind {source} on {shown}")

@@ -17,6 +17,7 @@ import time
 from types import TracebackType
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
+from nsbind.errors import InvalidValue
 from nsbind.flags import Namespace
 from nsbind.namespaces import Namespaces
 
@@ -40,9 +41,9 @@ class NamespacePool:
                  pid: bool = False, mnt: bool = False, uts: bool = False, ipc: bool = False,
                  cgroup: bool = False) -> None:
         if not net:
-            raise ValueError("NamespacePool pools network namespaces: net=True")
+            raise InvalidValue("NamespacePool pools network namespaces: net=True")
         if size < 1:
-            raise ValueError("the pool size must be at least 1")
+            raise InvalidValue("the pool size must be at least 1")
         self.size = size
         self.loopback = loopback
         #: the namespaces created per spawn, besides the pooled network namespace
@@ -92,7 +93,7 @@ class NamespacePool:
         """A fresh network namespace (an fd the caller closes); made now if none is ready."""
         with self._cond:
             if self._closed:
-                raise ValueError("the NamespacePool is closed")
+                raise InvalidValue("the NamespacePool is closed")
             if self._error is not None:
                 raise self._error
             if self._ready:

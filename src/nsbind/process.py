@@ -30,7 +30,7 @@ from nsbind._sys.mount import MountFd, open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
-from nsbind.errors import NsbindError
+from nsbind.errors import InvalidValue, NsbindError
 from nsbind.flags import CloneFlags, Namespace, OpenTreeFlags, flag_names
 from nsbind.namespaces import Namespaces, thread_path
 from nsbind.plancache import StaticPlan
@@ -304,7 +304,7 @@ class _Resources:
         ns = request.namespaces
         if ns.join_target is not None:
             if pool is not None:
-                raise ValueError("a namespace pool cannot join another process")
+                raise InvalidValue("a namespace pool cannot join another process")
             self.joined = ns.open_join_fds()
             # pid and time namespaces take children only: this thread joins them
             # for its child (and comes back); the child joins the others itself

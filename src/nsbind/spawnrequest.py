@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from nsbind._sys.fd import FdLike, PathLike
 from nsbind.cgroups import Cgroup
+from nsbind.errors import InvalidValue
 from nsbind.flags import Namespace
 from nsbind.idmap import check_id
 from nsbind.mountstep import MountStep
@@ -70,12 +71,12 @@ class SpawnRequest(NamedTuple):
         """The request for these :func:`nsbind.spawn` arguments, or ValueError naming the
         argument that no spawn could honour."""
         if not args:
-            raise ValueError("spawn needs a non-empty argument list")
+            raise InvalidValue("spawn needs a non-empty argument list")
         ns = _EMPTY if namespaces is None else namespaces
         if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
-            raise ValueError("hostname and domainname need a new UTS namespace "
-                             "(namespaces=Namespaces(uts=True)): without one they would "
-                             "rename the host")
+            raise InvalidValue("hostname and domainname need a new UTS namespace "
+                               "(namespaces=Namespaces(uts=True)): without one they would "
+                               "rename the host")
         if uid is not None:
             uid = check_id("uid", uid)
         if gid is not None:

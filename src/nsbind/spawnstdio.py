@@ -15,6 +15,7 @@ import os
 import subprocess
 from typing import IO, Any
 
+from nsbind.errors import InvalidValue
 from nsbind.mountstep import MountStep
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "SpawnPipes", "StdSpec", "Stdio"]
@@ -84,7 +85,7 @@ class Stdio:
             src = self.high(null, base)
         elif spec == STDOUT:
             if target != 2 or out1 is None:
-                raise ValueError("STDOUT is only valid for stderr")
+                raise InvalidValue("STDOUT is only valid for stderr")
             src = out1
         elif isinstance(spec, int):
             src = self.high(spec, base)

@@ -7,6 +7,8 @@ import warnings
 from types import TracebackType
 from typing import Protocol, TypeVar
 
+from nsbind.errors import InvalidValue
+
 __all__ = ["FdLike", "OwnedFd", "PathLike", "fdnum", "fsbytes"]
 
 
@@ -31,7 +33,7 @@ def fsbytes(path: PathLike) -> bytes:
     """``path`` encoded for the kernel; NUL bytes are refused."""
     raw = os.fsencode(path)
     if b"\0" in raw:
-        raise ValueError(f"path contains a NUL byte: {raw!r}")
+        raise InvalidValue(f"path contains a NUL byte: {raw!r}")
     return raw
 
 
@@ -46,13 +48,13 @@ class OwnedFd:
 
     def __init__(self, fd: int) -> None:
         if fd < 0:
-            raise ValueError(f"invalid file descriptor {fd}")
+            raise InvalidValue(f"invalid file descriptor {fd}")
         self._fd = fd
 
     def fileno(self) -> int:
         """The fd number; ValueError once closed."""
         if self._fd < 0:
-            raise ValueError(f"{type(self).__name__} is closed")
+            raise InvalidValue(f"{type(self).__name__} is closed")
         return self._fd
 
     @property

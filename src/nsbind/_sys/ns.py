@@ -7,7 +7,7 @@ import os
 
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum, fsbytes
-from nsbind.errors import check, raise_errno
+from nsbind.errors import InvalidValue, check, raise_errno
 from nsbind.flags import CloneFlags, Namespace, flag_names
 
 __all__ = [
@@ -97,7 +97,7 @@ def open_namespace(target: int | PathLike, ns: Namespace | str | None = None) ->
     """
     if isinstance(target, int):
         if ns is None:
-            raise ValueError("open_namespace(pid) needs the namespace type")
+            raise InvalidValue("open_namespace(pid) needs the namespace type")
         name = ns.proc_name if isinstance(ns, Namespace) else Namespace(ns).proc_name
         path = f"/proc/{target}/ns/{name}"
     else:
@@ -113,13 +113,13 @@ def open_namespace(target: int | PathLike, ns: Namespace | str | None = None) ->
     nsfd = NamespaceFd(fd, path)
     if lib.nsb_fstatfs_type(fd) != lib.NSFS_MAGIC:
         nsfd.close()
-        raise ValueError(f"{path} is not a namespace file (not on nsfs)")
+        raise InvalidValue(f"{path} is not a namespace file (not on nsfs)")
     if ns is not None and not isinstance(target, int):
         want = ns if isinstance(ns, Namespace) else Namespace(ns)
         if nsfd.type is not want:
             got = nsfd.type
             nsfd.close()
-            raise ValueError(f"{path} is a {got.value} namespace, not {want.value}")
+            raise InvalidValue(f"{path} is a {got.value} namespace, not {want.value}")
     return nsfd
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, fdnum
-from nsbind.errors import check, raise_errno
+from nsbind.errors import InvalidValue, UsageError, check, raise_errno
 from nsbind.flags import CloneFlags, WaitFlags, flag_names
 
 __all__ = [
@@ -216,14 +216,14 @@ def clone3(
     flags = int(flags)
     bad = flags & _CLONE_FORBIDDEN
     if bad:
-        raise ValueError(f"clone3 into Python cannot use {flag_names(CloneFlags, bad)}: the child "
-                         "would share memory, threads or fds with this interpreter; use "
-                         "nsbind.spawn")
+        raise InvalidValue(f"clone3 into Python cannot use {flag_names(CloneFlags, bad)}: "
+                           "the child would share memory, threads or fds with this "
+                           "interpreter; use nsbind.spawn")
     threads = thread_count()
     if threads > 1:
-        raise RuntimeError(f"clone3 into Python needs a single-threaded process, but {threads} "
-                           "threads are alive; use nsbind.spawn (C child) or run the work in a "
-                           "process started before the threads")
+        raise UsageError(f"clone3 into Python needs a single-threaded process, but {threads} "
+                         "threads are alive; use nsbind.spawn (C child) or run the work in a "
+                         "process started before the threads")
     args: Any = ffi.new("struct clone_args *")
     pidfd_out = ffi.new("int *", -1)
     tids = list(set_tid)
