@@ -10,6 +10,7 @@
  * waiting for the report (the sync case).
  */
 #include "spawn.h"
+#include "init.h"
 
 #include <net/if.h>
 #include <sys/mman.h>
@@ -25,8 +26,6 @@
  * library's sigset_t is bigger (1024 bits in glibc), and the library's _NSIG
  * is the kernel's plus one (signals are numbered from 1). */
 #define NSB_KERNEL_SIGSET_SIZE ((_NSIG - 1) / 8)
-/* The status of an init whose command a signal ended: 128 + N, as shells do. */
-#define NSB_EXIT_SIGNAL_BASE 128
 /* Raw syscall results in -NSB_MAX_ERRNO..-1 are -errno (the kernel's MAX_ERRNO). */
 #define NSB_MAX_ERRNO 4095
 
@@ -89,63 +88,6 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
         if ((call) < 0)                     \
             nsb_fail(plan, (step), (index)); \
     } while (0)
-
-/* The command's exit status as init passes it on. */
-static int nsb_exit_code(int status)
-{
-    return WIFEXITED(status) ? WEXITSTATUS(status) : NSB_EXIT_SIGNAL_BASE + WTERMSIG(status);
-}
-
-/*
- * A minimal init (what tini and catatonit do): fork the command, then stay as
- * its parent, forwarding SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
- * SIGWINCH to it, reaping every orphan, and exiting with the command's status
- * (128+N if a signal N ended it).  All signals are still blocked here (the
- * parent blocked them before clone3), so sigwaitinfo sees them all.
- */
-static void nsb_init(const struct nsb_spawn_plan *plan)
-{
-    static const int forward[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-    struct clone_args fork_args;
-    sigset_t wait_for;
-    long cmd;
-    unsigned int i;
-
-    /* fork as clone3 without a stack (clone's argument order differs per
-     * architecture; clone3 takes one struct everywhere) */
-    memset(&fork_args, 0, sizeof(fork_args));
-    fork_args.exit_signal = SIGCHLD;
-    cmd = syscall(__NR_clone3, &fork_args, sizeof(fork_args));
-    if (cmd < 0)
-        nsb_fail(plan, NSB_STEP_INIT, 0);
-    if (cmd == 0)
-        return; /* the command: go on to exec */
-    if (plan->err_fd >= 0)
-        syscall(__NR_close, plan->err_fd); /* only the command reports from now on */
-    nsb_prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    sigemptyset(&wait_for);
-    sigaddset(&wait_for, SIGCHLD);
-    for (i = 0; i < sizeof(forward) / sizeof(forward[0]); i++)
-        sigaddset(&wait_for, forward[i]);
-    for (;;) {
-        siginfo_t info;
-        int sig = sigwaitinfo(&wait_for, &info);
-        if (sig < 0)
-            continue;
-        if (sig != SIGCHLD) {
-            syscall(__NR_kill, cmd, sig);
-            continue;
-        }
-        for (;;) {
-            int status;
-            long pid = syscall(__NR_wait4, -1, &status, WNOHANG, NULL);
-            if (pid <= 0)
-                break;
-            if (pid == cmd)
-                syscall(__NR_exit_group, nsb_exit_code(status));
-        }
-    }
-}
 
 /* ---------------------------------------------------------------- the child's steps
  * One function per group of steps, in the order of spawn.h; each returns only
@@ -254,14 +196,29 @@ static void nsb_child_mounts(const struct nsb_spawn_plan *plan, struct nsb_mount
     nsb_report(plan, &report);
 }
 
-/* MOUNT, PIVOT_ROOT: the mounts, then into the root they resolved (an fd: no
- * path to swap) or plan->pivot_root. */
+/* After the mount steps: close the fds they were handed (detached trees, idmap
+ * user namespaces: nsbind's own close-on-exec copies, above every fd the
+ * command gets), now, not at the exec - an init never execs (init.h). */
+static void nsb_close_step_fds(const struct nsb_spawn_plan *plan)
+{
+    int i;
+    for (i = 0; i < plan->n_mounts; i++) {
+        if (plan->mounts[i].fd >= 0)
+            syscall(__NR_close, plan->mounts[i].fd);
+        if (plan->mounts[i].userns_fd >= 0)
+            syscall(__NR_close, plan->mounts[i].userns_fd);
+    }
+}
+
+/* MOUNT, PIVOT_ROOT: the mounts, then into the root they set (an fd: the root's
+ * path is not looked up again) or else plan->pivot_root. */
 static void nsb_child_root(const struct nsb_spawn_plan *plan)
 {
     struct nsb_mount_ctx mctx; /* mount steps: the root they resolve in, ... */
     nsb_mount_ctx_init(&mctx);
     mctx.null_src = plan->null_mount_fd;
     nsb_child_mounts(plan, &mctx);
+    nsb_close_step_fds(plan);
     if (plan->pivot_root) {
         if (mctx.root >= 0)
             TRY(syscall(__NR_fchdir, mctx.root), NSB_STEP_PIVOT_ROOT, NSB_SUB_PIVOT_ENTER);
@@ -409,8 +366,8 @@ static int nsb_child_main(void *arg)
     nsb_child_ids(plan);
     nsb_child_caps(plan);
     nsb_child_privs(plan);
-    if (plan->init)
-        nsb_init(plan); /* returns in the command's process only */
+    if (plan->init && nsb_init_fork(NSB_EXIT_FAILED) < 0) /* returns in the command only */
+        nsb_fail(plan, NSB_STEP_INIT, 0);
     nsb_child_signals(plan);
     nsb_child_exec(plan);
 }

@@ -21,9 +21,12 @@
  *   hostname, domainname                                          HOSTNAME, DOMAINNAME
  *   bring lo up in a new network namespace                        LOOPBACK
  *   mounts, in the order given (mountsteps.h: resolved in the     MOUNT
- *     root for a rootfs)
- *   into the new root (fchdir to the mount steps' root, else      PIVOT_ROOT
- *     chdir), pivot_root(".", "."), detach the old root, chdir "/"
+ *     root for a rootfs); then the fds the steps were handed
+ *     (plan->mounts[].fd, .userns_fd) are closed
+ *   into the new root (fchdir to the fd of the root the mount     PIVOT_ROOT
+ *     steps set - a rootfs's path is looked up once, by its ROOT
+ *     step - else chdir plan->pivot_root), pivot_root(".", "."),
+ *     detach the old root, chdir "/"
  *   chdir to the working directory                                CHDIR
  *   rlimits                                                       RLIMIT
  *   bounding set drop (needs CAP_SETPCAP: before setuid), then    CAPBSET, SETUID
@@ -32,7 +35,8 @@
  *   capset, ambient clear and raise (or, without capabilities     CAPSET, AMBIENT
  *     to set, clear the inheritable and ambient sets)
  *   no_new_privs, parent-death signal, umask (cannot fail)        NO_NEW_PRIVS, PDEATHSIG
- *   with init: fork; the parent stays as PID 1 and reaps          INIT
+ *   with init: fork; the parent stays as PID 1, closes every fd   INIT
+ *     (it keeps none: init.h) and forwards signals and reaps
  *   default signal handlers, empty signal mask                    SIGNALS
  *   execve, trying each candidate path                            EXEC
  * The first failing step is reported as a struct nsb_spawn_report - straight
@@ -150,7 +154,9 @@ struct nsb_spawn_plan {
     int null_mount_fd;               /* -1, or a detached bind of the caller's /dev/null that
                                         the first file MASK attaches (the child cannot reach
                                         the caller's /dev/null from a prepared root) */
-    const char *pivot_root;          /* NULL, or the new root directory */
+    const char *pivot_root;          /* NULL, or the new root directory: entered by the fd
+                                        of the mount steps' root if they set one, else
+                                        by this path */
     const char *cwd;                 /* NULL: leave */
     const struct nsb_rlimit *rlimits;
     int n_rlimits;
@@ -175,7 +181,8 @@ struct nsb_spawn_plan {
     int n_keep_fds;
     int close_fds;                   /* 1: close every fd >= 3 not in keep_fds */
     int default_signals;             /* 1: SIGPIPE, SIGXFSZ back to SIG_DFL (as subprocess) */
-    int init;                        /* 1: stay as a reaping init, fork the command (no use_vm) */
+    int init;                        /* 1: stay as a reaping init that keeps no fd, fork the
+                                        command (no use_vm; init.h) */
 };
 
 struct nsb_spawn_result {
