@@ -8,6 +8,13 @@ Steps marked ``IN_ROOT`` resolve their target inside the root set by the last
 ``ROOT`` step with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS); the last
 component is never followed (a symlink there is refused), missing targets are
 created inside the root, and the mount is attached onto the resolved fd.
+
+The root is looked up once: a ``ROOT`` step with ``SELF_BIND`` binds its target
+onto itself and keeps the attached mount's fd as the root, one with
+``LAST_MOUNT`` takes the mount the step before it attached; a spawn pivots into
+that fd.  A ``PINNED`` host target (:meth:`MountStep.pinned`) is resolved without
+following any symlink and must still be the directory it was pinned to: a path
+swapped since is refused, never followed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.mount import mount_description
-from nsbind.errors import error_for
+from nsbind.errors import InvalidValue, error_for
 from nsbind.flags import MountAttr, flag_names
 
 __all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "MountSteps",
@@ -55,6 +62,12 @@ class MountOpt(enum.IntFlag):
     RECURSIVE = lib.NSB_MNTF_RECURSIVE
     #: BIND: ``fd`` is a detached tree made for this one step: attached, not cloned
     ATTACH_FD = lib.NSB_MNTF_ATTACH_FD
+    #: a host target resolved without symlinks that must be ``pin_dev``/``pin_ino``
+    PINNED = lib.NSB_MNTF_PINNED
+    #: ROOT: bind the target onto itself; the attached mount is the root
+    SELF_BIND = lib.NSB_MNTF_SELF_BIND
+    #: ROOT: the mount the step before attached is the root (no lookup)
+    LAST_MOUNT = lib.NSB_MNTF_LAST_MOUNT
 
 
 class MountPhase(enum.IntEnum):
@@ -68,6 +81,7 @@ class MountPhase(enum.IntEnum):
     SETATTR = lib.NSB_PH_SETATTR  #: mount_setattr
     VERIFY = lib.NSB_PH_VERIFY    #: what got mounted is not what was asked
     ROOT = lib.NSB_PH_ROOT        #: the in-root rule refused: a symlink target, or no root
+    PINNED = lib.NSB_PH_PINNED    #: a pinned target was swapped (or a symlink is on the way)
 
     @classmethod
     def of(cls, value: int) -> MountPhase | None:
@@ -89,6 +103,7 @@ PHASE_WORDS: dict[MountPhase, str | None] = {
     MountPhase.SETATTR: "set mount attributes",
     MountPhase.VERIFY: "verify what got mounted",
     MountPhase.ROOT: None,
+    MountPhase.PINNED: None,
 }
 
 _NO_OPTS = MountOpt(0)
@@ -117,6 +132,8 @@ class MountStep:
     dev: int = 0
     fs_magic: int = 0
     cwd: str | None = None
+    pin_dev: int = 0
+    pin_ino: int = 0
 
     def __hash__(self) -> int:
         # computed once: spawn looks a plan's steps up by value on every call
@@ -130,9 +147,20 @@ class MountStep:
     def in_root(self) -> MountStep:
         """This step with its target resolved inside the root (see the module doc)."""
         if self.kind == MountKind.CLASSIC:
-            raise ValueError(f"{self.describe()}: a classic mount(2) step takes host paths "
+            raise InvalidValue(f"{self.describe()}: a classic mount(2) step takes host paths "
                              "only; use the nsbind.mounts helpers inside a root")
         return dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
+
+    def pinned(self, st: os.stat_result) -> MountStep:
+        """This step with its (host) target pinned to the directory ``st`` describes
+        (``os.stat`` of it): the target is then resolved without following any symlink
+        and must still be that directory (same ``st_dev`` and ``st_ino``), else the step
+        is refused (ESTALE; a symlink on the way: ELOOP).  Another directory can take
+        that identity only once this one is deleted (its inode number freed)."""
+        if self.opts & MountOpt.IN_ROOT:
+            raise InvalidValue(f"{self.describe()}: only a host target can be pinned")
+        return dataclasses.replace(self, opts=self.opts | MountOpt.PINNED,
+                                   pin_dev=st.st_dev, pin_ino=st.st_ino)
 
     def describe(self) -> str:
         """The step as an error message names it: ``mount proc on /proc``."""
@@ -153,6 +181,10 @@ class MountStep:
                 text += f" idmapped by user namespace fd {self.userns_fd}"
             return text
         if kind == MountKind.ROOT:
+            if self.opts & MountOpt.LAST_MOUNT:
+                return f"use the mount just made on {where} as the root"
+            if self.opts & MountOpt.SELF_BIND:
+                return f"bind {where} onto itself as the root"
             return f"use {where} as the root"
         if kind == MountKind.MASK:
             return f"mask {where}"
@@ -176,7 +208,15 @@ def _why(step: MountStep, err: int, phase: int, msg: str) -> str | None:
     if known is MountPhase.ROOT:
         if err == _errno.ELOOP:
             return f"refused: {step.target} is a symlink in the root (targets are never followed)"
+        if step.kind == MountKind.ROOT and step.opts & MountOpt.LAST_MOUNT:
+            return "the step before attached no mount to use as the root"
         return "no root set for an in-root step"
+    if known is MountPhase.PINNED:
+        if err == _errno.ELOOP:
+            return (f"refused: a symlink is now on the way to {step.target} (a pinned "
+                    "path is never resolved through one)")
+        return (f"refused: {step.target} is no longer the directory it was pinned to "
+                "(swapped since; never followed to another one)")
     parts = [PHASE_WORDS[known] if known is not None else f"mount phase {phase}"]
     if known is MountPhase.VERIFY:
         if step.kind == MountKind.MASK:
@@ -218,6 +258,8 @@ class MountSteps:
             c.dev = step.dev
             c.fs_magic = step.fs_magic
             c.cwd = self._str(step.cwd)
+            c.pin_dev = step.pin_dev
+            c.pin_ino = step.pin_ino
         self._keep.append(arr)
         self.c = arr
 
@@ -229,7 +271,7 @@ class MountSteps:
             return ffi.NULL
         raw = os.fsencode(value)
         if b"\0" in raw:
-            raise ValueError(f"mount step string contains a NUL byte: {raw!r}")
+            raise InvalidValue(f"mount step string contains a NUL byte: {raw!r}")
         buf = ffi.new("char[]", raw)
         self._keep.append(buf)
         return buf
@@ -251,16 +293,25 @@ def report_message(report: Any) -> str:
     return text.rstrip("\n")
 
 
-def run(steps: Sequence[MountStep]) -> None:
-    """Run ``steps`` in the calling thread's mount namespace (use a private one)."""
+def run(steps: Sequence[MountStep], *, enter_root: bool = False) -> None:
+    """Run ``steps`` in the calling thread's mount namespace (use a private one).
+
+    ``enter_root``: then make the root the last ``ROOT`` step set the working
+    directory, by its fd (fchdir: the root's path is not looked up again), as the
+    spawn child does before ``pivot_root(".", ".")``; ValueError if no step set one.
+    """
     plan = MountSteps(steps)
-    if not plan.steps:
+    if not plan.steps and not enter_root:
         return
     ctx: Any = ffi.new("struct nsb_mount_ctx *")
     lib.nsb_mount_ctx_init(ctx)
     report: Any = ffi.new("struct nsb_mount_report *")
     try:
-        rc = lib.nsb_mount_steps(plan.c, len(plan), ctx, report)
+        rc = lib.nsb_mount_steps(plan.c, len(plan), ctx, report) if plan.steps else 0
+        if rc == 0 and enter_root:
+            if ctx.root < 0:
+                raise InvalidValue("enter_root: no ROOT step set a root")
+            os.fchdir(ctx.root)
     finally:
         lib.nsb_mount_ctx_close(ctx)
     if rc < 0:

@@ -14,6 +14,23 @@ read-only paths (the OCI defaults unless ``defaults=False``), then
 ``pivot_root(".", ".")`` into the root's fd and a lazy unmount of the old root
 (no directory for it is needed), then ``chdir("/")``.
 
+The root's path is resolved once.  ``RootFS(path)`` opens ``path`` when it is
+made (O_PATH|O_DIRECTORY, following the symlinks the caller named at that
+moment: a symlink as the last component is the caller's choice, resolved now
+and never again) and records the directory's identity (st_dev, st_ino) and its
+real path (``RootFS.path``, without symlinks).  Each spawn's child opens that
+real path once, in its own mount namespace, without following any symlink,
+checks that it is still that directory (a swapped root or parent directory is
+refused with a SpawnError naming the root, never followed to a decoy), binds
+that fd's mount onto the same fd, and uses the attached mount's fd for the
+in-root steps and for the pivot: no path is looked up again, so a spawn never
+mixes two roots.  (The identity is not held open: another directory can only
+take the recorded inode number once the root directory is deleted, which takes
+the power to empty it - to change the root anyway.)  An overlay root's mount
+point is pinned the same way, and the root is the overlay mount its step
+attached, by fd.  A prepared root does all this once, in :meth:`RootFS.prepare`,
+and pivots into that fd.
+
 Every target is resolved inside the root with openat2(RESOLVE_IN_ROOT |
 RESOLVE_NO_MAGICLINKS); a symlink as the last component is refused (so a
 rootfs whose /proc is a symlink is refused), missing targets are created
@@ -31,6 +48,7 @@ grace period is the slowest part of a plain rootfs spawn).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import tempfile
@@ -39,10 +57,19 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import PathLike, fsbytes
-from nsbind._sys.mount import MountFd, open_tree, pivot_root, umount2
+from nsbind._sys.mount import AT_FDCWD, MountFd, open_tree, openat2, pivot_root, umount2
 from nsbind._sys.ns import NamespaceFd, open_namespace
-from nsbind.flags import AtFlags, MountAttr, Namespace, OpenTreeFlags, Propagation, UmountFlags
-from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, bind, mask, overlay_step, readonly
+from nsbind.errors import InvalidValue, error_for
+from nsbind.flags import (
+    AtFlags,
+    MountAttr,
+    Namespace,
+    OpenTreeFlags,
+    Propagation,
+    ResolveFlags,
+    UmountFlags,
+)
+from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, mask, overlay_step, readonly
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
 
@@ -113,9 +140,35 @@ def _host_path(step: MountStep) -> bool:
     return step.kind == MountKind.CLASSIC
 
 
-def _make_template(path: str, shared: Sequence[MountStep]) -> NamespaceFd:
-    """Run ``shared`` and pivot into ``path`` in a new mount namespace (in a helper
-    thread: a pivot_root moves the thread's root), and return an fd that keeps it."""
+def _pin(path: PathLike, what: str) -> tuple[str, os.stat_result]:
+    """The directory ``path`` names now (symlinks followed, as the caller named them):
+    its real path and its stat.  The real path must lead to that very directory
+    without any symlink."""
+    try:
+        fd = os.open(fsbytes(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise error_for(exc.errno or errno.EINVAL, "open", os.fsdecode(fsbytes(path)),
+                        what=f"open {what} {os.fsdecode(fsbytes(path))}") from None
+    try:
+        st = os.fstat(fd)
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        flags = os.O_PATH | os.O_DIRECTORY
+        with openat2(AT_FDCWD, real, flags, resolve=ResolveFlags.NO_SYMLINKS
+                     | ResolveFlags.NO_MAGICLINKS) as again:
+            same = os.path.samestat(os.fstat(again.fileno()), st)
+        if not same:
+            raise error_for(errno.ESTALE, "open", real, what=f"open {what} {real}",
+                            detail="its real path leads to another directory (moved "
+                                   "while it was opened)")
+    finally:
+        os.close(fd)
+    return real, st
+
+
+def _make_template(shared: Sequence[MountStep]) -> NamespaceFd:
+    """Run ``shared`` and pivot into the root they set, by its fd, in a new mount
+    namespace (in a helper thread: a pivot_root moves the thread's root), and return
+    an fd that keeps it."""
     made: list[NamespaceFd] = []
     failed: list[BaseException] = []
 
@@ -124,8 +177,7 @@ def _make_template(path: str, shared: Sequence[MountStep]) -> NamespaceFd:
             with Namespaces(mnt=True):  # private propagation
                 nsfd = open_namespace("/proc/thread-self/ns/mnt")
                 try:
-                    run(shared)
-                    os.chdir(path)
+                    run(shared, enter_root=True)  # into the root's fd: no path again
                     pivot_root(".", ".")
                     umount2(".", UmountFlags.DETACH)
                     os.chdir("/")
@@ -154,18 +206,28 @@ class RootFS:
     ``Namespaces(mnt=True)``); nothing is mounted in the caller's namespace.
     ``defaults`` adds the OCI default masked and read-only paths
     (:data:`~nsbind.mounts.MASKED_PATHS`, :data:`~nsbind.mounts.READONLY_PATHS`).
+
+    The directory is opened here (symlinks in ``path`` followed now, never later:
+    ``self.path`` is its real path) and its identity recorded; a spawn whose child
+    finds another directory at that path refuses to start (see the module doc).
     """
 
     def __init__(self, path: PathLike, *, readonly: bool = False, defaults: bool = True) -> None:
-        self.path = os.fsdecode(fsbytes(path))
-        self._base: list[MountStep] = [bind(self.path, self.path)]
-        self._own_mountpoint = False
         self._init(defaults)
+        self._pin_dir(path, "the root directory")
+        self._base: list[MountStep] = []
+        self._root = MountStep(None, self.path, kind=MountKind.ROOT,
+                               opts=MountOpt.SELF_BIND | MountOpt.RECURSIVE).pinned(self._stat)
         if readonly:  # last: mount points are made first (the root mount only)
             self._final.append(MountStep(None, "/", None, int(MountAttr.RDONLY),
                                          kind=MountKind.SETATTR, opts=MountOpt.IN_ROOT))
 
+    def _pin_dir(self, path: PathLike, what: str) -> None:
+        """Resolve the root's directory, once (see the class doc)."""
+        self.path, self._stat = _pin(path, what)
+
     def _init(self, defaults: bool) -> None:
+        self._own_mountpoint = False
         self._cached: tuple[MountStep, ...] | None = None  # steps(), until the next change
         self._prepared = False
         self._template: RootPlan | None = None
@@ -190,10 +252,16 @@ class RootFS:
         self.path = tempfile.mkdtemp(prefix="nsbind-rootfs-") if mountpoint is None \
             else os.fsdecode(fsbytes(mountpoint))
         try:
-            self._base = [overlay_step(self.path, lower, upper, work, volatile=volatile)]
+            self._pin_dir(self.path, "the overlay's mount point")
+            step = overlay_step(self.path, lower, upper, work, volatile=volatile)
         except BaseException:
             self.close()  # removes the mount point made above; the step's error stands
             raise
+        # the root is the overlay this step attaches, taken by its fd (LAST_MOUNT):
+        # nothing looks the mount point up again, to use it or to check it
+        self._base = [dataclasses.replace(step, fs_magic=0).pinned(self._stat)]
+        self._root = MountStep(None, self.path, kind=MountKind.ROOT,
+                               opts=MountOpt.LAST_MOUNT)
         return self
 
     @classmethod
@@ -205,7 +273,7 @@ class RootFS:
         this reverses them).  Without ``upper``/``work`` one layer is bound read-only
         (the kernel wants two lower layers for an overlay without an upper)."""
         if not layers:
-            raise ValueError("a root needs at least one layer")
+            raise InvalidValue("a root needs at least one layer")
         if upper is None and work is None and len(layers) == 1:
             return cls(layers[0], readonly=True, defaults=defaults)
         return cls.overlay(list(reversed(layers)), upper, work, volatile=volatile,
@@ -270,7 +338,7 @@ class RootFS:
                          if s.kind == MountKind.DEVICE else s for s in steps[first:])
             if any(_host_path(s) for s in rest):
                 return RootPlan(steps, pivot_root=self.path)
-            ns = _make_template(self.path, steps[:first])
+            ns = _make_template(steps[:first])
             self._template = RootPlan(
                 (_ROOT_HERE, *rest), namespace=ns,
                 masks=any(s.kind == MountKind.MASK for s in rest),
@@ -297,10 +365,9 @@ class RootFS:
         # built once per change: spawn reuses the same step objects (and so the
         # C array compiled from them) every time
         if self._cached is None:
-            root = MountStep(None, self.path, kind=MountKind.ROOT)
             tail = [mask(p).in_root() for p in self._masked]
             tail += [readonly(p).in_root() for p in self._readonly]
-            self._cached = (*self._base, root, *self._steps, *tail, *self._final)
+            self._cached = (*self._base, self._root, *self._steps, *tail, *self._final)
         return self._cached
 
     def close(self) -> None:
@@ -320,5 +387,5 @@ class RootFS:
         self.close()
 
     def __repr__(self) -> str:
-        kind = "overlay" if self._base[0].kind == MountKind.FS else "bind"
+        kind = "overlay" if self._base else "bind"
         return f"<RootFS {kind} at {self.path} with {len(self._steps)} steps>"

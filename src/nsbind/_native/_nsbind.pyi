@@ -215,6 +215,9 @@ class _Lib:
     NSB_MNTF_CREATE_FILE: int
     NSB_MNTF_RECURSIVE: int
     NSB_MNTF_ATTACH_FD: int
+    NSB_MNTF_PINNED: int
+    NSB_MNTF_SELF_BIND: int
+    NSB_MNTF_LAST_MOUNT: int
     NSB_PH_MOUNT: int
     NSB_PH_RESOLVE: int
     NSB_PH_CREATE: int
@@ -223,6 +226,7 @@ class _Lib:
     NSB_PH_SETATTR: int
     NSB_PH_VERIFY: int
     NSB_PH_ROOT: int
+    NSB_PH_PINNED: int
     NSB_PH_COUNT: int
     NSB_REPORT_MSG_SIZE: int
     NSB_EXIT_FAILED: int

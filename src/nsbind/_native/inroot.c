@@ -160,10 +160,58 @@ int nsb_create_in_root(int root, const char *path, const struct nsb_make *make,
     }
 }
 
+/* A PINNED host target: resolved with no symlink anywhere on the way (ELOOP) and
+ * still the directory the step was pinned to (ESTALE if it is another one: the
+ * path was swapped since the caller pinned it).  Either refusal is phase PINNED. */
+static int nsb_open_pinned(const struct nsb_mount_step *st, int *phase, struct stat *sb)
+{
+    struct open_how how;
+    int fd;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    fd = nsb_openat2(AT_FDCWD, st->target, &how, sizeof(how));
+    if (fd < 0) {
+        if (errno == ELOOP)
+            *phase = NSB_PH_PINNED;
+        return -1;
+    }
+    if (nsb_lstat_fd(fd, sb) < 0)
+        return nsb_done(-1, -1, fd);
+    if ((unsigned long long)sb->st_dev != st->pin_dev ||
+        (unsigned long long)sb->st_ino != st->pin_ino) {
+        *phase = NSB_PH_PINNED;
+        errno = ESTALE;
+        return nsb_done(-1, -1, fd);
+    }
+    return fd;
+}
+
+/* A host target (not IN_ROOT), as the caller's working directory and root resolve it. */
+static int nsb_open_host_target(const struct nsb_mount_step *st, int *phase,
+                                struct stat *sb_out)
+{
+    struct stat sb;
+    int fd;
+    if (st->opts & NSB_MNTF_PINNED) {
+        fd = nsb_open_pinned(st, phase, &sb);
+        if (fd >= 0 && sb_out)
+            *sb_out = sb;
+        return fd;
+    }
+    fd = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && (st->opts & NSB_MNTF_OPTIONAL))
+        return NSB_TARGET_SKIP;
+    if (fd >= 0 && sb_out && nsb_lstat_fd(fd, sb_out) < 0)
+        return nsb_done(-1, -1, fd);
+    return fd;
+}
+
 /*
  * Open the target of a step (O_PATH).  In the root: resolved inside it, the
  * last component not followed (a symlink there: ELOOP), created when missing
- * and asked for.  Returns the fd, -1 with errno, or NSB_TARGET_SKIP for a
+ * and asked for.  On the host: as the caller resolves it, or PINNED (see
+ * nsb_open_pinned).  Returns the fd, -1 with errno, or NSB_TARGET_SKIP for a
  * missing optional target; with sb_out, also what the fd is (the stat the
  * in-root check makes anyway).
  */
@@ -174,14 +222,8 @@ int nsb_open_target(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
     int fd;
 
     *phase = NSB_PH_RESOLVE;
-    if (!(st->opts & NSB_MNTF_IN_ROOT)) {
-        fd = (int)syscall(__NR_openat, AT_FDCWD, st->target, O_PATH | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT && (st->opts & NSB_MNTF_OPTIONAL))
-            return NSB_TARGET_SKIP;
-        if (fd >= 0 && sb_out && nsb_lstat_fd(fd, sb_out) < 0)
-            return nsb_done(-1, -1, fd);
-        return fd;
-    }
+    if (!(st->opts & NSB_MNTF_IN_ROOT))
+        return nsb_open_host_target(st, phase, sb_out);
     if (ctx->root < 0) {
         *phase = NSB_PH_ROOT;
         errno = EBADF;

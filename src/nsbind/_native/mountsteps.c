@@ -52,6 +52,22 @@ static int nsb_attach(int mnt_fd, int target_fd)
                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 
+/* The end of a step that attached mnt onto target: target is closed, mnt kept
+ * as ctx->last (the mount a following ROOT LAST_MOUNT step takes). */
+static int nsb_attached(struct nsb_mount_ctx *ctx, int mnt, int target)
+{
+    nsb_close_keep_errno(target);
+    nsb_close_keep_errno(ctx->last);
+    ctx->last = mnt;
+    return 0;
+}
+
+static void nsb_forget_last(struct nsb_mount_ctx *ctx)
+{
+    nsb_close_keep_errno(ctx->last);
+    ctx->last = -1;
+}
+
 /* One FS option: "key=value" (a string) or "flag". */
 static int nsb_fs_option(int fsfd, const char *opt)
 {
@@ -158,16 +174,50 @@ static int nsb_step_classic(const struct nsb_mount_step *st, struct nsb_mount_ct
     return nsb_mount(st->source, st->target, st->fstype, st->flags, st->data);
 }
 
+/* ROOT SELF_BIND: the target's mount cloned (recursively with RECURSIVE) and
+ * attached onto the target's own fd; the attached mount's fd, or -1. */
+static int nsb_bind_self(const struct nsb_mount_step *st, int target, int *phase)
+{
+    unsigned int rec = (st->opts & NSB_MNTF_RECURSIVE) ? AT_RECURSIVE : 0;
+    int mnt;
+    *phase = NSB_PH_SOURCE;
+    mnt = nsb_open_tree(target, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | rec);
+    if (mnt < 0)
+        return -1;
+    *phase = NSB_PH_MOUNT;
+    if (nsb_attach(mnt, target) < 0)
+        return nsb_done(-1, mnt, -1);
+    return mnt;
+}
+
 static int nsb_step_root(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
                          int *phase, struct nsb_mount_report *rep)
 {
     struct stat sb;
-    int target = nsb_open_target(st, ctx, 0, phase, &sb);
-    if (target < 0)
-        return -1; /* a root is never optional */
-    if (!S_ISDIR(sb.st_mode)) {
-        errno = ENOTDIR;
-        return nsb_done(-1, -1, target);
+    int target;
+    if (st->opts & NSB_MNTF_LAST_MOUNT) {
+        target = ctx->last; /* what the step before attached: no lookup */
+        ctx->last = -1;
+        if (target < 0) {
+            *phase = NSB_PH_ROOT;
+            errno = EBADF;
+            return -1;
+        }
+    } else {
+        target = nsb_open_target(st, ctx, 0, phase, &sb);
+        if (target < 0)
+            return -1; /* a root is never optional */
+        if (!S_ISDIR(sb.st_mode)) {
+            errno = ENOTDIR;
+            return nsb_done(-1, -1, target);
+        }
+        if (st->opts & NSB_MNTF_SELF_BIND) {
+            int mnt = nsb_bind_self(st, target, phase);
+            nsb_close_keep_errno(target);
+            if (mnt < 0)
+                return -1;
+            target = mnt;
+        }
     }
     nsb_close_keep_errno(ctx->root);
     ctx->root = target;
@@ -185,8 +235,9 @@ static int nsb_step_fs(const struct nsb_mount_step *st, struct nsb_mount_ctx *ct
     if (mnt < 0)
         return nsb_done(-1, -1, target);
     *phase = NSB_PH_MOUNT;
-    if (nsb_done(nsb_attach(mnt, target), mnt, target) < 0)
-        return -1;
+    if (nsb_attach(mnt, target) < 0)
+        return nsb_done(-1, mnt, target);
+    nsb_attached(ctx, mnt, target);
     if (!st->fs_magic)
         return 0;
     *phase = NSB_PH_VERIFY;
@@ -227,7 +278,9 @@ static int nsb_step_bind(const struct nsb_mount_step *st, struct nsb_mount_ctx *
     if (target < 0)
         return nsb_done(nsb_skipped(target), mnt, -1);
     *phase = NSB_PH_MOUNT;
-    return nsb_done(nsb_attach(mnt, target), mnt, target);
+    if (nsb_attach(mnt, target) < 0)
+        return nsb_done(-1, mnt, target);
+    return nsb_attached(ctx, mnt, target);
 }
 
 /* The empty read-only tmpfs a directory mask attaches. */
@@ -421,11 +474,13 @@ void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->root = ctx->dir = ctx->mask_dir = ctx->mask_file = ctx->umask = ctx->null_src = -1;
+    ctx->last = -1;
 }
 
 void nsb_mount_ctx_close(struct nsb_mount_ctx *ctx)
 {
-    int *fds[] = {&ctx->root, &ctx->dir, &ctx->mask_dir, &ctx->mask_file, &ctx->null_src};
+    int *fds[] = {&ctx->root,      &ctx->dir,      &ctx->mask_dir,
+                  &ctx->mask_file, &ctx->null_src, &ctx->last};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         nsb_close_keep_errno(*fds[i]);
         *fds[i] = -1;
@@ -443,6 +498,8 @@ int nsb_mount_steps(const struct nsb_mount_step *steps, int n, struct nsb_mount_
         int phase = NSB_PH_MOUNT;
         if (!nsb_kind_creates(st->kind))
             nsb_forget_dir(ctx);
+        if (st->kind != NSB_MNT_ROOT || !(st->opts & NSB_MNTF_LAST_MOUNT))
+            nsb_forget_last(ctx); /* only the step right after may take it */
         errno = 0;
         if (st->kind < 0 || st->kind >= NSB_MNT_KIND_COUNT || !nsb_step_fns[st->kind]) {
             errno = EINVAL;
@@ -458,6 +515,7 @@ int nsb_mount_steps(const struct nsb_mount_step *steps, int n, struct nsb_mount_
         }
     }
     nsb_forget_dir(ctx);
+    nsb_forget_last(ctx);
     if (ctx->umask >= 0) {
         syscall(__NR_umask, ctx->umask);
         ctx->umask = -1;

@@ -13,6 +13,14 @@
  * resolved directory fds), and every mount is attached onto the resolved fd
  * with move_mount(MOVE_MOUNT_T_EMPTY_PATH), never onto a string path that
  * could be swapped between the check and the use.
+ *
+ * The root itself is looked up once: a ROOT step either binds its (PINNED)
+ * target onto itself and keeps the attached mount's fd (SELF_BIND), or takes
+ * the mount the step before it attached (LAST_MOUNT: an overlay made on its
+ * mount point); the spawn child pivots into that fd.  A PINNED host target is
+ * resolved with no symlink on the way and must still be the directory whose
+ * identity (st_dev, st_ino) the step records: a path swapped since is refused
+ * (ESTALE, phase PINNED), never followed to a decoy.
  */
 #ifndef NSBIND_MOUNTSTEPS_H
 #define NSBIND_MOUNTSTEPS_H
@@ -42,9 +50,18 @@ enum nsb_mount_opt {
     NSB_MNTF_CREATE_DIR = 4,  /* create a missing target as a directory (and its parents) */
     NSB_MNTF_CREATE_FILE = 8, /* create a missing target as an empty file (parents: dirs) */
     NSB_MNTF_RECURSIVE = 16,  /* BIND, READONLY, PROPAGATION: the whole tree */
-    NSB_MNTF_ATTACH_FD = 32   /* BIND: fd is a detached tree made for this step alone:
+    NSB_MNTF_ATTACH_FD = 32,  /* BIND: fd is a detached tree made for this step alone:
                                  attach it as it is, not a clone (a tree detached in
                                  another mount namespace cannot be cloned here) */
+    NSB_MNTF_PINNED = 64,     /* a host target (not IN_ROOT): resolved without following
+                                 any symlink (RESOLVE_NO_SYMLINKS; one is ELOOP), it must
+                                 be the directory pin_dev/pin_ino (else ESTALE) */
+    NSB_MNTF_SELF_BIND = 128, /* ROOT: clone the target's mount (RECURSIVE: with its
+                                 submounts), attach it onto the target's fd and make the
+                                 attached mount the root: the target is looked up once */
+    NSB_MNTF_LAST_MOUNT = 256 /* ROOT: the mount the step just before attached (FS, BIND)
+                                 is the root; the target is not looked up (EBADF, phase
+                                 ROOT, if that step attached nothing) */
 };
 
 /*
@@ -61,6 +78,8 @@ enum nsb_mount_phase {
     NSB_PH_SETATTR = 5,   /* mount_setattr */
     NSB_PH_VERIFY = 6,    /* the mounted filesystem is not what was asked (fs_magic, 1:3) */
     NSB_PH_ROOT = 7,      /* the target is a symlink, or no root was set */
+    NSB_PH_PINNED = 8,    /* a PINNED target is not the directory it was pinned to (ESTALE),
+                             or a symlink is on the way to it (ELOOP) */
     NSB_PH_COUNT          /* not a phase: one past the last */
 };
 
@@ -85,6 +104,8 @@ struct nsb_mount_step {
     long long fs_magic;     /* FS: 0, or the f_type the mounted target must show */
     const char *cwd;        /* FS: NULL, or the directory relative option paths start
                                from (the working directory while configuring) */
+    unsigned long long pin_dev; /* PINNED: the st_dev and st_ino the target must have */
+    unsigned long long pin_ino;
 };
 
 struct nsb_mount_report {
@@ -110,6 +131,8 @@ struct nsb_mount_report {
  *   null_src: -1 (file masks bind "/dev/null" as the caller resolves it), or a
  *     detached bind of the caller's /dev/null for the first file mask (set by
  *     the caller after init; closed by nsb_mount_ctx_close if unused).
+ *   last: the mount the step just run attached (FS, BIND), for a following
+ *     ROOT LAST_MOUNT step; closed before any other step runs.
  */
 struct nsb_mount_ctx {
     int root;
@@ -120,6 +143,7 @@ struct nsb_mount_ctx {
     int mask_file;
     int umask;
     int null_src;
+    int last;
 };
 
 void nsb_mount_ctx_init(struct nsb_mount_ctx *ctx);
