@@ -217,9 +217,15 @@ def test_exit_status_and_signal_returncode() -> None:
          r"^mount proc on /nonexistent/proc: ENOENT", FileNotFoundError),
         ({"args": ["true"], "rlimits": {resource.RLIMIT_NOFILE: (2**40, 2**40)}},
          r"^setrlimit RLIMIT_NOFILE \d+:\d+: EPERM", PermissionError),
+        ({"args": ["true"], "namespaces": Namespaces(mnt=True), "pivot_root": "/nonexistent"},
+         r"^enter the new root /nonexistent: ENOENT", FileNotFoundError),
+        ({"args": ["true"], "capabilities": CapabilitySets(
+            permitted=frozenset(), ambient=frozenset({Capability.NET_ADMIN}),
+            bounding=frozenset({Capability.NET_ADMIN}))},
+         r"^raise ambient CAP_NET_ADMIN: EPERM", PermissionError),
     ],
     ids=["missing-binary", "missing-on-path", "bad-cwd", "failing-mount",
-         "rlimit-above-nr_open"],
+         "rlimit-above-nr_open", "missing-new-root", "ambient-not-permitted"],
 )
 def test_step_failures_name_the_step(kwargs: dict[str, object], message: str,
                                      exc_type: type[BaseException]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from nsbind._native import lib
 from nsbind._sys.fd import fdnum
 from nsbind.cgroups import Cgroup
+from nsbind.errors import InvalidValue
 from nsbind.flags import CloneFlags, MountFlags, Namespace
 from nsbind.idmap import IdMap, check_map
 from nsbind.mountstep import MountStep
@@ -97,10 +98,10 @@ def _root_steps(request: SpawnRequest, flags: int
     root = None
     if request.rootfs is not None:
         if not flags & _NEWNS:
-            raise ValueError("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
+            raise InvalidValue("rootfs needs a new mount namespace (Namespaces(mnt=True)): "
                              "its mounts are made in the child's own")
         if pivot_root is not None:
-            raise ValueError("give rootfs or pivot_root, not both")
+            raise InvalidValue("give rootfs or pivot_root, not both")
         rootplan = request.rootfs.plan_for(request.namespaces, bool(steps))
         steps += rootplan.steps
         if rootplan.namespace is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.proc import Capability
-from nsbind.errors import NsbindError, error_for
+from nsbind.errors import InvalidValue, NsbindError, error_for
 from nsbind.flags import Namespace
 from nsbind.mountstep import MountStep, MountSteps, report_message
 
@@ -121,7 +121,7 @@ class Plan:
             return ffi.NULL
         raw = value.encode() if isinstance(value, str) else value
         if b"\0" in raw:
-            raise ValueError(f"string contains a NUL byte: {raw!r}")
+            raise InvalidValue(f"string contains a NUL byte: {raw!r}")
         buf = ffi.new("char[]", raw)
         self._keep.append(buf)
         return buf
@@ -137,7 +137,7 @@ class Plan:
             pairs = []
             for k, v in env.items():
                 if "=" in k or not k:
-                    raise ValueError(f"invalid environment variable name {k!r}")
+                    raise InvalidValue(f"invalid environment variable name {k!r}")
                 pairs.append(os.fsencode(k) + b"=" + os.fsencode(v))
         else:
             pairs = list(env)
@@ -147,7 +147,7 @@ class Plan:
         blob = b"\0".join(strings) + b"\0"
         if blob.count(b"\0") != len(strings) + (not strings):
             bad = next(s for s in strings if b"\0" in s)
-            raise ValueError(f"string contains a NUL byte: {bad!r}")
+            raise InvalidValue(f"string contains a NUL byte: {bad!r}")
         counts = (len(raw_paths), len(raw_argv), len(pairs))
         buf = ffi.new("char[]", blob)
         arr = ffi.new("char *[]", len(strings) + 3)
@@ -264,9 +264,7 @@ class Plan:
         if step == s.NSB_STEP_MOUNT:
             return "mount", self.mounts.steps[index].describe()
         if step == s.NSB_STEP_PIVOT_ROOT:
-            what = [f"chdir {self.pivot_root}", f"pivot_root to {self.pivot_root}",
-                    "detach the old root", "chdir / in the new root"][min(index, 3)]
-            return "pivot_root", what
+            return "pivot_root", self._pivot_substep(index)
         if step == s.NSB_STEP_CHDIR:
             return "chdir", f"chdir {self.cwd}"
         if step == s.NSB_STEP_HOSTNAME:
@@ -281,12 +279,25 @@ class Plan:
         if step == s.NSB_STEP_SETGID:
             return "setgid", f"setgid {self.c.gid}"
         if step == s.NSB_STEP_SETUID:
-            return "setuid", "keep capabilities across setuid" if index else f"setuid {self.c.uid}"
-        if step in (s.NSB_STEP_CAPBSET, s.NSB_STEP_AMBIENT):
-            name = _capname(index)
-            if step == s.NSB_STEP_CAPBSET:
-                return "capbset", f"drop {name} from the bounding set"
-            return "ambient", "clear ambient capabilities" if index < 0 else f"raise ambient {name}"
+            if index == s.NSB_SUB_SETUID_KEEPCAPS:
+                return "setuid", "keep capabilities across setuid"
+            return "setuid", f"setuid {self.c.uid}"
+        if step == s.NSB_STEP_CAPBSET:
+            return "capbset", f"drop {_capname(index)} from the bounding set"
+        if step == s.NSB_STEP_AMBIENT:
+            if index == s.NSB_SUB_AMBIENT_CLEAR:
+                return "ambient", "clear ambient capabilities"
+            return "ambient", f"raise ambient {_capname(index)}"
+        if step == s.NSB_STEP_CAPSET:
+            if index == s.NSB_SUB_CAPSET_CLEAR_INHERITABLE:
+                return "capset", "capset (clear the inheritable set)"
+            return "capset", "capset"
+        if step == s.NSB_STEP_LOOPBACK:
+            return "loopback", _LOOPBACK_SUBSTEPS.get(index, "bring lo up")
+        if step == s.NSB_STEP_SIGNALS:
+            if index == s.NSB_SUB_SIGNALS_MASK:
+                return "signals", "empty the signal mask"
+            return "signals", f"reset the handler of signal {index}"
         if step == s.NSB_STEP_CGROUP:
             return "cgroup", f"join cgroup v1 hierarchy #{index} (write 0 to cgroup.procs)"
         if step == s.NSB_STEP_SETNS:
@@ -301,18 +312,32 @@ class Plan:
                                             "mount namespace"),
             s.NSB_STEP_SETSID: ("setsid", "setsid"),
             s.NSB_STEP_SETPGID: ("setpgid", f"setpgid {self.c.pgid}"),
-            s.NSB_STEP_LOOPBACK: ("loopback", "bring lo up"),
             s.NSB_STEP_INIT: ("init", "fork the command under init"),
-            s.NSB_STEP_CAPSET: ("capset", "capset"),
             s.NSB_STEP_NO_NEW_PRIVS: ("no_new_privs", "set no_new_privs"),
             s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),
             s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (close every fd not kept)"),
-            s.NSB_STEP_SIGNALS: ("signals", "reset signal handlers and mask"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
 
+    def _pivot_substep(self, index: int) -> str:
+        """The PIVOT_ROOT sub-step a report's index names (``enum nsb_spawn_substep``)."""
+        s = lib
+        words = {
+            s.NSB_SUB_PIVOT_ENTER: f"enter the new root {self.pivot_root}",
+            s.NSB_SUB_PIVOT_ROOT: f"pivot_root to {self.pivot_root}",
+            s.NSB_SUB_PIVOT_DETACH: "detach the old root",
+            s.NSB_SUB_PIVOT_CHDIR: "chdir / in the new root",
+        }
+        return words.get(index, f"pivot_root to {self.pivot_root} (sub-step {index})")
+
 
 _NO_MOUNTS = MountSteps(())
+
+_LOOPBACK_SUBSTEPS = {
+    lib.NSB_SUB_LOOPBACK_SOCKET: "bring lo up (open a socket for its ioctls)",
+    lib.NSB_SUB_LOOPBACK_GETFLAGS: "bring lo up (read its flags: SIOCGIFFLAGS)",
+    lib.NSB_SUB_LOOPBACK_SETFLAGS: "bring lo up (set IFF_UP: SIOCSIFFLAGS)",
+}
 
 
 @functools.lru_cache(maxsize=64)
