@@ -283,6 +283,24 @@ def test_overlay_refused_by_its_step_raises_that_error_and_removes_its_mount_poi
     assert list(tmp.iterdir()) == []
 
 
+def test_a_root_replaced_after_it_was_made_is_refused_naming_it(
+        tmp_path: pathlib.Path) -> None:
+    """The root's directory is resolved when the RootFS is made: another directory put
+    at its path later is never entered (by a spawn, or by prepare())."""
+    real, decoy = tmp_path / "root", tmp_path / "decoy"
+    for d in (real, decoy):
+        busybox_root(d)
+    root = RootFS(real, defaults=False).add(mounts.mkdir("/made"))
+    os.rename(real, tmp_path / "moved")
+    os.rename(decoy, real)
+    with pytest.raises(NsbindError) as info:
+        run_in(root, "true")
+    assert info.value.errno == errno.ESTALE
+    assert str(info.value).startswith(f"bind {real} onto itself as the root: ESTALE")
+    assert "is no longer the directory it was pinned to" in str(info.value)
+    assert not (real / "made").exists() and not (tmp_path / "moved" / "made").exists()
+
+
 def test_failing_rootfs_step_names_the_step_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
     busybox_root(tmp_path)
     (tmp_path / "file").write_text("not a dir")
