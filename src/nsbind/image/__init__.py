@@ -32,7 +32,14 @@ __all__ = ["Image", "ImageConfig", "ImageError", "Layer", "LayerStats", "Store",
 def load(path: str, *, tag: str | None = None,
          platform: tuple[str, str] | None = None) -> Image:
     """Load a docker save tarball (also Docker >= 25's hybrid output) or an OCI layout
-    (a directory or a tar of one)."""
+    (a directory or a tar of one).
+
+    The image is treated as hostile: ``path`` must be a directory or a regular file
+    (a FIFO or a device node is refused without being opened for reading), and so
+    must every file read from it (see :mod:`nsbind.image.archive`); JSON metadata is
+    read up to 16 MiB and 64 levels deep, and checked field by field (see
+    :mod:`nsbind.image.model`).  Anything malformed or unsupported raises an
+    :class:`ImageError` naming the file and the field."""
     archive = open_archive(path)
     try:
         if archive.exists("oci-layout") and archive.exists("index.json") and not archive.exists(

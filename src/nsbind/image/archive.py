@@ -1,18 +1,63 @@
-"""Read-only access to an image's files, in a tar archive or a directory, without escaping it."""
+"""Read-only access to an image's files, in a tar archive or a directory, without escaping it.
+
+Whoever made the image controls these files, so nothing here blocks or opens
+anything but a regular file: in a directory, a path is opened beneath it
+(openat2 RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) as O_PATH and must be a
+regular file (fstat) before it is reopened for reading, non-blocking, through
+/proc/self/fd; a FIFO, a device node, a socket or a directory is refused
+without ever being opened for reading.  In a tar, only regular members are read
+(links followed inside the archive).  The image path itself is checked the same
+way: a directory or a regular file (a tar), nothing else.  Metadata is read up
+to :data:`~nsbind.image.model.MAX_JSON_BYTES`; reading errors of a truncated
+tar are ImageErrors naming the member.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
+import stat
 import tarfile
+from collections.abc import Callable
 from typing import IO
 
+from nsbind._sys.fd import OwnedFd
 from nsbind._sys.mount import openat2
 from nsbind.flags import ResolveFlags
-from nsbind.image.model import ImageError
+from nsbind.image.model import MAX_JSON_BYTES, ImageError, check_digest, check_size
 
-__all__ = ["Archive", "DirArchive", "TarArchive", "open_archive"]
+__all__ = ["Archive", "DirArchive", "TarArchive", "blob_path", "open_archive"]
+
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_BENEATH = ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
+          stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a file")
+
+
+def _checked(path: str, source: str) -> str:
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise ImageError(f"{source}: {path!r} is not a path")
+    return path
+
+
+def _reopen(path_fd: int, st: os.stat_result, again: Callable[[], OwnedFd], what: str) -> int:
+    """A readable, non-blocking fd of the regular file ``path_fd`` (O_PATH) is."""
+    try:
+        fd = os.open(f"/proc/self/fd/{path_fd}", _READ)
+    except FileNotFoundError:  # no /proc here: open the path again, checked below
+        fd = again().detach()
+    got = os.fstat(fd)
+    if not stat.S_ISREG(got.st_mode) or (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise ImageError(f"{what} changed while it was opened: refused")
+    return fd
 
 
 class Archive:
@@ -24,19 +69,32 @@ class Archive:
         raise NotImplementedError
 
     def open(self, path: str) -> IO[bytes]:
+        """A regular file's bytes; ImageError for anything else."""
         raise NotImplementedError
 
-    def read(self, path: str, limit: int = 64 << 20) -> bytes:
+    def check_file(self, path: str) -> None:
+        """ImageError unless ``path`` is a regular file (nothing is read)."""
+        raise NotImplementedError
+
+    def read(self, path: str, limit: int = MAX_JSON_BYTES) -> bytes:
         """A small file (JSON); refuses more than ``limit`` bytes."""
         with self.open(path) as f:
-            data = f.read(limit + 1)
+            try:
+                data = f.read(limit + 1)
+            except ImageError:
+                raise
+            except OSError as exc:
+                raise ImageError(f"{self.source}: cannot read {path}: {exc}") from exc
         if len(data) > limit:
             raise ImageError(f"{self.source}: {path} is larger than {limit} bytes")
         return data
 
-    def blob(self, digest: str, size: int | None, limit: int = 64 << 20) -> bytes:
+    def blob(self, digest: str, size: int | None, limit: int = MAX_JSON_BYTES) -> bytes:
         """A small blob under blobs/<alg>/<hex>, checked against its digest and size."""
         path = blob_path(digest, self.source)
+        if size is not None and check_size(size, f"{self.source}: blob {path} size") > limit:
+            raise ImageError(f"{self.source}: blob {path} is {size} bytes, more than the "
+                             f"{limit} read for metadata")
         data = self.read(path, limit)
         got = "sha256:" + hashlib.sha256(data).hexdigest()
         if got != digest:
@@ -52,26 +110,58 @@ class Archive:
 
 
 def blob_path(digest: str, source: str) -> str:
-    alg, _, hexpart = digest.partition(":")
-    if alg != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
-        raise ImageError(f"{source}: unsupported or malformed digest {digest!r}")
+    """blobs/sha256/<hex> of a checked digest (never a path of someone else's choosing)."""
+    alg, _, hexpart = check_digest(digest, f"{source}: digest").partition(":")
     return f"blobs/{alg}/{hexpart}"
 
 
-class TarArchive(Archive):
-    """An uncompressed tar (docker save output); links resolve inside the archive only."""
+class _Member(io.RawIOBase):
+    """A tar member's stream whose read errors (a truncated archive) are ImageErrors."""
 
-    def __init__(self, path: str) -> None:
-        self.source = path
+    def __init__(self, stream: IO[bytes], what: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         try:
-            self._tar = tarfile.open(path, "r:")  # noqa: SIM115 (closed by close())
-        except (tarfile.TarError, OSError) as exc:
+            data = self._stream.read(len(buffer))
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ImageError(f"{self._what}: cannot read: {exc}") from exc
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+class TarArchive(Archive):
+    """An uncompressed tar (docker save output); links resolve inside the archive only.
+
+    ``fileobj``, when given, is the tar's already opened file; it is closed by close().
+    """
+
+    def __init__(self, path: str, fileobj: IO[bytes] | None = None) -> None:
+        self.source = path
+        self._file = fileobj
+        try:
+            if fileobj is None:
+                self._tar = tarfile.open(path, "r:")  # noqa: SIM115 (closed by close())
+            else:
+                self._tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115
+            members = self._tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            self.close()
             raise ImageError(f"{path}: not a readable tar archive: {exc}") from exc
         self._members = {posixpath.normpath(m.name.lstrip("/")).removeprefix("./"): m
-                         for m in self._tar.getmembers()}
+                         for m in members}
 
     def _member(self, path: str, depth: int = 0) -> tarfile.TarInfo:
-        name = posixpath.normpath(path.lstrip("/"))
+        name = posixpath.normpath(_checked(path, self.source).lstrip("/"))
         member = self._members.get(name)
         if member is None:
             raise ImageError(f"{self.source}: no {path} in the archive")
@@ -85,44 +175,72 @@ class TarArchive(Archive):
                                  f"({member.linkname})")
             return self._member(target, depth + 1)
         if not member.isfile():
-            raise ImageError(f"{self.source}: {path} is not a regular file")
+            raise ImageError(f"{self.source}: {path} is not a regular file in the archive")
         return member
 
     def exists(self, path: str) -> bool:
-        return posixpath.normpath(path.lstrip("/")) in self._members
+        return posixpath.normpath(_checked(path, self.source).lstrip("/")) in self._members
+
+    def check_file(self, path: str) -> None:
+        self._member(path)
 
     def open(self, path: str) -> IO[bytes]:
-        stream = self._tar.extractfile(self._member(path))
+        member = self._member(path)
+        try:
+            stream = self._tar.extractfile(member)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ImageError(f"{self.source}: cannot read {path}: {exc}") from exc
         assert stream is not None
-        return stream
+        return io.BufferedReader(_Member(stream, f"{self.source}: {path}"))
 
     def close(self) -> None:
-        self._tar.close()
+        if getattr(self, "_tar", None) is not None:
+            self._tar.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class DirArchive(Archive):
-    """A directory (an OCI image layout); every open stays beneath it (RESOLVE_BENEATH)."""
+    """A directory (an OCI image layout, or a docker save unpacked): every open stays
+    beneath it (RESOLVE_BENEATH) and reads regular files only.
 
-    def __init__(self, path: str) -> None:
+    ``fd``, when given, is an open (O_PATH) fd of the directory, owned from now on.
+    """
+
+    def __init__(self, path: str, fd: int | None = None) -> None:
         self.source = path
-        self._fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._fd = fd if fd is not None else os.open(
+            path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def exists(self, path: str) -> bool:
         try:
-            openat2(self._fd, path, os.O_PATH, resolve=ResolveFlags.BENEATH).close()
+            openat2(self._fd, _checked(path, self.source), os.O_PATH, resolve=_BENEATH).close()
             return True
         except OSError:
             return False
 
-    def open(self, path: str) -> IO[bytes]:
+    def _open_fd(self, path: str) -> int:
+        name = _checked(path, self.source)
+        what = f"{self.source}: {path}"
         try:
-            with openat2(self._fd, path, os.O_RDONLY,
-                         resolve=ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS) as fd:
-                stream = os.fdopen(fd.fileno(), "rb")  # a directory fails here
-                fd.detach()  # the stream owns it now
+            with openat2(self._fd, name, os.O_PATH, resolve=_BENEATH) as path_fd:
+                st = os.fstat(path_fd.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ImageError(f"{what} is {_kind(st.st_mode)}, not a regular file: "
+                                     "refused")
+                return _reopen(path_fd.fileno(), st,
+                               lambda: openat2(self._fd, name, _READ, resolve=_BENEATH), what)
+        except ImageError:
+            raise
         except OSError as exc:
             raise ImageError(f"{self.source}: cannot open {path}: {exc}") from exc
-        return stream
+
+    def check_file(self, path: str) -> None:
+        os.close(self._open_fd(path))
+
+    def open(self, path: str) -> IO[bytes]:
+        return os.fdopen(self._open_fd(path), "rb")
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -131,9 +249,21 @@ class DirArchive(Archive):
 
 
 def open_archive(path: str) -> Archive:
-    """A directory or a tar file."""
-    if os.path.isdir(path):
-        return DirArchive(path)
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: no such file or directory")
-    return TarArchive(path)
+    """A directory or a tar file; anything else (a FIFO, a device) is refused unopened."""
+    try:
+        path_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot open the image: {exc}") from exc
+    try:
+        st = os.fstat(path_fd)
+        if stat.S_ISDIR(st.st_mode):
+            return DirArchive(path, path_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{path} is {_kind(st.st_mode)}, not an image (a tar file or a "
+                             "directory): refused")
+        fd = _reopen(path_fd, st, lambda: OwnedFd(os.open(path, _READ)), path)
+    except BaseException:
+        os.close(path_fd)
+        raise
+    os.close(path_fd)
+    return TarArchive(path, os.fdopen(fd, "rb"))

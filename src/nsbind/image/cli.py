@@ -50,9 +50,17 @@ def _platform(text: str | None) -> tuple[str, str] | None:
     if text is None:
         return None
     parts = text.split("/")
-    if len(parts) < 2:
+    if not 2 <= len(parts) <= 3 or not all(parts):
         raise ImageError(f"--platform {text!r}: expected os/arch[/variant]")
     return parts[0], parts[1]
+
+
+def _shown(text: str) -> str:
+    """``text`` for a terminal: an image's strings may hold escape sequences and control
+    characters (which would rewrite the screen), shown escaped instead."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _load(args: argparse.Namespace) -> Image:
@@ -71,7 +79,7 @@ def describe(img: Image) -> dict[str, Any]:
                    "working_dir": c.working_dir, "user": c.user,
                    "exposed_ports": list(c.exposed_ports), "volumes": list(c.volumes),
                    "labels": c.labels},
-        "history": [{"created": h.get("created", ""), "created_by": h.get("created_by", ""),
+        "history": [{"created": h.get("created") or "", "created_by": h.get("created_by") or "",
                      "empty_layer": bool(h.get("empty_layer", False))} for h in img.history],
         "layers": [{"media_type": layer.media_type, "size": layer.size,
                     "digest": layer.digest, "diff_id": layer.diff_id}
@@ -80,28 +88,29 @@ def describe(img: Image) -> dict[str, Any]:
 
 
 def _print_inspect(info: dict[str, Any]) -> None:
-    print(f"Image:      {info['source']}")
-    print(f"Tags:       {', '.join(info['tags']) or '<none>'}")
-    print(f"Platform:   {info['platform']}")
+    show = _shown
+    print(f"Image:      {show(info['source'])}")
+    print(f"Tags:       {show(', '.join(info['tags'])) or '<none>'}")
+    print(f"Platform:   {show(info['platform'])}")
     print(f"Config:     {info['config_digest']}")
     cfg = info["config"]
     for key, label in (("entrypoint", "Entrypoint"), ("cmd", "Cmd")):
         print(f"{label + ':':<11} {json.dumps(cfg[key])}")
     for key, label in (("working_dir", "WorkingDir"), ("user", "User")):
         if cfg[key]:
-            print(f"{label + ':':<11} {cfg[key]}")
+            print(f"{label + ':':<11} {show(cfg[key])}")
     print("Env:")
     for var in cfg["env"]:
-        print(f"  {var}")
+        print(f"  {show(var)}")
     for key, label in (("exposed_ports", "Ports"), ("volumes", "Volumes")):
         if cfg[key]:
-            print(f"{label + ':':<11} {', '.join(cfg[key])}")
+            print(f"{label + ':':<11} {show(', '.join(cfg[key]))}")
     for k, v in sorted(cfg["labels"].items()):
-        print(f"Label:      {k}={v}")
+        print(f"Label:      {show(k)}={show(v)}")
     print("History:")
     for h in info["history"]:
         mark = " (empty)" if h["empty_layer"] else ""
-        print(f"  {h['created'][:19]:<19}  {h['created_by'][:100]}{mark}")
+        print(f"  {show(h['created'][:19]):<19}  {show(h['created_by'][:100])}{mark}")
     print("Layers (lowest first):")
     for i, layer in enumerate(info["layers"]):
         size = "?" if layer["size"] is None else f"{layer['size']:,}"

@@ -1,19 +1,28 @@
-"""OCI image layouts: oci-layout, index.json, and blobs/sha256/* (also inside a tar)."""
+"""OCI image layouts: oci-layout, index.json, and blobs/sha256/* (also inside a tar).
+
+Every document (oci-layout, index.json, indexes, manifests, the config) is parsed
+as hostile (see :mod:`nsbind.image.model`): each descriptor needs a sha256
+digest, a size that is an integer in range, string annotations and a platform
+object of strings; blobs are read by digest only (blobs/sha256/<hex>), checked
+against it, and every layer must be a regular file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
-from typing import Any
 
 from nsbind.image.archive import Archive, blob_path
 from nsbind.image.model import (
     LAYER_MEDIA_TYPES,
+    MAX_JSON_BYTES,
+    Fields,
     Image,
-    ImageConfig,
     ImageError,
     Layer,
     host_platform,
+    parse_config,
+    parse_json,
 )
 
 __all__ = ["load_oci_layout"]
@@ -27,28 +36,67 @@ CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json",
                 "application/vnd.docker.container.image.v1+json"}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Descriptor:
+    """A content descriptor, checked: what it names and where it was written."""
+
+    what: str
+    media_type: str | None
+    digest: str
+    size: int | None
+    ref_name: str | None
+    platform: tuple[str, str, str | None] | None  # os, architecture, variant
+
+    @classmethod
+    def parse(cls, value: object, what: str) -> _Descriptor:
+        f = Fields(value, what)
+        ref_name = f.string_map("annotations").get(REF_NAME)
+        plat = f.obj("platform")
+        platform = None
+        if plat is not None:
+            plat.texts("os.features")
+            plat.text("os.version")
+            platform = (plat.text("os", required=True) or "",
+                        plat.text("architecture", required=True) or "", plat.text("variant"))
+        return cls(what, f.text("mediaType"), f.digest("digest"), f.size("size"), ref_name,
+                   platform)
+
+    @property
+    def platform_name(self) -> str:
+        return "/".join(p for p in self.platform or () if p) or "(no platform)"
+
+
+def _descriptors(doc: Fields) -> list[_Descriptor]:
+    return [_Descriptor.parse(d, f"{doc.name('manifests')} item {i}")
+            for i, d in enumerate(doc.items("manifests"))]
+
+
 def load_oci_layout(archive: Archive, tag: str | None = None,
                     platform: tuple[str, str] | None = None) -> Image:
     """Load the image ``tag`` names (or the only one), for ``platform`` (default: this host)."""
     src = archive.source
-    try:
-        layout = json.loads(archive.read("oci-layout"))
-        index = json.loads(archive.read("index.json"))
-    except ValueError as exc:
-        raise ImageError(f"{src}: malformed oci-layout or index.json: {exc}") from exc
-    if not isinstance(layout, dict) or layout.get("imageLayoutVersion") != "1.0.0":
-        raise ImageError(f"{src}: unsupported OCI layout version {layout!r}")
-    descriptors = [d for d in index.get("manifests") or () if isinstance(d, dict)]
+    layout = Fields(parse_json(archive.read("oci-layout"), f"{src}: oci-layout"),
+                    f"{src}: oci-layout")
+    if layout.raw.get("imageLayoutVersion") != "1.0.0":
+        raise ImageError(f"{src}: unsupported OCI layout version "
+                         f"{str(layout.raw.get('imageLayoutVersion'))[:40]!r}")
+    index = Fields(parse_json(archive.read("index.json"), f"{src}: index.json"),
+                   f"{src}: index.json")
+    descriptors = _descriptors(index)
     desc = _select(descriptors, tag, src)
-    tags = tuple(d["annotations"][REF_NAME] for d in descriptors
-                 if d.get("digest") == desc.get("digest") and REF_NAME in (d.get("annotations")
-                                                                           or {}))
+    tags = tuple(d.ref_name for d in descriptors if d.digest == desc.digest and d.ref_name)
     manifest = _resolve(archive, desc, platform or host_platform(), src, depth=0)
     return _image(archive, manifest, tags, src)
 
 
-def _select(descriptors: list[dict[str, Any]], tag: str | None, src: str) -> dict[str, Any]:
-    named = {(d.get("annotations") or {}).get(REF_NAME): d for d in descriptors}
+def _select(descriptors: list[_Descriptor], tag: str | None, src: str) -> _Descriptor:
+    if not descriptors:
+        raise ImageError(f"{src}: index.json lists no images")
+    named: dict[str | None, _Descriptor] = {}
+    for d in descriptors:
+        if d.ref_name in named and named[d.ref_name].digest != d.digest and d.ref_name:
+            raise ImageError(f"{src}: index.json tags two different images {d.ref_name!r}")
+        named.setdefault(d.ref_name, d)
     if tag is not None:
         if tag not in named:
             listed = ", ".join(sorted(t for t in named if t)) or "none"
@@ -60,61 +108,60 @@ def _select(descriptors: list[dict[str, Any]], tag: str | None, src: str) -> dic
     raise ImageError(f"{src} holds {len(descriptors)} entries; choose one by tag: {listed}")
 
 
-def _json_blob(archive: Archive, desc: dict[str, Any], src: str) -> dict[str, Any]:
-    data = archive.blob(str(desc.get("digest")), desc.get("size"))
-    value = json.loads(data)
-    if not isinstance(value, dict):
-        raise ImageError(f"{src}: blob {desc.get('digest')} is not a JSON object")
-    return value
+def _json_blob(archive: Archive, desc: _Descriptor, src: str) -> Fields:
+    what = f"{src}: blob {desc.digest}"
+    return Fields(parse_json(archive.blob(desc.digest, desc.size, MAX_JSON_BYTES), what), what)
 
 
-def _resolve(archive: Archive, desc: dict[str, Any], want: tuple[str, str], src: str,
-             depth: int) -> dict[str, Any]:
+def _resolve(archive: Archive, desc: _Descriptor, want: tuple[str, str], src: str,
+             depth: int) -> Fields:
     if depth > 4:
         raise ImageError(f"{src}: indexes nested too deep (a loop?)")
-    media = desc.get("mediaType")
     doc = _json_blob(archive, desc, src)
-    media = doc.get("mediaType") or media
+    media = doc.text("mediaType") or desc.media_type
     if media in MANIFEST_TYPES:
         return doc
     if media not in INDEX_TYPES:
-        raise ImageError(f"{src}: {desc.get('digest')} has media type {media}, neither an image "
-                         "manifest nor an index")
+        raise ImageError(f"{src}: {desc.digest} has media type {str(media)[:100]}, neither an "
+                         "image manifest nor an index")
     os_name, arch = want
-    found = []
-    for child in doc.get("manifests") or ():
-        plat = child.get("platform") or {}
-        found.append("/".join(p for p in (plat.get("os"), plat.get("architecture"),
-                                          plat.get("variant")) if p) or "(no platform)")
-        if (plat.get("os"), plat.get("architecture")) == (os_name, arch):
+    children = _descriptors(doc)
+    for child in children:
+        if child.platform is not None and child.platform[:2] == (os_name, arch):
             return _resolve(archive, child, want, src, depth + 1)
-    raise ImageError(f"{src}: no image for {os_name}/{arch} in the index "
-                     f"(it has: {', '.join(found) or 'nothing'})")
+    found = ", ".join(c.platform_name for c in children) or "nothing"
+    raise ImageError(f"{src}: no image for {os_name}/{arch} in the index (it has: {found})")
 
 
-def _image(archive: Archive, manifest: dict[str, Any], tags: tuple[str, ...],
-           src: str) -> Image:
-    config_desc = manifest.get("config") or {}
-    if config_desc.get("mediaType") not in CONFIG_TYPES:
+def _image(archive: Archive, manifest: Fields, tags: tuple[str, ...], src: str) -> Image:
+    config_value = manifest.raw.get("config")
+    if config_value is None:
+        raise ImageError(f"{manifest.name('config')} is missing")
+    config_desc = _Descriptor.parse(config_value, manifest.name("config"))
+    if config_desc.media_type not in CONFIG_TYPES:
         raise ImageError(f"{src}: this is an artifact, not an image (config media type "
-                         f"{config_desc.get('mediaType')})")
-    descs = manifest.get("layers") or []
+                         f"{str(config_desc.media_type)[:100]})")
+    descs = [_Descriptor.parse(d, f"{manifest.name('layers')} item {i}")
+             for i, d in enumerate(manifest.items("layers"))]
     for desc in descs:
-        if desc.get("mediaType") not in LAYER_MEDIA_TYPES:
-            raise ImageError(f"{src}: layer {desc.get('digest')} has media type "
-                             f"{desc.get('mediaType')}, which is not a filesystem layer")
-    config = _json_blob(archive, config_desc, src)
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(descs) != len(diff_ids):
-        raise ImageError(f"{src}: {len(descs)} layers but {len(diff_ids)} diff_ids in the config")
+        if desc.media_type not in LAYER_MEDIA_TYPES:
+            raise ImageError(f"{src}: layer {desc.digest} has media type "
+                             f"{str(desc.media_type)[:100]}, which is not a filesystem layer")
+    config = parse_config(archive.blob(config_desc.digest, config_desc.size),
+                          f"{src}: config {config_desc.digest}")
+    if len(descs) != len(config.diff_ids):
+        raise ImageError(f"{src}: {len(descs)} layers but {len(config.diff_ids)} diff_ids in "
+                         "the config")
     layers = []
-    for desc, diff_id in zip(descs, diff_ids, strict=True):
-        media = desc.get("mediaType")
-        path = blob_path(str(desc.get("digest")), src)
-        layers.append(Layer(media, desc.get("size"), desc.get("digest"), diff_id,
-                            open=functools.partial(archive.open, path)))
-    return Image(source=src, tags=tags, os=config.get("os", ""),
-                 architecture=config.get("architecture", ""), variant=config.get("variant"),
-                 config=ImageConfig.from_json(config.get("config")),
-                 history=tuple(config.get("history") or ()), layers=tuple(layers),
-                 config_digest=str(config_desc.get("digest")), raw_config=config)
+    for index, (desc, diff_id) in enumerate(zip(descs, config.diff_ids, strict=True)):
+        path = blob_path(desc.digest, src)
+        archive.check_file(path)
+        assert desc.media_type is not None
+        try:
+            layers.append(Layer(desc.media_type, desc.size, desc.digest, diff_id,
+                                open=functools.partial(archive.open, path)))
+        except ImageError as exc:
+            raise ImageError(f"{src}: layer {index}: {exc}") from None
+    return Image(source=src, tags=tags, os=config.os, architecture=config.architecture,
+                 variant=config.variant, config=config.config, history=config.history,
+                 layers=tuple(layers), config_digest=config_desc.digest, raw_config=config.raw)
