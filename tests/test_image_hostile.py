@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsbind import image
+from helpers import forked, private_mount_ns
+from nsbind import image, mounts
 from nsbind.image import ImageConfig, ImageError, Layer, cli
 from nsbind.image.cli import describe
 from nsbind.image.model import MAX_JSON_BYTES, MAX_JSON_DEPTH
@@ -239,6 +240,23 @@ def test_a_layer_swapped_for_a_fifo_after_loading_is_refused_before_streaming(
             img.verify()
         with pytest.raises(ImageError, match="is a FIFO, not a regular file"):
             image.Store(str(tmp_path / "store")).unpack(img)
+
+
+@pytest.mark.timeout(20)
+@forked
+def test_without_proc_files_are_opened_again_and_checked(tmp_path: pathlib.Path) -> None:
+    docker = as_tar(docker_dir(tmp_path / "d"), tmp_path / "d.tar")
+    oci = oci_dir(tmp_path / "o")
+    private_mount_ns()
+    mounts.apply([mounts.tmpfs("/proc", size="1m")])
+    assert not os.path.exists("/proc/self/fd")
+    with image.load(str(docker)) as img:
+        img.verify()
+    with image.load(str(oci), platform=AMD64) as img:
+        img.verify()
+    (oci / "index.json").unlink()
+    os.mkfifo(oci / "index.json")
+    refused(oci, "index.json is a FIFO, not a regular file", platform=AMD64)
 
 
 @pytest.mark.timeout(10)
@@ -665,7 +683,7 @@ def attempt(path: pathlib.Path, **kw: Any) -> None:
             assert layer.compression in (None, "gzip", "zstd")
 
 
-FUZZ = settings(max_examples=150, deadline=None,
+FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import forked, private_mount_ns
+from nsbind import mounts
 from nsbind.errors import InvalidValue, LookupFailed, NsbindError
 from nsbind.idmap import MAX_ID
 from nsbind.users import MAX_FILE_BYTES, User, resolve_user
@@ -273,6 +275,22 @@ def test_symlink_to_the_hosts_dev_zero_stays_inside(tmp_path: pathlib.Path) -> N
     assert resolve_user(root, "5") == User(5, 0, ())
 
 
+@pytest.mark.timeout(20)
+@forked
+def test_without_proc_the_file_is_opened_again_and_checked(tmp_path: pathlib.Path) -> None:
+    """With no /proc/self/fd to reopen through, the path is opened a second time
+    (non-blocking) and must still be the same regular file."""
+    root = make_root(tmp_path, line("app", "5"))
+    private_mount_ns()
+    mounts.apply([mounts.tmpfs("/proc", size="1m")])
+    assert not os.path.exists("/proc/self/fd")
+    assert resolve_user(root, "app") == User(5, 100, (50,), "/home/x")
+    (root / "etc" / "group").unlink()
+    os.mkfifo(root / "etc" / "group")
+    with pytest.raises(InvalidValue, match="is a FIFO, not a regular file"):
+        resolve_user(root, "app")
+
+
 def test_sizes_up_to_the_limit(tmp_path: pathlib.Path) -> None:
     body = line("app", "5")
     root = make_root(tmp_path, body + "#" * (MAX_FILE_BYTES - len(body) - 1) + "\n")
@@ -320,7 +338,7 @@ def _strict_id(text: str) -> int | None:
     return int(text) if text and text.isascii() and text.isdigit() else None
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passwd=st.lists(_passwd_line(), max_size=6), group=st.lists(_group_line(), max_size=6),
        spec=st.one_of(_NAME, _ID_TEXT, st.tuples(_NAME, _ID_TEXT).map(":".join),
@@ -346,7 +364,7 @@ def test_fuzz_only_documented_errors_and_no_root_by_accident(
         assert _strict_id(first[2]) == user.uid  # so uid 0 only when the line says 0
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passwd=st.binary(max_size=300), group=st.binary(max_size=300),
        spec=st.sampled_from(["app", "0", "5", "app:staff", "5:0", "root"]))
