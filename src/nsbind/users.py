@@ -44,11 +44,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import stat
-from collections.abc import Callable
 
-from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
-from nsbind._sys.mount import openat2
+from nsbind._sys.fd import PathLike, fsbytes
+from nsbind._sys.mount import open_regular, read_capped
 from nsbind.errors import InvalidValue, LookupFailed
 from nsbind.flags import ResolveFlags
 from nsbind.idmap import MAX_ID, check_id
@@ -58,13 +56,8 @@ __all__ = ["MAX_FILE_BYTES", "User", "resolve_user"]
 _IN_ROOT = ResolveFlags.IN_ROOT | ResolveFlags.NO_MAGICLINKS
 #: a passwd or group file larger than this is refused
 MAX_FILE_BYTES = 4 << 20
-_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _MAX_NAME = 256  # LOGIN_NAME_MAX
 _ID_DIGITS = 10  # significant digits of the largest id
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
-          stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
-
 Lines = list[tuple[int, list[str]]]  # (line number, fields)
 
 
@@ -76,46 +69,17 @@ class User:
     home: str = "/"
 
 
-def _reopen(path_fd: int, st: os.stat_result, again: Callable[[], OwnedFd], what: str) -> int:
-    """A readable, non-blocking fd of the regular file ``path_fd`` (O_PATH) is."""
-    try:
-        fd = os.open(f"/proc/self/fd/{path_fd}", _READ)
-    except FileNotFoundError:  # no /proc here: open the path again, checked below
-        fd = again().detach()
-    got = os.fstat(fd)
-    if not stat.S_ISREG(got.st_mode) or (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
-        os.close(fd)
-        raise InvalidValue(f"{what} changed while it was opened: refused")
-    return fd
-
-
 def _read_in_root(root_fd: int, path: str) -> bytes | None:
     """The bytes of the regular file ``path`` inside the root; None if it is missing."""
     what = f"{path} in the rootfs"
     try:
-        path_fd = openat2(root_fd, path, os.O_PATH, resolve=_IN_ROOT)
+        fd = open_regular(root_fd, path, _IN_ROOT, what=what)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not isinstance(exc, InvalidValue):
             return None
         raise
-    with path_fd:
-        st = os.fstat(path_fd.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a file")
-            raise InvalidValue(f"{what} is {kind}, not a regular file: refused")
-        fd = _reopen(path_fd.fileno(), st,
-                     lambda: openat2(root_fd, path, _READ, resolve=_IN_ROOT), what)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while size <= MAX_FILE_BYTES and (data := os.read(fd, MAX_FILE_BYTES + 1 - size)):
-            chunks.append(data)
-            size += len(data)
-    finally:
-        os.close(fd)
-    if size > MAX_FILE_BYTES:
-        raise InvalidValue(f"{what} is larger than {MAX_FILE_BYTES} bytes")
-    return b"".join(chunks)
+    with fd:
+        return read_capped(fd, MAX_FILE_BYTES, what=what)
 
 
 def _lines(data: bytes | None, fields: int) -> Lines:

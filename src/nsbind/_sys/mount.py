@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from typing import Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum, fsbytes
-from nsbind.errors import check, raise_errno
+from nsbind.errors import InvalidValue, check, raise_errno
 from nsbind.flags import (
     AtFlags,
     FsconfigCmd,
@@ -23,6 +24,7 @@ __all__ = [
     "AT_FDCWD",
     "FsContext",
     "MountFd",
+    "file_kind",
     "fsconfig",
     "fsmount",
     "fsopen",
@@ -31,9 +33,11 @@ __all__ = [
     "mount_description",
     "mount_setattr",
     "move_mount",
+    "open_regular",
     "open_tree",
     "openat2",
     "pivot_root",
+    "read_capped",
     "umount2",
 ]
 
@@ -322,3 +326,59 @@ def openat2(dirfd: FdLike, path: PathLike, flags: int = os.O_RDONLY, mode: int =
         if err not in (errno.EAGAIN, errno.EINTR) or resolve & lib.RESOLVE_CACHED:
             break
     raise_errno(err, "openat2", _show(path), what=f"openat2 {_show(path)}")
+
+
+# ---------------------------------------------------------------- files of a hostile tree
+
+#: how a checked regular file is opened for reading: never blocking, never a tty
+_READ_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
+          stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` is, in words ("a FIFO", "a directory", ...)."""
+    return "a regular file" if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode),
+                                                                     "not a file")
+
+
+def open_regular(dirfd: FdLike, path: PathLike, resolve: int = 0, *,
+                 what: str | None = None) -> OwnedFd:
+    """Open ``path`` (openat2 with ``resolve``, relative to ``dirfd``) for reading if it
+    is a regular file; InvalidValue naming it otherwise.
+
+    For trees someone else controls: the path is opened O_PATH and checked with fstat
+    first, so a FIFO, a device node, a socket or a directory is refused without ever
+    being opened for reading (a FIFO would block, a device could act); the file is
+    then reopened read-only, non-blocking and without a controlling tty through
+    /proc/self/fd (the same inode; without /proc, the path again, checked to be the
+    same inode).
+    """
+    shown = what or _show(path)
+    with openat2(dirfd, path, os.O_PATH, resolve=resolve) as path_fd:
+        st = os.fstat(path_fd.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidValue(f"{shown} is {file_kind(st.st_mode)}, not a regular file: "
+                               "refused")
+        try:
+            fd = OwnedFd(os.open(f"/proc/self/fd/{path_fd.fileno()}", _READ_FILE))
+        except FileNotFoundError:  # no /proc here: open the path again, checked below
+            fd = openat2(dirfd, path, _READ_FILE, resolve=resolve)
+    got = os.fstat(fd.fileno())
+    if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
+        fd.close()
+        raise InvalidValue(f"{shown} changed while it was opened: refused")
+    return fd
+
+
+def read_capped(fd: OwnedFd, limit: int, *, what: str) -> bytes:
+    """Everything ``fd`` holds, at most ``limit`` bytes (InvalidValue past it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit and (data := os.read(fd.fileno(), limit + 1 - size)):
+        chunks.append(data)
+        size += len(data)
+    if size > limit:
+        raise InvalidValue(f"{what} is larger than {limit} bytes")
+    return b"".join(chunks)

@@ -20,44 +20,22 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Callable
 from typing import IO
 
-from nsbind._sys.fd import OwnedFd
-from nsbind._sys.mount import openat2
+from nsbind._sys.mount import AT_FDCWD, file_kind, open_regular, openat2
+from nsbind.errors import InvalidValue
 from nsbind.flags import ResolveFlags
 from nsbind.image.model import MAX_JSON_BYTES, ImageError, check_digest, check_size
 
 __all__ = ["Archive", "DirArchive", "TarArchive", "blob_path", "open_archive"]
 
-_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _BENEATH = ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
-          stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
-
-
-def _kind(mode: int) -> str:
-    return _KINDS.get(stat.S_IFMT(mode), "not a file")
 
 
 def _checked(path: str, source: str) -> str:
     if not isinstance(path, str) or not path or "\0" in path:
         raise ImageError(f"{source}: {path!r} is not a path")
     return path
-
-
-def _reopen(path_fd: int, st: os.stat_result, again: Callable[[], OwnedFd], what: str) -> int:
-    """A readable, non-blocking fd of the regular file ``path_fd`` (O_PATH) is."""
-    try:
-        fd = os.open(f"/proc/self/fd/{path_fd}", _READ)
-    except FileNotFoundError:  # no /proc here: open the path again, checked below
-        fd = again().detach()
-    got = os.fstat(fd)
-    if not stat.S_ISREG(got.st_mode) or (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
-        os.close(fd)
-        raise ImageError(f"{what} changed while it was opened: refused")
-    return fd
 
 
 class Archive:
@@ -222,17 +200,11 @@ class DirArchive(Archive):
 
     def _open_fd(self, path: str) -> int:
         name = _checked(path, self.source)
-        what = f"{self.source}: {path}"
         try:
-            with openat2(self._fd, name, os.O_PATH, resolve=_BENEATH) as path_fd:
-                st = os.fstat(path_fd.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise ImageError(f"{what} is {_kind(st.st_mode)}, not a regular file: "
-                                     "refused")
-                return _reopen(path_fd.fileno(), st,
-                               lambda: openat2(self._fd, name, _READ, resolve=_BENEATH), what)
-        except ImageError:
-            raise
+            return open_regular(self._fd, name, _BENEATH,
+                                what=f"{self.source}: {path}").detach()
+        except InvalidValue as exc:
+            raise ImageError(str(exc)) from None
         except OSError as exc:
             raise ImageError(f"{self.source}: cannot open {path}: {exc}") from exc
 
@@ -258,12 +230,21 @@ def open_archive(path: str) -> Archive:
         st = os.fstat(path_fd)
         if stat.S_ISDIR(st.st_mode):
             return DirArchive(path, path_fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"{path} is {_kind(st.st_mode)}, not an image (a tar file or a "
-                             "directory): refused")
-        fd = _reopen(path_fd, st, lambda: OwnedFd(os.open(path, _READ)), path)
     except BaseException:
         os.close(path_fd)
         raise
     os.close(path_fd)
-    return TarArchive(path, os.fdopen(fd, "rb"))
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{path} is {file_kind(st.st_mode)}, not an image (a tar file or a "
+                         "directory): refused")
+    try:
+        fd = open_regular(AT_FDCWD, path, what=path)
+    except InvalidValue as exc:
+        raise ImageError(str(exc)) from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot open the image: {exc}") from exc
+    got = os.fstat(fd.fileno())
+    if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
+        fd.close()
+        raise ImageError(f"{path} changed while it was opened: refused")
+    return TarArchive(path, os.fdopen(fd.detach(), "rb"))
