@@ -144,10 +144,15 @@ def test_except_nsbind_error_catches_a_namespace_rule_error() -> None:
 
 NEW_BUILTIN_BASES = {  # the classes that were plain builtin exceptions before the hierarchy
     "nsbind.image.model.ImageError": ValueError,
-    "nsbind.callin.CallInError": RuntimeError,
+    "nsbind.callwire.CallInError": RuntimeError,
     "nsbind.errors.NamespaceRuleError": RuntimeError,
     "nsbind.errors.InvalidValue": ValueError,
     "nsbind.errors.LookupFailed": LookupError,
+    "nsbind.errors.InvalidType": TypeError,
+    "nsbind.errors.Missing": FileNotFoundError,
+    "nsbind.errors.Forbidden": PermissionError,
+    "nsbind.errors.Expired": TimeoutError,
+    "nsbind.errors.UsageError": RuntimeError,
 }
 
 
