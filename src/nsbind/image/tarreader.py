@@ -62,8 +62,9 @@ class TarEntry:
     sparse: tuple[tuple[int, int], ...] | None = None  # data regions (offset, length)
 
 
-class _Malformed(Exception):
-    """A field that does not parse: TarReader turns it into an ImageError naming the member."""
+class _Malformed(ImageError):
+    """A field that does not parse: TarReader turns it into an ImageError naming the
+    member (so one that ever escaped would still be an ImageError)."""
 
 
 def _nts(field: bytes) -> bytes:
