@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import signal
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import pytest
 
 import leakguard
 import nsbind
-from helpers import child_exit
+from helpers import child_exit, tree
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
 from nsbind.cgroups import cgroup_layout, mkdir_cgroup
@@ -206,3 +207,14 @@ def remove_cgroup(parent: CgroupFd, name: str, cg: CgroupFd) -> None:
             time.sleep(0.005)
     cg.close()
     parent.rmdir(name)
+
+
+@pytest.fixture
+def victim(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A directory beside the destination that no layer may touch."""
+    v = tmp_path / "victim"
+    v.mkdir()
+    (v / "passwd").write_text("root:x:0:0\n")
+    before = tree(v)
+    yield v
+    assert tree(v) == before, "a layer touched the victim directory"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pathlib
 import pickle
+import stat
 import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -148,3 +151,23 @@ def busybox_root(path: os.PathLike[str] | str) -> str:
     for applet in _APPLETS:
         os.symlink("busybox", os.path.join(bindir, applet))
     return os.fspath(path)
+
+
+def tree(root: str | pathlib.Path) -> dict[str, str]:
+    """Every entry under ``root``: type, mode, owner, and content hash or link target."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            kind = stat.S_IFMT(st.st_mode)
+            desc = f"{stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid}"
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    desc += f" {st.st_size} {hashlib.sha256(f.read()).hexdigest()[:12]}"
+            elif stat.S_ISLNK(st.st_mode):
+                desc += f" -> {os.readlink(path)}"
+            elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+                desc += f" {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+            out[os.path.relpath(path, root)] = desc
+    return out

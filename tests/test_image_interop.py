@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers import forked
+from helpers import forked, tree
 from nsbind import Namespaces, mounts
 from nsbind.image import Store, flatten, load
-from test_image_unpack import tree
 
 pytestmark = pytest.mark.skipif(
     shutil.which("umoci") is None or shutil.which("skopeo") is None,

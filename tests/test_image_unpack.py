@@ -12,11 +12,10 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 
-from helpers import forked, run_forked
+from helpers import forked, run_forked, tree
 from nsbind import Namespaces, mounts
 from nsbind.image import (
     ImageError,
@@ -36,26 +35,6 @@ def image_file(name: str) -> str:
     if not path.exists():
         pytest.skip(f"{path} is missing (the shared test images)")
     return str(path)
-
-
-def tree(root: str | pathlib.Path) -> dict[str, str]:
-    """Every entry under ``root``: type, mode, owner, and content hash or link target."""
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            kind = stat.S_IFMT(st.st_mode)
-            desc = f"{stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid}"
-            if stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    desc += f" {st.st_size} {hashlib.sha256(f.read()).hexdigest()[:12]}"
-            elif stat.S_ISLNK(st.st_mode):
-                desc += f" -> {os.readlink(path)}"
-            elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-                desc += f" {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-            out[os.path.relpath(path, root)] = desc
-    return out
 
 
 Entry = tuple[str, str, object]  # (name, kind, data/target)
@@ -103,17 +82,6 @@ def layer_of(data: bytes, *, gz: bool = False, diff_id: str | None = None) -> La
                  size=len(data), digest="sha256:" + hashlib.sha256(data).hexdigest(),
                  diff_id=diff_id or "sha256:" + hashlib.sha256(raw).hexdigest(),
                  open=lambda: io.BytesIO(data))
-
-
-@pytest.fixture
-def victim(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """A directory beside the destination that no layer may touch."""
-    v = tmp_path / "victim"
-    v.mkdir()
-    (v / "passwd").write_text("root:x:0:0\n")
-    before = tree(v)
-    yield v
-    assert tree(v) == before, "a layer touched the victim directory"
 
 
 def extract(tmp_path: pathlib.Path, *layers: bytes, mode: str = "apply") -> pathlib.Path:

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import run_forked
+from helpers import run_forked, tree
 from nsbind.image import (
     Image,
     ImageError,
@@ -43,7 +43,6 @@ from nsbind.image import (
 )
 from nsbind.image.tree import remove_path
 from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES
-from test_image_unpack import tree
 
 Records = Sequence[tuple[str | bytes, str | bytes]]
 
@@ -180,17 +179,6 @@ def deep_layer(depth: int, top: str = "a") -> bytes:
     dirs = [top + "/d" * level for level in range(depth)]
     return archive(*(named(d, b"5", mode=0o755) for d in dirs),
                    named(dirs[-1] + "/f", data=b"bottom"))
-
-
-@pytest.fixture
-def victim(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """A directory beside the destination that no layer may touch."""
-    v = tmp_path / "victim"
-    v.mkdir()
-    (v / "passwd").write_text("root:x:0:0\n")
-    before = tree(v)
-    yield v
-    assert tree(v) == before, "a layer touched the victim directory"
 
 
 def unpack(tmp_path: pathlib.Path, *layers: bytes, mode: str = "apply",
