@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from helpers import private_mount_ns, run_forked
-from nsbind import PIPE, Cgroup, spawn
+from nsbind import PIPE, Cgroup, features, spawn
 from nsbind.cgroups import cgroup_layout, mount_v1, unmount_v1
 
 V2_ONLY_MOUNTINFO = """\
@@ -155,7 +155,14 @@ def test_memory_max_oom_kills_and_is_counted(cgroup_parent: str) -> None:
         assert cg.oom_kills() >= 1
 
 
-def test_freeze_thaw_and_kill(cgroup_parent: str) -> None:
+@pytest.mark.parametrize("cgroup_kill", [True, False], ids=["cgroup.kill", "freeze-signal-thaw"])
+def test_freeze_thaw_and_kill(cgroup_parent: str, cgroup_kill: bool,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill() uses cgroup.kill where the kernel has it, else freezes, signals, thaws
+    (the pre-5.14 path, forced here): either way every member dies."""
+    if cgroup_kill and not features.cgroup_kill():
+        pytest.skip("this kernel has no cgroup.kill (Linux 5.14)")
+    monkeypatch.setattr(features, "cgroup_kill", lambda: cgroup_kill)
     with Cgroup.create("frz", parent=cgroup_parent) as cg:
         procs = [spawn(["sleep", "60"], cgroup=cg) for _ in range(3)]
         assert sorted(cg.procs()) == sorted(p.pid for p in procs)

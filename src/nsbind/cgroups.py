@@ -19,6 +19,7 @@ import signal
 import time
 from typing import Any
 
+from nsbind import features
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.proc import PidFd
 from nsbind.cgroupfs import CgroupFd
@@ -569,9 +570,10 @@ class Cgroup:
             self._dir_for("freezer").write("freezer.state", "THAWED")
 
     def kill(self) -> None:
-        """SIGKILL every member: cgroup.kill on v2 (Linux 5.14), else freeze, signal, thaw."""
+        """SIGKILL every member: cgroup.kill on v2 where the kernel has it
+        (:func:`nsbind.features.cgroup_kill`, Linux 5.14), else freeze, signal, thaw."""
         v2 = self.v2
-        if v2 is not None:
+        if v2 is not None and features.cgroup_kill():
             v2.kill()
             return
         self.freeze()

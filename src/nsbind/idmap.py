@@ -84,15 +84,18 @@ def check_map(name: str, entries: Iterable[Sequence[int]]) -> list[IdMap]:
 
 
 def write_maps(pid: int, uid_map: Iterable[Sequence[int]], gid_map: Iterable[Sequence[int]],
-               *, deny_setgroups: bool) -> None:
+               *, deny_setgroups: bool, checked: bool = False) -> None:
     """Write ``/proc/<pid>/uid_map``, then ``setgroups`` ("deny", needed before an
     unprivileged gid_map) when asked, then ``gid_map``, each in one write.
 
-    Both maps are checked first (:func:`check_map`).  A failed write raises the
+    Both maps are checked first (:func:`check_map`), unless ``checked`` says they are
+    lists check_map returned.  A failed write raises the
     :class:`~nsbind.errors.NsbindError` for its errno, naming the file and the map.
     """
-    uid_text = map_text(check_map("uid_map", uid_map))
-    gid_text = map_text(check_map("gid_map", gid_map))
+    if not checked:
+        uid_map, gid_map = check_map("uid_map", uid_map), check_map("gid_map", gid_map)
+    uid_text = map_text(uid_map)  # type: ignore[arg-type]
+    gid_text = map_text(gid_map)  # type: ignore[arg-type]
 
     def put(name: str, text: str) -> None:
         data = text.encode()

@@ -136,8 +136,8 @@ class Namespaces:
         self.types = frozenset(ns for ns, on in wanted.items() if on)
         if (uid_map or gid_map) and not user:
             raise InvalidValue("uid_map and gid_map need user=True")
-        self.uid_map = check_map("uid_map", uid_map) if uid_map else None
-        self.gid_map = check_map("gid_map", gid_map) if gid_map else None
+        self._uid_map = tuple(check_map("uid_map", uid_map)) if uid_map else None
+        self._gid_map = tuple(check_map("gid_map", gid_map)) if gid_map else None
         self.propagation = propagation
         self.loopback = loopback
         self._join: _JoinTarget | None = None
@@ -145,9 +145,19 @@ class Namespaces:
         self._cwd: int | None = None
         self._hash = hash(self._key())
 
+    @property
+    def uid_map(self) -> list[IdMap] | None:
+        """The uid map asked for (checked when given; None: the default)."""
+        return None if self._uid_map is None else list(self._uid_map)
+
+    @property
+    def gid_map(self) -> list[IdMap] | None:
+        """The gid map asked for (checked when given; None: the default)."""
+        return None if self._gid_map is None else list(self._gid_map)
+
     def _key(self) -> tuple[object, ...]:
-        return (self.types, self.propagation, self.loopback, tuple(self.uid_map or ()),
-                tuple(self.gid_map or ()), self.join_target)
+        return (self.types, self.propagation, self.loopback, self._uid_map, self._gid_map,
+                self.join_target)
 
     def __eq__(self, other: object) -> bool:
         """Equal when they ask for the same namespaces (what a spawn plan depends on)."""

@@ -20,7 +20,7 @@ from nsbind._sys.fd import fdnum
 from nsbind.cgroups import Cgroup
 from nsbind.errors import InvalidValue
 from nsbind.flags import CloneFlags, MountFlags, Namespace
-from nsbind.idmap import IdMap, check_map
+from nsbind.idmap import IdMap
 from nsbind.mountstep import MountStep
 from nsbind.rootfs import RootPlan
 from nsbind.spawnplan import Plan
@@ -79,8 +79,9 @@ def _user_ids(request: SpawnRequest, flags: int) -> tuple[list[IdMap], list[IdMa
     if not flags & _NEWUSER:
         return [], [], uid, gid, groups
     ns = request.namespaces
-    uid_map = check_map("uid_map", ns.uid_map or [(0, os.geteuid(), 1)])
-    gid_map = check_map("gid_map", ns.gid_map or [(0, os.getegid(), 1)])
+    # a Namespaces checked its maps when it was made; the defaults map one id
+    uid_map = ns.uid_map or [(0, os.geteuid(), 1)]
+    gid_map = ns.gid_map or [(0, os.getegid(), 1)]
     if uid is None and any(inside == 0 for inside, _, _ in uid_map):
         uid = 0
         if any(inside == 0 for inside, _, _ in gid_map):

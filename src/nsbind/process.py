@@ -402,7 +402,7 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
         pipes.close("sync_r")
         try:
             idmap.write_maps(result.pid, static.uid_map, static.gid_map,
-                             deny_setgroups=os.geteuid() != 0)
+                             deny_setgroups=os.geteuid() != 0, checked=True)
         except NsbindError as exc:
             failure = SpawnError(exc.errno or errno.EPERM, "write id maps", None, str(exc))
             pidfd.send_signal(signal.SIGKILL)
