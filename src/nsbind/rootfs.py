@@ -229,6 +229,7 @@ class RootFS:
     def _init(self, defaults: bool) -> None:
         self._own_mountpoint = False
         self._cached: tuple[MountStep, ...] | None = None  # steps(), until the next change
+        self._plain: RootPlan | None = None  # plan_for() without a prepared root, likewise
         self._prepared = False
         self._template: RootPlan | None = None
         self._steps: list[MountStep] = []
@@ -301,7 +302,7 @@ class RootFS:
         return self
 
     def _changed(self) -> None:
-        self._cached = None
+        self._cached = self._plain = None
         self._drop_template()
 
     def _drop_template(self) -> None:
@@ -354,7 +355,9 @@ class RootFS:
         if (self._prepared and not has_mounts and Namespace.USER not in namespaces.types
                 and namespaces.propagation in (None, Propagation.PRIVATE)):
             return self._prepared_template()
-        return RootPlan(self._all_steps(), pivot_root=self.path)
+        if self._plain is None:  # kept until the next change, as the steps are
+            self._plain = RootPlan(self._all_steps(), pivot_root=self.path)
+        return self._plain
 
     def steps(self) -> list[MountStep]:
         """Every step, in order: the root, ``ROOT``, the added steps, masks, read-only

@@ -83,14 +83,16 @@ class SpawnRequest(NamedTuple):
             gid = check_id("gid", gid)
         if groups is not None:
             groups = tuple(check_id("supplementary group", g) for g in groups)
-        if env is None:
+        if env is None and _may_keep(ns, rootfs, cgroup):
+            # this process's environment is part of a request that may be kept (see
+            # cacheable); an uncached one reads os.environ when its plan is built
             data = getattr(os.environ, "_data", None)  # bytes -> bytes: no decoding
             environ: tuple[tuple[bytes, bytes], ...] | tuple[tuple[str, str], ...] | None = (
                 tuple(data.items()) if isinstance(data, dict) else tuple(os.environ.items()))
             pairs = None
         else:
             environ = None
-            pairs = tuple(env.items())
+            pairs = None if env is None else tuple(env.items())
         return tuple.__new__(cls, (
             tuple(args), pairs, environ, cwd, ns, hostname, domainname, tuple(mounts), rootfs,
             pivot_root, cgroup, uid, gid, groups,
@@ -106,6 +108,9 @@ class SpawnRequest(NamedTuple):
     def cacheable(self) -> bool:
         """Whether the plan may be kept for equal requests: not with a root filesystem,
         a Cgroup (v1 fds per spawn), a new user namespace (id maps) or joined ones."""
-        ns = self.namespaces
-        return (self.rootfs is None and not isinstance(self.cgroup, Cgroup)
-                and Namespace.USER not in ns.types and ns.join_target is None)
+        return _may_keep(self.namespaces, self.rootfs, self.cgroup)
+
+
+def _may_keep(ns: Namespaces, rootfs: RootFS | None, cgroup: object) -> bool:
+    return (rootfs is None and not isinstance(cgroup, Cgroup)
+            and Namespace.USER not in ns.types and ns.join_target is None)
