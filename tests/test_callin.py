@@ -9,6 +9,7 @@ import inspect
 import os
 import pathlib
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 import nsbind
 from nsbind import Namespace, Namespaces, PidFd
 from nsbind._sys.proc import thread_count
-from nsbind.callin import CallInError, RemoteError, RemoteTraceback, call_in
+from nsbind.callin import MAX_ANSWER_BYTES, CallInError, RemoteError, RemoteTraceback, call_in
 from nsbind.namespaces import current, of
 
 # The callables run in the zygote's children: module-level, so they pickle.
@@ -385,3 +386,41 @@ def test_a_script_runs_its_top_level_once(tmp_path: pathlib.Path, main: str) -> 
     assert lines[1:3] == ["55", "49"]
     assert lines[3].startswith("refused: call_in needs a picklable callable")
     assert "Job is a class defined in the script" in lines[3]
+
+
+def send_partial_answer_then_stall() -> None:
+    """Start an answer on the answer pipe (a length header and a few bytes), then stall."""
+    frame = inspect.currentframe()
+    assert frame is not None and frame.f_back is not None
+    conn = frame.f_back.f_locals["conn"]
+    os.write(conn.fileno(), struct.pack("!i", 1000) + b"0123456789")
+    time.sleep(60)
+
+
+def claim_a_huge_answer() -> None:
+    """Announce an answer far larger than call_in reads (it must not wait for it)."""
+    frame = inspect.currentframe()
+    assert frame is not None and frame.f_back is not None
+    conn = frame.f_back.f_locals["conn"]
+    os.write(conn.fileno(), struct.pack("!i", -1) + struct.pack("!Q", 1 << 40) + b"x")
+    time.sleep(60)
+
+
+def test_the_timeout_covers_an_answer_that_stalls_half_way() -> None:
+    """A child that starts its answer and stops is killed at the deadline: the timeout
+    bounds the whole answer, not only its first byte."""
+    started = time.monotonic()
+    with pytest.raises(CallInError, match="timed out after 1 s in the middle of the child's "
+                                          "answer") as info:
+        call_in(Namespaces(), send_partial_answer_then_stall, timeout=1)
+    assert info.value.errno == errno.ETIMEDOUT
+    assert time.monotonic() - started < 10
+
+
+def test_an_answer_longer_than_the_cap_is_refused_unread() -> None:
+    started = time.monotonic()
+    with pytest.raises(CallInError, match=r"refused the child's answer: .*at most "
+                                          rf"{MAX_ANSWER_BYTES} bytes") as info:
+        call_in(Namespaces(), claim_a_huge_answer, timeout=30)
+    assert info.value.errno == errno.EBADMSG
+    assert time.monotonic() - started < 10

@@ -29,6 +29,7 @@ builtin or nsbind type, else as :class:`RemoteError` naming the type.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import multiprocessing
 import multiprocessing.connection
@@ -39,6 +40,8 @@ import multiprocessing.spawn
 import os
 import pickle
 import signal
+import threading
+import time
 import traceback
 import types
 from collections.abc import Callable
@@ -60,9 +63,13 @@ from nsbind.errors import NsbindError
 from nsbind.flags import NAMESPACE_ORDER, CloneFlags, Namespace
 from nsbind.namespaces import Namespaces, thread_path
 
-__all__ = ["CallInError", "RemoteError", "RemoteTraceback", "call_in", "start_zygote"]
+__all__ = ["MAX_ANSWER_BYTES", "CallInError", "RemoteError", "RemoteTraceback", "call_in",
+           "start_zygote"]
 
 R = TypeVar("R")
+
+#: the largest answer call_in reads from its child (a longer one is refused)
+MAX_ANSWER_BYTES = 256 << 20
 
 # The caller's namespaces the child re-joins (user cannot be joined back; see namespaces.py).
 _CALLER_TYPES: tuple[Namespace, ...] = tuple(
@@ -236,6 +243,16 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
         watch = pidfd_open(proc.pid)  # kill through a pidfd: never a recycled pid
     except NsbindError:
         watch = None  # already gone: its answer (or EOF) is in the pipe
+    deadline = None if timeout is None else time.monotonic() + timeout
+    expired = threading.Event()
+
+    def expire() -> None:  # the answer started but did not finish in time
+        expired.set()
+        if watch is not None:
+            with contextlib.suppress(NsbindError):  # gone already
+                watch.send_signal(signal.SIGKILL)
+
+    timer: threading.Timer | None = None
     try:
         if not reader.poll(timeout):
             if watch is not None:
@@ -243,12 +260,28 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
             proc.join()
             raise CallInError(f"call_in timed out after {timeout} s; the child was killed",
                               errno.ETIMEDOUT)
+        if deadline is not None:  # the rest of the answer is bound by the same deadline
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+            timer.start()
         try:
-            data = reader.recv_bytes()
-        except EOFError:
+            data = reader.recv_bytes(MAX_ANSWER_BYTES)
+        except (EOFError, OSError) as exc:
+            if isinstance(exc, OSError) and watch is not None:  # a refused answer: stop it
+                with contextlib.suppress(NsbindError):
+                    watch.send_signal(signal.SIGKILL)
             proc.join()
-            raise CallInError(_death(proc.exitcode)) from None
+            if expired.is_set():
+                raise CallInError(f"call_in timed out after {timeout} s in the middle of the "
+                                  "child's answer; the child was killed",
+                                  errno.ETIMEDOUT) from None
+            if isinstance(exc, EOFError):
+                raise CallInError(_death(proc.exitcode)) from None
+            raise CallInError(f"call_in refused the child's answer: {exc} (at most "
+                              f"{MAX_ANSWER_BYTES} bytes)", errno.EBADMSG) from None
     finally:
+        if timer is not None:
+            timer.cancel()
+            timer.join()
         if watch is not None:
             watch.close()
     reply = load_answer(data, trusted)
