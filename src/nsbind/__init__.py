@@ -16,7 +16,7 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, features, flags, idmap, mounts, namespaces
+from nsbind import errors, features, flags, idmap, mounts, namespaces, seccomp
 from nsbind._sys import *  # noqa: F403  (the syscall layer is public API)
 from nsbind._sys import __all__ as _sys_all
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
@@ -127,6 +127,7 @@ __all__ = [
     "namespaces",
     "persist",
     "resolve_user",
+    "seccomp",
     "spawn",
     "start_zygote",
     "unpersist",

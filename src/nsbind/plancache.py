@@ -163,6 +163,8 @@ def build_static(request: SpawnRequest) -> StaticPlan:
         c.cgroup_fd = fdnum(cgroup)
     if request.init:
         c.init = 1
+    if request.seccomp is not None:
+        plan.set_seccomp(request.seccomp)
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child
     # and a process sharing its memory may not join a user namespace (userns_install)
     c.use_vm = int(not flags & _NEWTIME and not request.init and not joining

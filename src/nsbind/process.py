@@ -37,6 +37,7 @@ from nsbind.plancache import StaticPlan
 from nsbind.plancache import plans as plan_cache
 from nsbind.pool import NamespacePool
 from nsbind.rootfs import RootFS, RootPlan
+from nsbind.seccomp import Filter, Program
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
 from nsbind.spawnrequest import SpawnRequest
 from nsbind.spawnstdio import DEVNULL, PIPE, STDOUT, SpawnPipes, Stdio, StdSpec
@@ -207,6 +208,7 @@ def spawn(
     pass_fds: Sequence[int] = (),
     close_fds: bool = True,
     init: bool = False,
+    seccomp: bytes | Filter | Program | None = None,
 ) -> Process:
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
@@ -237,13 +239,20 @@ def spawn(
     SIGUSR1/SIGUSR2/SIGWINCH to it, reaps orphans, and exits with the command's
     status (128+N for signal N), as tini does.  Its child is a copy-on-write
     fork, so the cost then grows with this process's memory.
+
+    ``seccomp`` (a :class:`~nsbind.seccomp.Filter`, its
+    :class:`~nsbind.seccomp.Program` or raw ``struct sock_filter[]`` bytes) is loaded
+    with seccomp(2) as the child's last step before the exec (after the init's fork:
+    the command is filtered, the init is not).  The kernel takes it only with
+    ``no_new_privs=True`` or CAP_SYS_ADMIN kept in the child's user namespace: a child
+    that drops to a non-root uid without no_new_privs fails naming the seccomp step.
     """
     pool, ns = ((namespaces, namespaces.namespaces) if isinstance(namespaces, NamespacePool)
                 else (None, namespaces))
     request = SpawnRequest.make(
         args, env, cwd, ns, hostname, domainname, mounts, rootfs, pivot_root, cgroup, uid, gid,
         groups, rlimits, capabilities, no_new_privs, pdeathsig, umask, start_new_session,
-        process_group, init)
+        process_group, init, seccomp)
     static, plan, kept = plan_cache.get(request)
     inherited = stdin is None and stdout is None and stderr is None and not pass_fds
     if inherited and close_fds and pool is None and static.ready is not None:

@@ -8,6 +8,7 @@ step for a :class:`SpawnError` (``mount proc on /proc: EPERM``).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import resource
@@ -20,6 +21,7 @@ from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue, NsbindError, error_for
 from nsbind.flags import Namespace
 from nsbind.mountstep import MountStep, MountSteps, report_message
+from nsbind.seccomp import Program, flag_names
 
 __all__ = ["CapabilitySets", "MountStep", "Plan", "SpawnError", "SpawnNotFound",
            "SpawnPermissionDenied"]
@@ -101,6 +103,7 @@ class Plan:
         self.cwd: str | None = None
         self.groups: list[int] = []
         self.setns: list[tuple[int, int]] = []
+        self.seccomp: Program | None = None
 
     def copy(self) -> Plan:
         """A plan for another spawn with the same static part: a copy of the C struct
@@ -246,10 +249,22 @@ class Plan:
             self.c.keep_fds = karr
             self.c.n_keep_fds = len(kept)
 
+    def set_seccomp(self, program: Program) -> None:
+        """The BPF program the child loads right before the exec (this plan owns the
+        buffer: a cffi allocation, aligned for struct sock_filter)."""
+        self.seccomp = program
+        buf = ffi.new("char[]", program.bpf)
+        self._keep.append(buf)
+        self.c.seccomp_filter = buf
+        self.c.seccomp_len = len(program.bpf) // 8
+        self.c.seccomp_flags = program.flags
+
     # -------------------------------------------------------------- reporting
 
     def detail(self, report: Any) -> str | None:
         """Extra words for a report: for a mount, the phase and the kernel's message."""
+        if report.step == lib.NSB_STEP_SECCOMP:
+            return self._seccomp_detail(report.err)
         if report.step != lib.NSB_STEP_MOUNT:
             return None
         msg = report_message(report)
@@ -316,8 +331,20 @@ class Plan:
             s.NSB_STEP_NO_NEW_PRIVS: ("no_new_privs", "set no_new_privs"),
             s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),
             s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (close every fd not kept)"),
+            s.NSB_STEP_SECCOMP: ("seccomp", "load the seccomp filter"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
+
+    def _seccomp_detail(self, err: int) -> str:
+        """Why the kernel may have refused the filter."""
+        program = self.seccomp
+        size = 0 if program is None else len(program.bpf) // 8
+        flags = flag_names(0 if program is None else program.flags)
+        if err == errno.EACCES:
+            return ("seccomp(2) needs no_new_privs or CAP_SYS_ADMIN in the child's user "
+                    "namespace, and the child has neither by then: spawn with "
+                    "no_new_privs=True (or keep CAP_SYS_ADMIN)")
+        return f"a program of {size} instructions, flags {flags}"
 
     def _pivot_substep(self, index: int) -> str:
         """The PIVOT_ROOT sub-step a report's index names (``enum nsb_spawn_substep``)."""

@@ -21,6 +21,7 @@ from nsbind.idmap import check_id
 from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
 from nsbind.rootfs import RootFS
+from nsbind.seccomp import Filter, Program, as_program
 from nsbind.spawnplan import CapabilitySets
 
 __all__ = ["SpawnRequest"]
@@ -58,6 +59,7 @@ class SpawnRequest(NamedTuple):
     start_new_session: bool
     process_group: int | None
     init: bool
+    seccomp: Program | None = None  # the compiled filter (bytes: hashable)
 
     @classmethod
     def make(cls, args: Sequence[str], env: Mapping[str, str] | None, cwd: PathLike | None,
@@ -67,7 +69,7 @@ class SpawnRequest(NamedTuple):
              groups: Sequence[int] | None, rlimits: Mapping[int, tuple[int, int]] | None,
              capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
              umask: int, start_new_session: bool, process_group: int | None,
-             init: bool) -> SpawnRequest:
+             init: bool, seccomp: bytes | Filter | Program | None = None) -> SpawnRequest:
         """The request for these :func:`nsbind.spawn` arguments, or ValueError naming the
         argument that no spawn could honour."""
         if not args:
@@ -97,7 +99,8 @@ class SpawnRequest(NamedTuple):
             tuple(args), pairs, environ, cwd, ns, hostname, domainname, tuple(mounts), rootfs,
             pivot_root, cgroup, uid, gid, groups,
             tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
-            pdeathsig, umask, start_new_session, process_group, init))
+            pdeathsig, umask, start_new_session, process_group, init,
+            None if seccomp is None else as_program(seccomp)))
 
     @property
     def environment(self) -> Mapping[str, str]:

@@ -257,6 +257,7 @@ class _Lib:
     NSB_STEP_SETNS: int
     NSB_STEP_CGROUP: int
     NSB_STEP_UNSHARE: int
+    NSB_STEP_SECCOMP: int
     NSB_SUB_PIVOT_ENTER: int
     NSB_SUB_PIVOT_ROOT: int
     NSB_SUB_PIVOT_DETACH: int

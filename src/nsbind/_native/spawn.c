@@ -12,6 +12,8 @@
 #include "spawn.h"
 #include "init.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -79,8 +81,9 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
         /* nothing more to do */
     }
     syscall(__NR_exit_group, NSB_EXIT_FAILED);
-    for (;;) {
-    }
+    /* only a seccomp filter that refuses exit_group gets here: die by SIGILL */
+    for (;;)
+        __builtin_trap();
 }
 
 #define TRY(call, step, index)              \
@@ -333,6 +336,19 @@ static void nsb_child_signals(const struct nsb_spawn_plan *plan)
         NSB_STEP_SIGNALS, NSB_SUB_SIGNALS_MASK);
 }
 
+/* SECCOMP: the plan's filter, the last step before the exec: nothing of nsbind's
+ * runs under it but the exec (and, if that fails, the report and the exit). */
+static void nsb_child_seccomp(const struct nsb_spawn_plan *plan)
+{
+    struct sock_fprog prog;
+    if (!plan->seccomp_filter)
+        return;
+    prog.len = plan->seccomp_len;
+    prog.filter = (struct sock_filter *)plan->seccomp_filter;
+    TRY(syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, plan->seccomp_flags, &prog),
+        NSB_STEP_SECCOMP, 0);
+}
+
 /* EXEC: each candidate path in turn, as execvp: ENOENT-like errors try the
  * next one, and EACCES is remembered. */
 static void nsb_child_exec(const struct nsb_spawn_plan *plan) __attribute__((noreturn));
@@ -369,6 +385,7 @@ static int nsb_child_main(void *arg)
     if (plan->init && nsb_init_fork(NSB_EXIT_FAILED) < 0) /* returns in the command only */
         nsb_fail(plan, NSB_STEP_INIT, 0);
     nsb_child_signals(plan);
+    nsb_child_seccomp(plan);
     nsb_child_exec(plan);
 }
 

@@ -38,6 +38,11 @@
  *   with init: fork; the parent stays as PID 1, closes every fd   INIT
  *     (it keeps none: init.h) and forwards signals and reaps
  *   default signal handlers, empty signal mask                    SIGNALS
+ *   load the seccomp filter (seccomp(2), SECCOMP_SET_MODE_FILTER: SECCOMP
+ *     the kernel wants no_new_privs or CAP_SYS_ADMIN in the
+ *     child's user namespace, and by now the child may have
+ *     dropped its capabilities: else EACCES); after the init
+ *     fork, so that the command is filtered and the init is not
  *   execve, trying each candidate path                            EXEC
  * The first failing step is reported as a struct nsb_spawn_report - straight
  * into plan->report when the parent is suspended (CLONE_VM|CLONE_VFORK: no pipe
@@ -84,7 +89,8 @@ enum nsb_spawn_step {
     NSB_STEP_INIT = 23,
     NSB_STEP_SETNS = 24,
     NSB_STEP_CGROUP = 25,
-    NSB_STEP_UNSHARE = 26
+    NSB_STEP_UNSHARE = 26,
+    NSB_STEP_SECCOMP = 27
 };
 
 /* struct nsb_spawn_report.index of the steps that have sub-steps, not a list. */
@@ -182,7 +188,10 @@ struct nsb_spawn_plan {
     int close_fds;                   /* 1: close every fd >= 3 not in keep_fds */
     int default_signals;             /* 1: SIGPIPE, SIGXFSZ back to SIG_DFL (as subprocess) */
     int init;                        /* 1: stay as a reaping init that keeps no fd, fork the
-                                        command (no use_vm; init.h) */
+                                        command (no use_vm; init.h) */    const void *seccomp_filter;      /* NULL, or a BPF program: struct sock_filter[] (owned by
+                                        the Python Plan), loaded right before the exec */
+    unsigned short seccomp_len;      /* its length in instructions (struct sock_fprog.len) */
+    unsigned int seccomp_flags;      /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
 };
 
 struct nsb_spawn_result {
