@@ -125,6 +125,23 @@ def test_errno_default_with_the_allow_list_true_needs() -> None:
     assert info.value.step == "exec"
 
 
+def test_a_filter_that_refuses_everything_still_reports_the_exec() -> None:
+    """Nothing allowed, not even exit_group: the child reports the refused exec, cannot
+    exit, and dies by its fallback trap (SIGILL) instead of spinning; no child is left."""
+    before = _children()
+    with pytest.raises(SpawnError, match=r"^exec /bin/true: EPERM"):
+        spawn(["/bin/true"], seccomp=Filter(Action.errno(errno.EPERM)))
+    assert _children() == before
+
+
+def test_root_of_a_new_user_namespace_loads_the_filter_without_no_new_privs() -> None:
+    # CAP_SYS_ADMIN in its own user namespace is enough (and the child waits for its id
+    # maps and reports over a pipe there)
+    out, err, code = _run(["sh", "-c", "id -u; mkdir /tmp/nsbind-never-made"],
+                          seccomp=_no_mkdir(), namespaces=Namespaces(user=True))
+    assert out.split()[0] == "0" and "Operation not permitted" in err and code != 0
+
+
 def test_init_forks_the_command_before_the_filter_is_loaded() -> None:
     script = "grep Seccomp: /proc/self/status /proc/1/status"
     out, _, code = _run(["sh", "-c", script], seccomp=_no_mkdir(), init=True,

@@ -42,7 +42,11 @@
  *     the kernel wants no_new_privs or CAP_SYS_ADMIN in the
  *     child's user namespace, and by now the child may have
  *     dropped its capabilities: else EACCES); after the init
- *     fork, so that the command is filtered and the init is not
+ *     fork, so that the command is filtered and the init is not.
+ *     Under the filter a failed exec still reports into shared
+ *     memory; over err_fd only if write(2) is allowed, else the
+ *     parent sees the exec as done and the child exit 127 (or die
+ *     by SIGILL if exit_group is refused too)
  *   execve, trying each candidate path                            EXEC
  * The first failing step is reported as a struct nsb_spawn_report - straight
  * into plan->report when the parent is suspended (CLONE_VM|CLONE_VFORK: no pipe
