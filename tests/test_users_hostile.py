@@ -29,7 +29,8 @@ def make_root(root: pathlib.Path, passwd: str | bytes, group: str | bytes = GROU
     (root / "etc").mkdir(parents=True, exist_ok=True)
     for name, data in (("passwd", passwd), ("group", group)):
         path = root / "etc" / name
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        # surrogatepass: a generated lone surrogate becomes the invalid UTF-8 it stands for
+        path.write_bytes(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     return root
 
 
