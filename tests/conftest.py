@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 import leakguard
 import nsbind
@@ -16,6 +17,12 @@ from helpers import child_exit, tree
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
 from nsbind.cgroups import cgroup_layout, mkdir_cgroup
+
+# CI runs each fuzzer on a fixed set of examples (the same every run); elsewhere they
+# explore afresh each time.  Each test sets its own example budget.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TEST_CGROUP_PARENT = f"nsbind-test-{os.getpid()}"  # one per run: runs may overlap
 
