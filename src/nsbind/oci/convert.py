@@ -1,0 +1,214 @@
+"""A validated OCI :class:`~nsbind.oci.spec.Spec` as the arguments of :func:`nsbind.spawn`.
+
+:func:`to_spawn` maps what nsbind can run today and refuses the rest with a SpecError
+naming the JSON path (``process.terminal: not supported yet``): a field is never
+silently dropped.  Mapped: process args, env, cwd, user (uid, gid, additionalGids,
+umask: 0022 when absent, as runc; HOME from the root's /etc/passwd when the env
+lacks it, as runc), the five capability sets (an ambient one that
+is not also inheritable and permitted is left out, as runc ends up), rlimits,
+noNewPrivileges; root path and readonly; hostname, domainname; mounts
+(:mod:`nsbind.oci.mountconv`); namespaces (new ones only), uid/gid mappings;
+maskedPaths, readonlyPaths, devices, rootfsPropagation (absent: rslave, as runc); linux.resources
+(:mod:`nsbind.oci.resconv`); linux.seccomp; annotations are ignored.
+
+Refused for now: process.terminal, oomScoreAdj, apparmorProfile, selinuxLabel,
+non-empty hooks and linux.sysctl, mountLabel, personality, timeOffsets, a namespace path
+(joining).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+
+from nsbind.errors import NsbindError
+from nsbind.flags import Propagation
+from nsbind.idmap import IdMap
+from nsbind.namespaces import Namespaces
+from nsbind.oci.cgpath import CgroupsPath
+from nsbind.oci.mountconv import MountItem, convert_devices, convert_mounts
+from nsbind.oci.resconv import CgroupSettings, convert_resources
+from nsbind.oci.schema import SpecError
+from nsbind.oci.spec import IdMapping, Linux, Process, Spec
+from nsbind.seccomp import Filter
+from nsbind.spawnplan import CapabilitySets
+from nsbind.users import resolve_user
+
+__all__ = ["SpawnArgs", "to_spawn"]
+
+_NS_KINDS = {"pid": "pid", "network": "net", "ipc": "ipc", "mount": "mnt", "uts": "uts",
+             "user": "user", "cgroup": "cgroup", "time": "time"}
+_PROPAGATION = {"private": Propagation.PRIVATE, "rprivate": Propagation.PRIVATE,
+                "slave": Propagation.SLAVE, "rslave": Propagation.SLAVE,
+                "shared": Propagation.SHARED, "rshared": Propagation.SHARED,
+                "unbindable": Propagation.UNBINDABLE, "runbindable": Propagation.UNBINDABLE}
+
+
+@dataclasses.dataclass(frozen=True)
+class SpawnArgs:
+    """Everything a run needs: the keywords of :func:`nsbind.spawn` (``spawn_kwargs``),
+    the root filesystem (``root``, ``root_readonly``, ``mounts`` in order: steps, and
+    cgroup mounts made once the cgroup path is known; ``masked``, ``readonly``) and the
+    cgroup (``cgroup_parent`` and ``cgroup_name``, None: the container id; settings)."""
+
+    args: tuple[str, ...]
+    spawn_kwargs: dict[str, object]
+    root: str
+    root_readonly: bool
+    mounts: tuple[MountItem, ...]
+    masked: tuple[str, ...]
+    readonly: tuple[str, ...]
+    cgroup_parent: str
+    cgroup_name: str | None
+    cgroup: CgroupSettings
+    new_pid_namespace: bool
+
+
+def _refuse_unsupported(spec: Spec) -> None:
+    proc, linux = spec.process, spec.linux
+    if proc is not None:
+        if proc.terminal:
+            raise SpecError("process.terminal: not supported yet")
+        for name, value in (("oomScoreAdj", proc.oom_score_adj),
+                            ("apparmorProfile", proc.apparmor_profile),
+                            ("selinuxLabel", proc.selinux_label)):
+            if value is not None and value != "":
+                raise SpecError(f"process.{name}: not supported yet")
+    if spec.hooks is not None and any(getattr(spec.hooks, f.name)
+                                      for f in dataclasses.fields(spec.hooks)):
+        raise SpecError("hooks: not supported yet")
+    if linux is not None:
+        if linux.sysctl:
+            raise SpecError("linux.sysctl: not supported yet (it needs a write through a "
+                            "procfs of the container's namespaces)")
+        for name, given in (("mountLabel", bool(linux.mount_label)),
+                            ("personality", linux.personality is not None),
+                            ("timeOffsets", bool(linux.time_offsets))):
+            if given:
+                raise SpecError(f"linux.{name}: not supported yet")
+
+
+def _env(proc: Process, rootfs: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for i, item in enumerate(proc.env or ()):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SpecError(f"process.env[{i}] {item[:80]!r} is not NAME=VALUE")
+        env[key] = value
+    if "HOME" not in env:  # as runc: the user's home in the root's /etc/passwd, or /
+        try:
+            env["HOME"] = resolve_user(rootfs, str(proc.user.uid)).home
+        except (NsbindError, OSError):
+            env["HOME"] = "/"
+    return env
+
+
+def _rlimits(proc: Process) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for i, r in enumerate(proc.rlimits or ()):
+        res = getattr(resource, r.type, None) if r.type.startswith("RLIMIT_") else None
+        if not isinstance(res, int):
+            raise SpecError(f"process.rlimits[{i}].type {r.type[:80]!r} is not a resource "
+                            "limit this Python knows")
+        if r.soft > r.hard:
+            raise SpecError(f"process.rlimits[{i}]: soft {r.soft} is above hard {r.hard}")
+        out[res] = (r.soft, r.hard)
+    return out
+
+
+def _capabilities(proc: Process) -> CapabilitySets | None:
+    caps = proc.capabilities
+    if caps is None:
+        return None  # as runc: the capabilities are left as they are
+
+    def of(sets: tuple[int, ...] | None) -> frozenset[int]:
+        return frozenset(int(c) for c in sets or ())
+
+    # the kernel raises an ambient capability only if it is permitted and inheritable;
+    # runc (1.1) tries, fails and goes on without it: so does this
+    inheritable, permitted = of(caps.inheritable), of(caps.permitted)
+    return CapabilitySets(permitted=permitted, effective=of(caps.effective),
+                          inheritable=inheritable,
+                          ambient=of(caps.ambient) & inheritable & permitted,
+                          bounding=of(caps.bounding))
+
+
+def _idmap(entries: tuple[IdMapping, ...] | None) -> list[IdMap] | None:
+    if not entries:
+        return None
+    return [(m.container_id, m.host_id, m.size) for m in entries]
+
+
+def _namespaces(linux: Linux) -> Namespaces:
+    new: dict[str, bool] = {}
+    for i, ns in enumerate(linux.namespaces or ()):
+        kind = _NS_KINDS.get(ns.type)
+        if kind is None:
+            raise SpecError(f"linux.namespaces[{i}].type {ns.type[:80]!r}: unknown")
+        if ns.path:
+            raise SpecError(f"linux.namespaces[{i}].path: joining a namespace is not "
+                            "supported yet (nsbind.spawn takes either new namespaces or "
+                            "one process's to join, not both)")
+        new[kind] = True
+    if "mnt" not in new:
+        raise SpecError("linux.namespaces: a new mount namespace is required")
+    prop = Propagation.SLAVE  # runc's default for the root (MS_SLAVE|MS_REC)
+    if linux.rootfs_propagation:
+        prop = _PROPAGATION[linux.rootfs_propagation]
+    user = new.pop("user", False)
+    return Namespaces(pid=new.get("pid", False), net=new.get("net", False),
+                      ipc=new.get("ipc", False), mnt=True, uts=new.get("uts", False),
+                      cgroup=new.get("cgroup", False), time=new.get("time", False),
+                      user=user, uid_map=_idmap(linux.uid_mappings) if user else None,
+                      gid_map=_idmap(linux.gid_mappings) if user else None,
+                      propagation=prop)
+
+
+def _cgroup_place(linux: Linux, parent: str) -> tuple[str, str | None]:
+    """(the parent path, the cgroup's name; None: the container id)."""
+    parts: CgroupsPath | None = linux.cgroups_path_parts
+    if parts is None:
+        return parent, None
+    path = parts.cgroupfs_path()
+    if parts.form != "absolute":
+        path = f"{parent.strip('/')}/{path}"
+    head, _, name = path.strip("/").rpartition("/")
+    return head, name
+
+
+def to_spawn(spec: Spec, *, cgroup_parent: str) -> SpawnArgs:
+    """The :class:`SpawnArgs` of ``spec``, or SpecError naming the JSON path of the
+    first field nsbind cannot run yet (see the module doc)."""
+    _refuse_unsupported(spec)
+    proc, linux = spec.process, spec.linux or Linux()
+    if proc is None or not proc.args:
+        raise SpecError("process.args: a command is required")
+    if spec.root is None or spec.rootfs is None:
+        raise SpecError("root.path: a root filesystem is required")
+    if not os.path.isabs(spec.rootfs):
+        raise SpecError(f"root.path {spec.root.path[:80]!r} is relative and no bundle "
+                        "directory is known")
+    items = convert_mounts(spec.mounts or (), spec.bundle)
+    items += convert_devices(linux.devices or ())
+    seccomp = None
+    if linux.seccomp is not None:
+        seccomp = Filter.from_oci(spec.to_json()["linux"]["seccomp"])
+    user = proc.user
+    kwargs: dict[str, object] = {
+        "env": _env(proc, spec.rootfs), "cwd": proc.cwd, "uid": user.uid, "gid": user.gid,
+        "groups": tuple(user.additional_gids or ()),
+        "umask": 0o022 if user.umask is None else user.umask,
+        "capabilities": _capabilities(proc), "rlimits": _rlimits(proc),
+        "no_new_privs": bool(proc.no_new_privileges),
+        "hostname": spec.hostname, "domainname": spec.domainname,
+        "namespaces": _namespaces(linux), "seccomp": seccomp,
+    }
+    parent, name = _cgroup_place(linux, cgroup_parent)
+    return SpawnArgs(
+        args=proc.args, spawn_kwargs=kwargs, root=spec.rootfs,
+        root_readonly=bool(spec.root.readonly), mounts=tuple(items),
+        masked=linux.masked_paths or (), readonly=linux.readonly_paths or (),
+        cgroup_parent=parent, cgroup_name=name,
+        cgroup=convert_resources(linux.resources),
+        new_pid_namespace=linux.has_namespace("pid"))

@@ -1,0 +1,72 @@
+"""Run an OCI bundle once, in the foreground, as ``runc run`` / ``crun run`` do.
+
+:func:`run_bundle` reads and validates the bundle's ``config.json``, converts it
+(:func:`nsbind.oci.convert.to_spawn`: whatever nsbind cannot run yet is a SpecError
+naming the JSON path, raised before anything is made), creates the cgroup from
+``linux.resources``, spawns the command with stdio inherited, waits, and removes the
+cgroup (killing anything left in it) and the root's pinned state.
+
+The cgroup: ``linux.cgroupsPath`` absolute is that path; relative, or the systemd
+form ``slice:prefix:name`` (mapped to its cgroupfs path,
+:func:`nsbind.oci.systemd_cgroup_path`), is below ``cgroup_parent``; absent, it is
+``cgroup_parent/container_id``.
+
+PID 1: as runc and crun, the command itself is PID 1 of a new pid namespace
+(``init=False``): it gets no signal it has no handler for from inside the container,
+and when it exits the kernel kills the rest of the namespace.  The exit status is the
+command's, ``128 + N`` when signal N killed it (as runc reports it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nsbind.cgroups import Cgroup
+from nsbind.oci.convert import SpawnArgs, to_spawn
+from nsbind.oci.mountconv import CgroupMount
+from nsbind.oci.spec import load_spec
+from nsbind.process import spawn
+from nsbind.rootfs import RootFS
+
+__all__ = ["run_bundle", "run_spawn_args"]
+
+
+def _root(args: SpawnArgs, cgroup_path: str) -> RootFS:
+    root = RootFS(args.root, readonly=args.root_readonly, defaults=False)
+    try:
+        for item in args.mounts:
+            root.add(item.steps(cgroup_path) if isinstance(item, CgroupMount) else item)
+        root.mask(*args.masked)
+        root.readonly(*args.readonly)
+    except BaseException:
+        root.close()
+        raise
+    return root
+
+
+def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
+    """Run converted arguments (see :func:`run_bundle`)."""
+    name = args.cgroup_name or container_id
+    cg = Cgroup.create(name, parent=args.cgroup_parent or None, **args.cgroup.create)
+    try:
+        args.cgroup.apply(cg)
+        with _root(args, cg.path) as root:
+            kwargs: dict[str, Any] = dict(args.spawn_kwargs)
+            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False, **kwargs)
+            try:
+                code = proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        cg.remove()
+    return 128 - code if code < 0 else code
+
+
+def run_bundle(bundle: str | os.PathLike[str], *, container_id: str,
+               cgroup_parent: str) -> int:
+    """Run the bundle's command to its end; its exit status (128 + N for signal N)."""
+    args = to_spawn(load_spec(bundle), cgroup_parent=cgroup_parent)
+    return run_spawn_args(args, container_id=container_id)

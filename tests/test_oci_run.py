@@ -1,0 +1,296 @@
+"""Running an OCI bundle once (nsbind.oci.run_bundle), compared with runc run.
+
+Each differential test builds one busybox bundle from ``runc spec``, edits config.json,
+runs it with ``runc run`` and with :func:`nsbind.oci.run_bundle` (stdout to a file in
+both cases) and compares what the container saw.  crun 1.8.1 refuses this hybrid host
+outright ("cgroups in hybrid mode not supported"), even with --cgroup-manager=disabled:
+:func:`test_crun_on_this_host` records that, and compares with crun where it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from helpers import busybox_root
+from nsbind import cgroup_layout
+from nsbind.oci import SpecError, load_spec, run_bundle, to_spawn
+
+Edit = Callable[[dict[str, Any]], None]
+
+#: what the container prints: one "key=value" (or prefixed) line per fact compared
+PROBE = r"""
+echo "hostname=$(hostname)"
+echo "ids=$(id -u) $(id -g) $(id -G)"
+grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t' | sed 's/^/st:/'
+echo "cwd=$(pwd)"
+echo "nofile=$(ulimit -n)"
+env | sort | grep -v '^_=' | sed 's/^/env:/'
+sed 's/^/mnt:/' /proc/self/mountinfo
+for p in /proc/kcore /proc/keys /sys/firmware; do
+  echo "masked:$p=$(cat $p 2>/dev/null | wc -c)/$(ls $p 2>/dev/null | wc -l)"; done
+for p in /proc/sys/kernel/domainname /proc/sysrq-trigger; do
+  (echo x > $p) 2>/dev/null && echo "ro:$p=writable" || echo "ro:$p=refused"; done
+if [ -e /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
+  echo "memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+else echo "memory=$(cat /sys/fs/cgroup/memory.max)"; fi
+if [ -e /sys/fs/cgroup/pids/pids.max ]; then echo "pids=$(cat /sys/fs/cgroup/pids/pids.max)"
+else echo "pids=$(cat /sys/fs/cgroup/pids.max)"; fi
+"""
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+
+
+def make_bundle(tmp_path: pathlib.Path, cgroup_parent: str, edit: Edit | None = None,
+                args: list[str] | None = None) -> pathlib.Path:
+    """A busybox bundle from ``runc spec``: no terminal, cgroupsPath under the test
+    parent, mount points made in the (read-only) root beforehand."""
+    _need("runc")
+    bundle = tmp_path / "bundle"
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True)
+    busybox_root(rootfs)
+    for d in ("proc", "dev", "sys", "tmp", "data", "scratch"):
+        (rootfs / d).mkdir(exist_ok=True)
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = args or ["sh", "-c", PROBE]
+    config["linux"]["cgroupsPath"] = f"/{cgroup_parent}/oci-{os.getpid()}-{tmp_path.name}"
+    if edit is not None:
+        edit(config)
+    (bundle / "config.json").write_text(json.dumps(config, indent="\t"))
+    return bundle
+
+
+def _systemd_leftovers(cgroup_parent: str) -> None:
+    """runc also makes the cgroup's parent in the name=systemd hierarchy, which nsbind
+    does not use, and leaves it: remove it (empty) if it is this run's."""
+    for h in cgroup_layout().hierarchies:
+        if h.version == 1 and not h.controllers:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                os.rmdir(h.path_of(f"/{cgroup_parent}"))
+
+
+@contextlib.contextmanager
+def _stdout_to(path: pathlib.Path) -> Iterator[None]:
+    saved = os.dup(1)
+    try:
+        with open(path, "wb") as out:
+            os.dup2(out.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def run_runc(bundle: pathlib.Path, tool: str = "runc") -> tuple[int, str]:
+    state = bundle.parent / f"{tool}-state"
+    out = bundle.parent / f"{tool}.out"
+    cid = f"{tool}-{os.getpid()}-{bundle.parent.name}"
+    try:
+        with open(out, "wb") as stdout:
+            proc = subprocess.run([tool, "--root", str(state), "run", "--bundle", str(bundle),
+                                   cid], stdout=stdout, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=60, check=False)
+    finally:
+        subprocess.run([tool, "--root", str(state), "delete", "-f", cid],
+                       capture_output=True, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+    text = out.read_text() + proc.stderr.decode(errors="replace")
+    return proc.returncode, text
+
+
+def run_nsbind(bundle: pathlib.Path, cgroup_parent: str) -> tuple[int, str]:
+    out = bundle.parent / "nsbind.out"
+    with _stdout_to(out):
+        code = run_bundle(bundle, container_id=f"nsbind-{os.getpid()}",
+                          cgroup_parent=cgroup_parent)
+    return code, out.read_text()
+
+
+def facts(text: str, masked: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The probe's output as comparable facts; mounts as a set of (point, type, per-mount
+    options).  Normalised: masked paths' type and options (runc binds the container's
+    /dev/null, a tmpfs, nsbind the host's, devtmpfs; runc's masking tmpfs is plain ro,
+    nsbind's also nosuid,nodev,noexec), superblock options (not compared), and runc's
+    /sys/fs/cgroup/systemd (the name=systemd hierarchy, which nsbind does not use)."""
+    lines = text.splitlines()
+    out: dict[str, Any] = {"other": sorted(line for line in lines
+                                           if not line.startswith(("mnt:", "st:", "env:")))}
+    out["status"] = sorted(line for line in lines if line.startswith("st:"))
+    out["env"] = sorted(line for line in lines if line.startswith("env:"))
+    mounts = set()
+    for line in lines:
+        if line.startswith("mnt:"):
+            fields = line[4:].split()
+            sep = fields.index("-")
+            point, opts, fstype = fields[4], fields[5], fields[sep + 1]
+            if point == "/sys/fs/cgroup/systemd":
+                continue
+            mounts.add((point, "*", "*") if point in masked else (point, fstype, opts))
+    out["mounts"] = mounts
+    return out
+
+
+def _full(config: dict[str, Any]) -> None:
+    """uid/gid/groups, env, cwd, caps, rlimits, no_new_privs, extra mounts, limits."""
+    proc = config["process"]
+    proc["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 100]}
+    proc["env"] = ["PATH=/bin", "FOO=bar baz", "EMPTY="]
+    proc["cwd"] = "/bin"
+    caps = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    proc["capabilities"] = {"bounding": caps, "effective": caps[1:], "permitted": caps,
+                            "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]}
+    proc["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]
+    proc["noNewPrivileges"] = True
+    config["hostname"] = "oci-box"
+    config["mounts"] += [
+        {"destination": "/data", "type": "bind", "source": "data",
+         "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "noexec", "size=1m", "mode=1777"]}]
+    res = config["linux"]["resources"]
+    res["memory"] = {"limit": 64 * 1024 * 1024}
+    res["pids"] = {"limit": 50}
+
+
+def _compare(tmp_path: pathlib.Path, cgroup_parent: str, edit: Edit | None = None,
+             args: list[str] | None = None) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    bundle = make_bundle(tmp_path, cgroup_parent, edit, args)
+    (bundle / "data").mkdir(exist_ok=True)
+    (bundle / "data" / "file").write_text("data\n")
+    masked = load_spec(bundle).linux.masked_paths or ()  # type: ignore[union-attr]
+    try:
+        runc_code, runc_out = run_runc(bundle)
+    finally:
+        _systemd_leftovers(cgroup_parent)
+    code, out = run_nsbind(bundle, cgroup_parent)
+    assert code == runc_code, (runc_out, out)
+    return code, facts(runc_out, tuple(masked)), facts(out, tuple(masked))
+
+
+def test_default_bundle_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    code, runc, ours = _compare(tmp_path, cgroup_parent)
+    assert code == 0
+    assert ours == runc
+    assert "hostname=runc" in ours["other"]
+    assert "memory=9223372036854771712" in ours["other"] or "memory=max" in ours["other"]
+
+
+def test_full_bundle_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    code, runc, ours = _compare(tmp_path, cgroup_parent, _full)
+    assert code == 0
+    assert ours == runc
+    other = ours["other"]
+    assert "ids=1000 1000 1000 5 100" in other or "ids=1000 1000 5 100" in other
+    assert {"cwd=/bin", "nofile=512", "hostname=oci-box",
+            f"memory={64 * 1024 * 1024}", "pids=50"} <= set(other)
+    assert "st:NoNewPrivs:1" in ours["status"]
+    assert "env:FOO=bar baz" in ours["env"]
+    assert {"masked:/proc/keys=0/1", "masked:/sys/firmware=0/0",
+            "ro:/proc/sysrq-trigger=refused"} <= set(other)
+    assert ("/data", "ext4", "ro,nosuid,nodev,relatime") in ours["mounts"] or any(
+        m[0] == "/data" and m[2].startswith("ro,") for m in ours["mounts"])
+
+
+@pytest.mark.parametrize(("command", "status"), [("exit 0", 0), ("exit 3", 3),
+                                                   ("kill -KILL $$", 137)])
+def test_exit_status_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str,
+                                  command: str, status: int) -> None:
+    def no_pid_ns(config: dict[str, Any]) -> None:
+        # the command as PID 1 of a pid namespace ignores signals from inside it
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                         if ns["type"] != "pid"]
+
+    code, _runc, _ours = _compare(tmp_path, cgroup_parent, no_pid_ns, ["sh", "-c", command])
+    assert code == status
+
+
+def test_crun_on_this_host(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    """crun 1.8.1 on a hybrid host: it refuses to run at all; where it runs, it agrees."""
+    _need("crun")
+    bundle = make_bundle(tmp_path, cgroup_parent)
+    code, text = run_runc(bundle, "crun")
+    if code != 0:
+        assert "hybrid" in text, text
+        return
+    ours_code, ours = run_nsbind(bundle, cgroup_parent)
+    assert ours_code == code
+    masked = tuple(load_spec(bundle).linux.masked_paths or ())  # type: ignore[union-attr]
+    assert facts(ours, masked)["status"] == facts(text, masked)["status"]
+
+
+def _edits() -> list[tuple[Edit, str]]:
+    def terminal(c: dict[str, Any]) -> None:
+        c["process"]["terminal"] = True
+
+    def sysctl(c: dict[str, Any]) -> None:
+        c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+
+    def hooks(c: dict[str, Any]) -> None:
+        c["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+
+    def option(c: dict[str, Any]) -> None:
+        c["mounts"][1]["options"].append("bogus=1")
+
+    def swappiness(c: dict[str, Any]) -> None:
+        c["linux"]["resources"]["memory"] = {"swappiness": 10}
+
+    def join(c: dict[str, Any]) -> None:
+        c["linux"]["namespaces"][1]["path"] = "/proc/1/ns/net"
+
+    def deny(c: dict[str, Any]) -> None:
+        c["linux"]["resources"]["devices"].append({"allow": False, "type": "c",
+                                                   "major": 1, "minor": 3, "access": "r"})
+
+    return [(terminal, "process.terminal: not supported yet"),
+            (sysctl, "linux.sysctl: not supported yet"),
+            (hooks, "hooks: not supported yet"),
+            (option, "mounts[1].options[4]"),
+            (swappiness, "linux.resources.memory.swappiness"),
+            (join, "linux.namespaces[1].path"),
+            (deny, "linux.resources.devices[1]")]
+
+
+@pytest.mark.parametrize(("edit", "message"), _edits(),
+                         ids=["terminal", "sysctl", "hooks", "option", "swappiness", "join",
+                              "deny"])
+def test_refused_fields_name_their_path(tmp_path: pathlib.Path, cgroup_parent: str,
+                                        edit: Edit, message: str) -> None:
+    bundle = make_bundle(tmp_path, cgroup_parent, edit)
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run_bundle(bundle, container_id="refused", cgroup_parent=cgroup_parent)
+    name = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"]
+    for h in cgroup_layout().hierarchies:
+        assert not os.path.exists(h.path_of(name))
+
+
+@pytest.mark.parametrize(("path", "parent", "name"), [
+    (None, "P", None),
+    ("/abs/olute/ctr", "abs/olute", "ctr"),
+    ("rel/ctr", "P/rel", "ctr"),
+    ("machine.slice:libpod:abc", "P/machine.slice", "libpod-abc.scope"),
+])
+def test_cgroups_path_forms(tmp_path: pathlib.Path, path: str | None, parent: str,
+                            name: str | None) -> None:
+    def edit(c: dict[str, Any]) -> None:
+        if path is None:
+            del c["linux"]["cgroupsPath"]
+        else:
+            c["linux"]["cgroupsPath"] = path
+
+    args = to_spawn(load_spec(make_bundle(tmp_path, "unused", edit)), cgroup_parent="P")
+    assert (args.cgroup_parent, args.cgroup_name) == (parent, name)
+    assert not args.new_pid_namespace or args.args  # the command is PID 1 (init=False)
