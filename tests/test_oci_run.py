@@ -218,6 +218,56 @@ def test_exit_status_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str,
     assert code == status
 
 
+def test_seccomp_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    def seccomp(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1}]}
+
+    script = "grep -E '^Seccomp' /proc/self/status; mkdir /dev/shm/x 2>/dev/null && echo made || echo no"
+    bundle = make_bundle(tmp_path, cgroup_parent, seccomp, ["sh", "-c", script])
+    try:
+        runc = run_runc(bundle)
+    finally:
+        _systemd_leftovers(cgroup_parent)
+    ours = run_nsbind(bundle, cgroup_parent)
+    assert ours == runc
+    assert "Seccomp:\t2" in ours[1] and ours[1].rstrip().endswith("no")
+
+
+def test_cpu_and_relative_cgroup_path_same_as_runc(tmp_path: pathlib.Path,
+                                                   cgroup_parent: str) -> None:
+    """A relative cgroupsPath: runc resolves it against its own cgroup in each hierarchy
+    (here /process_api/... in the memory one) and leaves the parents it made; nsbind
+    below the parent given (here the root) and removes the parents it made.  The cpu
+    quota and period read inside agree."""
+    name = f"rel-{os.getpid()}"
+
+    def cpu(config: dict[str, Any]) -> None:
+        config["linux"]["cgroupsPath"] = f"{cgroup_parent}/{name}/ctr"
+        config["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 200000}
+
+    script = ("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
+              " 2>/dev/null || cat /sys/fs/cgroup/cpu.max")
+    bundle = make_bundle(tmp_path, cgroup_parent, cpu, ["sh", "-c", script])
+    try:
+        runc = run_runc(bundle)
+    finally:
+        for h in cgroup_layout().hierarchies:  # runc leaves the parents it made
+            base = (h.own or "/").rstrip("/") + f"/{cgroup_parent}"
+            for path in (f"{base}/{name}/ctr", f"{base}/{name}",
+                         *([base] if (h.own or "/") != "/" else [])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(h.path_of(path))
+        _systemd_leftovers(cgroup_parent)
+    code, out = run_nsbind(bundle, "")
+    assert (code, out) == runc
+    assert out.split() in (["50000", "200000"], ["50000", "200000"])
+    for h in cgroup_layout().hierarchies:
+        assert not os.path.exists(h.path_of(f"/{cgroup_parent}/{name}"))
+
+
 def test_crun_on_this_host(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     """crun 1.8.1 on a hybrid host: it refuses to run at all; where it runs, it agrees."""
     _need("crun")
@@ -251,6 +301,9 @@ def _edits() -> list[tuple[Edit, str]]:
     def join(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"][1]["path"] = "/proc/1/ns/net"
 
+    def shares(c: dict[str, Any]) -> None:
+        c["linux"]["resources"]["cpu"] = {"shares": 1024}
+
     def deny(c: dict[str, Any]) -> None:
         c["linux"]["resources"]["devices"].append({"allow": False, "type": "c",
                                                    "major": 1, "minor": 3, "access": "r"})
@@ -261,12 +314,13 @@ def _edits() -> list[tuple[Edit, str]]:
             (option, "mounts[1].options[4]"),
             (swappiness, "linux.resources.memory.swappiness"),
             (join, "linux.namespaces[1].path"),
-            (deny, "linux.resources.devices[1]")]
+            (deny, "linux.resources.devices[1]"),
+            (shares, "linux.resources.cpu.shares")]
 
 
 @pytest.mark.parametrize(("edit", "message"), _edits(),
                          ids=["terminal", "sysctl", "hooks", "option", "swappiness", "join",
-                              "deny"])
+                              "deny", "shares"])
 def test_refused_fields_name_their_path(tmp_path: pathlib.Path, cgroup_parent: str,
                                         edit: Edit, message: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, edit)

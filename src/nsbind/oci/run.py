@@ -9,7 +9,8 @@ cgroup (killing anything left in it) and the root's pinned state.
 The cgroup: ``linux.cgroupsPath`` absolute is that path; relative, or the systemd
 form ``slice:prefix:name`` (mapped to its cgroupfs path,
 :func:`nsbind.oci.systemd_cgroup_path`), is below ``cgroup_parent``; absent, it is
-``cgroup_parent/container_id``.
+``cgroup_parent/container_id``.  Parent directories this run had to make are removed
+again afterwards (deepest first, only when empty).
 
 PID 1: as runc and crun, the command itself is PID 1 of a new pid namespace
 (``init=False``): it gets no signal it has no handler for from inside the container,
@@ -19,10 +20,11 @@ command's, ``128 + N`` when signal N killed it (as runc reports it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
-from nsbind.cgroups import Cgroup
+from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.mountconv import CgroupMount
 from nsbind.oci.spec import load_spec
@@ -45,9 +47,29 @@ def _root(args: SpawnArgs, cgroup_path: str) -> RootFS:
     return root
 
 
+def _missing_parents(parent: str) -> list[str]:
+    """The directories of ``parent`` and its ancestors that do not exist yet in some
+    hierarchy nsbind makes cgroups in (Cgroup.create makes them), deepest first."""
+    parts = [p for p in parent.split("/") if p]
+    paths = ["/" + "/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+    dirs = [h.path_of(p) for p in paths for h in cgroup_layout().hierarchies
+            if h.holds_cgroups]
+    return [d for d in dirs if not os.path.isdir(d)]
+
+
 def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
     """Run converted arguments (see :func:`run_bundle`)."""
     name = args.cgroup_name or container_id
+    made = _missing_parents(args.cgroup_parent)
+    try:
+        return _run_in_cgroup(args, name)
+    finally:
+        for path in made:  # the parents Cgroup.create made for this run (empty again)
+            with contextlib.suppress(OSError):  # gone, or in use by another run
+                os.rmdir(path)
+
+
+def _run_in_cgroup(args: SpawnArgs, name: str) -> int:
     cg = Cgroup.create(name, parent=args.cgroup_parent or None, **args.cgroup.create)
     try:
         args.cgroup.apply(cg)
