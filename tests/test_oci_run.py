@@ -225,7 +225,8 @@ def test_seccomp_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> Non
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
                           "errnoRet": 1}]}
 
-    script = "grep -E '^Seccomp' /proc/self/status; mkdir /dev/shm/x 2>/dev/null && echo made || echo no"
+    script = ("grep -E '^Seccomp' /proc/self/status; "
+              "mkdir /dev/shm/x 2>/dev/null && echo made || echo no")
     bundle = make_bundle(tmp_path, cgroup_parent, seccomp, ["sh", "-c", script])
     try:
         runc = run_runc(bundle)
