@@ -15,13 +15,14 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from helpers import busybox_root
-from nsbind import cgroup_layout
+from nsbind import SpawnError, cgroup_layout
 from nsbind.oci import SpecError, load_spec, run_bundle, to_spawn
 
 Edit = Callable[[dict[str, Any]], None]
@@ -349,3 +350,35 @@ def test_cgroups_path_forms(tmp_path: pathlib.Path, path: str | None, parent: st
     args = to_spawn(load_spec(make_bundle(tmp_path, "unused", edit)), cgroup_parent="P")
     assert (args.cgroup_parent, args.cgroup_name) == (parent, name)
     assert not args.new_pid_namespace or args.args  # the command is PID 1 (init=False)
+
+
+@pytest.mark.xfail(strict=True, raises=SpawnError, reason=(
+    "nsbind.spawn runs a root's mount steps before the child is root of a user namespace "
+    "that maps 0 to another host id: mkdir in the fresh /dev tmpfs fails with EOVERFLOW "
+    "(runc sets its ids to 0 inside first)"))
+def test_user_namespace_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    """A user namespace with uid/gid mappings: ids, capabilities and the maps inside."""
+    def userns(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"].append({"type": "user"})
+        mapping = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        config["linux"]["uidMappings"] = mapping
+        config["linux"]["gidMappings"] = mapping
+
+    script = ("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
+              "grep -E '^Cap' /proc/self/status; ls -ln /dev/null | cut -c1-10")
+    # the container's root (host uid 200000) must reach the bundle: not below the 0700
+    # pytest directory, but in this run's temp dir (mode 1777)
+    base = pathlib.Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)
+        bundle = make_bundle(base, cgroup_parent, userns, ["sh", "-c", script])
+        try:
+            runc = run_runc(bundle)
+        finally:
+            _systemd_leftovers(cgroup_parent)
+        assert runc[0] == 0, runc
+        ours = run_nsbind(bundle, cgroup_parent)
+    finally:
+        shutil.rmtree(base)
+    assert ours == runc
+    assert ours[1].split()[:8] == ["0", "0", "0", "200000", "65536", "0", "200000", "65536"]
