@@ -382,3 +382,74 @@ def test_user_namespace_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str)
         shutil.rmtree(base)
     assert ours == runc
     assert ours[1].split()[:8] == ["0", "0", "0", "200000", "65536", "0", "200000", "65536"]
+
+
+def test_devices_and_device_rules_same_as_runc(tmp_path: pathlib.Path,
+                                               cgroup_parent: str) -> None:
+    """linux.devices made in /dev; the device cgroup denies what the rules do not allow
+    (runc's default allowed devices included)."""
+    def devices(config: dict[str, Any]) -> None:
+        config["linux"]["devices"] = [{"path": "/dev/loop-ctl", "type": "c", "major": 10,
+                                       "minor": 237, "fileMode": 0o640}]
+
+    script = ("ls -ln /dev/loop-ctl | cut -c1-10; head -c1 /dev/loop-ctl 2>/dev/null "
+              "&& echo open || echo denied; head -c1 /dev/zero | wc -c")
+    bundle = make_bundle(tmp_path, cgroup_parent, devices, ["sh", "-c", script])
+    try:
+        runc = run_runc(bundle)
+    finally:
+        _systemd_leftovers(cgroup_parent)
+    ours = run_nsbind(bundle, cgroup_parent)
+    assert ours == runc
+    assert ours[1].split() == ["crw-r-----", "denied", "1"]
+
+
+def _spawn_args(tmp_path: pathlib.Path, edit: Edit) -> Any:
+    return to_spawn(load_spec(make_bundle(tmp_path, "unused", edit)), cgroup_parent="P")
+
+
+def test_resources_mapping(tmp_path: pathlib.Path) -> None:
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["resources"].update({
+            "memory": {"limit": 1 << 30, "swap": 2 << 30},
+            "pids": {"limit": -1},
+            "cpu": {"cpus": "0", "mems": "0", "quota": 25000},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}],
+            "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+            "network": {"classID": 0x100001, "priorities": [{"name": "lo", "priority": 3}]},
+            "devices": [{"allow": False, "access": "rwm"},
+                        {"allow": True, "type": "c", "major": 1, "minor": 3,
+                         "access": "rw"}]})
+
+    settings = _spawn_args(tmp_path, edit).cgroup
+    memory_v1 = cgroup_layout().controllers["memory"].version == 1
+    assert settings.create == {"memory_max": 1 << 30, "pids_max": "max",
+                               "memory_swap_max": (2 << 30) if memory_v1 else 1 << 30,
+                               "cpuset_cpus": "0", "cpuset_mems": "0"}
+    assert (settings.cpu_max, settings.cpu_period) == (0.25, 100_000)
+    assert settings.hugetlb == (("2MB", 1 << 21),)
+    assert settings.io_limits == (("8:0", {"read_bps": 1000}),)
+    assert (settings.net_cls_classid, settings.net_prio) == (0x100001, {"lo": 3})
+    assert settings.devices is not None and settings.devices[0] == "c 1:3 rw"
+    assert "c 136:* rwm" in settings.devices  # runc's default allowed devices
+
+
+@pytest.mark.parametrize(("mount", "message"), [
+    ({"destination": "/x", "type": "nfs", "source": "h:/x"}, r"mounts\[7\]\.type 'nfs'"),
+    ({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rslave"]},
+     r"mounts\[7\]\.options\[0\] 'rslave'"),
+    ({"destination": "/x", "type": "tmpfs", "options": ["size=1m", "uid"]}, None),
+    ({"destination": "/x", "type": "sysfs", "options": ["hidepid=2"]},
+     r"mounts\[7\]\.options\[0\]"),
+])
+def test_mount_options(tmp_path: pathlib.Path, mount: dict[str, Any],
+                       message: str | None) -> None:
+    def edit(c: dict[str, Any]) -> None:
+        c["mounts"].append(mount)
+
+    if message is None:
+        steps = [m for m in _spawn_args(tmp_path, edit).mounts if m.target == "/x"]
+        assert [m.options for m in steps] == [("size=1m", "uid")]
+    else:
+        with pytest.raises(SpecError, match=message):
+            _spawn_args(tmp_path, edit)
