@@ -611,3 +611,27 @@ def test_joining_a_fifo_does_not_hang(tmp_path: pathlib.Path) -> None:
             pass
     with pytest.raises(ValueError, match="is not a namespace file"):
         spawn(["true"], namespaces=Namespaces.join(fifo))
+
+
+def test_a_user_namespace_mapping_root_elsewhere_makes_its_dev_as_root_inside() -> None:
+    """With 0 mapped to another host id, the child becomes uid/gid 0 of its user namespace
+    right after the maps are written: mount points and /dev nodes made by the steps are
+    made by a mapped id (before, mkdir in the fresh /dev tmpfs failed with EOVERFLOW)."""
+    from helpers import busybox_root
+    from nsbind import RootFS, mounts
+
+    ns = Namespaces(user=True, pid=True, mnt=True, uid_map=[(0, 200000, 65536)],
+                    gid_map=[(0, 200000, 65536)])
+    with tempfile.TemporaryDirectory() as top, RootFS(
+            busybox_root(os.path.join(top, "root")), defaults=False).add(
+            mounts.proc(), mounts.dev()) as root:
+        os.chmod(top, 0o755)  # (pytest's tmp_path is 0700: closed to uid 200000)
+        for d in ("proc", "dev"):  # the image's own mount points (host root owns the tree)
+            os.mkdir(os.path.join(top, "root", d))
+        with spawn(["/bin/sh", "-c", "id -u; id -g; ls /dev/null /dev/pts; cat /proc/self/uid_map"],
+                   namespaces=ns, rootfs=root, env={"PATH": "/bin"}, stdout=PIPE,
+                   stderr=PIPE) as proc:
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out is not None and out.decode().split()[:3] == ["0", "0", "/dev/null"]
+    assert "200000" in out.decode()

@@ -91,6 +91,12 @@ def _user_ids(request: SpawnRequest, flags: int) -> tuple[list[IdMap], list[IdMa
     return uid_map, gid_map, uid, gid, groups
 
 
+def _becomes_root(uid_map: list[IdMap], gid_map: list[IdMap]) -> bool:
+    """Whether uid and gid 0 are both mapped in a new user namespace."""
+    return (any(inside == 0 for inside, _, _ in uid_map)
+            and any(inside == 0 for inside, _, _ in gid_map))
+
+
 def _root_steps(request: SpawnRequest, flags: int
                 ) -> tuple[list[MountStep], RootPlan | None, Any]:
     """The mount steps, the prepared root joined (if any) and the directory to pivot into."""
@@ -128,6 +134,8 @@ def build_static(request: SpawnRequest) -> StaticPlan:
     flags = 0 if joining else _clone_flags(ns.types)
     plan.c.clone_flags = flags
     uid_map, gid_map, uid, gid, groups = _user_ids(request, flags)
+    if flags & _NEWUSER and _becomes_root(uid_map, gid_map):
+        plan.c.userns_root = 1  # root inside before the steps that make files
     plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
     steps, root, pivot_root = _root_steps(request, flags)
     if root is not None:  # the child joins the prepared mount namespace, then unshares

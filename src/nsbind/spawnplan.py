@@ -322,7 +322,9 @@ class Plan:
         if step == s.NSB_STEP_DUP2:
             return "dup2", f"dup2 {self.fd_sources[index]}"
         simple = {
-            s.NSB_STEP_SYNC: ("sync", "wait for the parent to write the id maps"),
+            s.NSB_STEP_SYNC: ("sync", "become root of the new user namespace"
+                              if index == s.NSB_SUB_SYNC_ROOT
+                              else "wait for the parent to write the id maps"),
             s.NSB_STEP_UNSHARE: ("unshare", "unshare a private copy of the prepared root's "
                                             "mount namespace"),
             s.NSB_STEP_SETSID: ("setsid", "setsid"),

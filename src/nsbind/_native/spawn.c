@@ -112,7 +112,13 @@ static void nsb_child_sync(const struct nsb_spawn_plan *plan)
     if (n != 1) {
         if (n == 0)
             errno = ECANCELED; /* the parent gave up */
-        nsb_fail(plan, NSB_STEP_SYNC, 0);
+        nsb_fail(plan, NSB_STEP_SYNC, NSB_SUB_SYNC_WAIT);
+    }
+    /* until now our ids are the overflow ids of an unmapped outside uid: files made
+     * by the mount steps would fail with EOVERFLOW (runc also becomes root first) */
+    if (plan->userns_root) {
+        TRY(syscall(NSB_NR_SETRESGID, 0, 0, 0), NSB_STEP_SYNC, NSB_SUB_SYNC_ROOT);
+        TRY(syscall(NSB_NR_SETRESUID, 0, 0, 0), NSB_STEP_SYNC, NSB_SUB_SYNC_ROOT);
     }
 }
 

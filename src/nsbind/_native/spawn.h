@@ -99,6 +99,8 @@ enum nsb_spawn_step {
 
 /* struct nsb_spawn_report.index of the steps that have sub-steps, not a list. */
 enum nsb_spawn_substep {
+    NSB_SUB_SYNC_WAIT = 0,     /* SYNC: read the parent's byte */
+    NSB_SUB_SYNC_ROOT = 1,     /* SYNC: setresgid/setresuid 0 in the new user namespace */
     NSB_SUB_PIVOT_ENTER = 0,   /* PIVOT_ROOT: fchdir (or chdir) into the new root */
     NSB_SUB_PIVOT_ROOT = 1,    /* PIVOT_ROOT: pivot_root(".", ".") */
     NSB_SUB_PIVOT_DETACH = 2,  /* PIVOT_ROOT: umount2(".", MNT_DETACH) of the old root */
@@ -144,6 +146,9 @@ struct nsb_spawn_plan {
     int use_vm;                      /* child on its own stack, sharing memory (vfork style) */
     int sync_fd;                     /* -1, or read end: wait for one byte from the parent */
     int sync_peer_fd;                /* the parent's write end: the child's copy is closed */
+    int userns_root;                 /* 1: after SYNC, become uid and gid 0 of the new user
+                                        namespace (both mapped), so that the steps that make
+                                        files (mount points, /dev) run as a mapped id */
     int err_fd;                      /* -1, or write end of the report pipe, close-on-exec */
     struct nsb_spawn_report *report; /* NULL, or where a CLONE_VM|CLONE_VFORK child reports */
     /* the steps */
