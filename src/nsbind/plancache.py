@@ -173,10 +173,11 @@ def build_static(request: SpawnRequest) -> StaticPlan:
         c.init = 1
     if request.seccomp is not None:
         plan.set_seccomp(request.seccomp)
-    # time namespaces refuse CLONE_VM; an init outlives the exec of its child
-    # and a process sharing its memory may not join a user namespace (userns_install)
+    # time namespaces refuse CLONE_VM; an init outlives the exec of its child,
+    # a process sharing its memory may not join a user namespace (userns_install)
+    # and a gated child stays parked after spawn returns (its plan must be its own)
     c.use_vm = int(not flags & _NEWTIME and not request.init and not joining
-                   and _HAS_VM_CLONE)
+                   and not request.gate and _HAS_VM_CLONE)
     return StaticPlan(plan, bool(flags & _NEWUSER), uid_map, gid_map, tuple(steps), root)
 
 

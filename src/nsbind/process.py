@@ -17,6 +17,7 @@ import errno
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -209,6 +210,7 @@ def spawn(
     close_fds: bool = True,
     init: bool = False,
     seccomp: bytes | Filter | Program | None = None,
+    start_gate: int | None = None,
 ) -> Process:
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
@@ -246,13 +248,21 @@ def spawn(
     the command is filtered, the init is not).  The kernel takes it only with
     ``no_new_privs=True`` or CAP_SYS_ADMIN kept in the child's user namespace: a child
     that drops to a non-root uid without no_new_privs fails naming the seccomp step.
+
+    ``start_gate`` (an fd of a FIFO, best opened ``O_PATH``: runc's exec.fifo) parks the
+    child after every step but seccomp and the exec: it reopens the FIFO for writing
+    through ``/proc/self/fd/N`` (so a new root needs procfs at /proc) and blocks until
+    someone opens the FIFO for reading, then writes ``b"0"`` and goes on.  spawn returns
+    as soon as the child is parked (a copy-on-write child, never the vfork-style one);
+    a step that fails before the gate raises :class:`SpawnError` as usual, one after it
+    (seccomp, exec) shows only as exit status 127.
     """
     pool, ns = ((namespaces, namespaces.namespaces) if isinstance(namespaces, NamespacePool)
                 else (None, namespaces))
     request = SpawnRequest.make(
         args, env, cwd, ns, hostname, domainname, mounts, rootfs, pivot_root, cgroup, uid, gid,
         groups, rlimits, capabilities, no_new_privs, pdeathsig, umask, start_new_session,
-        process_group, init, seccomp)
+        process_group, init, seccomp, start_gate is not None)
     static, plan, kept = plan_cache.get(request)
     inherited = stdin is None and stdout is None and stderr is None and not pass_fds
     if inherited and close_fds and pool is None and static.ready is not None:
@@ -263,6 +273,8 @@ def spawn(
         base = max([3, *pass_fds]) + 1
         res.stdio.arrange(stdin, stdout, stderr, tuple(pass_fds), base)
         keep = res.stdio.targets() + res.fill(plan, static, base)
+        if start_gate is not None:
+            keep.append(res.gate(plan, start_gate, base))
         plan.set_fds(res.stdio.moves, keep if close_fds else None)
         if (kept and inherited and close_fds and pool is None and static.root is None
                 and not static.user and not res.v1_procs and plan.c.use_vm
@@ -365,6 +377,17 @@ class _Resources:
             plan.set_setns(joins)
         return keep
 
+    def gate(self, plan: Plan, fd: int, base: int) -> int:
+        """Hand the child a close-on-exec copy of the start gate's FIFO fd."""
+        try:
+            is_fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError as exc:
+            raise InvalidValue(f"start_gate fd {fd}: {exc.strerror}") from exc
+        if not is_fifo:
+            raise InvalidValue(f"start_gate fd {fd} is not a FIFO")
+        plan.c.gate_fd = self.stdio.high(fd, base)
+        return int(plan.c.gate_fd)
+
     def _joins(self, root: RootPlan | None) -> list[tuple[int, int]]:
         """(fd, CLONE_NEW* type) of the namespaces the child joins before it closes its
         fds, in NAMESPACE_ORDER: a joined target's (user first), a pooled network
@@ -424,7 +447,8 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
         # the go byte did not reach the child: it never got past its sync step
         failure = spawn_error(ffi.errno or errno.EPIPE, "sync",
                               "tell the child to go on after the id maps (write its sync pipe)")
-    elif rc == 1 and failure is None:
+    elif rc == 1 and failure is None and not (report.step == lib.NSB_STEP_GATE
+                                              and report.err == 0):  # parked: not a failure
         step, what = plan.describe(report.step, report.index)
         failure = spawn_error(report.err, step, what, detail=plan.detail(report))
     if failure is not None:

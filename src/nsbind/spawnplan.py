@@ -265,6 +265,9 @@ class Plan:
         """Extra words for a report: for a mount, the phase and the kernel's message."""
         if report.step == lib.NSB_STEP_SECCOMP:
             return self._seccomp_detail(report.err)
+        if report.step == lib.NSB_STEP_GATE:
+            return ("the child reopens the FIFO through /proc/self/fd: its root needs procfs "
+                    "of its pid namespace at /proc")
         if report.step != lib.NSB_STEP_MOUNT:
             return None
         msg = report_message(report)
@@ -334,6 +337,7 @@ class Plan:
             s.NSB_STEP_PDEATHSIG: ("pdeathsig", "set the parent-death signal"),
             s.NSB_STEP_CLOSE_RANGE: ("close_range", "close_range (close every fd not kept)"),
             s.NSB_STEP_SECCOMP: ("seccomp", "load the seccomp filter"),
+            s.NSB_STEP_GATE: ("gate", "wait for start (exec fifo)"),
         }
         return simple.get(step, (f"step {step}", f"step {step}"))
 

@@ -60,6 +60,7 @@ class SpawnRequest(NamedTuple):
     process_group: int | None
     init: bool
     seccomp: Program | None = None  # the compiled filter (bytes: hashable)
+    gate: bool = False  # a start gate (the fd itself is per spawn): no vfork-style child
 
     @classmethod
     def make(cls, args: Sequence[str], env: Mapping[str, str] | None, cwd: PathLike | None,
@@ -69,7 +70,8 @@ class SpawnRequest(NamedTuple):
              groups: Sequence[int] | None, rlimits: Mapping[int, tuple[int, int]] | None,
              capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
              umask: int, start_new_session: bool, process_group: int | None,
-             init: bool, seccomp: bytes | Filter | Program | None = None) -> SpawnRequest:
+             init: bool, seccomp: bytes | Filter | Program | None = None,
+             gate: bool = False) -> SpawnRequest:
         """The request for these :func:`nsbind.spawn` arguments, or ValueError naming the
         argument that no spawn could honour."""
         if not args:
@@ -100,7 +102,7 @@ class SpawnRequest(NamedTuple):
             pivot_root, cgroup, uid, gid, groups,
             tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
             pdeathsig, umask, start_new_session, process_group, init,
-            None if seccomp is None else as_program(seccomp)))
+            None if seccomp is None else as_program(seccomp), gate))
 
     @property
     def environment(self) -> Mapping[str, str]:

@@ -258,6 +258,7 @@ class _Lib:
     NSB_STEP_CGROUP: int
     NSB_STEP_UNSHARE: int
     NSB_STEP_SECCOMP: int
+    NSB_STEP_GATE: int
     NSB_SUB_SYNC_WAIT: int
     NSB_SUB_SYNC_ROOT: int
     NSB_SUB_PIVOT_ENTER: int

@@ -11,6 +11,7 @@
  */
 #include "spawn.h"
 #include "init.h"
+#include "gate.h"
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -342,6 +343,27 @@ static void nsb_child_signals(const struct nsb_spawn_plan *plan)
         NSB_STEP_SIGNALS, NSB_SUB_SIGNALS_MASK);
 }
 
+/* GATE: tell the parent we are parked, then wait for a reader of the FIFO (gate.h).
+ * err_fd is closed first: the parent stops reading it once it has the report. */
+static void nsb_child_gate(const struct nsb_spawn_plan *plan)
+{
+    struct nsb_spawn_report parked;
+    int wfd;
+    if (plan->gate_fd < 0)
+        return;
+    TRY(nsb_gate_probe(plan->gate_fd, &wfd), NSB_STEP_GATE, 0);
+    memset(&parked, 0, sizeof(parked));
+    parked.step = NSB_STEP_GATE; /* err 0: parked, not failed */
+    if (plan->err_fd >= 0) {
+        if (write(plan->err_fd, &parked, sizeof(parked)) < 0) {
+            /* the parent is gone or gave up: it kills us */
+        }
+        syscall(__NR_close, plan->err_fd);
+    }
+    if (nsb_gate_wait(plan->gate_fd, wfd) < 0)
+        syscall(__NR_exit_group, NSB_EXIT_FAILED);
+}
+
 /* SECCOMP: the plan's filter, the last step before the exec: nothing of nsbind's
  * runs under it but the exec (and, if that fails, the report and the exit). */
 static void nsb_child_seccomp(const struct nsb_spawn_plan *plan)
@@ -391,6 +413,7 @@ static int nsb_child_main(void *arg)
     if (plan->init && nsb_init_fork(NSB_EXIT_FAILED) < 0) /* returns in the command only */
         nsb_fail(plan, NSB_STEP_INIT, 0);
     nsb_child_signals(plan);
+    nsb_child_gate(plan);
     nsb_child_seccomp(plan);
     nsb_child_exec(plan);
 }
@@ -455,7 +478,7 @@ void nsb_spawn_plan_init(struct nsb_spawn_plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
     plan->cgroup_fd = plan->sync_fd = plan->sync_peer_fd = plan->err_fd = -1;
-    plan->null_mount_fd = -1;
+    plan->null_mount_fd = plan->gate_fd = -1;
     plan->pgid = plan->gid = plan->uid = plan->umask = -1;
     plan->clear_inheritable = 1;
     plan->default_signals = 1;

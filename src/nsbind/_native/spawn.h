@@ -38,6 +38,13 @@
  *   with init: fork; the parent stays as PID 1, closes every fd   INIT
  *     (it keeps none: init.h) and forwards signals and reaps
  *   default signal handlers, empty signal mask                    SIGNALS
+ *   with a start gate (plan->gate_fd: runc's exec.fifo; gate.h):  GATE
+ *     probe /proc/self/fd/N for writing, report "parked" (a
+ *     report with step GATE and err 0) over err_fd and close it,
+ *     then block opening the FIFO for writing until a reader
+ *     comes, write "0", close it.  Needs procfs at /proc in the
+ *     new root.  After this step failures show only as the exit
+ *     status (127): the parent no longer reads err_fd
  *   load the seccomp filter (seccomp(2), SECCOMP_SET_MODE_FILTER: SECCOMP
  *     the kernel wants no_new_privs or CAP_SYS_ADMIN in the
  *     child's user namespace, and by now the child may have
@@ -94,7 +101,8 @@ enum nsb_spawn_step {
     NSB_STEP_SETNS = 24,
     NSB_STEP_CGROUP = 25,
     NSB_STEP_UNSHARE = 26,
-    NSB_STEP_SECCOMP = 27
+    NSB_STEP_SECCOMP = 27,
+    NSB_STEP_GATE = 28
 };
 
 /* struct nsb_spawn_report.index of the steps that have sub-steps, not a list. */
@@ -201,6 +209,9 @@ struct nsb_spawn_plan {
                                         the Python Plan), loaded right before the exec */
     unsigned short seccomp_len;      /* its length in instructions (struct sock_fprog.len) */
     unsigned int seccomp_flags;      /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
+    int gate_fd;                     /* -1, or an O_PATH fd of a FIFO (close-on-exec): the
+                                        GATE step; needs err_fd and no CLONE_VFORK (the
+                                        parent returns once the child is parked) */
 };
 
 struct nsb_spawn_result {
