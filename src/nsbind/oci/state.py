@@ -1,0 +1,114 @@
+"""The state of a container made by :mod:`nsbind.oci.lifecycle`, kept on disk.
+
+Each container has a directory ``<root>/<id>/`` (mode 0700) holding:
+
+* ``lock``: flock'd (exclusive) by every lifecycle operation on the container;
+* ``exec.fifo`` (0600, until ``start``): the start gate its parked process waits on;
+* ``state.json``: the OCI state (``ociVersion``, ``id``, ``status``, ``pid``,
+  ``bundle``, ``annotations``) plus, under ``"nsbind"``, what nsbind needs later:
+  ``cgroup`` (the cgroup path), ``cgroupParents`` (parent directories create made,
+  removed again by delete when empty), ``created`` (RFC 3339 time) and ``startTime``
+  (the process's start time from ``/proc/<pid>/stat``, in clock ticks).
+
+The stored status is ``created`` or ``running``; the status reported is ``stopped``
+once the process is gone.  The caller of ``state`` is usually another process than the
+one that made the container, so liveness is judged from ``/proc/<pid>/stat``: the pid
+is the container's only while its start time is the one recorded (pid reuse, as runc
+checks it), and a zombie counts as gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from nsbind.errors import MessageError
+
+__all__ = ["LifecycleError", "check_id", "container_dir", "locked", "process_alive",
+           "read_state", "start_time", "write_state"]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+class LifecycleError(MessageError, RuntimeError):
+    """A lifecycle operation refused (it changed nothing): an unknown container ("does
+    not exist"), a duplicate id ("already exists"), a kill of a container that is not
+    running ("container not running"), an operation in the wrong state."""
+
+    operation = "oci"
+
+
+def check_id(container_id: str) -> str:
+    """``container_id`` if it is a valid id, else LifecycleError."""
+    if not isinstance(container_id, str) or not _ID.fullmatch(container_id):
+        raise LifecycleError(f"invalid container id {container_id!r}: "
+                             "[A-Za-z0-9][A-Za-z0-9_.-]{0,127} expected", errno.EINVAL)
+    return container_id
+
+
+def container_dir(root: str | os.PathLike[str], container_id: str) -> str:
+    """The state directory of ``container_id`` under ``root``."""
+    return os.path.join(os.fspath(root), check_id(container_id))
+
+
+@contextlib.contextmanager
+def locked(directory: str, container_id: str) -> Iterator[None]:
+    """Hold the container's lock; LifecycleError "does not exist" without its directory."""
+    try:
+        fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                     | os.O_NOFOLLOW, 0o600)
+    except FileNotFoundError:
+        raise LifecycleError(f"container {container_id} does not exist",
+                             errno.ENOENT) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_state(directory: str, container_id: str) -> dict[str, Any]:
+    """The stored state.json (LifecycleError "does not exist" without it)."""
+    try:
+        with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+    except FileNotFoundError:
+        raise LifecycleError(f"container {container_id} does not exist",
+                             errno.ENOENT) from None
+    return data
+
+
+def write_state(directory: str, data: dict[str, Any]) -> None:
+    """Replace state.json atomically (a temporary file renamed over it)."""
+    tmp = os.path.join(directory, "state.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, os.path.join(directory, "state.json"))
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rsplit(")", 1)[1].split()  # after the comm, which may hold spaces
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])  # field 22 of proc_pid_stat(5)
+
+
+def process_alive(pid: int, started: int) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` and not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and int(fields[19]) == started and fields[0] not in ("Z", "X")
