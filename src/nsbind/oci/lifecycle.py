@@ -25,9 +25,9 @@ import signal
 import time
 from typing import Any
 
-from nsbind.cgroups import Cgroup, cgroup_layout
+from nsbind.cgroups import Cgroup
 from nsbind.oci.convert import SpawnArgs, to_spawn
-from nsbind.oci.mountconv import CgroupMount
+from nsbind.oci.run import build_root, missing_parents
 from nsbind.oci.spec import Spec, load_spec
 from nsbind.oci.state import (
     LifecycleError,
@@ -39,33 +39,10 @@ from nsbind.oci.state import (
     write_state,
 )
 from nsbind.process import spawn
-from nsbind.rootfs import RootFS
 
 __all__ = ["create", "delete", "kill", "start", "state"]
 
 _START_TIMEOUT = 10.0  # seconds start waits for the parked process's byte
-
-
-def _root(args: SpawnArgs, cgroup_path: str) -> RootFS:
-    root = RootFS(args.root, readonly=args.root_readonly, defaults=False)
-    try:
-        for item in args.mounts:
-            root.add(item.steps(cgroup_path) if isinstance(item, CgroupMount) else item)
-        root.mask(*args.masked)
-        root.readonly(*args.readonly)
-    except BaseException:
-        root.close()
-        raise
-    return root
-
-
-def _missing_parents(parent: str) -> list[str]:
-    """Cgroup directories of ``parent`` and its ancestors not there yet, deepest first."""
-    parts = [p for p in parent.split("/") if p]
-    paths = ["/" + "/".join(parts[:i]) for i in range(len(parts), 0, -1)]
-    dirs = [h.path_of(p) for p in paths for h in cgroup_layout().hierarchies
-            if h.holds_cgroups]
-    return [d for d in dirs if not os.path.isdir(d)]
 
 
 def _remove_parents(paths: list[str]) -> None:
@@ -78,7 +55,7 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str) -> int:
     """Spawn the process with the gate; its pid once it is parked."""
     gate = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
-        with _root(args, cg.path) as root:  # the child has made its mounts: closable
+        with build_root(args, cg.path) as root:  # the child has made its mounts: closable
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
             proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False,
                          start_gate=gate, **kwargs)
@@ -115,7 +92,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
                pid_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o600)
-    made = _missing_parents(args.cgroup_parent)
+    made = missing_parents(args.cgroup_parent)
     cg = Cgroup.create(args.cgroup_name or container_id, parent=args.cgroup_parent or None,
                        **args.cgroup.create)
     try:

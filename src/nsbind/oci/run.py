@@ -31,10 +31,12 @@ from nsbind.oci.spec import load_spec
 from nsbind.process import spawn
 from nsbind.rootfs import RootFS
 
-__all__ = ["run_bundle", "run_spawn_args"]
+__all__ = ["build_root", "missing_parents", "run_bundle", "run_spawn_args"]
 
 
-def _root(args: SpawnArgs, cgroup_path: str) -> RootFS:
+def build_root(args: SpawnArgs, cgroup_path: str) -> RootFS:
+    """The RootFS of converted arguments: the root, its mounts (cgroup mounts for the
+    container's cgroup ``cgroup_path``), masked and read-only paths."""
     root = RootFS(args.root, readonly=args.root_readonly, defaults=False)
     try:
         for item in args.mounts:
@@ -47,7 +49,7 @@ def _root(args: SpawnArgs, cgroup_path: str) -> RootFS:
     return root
 
 
-def _missing_parents(parent: str) -> list[str]:
+def missing_parents(parent: str) -> list[str]:
     """The directories of ``parent`` and its ancestors that do not exist yet in some
     hierarchy nsbind makes cgroups in (Cgroup.create makes them), deepest first."""
     parts = [p for p in parent.split("/") if p]
@@ -60,7 +62,7 @@ def _missing_parents(parent: str) -> list[str]:
 def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
     """Run converted arguments (see :func:`run_bundle`)."""
     name = args.cgroup_name or container_id
-    made = _missing_parents(args.cgroup_parent)
+    made = missing_parents(args.cgroup_parent)
     try:
         return _run_in_cgroup(args, name)
     finally:
@@ -73,7 +75,7 @@ def _run_in_cgroup(args: SpawnArgs, name: str) -> int:
     cg = Cgroup.create(name, parent=args.cgroup_parent or None, **args.cgroup.create)
     try:
         args.cgroup.apply(cg)
-        with _root(args, cg.path) as root:
+        with build_root(args, cg.path) as root:
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
             proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False, **kwargs)
             try:
