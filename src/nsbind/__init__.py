@@ -16,7 +16,7 @@ if not sys.platform.startswith("linux"):
         "the mount API it wraps are Linux kernel features"
     )
 
-from nsbind import errors, features, flags, idmap, mounts, namespaces, seccomp
+from nsbind import errors, features, flags, idmap, mounts, namespaces
 from nsbind._sys import *  # noqa: F403  (the syscall layer is public API)
 from nsbind._sys import __all__ as _sys_all
 from nsbind.cgroupfs import CgroupFd, cgroup2_mountpoint
@@ -53,14 +53,15 @@ from nsbind.spawnrequest import SpawnRequest
 from nsbind.users import resolve_user
 
 if TYPE_CHECKING:
-    from nsbind import image
+    from nsbind import image, seccomp
     from nsbind.callin import CallInError, RemoteError, call_in, start_zygote
 
-# call_in pulls in multiprocessing, image the decompressors and the store: imported on
+# call_in pulls in multiprocessing, image the decompressors and the store, seccomp its
+# tables (and libseccomp when used): imported on
 # first use, not with nsbind.  A value of None names a submodule.
 _LAZY = {"CallInError": "nsbind.callin", "RemoteError": "nsbind.callin",
          "call_in": "nsbind.callin",
-         "start_zygote": "nsbind.callin", "image": None}
+         "start_zygote": "nsbind.callin", "image": None, "seccomp": None}
 
 
 def __getattr__(name: str) -> Any:

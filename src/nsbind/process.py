@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from nsbind import idmap
 from nsbind._native import ffi, lib
@@ -38,10 +38,12 @@ from nsbind.plancache import StaticPlan
 from nsbind.plancache import plans as plan_cache
 from nsbind.pool import NamespacePool
 from nsbind.rootfs import RootFS, RootPlan
-from nsbind.seccomp import Filter, Program
 from nsbind.spawnplan import CapabilitySets, MountStep, Plan, SpawnError, spawn_error
 from nsbind.spawnrequest import SpawnRequest
 from nsbind.spawnstdio import DEVNULL, PIPE, STDOUT, SpawnPipes, Stdio, StdSpec
+
+if TYPE_CHECKING:
+    from nsbind.seccomp import Filter, Program
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
 

@@ -13,7 +13,7 @@ import functools
 import os
 import resource
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import PathLike, fsbytes
@@ -21,7 +21,9 @@ from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue, NsbindError, error_for
 from nsbind.flags import Namespace
 from nsbind.mountstep import MountStep, MountSteps, report_message
-from nsbind.seccomp import Program, flag_names
+
+if TYPE_CHECKING:
+    from nsbind.seccomp import Program
 
 __all__ = ["CapabilitySets", "MountStep", "Plan", "SpawnError", "SpawnNotFound",
            "SpawnPermissionDenied"]
@@ -343,6 +345,8 @@ class Plan:
 
     def _seccomp_detail(self, err: int) -> str:
         """Why the kernel may have refused the filter."""
+        from nsbind.seccomp import flag_names  # loaded by the spawn that had a filter
+
         program = self.seccomp
         size = 0 if program is None else len(program.bpf) // 8
         flags = flag_names(0 if program is None else program.flags)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from nsbind._sys.fd import FdLike, PathLike
 from nsbind.cgroups import Cgroup
@@ -21,8 +21,10 @@ from nsbind.idmap import check_id
 from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
 from nsbind.rootfs import RootFS
-from nsbind.seccomp import Filter, Program, as_program
 from nsbind.spawnplan import CapabilitySets
+
+if TYPE_CHECKING:
+    from nsbind.seccomp import Filter, Program
 
 __all__ = ["SpawnRequest"]
 
@@ -102,7 +104,7 @@ class SpawnRequest(NamedTuple):
             pivot_root, cgroup, uid, gid, groups,
             tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
             pdeathsig, umask, start_new_session, process_group, init,
-            None if seccomp is None else as_program(seccomp), gate))
+            None if seccomp is None else _program(seccomp), gate))
 
     @property
     def environment(self) -> Mapping[str, str]:
@@ -119,3 +121,10 @@ class SpawnRequest(NamedTuple):
 def _may_keep(ns: Namespaces, rootfs: RootFS | None, cgroup: object) -> bool:
     return (rootfs is None and not isinstance(cgroup, Cgroup)
             and Namespace.USER not in ns.types and ns.join_target is None)
+
+
+def _program(seccomp: bytes | Filter | Program) -> Program:
+    # nsbind.seccomp (and libseccomp) only for the spawns that ask for a filter
+    from nsbind.seccomp import as_program
+
+    return as_program(seccomp)
