@@ -50,18 +50,19 @@ from nsbind.process import DEVNULL, PIPE, STDOUT, Process, spawn
 from nsbind.rootfs import RootFS, RootPlan
 from nsbind.spawnplan import CapabilitySets, MountStep, SpawnError
 from nsbind.spawnrequest import SpawnRequest
-from nsbind.users import resolve_user
 
 if TYPE_CHECKING:
     from nsbind import image, seccomp
     from nsbind.callin import CallInError, RemoteError, call_in, start_zygote
+    from nsbind.users import resolve_user
 
 # call_in pulls in multiprocessing, image the decompressors and the store, seccomp its
 # tables (and libseccomp when used): imported on
 # first use, not with nsbind.  A value of None names a submodule.
 _LAZY = {"CallInError": "nsbind.callin", "RemoteError": "nsbind.callin",
          "call_in": "nsbind.callin",
-         "start_zygote": "nsbind.callin", "image": None, "seccomp": None}
+         "start_zygote": "nsbind.callin", "image": None, "seccomp": None,
+         "resolve_user": "nsbind.users"}
 
 
 def __getattr__(name: str) -> Any:
