@@ -102,11 +102,15 @@ def pidfd_setns() -> bool:
 @functools.cache
 def cgroup_kill() -> bool:
     """``cgroup.kill`` in cgroup v2 (Linux 5.14): kill a whole cgroup in one write;
-    without it nsbind freezes, signals every member and thaws."""
-    mount = _cgroup2_mount()
-    if mount is None:
+    without it nsbind freezes, signals every member and thaws.
+
+    The root cgroup has no cgroup.kill, so this looks in the caller's cgroup, or in a
+    child of the root when the caller is in the root; with no child there either it
+    answers False (the slower path, still correct) and keeps that answer."""
+    found = _cgroup2()
+    if found is None:
         return False
-    own = os.path.join(mount, _own_cgroup2().lstrip("/"))
+    mount, own = found[0], os.path.join(found[0], found[1].lstrip("/"))
     if os.path.normpath(own) == os.path.normpath(mount):  # the root cgroup has no cgroup.kill
         with os.scandir(mount) as entries:
             own = next((e.path for e in entries if e.is_dir(follow_symlinks=False)), own)
@@ -117,12 +121,13 @@ def cgroup_kill() -> bool:
 def cgroup2_delegated() -> bool:
     """The caller may make cgroups in the v2 hierarchy: root, or a user whose own cgroup
     directory was delegated to it (owned by it, as systemd's ``Delegate=yes`` does)."""
-    mount = _cgroup2_mount()
-    if mount is None:
+    found = _cgroup2()
+    if found is None:
         return False
+    mount = found[0]
     if os.geteuid() == 0:
         return os.access(mount, os.W_OK)
-    own = os.path.join(mount, _own_cgroup2().lstrip("/"))
+    own = os.path.join(mount, found[1].lstrip("/"))
     try:
         return os.stat(own).st_uid == os.geteuid() and os.access(own, os.W_OK)
     except OSError:
@@ -134,19 +139,9 @@ def probe_all() -> dict[str, bool]:
     return {name: globals()[name]() for name in __all__ if name != "probe_all"}
 
 
-def _cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2":
-                return fields[4]
-    return None
+def _cgroup2() -> tuple[str, str] | None:
+    """(mount point, this process's cgroup in it) of the v2 hierarchy, or None."""
+    from nsbind.cgrouplayout import cgroup_layout  # (cgroups import mounts, which import us)
 
-
-def _own_cgroup2() -> str:
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            hid, _, path = line.rstrip("\n").split(":", 2)
-            if hid == "0":
-                return path
-    return "/"
+    v2 = cgroup_layout().unified
+    return None if v2 is None else (v2.mountpoint, v2.own or "/")
