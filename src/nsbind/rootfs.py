@@ -338,7 +338,8 @@ class RootFS:
             rest = tuple(dataclasses.replace(s, source=None)
                          if s.kind == MountKind.DEVICE else s for s in steps[first:])
             if any(_host_path(s) for s in rest):
-                return RootPlan(steps, pivot_root=self.path)
+                self._template = self._plain_plan()  # (kept: no namespace to release)
+                return self._template
             ns = _make_template(steps[:first])
             self._template = RootPlan(
                 (_ROOT_HERE, *rest), namespace=ns,
@@ -355,6 +356,9 @@ class RootFS:
         if (self._prepared and not has_mounts and Namespace.USER not in namespaces.types
                 and namespaces.propagation in (None, Propagation.PRIVATE)):
             return self._prepared_template()
+        return self._plain_plan()
+
+    def _plain_plan(self) -> RootPlan:
         if self._plain is None:  # kept until the next change, as the steps are
             self._plain = RootPlan(self._all_steps(), pivot_root=self.path)
         return self._plain
