@@ -173,6 +173,10 @@ def build_static(request: SpawnRequest) -> StaticPlan:
         c.init = 1
     if request.seccomp is not None:
         plan.set_seccomp(request.seccomp)
+    if request.terminal:  # the socket the master goes back over is per spawn
+        # a child in a root of its own gets a fresh /dev/console (never the host's)
+        c.console_mount = int(request.rootfs is not None or request.pivot_root is not None)
+        c.console_rows, c.console_cols = request.console_size or (0, 0)
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child,
     # a process sharing its memory may not join a user namespace (userns_install)
     # and a gated child stays parked after spawn returns (its plan must be its own)

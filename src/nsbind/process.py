@@ -17,6 +17,7 @@ import errno
 import os
 import selectors
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -26,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from nsbind import idmap
 from nsbind._native import ffi, lib
-from nsbind._sys.fd import FdLike, PathLike
+from nsbind._sys.fd import FdLike, OwnedFd, PathLike
 from nsbind._sys.mount import MountFd, open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
@@ -49,10 +50,16 @@ __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
 
 
 class Process:
-    """A spawned process, held by a pidfd.  ``returncode`` is ``-N`` for signal N."""
+    """A spawned process, held by a pidfd.  ``returncode`` is ``-N`` for signal N.
+
+    ``console`` is the master of the process's terminal (``spawn(terminal=True)``),
+    owned by the Process until the caller takes it (``console.detach()``); leaving a
+    ``with`` block closes it.
+    """
 
     def __init__(self, args: Sequence[str], pidfd: PidFd, stdin: IO[bytes] | None,
-                 stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
+                 stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+                 console: OwnedFd | None = None) -> None:
         self.args = list(args)
         #: the pidfd; it becomes readable when the process exits
         self.pidfd = pidfd
@@ -61,6 +68,8 @@ class Process:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
+        #: the pty master of the process's terminal, or None (no terminal)
+        self.console = console
         self.returncode: int | None = None
 
     def _reaped(self, result: WaitResult | None) -> int | None:
@@ -171,6 +180,8 @@ class Process:
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 stream.close()
+        if self.console is not None:
+            self.console.close()
         if exc is not None and self.returncode is None:
             self.kill()  # do not leave a child running behind an exception
         self.wait()
@@ -213,6 +224,8 @@ def spawn(
     init: bool = False,
     seccomp: bytes | Filter | Program | None = None,
     start_gate: int | None = None,
+    terminal: bool = False,
+    console_size: tuple[int, int] | None = None,
 ) -> Process:
     """Start ``args`` in a child that the C engine prepares; return its :class:`Process`.
 
@@ -258,15 +271,32 @@ def spawn(
     as soon as the child is parked (a copy-on-write child, never the vfork-style one);
     a step that fails before the gate raises :class:`SpawnError` as usual, one after it
     (seccomp, exec) shows only as exit status 127.
+
+    ``terminal=True`` gives the child a new pty as its controlling terminal and as
+    stdin, stdout and stderr (which must then be None), as runc's
+    ``process.terminal``: after its root is set up (so from the container's
+    ``/dev/ptmx`` and devpts at ``/dev/pts``), the child opens ``/dev/ptmx``, unlocks
+    it and opens the peer with TIOCGPTPEER (never a ``/dev/pts/N`` path); with a
+    ``rootfs`` or ``pivot_root`` it replaces whatever the root has at
+    ``/dev/console`` (symlinks are unlinked, never followed) by a fresh file with the
+    peer bind-mounted onto it (open_tree + move_mount, no /proc: CVE-2025-52565);
+    it sets ``console_size`` (rows, columns; TIOCSWINSZ), sends the master to this
+    process (one SCM_RIGHTS fd), then setsid (unless ``start_new_session`` did) and
+    TIOCSCTTY; a session leader cannot join a ``process_group``.  The master is
+    :attr:`Process.console` when spawn returns, also while a ``start_gate`` parks the
+    child.  Failures name the step: ``open /dev/ptmx: ENOENT``.
     """
     pool, ns = ((namespaces, namespaces.namespaces) if isinstance(namespaces, NamespacePool)
                 else (None, namespaces))
     request = SpawnRequest.make(
         args, env, cwd, ns, hostname, domainname, mounts, rootfs, pivot_root, cgroup, uid, gid,
         groups, rlimits, capabilities, no_new_privs, pdeathsig, umask, start_new_session,
-        process_group, init, seccomp, start_gate is not None)
+        process_group, init, seccomp, start_gate is not None, terminal, console_size)
     static, plan, kept = plan_cache.get(request)
     inherited = stdin is None and stdout is None and stderr is None and not pass_fds
+    if terminal and not (stdin is None and stdout is None and stderr is None):
+        raise InvalidValue("terminal=True makes the pty the child's stdin, stdout and "
+                           "stderr: leave stdin, stdout and stderr None")
     if inherited and close_fds and pool is None and static.ready is not None:
         # a repeat whose whole plan is known: no fd to arrange, nothing to release
         return Process(args, _start(static.ready.copy(), SpawnPipes(), static), None, None, None)
@@ -277,17 +307,21 @@ def spawn(
         keep = res.stdio.targets() + res.fill(plan, static, base)
         if start_gate is not None:
             keep.append(res.gate(plan, start_gate, base))
+        if terminal:
+            keep.append(res.terminal(plan, base))
         plan.set_fds(res.stdio.moves, keep if close_fds else None)
         if (kept and inherited and close_fds and pool is None and static.root is None
                 and not static.user and not res.v1_procs and plan.c.use_vm
-                and not res.step_fds):
+                and not res.step_fds and not terminal):
             static.ready = plan.copy()  # the next equal spawn starts from this copy
         if res.for_children:
             with _for_children(res.for_children):
                 pidfd = _start(plan, res.pipes, static)
         else:
             pidfd = _start(plan, res.pipes, static)
-        return Process(args, pidfd, *res.stdio.parent_ends)
+        console = res.receive_console(pidfd) if terminal else None
+        stdin_, stdout_, stderr_ = res.stdio.parent_ends
+        return Process(args, pidfd, stdin_, stdout_, stderr_, console)
 
 
 class _Resources:
@@ -303,6 +337,7 @@ class _Resources:
         self.v1_procs: list[int] = []
         self.mounts: list[MountFd] = []
         self.step_fds = False
+        self.console: socket.socket | None = None  # this end of the terminal's socketpair
 
     def __enter__(self) -> _Resources:
         return self
@@ -321,6 +356,8 @@ class _Resources:
             os.close(fd)
         for mnt in self.mounts:
             mnt.close()
+        if self.console is not None:
+            self.console.close()
 
     def acquire(self, request: SpawnRequest, plan: Plan, pool: NamespacePool | None) -> None:
         """Open what the child joins: the target's namespaces, v1 cgroups, a pooled one."""
@@ -389,6 +426,37 @@ class _Resources:
             raise InvalidValue(f"start_gate fd {fd} is not a FIFO")
         plan.c.gate_fd = self.stdio.high(fd, base)
         return int(plan.c.gate_fd)
+
+    def terminal(self, plan: Plan, base: int) -> int:
+        """A socketpair for the child's pty master: the child's end goes in the plan."""
+        self.console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:  # close-on-exec, as every socket Python makes
+            plan.c.console_sock = self.stdio.high(theirs.fileno(), base)
+        return int(plan.c.console_sock)
+
+    def receive_console(self, pidfd: PidFd) -> OwnedFd:
+        """The pty master the child sent before its exec (or its gate): exactly one fd,
+        else the child is killed and reaped and SpawnError names the step."""
+        assert self.console is not None
+        fds: list[int] = []
+        try:
+            _, anc, flags, _ = self.console.recvmsg(
+                1, socket.CMSG_SPACE(2 * 4), socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += memoryview(data[:len(data) - len(data) % 4]).cast("i").tolist()
+            err = errno.EPROTO if flags & socket.MSG_CTRUNC or len(fds) != 1 else 0
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+        if err:
+            for fd in fds:
+                os.close(fd)
+            pidfd.send_signal(signal.SIGKILL)
+            pidfd.wait()
+            pidfd.close()
+            raise spawn_error(err, "terminal", "receive the pty master from the child "
+                                               "(one SCM_RIGHTS fd)")
+        return OwnedFd(fds[0])
 
     def _joins(self, root: RootPlan | None) -> list[tuple[int, int]]:
         """(fd, CLONE_NEW* type) of the namespaces the child joins before it closes its

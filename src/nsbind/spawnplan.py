@@ -326,6 +326,10 @@ class Plan:
             return "setns", f"join the {name} namespace (fd {fd})"
         if step == s.NSB_STEP_DUP2:
             return "dup2", f"dup2 {self.fd_sources[index]}"
+        if step == s.NSB_STEP_TERMINAL:
+            return "terminal", _TERMINAL_SUBSTEPS.get(index, f"terminal (sub-step {index})")
+        if step == s.NSB_STEP_CONSOLE:
+            return "console", _CONSOLE_SUBSTEPS.get(index, f"console (sub-step {index})")
         simple = {
             s.NSB_STEP_SYNC: ("sync", "become root of the new user namespace"
                               if index == s.NSB_SUB_SYNC_ROOT
@@ -374,6 +378,25 @@ _LOOPBACK_SUBSTEPS = {
     lib.NSB_SUB_LOOPBACK_SOCKET: "bring lo up (open a socket for its ioctls)",
     lib.NSB_SUB_LOOPBACK_GETFLAGS: "bring lo up (read its flags: SIOCGIFFLAGS)",
     lib.NSB_SUB_LOOPBACK_SETFLAGS: "bring lo up (set IFF_UP: SIOCSIFFLAGS)",
+}
+
+_TERMINAL_SUBSTEPS = {
+    lib.NSB_SUB_TTY_PTMX: "open /dev/ptmx",
+    lib.NSB_SUB_TTY_UNLOCK: "unlock the pty (ioctl TIOCSPTLCK)",
+    lib.NSB_SUB_TTY_PEER: "open the pty's peer (ioctl TIOCGPTPEER)",
+    lib.NSB_SUB_TTY_WINSIZE: "set the terminal's window size (ioctl TIOCSWINSZ)",
+    lib.NSB_SUB_TTY_SEND: "send the pty master to the parent (SCM_RIGHTS)",
+    lib.NSB_SUB_TTY_SETSID: "setsid (a session for the terminal)",
+    lib.NSB_SUB_TTY_SETCTTY: "make the pty the controlling terminal (ioctl TIOCSCTTY)",
+    lib.NSB_SUB_TTY_STDIO: "dup2 the pty onto stdin, stdout and stderr",
+}
+
+_CONSOLE_SUBSTEPS = {
+    lib.NSB_SUB_CONSOLE_DEV: "open /dev (a directory, not a symlink)",
+    lib.NSB_SUB_CONSOLE_UNLINK: "unlink /dev/console",
+    lib.NSB_SUB_CONSOLE_CREATE: "create /dev/console (a fresh file)",
+    lib.NSB_SUB_CONSOLE_CLONE: "clone the pty's peer for /dev/console (open_tree)",
+    lib.NSB_SUB_CONSOLE_MOUNT: "bind the pty's peer onto /dev/console (move_mount)",
 }
 
 

@@ -9,6 +9,7 @@ a request holding an unhashable value is simply not cached.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
@@ -63,6 +64,8 @@ class SpawnRequest(NamedTuple):
     init: bool
     seccomp: Program | None = None  # the compiled filter (bytes: hashable)
     gate: bool = False  # a start gate (the fd itself is per spawn): no vfork-style child
+    terminal: bool = False  # a new pty as the child's terminal (its socket is per spawn)
+    console_size: tuple[int, int] | None = None  # (rows, columns) of that terminal
 
     @classmethod
     def make(cls, args: Sequence[str], env: Mapping[str, str] | None, cwd: PathLike | None,
@@ -73,7 +76,8 @@ class SpawnRequest(NamedTuple):
              capabilities: CapabilitySets | None, no_new_privs: bool, pdeathsig: int,
              umask: int, start_new_session: bool, process_group: int | None,
              init: bool, seccomp: bytes | Filter | Program | None = None,
-             gate: bool = False) -> SpawnRequest:
+             gate: bool = False, terminal: bool = False,
+             console_size: tuple[int, int] | None = None) -> SpawnRequest:
         """The request for these :func:`nsbind.spawn` arguments, or ValueError naming the
         argument that no spawn could honour."""
         if not args:
@@ -83,6 +87,8 @@ class SpawnRequest(NamedTuple):
             raise InvalidValue("hostname and domainname need a new UTS namespace "
                                "(namespaces=Namespaces(uts=True)): without one they would "
                                "rename the host")
+        if terminal or console_size is not None:
+            console_size = _check_terminal(terminal, console_size, process_group)
         if uid is not None:
             uid = check_id("uid", uid)
         if gid is not None:
@@ -104,7 +110,7 @@ class SpawnRequest(NamedTuple):
             pivot_root, cgroup, uid, gid, groups,
             tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
             pdeathsig, umask, start_new_session, process_group, init,
-            None if seccomp is None else _program(seccomp), gate))
+            None if seccomp is None else _program(seccomp), gate, terminal, console_size))
 
     @property
     def environment(self) -> Mapping[str, str]:
@@ -121,6 +127,25 @@ class SpawnRequest(NamedTuple):
 def _may_keep(ns: Namespaces, rootfs: RootFS | None, cgroup: object) -> bool:
     return (rootfs is None and not isinstance(cgroup, Cgroup)
             and Namespace.USER not in ns.types and ns.join_target is None)
+
+
+def _check_terminal(terminal: bool, size: tuple[int, int] | None,
+                    process_group: int | None) -> tuple[int, int] | None:
+    """``console_size`` as (rows, columns) of 0..65535 (struct winsize), or InvalidValue."""
+    if not terminal:
+        raise InvalidValue("console_size needs terminal=True")
+    if process_group is not None:
+        raise InvalidValue("terminal=True makes the child a session leader (setsid): it "
+                           f"cannot also join process group {process_group}")
+    if size is None:
+        return None
+    try:
+        rows, cols = (operator.index(n) for n in size)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"console_size {size!r} is not (rows, columns)") from None
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise InvalidValue(f"console_size {size!r}: rows and columns are 0..65535")
+    return rows, cols
 
 
 def _program(seccomp: bytes | Filter | Program) -> Program:

@@ -259,6 +259,8 @@ class _Lib:
     NSB_STEP_UNSHARE: int
     NSB_STEP_SECCOMP: int
     NSB_STEP_GATE: int
+    NSB_STEP_TERMINAL: int
+    NSB_STEP_CONSOLE: int
     NSB_SUB_SYNC_WAIT: int
     NSB_SUB_SYNC_ROOT: int
     NSB_SUB_PIVOT_ENTER: int
@@ -274,6 +276,19 @@ class _Lib:
     NSB_SUB_CAPSET_CLEAR_INHERITABLE: int
     NSB_SUB_AMBIENT_CLEAR: int
     NSB_SUB_SIGNALS_MASK: int
+    NSB_SUB_TTY_PTMX: int
+    NSB_SUB_TTY_UNLOCK: int
+    NSB_SUB_TTY_PEER: int
+    NSB_SUB_TTY_WINSIZE: int
+    NSB_SUB_TTY_SEND: int
+    NSB_SUB_TTY_SETSID: int
+    NSB_SUB_TTY_SETCTTY: int
+    NSB_SUB_TTY_STDIO: int
+    NSB_SUB_CONSOLE_DEV: int
+    NSB_SUB_CONSOLE_UNLINK: int
+    NSB_SUB_CONSOLE_CREATE: int
+    NSB_SUB_CONSOLE_CLONE: int
+    NSB_SUB_CONSOLE_MOUNT: int
     def nsb_clone3(self, args: Any, size: int, /) -> int: ...
     def nsb_unshare(self, flags: int, /) -> int: ...
     def nsb_setns(self, fd: int, nstype: int, /) -> int: ...

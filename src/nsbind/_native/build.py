@@ -36,8 +36,8 @@ ffibuilder.set_source(
     "".join(f'#include "{h}"\n' for h in HEADERS),
     # setuptools wants source paths relative to setup.py's directory (the cwd).
     sources=[os.path.relpath(HERE / n)
-             for n in ("nsbind.c", "inroot.c", "mountsteps.c", "init.c", "gate.c", "spawn.c",
-                       "pyclone.c")],
+             for n in ("nsbind.c", "inroot.c", "mountsteps.c", "init.c", "gate.c", "terminal.c",
+                       "spawn.c", "pyclone.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

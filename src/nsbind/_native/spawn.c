@@ -12,6 +12,7 @@
 #include "spawn.h"
 #include "init.h"
 #include "gate.h"
+#include "terminal.h"
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -399,6 +400,7 @@ static void nsb_child_exec(const struct nsb_spawn_plan *plan)
 static int nsb_child_main(void *arg)
 {
     const struct nsb_spawn_plan *plan = arg;
+    int step, sub;
     nsb_child_sync(plan);
     nsb_child_join(plan);
     nsb_child_fds(plan);
@@ -406,6 +408,8 @@ static int nsb_child_main(void *arg)
     if (plan->loopback)
         nsb_child_loopback(plan);
     nsb_child_root(plan);
+    if (plan->console_sock >= 0 && (step = nsb_terminal(plan, &sub)) != 0)
+        nsb_fail(plan, step, sub);
     nsb_child_cwd_limits(plan);
     nsb_child_ids(plan);
     nsb_child_caps(plan);
@@ -478,7 +482,7 @@ void nsb_spawn_plan_init(struct nsb_spawn_plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
     plan->cgroup_fd = plan->sync_fd = plan->sync_peer_fd = plan->err_fd = -1;
-    plan->null_mount_fd = plan->gate_fd = -1;
+    plan->null_mount_fd = plan->gate_fd = plan->console_sock = -1;
     plan->pgid = plan->gid = plan->uid = plan->umask = -1;
     plan->clear_inheritable = 1;
     plan->default_signals = 1;

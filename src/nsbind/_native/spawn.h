@@ -27,6 +27,11 @@
  *     steps set - a rootfs's path is looked up once, by its ROOT
  *     step - else chdir plan->pivot_root), pivot_root(".", "."),
  *     detach the old root, chdir "/"
+ *   with a terminal (plan->console_sock; terminal.h): a new pty   TERMINAL
+ *     from the root's /dev/ptmx, its peer bound onto a fresh        CONSOLE
+ *     /dev/console (with a root), the window size, the master
+ *     sent to the parent, setsid, the peer as controlling
+ *     terminal and as fds 0, 1 and 2
  *   chdir to the working directory                                CHDIR
  *   rlimits                                                       RLIMIT
  *   bounding set drop (needs CAP_SETPCAP: before setuid), then    CAPBSET, SETUID
@@ -102,7 +107,9 @@ enum nsb_spawn_step {
     NSB_STEP_CGROUP = 25,
     NSB_STEP_UNSHARE = 26,
     NSB_STEP_SECCOMP = 27,
-    NSB_STEP_GATE = 28
+    NSB_STEP_GATE = 28,
+    NSB_STEP_TERMINAL = 29,
+    NSB_STEP_CONSOLE = 30
 };
 
 /* struct nsb_spawn_report.index of the steps that have sub-steps, not a list. */
@@ -121,7 +128,20 @@ enum nsb_spawn_substep {
     NSB_SUB_CAPSET_SETS = 0,       /* CAPSET: the plan's sets */
     NSB_SUB_CAPSET_CLEAR_INHERITABLE = 1, /* CAPSET: capget/capset emptying inheritable */
     NSB_SUB_AMBIENT_CLEAR = -1,    /* AMBIENT: clear all (else index is the capability raised) */
-    NSB_SUB_SIGNALS_MASK = 0       /* SIGNALS: the empty mask (else index is the signal reset) */
+    NSB_SUB_SIGNALS_MASK = 0,      /* SIGNALS: the empty mask (else index is the signal reset) */
+    NSB_SUB_TTY_PTMX = 0,          /* TERMINAL: open /dev/ptmx */
+    NSB_SUB_TTY_UNLOCK = 1,        /* TERMINAL: ioctl TIOCSPTLCK 0 (unlock the peer) */
+    NSB_SUB_TTY_PEER = 2,          /* TERMINAL: ioctl TIOCGPTPEER (open the peer) */
+    NSB_SUB_TTY_WINSIZE = 3,       /* TERMINAL: ioctl TIOCSWINSZ */
+    NSB_SUB_TTY_SEND = 4,          /* TERMINAL: send the master (SCM_RIGHTS) */
+    NSB_SUB_TTY_SETSID = 5,        /* TERMINAL: setsid */
+    NSB_SUB_TTY_SETCTTY = 6,       /* TERMINAL: ioctl TIOCSCTTY (controlling terminal) */
+    NSB_SUB_TTY_STDIO = 7,         /* TERMINAL: dup3 the peer onto 0, 1, 2 */
+    NSB_SUB_CONSOLE_DEV = 0,       /* CONSOLE: open /dev (O_DIRECTORY|O_NOFOLLOW) */
+    NSB_SUB_CONSOLE_UNLINK = 1,    /* CONSOLE: unlinkat whatever /dev/console was */
+    NSB_SUB_CONSOLE_CREATE = 2,    /* CONSOLE: a fresh file (O_CREAT|O_EXCL|O_NOFOLLOW) */
+    NSB_SUB_CONSOLE_CLONE = 3,     /* CONSOLE: open_tree(peer, CLONE|AT_EMPTY_PATH) */
+    NSB_SUB_CONSOLE_MOUNT = 4      /* CONSOLE: move_mount of that onto the file */
 };
 
 struct nsb_spawn_report {
@@ -212,6 +232,11 @@ struct nsb_spawn_plan {
     int gate_fd;                     /* -1, or an O_PATH fd of a FIFO (close-on-exec): the
                                         GATE step; needs err_fd and no CLONE_VFORK (the
                                         parent returns once the child is parked) */
+    int console_sock;                /* -1, or an AF_UNIX socket (close-on-exec): the
+                                        TERMINAL step sends the pty master over it */
+    int console_mount;               /* 1: bind the pty peer onto a fresh /dev/console */
+    unsigned short console_rows;     /* the window size; 0 and 0: leave it */
+    unsigned short console_cols;
 };
 
 struct nsb_spawn_result {
