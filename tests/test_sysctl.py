@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 import nsbind
-from nsbind import PIPE, Namespaces, Process, spawn, sysctl
+from nsbind import PIPE, Namespaces, Process, mounts, spawn, sysctl
 from nsbind.errors import Forbidden, InvalidArgument, InvalidValue, NotFound, NsbindError
 
 KEYS = ("net/ipv4/ip_forward", "kernel/shmmax", "kernel/domainname", "fs/mqueue/msg_max",
@@ -69,6 +70,34 @@ def test_apply_writes_in_the_containers_namespaces_and_not_the_hosts(box: Proces
     assert read_inside(box, "net/ipv4/ip_forward", "kernel/shmmax", "kernel/domainname",
                        "fs/mqueue/msg_max") == ["1", "4096", "x", "20"]
     assert host_values() == before
+
+
+def test_cve_2025_52881_a_fake_proc_sys_in_the_container_is_not_written_through(
+        tmp_path: pathlib.Path) -> None:
+    """The container's own mount namespace has a tmpfs over /proc/sys holding a decoy
+    ip_forward and a symlink to a host file: the write reaches the real sysctl of its
+    network namespace, and neither decoy nor host file changes."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    plant = ("mkdir -p /proc/sys/net/ipv4 /proc/sys/kernel && "
+             "echo 0 > /proc/sys/net/ipv4/ip_forward && "
+             f"ln -s {victim} /proc/sys/kernel/shmmax && echo ready && exec sleep 30")
+    proc = spawn(["sh", "-c", plant], namespaces=Namespaces(net=True, ipc=True, mnt=True),
+                 mounts=[mounts.tmpfs("/proc/sys")], stdout=PIPE)
+    with proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            before = host_values()
+            sysctl.apply(proc.pid, {"net.ipv4.ip_forward": "1", "kernel.shmmax": "8192"},
+                         namespaces=["net", "ipc", "mnt"])
+            assert read_inside(proc, "net/ipv4/ip_forward", "kernel/shmmax") == ["1", "8192"]
+            decoy = spawn(["cat", "/proc/sys/net/ipv4/ip_forward"], stdout=PIPE,
+                          namespaces=Namespaces.join(proc.pid, mnt=True))
+            assert decoy.communicate(timeout=10)[0] == b"0\n"
+            assert victim.read_text() == "untouched\n"
+            assert host_values() == before
+        finally:
+            proc.kill()
 
 
 def test_the_helper_thread_leaves_the_caller_where_it_was(box: Process) -> None:
