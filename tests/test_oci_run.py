@@ -315,7 +315,7 @@ def _edits() -> list[tuple[Edit, str]]:
         c["linux"]["resources"]["devices"].append({"allow": False, "type": "c",
                                                    "major": 1, "minor": 3, "access": "r"})
 
-    return [(terminal, "process.terminal: not supported yet"),
+    return [(terminal, "process.terminal: run_bundle runs the process on the caller's stdio"),
             (sysctl, "linux.sysctl: not supported yet"),
             (hooks, "hooks: not supported yet"),
             (option, "mounts[1].options[4]"),

@@ -35,7 +35,7 @@ from nsbind.seccomp import Filter
 from nsbind.spawnplan import CapabilitySets
 from nsbind.users import resolve_user
 
-__all__ = ["SpawnArgs", "to_spawn"]
+__all__ = ["SpawnArgs", "process_kwargs", "to_spawn"]
 
 _NS_KINDS = {"pid": "pid", "network": "net", "ipc": "ipc", "mount": "mnt", "uts": "uts",
              "user": "user", "cgroup": "cgroup", "time": "time"}
@@ -68,8 +68,6 @@ class SpawnArgs:
 def _refuse_unsupported(spec: Spec) -> None:
     proc, linux = spec.process, spec.linux
     if proc is not None:
-        if proc.terminal:
-            raise SpecError("process.terminal: not supported yet")
         for name, value in (("oomScoreAdj", proc.oom_score_adj),
                             ("apparmorProfile", proc.apparmor_profile),
                             ("selinuxLabel", proc.selinux_label)):
@@ -134,6 +132,26 @@ def _capabilities(proc: Process) -> CapabilitySets | None:
                           bounding=of(caps.bounding))
 
 
+def process_kwargs(proc: Process, rootfs: str) -> dict[str, object]:
+    """The keywords of :func:`nsbind.spawn` for an OCI ``process`` (the container's or
+    an exec's): env (HOME from ``rootfs``'s /etc/passwd when absent), cwd, uid, gid,
+    groups, umask, capabilities, rlimits, no_new_privs and, with ``terminal``, the
+    terminal and its size."""
+    user = proc.user
+    kwargs: dict[str, object] = {
+        "env": _env(proc, rootfs), "cwd": proc.cwd, "uid": user.uid, "gid": user.gid,
+        "groups": tuple(user.additional_gids or ()),
+        "umask": 0o022 if user.umask is None else user.umask,
+        "capabilities": _capabilities(proc), "rlimits": _rlimits(proc),
+        "no_new_privs": bool(proc.no_new_privileges),
+    }
+    if proc.terminal:
+        kwargs["terminal"] = True
+        if proc.console_size is not None:
+            kwargs["console_size"] = (proc.console_size.height, proc.console_size.width)
+    return kwargs
+
+
 def _idmap(entries: tuple[IdMapping, ...] | None) -> list[IdMap] | None:
     if not entries:
         return None
@@ -194,16 +212,9 @@ def to_spawn(spec: Spec, *, cgroup_parent: str) -> SpawnArgs:
     seccomp = None
     if linux.seccomp is not None:
         seccomp = Filter.from_oci(spec.to_json()["linux"]["seccomp"])
-    user = proc.user
-    kwargs: dict[str, object] = {
-        "env": _env(proc, spec.rootfs), "cwd": proc.cwd, "uid": user.uid, "gid": user.gid,
-        "groups": tuple(user.additional_gids or ()),
-        "umask": 0o022 if user.umask is None else user.umask,
-        "capabilities": _capabilities(proc), "rlimits": _rlimits(proc),
-        "no_new_privs": bool(proc.no_new_privileges),
-        "hostname": spec.hostname, "domainname": spec.domainname,
-        "namespaces": _namespaces(linux), "seccomp": seccomp,
-    }
+    kwargs = process_kwargs(proc, spec.rootfs)
+    kwargs.update({"hostname": spec.hostname, "domainname": spec.domainname,
+                   "namespaces": _namespaces(linux), "seccomp": seccomp})
     parent, name = _cgroup_place(linux, cgroup_parent)
     return SpawnArgs(
         args=proc.args, spawn_kwargs=kwargs, root=spec.rootfs,

@@ -64,6 +64,24 @@ class CgroupSettings:
         if self.devices is not None:
             cg.set_devices(list(self.devices))
 
+    def update(self, cg: Cgroup) -> None:
+        """Set everything on an existing cgroup (``runc update``): the create keywords
+        through the matching setters, then :meth:`apply`."""
+        values = dict(self.create)
+        for key, setter in (("memory_max", cg.set_memory_max),
+                            ("memory_high", cg.set_memory_high),
+                            ("memory_swap_max", cg.set_memory_swap_max),
+                            ("pids_max", cg.set_pids_max),
+                            ("cpu_weight", cg.set_cpu_weight)):
+            if key in values:
+                setter(values.pop(key))
+        if "cpu_max" in values and self.cpu_period is None:
+            cg.set_cpu_max(values.pop("cpu_max"))
+        if "cpuset_cpus" in values or "cpuset_mems" in values:
+            cg.set_cpuset(cpus=values.pop("cpuset_cpus", None),
+                          mems=values.pop("cpuset_mems", None))
+        self.apply(cg)
+
 
 def _version(controller: str) -> int:
     h = cgroup_layout().controllers.get(controller)

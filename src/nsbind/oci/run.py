@@ -27,6 +27,7 @@ from typing import Any
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.mountconv import CgroupMount
+from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import load_spec
 from nsbind.process import spawn
 from nsbind.rootfs import RootFS
@@ -61,6 +62,10 @@ def missing_parents(parent: str) -> list[str]:
 
 def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
     """Run converted arguments (see :func:`run_bundle`)."""
+    if args.spawn_kwargs.get("terminal"):
+        raise SpecError("process.terminal: run_bundle runs the process on the caller's "
+                        "stdio; a terminal needs the lifecycle (create with a console "
+                        "socket, or nsbind-oci run)")
     name = args.cgroup_name or container_id
     made = missing_parents(args.cgroup_parent)
     try:

@@ -31,7 +31,8 @@ from typing import Any
 from nsbind.errors import MessageError
 
 __all__ = ["LifecycleError", "check_id", "container_dir", "locked", "process_alive",
-           "read_state", "start_time", "write_state"]
+           "read_config", "read_state", "report", "start_time", "write_config", "write_pid_file",
+           "write_state"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -93,6 +94,40 @@ def write_state(directory: str, data: dict[str, Any]) -> None:
     os.replace(tmp, os.path.join(directory, "state.json"))
 
 
+def write_config(directory: str, data: bytes) -> None:
+    """Keep the container's config.json (as validated at create) for exec and update."""
+    fd = os.open(os.path.join(directory, "config.json"),
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def read_config(directory: str) -> bytes:
+    """The config.json kept by :func:`write_config`."""
+    fd = os.open(os.path.join(directory, "config.json"),
+                 os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def write_pid_file(path: str | os.PathLike[str], pid: int) -> None:
+    """Write ``pid`` to ``path`` atomically (a temporary file renamed over it), as runc
+    does: a client polling the file never reads a partial pid."""
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(str(pid))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
@@ -112,3 +147,12 @@ def process_alive(pid: int, started: int) -> bool:
     """Whether ``pid`` is still the process that started at ``started`` and not a zombie."""
     fields = _stat_fields(pid)
     return fields is not None and int(fields[19]) == started and fields[0] not in ("Z", "X")
+
+
+def report(data: dict[str, Any]) -> dict[str, Any]:
+    """The OCI state of stored ``data`` (``nsbind``'s own keys left out): ``stopped``
+    once the process is gone."""
+    out = {k: v for k, v in data.items() if k != "nsbind"}
+    if not process_alive(int(data["pid"]), int(data["nsbind"]["startTime"])):
+        out["status"] = "stopped"
+    return out

@@ -1,0 +1,83 @@
+"""``nsbind-oci run``: create, start and wait, in the foreground, as ``runc run``.
+
+The container's process is this process's child: signals to the runtime go on to it,
+its exit status is the command's (128 + N for signal N), and the container is deleted
+afterwards unless ``keep``.  With ``process.terminal`` and no console socket, the
+runtime holds the terminal itself: it listens on a socket of its own for the master
+and copies between it and its stdio (in raw mode when stdin is a terminal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+
+from nsbind.oci.lifecycle import create, delete, start
+from nsbind.oci.spec import load_spec
+from nsbind.oci.waiting import wait_foreground
+
+__all__ = ["run_container"]
+
+
+@contextlib.contextmanager
+def _own_console() -> Iterator[tuple[str, socket.socket]]:
+    with tempfile.TemporaryDirectory(prefix="nsbind-oci-console-") as tmp:
+        path = os.path.join(tmp, "console.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        with listener:
+            listener.bind(path)
+            listener.listen(1)
+            yield path, listener
+
+
+def _receive_master(listener: socket.socket) -> int:
+    conn, _ = listener.accept()
+    with conn:
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise OSError("run: the terminal did not arrive on the console socket")
+    return fds[0]
+
+
+def run_container(root: str, container_id: str, bundle: str, *, detach: bool = False,
+                  keep: bool = False, pid_file: str | None = None,
+                  console_socket: str | None = None, preserve_fds: int = 0) -> int:
+    """Run the bundle as container ``container_id``; its exit status (0 detached)."""
+    spec = load_spec(bundle)
+    terminal = bool(spec.process is not None and spec.process.terminal)
+    if terminal and console_socket is None and not detach:
+        with _own_console() as (path, listener):
+            create(bundle, container_id, root=root, cgroup_parent="", pid_file=pid_file,
+                   console_socket=path, preserve_fds=preserve_fds)
+            master = _receive_master(listener)
+        return _started(root, container_id, master, keep)
+    data = create(bundle, container_id, root=root, cgroup_parent="", pid_file=pid_file,
+                  console_socket=console_socket, preserve_fds=preserve_fds)
+    if detach:
+        try:
+            start(root, container_id)
+        except BaseException:
+            delete(root, container_id, force=True)
+            raise
+        return 0
+    del data
+    return _started(root, container_id, None, keep)
+
+
+def _started(root: str, container_id: str, master: int | None, keep: bool) -> int:
+    from nsbind.oci.lifecycle import state
+
+    try:
+        pid = int(state(root, container_id)["pid"])
+        start(root, container_id)
+        return wait_foreground(pid, master)
+    finally:
+        if master is not None:
+            os.close(master)
+        if not keep:
+            delete(root, container_id, force=True)

@@ -1,0 +1,62 @@
+"""The runtime's log, as runc writes it for its clients.
+
+``--log FILE`` appends to FILE (else stderr); ``--log-format json`` writes one JSON object
+a line, ``{"level": ..., "msg": ..., "time": ...}`` (RFC 3339 time), which containerd's
+shim and podman (``runtime_supports_json``) read back to show a failed command's error.
+An error is also printed to stderr, one line, whatever the log says: the exit status is
+1 then.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+
+__all__ = ["RuntimeLog"]
+
+
+class RuntimeLog:
+    """Where and how messages go: ``path`` (None: stderr), ``fmt`` ``text`` or ``json``,
+    ``debug`` whether debug messages are written at all."""
+
+    def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False):
+        self.path = path
+        self.fmt = fmt
+        self.debug_on = debug
+
+    def _line(self, level: str, msg: str) -> str:
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        if self.fmt == "json":
+            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f'time="{now}" level={level} msg={json.dumps(msg)}\n'
+
+    def write(self, level: str, msg: str) -> None:
+        """Append one message at ``level`` (debug, info, warning, error)."""
+        if level == "debug" and not self.debug_on:
+            return
+        if self.path is None:
+            plain = level == "error" and self.fmt == "text"
+            sys.stderr.write(f"nsbind-oci: {msg}\n" if plain else self._line(level, msg))
+            return
+        line = self._line(level, msg)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+        except OSError as exc:
+            sys.stderr.write(f"nsbind-oci: open log {self.path}: {exc.strerror}\n")
+            sys.stderr.write(line)
+            return
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def debug(self, msg: str) -> None:
+        """A debug message (written with ``--debug`` only)."""
+        self.write("debug", msg)
+
+    def error(self, msg: str) -> None:
+        """An error: to the log, and one line to stderr when the log is a file."""
+        self.write("error", msg)
+        if self.path is not None or self.fmt == "json":
+            sys.stderr.write(f"nsbind-oci: {msg}\n")

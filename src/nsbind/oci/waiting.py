@@ -1,0 +1,99 @@
+"""Waiting for a container process in the foreground, as ``runc run`` and ``runc exec``
+do: the signals the runtime gets are passed on to it, a terminal's master is copied
+to and from the runtime's own stdio, and the exit status is the process's (128 + N
+for signal N)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = ["FORWARDED", "forward_signals", "wait_foreground"]
+
+#: the signals passed on to the process (runc forwards every catchable one)
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+@contextlib.contextmanager
+def forward_signals(pid: int) -> Iterator[None]:
+    """While inside, the signals of :data:`FORWARDED` go to ``pid`` instead."""
+    def handler(sig: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    old = {sig: signal.signal(sig, handler) for sig in FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _status(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _copy(src: int, dst: int) -> bool:
+    try:
+        data = os.read(src, 65536)
+    except OSError:  # EIO: the pty's other side is gone
+        return False
+    if not data:
+        return False
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view):]
+    return True
+
+
+def _proxy(master: int) -> None:
+    """Copy stdin to ``master`` and ``master`` to stdout until the terminal closes."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ)
+    with contextlib.suppress(ValueError, OSError):
+        sel.register(stdin, selectors.EVENT_READ)
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.fd == master:
+                    if not _copy(master, stdout):
+                        return
+                elif not _copy(stdin, master):
+                    sel.unregister(stdin)
+    finally:
+        sel.close()
+
+
+@contextlib.contextmanager
+def _raw_stdin() -> Iterator[None]:
+    fd = sys.stdin.fileno()
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def wait_foreground(pid: int, master: int | None = None) -> int:
+    """Wait for ``pid`` (this process's child), passing signals on and, with a terminal
+    ``master``, copying between it and this process's stdio; the exit status."""
+    with forward_signals(pid):
+        if master is not None:
+            with _raw_stdin():
+                _proxy(master)
+        return _status(pid)
