@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from nsbind._sys.fd import PathLike, fsbytes
+from nsbind._sys.fd import FdLike, PathLike, fsbytes
 from nsbind._sys.mount import mount, move_mount, open_tree, umount2
 from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
@@ -141,6 +141,7 @@ class Namespaces:
         self.propagation = propagation
         self.loopback = loopback
         self._join: _JoinTarget | None = None
+        self._joined: tuple[tuple[str, PathLike | FdLike], ...] = ()  # see joining()
         self._saved: dict[Namespace, NamespaceFd] | None = None
         self._cwd: int | None = None
         self._hash = hash(self._key())
@@ -155,9 +156,14 @@ class Namespaces:
         """The gid map asked for (checked when given; None: the default)."""
         return None if self._gid_map is None else list(self._gid_map)
 
+    @property
+    def joined(self) -> dict[str, PathLike | FdLike]:
+        """What :meth:`joining` added: an nsfs path or fd per type (spawn checks them)."""
+        return dict(self._joined)
+
     def _key(self) -> tuple[object, ...]:
         return (self.types, self.propagation, self.loopback, self._uid_map, self._gid_map,
-                self.join_target)
+                self.join_target, self._joined)
 
     def __eq__(self, other: object) -> bool:
         """Equal when they ask for the same namespaces (what a spawn plan depends on)."""
@@ -197,7 +203,15 @@ class Namespaces:
         self._hash = hash(self._key())
         return self
 
-    # ------------------------------------------------------------ what it joins
+    def joining(self, **where: PathLike | FdLike) -> Namespaces:
+        """A copy that :func:`nsbind.spawn` makes with these namespaces joined too (OCI
+        ``linux.namespaces[].path``): ``Namespaces(mnt=True).joining(net="/run/netns/x",
+        ipc=fd)``, an nsfs path or fd per type; the kernel's rules: spawn's docstring."""
+        new = Namespaces.__new__(Namespaces)
+        vars(new).update(vars(self), _saved=None, _cwd=None,
+                         _joined=tuple({**dict(self._joined), **where}.items()))
+        new._hash = hash(new._key())
+        return new
 
     @property
     def join_target(self) -> int | str | None:
@@ -217,9 +231,9 @@ class Namespaces:
             raise InvalidValue("open_join_fds() is for Namespaces.join(...), not new namespaces")
         return self._join.open_all(self.types)
 
-    # ------------------------------------------------------------ rules
-
     def _check_rules(self, types: frozenset[Namespace]) -> None:
+        if self._joined:
+            raise UsageError("Namespaces.joining(...) is for nsbind.spawn, not a with-block")
         if Namespace.USER in types:
             threads = thread_count()
             if threads > 1:
@@ -227,8 +241,6 @@ class Namespaces:
                     f"cannot enter a user namespace: {threads} threads are alive and the kernel "
                     "allows unshare(CLONE_NEWUSER) only in a single-threaded process; run the "
                     "work in a child with nsbind.call_in or nsbind.spawn")
-
-    # ------------------------------------------------------------ enter / exit
 
     def __enter__(self) -> Namespaces:
         if self._saved is not None:
@@ -375,7 +387,7 @@ class Namespaces:
     def __repr__(self) -> str:
         kinds = ",".join(sorted(ns.value for ns in self.types)) or "none"
         state = "entered" if self._saved is not None else "not entered"
-        verb = "join" if self._join is not None else "new"
+        verb = "join" if self._join is not None else "new+join" if self._joined else "new"
         return f"<Namespaces {verb} {kinds} {state}>"
 
 

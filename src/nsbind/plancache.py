@@ -129,16 +129,24 @@ def build_static(request: SpawnRequest) -> StaticPlan:
     environ = request.environment
     plan.set_exec(_exec_candidates(request.args[0], environ), request.args, environ)
     ns = request.namespaces
-    joining = ns.join_target is not None
+    joining = ns.join_target is not None or bool(request.joins)
     # what the clone creates, as CLONE_NEW* bits (tested as ints: enum hashing is slow)
-    flags = 0 if joining else _clone_flags(ns.types)
+    flags = 0 if ns.join_target is not None else _clone_flags(ns.types)
     plan.c.clone_flags = flags
+    if any(kind is Namespace.USER for kind, _ in request.joins):
+        # runc's order: the child joins the user namespace (and the others) first, then
+        # unshares the new ones, which the joined user namespace then owns
+        plan.c.clone_flags, plan.c.unshare_flags = 0, flags
     uid_map, gid_map, uid, gid, groups = _user_ids(request, flags)
     if flags & _NEWUSER and _becomes_root(uid_map, gid_map):
         plan.c.userns_root = 1  # root inside before the steps that make files
     plan.c.loopback = int(bool(flags & _NEWNET) and ns.loopback)
     steps, root, pivot_root = _root_steps(request, flags)
     if root is not None:  # the child joins the prepared mount namespace, then unshares
+        if plan.c.unshare_flags:
+            raise InvalidValue("a prepared RootFS's mount namespace belongs to this process's "
+                               "user namespace: a child in a joined user namespace cannot "
+                               "join it (use the RootFS unprepared)")
         plan.c.clone_flags = flags & ~_NEWNS
         plan.c.unshare_flags = _NEWNS
     # (the plan's defaults: nothing of these; each setter only for what is asked)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import selectors
 import signal
@@ -27,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from nsbind import idmap
 from nsbind._native import ffi, lib
-from nsbind._sys.fd import FdLike, OwnedFd, PathLike
+from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum
 from nsbind._sys.mount import MountFd, open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
@@ -236,7 +237,16 @@ def spawn(
     it; pid and time through this thread's ``*_for_children``); user namespaces get
     ``namespaces.uid_map`` / ``gid_map`` (default: root inside is the caller outside),
     written by this process, and the child becomes root of the new user namespace when 0
-    is mapped.  A new mount namespace has its propagation set first (default private).
+    is mapped.  ``Namespaces(...).joining(net=path_or_fd, ...)`` mixes both, as an OCI
+    config does: each path is opened once and must be an nsfs file of its type
+    (NS_GET_NSTYPE), and that fd is joined.  In runc's order: a joined user namespace
+    first (the child is then root in it; no id maps are written), the other joined
+    ones, then the new ones are unshared inside it - so a new pid or time namespace,
+    which only the clone makes, is refused with a joined user namespace; joined pid and
+    time namespaces take the child itself (this thread's ``*_for_children``); with a new
+    user namespace this thread joins net, uts, ipc and cgroup for the clone (the new
+    namespace could not) and a joined mnt is refused.  A type both new and joined is
+    refused.  A new mount namespace has its propagation set first (default private).
     ``mounts`` run in order, then the steps of ``rootfs`` (a
     :class:`~nsbind.rootfs.RootFS`: its targets resolved inside it, then pivot_root into
     it) or ``pivot_root`` (a directory that is a mount point), then ``cwd``.  ``cgroup``
@@ -362,7 +372,18 @@ class _Resources:
     def acquire(self, request: SpawnRequest, plan: Plan, pool: NamespacePool | None) -> None:
         """Open what the child joins: the target's namespaces, v1 cgroups, a pooled one."""
         ns = request.namespaces
-        if ns.join_target is not None:
+        if request.joins:  # (a pool's own Namespaces joins nothing)
+            self.joined = _open_joins(request.joins)
+            user = any(k is Namespace.USER for k, _ in self.joined)
+            # a new user namespace (made by the clone) could not join the others: this
+            # thread joins them for its child and comes back; pid and time always
+            here = {Namespace.PID, Namespace.TIME} | (
+                {Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.CGROUP}
+                if Namespace.USER in ns.types else set())
+            self.for_children = [(k, fd) for k, fd in self.joined if k in here]
+            if request.uid is None and user:
+                plan.set_ids(0, 0, None)  # root of the joined user namespace, as runc
+        elif ns.join_target is not None:
             if pool is not None:
                 raise InvalidValue("a namespace pool cannot join another process")
             self.joined = ns.open_join_fds()
@@ -462,8 +483,8 @@ class _Resources:
         """(fd, CLONE_NEW* type) of the namespaces the child joins before it closes its
         fds, in NAMESPACE_ORDER: a joined target's (user first), a pooled network
         namespace, a prepared root's mount namespace (mnt: last)."""
-        joins = [(fd.fileno(), int(k.flag)) for k, fd in self.joined
-                 if k not in (Namespace.PID, Namespace.TIME, Namespace.MNT)]
+        here = {k for k, _ in self.for_children} | {Namespace.MNT}
+        joins = [(fd.fileno(), int(k.flag)) for k, fd in self.joined if k not in here]
         if self.pooled is not None:
             joins.append((self.pooled.fileno(), int(CloneFlags.NEWNET)))
         joins += [(fd.fileno(), int(k.flag)) for k, fd in self.joined if k is Namespace.MNT]
@@ -472,9 +493,41 @@ class _Resources:
         return joins
 
 
+def _open_joins(joins: Sequence[tuple[Namespace, str | FdLike]]
+                ) -> list[tuple[Namespace, NamespaceFd]]:
+    """An fd of each namespace of ``Namespaces.joining``: a path opened once and checked (nsfs, its
+    type by NS_GET_NSTYPE), and that fd is the one joined; a given fd is checked the same
+    and duplicated (the caller keeps its own)."""
+    opened: list[tuple[Namespace, NamespaceFd]] = []
+    try:
+        for kind, where in joins:
+            if isinstance(where, str):
+                opened.append((kind, open_namespace(where, kind)))
+                continue
+            num = fdnum(where)
+            try:
+                nsfd = NamespaceFd(fcntl.fcntl(num, fcntl.F_DUPFD_CLOEXEC, 3), f"fd {num}")
+            except OSError as exc:
+                raise InvalidValue(f"joining: the {kind.value} namespace fd {num}: "
+                                   f"{exc.strerror}") from None
+            opened.append((kind, nsfd))
+            if lib.nsb_fstatfs_type(nsfd.fileno()) != lib.NSFS_MAGIC:
+                raise InvalidValue(f"joining: fd {num} is not a namespace file (not on nsfs)")
+            if nsfd.type is not kind:
+                raise InvalidValue(f"joining: fd {num} is a {nsfd.type.value} namespace, "
+                                   f"not {kind.value}")
+    except BaseException:
+        for _, fd in opened:
+            fd.close()
+        raise
+    return opened
+
+
 @contextlib.contextmanager
 def _for_children(targets: Sequence[tuple[Namespace, NamespaceFd]]) -> Iterator[None]:
-    """Put this thread's next children into these pid/time namespaces, then come back."""
+    """Put this thread's next children into these namespaces (pid, time: through
+    *_for_children; net, uts, ipc, cgroup: the thread's own, restored right after the
+    clone), then come back."""
     saved: list[NamespaceFd] = []
     try:
         for kind, nsfd in targets:

@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from nsbind._sys.fd import FdLike, PathLike
+from nsbind._sys.fd import FdLike, PathLike, fsbytes
 from nsbind.cgroups import Cgroup
-from nsbind.errors import InvalidValue
-from nsbind.flags import Namespace
+from nsbind.errors import InvalidType, InvalidValue, NamespaceRuleError
+from nsbind.flags import NAMESPACE_ORDER, Namespace
 from nsbind.idmap import check_id
 from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
@@ -27,7 +27,7 @@ from nsbind.spawnplan import CapabilitySets
 if TYPE_CHECKING:
     from nsbind.seccomp import Filter, Program
 
-__all__ = ["SpawnRequest"]
+__all__ = ["SpawnRequest", "checked_joins"]
 
 _EMPTY = Namespaces()
 
@@ -66,6 +66,7 @@ class SpawnRequest(NamedTuple):
     gate: bool = False  # a start gate (the fd itself is per spawn): no vfork-style child
     terminal: bool = False  # a new pty as the child's terminal (its socket is per spawn)
     console_size: tuple[int, int] | None = None  # (rows, columns) of that terminal
+    joins: tuple[tuple[Namespace, str | FdLike], ...] = ()  # checked_joins(namespaces)
 
     @classmethod
     def make(cls, args: Sequence[str], env: Mapping[str, str] | None, cwd: PathLike | None,
@@ -83,6 +84,7 @@ class SpawnRequest(NamedTuple):
         if not args:
             raise InvalidValue("spawn needs a non-empty argument list")
         ns = _EMPTY if namespaces is None else namespaces
+        joins = checked_joins(ns) if ns.joined else ()
         if (hostname is not None or domainname is not None) and Namespace.UTS not in ns.types:
             raise InvalidValue("hostname and domainname need a new UTS namespace "
                                "(namespaces=Namespaces(uts=True)): without one they would "
@@ -110,7 +112,8 @@ class SpawnRequest(NamedTuple):
             pivot_root, cgroup, uid, gid, groups,
             tuple(rlimits.items()) if rlimits else None, capabilities, no_new_privs,
             pdeathsig, umask, start_new_session, process_group, init,
-            None if seccomp is None else _program(seccomp), gate, terminal, console_size))
+            None if seccomp is None else _program(seccomp), gate, terminal, console_size,
+            joins))
 
     @property
     def environment(self) -> Mapping[str, str]:
@@ -126,7 +129,39 @@ class SpawnRequest(NamedTuple):
 
 def _may_keep(ns: Namespaces, rootfs: RootFS | None, cgroup: object) -> bool:
     return (rootfs is None and not isinstance(cgroup, Cgroup)
-            and Namespace.USER not in ns.types and ns.join_target is None)
+            and Namespace.USER not in ns.types and ns.join_target is None and not ns.joined)
+
+
+def checked_joins(ns: Namespaces) -> tuple[tuple[Namespace, str | FdLike], ...]:
+    """``ns.joined`` as (type, nsfs path or fd) in NAMESPACE_ORDER (user first), or the
+    error naming the kernel rule a spawn could not honour (see :func:`nsbind.spawn`)."""
+    kinds = {kind.value: kind for kind in Namespace}
+    out: dict[Namespace, str | FdLike] = {}
+    for key, where in ns.joined.items():
+        kind = kinds.get(key)
+        if kind is None:
+            raise InvalidValue(f"joining: {key!r} is not a namespace type ({', '.join(kinds)})")
+        if kind in ns.types:
+            raise InvalidValue(f"the {key} namespace is both new ({key}=True) and joined "
+                               f"(joining({key}=...)): give one")
+        if isinstance(where, (str, bytes, os.PathLike)):
+            out[kind] = os.fsdecode(fsbytes(where))
+        elif (isinstance(where, int) and not isinstance(where, bool) and where >= 0) or \
+                callable(getattr(where, "fileno", None)):
+            out[kind] = where
+        else:
+            raise InvalidType(f"joining: the {key} namespace as {where!r}: give an nsfs path "
+                              "or fd")
+    if Namespace.USER in out and ns.types & {Namespace.PID, Namespace.TIME}:
+        raise NamespaceRuleError(
+            "a new pid or time namespace is made by the clone, before the child joins the user "
+            "namespace: it would belong to the caller's user namespace, in which the child has "
+            "no privilege (it could not mount /proc); join them too or create the user one")
+    if Namespace.USER in ns.types and Namespace.MNT in out:
+        raise NamespaceRuleError(
+            "a new user namespace holds no privilege over a joined mount namespace (setns "
+            "needs CAP_SYS_ADMIN over its owner): join the user namespace too, or create mnt")
+    return tuple((kind, out[kind]) for kind in NAMESPACE_ORDER if kind in out)
 
 
 def _check_terminal(terminal: bool, size: tuple[int, int] | None,
