@@ -11,10 +11,12 @@ if command -v apt-get >/dev/null 2>&1; then
     # compiler and kernel headers for the cffi extension; ip(8) for network checks;
     # a static busybox for the rootfs tests; umoci and skopeo make images for the interop
     # tests; qemu boots the pure cgroup v2 guest (tests/vm_v2.py); runc and crun write the
-    # reference OCI configs (`runc spec`, `crun spec`); libseccomp2 compiles seccomp filters
+    # reference OCI configs (`runc spec`, `crun spec`); libseccomp2 compiles seccomp filters;
+    # podman, conmon and containerd (ctr, the runc shim) are the real clients that
+    # tests/test_oci_podman.py and tests/test_oci_containerd.py drive runtimes with
     apt-get install -y -qq --no-install-recommends \
         gcc libc6-dev linux-libc-dev iproute2 util-linux busybox-static umoci skopeo \
-        qemu-system-x86 runc crun libseccomp2 >/dev/null
+        qemu-system-x86 runc crun libseccomp2 podman conmon containerd >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest "$@"
