@@ -84,7 +84,9 @@ def test_run_killed_by_a_signal(ctr: Ctr) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(ctr.run, cid, ["sleep", "60"])
         try:
-            assert wait_until(lambda: ctr.task_status(cid) == "RUNNING", timeout=15)
+            assert wait_until(lambda: running.done() or ctr.task_status(cid) == "RUNNING",
+                              timeout=15)
+            assert not running.done(), running.result()
             check(ctr("tasks", "kill", "-s", "KILL", cid))
             proc = running.result(timeout=30)
         finally:

@@ -80,8 +80,10 @@ def test_run_killed_by_a_signal(podman: Podman) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(podman.run_image, ["--name", cname], ["sleep", "60"])
         try:
-            assert wait_until(lambda: podman.run("exec", cname, "true").returncode == 0,
-                              timeout=15, interval=0.05), running.result(timeout=1)
+            assert wait_until(lambda: running.done()
+                              or podman.run("exec", cname, "true").returncode == 0,
+                              timeout=15, interval=0.05)
+            assert not running.done(), running.result()
             check(podman.run("kill", cname))
             proc = running.result(timeout=30)
         finally:
@@ -290,7 +292,15 @@ def test_sees_what_it_sees_under_runc(podman_store: PodmanStore) -> None:
             client.cleanup()
         seen[runtime] = (proc.returncode, proc.stdout)
     assert seen["runc"][0] == 0, seen["runc"]
-    assert seen["nsbind-oci"] == seen["runc"]
+    assert seen["nsbind-oci"] == seen["runc"], line_diff(seen["runc"][1], seen["nsbind-oci"][1])
+
+
+def line_diff(reference: str, other: str) -> str:
+    """The lines that differ (``-`` runc, ``+`` nsbind-oci)."""
+    import difflib
+
+    return "\n".join(line for line in difflib.unified_diff(
+        reference.splitlines(), other.splitlines(), "runc", "nsbind-oci", lineterm="", n=0))
 
 
 def test_image_is_the_test_image(podman_store: PodmanStore) -> None:
