@@ -271,8 +271,10 @@ def spawn(
     :class:`~nsbind.seccomp.Program` or raw ``struct sock_filter[]`` bytes) is loaded
     with seccomp(2) as the child's last step before the exec (after the init's fork:
     the command is filtered, the init is not).  The kernel takes it only with
-    ``no_new_privs=True`` or CAP_SYS_ADMIN kept in the child's user namespace: a child
-    that drops to a non-root uid without no_new_privs fails naming the seccomp step.
+    ``no_new_privs=True`` or CAP_SYS_ADMIN in the child's user namespace: without
+    no_new_privs, a child that sets ``capabilities`` or a non-root ``uid`` loads it
+    before those steps instead, as runc does (they then run under the filter, and so
+    does the init).
 
     ``start_gate`` (an fd of a FIFO, best opened ``O_PATH``: runc's exec.fifo) parks the
     child after every step but seccomp and the exec: it reopens the FIFO for writing

@@ -365,12 +365,14 @@ static void nsb_child_gate(const struct nsb_spawn_plan *plan)
         syscall(__NR_exit_group, NSB_EXIT_FAILED);
 }
 
-/* SECCOMP: the plan's filter, the last step before the exec: nothing of nsbind's
- * runs under it but the exec (and, if that fails, the report and the exit). */
-static void nsb_child_seccomp(const struct nsb_spawn_plan *plan)
+/* SECCOMP: the plan's filter, the last step before the exec (``last``), or, when
+ * no_new_privs is off and the ids or caps steps may drop the CAP_SYS_ADMIN loading
+ * then needs, before them (as runc loads it). */
+static void nsb_child_seccomp(const struct nsb_spawn_plan *plan, int last)
 {
     struct sock_fprog prog;
-    if (!plan->seccomp_filter)
+    int early = !plan->no_new_privs && (plan->set_caps || plan->uid > 0);
+    if (!plan->seccomp_filter || early == last)
         return;
     prog.len = plan->seccomp_len;
     prog.filter = (struct sock_filter *)plan->seccomp_filter;
@@ -411,6 +413,7 @@ static int nsb_child_main(void *arg)
     if (plan->console_sock >= 0 && (step = nsb_terminal(plan, &sub)) != 0)
         nsb_fail(plan, step, sub);
     nsb_child_cwd_limits(plan);
+    nsb_child_seccomp(plan, 0);
     nsb_child_ids(plan);
     nsb_child_caps(plan);
     nsb_child_privs(plan);
@@ -418,7 +421,7 @@ static int nsb_child_main(void *arg)
         nsb_fail(plan, NSB_STEP_INIT, 0);
     nsb_child_signals(plan);
     nsb_child_gate(plan);
-    nsb_child_seccomp(plan);
+    nsb_child_seccomp(plan, 1);
     nsb_child_exec(plan);
 }
 
