@@ -34,6 +34,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import pathlib
@@ -489,6 +490,17 @@ class PodmanStore:
         proc = self.podman("runc", "ps", "-aq", "--no-trunc", timeout=30)
         return proc.stdout.split() if proc.returncode == 0 else []
 
+    def created_ids(self) -> list[str]:
+        """Every container podman created in this storage (its events log)."""
+        ids = []
+        with contextlib.suppress(FileNotFoundError), open(f"{self.base}/events.log") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if event.get("Type") == "container" and event.get("Status") == "create":
+                        ids.append(str(event["ID"]))
+        return list(dict.fromkeys(ids))
+
     def remove_containers(self, runtime: str) -> None:
         """Remove every container (as the runtime that made it), then whatever they left:
         runtime state, cgroups (their processes killed), rootfs mounts."""
@@ -499,12 +511,14 @@ class PodmanStore:
                 self.podman("runc", "rm", "-f", "-t", "0", *ids, timeout=60)
         remove_cgroups_below(self.cgroup_parent,
                              keep=[d for d in self._made_cgroups if d.endswith("/conmon")])
-        for cid in ids:
-            state = state_dir_of(runtime, cid)
-            if os.path.isdir(state):
-                run_bounded([runtime_path(runtime), "delete", "--force", cid], timeout=30)
-                with contextlib.suppress(FileNotFoundError):
-                    shutil.rmtree(state)
+        for cid in self.created_ids():  # a runtime that failed to delete (podman may have
+            # forgotten the container already, run --rm): its state, by its own command
+            for name in dict.fromkeys((runtime, *RUNTIMES)):
+                state = state_dir_of(name, cid)
+                if os.path.isdir(state):
+                    run_bounded([runtime_path(name), "delete", "--force", cid], timeout=30)
+                    with contextlib.suppress(FileNotFoundError):
+                        shutil.rmtree(state)
         for cid in ids:
             for d in ("root/overlay-containers", "runroot/overlay-containers"):
                 unmount_below(os.path.join(self.base, d, cid))
@@ -637,6 +651,13 @@ class Containerd:
         self.proc: subprocess.Popen[bytes] | None = None
         self._made_cgroups: list[str] = []
         self._made_run_dirs: list[str] = []
+        self.ids: set[str] = set()  # every container id the tests used
+
+    def shim_socket(self, container_id: str) -> str:
+        """Where containerd 1.6 puts the shim's socket of ``container_id``: a hash of this
+        daemon's address, the namespace and the id under the fixed /run/containerd/s."""
+        digest = hashlib.sha256(f"{self.address}/{CTR_NAMESPACE}/{container_id}".encode())
+        return f"/run/containerd/s/{digest.hexdigest()}"
 
     def setup(self) -> None:
         os.makedirs(os.path.join(self.base, "fifo"), exist_ok=True)
@@ -687,7 +708,20 @@ class Containerd:
 
     def containers(self) -> list[str]:
         proc = self.ctr("containers", "list", "-q", timeout=30)
-        return proc.stdout.split() if proc.returncode == 0 else []
+        found = proc.stdout.split() if proc.returncode == 0 else []
+        self.ids.update(found)
+        return found
+
+    def created_ids(self) -> list[str]:
+        """Every container podman created in this storage (its events log)."""
+        ids = []
+        with contextlib.suppress(FileNotFoundError), open(f"{self.base}/events.log") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if event.get("Type") == "container" and event.get("Status") == "create":
+                        ids.append(str(event["ID"]))
+        return list(dict.fromkeys(ids))
 
     def remove_containers(self, runtime: str) -> None:
         """Kill and delete every task and container (snapshots go with them), then
@@ -737,6 +771,9 @@ class Containerd:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 wait_until(lambda: not self.shims(), timeout=10)
+                for cid in self.ids:  # a killed shim leaves its socket
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.shim_socket(cid))
                 remove_cgroups_below(self.cgroup_parent)
                 remove_cgroup_dirs(self._made_cgroups)
             finally:
@@ -746,6 +783,9 @@ class Containerd:
                         os.rmdir(d)
 
 
+_ids = itertools.count(1)
+
+
 class Ctr:
     """ctr against the module's daemon, its tasks run by runtime ``runtime``."""
 
@@ -753,15 +793,15 @@ class Ctr:
         self.daemon = daemon
         self.runtime = runtime
         self.path = need_runtime(runtime)
-        self._serial = 0
 
     def __call__(self, *args: str, input: str | None = None,
                  timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return self.daemon.ctr(*args, input=input, timeout=timeout)
 
     def new_id(self, what: str) -> str:
-        self._serial += 1
-        return f"{what}-{self.runtime}-{os.getpid()}-{self._serial}"
+        cid = f"{what}-{self.runtime}-{os.getpid()}-{next(_ids)}"
+        self.daemon.ids.add(cid)
+        return cid
 
     def cgroup_of(self, container_id: str) -> str:
         return f"{self.daemon.cgroup_parent}/{container_id}"
