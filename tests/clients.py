@@ -336,10 +336,11 @@ def check(proc: subprocess.CompletedProcess[str], code: int = 0) -> str:
 
 def run_bounded(argv: list[str], *, env: dict[str, str] | None = None,
                 input: str | None = None, timeout: float = 60.0,
-                stdin: int | None = None) -> subprocess.CompletedProcess[str]:
+                stdin: int | None = None, cwd: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
     """subprocess.run with text output captured and a timeout that kills the client
     (its process group: a client's helper processes stay in it) instead of hanging."""
-    with subprocess.Popen(argv, env=env, text=True, start_new_session=True,
+    with subprocess.Popen(argv, env=env, text=True, start_new_session=True, cwd=cwd,
                           stdin=subprocess.PIPE if input is not None else
                           (stdin if stdin is not None else subprocess.DEVNULL),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
@@ -355,7 +356,7 @@ def run_bounded(argv: list[str], *, env: dict[str, str] | None = None,
 
 
 def run_in_pty(argv: list[str], *, env: dict[str, str] | None = None,
-               timeout: float = 30.0) -> tuple[int, str]:
+               timeout: float = 30.0, cwd: str | None = None) -> tuple[int, str]:
     """Run ``argv`` with a new pty as its stdin, stdout and stderr (controlling terminal
     of a new session); returns (exit status, everything it wrote, \\r\\n as is)."""
     import fcntl
@@ -367,7 +368,7 @@ def run_in_pty(argv: list[str], *, env: dict[str, str] | None = None,
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     try:
-        proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave,
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
                                 start_new_session=True, preexec_fn=controlling_tty)
     except BaseException:
         os.close(master)
@@ -483,8 +484,9 @@ class PodmanStore:
 
     def podman(self, runtime: str, *args: str, input: str | None = None,
                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        # conmon inherits the working directory and leaves an "oom" file there
         return run_bounded(["podman", *self.flags(runtime), *args], env=self.env,
-                           input=input, timeout=timeout)
+                           input=input, timeout=timeout, cwd=self.base)
 
     def container_ids(self) -> list[str]:
         proc = self.podman("runc", "ps", "-aq", "--no-trunc", timeout=30)
@@ -575,7 +577,7 @@ class Podman:
                 timeout: float = 30.0) -> tuple[int, str]:
         """``podman run -t`` under a pty of its own: (exit status, what the pty showed)."""
         argv = self.cmd(*self.run_options(), "-t", *options, PODMAN_IMAGE, *command)
-        return run_in_pty(argv, env=self.store.env, timeout=timeout)
+        return run_in_pty(argv, env=self.store.env, timeout=timeout, cwd=self.store.base)
 
     def inspect(self, cid: str) -> dict[str, Any]:
         out = check(self.run("inspect", cid, timeout=30))
@@ -673,7 +675,7 @@ class Containerd:
                 ["containerd", "--config", config, "--root", f"{self.base}/root",
                  "--state", f"{self.base}/state", "--address", self.address],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, cwd=self.base)
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
@@ -697,7 +699,7 @@ class Containerd:
     def ctr(self, *args: str, input: str | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return run_bounded(["ctr", "-a", self.address, "-n", CTR_NAMESPACE, *args],
-                           input=input, timeout=timeout)
+                           input=input, timeout=timeout, cwd=self.base)
 
     def runc_root(self, runtime: str) -> str:
         """The --runc-root given to the shim for ``runtime`` (it appends the namespace)."""

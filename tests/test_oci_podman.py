@@ -148,7 +148,8 @@ def test_exec_into_a_detached_container(podman: Podman) -> None:
     assert check(podman.run("exec", "-u", "1000", "-w", "/tmp", "-e", "E=1", cid,
                             "sh", "-c", 'echo "$(id -u) $(pwd) $E"')) == "1000 /tmp 1\n"
     assert check(podman.run("exec", "-i", cid, "cat", input="in\n")) == "in\n"
-    code, shown = run_in_pty(podman.cmd("exec", "-t", cid, "tty"), env=podman.store.env)
+    code, shown = run_in_pty(podman.cmd("exec", "-t", cid, "tty"), env=podman.store.env,
+                             cwd=podman.store.base)
     assert code == 0, shown
     assert "/dev/pts/" in shown
     assert check(podman.run("inspect", "--format", "{{.State.Status}}", cid)).strip() == "running"
