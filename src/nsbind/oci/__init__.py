@@ -1,20 +1,54 @@
 """The container layer: an OCI runtime spec (``config.json``) parsed and validated into
 typed objects (:mod:`nsbind.oci.spec`), converted to spawn arguments
 (:mod:`nsbind.oci.convert`) and run once (:mod:`nsbind.oci.run`) or through the OCI
-lifecycle (:mod:`nsbind.oci.lifecycle`), on nsbind's public API only."""
+lifecycle (:mod:`nsbind.oci.lifecycle`), on nsbind's public API only.  Names are
+imported on first use: ``nsbind-oci state`` must not pay for the spec parser."""
 
 from __future__ import annotations
 
-from nsbind.oci.cgpath import CgroupsPath, expand_slice, parse_cgroups_path, systemd_cgroup_path
-from nsbind.oci.convert import SpawnArgs, to_spawn
-from nsbind.oci.defaults import default_spec, default_spec_json
-from nsbind.oci.lifecycle import create, delete, kill, start, state
-from nsbind.oci.resconv import CgroupSettings
-from nsbind.oci.run import run_bundle, run_spawn_args
-from nsbind.oci.schema import UNSUPPORTED, SpecError
-from nsbind.oci.spec import Spec, load_spec, parse_spec
-from nsbind.oci.state import LifecycleError
-from nsbind.oci.validate import Host
+from typing import TYPE_CHECKING, Any
+
+# eager, and light (the state file and the standard library): ``state`` must be the
+# function, not the submodule nsbind.oci.state that importing it binds here
+from nsbind.oci.lifecycle import delete, kill, start, state
+
+if TYPE_CHECKING:
+    from nsbind.oci.cgpath import (
+        CgroupsPath,
+        expand_slice,
+        parse_cgroups_path,
+        systemd_cgroup_path,
+    )
+    from nsbind.oci.convert import SpawnArgs, to_spawn
+    from nsbind.oci.createop import create
+    from nsbind.oci.defaults import default_spec, default_spec_json
+    from nsbind.oci.lifecycle import delete, kill, start, state
+    from nsbind.oci.resconv import CgroupSettings
+    from nsbind.oci.run import run_bundle, run_spawn_args
+    from nsbind.oci.schema import UNSUPPORTED, SpecError
+    from nsbind.oci.spec import Spec, load_spec, parse_spec
+    from nsbind.oci.state import LifecycleError
+    from nsbind.oci.validate import Host
+
+_LAZY = {
+    "CgroupsPath": "cgpath", "expand_slice": "cgpath", "parse_cgroups_path": "cgpath",
+    "systemd_cgroup_path": "cgpath", "SpawnArgs": "convert", "to_spawn": "convert",
+    "default_spec": "defaults", "default_spec_json": "defaults", "create": "createop",
+    "CgroupSettings": "resconv", "run_bundle": "run", "run_spawn_args": "run",
+    "UNSUPPORTED": "schema", "SpecError": "schema", "Spec": "spec", "load_spec": "spec",
+    "parse_spec": "spec", "LifecycleError": "state", "Host": "validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nsbind.oci' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"nsbind.oci.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["UNSUPPORTED", "CgroupSettings", "CgroupsPath", "Host", "LifecycleError",
            "SpawnArgs", "Spec", "SpecError", "create", "default_spec", "default_spec_json",

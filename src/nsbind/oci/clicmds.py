@@ -40,7 +40,7 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_create(args: argparse.Namespace, log: RuntimeLog) -> int:
-    from nsbind.oci.lifecycle import create
+    from nsbind.oci.createop import create
 
     create(args.bundle, args.container_id, root=args.root, cgroup_parent="",
            pid_file=args.pid_file, console_socket=args.console_socket,

@@ -15,7 +15,8 @@ import socket
 import tempfile
 from collections.abc import Iterator
 
-from nsbind.oci.lifecycle import create, delete, start
+from nsbind.oci.createop import create
+from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
 from nsbind.oci.waiting import wait_foreground
 

@@ -31,8 +31,8 @@ from typing import Any
 from nsbind.errors import MessageError
 
 __all__ = ["LifecycleError", "check_id", "container_dir", "locked", "process_alive",
-           "read_config", "read_state", "report", "start_time", "write_config", "write_pid_file",
-           "write_state"]
+           "read_config", "read_state", "remove_parents", "report", "start_time",
+           "write_config", "write_pid_file", "write_state"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -156,3 +156,11 @@ def report(data: dict[str, Any]) -> dict[str, Any]:
     if not process_alive(int(data["pid"]), int(data["nsbind"]["startTime"])):
         out["status"] = "stopped"
     return out
+
+
+def remove_parents(paths: list[str]) -> None:
+    """rmdir the cgroup parent directories a create made, deepest first; one still in
+    use (another container's) or gone already is left alone."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)

@@ -1,0 +1,142 @@
+"""``create`` of the OCI lifecycle (see :mod:`nsbind.oci.lifecycle`): the state
+directory, the cgroup, ``exec.fifo`` and the container's process, parked on the FIFO
+before its exec.  Apart from the other operations, which must not import the spec
+parser and the spawn machinery."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import os
+import shutil
+from typing import Any
+
+from nsbind.cgroups import Cgroup
+from nsbind.oci.console import send_console
+from nsbind.oci.convert import SpawnArgs, to_spawn
+from nsbind.oci.run import build_root, missing_parents
+from nsbind.oci.spec import Spec, load_spec
+from nsbind.oci.state import (
+    LifecycleError,
+    container_dir,
+    locked,
+    remove_parents,
+    report,
+    start_time,
+    write_config,
+    write_pid_file,
+    write_state,
+)
+from nsbind.process import spawn
+
+__all__ = ["MAX_PRESERVE_FDS", "create"]
+
+MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
+
+
+def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str, preserve_fds: int,
+                  console_socket: str | None) -> int:
+    """Spawn the process with the gate; its pid once it is parked (its terminal, if it
+    has one, already sent to ``console_socket``)."""
+    gate = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    try:
+        with build_root(args, cg.path) as root:  # the child has made its mounts: closable
+            kwargs: dict[str, Any] = dict(args.spawn_kwargs)
+            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False,
+                         start_gate=gate, pass_fds=range(3, 3 + preserve_fds), **kwargs)
+    finally:
+        os.close(gate)
+    pid = proc.pid
+    try:
+        console = getattr(proc, "console", None)
+        if console is not None:
+            with console:
+                send_console(console_socket or "", console.fileno())
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.pidfd.close()  # let it go: not waited for, not killed
+    return pid
+
+
+def _check_create(spec: Spec, console_socket: str | None, preserve_fds: int) -> None:
+    terminal = bool(spec.process is not None and spec.process.terminal)
+    if terminal and not console_socket:
+        raise LifecycleError("process.terminal is true: a --console-socket is needed to "
+                             "hand the terminal to", errno.EINVAL)
+    if not terminal and console_socket:
+        raise LifecycleError("--console-socket given but process.terminal is false",
+                             errno.EINVAL)
+    if not 0 <= preserve_fds <= MAX_PRESERVE_FDS:
+        raise LifecycleError(f"preserve-fds {preserve_fds}: 0..{MAX_PRESERVE_FDS} "
+                             "expected", errno.EINVAL)
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise LifecycleError(f"preserve-fds {preserve_fds}: fd {fd} is not open",
+                                 errno.EBADF) from None
+
+
+def create(bundle: str | os.PathLike[str], container_id: str, *,
+           root: str | os.PathLike[str], cgroup_parent: str,
+           pid_file: str | os.PathLike[str] | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0) -> dict[str, Any]:
+    """Create the container: its process parked before its exec; its state.
+
+    With ``process.terminal`` the process gets a new pty of the container's devpts as
+    its stdio and /dev/console, and its master goes to ``console_socket`` (required
+    then, refused otherwise); else it inherits the caller's stdio.  Fds 3 to
+    3+``preserve_fds``-1 are passed on (they must be open)."""
+    directory = container_dir(root, container_id)
+    bundle = os.path.abspath(os.fspath(bundle))
+    spec = load_spec(bundle)
+    _check_create(spec, console_socket, preserve_fds)
+    args = to_spawn(spec, cgroup_parent=cgroup_parent)
+    os.makedirs(os.fspath(root), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        raise LifecycleError(f"container {container_id} already exists",
+                             errno.EEXIST) from None
+    try:
+        with locked(directory, container_id):
+            return _create_in(directory, container_id, bundle, spec, args, pid_file,
+                              (preserve_fds, console_socket))
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args: SpawnArgs,
+               pid_file: str | os.PathLike[str] | None,
+               stdio: tuple[int, str | None]) -> dict[str, Any]:
+    fifo = os.path.join(directory, "exec.fifo")
+    os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
+    os.chmod(fifo, 0o622)  # whatever the umask
+    write_config(directory, spec.to_bytes())
+    made = missing_parents(args.cgroup_parent)
+    cg = Cgroup.create(args.cgroup_name or container_id, parent=args.cgroup_parent or None,
+                       **args.cgroup.create)
+    try:
+        args.cgroup.apply(cg)
+        pid = _spawn_parked(args, cg, fifo, *stdio)
+        started = start_time(pid)
+        if started is None:
+            raise LifecycleError(f"container {container_id}: its process exited at once")
+        data = {"ociVersion": spec.oci_version, "id": container_id, "status": "created",
+                "pid": pid, "bundle": bundle, "rootfs": args.root,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "annotations": dict(spec.annotations or {}),
+                "nsbind": {"cgroup": cg.path, "cgroupParents": made, "startTime": started}}
+        write_state(directory, data)
+        if pid_file is not None:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        cg.remove()  # kills the parked process with it
+        remove_parents(made)
+        raise
+    cg.close()
+    return report(data)
