@@ -88,7 +88,7 @@ def test_create_start_state_delete(tmp_path: pathlib.Path, cgroup_parent: str) -
 
 
 def test_kill_a_created_container(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
-    bundle = make_bundle(tmp_path, cgroup_parent, ["true"])
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
     root = tmp_path / "state"
     pid = create(bundle, "k1", root=root, cgroup_parent=cgroup_parent)["pid"]
     kill(root, "k1", signal.SIGKILL)
@@ -122,7 +122,7 @@ def test_delete_running_needs_force(tmp_path: pathlib.Path, cgroup_parent: str) 
 
 
 def test_duplicate_unknown_and_invalid_ids(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
-    bundle = make_bundle(tmp_path, cgroup_parent, ["true"])
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
     root = tmp_path / "state"
     pid = create(bundle, "d1", root=root, cgroup_parent=cgroup_parent)["pid"]
     try:
@@ -146,7 +146,7 @@ def test_duplicate_unknown_and_invalid_ids(tmp_path: pathlib.Path, cgroup_parent
 
 def test_state_sees_a_reused_pid_as_stopped(tmp_path: pathlib.Path,
                                             cgroup_parent: str) -> None:
-    bundle = make_bundle(tmp_path, cgroup_parent, ["true"])
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
     root = tmp_path / "state"
     pid = create(bundle, "p1", root=root, cgroup_parent=cgroup_parent)["pid"]
     try:

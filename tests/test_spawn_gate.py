@@ -108,8 +108,8 @@ def test_gate_without_proc_in_the_root_names_the_gate_step(tmp_path: pathlib.Pat
             busybox_root(os.path.join(top, "root")), defaults=False) as root, \
             gate(tmp_path) as (_path, fd):
         with pytest.raises(SpawnError, match="wait for start") as info:
-            spawn(["/bin/true"], namespaces=Namespaces(pid=True, mnt=True), rootfs=root,
-                  start_gate=fd)
+            spawn(["/bin/sh", "-c", "true"], namespaces=Namespaces(pid=True, mnt=True),
+                  rootfs=root, start_gate=fd)
     assert "procfs" in str(info.value)
 
 
@@ -117,6 +117,23 @@ def test_a_failure_before_the_gate_is_a_spawn_error(tmp_path: pathlib.Path) -> N
     with gate(tmp_path) as (_path, fd):
         with pytest.raises(SpawnError, match="chdir /nonexistent-nsbind"):
             spawn(["true"], cwd="/nonexistent-nsbind", start_gate=fd)
+
+
+@pytest.mark.parametrize("command, message", [
+    (["nsbind-no-such-command"], r"^exec /.*/nsbind-no-such-command: ENOENT"),
+    (["{tmp}/plain"], r"^exec /.*/plain: EACCES"),
+    (["/etc"], r"^exec /etc: EACCES"),
+], ids=["missing", "not-executable", "directory"])
+def test_a_program_that_cannot_run_fails_the_gated_spawn_not_the_start(
+        tmp_path: pathlib.Path, command: list[str], message: str) -> None:
+    # as runc's LookPath before its exec.fifo: create fails, nothing is left parked
+    (tmp_path / "plain").write_text("#!/bin/sh\n")
+    (tmp_path / "plain").chmod(0o644)
+    command = [c.replace("{tmp}", str(tmp_path)) for c in command]
+    with gate(tmp_path) as (_path, fd):
+        with pytest.raises(SpawnError, match=message) as info:
+            spawn(command, start_gate=fd, env={"PATH": "/usr/bin:/bin"})
+    assert info.value.step == "exec"
 
 
 def test_a_gate_that_is_not_a_fifo_is_refused(tmp_path: pathlib.Path) -> None:

@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* "/proc/self/fd/" and the decimal fd: no snprintf in the spawn child. */
 static void nsb_gate_path(char *out, size_t size, int fd)
@@ -35,10 +37,37 @@ static int nsb_gate_open(int gate_fd, int flags)
     return (int)fd;
 }
 
-int nsb_gate_probe(int gate_fd, int *wfd)
+/* Whether the exec will find its program: the first candidate that is a regular
+ * file this uid may execute, as runc's LookPath before its FIFO.  -1 (errno, and
+ * *bad the candidate reported) only when every candidate is missing or refused;
+ * anything else (a filter refusing the check) leaves it to the exec itself. */
+static int nsb_gate_exec_check(char *const *paths, int *bad)
 {
-    int fd = nsb_gate_open(gate_fd, O_NONBLOCK);
+    struct stat st;
+    int i, err = ENOENT;
+    for (i = 0; paths[i]; i++) {
+        if (syscall(__NR_newfstatat, AT_FDCWD, paths[i], &st, 0) == 0 && !S_ISREG(st.st_mode))
+            errno = EACCES;
+        else if (syscall(__NR_faccessat, AT_FDCWD, paths[i], X_OK) == 0)
+            return 0;
+        if (errno == EACCES && err == ENOENT)
+            *bad = i, err = EACCES;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != EACCES)
+            return 0;
+    }
+    if (err == ENOENT)
+        *bad = i > 0 ? i - 1 : 0;
+    errno = err;
+    return -1;
+}
+
+int nsb_gate_probe(int gate_fd, int *wfd, char *const *exec_paths, int *bad)
+{
+    int fd;
     *wfd = -1;
+    if (nsb_gate_exec_check(exec_paths, bad) < 0)
+        return -1;
+    fd = nsb_gate_open(gate_fd, O_NONBLOCK);
     if (fd >= 0) {
         *wfd = fd; /* already a reader: no need to wait */
         return 0;

@@ -7,8 +7,10 @@
  * The FIFO is reached again through /proc/self/fd/N (an O_PATH fd cannot be
  * re-opened any other way), so the new root must have procfs at /proc, of the
  * child's pid namespace; without it the GATE step fails (ENOENT) and is reported
- * like any other.  Before the child blocks, it probes the path (O_NONBLOCK: ENXIO
- * means "a FIFO with no reader yet", i.e. the path works).  Internal: not seen by
+ * like any other.  Before the child blocks, it checks that its program is there
+ * (a missing or non-executable command fails the create, not the start, as in
+ * runc) and probes the path (O_NONBLOCK: ENXIO means "a FIFO with no reader
+ * yet", i.e. the path works).  Internal: not seen by
  * cffi; async-signal-safe like the rest of the spawn child.
  */
 #ifndef NSBIND_GATE_H
@@ -18,9 +20,11 @@
 
 #pragma GCC visibility push(hidden)
 
-/* Check that the FIFO behind gate_fd can be opened for writing: 0, with *wfd an
- * open write end if a reader was already there (else -1), or -1 and errno. */
-int nsb_gate_probe(int gate_fd, int *wfd);
+/* Check that the program will be found (one of exec_paths is an executable
+ * regular file: else -1, errno and *bad its index) and that the FIFO behind
+ * gate_fd can be opened for writing: 0, with *wfd an open write end if a reader
+ * was already there (else -1), or -1 and errno (*bad left alone). */
+int nsb_gate_probe(int gate_fd, int *wfd, char *const *exec_paths, int *bad);
 /* Open the FIFO for writing (blocking) unless wfd is already open, write "0",
  * close both fds: 0, or -1 and errno. */
 int nsb_gate_wait(int gate_fd, int wfd);

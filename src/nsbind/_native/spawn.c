@@ -349,10 +349,11 @@ static void nsb_child_signals(const struct nsb_spawn_plan *plan)
 static void nsb_child_gate(const struct nsb_spawn_plan *plan)
 {
     struct nsb_spawn_report parked;
-    int wfd;
+    int wfd, bad = -1;
     if (plan->gate_fd < 0)
         return;
-    TRY(nsb_gate_probe(plan->gate_fd, &wfd), NSB_STEP_GATE, 0);
+    if (nsb_gate_probe(plan->gate_fd, &wfd, plan->exec_paths, &bad) < 0)
+        nsb_fail(plan, bad >= 0 ? NSB_STEP_EXEC : NSB_STEP_GATE, bad >= 0 ? bad : 0);
     memset(&parked, 0, sizeof(parked));
     parked.step = NSB_STEP_GATE; /* err 0: parked, not failed */
     if (plan->err_fd >= 0) {
@@ -365,9 +366,8 @@ static void nsb_child_gate(const struct nsb_spawn_plan *plan)
         syscall(__NR_exit_group, NSB_EXIT_FAILED);
 }
 
-/* SECCOMP: the plan's filter, the last step before the exec (``last``), or, when
- * no_new_privs is off and the ids or caps steps may drop the CAP_SYS_ADMIN loading
- * then needs, before them (as runc loads it). */
+/* SECCOMP: the plan's filter, the last step before the exec (``last``), or before
+ * the ids and caps steps when they may drop the CAP_SYS_ADMIN it then needs. */
 static void nsb_child_seccomp(const struct nsb_spawn_plan *plan, int last)
 {
     struct sock_fprog prog;

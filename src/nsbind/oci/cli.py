@@ -202,6 +202,14 @@ def _message(command: str, exc: BaseException) -> str:
     from nsbind.errors import MessageError
 
     text = str(exc).replace("\n", " ").strip()
+    if getattr(exc, "step", None) == "exec" and isinstance(exc, OSError):
+        # the words runc uses, which podman turns into exit status 127 and 126
+        import errno
+
+        if exc.errno == errno.ENOENT:
+            return f"{text}: executable file not found in $PATH"
+        if exc.errno == errno.EACCES:
+            return f"{text}: permission denied"
     if isinstance(exc, MessageError) or (isinstance(exc, OSError) and exc.filename):
         return text
     return f"{command}: {text or type(exc).__name__}"
