@@ -20,6 +20,7 @@ import pytest
 from helpers import private_mount_ns, run_forked
 from nsbind import PIPE, Cgroup, features, spawn
 from nsbind.cgroups import cgroup_layout, mount_v1, unmount_v1
+from nsbind.cgroupsettings import SETTINGS
 
 V2_ONLY_MOUNTINFO = """\
 24 31 0:22 / /sys rw,nosuid - sysfs sysfs rw
@@ -629,3 +630,43 @@ def test_non_root_gets_its_delegated_v2_subtree_or_a_clear_error(cgroup_parent: 
     finally:
         os.rmdir(deleg)
     assert result == f"made /{cgroup_parent}/deleg/job in ['{deleg}/job']"
+
+
+def _cpu_knob(cg: Cgroup) -> tuple[int, str]:
+    """(the cpu controller's version, the text of cpu.shares on v1 / cpu.weight on v2)."""
+    h = cg.layout.hierarchy_for("cpu")
+    knob = "cpu.weight" if h.version == 2 else "cpu.shares"
+    with open(f"{h.path_of(cg.path)}/{knob}") as f:
+        return h.version, f.read().strip()
+
+
+def test_cpu_shares_are_written_as_is_on_v1_and_converted_as_runc_does_on_v2(
+        cgroup_parent: str) -> None:
+    with Cgroup.create("shares", parent=cgroup_parent, cpu_shares=1024) as cg:
+        version, text = _cpu_knob(cg)
+        assert text == ("1024" if version == 1 else "39")
+        # 1025 and the bounds: no cpu_weight gives them on v1
+        for shares, weight in ((1025, 39), (2, 1), (262144, 10000), (3, 1)):
+            cg.set_cpu_shares(shares)
+            assert _cpu_knob(cg)[1] == str(shares if version == 1 else weight)
+    setting = SETTINGS["cpu_shares"]
+    assert setting.writes(1, 1024, lambda f: True, "cg") == [("cpu.shares", "1024")]
+    assert [setting.writes(2, s, lambda f: True, "cg") for s in (2, 1024, 262144)] == [
+        [("cpu.weight", "1")], [("cpu.weight", "39")], [("cpu.weight", "10000")]]
+
+
+def test_bad_cpu_shares_are_named_and_nothing_is_made_or_written(cgroup_parent: str) -> None:
+    bad: list[Any] = [0, 1, 262145, -1024, True, "1024", 1024.0, None]
+    before = _tree(cgroup_parent)
+    for value in bad[:-1]:
+        with pytest.raises(ValueError, match=rf"^cpu_shares={value!r}: must be an int "
+                           r"2\.\.262144"):
+            Cgroup.create("bad", parent=f"{cgroup_parent}/made", cpu_shares=value)
+    with pytest.raises(ValueError, match=r"^cpu_shares=512: cpu_weight=100 sets the same"):
+        Cgroup.create("bad", parent=f"{cgroup_parent}/made", cpu_weight=100, cpu_shares=512)
+    assert _tree(cgroup_parent) == before
+    with Cgroup.create("shares", parent=cgroup_parent, cpu_shares=512) as cg:
+        for value in bad:
+            with pytest.raises(ValueError, match=rf"^cpu_shares={value!r}: "):
+                cg.set_cpu_shares(value)
+        assert _cpu_knob(cg)[1] == ("512" if _cpu_knob(cg)[0] == 1 else "20")

@@ -308,8 +308,8 @@ def _edits() -> list[tuple[Edit, str]]:
     def join(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"][1]["path"] = "/proc/1/ns/net"
 
-    def shares(c: dict[str, Any]) -> None:
-        c["linux"]["resources"]["cpu"] = {"shares": 1024}
+    def shares(c: dict[str, Any]) -> None:  # below the kernel's minimum (runc refuses it)
+        c["linux"]["resources"]["cpu"] = {"shares": 1}
 
     def deny(c: dict[str, Any]) -> None:
         c["linux"]["resources"]["devices"].append({"allow": False, "type": "c",
@@ -322,7 +322,7 @@ def _edits() -> list[tuple[Edit, str]]:
             (swappiness, "linux.resources.memory.swappiness"),
             (join, "linux.namespaces[1].path"),
             (deny, "linux.resources.devices[1]"),
-            (shares, "linux.resources.cpu.shares")]
+            (shares, "linux.resources.cpu.shares: shares=1: must be an int 2..262144")]
 
 
 @pytest.mark.parametrize(("edit", "message"), _edits(),

@@ -63,7 +63,7 @@ DEFAULT_PARENT = "nsbind"
 
 #: the settings ``Cgroup.create`` takes as keywords, applied in this order
 CREATE_SETTINGS = ("memory_max", "memory_high", "memory_swap_max", "pids_max", "cpu_max",
-                   "cpu_weight", "cpuset_cpus", "cpuset_mems")
+                   "cpu_weight", "cpu_shares", "cpuset_cpus", "cpuset_mems")
 
 
 def _has_file(fd: CgroupFd, name: str) -> bool:
@@ -120,6 +120,7 @@ class Cgroup:
         pids_max: int | str | None = None,
         cpu_max: float | None = None,
         cpu_weight: int | None = None,
+        cpu_shares: int | None = None,
         cpuset_cpus: str | None = None,
         cpuset_mems: str | None = None,
         layout: CgroupLayout | None = None,
@@ -140,8 +141,11 @@ class Cgroup:
         check_cgroup_name(name)
         parts = None if parent is None else cgroup_path_parts(parent, "parent")
         given = dict(zip(CREATE_SETTINGS, (memory_max, memory_high, memory_swap_max, pids_max,
-                                           cpu_max, cpu_weight, cpuset_cpus, cpuset_mems),
-                         strict=True))
+                                           cpu_max, cpu_weight, cpu_shares, cpuset_cpus,
+                                           cpuset_mems), strict=True))
+        if cpu_weight is not None and cpu_shares is not None:
+            raise InvalidValue(f"cpu_shares={cpu_shares!r}: cpu_weight={cpu_weight!r} sets "
+                               "the same file (cpu.shares, cpu.weight); give one of them")
         values = {key: SETTINGS[key].check(key, value)
                   for key, value in given.items() if value is not None}
         layout = layout or cgroup_layout()
@@ -399,6 +403,12 @@ class Cgroup:
         """Relative CPU share, 1..10000 (default 100): cpu.weight on v2, cpu.shares on v1
         (converted as runc does: shares = 2 + (weight - 1) * 262142 / 9999)."""
         self._set("cpu_weight", weight)
+
+    def set_cpu_shares(self, shares: int) -> None:
+        """v1 CPU shares, 2..262144 (default 1024; as ``docker --cpu-shares``, OCI
+        ``linux.resources.cpu.shares``): cpu.shares on v1, written as is; on v2
+        cpu.weight = 1 + (shares - 2) * 9999 / 262142, as runc converts it."""
+        self._set("cpu_shares", shares)
 
     def set_cpuset(self, *, cpus: str | None = None, mems: str | None = None) -> None:
         """Allowed CPUs and memory nodes ("0-1,3"): cpuset.cpus / cpuset.mems (v1 and v2)."""

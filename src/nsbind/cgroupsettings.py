@@ -22,9 +22,9 @@ from nsbind.cgroupstats import parse_blkio, parse_io_stat
 from nsbind.errors import InvalidValue, LookupFailed
 
 __all__ = ["READINGS", "SETTINGS", "CpuMax", "HugetlbMax", "IoLimits", "Knob", "Reading",
-           "Setting", "check_cpu_list", "check_cpus", "check_device", "check_io_rate",
-           "check_memory_size", "check_page_size", "check_period", "check_pids",
-           "check_weight"]
+           "Setting", "check_cpu_list", "check_cpu_shares", "check_cpus", "check_device",
+           "check_io_rate", "check_memory_size", "check_page_size", "check_period",
+           "check_pids", "check_weight"]
 
 Max = Literal["max"]
 
@@ -36,6 +36,8 @@ PID_MAX_LIMIT = 4 * 1024 * 1024
 #: 1 ms and at most 2**44 - 1 us
 MIN_PERIOD_US, MAX_PERIOD_US, MIN_QUOTA_US, MAX_QUOTA_US = 1000, 1_000_000, 1000, 2**44 - 1
 DEFAULT_PERIOD_US = 100_000
+#: v1 cpu.shares (kernel/sched: MIN_SHARES..MAX_SHARES; it clamps a value outside silently)
+MIN_SHARES, MAX_SHARES = 2, 262144
 
 
 def _refuse(arg: str, value: object, rule: str) -> ValueError:
@@ -101,6 +103,16 @@ def check_weight(arg: str, value: object) -> int:
     if (weight := _int_in(value, 1, 10000)) is None:
         raise _refuse(arg, value, "must be an int 1..10000 (the default weight is 100)")
     return weight
+
+
+def check_cpu_shares(arg: str, value: object) -> int:
+    """cgroup v1 CPU shares: an int 2..262144 (1024 is the default).  A value outside
+    is refused, as runc refuses it, not clamped (the kernel would keep the nearest
+    bound silently)."""
+    if (shares := _int_in(value, MIN_SHARES, MAX_SHARES)) is None:
+        raise _refuse(arg, value, f"must be an int {MIN_SHARES}..{MAX_SHARES} (the default "
+                      "cpu.shares is 1024)")
+    return shares
 
 
 _LIST_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+)(?::([0-9]+)/([0-9]+))?)?")
@@ -302,6 +314,10 @@ def _shares(weight: int) -> str:  # runc's conversion of a v2 weight to v1 cpu.s
     return str(2 + (weight - 1) * 262142 // 9999)
 
 
+def _weight(shares: int) -> str:  # runc's conversion of v1 cpu.shares to a v2 weight
+    return str(1 + (shares - 2) * 9999 // 262142)
+
+
 def _blkio_weight(weight: int) -> str:  # runc's conversion to v1 blkio.weight (10..1000)
     return str(10 + (weight - 1) * 990 // 9999)
 
@@ -339,6 +355,8 @@ _TABLE = (
             v2=(Knob("cpu.max", lambda v: f"{'max' if v.quota is None else v.quota} {v.period}"),)),
     Setting("cpu_weight", ("cpu",), check_weight,
             v1=(Knob("cpu.shares", _shares),), v2=(Knob("cpu.weight"),)),
+    Setting("cpu_shares", ("cpu",), check_cpu_shares,  # written as is on v1
+            v1=(Knob("cpu.shares"),), v2=(Knob("cpu.weight", _weight),)),
     Setting("cpuset_cpus", ("cpuset",), check_cpu_list,
             v1=(Knob("cpuset.cpus"),), v2=(Knob("cpuset.cpus"),)),
     Setting("cpuset_mems", ("cpuset",), check_cpu_list,
@@ -363,7 +381,7 @@ _TABLE = (
             v2=()),
 )
 
-#: every setting by name; ``Cgroup.create``'s keywords are the first eight, applied
+#: every setting by name; ``Cgroup.create``'s keywords are the first nine, applied
 #: in this order (memory_max before memory_swap_max: v1's memsw limit includes it)
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
 

@@ -8,9 +8,10 @@ SpecError naming the JSON path: nothing is dropped.
   (memory_high; on v2 runc writes memory.low, which the API lacks: refused); ``swap``
   (memory plus swap, as on v1) -> memory_swap_max (memsw on v1; on v2 minus the limit,
   as runc converts it).  swappiness, disableOOMKiller, checkBeforeUpdate: refused.
-* cpu: ``shares`` -> cpu_weight (runc's shares->weight conversion on v2; on v1 only
-  where the API's weight->shares conversion gives the same number back); ``quota`` and
-  ``period`` -> cpu_max; ``cpus``/``mems`` -> cpuset; realtime and idle: refused.
+* cpu: ``shares`` -> cpu_shares (cpu.shares as is on v1, runc's shares->weight
+  conversion on v2; outside 2..262144 refused, as runc refuses it; 0: unset);
+  ``quota`` and ``period`` -> cpu_max; ``cpus``/``mems`` -> cpuset; realtime and idle:
+  refused.
 * pids ``limit`` (<= -1: max; 0: unset, as runc); hugepageLimits; blockIO throttles
   (per device); network classID and priorities (v1 net_cls/net_prio).
 * devices: a leading deny-all rule then allow rules (runc's default allowed devices
@@ -24,6 +25,7 @@ import dataclasses
 from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
+from nsbind.cgroupsettings import check_cpu_shares
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import BlockIO, Cpu, DeviceRule, Memory, Resources
 
@@ -72,7 +74,8 @@ class CgroupSettings:
                             ("memory_high", cg.set_memory_high),
                             ("memory_swap_max", cg.set_memory_swap_max),
                             ("pids_max", cg.set_pids_max),
-                            ("cpu_weight", cg.set_cpu_weight)):
+                            ("cpu_weight", cg.set_cpu_weight),
+                            ("cpu_shares", cg.set_cpu_shares)):
             if key in values:
                 setter(values.pop(key))
         if "cpu_max" in values and self.cpu_period is None:
@@ -127,13 +130,11 @@ def _cpu(cpu: Cpu, out: dict[str, Any]) -> tuple[int | None, float | None]:
                         ("realtimePeriod", cpu.realtime_period), ("idle", cpu.idle)):
         if value:
             raise _refuse(f"cpu.{name}", "not supported yet (no Cgroup setting)")
-    if cpu.shares:
-        weight = 1 + (max(cpu.shares, 2) - 2) * 9999 // 262142
-        if _version("cpu") == 1 and 2 + (weight - 1) * 262142 // 9999 != cpu.shares:
-            raise _refuse("cpu.shares", f"{cpu.shares} cannot be written as is: the Cgroup "
-                          "API takes a cgroup v2 weight, whose cpu.shares is "
-                          f"{2 + (weight - 1) * 262142 // 9999}")
-        out["cpu_weight"] = weight
+    if cpu.shares:  # 0: unset, as runc
+        try:
+            out["cpu_shares"] = check_cpu_shares("shares", cpu.shares)
+        except ValueError as exc:
+            raise _refuse("cpu.shares", f"{exc} (runc refuses it too)") from None
     period = cpus = None
     if cpu.quota is not None or cpu.period is not None:
         period = cpu.period or 100_000
