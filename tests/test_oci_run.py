@@ -306,7 +306,7 @@ def _edits() -> list[tuple[Edit, str]]:
         c["linux"]["resources"]["memory"] = {"swappiness": 10}
 
     def join(c: dict[str, Any]) -> None:
-        c["linux"]["namespaces"][1]["path"] = "/proc/1/ns/net"
+        c["linux"]["namespaces"][1]["path"] = "/proc/self/ns/ipc"  # not a net namespace
 
     def shares(c: dict[str, Any]) -> None:  # below the kernel's minimum (runc refuses it)
         c["linux"]["resources"]["cpu"] = {"shares": 1}
@@ -316,11 +316,11 @@ def _edits() -> list[tuple[Edit, str]]:
                                                    "major": 1, "minor": 3, "access": "r"})
 
     return [(terminal, "process.terminal: run_bundle runs the process on the caller's stdio"),
-            (sysctl, "linux.sysctl: not supported yet"),
-            (hooks, "hooks: not supported yet"),
+            (sysctl, "linux.sysctl: run_bundle starts the process at once"),
+            (hooks, "hooks: run_bundle starts the process at once"),
             (option, "mounts[1].options[4]"),
             (swappiness, "linux.resources.memory.swappiness"),
-            (join, "linux.namespaces[1].path"),
+            (join, "linux.namespaces[1].path: /proc/self/ns/ipc is a ipc namespace, not net"),
             (deny, "linux.resources.devices[1]"),
             (shares, "linux.resources.cpu.shares: shares=1: must be an int 2..262144")]
 

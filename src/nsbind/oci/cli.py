@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nsbind.oci.runtimelog import RuntimeLog
 
     log = RuntimeLog(ns.log, ns.log_format, ns.debug)
+    log.capture()
     log.debug(f"nsbind-oci {' '.join(args_in)}")
     try:
         from nsbind.oci import clicmds

@@ -1,19 +1,21 @@
 """A validated OCI :class:`~nsbind.oci.spec.Spec` as the arguments of :func:`nsbind.spawn`.
 
 :func:`to_spawn` maps what nsbind can run today and refuses the rest with a SpecError
-naming the JSON path (``process.terminal: not supported yet``): a field is never
+naming the JSON path (``linux.personality: not supported yet``): a field is never
 silently dropped.  Mapped: process args, env, cwd, user (uid, gid, additionalGids,
 umask: 0022 when absent, as runc; HOME from the root's /etc/passwd when the env
-lacks it, as runc), the five capability sets (an ambient one that
-is not also inheritable and permitted is left out, as runc ends up), rlimits,
+lacks it, as runc), terminal and consoleSize, the five capability sets (an ambient one
+that is not also inheritable and permitted is left out, as runc ends up), rlimits,
 noNewPrivileges; root path and readonly; hostname, domainname; mounts
-(:mod:`nsbind.oci.mountconv`); namespaces (new ones only), uid/gid mappings;
-maskedPaths, readonlyPaths, devices, rootfsPropagation (absent: rslave, as runc); linux.resources
-(:mod:`nsbind.oci.resconv`); linux.seccomp; annotations are ignored.
+(:mod:`nsbind.oci.mountconv`); namespaces, new or joined by ``path``, uid/gid
+mappings; maskedPaths, readonlyPaths, devices, rootfsPropagation (absent: rslave, as
+runc); linux.resources (:mod:`nsbind.oci.resconv`); linux.seccomp.  Carried for the
+lifecycle, which applies them to the created process: linux.sysctl (keys checked here
+against the container's own namespaces), oomScoreAdj, hooks.  Annotations are not
+interpreted; an apparmorProfile on a host without AppArmor is ignored, as runc does.
 
-Refused for now: process.terminal, oomScoreAdj, apparmorProfile, selinuxLabel,
-non-empty hooks and linux.sysctl, mountLabel, personality, timeOffsets, a namespace path
-(joining).
+Refused for now: an apparmorProfile where AppArmor is enabled, selinuxLabel,
+mountLabel, personality, timeOffsets.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import dataclasses
 import os
 import resource
 
+from nsbind._sys.ns import open_namespace
 from nsbind.errors import NsbindError
 from nsbind.flags import Propagation
 from nsbind.idmap import IdMap
@@ -30,9 +33,11 @@ from nsbind.oci.cgpath import CgroupsPath
 from nsbind.oci.mountconv import MountItem, convert_devices, convert_mounts
 from nsbind.oci.resconv import CgroupSettings, convert_resources
 from nsbind.oci.schema import SpecError
-from nsbind.oci.spec import IdMapping, Linux, Process, Spec
+from nsbind.oci.spec import Hooks, IdMapping, Linux, Process, Spec
+from nsbind.oci.validate import Host
 from nsbind.seccomp import Filter
 from nsbind.spawnplan import CapabilitySets
+from nsbind.sysctl import check as check_sysctl
 from nsbind.users import resolve_user
 
 __all__ = ["SpawnArgs", "process_kwargs", "to_spawn"]
@@ -63,23 +68,37 @@ class SpawnArgs:
     cgroup_name: str | None
     cgroup: CgroupSettings
     new_pid_namespace: bool
+    own_namespaces: frozenset[str] = frozenset()
+    sysctl: dict[str, str] = dataclasses.field(default_factory=dict)
+    oom_score_adj: int | None = None
+    hooks: Hooks | None = None
+
+    @property
+    def needs_lifecycle(self) -> str | None:
+        """What only the lifecycle (create, then start) can do: sysctls, an OOM score
+        adjustment and hooks need the process made and not yet started."""
+        if self.sysctl:
+            return "linux.sysctl"
+        if self.oom_score_adj is not None:
+            return "process.oomScoreAdj"
+        return "hooks" if self.has_hooks else None
+
+    @property
+    def has_hooks(self) -> bool:
+        """Whether some phase of ``hooks`` has a hook."""
+        return self.hooks is not None and any(getattr(self.hooks, f.name)
+                                              for f in dataclasses.fields(self.hooks))
 
 
-def _refuse_unsupported(spec: Spec) -> None:
+def _refuse_unsupported(spec: Spec, host: Host) -> None:
     proc, linux = spec.process, spec.linux
     if proc is not None:
-        for name, value in (("oomScoreAdj", proc.oom_score_adj),
-                            ("apparmorProfile", proc.apparmor_profile),
-                            ("selinuxLabel", proc.selinux_label)):
-            if value is not None and value != "":
-                raise SpecError(f"process.{name}: not supported yet")
-    if spec.hooks is not None and any(getattr(spec.hooks, f.name)
-                                      for f in dataclasses.fields(spec.hooks)):
-        raise SpecError("hooks: not supported yet")
+        if proc.apparmor_profile and host.apparmor:  # without AppArmor: ignored (runc)
+            raise SpecError("process.apparmorProfile: not supported yet (AppArmor is "
+                            "enabled on this host)")
+        if proc.selinux_label:
+            raise SpecError("process.selinuxLabel: not supported yet")
     if linux is not None:
-        if linux.sysctl:
-            raise SpecError("linux.sysctl: not supported yet (it needs a write through a "
-                            "procfs of the container's namespaces)")
         for name, given in (("mountLabel", bool(linux.mount_label)),
                             ("personality", linux.personality is not None),
                             ("timeOffsets", bool(linux.time_offsets))):
@@ -158,29 +177,42 @@ def _idmap(entries: tuple[IdMapping, ...] | None) -> list[IdMap] | None:
     return [(m.container_id, m.host_id, m.size) for m in entries]
 
 
-def _namespaces(linux: Linux) -> Namespaces:
+def _namespaces(linux: Linux) -> tuple[Namespaces, frozenset[str]]:
+    """The spawn's Namespaces (new ones, and those joined by path) and the OCI types
+    of the container's own namespaces, new or joined (not the host's)."""
     new: dict[str, bool] = {}
+    joined: dict[str, str] = {}
     for i, ns in enumerate(linux.namespaces or ()):
         kind = _NS_KINDS.get(ns.type)
         if kind is None:
             raise SpecError(f"linux.namespaces[{i}].type {ns.type[:80]!r}: unknown")
         if ns.path:
-            raise SpecError(f"linux.namespaces[{i}].path: joining a namespace is not "
-                            "supported yet (nsbind.spawn takes either new namespaces or "
-                            "one process's to join, not both)")
-        new[kind] = True
+            try:  # checked here to name the field; spawn opens and checks it again
+                open_namespace(ns.path, kind).close()
+            except OSError as exc:
+                raise SpecError(f"linux.namespaces[{i}].path: {exc}", exc.errno) from None
+            joined[kind] = ns.path
+        else:
+            new[kind] = True
     if "mnt" not in new:
         raise SpecError("linux.namespaces: a new mount namespace is required")
     prop = Propagation.SLAVE  # runc's default for the root (MS_SLAVE|MS_REC)
     if linux.rootfs_propagation:
         prop = _PROPAGATION[linux.rootfs_propagation]
     user = new.pop("user", False)
-    return Namespaces(pid=new.get("pid", False), net=new.get("net", False),
-                      ipc=new.get("ipc", False), mnt=True, uts=new.get("uts", False),
-                      cgroup=new.get("cgroup", False), time=new.get("time", False),
-                      user=user, uid_map=_idmap(linux.uid_mappings) if user else None,
-                      gid_map=_idmap(linux.gid_mappings) if user else None,
-                      propagation=prop)
+    spawn_ns = Namespaces(pid=new.get("pid", False), net=new.get("net", False),
+                          ipc=new.get("ipc", False), mnt=True, uts=new.get("uts", False),
+                          cgroup=new.get("cgroup", False), time=new.get("time", False),
+                          user=user, uid_map=_idmap(linux.uid_mappings) if user else None,
+                          gid_map=_idmap(linux.gid_mappings) if user else None,
+                          propagation=prop)
+    if joined:
+        try:
+            spawn_ns = spawn_ns.joining(**joined)
+        except NsbindError as exc:
+            raise SpecError(f"linux.namespaces: {exc}") from None
+    own = {ns.type for ns in linux.namespaces or ()}
+    return spawn_ns, frozenset(own)
 
 
 def _cgroup_place(linux: Linux, parent: str) -> tuple[str, str | None]:
@@ -195,10 +227,10 @@ def _cgroup_place(linux: Linux, parent: str) -> tuple[str, str | None]:
     return head, name
 
 
-def to_spawn(spec: Spec, *, cgroup_parent: str) -> SpawnArgs:
+def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> SpawnArgs:
     """The :class:`SpawnArgs` of ``spec``, or SpecError naming the JSON path of the
     first field nsbind cannot run yet (see the module doc)."""
-    _refuse_unsupported(spec)
+    _refuse_unsupported(spec, host or Host.probe())
     proc, linux = spec.process, spec.linux or Linux()
     if proc is None or not proc.args:
         raise SpecError("process.args: a command is required")
@@ -213,8 +245,15 @@ def to_spawn(spec: Spec, *, cgroup_parent: str) -> SpawnArgs:
     if linux.seccomp is not None:
         seccomp = Filter.from_oci(spec.to_json()["linux"]["seccomp"])
     kwargs = process_kwargs(proc, spec.rootfs)
+    namespaces, own = _namespaces(linux)
     kwargs.update({"hostname": spec.hostname, "domainname": spec.domainname,
-                   "namespaces": _namespaces(linux), "seccomp": seccomp})
+                   "namespaces": namespaces, "seccomp": seccomp})
+    sysctl = dict(linux.sysctl or {})
+    for key in sysctl:
+        try:
+            check_sysctl(key, own)
+        except NsbindError as exc:
+            raise SpecError(f"linux.sysctl[{key[:80]!r}]: {exc}") from None
     parent, name = _cgroup_place(linux, cgroup_parent)
     return SpawnArgs(
         args=proc.args, spawn_kwargs=kwargs, root=spec.rootfs,
@@ -222,4 +261,5 @@ def to_spawn(spec: Spec, *, cgroup_parent: str) -> SpawnArgs:
         masked=linux.masked_paths or (), readonly=linux.readonly_paths or (),
         cgroup_parent=parent, cgroup_name=name,
         cgroup=convert_resources(linux.resources),
-        new_pid_namespace=linux.has_namespace("pid"))
+        new_pid_namespace=linux.has_namespace("pid"), own_namespaces=own, sysctl=sysctl,
+        oom_score_adj=proc.oom_score_adj, hooks=spec.hooks)

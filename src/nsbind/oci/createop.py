@@ -5,6 +5,7 @@ parser and the spawn machinery."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import os
@@ -59,6 +60,28 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str, preserve_fds: int,
     finally:
         proc.pidfd.close()  # let it go: not waited for, not killed
     return pid
+
+
+def _prepare(args: SpawnArgs, pid: int, state: dict[str, Any], bundle: str) -> None:
+    """What the parked process gets before create returns: its sysctls (written in its
+    own namespaces through a fresh procfs: nsbind.sysctl), its OOM score adjustment,
+    and the prestart, createRuntime and createContainer hooks (a failing one fails the
+    create, as the spec says)."""
+    if args.sysctl:
+        from nsbind.sysctl import apply
+
+        apply(pid, args.sysctl, namespaces=args.own_namespaces)
+    if args.oom_score_adj is not None:
+        from nsbind.sysctl import set_oom_score_adj
+
+        set_oom_score_adj(pid, args.oom_score_adj)
+    if args.hooks is None:
+        return
+    from nsbind.oci.hooks import phase_hooks, run_hooks
+
+    for phase in ("prestart", "createRuntime", "createContainer"):
+        run_hooks(phase_hooks(args.hooks, phase), phase, state, cwd=bundle,
+                  join_pid=pid if phase == "createContainer" else None)
 
 
 def _check_create(spec: Spec, console_socket: str | None, preserve_fds: int) -> None:
@@ -120,6 +143,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     made = missing_parents(args.cgroup_parent)
     cg = Cgroup.create(args.cgroup_name or container_id, parent=args.cgroup_parent or None,
                        **args.cgroup.create)
+    pid = 0
     try:
         args.cgroup.apply(cg)
         pid = _spawn_parked(args, cg, fifo, *stdio)
@@ -130,12 +154,17 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
                 "pid": pid, "bundle": bundle, "rootfs": args.root,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "annotations": dict(spec.annotations or {}),
-                "nsbind": {"cgroup": cg.path, "cgroupParents": made, "startTime": started}}
+                "nsbind": {"cgroup": cg.path, "cgroupParents": made, "startTime": started,
+                           "hooks": args.has_hooks}}
+        _prepare(args, pid, dict(report(data), status="creating"), bundle)
         write_state(directory, data)
         if pid_file is not None:
             write_pid_file(pid_file, pid)
     except BaseException:
         cg.remove()  # kills the parked process with it
+        if pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)  # our child until we exit: reaped, not left a zombie
         remove_parents(made)
         raise
     cg.close()

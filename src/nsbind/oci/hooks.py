@@ -93,12 +93,17 @@ def phase_hooks(hooks: Hooks | None, phase: str) -> tuple[Hook, ...]:
 
 
 def run_hooks(hooks: Sequence[Hook], phase: str, state: Mapping[str, Any], *,
-              timeout_default: float | None = None, cwd: str | None = None) -> None:
+              timeout_default: float | None = None, cwd: str | None = None,
+              join_pid: int | None = None) -> None:
     """Run ``hooks`` of ``phase`` one after the other, each with the container ``state``
     (the runtime-spec state object) as JSON on its stdin; HookError for the first that
     fails.  A hook without ``timeout`` gets ``timeout_default`` seconds (None: no limit).
     ``cwd`` is the hooks' working directory (default: the caller's; runc runs them in
-    the bundle directory).
+    the bundle directory).  With ``join_pid`` (createContainer, startContainer: "in the
+    container namespace") each hook is opened here, in the runtime's namespaces, and
+    run by :func:`nsbind.spawn` in every namespace of that process, exec'd through
+    ``/proc/self/fd`` (the container's procfs: argv[0] is that path then; cwd is the
+    container's root).
     """
     name = phase_name(phase)
     try:
@@ -108,7 +113,7 @@ def run_hooks(hooks: Sequence[Hook], phase: str, state: Mapping[str, Any], *,
     if timeout_default is not None and not timeout_default > 0:
         raise InvalidValue(f"hooks.{name}: timeout_default {timeout_default} must be positive")
     for index, hook in enumerate(hooks):
-        _Run(hook, name, index).run(data, timeout_default, cwd)
+        _Run(hook, name, index).run(data, timeout_default, cwd, join_pid)
 
 
 class _Run:
@@ -155,13 +160,30 @@ class _Run:
         argv = list(hook.args) if hook.args else [hook.path]
         return argv, env, timeout
 
-    def run(self, data: bytes, timeout_default: float | None, cwd: str | None) -> None:
+    def start(self, argv: list[str], env: dict[str, str], cwd: str | None,
+              join_pid: int | None) -> Any:
+        """The hook's process (a Popen, or an nsbind Process with the same calls)."""
+        if join_pid is None:
+            return subprocess.Popen(argv, executable=self.hook.path, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=env, cwd=cwd, close_fds=True, start_new_session=True)
+        from nsbind.namespaces import Namespaces
+        from nsbind.process import PIPE, spawn
+
+        fd = os.open(self.hook.path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            return spawn([f"/proc/self/fd/{fd}", *argv[1:]], env=env, stdin=PIPE,
+                         stdout=PIPE, stderr=PIPE, pass_fds=[fd], start_new_session=True,
+                         namespaces=Namespaces.join(join_pid))
+        finally:
+            os.close(fd)
+
+    def run(self, data: bytes, timeout_default: float | None, cwd: str | None,
+            join_pid: int | None = None) -> None:
         argv, env, timeout = self.check(timeout_default)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            proc = subprocess.Popen(argv, executable=self.hook.path, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, cwd=cwd, close_fds=True, start_new_session=True)
+            proc = self.start(argv, env, cwd, join_pid)
         except OSError as exc:
             raise self.fail(f"exec failed: {_errname(exc)}", exc.errno or errno.EIO) from None
         with proc:
@@ -182,7 +204,7 @@ class _Run:
         raise self.fail(f"{what}: {line}" if line else what, errno.EIO, code, out, errout)
 
 
-def _talk(proc: subprocess.Popen[bytes], data: bytes,
+def _talk(proc: Any, data: bytes,
           deadline: float | None) -> tuple[bytes, bytes, bool]:
     """Write ``data`` to the hook's stdin (then close it), keep the tail of its stdout and
     stderr, until it exits or ``deadline`` passes: (stdout, stderr, timed out).
@@ -250,7 +272,7 @@ def _drain(fd: int, tail: bytearray) -> None:
         del tail[:-OUTPUT_TAIL]
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: Any) -> None:
     """SIGKILL the hook's process group (its own session) and reap the hook."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -92,6 +92,7 @@ def start(root: str | os.PathLike[str], container_id: str) -> None:
         if status != "created":
             raise LifecycleError(f"cannot start container {container_id}: it is {status}, "
                                  "not created", errno.EINVAL)
+        _hooks(directory, data, "startContainer")
         fifo = os.path.join(directory, "exec.fifo")
         got = _read_gate(fifo, int(data["pid"]), int(data["nsbind"]["startTime"]))
         if got != b"0":
@@ -100,6 +101,33 @@ def start(root: str | os.PathLike[str], container_id: str) -> None:
         os.unlink(fifo)
         data["status"] = "running"
         write_state(directory, data)
+        _hooks(directory, data, "poststart")
+
+
+def _hooks(directory: str, data: dict[str, Any], phase: str) -> None:
+    """Run the container's ``phase`` hooks (read from its kept config.json; none are
+    looked for when create saw none).  startContainer runs in the container's
+    namespaces and a failure fails the start; poststart and poststop failures are
+    logged as warnings (logger ``nsbind.oci``), as the spec says."""
+    if not data["nsbind"].get("hooks"):
+        return
+    import json
+
+    from nsbind.oci.hooks import HookError, phase_hooks, run_hooks
+    from nsbind.oci.spec import parse_spec
+    from nsbind.oci.state import read_config
+
+    hooks = parse_spec(json.loads(read_config(directory))).hooks
+    state = report(data)
+    try:
+        run_hooks(phase_hooks(hooks, phase), phase, state, cwd=data["bundle"],
+                  join_pid=int(data["pid"]) if phase == "startContainer" else None)
+    except HookError as exc:
+        if phase == "startContainer":
+            raise
+        import logging
+
+        logging.getLogger("nsbind.oci").warning("%s", exc)
 
 
 def kill(root: str | os.PathLike[str], container_id: str,
@@ -151,4 +179,6 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
         with contextlib.suppress(FileNotFoundError):
             _cgroup(data).remove()
         remove_parents(list(data["nsbind"]["cgroupParents"]))
+        data["status"] = "stopped"
+        _hooks(directory, data, "poststop")
         shutil.rmtree(directory)

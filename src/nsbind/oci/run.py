@@ -62,6 +62,9 @@ def missing_parents(parent: str) -> list[str]:
 
 def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
     """Run converted arguments (see :func:`run_bundle`)."""
+    if args.needs_lifecycle:
+        raise SpecError(f"{args.needs_lifecycle}: run_bundle starts the process at once; "
+                        "this needs the lifecycle (create, then start: nsbind-oci run)")
     if args.spawn_kwargs.get("terminal"):
         raise SpecError("process.terminal: run_bundle runs the process on the caller's "
                         "stdio; a terminal needs the lifecycle (create with a console "

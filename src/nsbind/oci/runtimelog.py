@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import sys
 
 __all__ = ["RuntimeLog"]
+
+
+class _Forward(logging.Handler):
+    def __init__(self, log: RuntimeLog) -> None:
+        super().__init__(logging.DEBUG if log.debug_on else logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.write(record.levelname.lower(), record.getMessage())
 
 
 class RuntimeLog:
@@ -60,3 +70,10 @@ class RuntimeLog:
         self.write("error", msg)
         if self.path is not None or self.fmt == "json":
             sys.stderr.write(f"nsbind-oci: {msg}\n")
+
+    def capture(self) -> None:
+        """Send what nsbind logs (logger ``nsbind``: a poststart hook that failed, a
+        field ignored) here too."""
+        logger = logging.getLogger("nsbind")
+        logger.addHandler(_Forward(self))
+        logger.setLevel(logging.DEBUG if self.debug_on else logging.INFO)
