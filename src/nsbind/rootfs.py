@@ -236,6 +236,7 @@ class RootFS:
         self._masked: list[str] = list(MASKED_PATHS) if defaults else []
         self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
         self._final: list[MountStep] = []
+        self._kept: list[MountFd] = []
 
     @classmethod
     def overlay(cls, lower: Sequence[PathLike], upper: PathLike | None = None,
@@ -293,6 +294,12 @@ class RootFS:
         """Hide paths inside the root (after every added step); missing ones are skipped."""
         self._masked += paths
         self._changed()
+        return self
+
+    def keep(self, *mounts: MountFd) -> RootFS:
+        """Hold detached mounts that added steps attach by fd (``MountOpt.ATTACH_FD``:
+        one spawn's, moved into its namespace) until :meth:`close`."""
+        self._kept += mounts
         return self
 
     def readonly(self, *paths: str) -> RootFS:
@@ -382,6 +389,9 @@ class RootFS:
         only mounted in children and prepared namespaces)."""
         self._prepared = False
         self._drop_template()
+        kept, self._kept = self._kept, []
+        for mnt in kept:
+            mnt.close()
         if self._own_mountpoint:
             self._own_mountpoint = False
             shutil.rmtree(self.path, ignore_errors=True)

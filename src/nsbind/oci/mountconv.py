@@ -20,16 +20,22 @@ cgroup v2 it is a cgroup2 mount.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 
 from nsbind import mounts
+from nsbind._sys.mount import AT_FDCWD, MountFd, fsopen, open_regular, openat2
 from nsbind.cgroups import cgroup_layout
-from nsbind.flags import MountAttr
-from nsbind.mountstep import MountStep
+from nsbind.errors import NsbindError, error_for
+from nsbind.flags import MountAttr, ResolveFlags
+from nsbind.mountstep import MountOpt, MountStep
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import Device, Mount
 
-__all__ = ["CgroupMount", "MountItem", "convert_devices", "convert_mounts", "dev_defaults"]
+__all__ = ["COPYUP_MAX_BYTES", "COPYUP_MAX_DEPTH", "COPYUP_MAX_ENTRIES", "CgroupMount",
+           "CopyUpTmpfs", "MountItem", "convert_devices", "convert_mounts", "copy_up",
+           "dev_defaults"]
 
 #: option -> (attributes set, attributes cleared)
 _ATTRS: dict[str, tuple[int, int]] = {
@@ -96,14 +102,176 @@ class CgroupMount:
         return steps
 
 
-MountItem = MountStep | CgroupMount
+@dataclasses.dataclass(frozen=True)
+class CopyUpTmpfs:
+    """A ``tmpcopyup`` tmpfs: :meth:`make` mounts it here, detached, with a copy of what
+    the root holds at ``target``, and returns the step that attaches it (see
+    :func:`copy_up`)."""
+
+    target: str
+    attr: int
+    options: tuple[str, ...]
+
+    def make(self, root: str) -> tuple[MountStep, MountFd]:
+        """The attaching step and the detached mount (the caller closes it once the
+        child has attached it: one spawn)."""
+        ctx = fsopen("tmpfs")
+        try:
+            ctx.set_string("source", "tmpfs")
+            for opt in self.options:
+                key, eq, value = opt.partition("=")
+                if eq:
+                    ctx.set_string(key, value)
+                else:
+                    ctx.set_flag(key)
+            ctx.create()
+            mnt = ctx.mount(self.attr & ~MountAttr.RDONLY)  # read-only once filled
+        finally:
+            ctx.close()
+        try:
+            copy_up(root, self.target, mnt)
+        except BaseException:
+            mnt.close()
+            raise
+        step = mounts.bind(mnt, self.target, recursive=False,
+                           readonly=bool(self.attr & MountAttr.RDONLY))
+        return dataclasses.replace(step, opts=step.opts | MountOpt.ATTACH_FD), mnt
 
 
-def _options(m: Mount, i: int, fstype: str) -> tuple[int, list[str], bool]:
-    """(attributes, data options, rbind) of ``mounts[i]``."""
+MountItem = MountStep | CgroupMount | CopyUpTmpfs
+
+#: what a tmpcopyup copies at most: bytes of file content, and entries
+COPYUP_MAX_BYTES = 1 << 30
+COPYUP_MAX_ENTRIES = 100_000
+COPYUP_MAX_DEPTH = 128
+_IN = ResolveFlags.BENEATH | ResolveFlags.NO_SYMLINKS | ResolveFlags.NO_MAGICLINKS
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def copy_up(root: str, target: str, mnt: MountFd) -> None:
+    """Copy what the root directory ``root`` holds at ``target`` into the detached mount
+    ``mnt``, as runc's tmpcopyup does: directories, regular files, symlinks (as links,
+    never followed), FIFOs, sockets and device nodes (made again, never opened) with
+    their modes, owners and times; the mount's root gets the directory's.  ``target``
+    is resolved inside the root (RESOLVE_IN_ROOT) and must be a directory there, else
+    nothing is copied (a missing one is made by the step); every entry below it is
+    opened beneath its parent's fd, without following symlinks.  At most
+    COPYUP_MAX_BYTES, COPYUP_MAX_ENTRIES and COPYUP_MAX_DEPTH levels, else an error
+    naming the target."""
+    with openat2(AT_FDCWD, root, os.O_PATH | os.O_DIRECTORY) as top:
+        try:
+            src = openat2(top, target, _DIR, resolve=ResolveFlags.IN_ROOT
+                          | ResolveFlags.NO_MAGICLINKS)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return  # missing (made by the step), or not a directory (refused there)
+            raise
+    with src, openat2(mnt, ".", _DIR) as dst:
+        _Copier(target).tree(src.fileno(), dst.fileno())
+
+
+class _Copier:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.bytes = self.entries = 0
+        self.at = ""  # the entry being copied, relative to the target
+
+    def _fail(self, err: int, rel: str, detail: str | None = None) -> NsbindError:
+        where = f"{self.target}/{rel}".rstrip("/.") or "/"
+        return error_for(err, "copy", where, detail=detail,
+                         what=f"tmpcopyup: copy {where} into the tmpfs on {self.target}")
+
+    def tree(self, src: int, dst: int) -> None:
+        """Copy the directory ``src`` into ``dst``, depth first, one open pair per level."""
+        stack = [(src, dst, "", sorted(os.listdir(src)), os.fstat(src))]
+        try:
+            while stack:
+                sfd, dfd, rel, names, st = stack[-1]
+                if not names:
+                    stack.pop()
+                    self.at = rel
+                    _meta(st, dfd, None)  # last: entries made in it changed its times
+                    if sfd != src:
+                        os.close(sfd)
+                        os.close(dfd)
+                    continue
+                name = names.pop()
+                path = self.at = f"{rel}/{name}" if rel else name
+                child = self._entry(sfd, dfd, name, path)
+                if child is not None:
+                    if len(stack) >= COPYUP_MAX_DEPTH:
+                        os.close(child[0])
+                        os.close(child[1])
+                        raise self._fail(errno.ELOOP, path, f"deeper than "
+                                         f"{COPYUP_MAX_DEPTH} levels")
+                    stack.append((*child, path, sorted(os.listdir(child[0])),
+                                  os.fstat(child[0])))
+        except NsbindError:
+            raise
+        except OSError as exc:
+            raise self._fail(exc.errno or errno.EIO, self.at, exc.strerror) from None
+        finally:
+            for sfd, dfd, *_ in stack:
+                if sfd != src:
+                    os.close(sfd)
+                    os.close(dfd)
+
+    def _entry(self, sfd: int, dfd: int, name: str, path: str) -> tuple[int, int] | None:
+        """Copy one entry; for a directory, its (source, copy) fds to descend into."""
+        self.entries += 1
+        if self.entries > COPYUP_MAX_ENTRIES:
+            raise self._fail(errno.EFBIG, path, f"more than {COPYUP_MAX_ENTRIES} entries")
+        st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dfd)
+            sub = openat2(sfd, name, _DIR, resolve=_IN).detach()
+            if not os.path.samestat(os.fstat(sub), st):
+                os.close(sub)
+                raise self._fail(errno.ESTALE, path, "changed while it was copied")
+            return sub, os.open(name, _DIR | os.O_CLOEXEC, dir_fd=dfd)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd,
+                     follow_symlinks=False)
+        elif stat.S_ISREG(st.st_mode):
+            self._file(sfd, dfd, name, path, st)
+        else:  # FIFO, socket, device: made again, never opened
+            os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=dfd)
+            with openat2(dfd, name, os.O_PATH | os.O_NOFOLLOW) as made:
+                _meta(st, None, f"/proc/self/fd/{made.fileno()}")
+        return None
+
+    def _file(self, sfd: int, dfd: int, name: str, path: str, st: os.stat_result) -> None:
+        with open_regular(sfd, name, _IN, what=f"{self.target}/{path}") as src:
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                while chunk := os.read(src.fileno(), 1 << 20):
+                    self.bytes += len(chunk)
+                    if self.bytes > COPYUP_MAX_BYTES:
+                        raise self._fail(errno.EFBIG, path, f"more than "
+                                         f"{COPYUP_MAX_BYTES} bytes in all")
+                    os.write(out, chunk)  # a tmpfs writes whole chunks
+                _meta(st, out, None)
+            finally:
+                os.close(out)
+
+
+def _meta(st: os.stat_result, fd: int | None, path: str | None) -> None:
+    """Owner, mode (after the owner: chown clears setuid) and times of ``st`` on ``fd``
+    or the magic link ``path`` (a FIFO or device node, which is never opened)."""
+    where: int | str = fd if fd is not None else path  # type: ignore[assignment]
+    os.chown(where, st.st_uid, st.st_gid)
+    os.chmod(where, stat.S_IMODE(st.st_mode))
+    os.utime(where, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _options(m: Mount, i: int, fstype: str) -> tuple[int, list[str], bool, bool]:
+    """(attributes, data options, rbind, tmpcopyup) of ``mounts[i]``."""
     attr = 0
     data: list[str] = []
-    rbind = False
+    rbind = copyup = False
     for j, opt in enumerate(m.options or ()):
         where = f"mounts[{i}].options[{j}]"
         name = opt.partition("=")[0]
@@ -117,6 +285,8 @@ def _options(m: Mount, i: int, fstype: str) -> tuple[int, list[str], bool]:
                             "root is not supported yet")
         elif opt in ("bind", "rbind"):
             rbind = rbind or opt == "rbind"
+        elif opt == "tmpcopyup" and fstype == "tmpfs":
+            copyup = True
         elif name in _DATA.get(fstype, frozenset()):
             if any(c in opt for c in ",\0\n"):
                 raise SpecError(f"{where} {opt[:80]!r} contains a comma, NUL or newline")
@@ -124,10 +294,11 @@ def _options(m: Mount, i: int, fstype: str) -> tuple[int, list[str], bool]:
         else:
             raise SpecError(f"{where} {opt[:80]!r} is not an option nsbind supports for a "
                             f"{fstype} mount")
-    return attr, data, rbind
+    return attr, data, rbind, copyup
 
 
-def _fs_step(m: Mount, i: int, fstype: str, attr: int, data: list[str]) -> MountItem:
+def _fs_step(m: Mount, i: int, fstype: str, attr: int, data: list[str],
+             copyup: bool = False) -> MountItem:
     dest = m.destination
     if fstype == "proc":
         step = mounts.proc(dest)
@@ -148,6 +319,10 @@ def _fs_step(m: Mount, i: int, fstype: str, attr: int, data: list[str]) -> Mount
     else:
         raise SpecError(f"mounts[{i}].type {fstype[:80]!r}: not supported yet (proc, sysfs, "
                         "tmpfs, devpts, mqueue, cgroup, cgroup2, bind)")
+    if copyup:
+        return CopyUpTmpfs(dest, attr, tuple(data))
+    if attr & MountAttr.RDONLY and os.path.normpath(dest) != "/dev":
+        data = [*data, "ro"]  # the superblock read-only too, as mount(2) with MS_RDONLY
     return dataclasses.replace(step, flags=attr, options=tuple(data))
 
 
@@ -173,12 +348,12 @@ def convert_mounts(spec_mounts: tuple[Mount, ...], bundle: str | None) -> list[M
         fstype = "bind" if binding else (m.type or "")
         if not fstype:
             raise SpecError(f"mounts[{i}].type: missing (and no bind or rbind option)")
-        attr, data, rbind = _options(m, i, fstype)
+        attr, data, rbind, copyup = _options(m, i, fstype)
         if binding:
             step = mounts.bind(_bind_source(m, i, bundle), m.destination, recursive=rbind)
             items.append(dataclasses.replace(step, flags=attr))
         else:
-            items.append(_fs_step(m, i, fstype, attr, data))
+            items.append(_fs_step(m, i, fstype, attr, data, copyup))
             dev_tmpfs = dev_tmpfs or (fstype == "tmpfs"
                                       and os.path.normpath(m.destination) == "/dev")
     if dev_tmpfs:

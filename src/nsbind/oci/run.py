@@ -26,7 +26,7 @@ from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.oci.convert import SpawnArgs, to_spawn
-from nsbind.oci.mountconv import CgroupMount
+from nsbind.oci.mountconv import CgroupMount, CopyUpTmpfs
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import load_spec
 from nsbind.process import spawn
@@ -37,11 +37,16 @@ __all__ = ["build_root", "missing_parents", "run_bundle", "run_spawn_args"]
 
 def build_root(args: SpawnArgs, cgroup_path: str) -> RootFS:
     """The RootFS of converted arguments: the root, its mounts (cgroup mounts for the
-    container's cgroup ``cgroup_path``), masked and read-only paths."""
+    container's cgroup ``cgroup_path``; a tmpcopyup tmpfs made and filled here, attached
+    by the child: the RootFS is for one spawn then), masked and read-only paths."""
     root = RootFS(args.root, readonly=args.root_readonly, defaults=False)
     try:
         for item in args.mounts:
-            root.add(item.steps(cgroup_path) if isinstance(item, CgroupMount) else item)
+            if isinstance(item, CopyUpTmpfs):
+                step, mnt = item.make(root.path)
+                root.keep(mnt).add(step)
+            else:
+                root.add(item.steps(cgroup_path) if isinstance(item, CgroupMount) else item)
         root.mask(*args.masked)
         root.readonly(*args.readonly)
     except BaseException:
