@@ -14,7 +14,24 @@ random, urandom, tty: mknod, or the host's nodes bound where mknod is refused) a
 symlinks fd, stdin, stdout, stderr and ptmx after the last configured mount, and a
 ``cgroup`` mount is a tmpfs with the container's own cgroup directory of every v1
 hierarchy bound read-only (or read-write with ``rw``) below it; on a host with only
-cgroup v2 it is a cgroup2 mount.
+cgroup v2 it is a cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its
+superblock too (as runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills
+read-write and then makes a read-only mount of (so does nsbind).  ``tmpcopyup`` (tmpfs
+only): see :class:`CopyUpTmpfs`.
+
+Where nsbind differs from runc 1.1, on purpose or for now:
+
+- the ``cgroup`` tmpfs holds no ``name=systemd`` hierarchy (runc binds the container's
+  cgroup of it at ``systemd``): nsbind makes no cgroup in that hierarchy (the container
+  stays in its parent's there), and binding the parent's would hand the container a
+  tree it must not see;
+- masked paths (:meth:`nsbind.RootFS.mask`, the C MASK step) bind the caller's
+  /dev/null (devtmpfs) where runc binds the container's (its /dev tmpfs), and hide a
+  directory under an empty ro,nosuid,nodev,noexec tmpfs (size=0, superblock rw) where
+  runc's is plain ro in mount and superblock;
+- a tmpcopyup tmpfs copies what the root directory holds at its destination, not
+  mounts made there by earlier entries, and a FIFO or device node in it is made again
+  (runc 1.1 fails on them).
 """
 
 from __future__ import annotations
@@ -321,8 +338,10 @@ def _fs_step(m: Mount, i: int, fstype: str, attr: int, data: list[str],
                         "tmpfs, devpts, mqueue, cgroup, cgroup2, bind)")
     if copyup:
         return CopyUpTmpfs(dest, attr, tuple(data))
-    if attr & MountAttr.RDONLY and os.path.normpath(dest) != "/dev":
-        data = [*data, "ro"]  # the superblock read-only too, as mount(2) with MS_RDONLY
+    if attr & MountAttr.RDONLY and fstype != "tmpfs":
+        # the superblock read-only too, as runc's mount(2) with MS_RDONLY; runc mounts a
+        # tmpfs read-write (to fill it) and makes only the mount read-only after
+        data = [*data, "ro"]
     return dataclasses.replace(step, flags=attr, options=tuple(data))
 
 
