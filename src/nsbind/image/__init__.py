@@ -15,14 +15,29 @@ image's layers are read: close the Image (or use it in a ``with`` block).
 
 from __future__ import annotations
 
-import dataclasses
+from typing import TYPE_CHECKING, Any
 
-from nsbind.image.archive import open_archive
-from nsbind.image.dockersave import load_docker_save
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platform
-from nsbind.image.ocilayout import load_oci_layout
-from nsbind.image.store import Store, StoredImage, default_store_path, flatten
-from nsbind.image.unpack import LayerStats, extract_layer, unpack_tar
+
+if TYPE_CHECKING:
+    from nsbind.image.store import Store, StoredImage, default_store_path, flatten
+    from nsbind.image.unpack import LayerStats, extract_layer, unpack_tar
+
+# the store and the unpacker (and their decompressors) load on first use: a program
+# that only reads JSON metadata (nsbind.oci's spec parser) does not pay for them
+_LAZY = {"Store": "store", "StoredImage": "store", "default_store_path": "store",
+         "flatten": "store", "LayerStats": "unpack", "extract_layer": "unpack",
+         "unpack_tar": "unpack"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nsbind.image' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"nsbind.image.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["Image", "ImageConfig", "ImageError", "Layer", "LayerStats", "Store", "StoredImage",
            "default_store_path", "extract_layer", "flatten", "host_platform", "load",
@@ -40,6 +55,12 @@ def load(path: str, *, tag: str | None = None,
     read up to 16 MiB and 64 levels deep, and checked field by field (see
     :mod:`nsbind.image.model`).  Anything malformed or unsupported raises an
     :class:`ImageError` naming the file and the field."""
+    import dataclasses
+
+    from nsbind.image.archive import open_archive
+    from nsbind.image.dockersave import load_docker_save
+    from nsbind.image.ocilayout import load_oci_layout
+
     archive = open_archive(path)
     try:
         if archive.exists("oci-layout") and archive.exists("index.json") and not archive.exists(
