@@ -491,11 +491,6 @@ def test_read_only_filesystems_same_as_runc(tmp_path: pathlib.Path, cgroup_paren
     assert ours == runc
 
 
-@pytest.mark.xfail(strict=True, reason="masks are made by the C MASK step "
-                   "(_native/mountsteps.c): a file gets the caller's /dev/null (devtmpfs), "
-                   "runc 1.1 the container's (its /dev tmpfs); a directory an empty tmpfs "
-                   "ro,nosuid,nodev,noexec with size=0 and a read-write superblock, runc's "
-                   "is plain ro in mount and superblock")
 def test_masked_paths_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     """Masked files and directories: the same mount and superblock options as runc's."""
     _compare(tmp_path, cgroup_parent)

@@ -358,11 +358,17 @@ def test_image_dev_symlink_creates_nothing_on_the_host(tmp_path: pathlib.Path) -
     assert sorted(os.listdir(root_dir / "victim")) == ["pts", "x"]
 
 
+@pytest.mark.parametrize("planted", ["symlink", "file"])
 def test_cve_2025_31133_masking_ignores_a_rootfs_dev_null_symlink(
-        tmp_path: pathlib.Path) -> None:
+        tmp_path: pathlib.Path, planted: str) -> None:
+    # a file mask binds the root's /dev/null only when it is the null device itself
+    # (as runc); a symlink (not followed) or a plain file there: the caller's
     busybox_root(tmp_path)
     (tmp_path / "dev").mkdir()
-    os.symlink("/proc/sys/kernel/core_pattern", tmp_path / "dev" / "null")
+    if planted == "symlink":
+        os.symlink("/proc/sys/kernel/core_pattern", tmp_path / "dev" / "null")
+    else:
+        (tmp_path / "dev" / "null").write_text("planted\n")
     with open("/proc/sys/kernel/core_pattern") as f:
         pattern = f.read()
     root = RootFS(tmp_path).add(mounts.proc())

@@ -284,27 +284,37 @@ static int nsb_step_bind(const struct nsb_mount_step *st, struct nsb_mount_ctx *
 }
 
 /* The empty read-only tmpfs a directory mask attaches. */
+/* A directory mask: an empty read-only tmpfs, as runc mounts it. */
 static int nsb_mask_tmpfs(struct nsb_mount_report *rep)
 {
-    static const char *const options[] = {"size=0", NULL};
+    static const char *const options[] = {"ro", NULL};
     struct nsb_mount_step tmp;
     memset(&tmp, 0, sizeof(tmp));
     tmp.fstype = "tmpfs";
     tmp.source = "tmpfs";
     tmp.options = options;
-    return nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                       MOUNT_ATTR_NOEXEC, rep);
+    return nsb_make_fs(&tmp, MOUNT_ATTR_RDONLY, rep);
 }
 
-/* The detached bind of /dev/null a file mask attaches: the caller's, checked to
- * be the real one (CVE-2025-31133), never the root's own, which the image
- * controls. */
+/* The detached bind of /dev/null a file mask attaches: the root's own /dev/null
+ * (as runc binds it) when, opened once without following links, it is the null
+ * device itself; else the caller's.  Either is checked to be the real one
+ * (CVE-2025-31133): whatever the image put there is never trusted by its path. */
 static int nsb_mask_null(struct nsb_mount_ctx *ctx, int *phase)
 {
     struct stat null;
-    int mnt;
+    int mnt = -1, fd;
     *phase = NSB_PH_SOURCE;
-    if (ctx->null_src >= 0) {
+    if (ctx->root >= 0 && (fd = nsb_openat2_path(ctx->root, "dev/null", O_PATH |
+                                                 O_NOFOLLOW)) >= 0) {
+        if (nsb_lstat_fd(fd, &null) == 0 && S_ISCHR(null.st_mode) &&
+            null.st_rdev == makedev(NSB_NULL_MAJOR, NSB_NULL_MINOR))
+            mnt = nsb_open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        syscall(__NR_close, fd);
+    }
+    if (mnt >= 0) {
+        /* the root's, checked below like the caller's */
+    } else if (ctx->null_src >= 0) {
         mnt = ctx->null_src; /* the caller's bind: used once */
         ctx->null_src = -1;
     } else {
