@@ -24,6 +24,7 @@ from nsbind.namespaces import Namespaces
 from nsbind.oci.console import send_console
 from nsbind.oci.convert import process_kwargs
 from nsbind.oci.jsonfile import read_json_file
+from nsbind.oci.namedcg import join
 from nsbind.oci.schema import SpecError, build
 from nsbind.oci.spec import Capabilities, Process, Spec, User, parse_spec
 from nsbind.oci.state import (
@@ -129,11 +130,13 @@ def _spawn(data: dict[str, Any], spec: Spec, proc: Process, opts: ExecOptions) -
         seccomp = Filter.from_oci(linux["seccomp"])
     cg = Cgroup.open(data["nsbind"]["cgroup"])
     try:
-        return spawn(list(proc.args or ()), namespaces=Namespaces.join(int(data["pid"])),
-                     cgroup=cg, seccomp=seccomp, pass_fds=range(3, 3 + opts.preserve_fds),
-                     **kwargs)  # type: ignore[arg-type]
+        child = spawn(list(proc.args or ()), namespaces=Namespaces.join(int(data["pid"])),
+                      cgroup=cg, seccomp=seccomp, pass_fds=range(3, 3 + opts.preserve_fds),
+                      **kwargs)  # type: ignore[arg-type]
     finally:
         cg.close()
+    join(data["nsbind"]["cgroup"], child.pid)
+    return child
 
 
 def exec_in(root: str | os.PathLike[str], container_id: str, opts: ExecOptions) -> int:

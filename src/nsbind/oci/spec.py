@@ -23,7 +23,7 @@ from typing import Any
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
 from nsbind.idmap import check_id
-from nsbind.image.model import MAX_JSON_BYTES, ImageError, parse_json
+from nsbind.image.model import MAX_JSON_BYTES, ImageError, kind_of, parse_json
 from nsbind.oci import validate
 from nsbind.oci.cgpath import CgroupsPath, parse_cgroups_path
 from nsbind.oci.schema import (
@@ -415,4 +415,6 @@ def load_spec(path_or_bytes: str | os.PathLike[str] | bytes, *,
         value = parse_json(data, what)
     except ImageError as exc:
         raise SpecError(str(exc)) from None
+    if not isinstance(value, dict):
+        raise SpecError(f"{what}: the spec must be an object, not {kind_of(value)}")
     return parse_spec(value, bundle=bundle, host=host)

@@ -1,0 +1,65 @@
+"""The container's place in named v1 hierarchies (``name=systemd``), as runc gives it.
+
+nsbind's :class:`~nsbind.cgroups.Cgroup` makes cgroups only where there are
+controllers (a named hierarchy belongs to its owner, usually systemd).  runc also puts
+the container in every named v1 hierarchy at its cgroup path, and software inside
+containers reads that (``/proc/self/cgroup``'s ``name=systemd`` line): so the runtime
+makes that directory (and the parents it lacks), moves the container's process into
+it, and removes what it made when the container is deleted.  There are no controllers
+there: nothing is limited, only placed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from nsbind.cgroups import cgroup_layout
+from nsbind.errors import InvalidValue
+
+__all__ = ["join", "place", "remove"]
+
+
+def _named_roots() -> list[str]:
+    return [h.mountpoint for h in cgroup_layout().hierarchies
+            if h.version == 1 and h.name is not None and not h.controllers]
+
+
+def place(path: str, pid: int) -> list[str]:
+    """Put ``pid`` in cgroup ``path`` of each named hierarchy, making the directories
+    it lacks; those made, deepest first (for :func:`remove`)."""
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise InvalidValue(f"cgroup path {path!r}: '.' and '..' are not allowed")
+    made: list[str] = []
+    try:
+        for root in _named_roots():
+            here = root
+            for part in parts:
+                here = os.path.join(here, part)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(here, 0o755)
+                    made.append(here)
+            with open(os.path.join(here, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(pid))
+    except BaseException:
+        remove(made[::-1])
+        raise
+    return made[::-1]
+
+
+def join(path: str, pid: int) -> None:
+    """Move ``pid`` into cgroup ``path`` of each named hierarchy where it exists
+    (an exec'd process joins its container there)."""
+    for root in _named_roots():
+        with contextlib.suppress(FileNotFoundError), open(
+                os.path.join(root, path.lstrip("/"), "cgroup.procs"), "w",
+                encoding="ascii") as f:
+            f.write(str(pid))
+
+
+def remove(made: list[str]) -> None:
+    """rmdir what :func:`place` made (deepest first); one still in use is left."""
+    for directory in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
