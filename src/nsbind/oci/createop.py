@@ -15,7 +15,7 @@ from typing import Any
 from nsbind.cgroups import Cgroup
 from nsbind.oci.console import send_console
 from nsbind.oci.convert import SpawnArgs, to_spawn
-from nsbind.oci.namedcg import place
+from nsbind.oci.namedcg import join, make
 from nsbind.oci.run import build_root, missing_parents
 from nsbind.oci.spec import Spec, load_spec
 from nsbind.oci.state import (
@@ -147,9 +147,9 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     pid = 0
     try:
         args.cgroup.apply(cg)
+        made += make(cg.path)  # named hierarchies: removed with the parents
         pid = _spawn_parked(args, cg, fifo, *stdio)
-        named = place(cg.path, pid)
-        made += named  # removed with the parents, deepest first
+        join(cg.path, pid)
         started = start_time(pid)
         if started is None:
             raise LifecycleError(f"container {container_id}: its process exited at once")

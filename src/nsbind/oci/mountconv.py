@@ -13,22 +13,19 @@ unless ``rw`` is given, a tmpfs on /dev gets the default devices (null, zero, fu
 random, urandom, tty: mknod, or the host's nodes bound where mknod is refused) and the
 symlinks fd, stdin, stdout, stderr and ptmx after the last configured mount, and a
 ``cgroup`` mount is a tmpfs with the container's own cgroup directory of every v1
-hierarchy bound read-only (or read-write with ``rw``) below it; on a host with only
-cgroup v2 it is a cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its
-superblock too (as runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills
-read-write and then makes a read-only mount of (so does nsbind).  ``tmpcopyup`` (tmpfs
-only): see :class:`CopyUpTmpfs`.
+hierarchy, named ones (``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound
+read-only (or read-write with ``rw``) below it; on a host with only cgroup v2 it is a
+cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its superblock too (as
+runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills read-write and then
+makes a read-only mount of (so does nsbind).  ``tmpcopyup`` (tmpfs only): see
+:class:`CopyUpTmpfs`.
 
 Where nsbind differs from runc 1.1, on purpose or for now:
 
-- the ``cgroup`` tmpfs holds no ``name=systemd`` hierarchy (runc binds the container's
-  cgroup of it at ``systemd``): nsbind makes no cgroup in that hierarchy (the container
-  stays in its parent's there), and binding the parent's would hand the container a
-  tree it must not see;
-- masked paths (:meth:`nsbind.RootFS.mask`, the C MASK step) bind the caller's
-  /dev/null (devtmpfs) where runc binds the container's (its /dev tmpfs), and hide a
-  directory under an empty ro,nosuid,nodev,noexec tmpfs (size=0, superblock rw) where
-  runc's is plain ro in mount and superblock;
+- masked directories (:meth:`nsbind.RootFS.mask`, the C MASK step) are clones of one
+  empty read-only tmpfs where runc mounts one tmpfs each (only their device numbers
+  tell them apart); a masked file binds the container's /dev/null only when it is the
+  null device itself, else the caller's (CVE-2025-31133);
 - a tmpcopyup tmpfs copies what the root directory holds at its destination, not
   mounts made there by earlier entries, and a FIFO or device node in it is made again
   (runc 1.1 fails on them).
@@ -107,7 +104,7 @@ class CgroupMount:
     def steps(self, cgroup_path: str) -> list[MountStep]:
         """The steps for a container in ``cgroup_path`` (a path inside each hierarchy)."""
         layout = cgroup_layout()
-        v1 = [h for h in layout.hierarchies if h.version == 1 and h.controllers]
+        v1 = [h for h in layout.hierarchies if h.version == 1 and (h.controllers or h.name)]
         if not v1:
             return [dataclasses.replace(mounts.cgroup2(self.target), flags=self.attr)]
         steps = [dataclasses.replace(mounts.tmpfs(self.target, mode=0o755),

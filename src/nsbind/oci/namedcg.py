@@ -17,7 +17,7 @@ import os
 from nsbind.cgroups import cgroup_layout
 from nsbind.errors import InvalidValue
 
-__all__ = ["join", "place", "remove"]
+__all__ = ["join", "make", "remove"]
 
 
 def _named_roots() -> list[str]:
@@ -25,9 +25,9 @@ def _named_roots() -> list[str]:
             if h.version == 1 and h.name is not None and not h.controllers]
 
 
-def place(path: str, pid: int) -> list[str]:
-    """Put ``pid`` in cgroup ``path`` of each named hierarchy, making the directories
-    it lacks; those made, deepest first (for :func:`remove`)."""
+def make(path: str) -> list[str]:
+    """Make cgroup ``path`` in each named hierarchy (and the parents it lacks); the
+    directories made, deepest first (for :func:`remove`)."""
     parts = [p for p in path.split("/") if p]
     if any(p in (".", "..") for p in parts):
         raise InvalidValue(f"cgroup path {path!r}: '.' and '..' are not allowed")
@@ -40,8 +40,6 @@ def place(path: str, pid: int) -> list[str]:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(here, 0o755)
                     made.append(here)
-            with open(os.path.join(here, "cgroup.procs"), "w", encoding="ascii") as f:
-                f.write(str(pid))
     except BaseException:
         remove(made[::-1])
         raise
@@ -51,8 +49,8 @@ def place(path: str, pid: int) -> list[str]:
 def join(path: str, pid: int) -> None:
     """Move ``pid`` into cgroup ``path`` of each named hierarchy where it exists
     (an exec'd process joins its container there)."""
-    for root in _named_roots():
-        with contextlib.suppress(FileNotFoundError), open(
+    for root in _named_roots():  # a process gone meanwhile (ESRCH) needs no place
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError), open(
                 os.path.join(root, path.lstrip("/"), "cgroup.procs"), "w",
                 encoding="ascii") as f:
             f.write(str(pid))

@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
+from nsbind.oci import namedcg
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.mountconv import CgroupMount, CopyUpTmpfs
 from nsbind.oci.schema import SpecError
@@ -86,11 +87,14 @@ def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
 
 def _run_in_cgroup(args: SpawnArgs, name: str) -> int:
     cg = Cgroup.create(name, parent=args.cgroup_parent or None, **args.cgroup.create)
+    named: list[str] = []
     try:
         args.cgroup.apply(cg)
+        named = namedcg.make(cg.path)
         with build_root(args, cg.path) as root:
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
             proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False, **kwargs)
+            namedcg.join(cg.path, proc.pid)  # a moment after its start: placement only
             try:
                 code = proc.wait()
             finally:
@@ -99,6 +103,7 @@ def _run_in_cgroup(args: SpawnArgs, name: str) -> int:
                     proc.wait()
     finally:
         cg.remove()
+        namedcg.remove(named)
     return 128 - code if code < 0 else code
 
 
