@@ -646,7 +646,7 @@ def test_cpu_shares_are_written_as_is_on_v1_and_converted_as_runc_does_on_v2(
         version, text = _cpu_knob(cg)
         assert text == ("1024" if version == 1 else "39")
         # 1025 and the bounds: no cpu_weight gives them on v1
-        for shares, weight in ((1025, 39), (2, 1), (262144, 10000), (3, 1)):
+        for shares, weight in ((1025, 40), (2, 1), (262144, 10000), (3, 1)):
             cg.set_cpu_shares(shares)
             assert _cpu_knob(cg)[1] == str(shares if version == 1 else weight)
     setting = SETTINGS["cpu_shares"]
