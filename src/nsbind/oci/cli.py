@@ -28,11 +28,9 @@ OCI_VERSION = "1.2.0"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line and status 1, as runc
-        raise _UsageError(f"{self.prog}: {message}")
+        from nsbind.errors import UsageError
 
-
-class _UsageError(Exception):
-    pass
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _default_root() -> str:
@@ -165,9 +163,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); the exit status."""
     args_in = list(sys.argv[1:] if argv is None else argv)
+    from nsbind.errors import UsageError
+
     try:
         ns = parser().parse_args(args_in)
-    except _UsageError as exc:
+    except UsageError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
     if ns.version:
