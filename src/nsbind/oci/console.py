@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import stat
 
 from nsbind.errors import MessageError
@@ -41,6 +40,8 @@ def send_console(path: str, master: int, name: str = "/dev/ptmx",
                  timeout: float = CONSOLE_TIMEOUT) -> None:
     """Connect to the AF_UNIX socket ``path`` and send ``master`` (one SCM_RIGHTS fd,
     ``name`` as the data).  ConsoleError naming the socket when it fails."""
+    import socket  # only a terminal needs it
+
     _check_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from nsbind.oci.createop import create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
 from nsbind.oci.waiting import wait_foreground
 
+if TYPE_CHECKING:
+    import socket
+
 __all__ = ["run_container"]
 
 
 @contextlib.contextmanager
 def _own_console() -> Iterator[tuple[str, socket.socket]]:
+    import socket
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="nsbind-oci-console-") as tmp:
         path = os.path.join(tmp, "console.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -35,6 +40,8 @@ def _own_console() -> Iterator[tuple[str, socket.socket]]:
 
 
 def _receive_master(listener: socket.socket) -> int:
+    import socket
+
     conn, _ = listener.accept()
     with conn:
         _, fds, _, _ = socket.recv_fds(conn, 1024, 1)

@@ -11,7 +11,6 @@ so :meth:`Spec.to_json` writes back exactly what was read.  Capabilities are
 
 # schema.field is dataclasses.field with the JSON name and converter in its metadata, and
 # its default is None: nothing is called per instance
-# ruff: noqa: RUF009
 
 from __future__ import annotations
 
@@ -42,6 +41,7 @@ from nsbind.oci.schema import (
     list_of,
     map_of,
     obj,
+    record,
 )
 
 __all__ = ["Capabilities", "Hook", "Hooks", "IdMapping", "Linux", "Mount", "Namespace",
@@ -70,7 +70,7 @@ CAP = Conv(_cap, lambda cap: f"CAP_{Capability(cap).name}")
 STRS = list_of(STR)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class IdMapping:
     container_id: int = field("containerID", ID, required=True)
     host_id: int = field("hostID", ID, required=True)
@@ -80,7 +80,7 @@ class IdMapping:
 IDMAPS = list_of(obj(IdMapping))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class User:
     uid: int = field("uid", ID, required=True)
     gid: int = field("gid", ID, required=True)
@@ -88,7 +88,7 @@ class User:
     additional_gids: tuple[int, ...] | None = field("additionalGids", list_of(ID))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Capabilities:
     bounding: tuple[Capability, ...] | None = field("bounding", list_of(CAP))
     effective: tuple[Capability, ...] | None = field("effective", list_of(CAP))
@@ -97,20 +97,20 @@ class Capabilities:
     ambient: tuple[Capability, ...] | None = field("ambient", list_of(CAP))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Rlimit:
     type: str = field("type", STR, required=True)
     soft: int = field("soft", U64, required=True)
     hard: int = field("hard", U64, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class ConsoleSize:
     height: int = field("height", U32, required=True)
     width: int = field("width", U32, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Process:
     terminal: bool | None = field("terminal", BOOL)
     console_size: ConsoleSize | None = field("consoleSize", obj(ConsoleSize))
@@ -126,13 +126,13 @@ class Process:
     selinux_label: str | None = field("selinuxLabel", STR)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Root:
     path: str = field("path", STR, required=True)
     readonly: bool | None = field("readonly", BOOL)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Mount:
     destination: str = field("destination", STR, required=True)
     type: str | None = field("type", STR)
@@ -142,7 +142,7 @@ class Mount:
     gid_mappings: tuple[IdMapping, ...] | None = field("gidMappings", IDMAPS)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Hook:
     path: str = field("path", STR, required=True)
     args: tuple[str, ...] | None = field("args", STRS)
@@ -153,7 +153,7 @@ class Hook:
 HOOKS = list_of(obj(Hook))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Hooks:
     prestart: tuple[Hook, ...] | None = field("prestart", HOOKS)
     create_runtime: tuple[Hook, ...] | None = field("createRuntime", HOOKS)
@@ -163,13 +163,13 @@ class Hooks:
     poststop: tuple[Hook, ...] | None = field("poststop", HOOKS)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Namespace:
     type: str = field("type", STR, required=True)
     path: str | None = field("path", STR)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Memory:
     limit: int | None = field("limit", I64)
     reservation: int | None = field("reservation", I64)
@@ -179,7 +179,7 @@ class Memory:
     check_before_update: bool | None = field("checkBeforeUpdate", BOOL)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Cpu:
     shares: int | None = field("shares", U64)
     quota: int | None = field("quota", I64)
@@ -191,12 +191,12 @@ class Cpu:
     idle: int | None = field("idle", I64)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Pids:
     limit: int = field("limit", I64, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class WeightDevice:
     major: int = field("major", I64, required=True)
     minor: int = field("minor", I64, required=True)
@@ -204,7 +204,7 @@ class WeightDevice:
     leaf_weight: int | None = field("leafWeight", U16)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class ThrottleDevice:
     major: int = field("major", I64, required=True)
     minor: int = field("minor", I64, required=True)
@@ -214,7 +214,7 @@ class ThrottleDevice:
 THROTTLE = list_of(obj(ThrottleDevice))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class BlockIO:
     weight: int | None = field("weight", U16)
     leaf_weight: int | None = field("leafWeight", U16)
@@ -230,13 +230,13 @@ class BlockIO:
         "throttleWriteIOPSDevice", THROTTLE)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class HugepageLimit:
     page_size: str = field("pageSize", STR, required=True)
     limit: int = field("limit", U64, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class DeviceRule:
     allow: bool = field("allow", BOOL, required=True)
     type: str | None = field("type", STR)
@@ -245,20 +245,20 @@ class DeviceRule:
     access: str | None = field("access", STR)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class InterfacePriority:
     name: str = field("name", STR, required=True)
     priority: int = field("priority", U32, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Network:
     class_id: int | None = field("classID", U32)
     priorities: tuple[InterfacePriority, ...] | None = field(
         "priorities", list_of(obj(InterfacePriority)))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Resources:
     memory: Memory | None = field("memory", obj(Memory))
     cpu: Cpu | None = field("cpu", obj(Cpu))
@@ -271,7 +271,7 @@ class Resources:
     unified: dict[str, str] | None = field("unified", map_of(STR))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Device:
     type: str = field("type", STR, required=True)
     path: str = field("path", STR, required=True)
@@ -282,7 +282,7 @@ class Device:
     gid: int | None = field("gid", ID)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class SyscallArg:
     index: int = field("index", U32, required=True)
     value: int = field("value", U64, required=True)
@@ -290,7 +290,7 @@ class SyscallArg:
     op: str = field("op", STR, required=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Syscall:
     names: tuple[str, ...] = field("names", STRS, required=True)
     action: str = field("action", STR, required=True)
@@ -298,7 +298,7 @@ class Syscall:
     args: tuple[SyscallArg, ...] | None = field("args", list_of(obj(SyscallArg)))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Seccomp:
     default_action: str = field("defaultAction", STR, required=True)
     default_errno_ret: int | None = field("defaultErrnoRet", U32)
@@ -308,19 +308,19 @@ class Seccomp:
     syscalls: tuple[Syscall, ...] | None = field("syscalls", list_of(obj(Syscall)))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Personality:
     domain: str = field("domain", STR, required=True)
     flags: tuple[str, ...] | None = field("flags", STRS)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class TimeOffset:
     secs: int | None = field("secs", I64)
     nanosecs: int | None = field("nanosecs", U32)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Linux:
     namespaces: tuple[Namespace, ...] | None = field("namespaces", list_of(obj(Namespace)))
     uid_mappings: tuple[IdMapping, ...] | None = field("uidMappings", IDMAPS)
@@ -350,7 +350,7 @@ class Linux:
         return any(ns.type == kind for ns in self.namespaces or ())
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@record
 class Spec:
     """A validated ``config.json``.  ``bundle`` is the bundle directory it was read
     against (None for bytes or a bare object), ``rootfs`` the root path resolved against
