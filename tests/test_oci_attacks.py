@@ -116,9 +116,12 @@ def _host_state(victims: list[pathlib.Path]) -> dict[str, Any]:
                              v.read_bytes() if v.is_file() else None)
         else:
             state[str(v)] = None
+    # mounts in the host's namespace on or below the victims' directories (the rest of
+    # the machine mounts and unmounts meanwhile: the leak guard attributes those)
+    scopes = tuple(str(v.parent) for v in victims)
     with open("/proc/self/mountinfo") as f:
-        state["mounts"] = sorted(line.split(" - ")[0].split(None, 4)[4].split()[0]
-                                 for line in f)
+        points = [line.split(" - ")[0].split(None, 4)[4].split()[0] for line in f]
+    state["mounts"] = sorted(p for p in points if p.startswith(scopes))
     return state
 
 
