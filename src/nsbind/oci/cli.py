@@ -150,13 +150,17 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser: runc's global options, then a command and its options."""
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: runc's global options, then a command and its options.
+    Given ``argv``, only the commands it names are built (a runtime call pays for one
+    sub-parser, not fourteen); all of them when it names none (usage, help)."""
     p = _Parser(prog="nsbind-oci", description="an OCI runtime on nsbind")
     _globals(p)
     sub = p.add_subparsers(dest="command_name", metavar="COMMAND")
+    named = [a for a in argv or () if a in _COMMANDS]
     for name, (what, add) in _COMMANDS.items():
-        add(sub.add_parser(name, help=what, description=what))
+        if not named or name in named:
+            add(sub.add_parser(name, help=what, description=what))
     return p
 
 
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nsbind.errors import UsageError
 
     try:
-        ns = parser().parse_args(args_in)
+        ns = parser(args_in).parse_args(args_in)
     except UsageError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1

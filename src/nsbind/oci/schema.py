@@ -81,6 +81,8 @@ def record(cls: type[T]) -> type[T]:
     made without the code generation of ``@dataclass``: its methods are shared.  The
     spec has some thirty of these classes, and generating theirs cost every runtime
     process tens of milliseconds."""
+    if cls.__doc__ is None:  # else dataclass renders one through inspect.signature
+        cls.__doc__ = f"The spec's {cls.__name__} object."
     made: Any = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
     made.__record_fields__ = tuple(
         (f.name, f.default, f.default_factory) for f in dataclasses.fields(made))
