@@ -311,6 +311,10 @@ def _edits() -> list[tuple[Edit, str]]:
     def shares(c: dict[str, Any]) -> None:  # below the kernel's minimum (runc refuses it)
         c["linux"]["resources"]["cpu"] = {"shares": 1}
 
+    def proc_bind(c: dict[str, Any]) -> None:  # the host's /proc as the container's
+        c["mounts"][0] = {"destination": "/proc", "type": "bind", "source": "/proc",
+                          "options": ["rbind"]}
+
     def deny(c: dict[str, Any]) -> None:
         c["linux"]["resources"]["devices"].append({"allow": False, "type": "c",
                                                    "major": 1, "minor": 3, "access": "r"})
@@ -322,12 +326,13 @@ def _edits() -> list[tuple[Edit, str]]:
             (swappiness, "linux.resources.memory.swappiness"),
             (join, "linux.namespaces[1].path: /proc/self/ns/ipc is a ipc namespace, not net"),
             (deny, "linux.resources.devices[1]"),
-            (shares, "linux.resources.cpu.shares: shares=1: must be an int 2..262144")]
+            (shares, "linux.resources.cpu.shares: shares=1: must be an int 2..262144"),
+            (proc_bind, "mounts[0]: /proc takes a proc mount only, not bind")]
 
 
 @pytest.mark.parametrize(("edit", "message"), _edits(),
                          ids=["terminal", "sysctl", "hooks", "option", "swappiness", "join",
-                              "deny", "shares"])
+                              "deny", "shares", "proc-bind"])
 def test_refused_fields_name_their_path(tmp_path: pathlib.Path, cgroup_parent: str,
                                         edit: Edit, message: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, edit)

@@ -473,3 +473,25 @@ def test_a_root_from_layers_lowest_first_shows_the_top_layer(tmp_path: pathlib.P
     assert not (made[0] / "x").exists()
     with pytest.raises(ValueError, match="at least one layer"):
         RootFS.from_layers([])
+
+
+@pytest.mark.parametrize("link, target", [
+    ("/proc", "/evil/sys/kernel"),                   # absolute, resolved inside the root
+    ("../../../../proc", "/evil/sys"),               # relative, climbing out and back
+    (None, "/proc/sys"),                             # named directly
+], ids=["absolute", "relative", "direct"])
+def test_cve_2019_19921_no_mount_lands_on_the_roots_procfs(
+        tmp_path: pathlib.Path, link: str | None, target: str) -> None:
+    busybox_root(tmp_path / "root")
+    (tmp_path / "root" / "proc").mkdir()
+    (tmp_path / "victim").mkdir()
+    if link is not None:
+        os.symlink(link, tmp_path / "root" / "evil")
+    root = RootFS(tmp_path / "root", defaults=False).add(
+        mounts.proc(), mounts.bind(str(tmp_path / "victim"), target))
+    with pytest.raises(SpawnError, match=r"inside /proc.*CVE-2019-19921"):
+        run_in(root, "true")
+    # proc itself may go there, and so may the /proc files lxcfs replaces
+    ok = RootFS(tmp_path / "root", defaults=False).add(
+        mounts.proc(), mounts.bind("/proc/meminfo", "/proc/meminfo"))
+    assert run_in(ok, "head -c 9 /proc/meminfo") == ("MemTotal:", 0)

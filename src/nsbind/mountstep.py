@@ -82,6 +82,7 @@ class MountPhase(enum.IntEnum):
     VERIFY = lib.NSB_PH_VERIFY    #: what got mounted is not what was asked
     ROOT = lib.NSB_PH_ROOT        #: the in-root rule refused: a symlink target, or no root
     PINNED = lib.NSB_PH_PINNED    #: a pinned target was swapped (or a symlink is on the way)
+    PROC = lib.NSB_PH_PROC        #: the target in the root lies on procfs (not a proc mount)
 
     @classmethod
     def of(cls, value: int) -> MountPhase | None:
@@ -104,6 +105,8 @@ PHASE_WORDS: dict[MountPhase, str | None] = {
     MountPhase.VERIFY: "verify what got mounted",
     MountPhase.ROOT: None,
     MountPhase.PINNED: None,
+    MountPhase.PROC: ("the target is inside /proc: only proc and a few /proc files runc "
+                      "allows may be mounted there (CVE-2019-19921)"),
 }
 
 _NO_OPTS = MountOpt(0)

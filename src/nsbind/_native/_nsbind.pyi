@@ -227,6 +227,7 @@ class _Lib:
     NSB_PH_VERIFY: int
     NSB_PH_ROOT: int
     NSB_PH_PINNED: int
+    NSB_PH_PROC: int
     NSB_PH_COUNT: int
     NSB_REPORT_MSG_SIZE: int
     NSB_EXIT_FAILED: int

@@ -224,12 +224,37 @@ static int nsb_step_root(const struct nsb_mount_step *st, struct nsb_mount_ctx *
     return 0;
 }
 
+/* CVE-2019-19921, CVE-2023-27561: a target in the root that lies on procfs (found
+ * through a symlink, or named) takes only proc itself or one of the few /proc files
+ * runc lets lxcfs replace; any other mount there would shadow what the kernel shows
+ * the container.  Checked on the fd the mount goes onto: no path to race. */
+static int nsb_refuse_on_proc(const struct nsb_mount_step *st, int target, int *phase)
+{
+    static const char *const allowed[] = {
+        "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+        "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid", NULL};
+    int i;
+    if (!(st->opts & NSB_MNTF_IN_ROOT) || nsb_fstatfs_type(target) != PROC_SUPER_MAGIC ||
+        (st->fstype && strcmp(st->fstype, "proc") == 0))
+        return 0;
+    for (i = 0; allowed[i]; i++) {
+        if (strcmp(st->target, allowed[i]) == 0)
+            return 0;
+    }
+    *phase = NSB_PH_PROC;
+    errno = EPERM;
+    return -1;
+}
+
 static int nsb_step_fs(const struct nsb_mount_step *st, struct nsb_mount_ctx *ctx,
                        int *phase, struct nsb_mount_report *rep)
 {
     int mnt, target = nsb_open_target(st, ctx, 0, phase, NULL);
     if (target < 0)
         return nsb_skipped(target);
+    if (nsb_refuse_on_proc(st, target, phase) < 0)
+        return nsb_done(-1, -1, target);
     *phase = NSB_PH_CONFIG;
     mnt = nsb_make_fs_in_cwd(st, rep);
     if (mnt < 0)
@@ -277,6 +302,8 @@ static int nsb_step_bind(const struct nsb_mount_step *st, struct nsb_mount_ctx *
     target = nsb_open_target(st, ctx, !S_ISDIR(sb.st_mode), phase, NULL);
     if (target < 0)
         return nsb_done(nsb_skipped(target), mnt, -1);
+    if (nsb_refuse_on_proc(st, target, phase) < 0)
+        return nsb_done(-1, mnt, target);
     *phase = NSB_PH_MOUNT;
     if (nsb_attach(mnt, target) < 0)
         return nsb_done(-1, mnt, target);

@@ -80,6 +80,7 @@ enum nsb_mount_phase {
     NSB_PH_ROOT = 7,      /* the target is a symlink, or no root was set */
     NSB_PH_PINNED = 8,    /* a PINNED target is not the directory it was pinned to (ESTALE),
                              or a symlink is on the way to it (ELOOP) */
+    NSB_PH_PROC = 9,      /* the target lies on procfs and the mount is not proc (EPERM) */
     NSB_PH_COUNT          /* not a phase: one past the last */
 };
 

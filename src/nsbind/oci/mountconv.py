@@ -364,6 +364,10 @@ def convert_mounts(spec_mounts: tuple[Mount, ...], bundle: str | None) -> list[M
         fstype = "bind" if binding else (m.type or "")
         if not fstype:
             raise SpecError(f"mounts[{i}].type: missing (and no bind or rbind option)")
+        if os.path.normpath(m.destination) == "/proc" and fstype != "proc":
+            raise SpecError(f"mounts[{i}]: /proc takes a proc mount only, not {fstype} "
+                            "(as runc: anything else there would stand in for the "
+                            "kernel's view; CVE-2019-19921)")
         attr, data, rbind, copyup = _options(m, i, fstype)
         if binding:
             step = mounts.bind(_bind_source(m, i, bundle), m.destination, recursive=rbind)
