@@ -109,6 +109,16 @@ def new_id() -> str:
 # ------------------------------------------------ the bundle
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled() -> None:
+    """nsbind's modules compiled, as `pip install .` leaves them: an editable install
+    under PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module in every
+    runtime process the benchmarks start."""
+    import compileall
+
+    compileall.compile_dir(pathlib.Path(nsbind.__file__).parent, quiet=1)
+
+
 @pytest.fixture(scope="session")
 def true_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("bench-oci-build") / "true"

@@ -7,10 +7,11 @@ into a classic BPF program (:meth:`Filter.export`: the ``struct sock_filter[]``
 bytes) in this process; :func:`nsbind.spawn` hands the bytes to the C child, which
 loads them with ``seccomp(2)`` as its last step before the exec (``seccomp=``).
 
-libseccomp is opened at run time (``libseccomp.so.2``, cffi's ABI mode), the first
-time a filter is compiled: installing nsbind needs no seccomp headers, and a host
-without the library fails then with :class:`SeccompUnavailable` naming the Debian
-package (``libseccomp2``).  :meth:`Filter.from_oci` reads the OCI runtime spec's
+libseccomp is opened at run time (``libseccomp.so.2``, dlopen'd by nsbind's compiled
+core, which declares the few functions used), the first time a filter is compiled:
+installing nsbind needs no seccomp headers, and a host without the library fails then
+with :class:`SeccompUnavailable` naming the Debian package (``libseccomp2``).
+:meth:`Filter.from_oci` reads the OCI runtime spec's
 ``linux.seccomp`` object, with errors naming the JSON path.
 
 The kernel loads a filter only for a process with ``no_new_privs`` set or
@@ -26,6 +27,7 @@ import enum
 import errno
 import functools
 import os
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -37,21 +39,6 @@ __all__ = ["FLAGS", "LIBRARY", "PACKAGE", "Action", "ArgCmp", "Filter", "Op", "P
 #: the shared library nsbind opens, and the Debian package that ships it
 LIBRARY = "libseccomp.so.2"
 PACKAGE = "libseccomp2"
-
-_CDEF = """
-typedef void *scmp_filter_ctx;
-struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
-scmp_filter_ctx seccomp_init(uint32_t def_action);
-void seccomp_release(scmp_filter_ctx ctx);
-int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
-uint32_t seccomp_arch_resolve_name(const char *arch_name);
-int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
-int seccomp_syscall_resolve_name(const char *name);
-int seccomp_syscall_resolve_name_arch(uint32_t arch_token, const char *name);
-int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
-                           unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
-int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
-"""
 
 # seccomp.h's macros (libseccomp 2.5), by value: ABI, not API, mode has no header
 _NR_SCMP_ERROR = -1
@@ -77,28 +64,31 @@ class SeccompError(InvalidValue):
     operation = "seccomp"
 
 
-@functools.lru_cache(maxsize=1)
 def _ffi() -> Any:
-    """The cffi declarations of the libseccomp functions used (parsed on first use:
-    cffi's C parser is not loaded with nsbind)."""
-    from cffi import FFI
+    """The compiled core's cffi, which declares libseccomp's functions (opened at run
+    time: seccompload.c) and ``struct nsb_scmp_arg_cmp``."""
+    from nsbind._native import ffi
 
-    ffi = FFI()
-    ffi.cdef(_CDEF)
     return ffi
 
 
 @functools.lru_cache(maxsize=4)
 def library(name: str = LIBRARY) -> Any:
-    """libseccomp, opened once (cffi ABI mode); :class:`SeccompUnavailable` if it is not
-    on this host."""
-    try:
-        return _ffi().dlopen(name)
-    except OSError as exc:
+    """libseccomp, opened once (dlopen by the compiled core: no headers at build time,
+    no C parser at run time); :class:`SeccompUnavailable` if it is not on this host."""
+    from nsbind._native import ffi, lib
+
+    if lib.nsb_scmp_open(name.encode()) < 0:
+        why = ffi.string(lib.nsb_scmp_error())
+        why = why.decode(errors="replace") if isinstance(why, bytes) else why
         raise SeccompUnavailable(
-            f"seccomp filters need libseccomp ({name}), which could not be loaded: {exc}; "
-            f"install the {PACKAGE} package (Debian/Ubuntu: apt-get install {PACKAGE})"
-        ) from None
+            f"seccomp filters need libseccomp ({name}), which could not be loaded: "
+            f"{why}; install the "
+            f"{PACKAGE} package (Debian/Ubuntu: apt-get install {PACKAGE})")
+    return types.SimpleNamespace(**{
+        f"seccomp_{fn}": getattr(lib, f"nsb_scmp_{fn}")
+        for fn in ("init", "release", "arch_add", "arch_resolve_name", "attr_set",
+                   "syscall_resolve_name", "rule_add_array", "export_bpf")})
 
 
 class Op(enum.IntEnum):
@@ -322,7 +312,7 @@ class Filter:
                 if rc != -errno.EEXIST:
                     _call(rc, f"add architecture {name}")
             for rule in self.rules:
-                arr = ffi.new("struct scmp_arg_cmp[]", [
+                arr = ffi.new("struct nsb_scmp_arg_cmp[]", [
                     {"arg": i, "op": int(op), "datum_a": a, "datum_b": b}
                     for i, op, a, b in rule.cmps] or 1)
                 _call(lib.seccomp_rule_add_array(ctx, rule.action, rule.nr, len(rule.cmps),

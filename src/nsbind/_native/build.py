@@ -27,7 +27,7 @@ def _prototypes(name: str) -> str:
     return match.group(1)
 
 
-HEADERS = ("nsbind.h", "mountsteps.h", "spawn.h", "pyclone.h")
+HEADERS = ("nsbind.h", "mountsteps.h", "spawn.h", "pyclone.h", "seccompload.h")
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "constants.h").read_text() + "".join(_prototypes(h) for h in HEADERS))
@@ -37,9 +37,10 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to setup.py's directory (the cwd).
     sources=[os.path.relpath(HERE / n)
              for n in ("nsbind.c", "inroot.c", "mountsteps.c", "init.c", "gate.c", "terminal.c",
-                       "spawn.c", "pyclone.c")],
+                       "spawn.c", "pyclone.c", "seccompload.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    libraries=["dl"],  # dlopen of libseccomp (in libc itself from glibc 2.34)
 )
 
 if __name__ == "__main__":
