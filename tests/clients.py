@@ -450,6 +450,10 @@ graphroot = "{base}/root"
 """
 
 
+#: where runc and nsbind-oci keep state when no --root is given (as root)
+RUNTIME_DEFAULT_ROOTS = ("/run/runc", "/run/nsbind-oci", "/run/crun")
+
+
 class PodmanStore:
     """One private podman storage with the test image, shared by a module's tests."""
 
@@ -461,6 +465,8 @@ class PodmanStore:
                         CONTAINERS_STORAGE_CONF=f"{self.base}/storage.conf",
                         CONTAINERS_REGISTRIES_CONF=f"{self.base}/registries.conf")
         self._made_cgroups: list[str] = []
+        # conmon passes no --root: the runtimes keep state in their default roots
+        self._made_run_dirs = [d for d in RUNTIME_DEFAULT_ROOTS if not os.path.exists(d)]
 
     def setup(self) -> None:
         for d in ("hooks", "net", "root", "runroot", "tmp", "image"):
@@ -535,6 +541,9 @@ class PodmanStore:
                 remove_cgroup_dirs(self._made_cgroups)
             finally:
                 remove_tree(self.base)
+                for d in self._made_run_dirs:  # made by a runtime here: gone when empty
+                    with contextlib.suppress(OSError):
+                        os.rmdir(d)
 
 
 class Podman:

@@ -40,9 +40,9 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_create(args: argparse.Namespace, log: RuntimeLog) -> int:
-    from nsbind.oci.createop import create
+    from nsbind.oci.createop import CGROUP_PARENT, create
 
-    create(args.bundle, args.container_id, root=args.root, cgroup_parent="",
+    create(args.bundle, args.container_id, root=args.root, cgroup_parent=CGROUP_PARENT,
            pid_file=args.pid_file, console_socket=args.console_socket,
            preserve_fds=args.preserve_fds)
     return 0

@@ -31,7 +31,11 @@ from nsbind.oci.state import (
 )
 from nsbind.process import spawn
 
-__all__ = ["MAX_PRESERVE_FDS", "create"]
+__all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create"]
+
+#: where nsbind-oci puts a container whose config has no (or a relative) cgroupsPath:
+#: the hierarchies' root, as runc does (``/<id>``)
+CGROUP_PARENT = "/"
 
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
 

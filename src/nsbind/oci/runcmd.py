@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from nsbind.oci.createop import create
+from nsbind.oci.createop import CGROUP_PARENT, create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
 from nsbind.oci.waiting import wait_foreground
@@ -60,11 +60,11 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
     terminal = bool(spec.process is not None and spec.process.terminal)
     if terminal and console_socket is None and not detach:
         with _own_console() as (path, listener):
-            create(bundle, container_id, root=root, cgroup_parent="", pid_file=pid_file,
+            create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT, pid_file=pid_file,
                    console_socket=path, preserve_fds=preserve_fds)
             master = _receive_master(listener)
         return _started(root, container_id, master, keep)
-    data = create(bundle, container_id, root=root, cgroup_parent="", pid_file=pid_file,
+    data = create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT, pid_file=pid_file,
                   console_socket=console_socket, preserve_fds=preserve_fds)
     if detach:
         try:
