@@ -3,6 +3,7 @@ what each phase sees and where it runs, and that a failing one leaves nothing.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -71,10 +72,13 @@ def test_every_phase_runs_where_the_spec_says_with_the_state(
         assert (out / "startContainer.seen").read_text().split()[1] == container_uts
         assert json.loads((out / "poststart.state").read_text())["status"] == "running"
         (out / "go").write_text("go\n")
-    finally:
-        if state(root, "h1")["status"] != "stopped":
-            kill(root, "h1", signal.SIGKILL)
         code = reap(pid)
+    except BaseException:
+        with contextlib.suppress(LifecycleError):  # it may have ended meanwhile
+            kill(root, "h1", signal.SIGKILL)
+        reap(pid)
+        delete(root, "h1", force=True)
+        raise
     assert code == 0
     delete(root, "h1")
     assert json.loads((out / "poststop.state").read_text())["status"] == "stopped"
