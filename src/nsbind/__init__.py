@@ -8,13 +8,15 @@ C core), the typed syscall layer re-exported here (its helpers ``fdnum``,
 """
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if not sys.platform.startswith("linux"):
     raise ImportError(
         f"nsbind works on Linux only (this is {sys.platform}): namespaces, cgroups and "
         "the mount API it wraps are Linux kernel features"
     )
+
+from nsbind.lazyimport import module_getattr
 
 if TYPE_CHECKING:
     from nsbind import errors, features, flags, idmap, image, mounts, namespaces, seccomp
@@ -155,16 +157,7 @@ _LAZY: dict[str, str | None] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'nsbind' has no attribute {name!r}")
-    import importlib
-
-    module = _LAZY[name]
-    value = (importlib.import_module(f"nsbind.{name}") if module is None
-             else getattr(importlib.import_module(module), name))
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr("nsbind", _LAZY, globals())
 
 
 __version__ = "0.1.0"

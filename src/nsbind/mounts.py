@@ -355,11 +355,6 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
                            "option (no lowerdir+, before Linux 6.8); use overlay_step, which "
                            "names them relative to their common parent")
     with fsopen("overlay") as ctx:
-        for opt in opts:
-            key, eq, value = opt.partition("=")
-            if eq:
-                ctx.set_string(key, value)
-            else:
-                ctx.set_flag(key)
+        ctx.set_options(opts)
         ctx.create()
         return ctx.mount(MountAttr.RDONLY if readonly or upper is None else 0)

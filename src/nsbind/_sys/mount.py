@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterable
 from typing import Any
 
 from nsbind._native import ffi, lib
@@ -214,6 +215,16 @@ class FsContext(OwnedFd):
         """FSCONFIG_SET_FD: a parameter that is an open fd (e.g. ``lowerdir+`` on 6.8+)."""
         self._config(FsconfigCmd.SET_FD, key, ffi.NULL, fdnum(fd),
                      f"fsconfig {self.fstype} {key}=fd {fdnum(fd)}")
+
+    def set_options(self, options: Iterable[str]) -> None:
+        """Each ``key=value`` as a string, each bare ``key`` as a flag, in order (what
+        mount(8)'s -o would pass)."""
+        for opt in options:
+            key, eq, value = opt.partition("=")
+            if eq:
+                self.set_string(key, value)
+            else:
+                self.set_flag(key)
 
     def create(self) -> None:
         """FSCONFIG_CMD_CREATE: create the superblock from the parameters given."""

@@ -15,9 +15,10 @@ image's layers are read: close the Image (or use it in a ``with`` block).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platform
+from nsbind.lazyimport import module_getattr
 
 if TYPE_CHECKING:
     from nsbind.image.store import Store, StoredImage, default_store_path, flatten
@@ -25,19 +26,13 @@ if TYPE_CHECKING:
 
 # the store and the unpacker (and their decompressors) load on first use: a program
 # that only reads JSON metadata (nsbind.oci's spec parser) does not pay for them
-_LAZY = {"Store": "store", "StoredImage": "store", "default_store_path": "store",
-         "flatten": "store", "LayerStats": "unpack", "extract_layer": "unpack",
-         "unpack_tar": "unpack"}
+_LAZY: dict[str, str | None] = {
+    "Store": ".store", "StoredImage": ".store", "default_store_path": ".store",
+    "flatten": ".store", "LayerStats": ".unpack", "extract_layer": ".unpack",
+    "unpack_tar": ".unpack"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'nsbind.image' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"nsbind.image.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr("nsbind.image", _LAZY, globals())
 
 __all__ = ["Image", "ImageConfig", "ImageError", "Layer", "LayerStats", "Store", "StoredImage",
            "default_store_path", "extract_layer", "flatten", "host_platform", "load",

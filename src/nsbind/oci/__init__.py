@@ -6,10 +6,11 @@ imported on first use: ``nsbind-oci state`` must not pay for the spec parser."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # eager, and light (the state file and the standard library): ``state`` must be the
 # function, not the submodule nsbind.oci.state that importing it binds here
+from nsbind.lazyimport import module_getattr
 from nsbind.oci.lifecycle import delete, kill, start, state
 
 if TYPE_CHECKING:
@@ -40,14 +41,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'nsbind.oci' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"nsbind.oci.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr("nsbind.oci", {k: f".{v}" for k, v in _LAZY.items()},
+                             globals())
 
 
 __all__ = ["UNSUPPORTED", "CgroupSettings", "CgroupsPath", "Host", "LifecycleError",

@@ -132,12 +132,7 @@ class CopyUpTmpfs:
         ctx = fsopen("tmpfs")
         try:
             ctx.set_string("source", "tmpfs")
-            for opt in self.options:
-                key, eq, value = opt.partition("=")
-                if eq:
-                    ctx.set_string(key, value)
-                else:
-                    ctx.set_flag(key)
+            ctx.set_options(self.options)
             ctx.create()
             mnt = ctx.mount(self.attr & ~MountAttr.RDONLY)  # read-only once filled
         finally:
