@@ -171,3 +171,44 @@ def tree(root: str | pathlib.Path) -> dict[str, str]:
                 desc += f" {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
             out[os.path.relpath(path, root)] = desc
     return out
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper(on: bool) -> None:
+    """Make this process a child subreaper (as conmon and containerd's shim are), or
+    stop being one: orphaned descendants (a container's init once the runtime that
+    made it exits) become its children."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def child_pids() -> set[int]:
+    """This process's children (every thread's), from /proc."""
+    import contextlib
+
+    pids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError), open(
+                f"/proc/self/task/{tid}/children") as f:
+            pids.update(int(p) for p in f.read().split())
+    return pids
+
+
+def reap_new_children(before: set[int]) -> None:
+    """Kill and reap the children this process has now and did not have in ``before``
+    (containers a test left as their subreaper): never the others (the suite's own
+    helpers, a zygote)."""
+    import contextlib
+    import signal
+
+    for pid in child_pids() - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)

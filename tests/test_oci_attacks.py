@@ -15,7 +15,6 @@ expected failure naming the CVE (and the victim is a test-owned file).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -33,13 +32,12 @@ from typing import Any
 
 import pytest
 
-from helpers import busybox_root, tree
+from helpers import busybox_root, child_pids, reap_new_children, set_child_subreaper, tree
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
 
 NSBIND_OCI = os.path.join(sysconfig.get_path("scripts"), "nsbind-oci")
 RUNTIMES = ("runc", "crun", "nsbind-oci")
-PR_SET_CHILD_SUBREAPER = 36
 TIMEOUT = 60.0
 HOST_FILES = ("/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname",
               "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/ostype")
@@ -47,40 +45,27 @@ HOST_FILES = ("/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname",
 Edit = Callable[[dict[str, Any]], None]
 
 
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _children() -> set[int]:
-    pids: set[int] = set()
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(FileNotFoundError):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids.update(int(p) for p in f.read().split())
-    return pids
+#: this process's children before the test: the only ones _reap_all leaves alone
+_BEFORE: set[int] = set()
 
 
 def _reap_all() -> None:
-    for pid in _children():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    reap_new_children(_BEFORE)
 
 
 @pytest.fixture(autouse=True)
 def subreaper() -> Iterator[None]:
     """Containers' inits orphaned by ``create`` become this process's children (as
-    conmon's): reaped by each case, and killed and reaped at the end if left."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    conmon's): reaped by each case, and killed and reaped at the end if left (never a
+    child this process had before the test)."""
+    _BEFORE.clear()
+    _BEFORE.update(child_pids())
+    set_child_subreaper(True)
     try:
         yield
     finally:
         _reap_all()
-        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        set_child_subreaper(False)
 
 
 def _tool_path(tool: str) -> str:

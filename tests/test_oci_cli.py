@@ -11,7 +11,6 @@ child, so each test reaps it and reads its exit status.  Every container lives i
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import pathlib
@@ -26,45 +25,34 @@ from typing import Any
 
 import pytest
 
-from helpers import busybox_root
+from helpers import busybox_root, child_pids, reap_new_children, set_child_subreaper
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
 
 NSBIND_OCI = os.path.join(sysconfig.get_path("scripts"), "nsbind-oci")
-PR_SET_CHILD_SUBREAPER = 36
 TIMEOUT = 60.0
 
 Edit = Callable[[dict[str, Any]], None]
 
 
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _children() -> set[int]:
-    pids: set[int] = set()
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(FileNotFoundError):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids.update(int(p) for p in f.read().split())
-    return pids
+#: this process's children before the test: the only ones reap_all leaves alone
+_BEFORE: set[int] = set()
 
 
 @pytest.fixture(autouse=True)
 def subreaper() -> Iterator[None]:
-    """This process is a subreaper for the test; orphans left at the end are killed
-    and reaped (the leak guard reports the test's own leaks: the test reaps its
-    containers itself)."""
+    """This process is a subreaper for the test (as conmon is); orphans the test leaves
+    are killed and reaped at the end, never children it had before (the leak guard
+    reports the test's own leaks: the test reaps its containers itself)."""
     if not os.path.exists(NSBIND_OCI):
         pytest.skip(f"{NSBIND_OCI} is not installed")
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _BEFORE.clear()
+    _BEFORE.update(child_pids())
+    set_child_subreaper(True)
     try:
         yield
     finally:
-        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        set_child_subreaper(False)
 
 
 def oci(root: pathlib.Path, *args: str, stdin: str | None = None,
@@ -147,12 +135,9 @@ def reap(pid: int, timeout: float = TIMEOUT) -> int:
 
 
 def reap_all() -> None:
-    """Kill and reap every child left (orphaned container inits, ours as subreaper)."""
-    for pid in _children():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    """Kill and reap every child the test left (orphaned container inits, ours as
+    subreaper)."""
+    reap_new_children(_BEFORE)
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -200,7 +185,7 @@ def assert_nothing_left(root: pathlib.Path, cid: str, cgroup: str,
     assert not (root / cid).exists(), os.listdir(root / cid)
     assert cgroup_dirs(cgroup) == []
     time.sleep(0.05)
-    assert _children() - children_before == set()
+    assert child_pids() - children_before == set()
 
 
 # ------------------------------------------------------------------ happy paths
@@ -479,7 +464,7 @@ def test_bad_bundle_is_refused_and_leaves_nothing(tmp_path: pathlib.Path, cgroup
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
     _bad_config(kind)(bundle)
     root = tmp_path / "state"
-    before = _children()
+    before = child_pids()
     try:
         assert_refused(oci(root, command, "--bundle", str(bundle), "b1"), word)
         assert_nothing_left(root, "b1", cgroups_path(tmp_path, cgroup_parent), before)
@@ -492,10 +477,10 @@ def test_duplicate_id(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
     root = tmp_path / "state"
     with container(root, bundle, "d1", started=False) as pid:
-        before = _children()
+        before = child_pids()
         assert_refused(oci(root, "create", "--bundle", str(bundle), "d1"), "d1",
                        "already exists")
-        assert _children() == before
+        assert child_pids() == before
         st = json.loads(ok(oci(root, "state", "d1")))
         assert (st["status"], st["pid"]) == ("created", pid)  # the first is untouched
 
@@ -560,7 +545,7 @@ def test_console_socket_not_a_socket(tmp_path: pathlib.Path, cgroup_parent: str,
     elif kind == "directory":
         path.mkdir()
     root = tmp_path / "state"
-    before = _children()
+    before = child_pids()
     try:
         assert_refused(oci(root, "create", "--bundle", str(bundle), "--console-socket",
                            str(path), "t1"), "console")
@@ -580,7 +565,7 @@ def test_console_socket_nobody_listening(tmp_path: pathlib.Path, cgroup_parent: 
     sock.bind(str(path))
     sock.close()  # bound, never listened: connect is refused
     root = tmp_path / "state"
-    before = _children()
+    before = child_pids()
     try:
         assert_refused(oci(root, "create", "--bundle", str(bundle), "--console-socket",
                            str(path), "t2"), "console")
@@ -594,14 +579,14 @@ def test_console_socket_nobody_listening(tmp_path: pathlib.Path, cgroup_parent: 
 def test_invalid_id(tmp_path: pathlib.Path, cgroup_parent: str, cid: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
     root = tmp_path / "state"
-    before = _children()
+    before = child_pids()
     try:
         args = ["create", "--bundle", str(bundle), "--", cid]
         assert_refused(oci(root, *args), "invalid container id")
         assert not (tmp_path / "x").exists()
         assert not root.exists() or os.listdir(root) == []
         assert cgroup_dirs(cgroups_path(tmp_path, cgroup_parent)) == []
-        assert _children() == before
+        assert child_pids() == before
     finally:
         reap_all()
 
@@ -609,7 +594,7 @@ def test_invalid_id(tmp_path: pathlib.Path, cgroup_parent: str, cid: str) -> Non
 def test_preserve_fds_not_open(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
     root = tmp_path / "state"
-    before = _children()
+    before = child_pids()
     try:
         # subprocess closes every fd above 2 in the child: fds 3..7 are not open
         assert_refused(oci(root, "create", "--preserve-fds", "5", "--bundle", str(bundle),
