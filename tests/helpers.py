@@ -212,3 +212,24 @@ def reap_new_children(before: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+
+def as_subreaper() -> Any:
+    """A context manager: this process a child subreaper inside (see
+    :func:`set_child_subreaper`), yielding the set of children it had before; at the
+    end the children it gained are killed and reaped (:func:`reap_new_children`)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager() -> Any:
+        before = child_pids()
+        set_child_subreaper(True)
+        try:
+            yield before
+        finally:
+            try:
+                reap_new_children(before)
+            finally:
+                set_child_subreaper(False)
+
+    return manager()

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from helpers import busybox_root, child_pids, reap_new_children, set_child_subreaper, tree
+from helpers import as_subreaper, busybox_root, reap_new_children, tree
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
 
@@ -58,14 +58,10 @@ def subreaper() -> Iterator[None]:
     """Containers' inits orphaned by ``create`` become this process's children (as
     conmon's): reaped by each case, and killed and reaped at the end if left (never a
     child this process had before the test)."""
-    _BEFORE.clear()
-    _BEFORE.update(child_pids())
-    set_child_subreaper(True)
-    try:
+    with as_subreaper() as before:
+        _BEFORE.clear()
+        _BEFORE.update(before)
         yield
-    finally:
-        _reap_all()
-        set_child_subreaper(False)
 
 
 def _tool_path(tool: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from helpers import busybox_root, child_pids, reap_new_children, set_child_subreaper
+from helpers import as_subreaper, busybox_root, child_pids, reap_new_children
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
 
@@ -46,13 +46,10 @@ def subreaper() -> Iterator[None]:
     reports the test's own leaks: the test reaps its containers itself)."""
     if not os.path.exists(NSBIND_OCI):
         pytest.skip(f"{NSBIND_OCI} is not installed")
-    _BEFORE.clear()
-    _BEFORE.update(child_pids())
-    set_child_subreaper(True)
-    try:
+    with as_subreaper() as before:
+        _BEFORE.clear()
+        _BEFORE.update(before)
         yield
-    finally:
-        set_child_subreaper(False)
 
 
 def oci(root: pathlib.Path, *args: str, stdin: str | None = None,
