@@ -1,0 +1,42 @@
+"""nsbind-oci's start path imports only what its command uses: every client call pays
+for the imports of its runtime process (podman and containerd make three to five a
+container).  Checked with ``python -X importtime`` on the real command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+#: modules the light commands (state, kill, start, delete of an unknown id) must not load
+HEAVY = ("nsbind.process", "nsbind.spawnplan", "nsbind.oci.spec", "nsbind.oci.convert",
+         "nsbind.seccomp", "nsbind.rootfs", "nsbind.image.store", "nsbind.cgroups")
+
+
+def _imported(*args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import sys; from nsbind.oci.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("args", [
+    ["--root", "/nonexistent-nsbind-root", "state", "nope"],
+    ["--root", "/nonexistent-nsbind-root", "kill", "nope", "KILL"],
+    ["--root", "/nonexistent-nsbind-root", "start", "nope"],
+    ["--root", "/nonexistent-nsbind-root", "delete", "--force", "nope"],
+], ids=["state", "kill", "start", "delete"])
+def test_light_commands_do_not_import_the_spawn_machinery(args: list[str]) -> None:
+    modules = _imported(*args)
+    assert "nsbind.oci.lifecycle" in modules  # the command ran
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_a_failing_create_imports_no_image_store_or_decompressors(tmp_path: object) -> None:
+    modules = _imported("--root", "/nonexistent-nsbind-root", "create", "--bundle",
+                        "/nonexistent-nsbind-bundle", "c1")
+    assert "nsbind.oci.spec" in modules
+    assert not modules & {"nsbind.image.store", "nsbind.image.unpack", "zstandard", "cffi"}
