@@ -495,3 +495,41 @@ def test_cve_2019_19921_no_mount_lands_on_the_roots_procfs(
     ok = RootFS(tmp_path / "root", defaults=False).add(
         mounts.proc(), mounts.bind("/proc/meminfo", "/proc/meminfo"))
     assert run_in(ok, "head -c 9 /proc/meminfo") == ("MemTotal:", 0)
+
+
+@forked
+def test_cve_2023_27561_a_target_swapped_into_proc_while_mounting_never_lands_there(
+        tmp_path: pathlib.Path) -> None:
+    """The mount target's directory is swapped with a symlink into the root's /proc
+    (renameat2 RENAME_EXCHANGE, in a loop) while binds are made: each bind lands in the
+    directory or is refused; procfs is never covered (the check is on the fd the mount
+    goes onto)."""
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "evil" / "sys").mkdir(parents=True)
+    os.symlink("/proc", root / "link")
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "mark").write_text("victim\n")
+    steps = [MountStep(None, str(root), kind=MountKind.ROOT),
+             mounts.proc().in_root(),
+             mounts.bind(str(tmp_path / "victim"), "/evil/sys").in_root()]
+    landed = refused = 0
+    swapper = _swapper(os.fsencode(root / "evil"), os.fsencode(root / "link"))
+    try:
+        for _ in range(200):
+            with Namespaces(mnt=True, pid=False):  # the round's mounts go with it
+                try:
+                    mounts.apply(steps)
+                except NsbindError as exc:
+                    assert exc.errno in (errno.EPERM, errno.ELOOP, errno.ENOENT,
+                                         errno.ENOTDIR, errno.EXDEV), exc
+                    refused += 1
+                    continue
+                landed += 1
+                # the bind is on the directory, never on the root's procfs
+                assert not (root / "proc" / "sys" / "mark").exists()
+                assert (root / "proc" / "sys" / "kernel").is_dir()
+    finally:
+        os.kill(swapper, signal.SIGKILL)
+        os.waitpid(swapper, 0)
+    assert landed + refused == 200 and landed
