@@ -204,3 +204,44 @@ def test_namespaces_joined_by_path_beside_new_ones(tmp_path: pathlib.Path, cgrou
     assert code == 0
     hostname, ipc = (tmp_path / "data" / "out").read_text().split()
     assert hostname == "nsbind-holder" and ipc != _ns("self", "ipc")
+
+
+def test_unified_resources_are_written_to_the_v2_cgroup(tmp_path: pathlib.Path,
+                                                       cgroup_parent: str) -> None:
+    from nsbind import cgroup_layout
+
+    v2 = next((h for h in cgroup_layout().hierarchies if h.version == 2), None)
+    if v2 is None:
+        pytest.skip("no cgroup v2 hierarchy on this host")
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
+    _edit(bundle, {"linux.resources.unified": {"cgroup.max.descendants": "5",
+                                               "cgroup.max.depth": "2"}})
+    config = json.loads((bundle / "config.json").read_text())
+    root = tmp_path / "state"
+    pid = create(bundle, "u1", root=root, cgroup_parent=cgroup_parent)["pid"]
+    try:
+        where = pathlib.Path(v2.path_of(config["linux"]["cgroupsPath"]))
+        assert (where / "cgroup.max.descendants").read_text().strip() == "5"
+        assert (where / "cgroup.max.depth").read_text().strip() == "2"
+    finally:
+        delete(root, "u1", force=True)
+        reap(pid)
+
+
+@pytest.mark.parametrize("unified, message", [
+    ({"cgroup.procs": "1"}, "not a cgroup v2 file a container's limits may set"),
+    ({"../cgroup.procs": "1"}, "is not a cgroup file name"),  # the spec's own check
+    ({"nosuch.knob": "1"}, "the nosuch controller is not on this host's cgroup v2"),
+    ({"cgroup.max.depth": "1\n2"}, "one line"),
+])
+def test_bad_unified_resources_are_refused_naming_the_key(
+        tmp_path: pathlib.Path, cgroup_parent: str, unified: dict[str, str],
+        message: str) -> None:
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
+    _edit(bundle, {"linux.resources.unified": unified})
+    config = json.loads((bundle / "config.json").read_text())
+    root = tmp_path / "state"
+    with pytest.raises(SpecError, match=r"linux\.resources\.unified\[.*" + message):
+        create(bundle, "u2", root=root, cgroup_parent=cgroup_parent)
+    assert not (root / "u2").exists()
+    assert not cgroup_dirs(config["linux"]["cgroupsPath"])

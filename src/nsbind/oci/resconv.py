@@ -16,12 +16,16 @@ SpecError naming the JSON path: nothing is dropped.
   (per device); network classID and priorities (v1 net_cls/net_prio).
 * devices: a leading deny-all rule then allow rules (runc's default allowed devices
   appended, as runc does) -> ``set_devices``; any other deny rule is refused.
-* blockIO weights, ``unified``: refused.
+* ``unified``: each cgroup v2 file written as given, after its name (a file of a
+  controller the v2 hierarchy has; not one the lifecycle owns, like cgroup.procs) and
+  value (one line) are checked.
+* blockIO weights: refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
@@ -50,6 +54,7 @@ class CgroupSettings:
     io_limits: tuple[tuple[str, dict[str, int]], ...] = ()
     net_cls_classid: int | None = None
     net_prio: dict[str, int] | None = None
+    unified: tuple[tuple[str, str], ...] = ()
 
     def apply(self, cg: Cgroup) -> None:
         """Set what ``Cgroup.create`` did not."""
@@ -65,6 +70,13 @@ class CgroupSettings:
             cg.set_net_prio(self.net_prio)
         if self.devices is not None:
             cg.set_devices(list(self.devices))
+        if self.unified:
+            v2 = cg.v2
+            if v2 is None:
+                raise SpecError("linux.resources.unified: this cgroup has no cgroup v2 "
+                                "directory to write to")
+            for key, value in self.unified:
+                v2.write(key, value)
 
     def update(self, cg: Cgroup) -> None:
         """Set everything on an existing cgroup (``runc update``): the create keywords
@@ -189,13 +201,36 @@ def _block_io(bio: BlockIO) -> tuple[tuple[str, dict[str, int]], ...]:
     return tuple(limits.items())
 
 
+_UNIFIED_KEY = re.compile(r"[a-z][a-z0-9_]*\.[a-z0-9_.]+")
+#: files the lifecycle owns: membership, the tree below, freezing and killing
+_UNIFIED_OWNED = frozenset({"cgroup.procs", "cgroup.threads", "cgroup.subtree_control",
+                            "cgroup.freeze", "cgroup.kill", "cgroup.type"})
+
+
+def _unified(unified: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """``unified`` (cgroup v2 file -> value), checked: a file name of this cgroup's own
+    directory, of a controller the v2 hierarchy has; a value of one line."""
+    v2 = next((h for h in cgroup_layout().hierarchies if h.version == 2), None)
+    out = []
+    for key, value in unified.items():
+        where = f"unified[{key[:80]!r}]"
+        if not _UNIFIED_KEY.fullmatch(key) or key in _UNIFIED_OWNED:
+            raise _refuse(where, "not a cgroup v2 file a container's limits may set")
+        controller = key.partition(".")[0]
+        if v2 is None or (controller != "cgroup" and controller not in v2.controllers):
+            raise _refuse(where, f"the {controller} controller is not on this host's cgroup "
+                          "v2 hierarchy")
+        if "\0" in value or "\n" in value.rstrip("\n") or len(value) > 4096:
+            raise _refuse(where, "the value must be one line (at most 4096 bytes)")
+        out.append((key, value))
+    return tuple(out)
+
+
 def convert_resources(res: Resources | None) -> CgroupSettings:
     """``linux.resources`` as :class:`CgroupSettings` (see the module doc)."""
     if res is None:
         return CgroupSettings()
     create: dict[str, Any] = {}
-    if res.unified:
-        raise _refuse("unified", "not supported yet")
     if res.memory is not None:
         _memory(res.memory, create)
     period, cpus = _cpu(res.cpu, create) if res.cpu is not None else (None, None)
@@ -211,4 +246,4 @@ def convert_resources(res: Resources | None) -> CgroupSettings:
         devices=_devices(res.devices or ()),
         hugetlb=tuple((h.page_size, h.limit) for h in res.hugepage_limits or ()),
         io_limits=_block_io(res.block_io) if res.block_io is not None else (),
-        net_cls_classid=classid, net_prio=prio)
+        net_cls_classid=classid, net_prio=prio, unified=_unified(res.unified or {}))
