@@ -165,3 +165,58 @@ def test_tmpcopyup_only_for_tmpfs(tmp_path: pathlib.Path) -> None:
 
     with pytest.raises(SpecError, match=r"mounts\[7\]\.options\[1\] 'tmpcopyup'"):
         to_spawn(load_spec(make_bundle(tmp_path, "unused", edit)), cgroup_parent="P")
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+def test_idmapped_bind_shows_owners_through_its_mappings(tmp_path: pathlib.Path,
+                                                        cgroup_parent: str,
+                                                        option: str) -> None:
+    """mounts[].uidMappings/gidMappings: files of the host directory appear inside with
+    their owners mapped (host root as 100000 here); the host's files are unchanged."""
+    from nsbind import features
+
+    if not features.idmapped_mounts():
+        pytest.skip("this kernel has no idmapped mounts (MOUNT_ATTR_IDMAP, Linux 5.12)")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "root-owned").write_text("x")
+    os.chown(shared / "root-owned", 0, 0)
+    (shared / "user-owned").write_text("y")
+    os.chown(shared / "user-owned", 1000, 1000)
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+    def edit(config: dict[str, Any]) -> None:
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
+                                 "options": ["rbind", option], "uidMappings": maps,
+                                 "gidMappings": maps})
+
+    bundle = make_bundle(tmp_path, cgroup_parent, edit,
+                         ["sh", "-c", "stat -c '%n %u %g' /data/root-owned /data/user-owned"])
+    code, out = run_nsbind(bundle, cgroup_parent)
+    assert code == 0, out
+    assert out.split("\n")[:2] == ["/data/root-owned 100000 100000",
+                                   "/data/user-owned 101000 101000"]
+    assert (os.stat(shared / "root-owned").st_uid, os.stat(shared / "user-owned").st_uid) \
+        == (0, 1000)
+
+
+def test_idmapped_mount_needs_both_maps_and_a_bind(tmp_path: pathlib.Path) -> None:
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    for mount, message in (
+            ({"destination": "/d", "type": "bind", "source": "/tmp", "options": ["rbind"],
+              "uidMappings": maps}, "uidMappings and gidMappings go together"),
+            ({"destination": "/d", "type": "tmpfs", "source": "tmpfs", "uidMappings": maps,
+              "gidMappings": maps}, "only a bind mount can be idmapped")):
+        with pytest.raises(SpecError, match=message):
+            mountconv.convert_mounts((load_spec(_spec_with(tmp_path, mount)).mounts or ())[-1:],
+                                     str(tmp_path))
+
+
+def _spec_with(tmp_path: pathlib.Path, mount: dict[str, Any]) -> bytes:
+    import json
+
+    from nsbind.oci import default_spec_json
+
+    config = default_spec_json()
+    config["mounts"].append(mount)
+    return json.dumps(config).encode()

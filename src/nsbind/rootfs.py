@@ -56,7 +56,7 @@ import threading
 from collections.abc import Sequence
 from types import TracebackType
 
-from nsbind._sys.fd import PathLike, fsbytes
+from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
 from nsbind._sys.mount import AT_FDCWD, MountFd, open_tree, openat2, pivot_root, umount2
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind.errors import InvalidValue, error_for
@@ -236,7 +236,7 @@ class RootFS:
         self._masked: list[str] = list(MASKED_PATHS) if defaults else []
         self._readonly: list[str] = list(READONLY_PATHS) if defaults else []
         self._final: list[MountStep] = []
-        self._kept: list[MountFd] = []
+        self._kept: list[OwnedFd] = []
 
     @classmethod
     def overlay(cls, lower: Sequence[PathLike], upper: PathLike | None = None,
@@ -296,10 +296,11 @@ class RootFS:
         self._changed()
         return self
 
-    def keep(self, *mounts: MountFd) -> RootFS:
-        """Hold detached mounts that added steps attach by fd (``MountOpt.ATTACH_FD``:
-        one spawn's, moved into its namespace) until :meth:`close`."""
-        self._kept += mounts
+    def keep(self, *fds: OwnedFd) -> RootFS:
+        """Hold fds that added steps use by number until :meth:`close`: detached mounts
+        they attach (``MountOpt.ATTACH_FD``: one spawn's, moved into its namespace), the
+        user namespace of an idmapped bind."""
+        self._kept += fds
         return self
 
     def readonly(self, *paths: str) -> RootFS:

@@ -11,9 +11,10 @@ As runc does: a filesystem's attributes are exactly those its options name (the
 default OCI config mounts /proc without nosuid, and so does runc), sysfs is read-only
 unless ``rw`` is given, a tmpfs on /dev gets the default devices (null, zero, full,
 random, urandom, tty: mknod, or the host's nodes bound where mknod is refused) and the
-symlinks fd, stdin, stdout, stderr and ptmx after the last configured mount, and a
-``cgroup`` mount is a tmpfs with the container's own cgroup directory of every v1
-hierarchy, named ones (``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound
+symlinks fd, stdin, stdout, stderr and ptmx after the last configured mount.  A bind
+with ``uidMappings``/``gidMappings`` (``idmap``, ``ridmap``) is idmapped through a user
+namespace with those maps (:mod:`nsbind.oci.idmapmount`).  A ``cgroup`` mount is a tmpfs
+with the container's own cgroup directory of every v1 hierarchy, named ones (``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound
 read-only (or read-write with ``rw``) below it; on a host with only cgroup v2 it is a
 cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its superblock too (as
 runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills read-write and then
@@ -44,6 +45,7 @@ from nsbind.cgroups import cgroup_layout
 from nsbind.errors import NsbindError, error_for
 from nsbind.flags import MountAttr, ResolveFlags
 from nsbind.mountstep import MountOpt, MountStep
+from nsbind.oci.idmapmount import IdmapBind
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import Device, Mount
 
@@ -147,7 +149,7 @@ class CopyUpTmpfs:
         return dataclasses.replace(step, opts=step.opts | MountOpt.ATTACH_FD), mnt
 
 
-MountItem = MountStep | CgroupMount | CopyUpTmpfs
+MountItem = MountStep | CgroupMount | CopyUpTmpfs | IdmapBind
 
 #: what a tmpcopyup copies at most: bytes of file content, and entries
 COPYUP_MAX_BYTES = 1 << 30
@@ -294,6 +296,8 @@ def _options(m: Mount, i: int, fstype: str) -> tuple[int, list[str], bool, bool]
                             "root is not supported yet")
         elif opt in ("bind", "rbind"):
             rbind = rbind or opt == "rbind"
+        elif opt in ("idmap", "ridmap") and (m.uid_mappings or m.gid_mappings):
+            pass  # the mappings make it idmapped (ridmap: recursively)
         elif opt == "tmpcopyup" and fstype == "tmpfs":
             copyup = True
         elif name in _DATA.get(fstype, frozenset()):
@@ -348,13 +352,24 @@ def _bind_source(m: Mount, i: int, bundle: str | None) -> str:
     return os.path.join(bundle, m.source)
 
 
+def _idmap_bind(m: Mount, i: int, binding: bool, attr: int, rbind: bool,
+                bundle: str | None) -> IdmapBind:
+    """An idmapped bind (both maps given: the spec's validation sees to it;
+    ``idmap``/``ridmap``)."""
+    if not binding:
+        raise SpecError(f"mounts[{i}].uidMappings: only a bind mount can be idmapped")
+    opts = m.options or ()
+    return IdmapBind(_bind_source(m, i, bundle), m.destination,
+                     rbind or "ridmap" in opts, attr,
+                     tuple((x.container_id, x.host_id, x.size) for x in m.uid_mappings or ()),
+                     tuple((x.container_id, x.host_id, x.size) for x in m.gid_mappings or ()))
+
+
 def convert_mounts(spec_mounts: tuple[Mount, ...], bundle: str | None) -> list[MountItem]:
     """``mounts`` as steps, in order (see the module doc)."""
     items: list[MountItem] = []
     dev_tmpfs = False
     for i, m in enumerate(spec_mounts):
-        if m.uid_mappings or m.gid_mappings:
-            raise SpecError(f"mounts[{i}].uidMappings: idmapped mounts are not supported yet")
         binding = m.type == "bind" or any(o in ("bind", "rbind") for o in m.options or ())
         fstype = "bind" if binding else (m.type or "")
         if not fstype:
@@ -364,7 +379,9 @@ def convert_mounts(spec_mounts: tuple[Mount, ...], bundle: str | None) -> list[M
                             "(as runc: anything else there would stand in for the "
                             "kernel's view; CVE-2019-19921)")
         attr, data, rbind, copyup = _options(m, i, fstype)
-        if binding:
+        if m.uid_mappings or m.gid_mappings:
+            items.append(_idmap_bind(m, i, binding, attr, rbind, bundle))
+        elif binding:
             step = mounts.bind(_bind_source(m, i, bundle), m.destination, recursive=rbind)
             items.append(dataclasses.replace(step, flags=attr))
         else:

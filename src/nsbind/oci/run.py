@@ -27,6 +27,7 @@ from typing import Any
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.oci import namedcg
 from nsbind.oci.convert import SpawnArgs, to_spawn
+from nsbind.oci.idmapmount import IdmapBind
 from nsbind.oci.mountconv import CgroupMount, CopyUpTmpfs
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import load_spec
@@ -46,6 +47,9 @@ def build_root(args: SpawnArgs, cgroup_path: str) -> RootFS:
             if isinstance(item, CopyUpTmpfs):
                 step, mnt = item.make(root.path)
                 root.keep(mnt).add(step)
+            elif isinstance(item, IdmapBind):
+                step, userns = item.make()
+                root.keep(userns).add(step)
             else:
                 root.add(item.steps(cgroup_path) if isinstance(item, CgroupMount) else item)
         root.mask(*args.masked)
