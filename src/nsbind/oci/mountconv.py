@@ -15,8 +15,8 @@ symlinks fd, stdin, stdout, stderr and ptmx after the last configured mount.  A 
 with ``uidMappings``/``gidMappings`` (``idmap``, ``ridmap``) is idmapped through a user
 namespace with those maps (:mod:`nsbind.oci.idmapmount`).  A ``cgroup`` mount is a tmpfs
 with the container's own cgroup directory of every v1 hierarchy, named ones
-(``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound read-only (or read-write with ``rw``) below it; on a host with only cgroup v2 it is a
-cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its superblock too (as
+(``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound read-only (or read-write
+with ``rw``) below it; on a host with only cgroup v2 it is a cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its superblock too (as
 runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills read-write and then
 makes a read-only mount of (so does nsbind).  ``tmpcopyup`` (tmpfs only): see
 :class:`CopyUpTmpfs`.
