@@ -16,10 +16,10 @@ with ``uidMappings``/``gidMappings`` (``idmap``, ``ridmap``) is idmapped through
 namespace with those maps (:mod:`nsbind.oci.idmapmount`).  A ``cgroup`` mount is a tmpfs
 with the container's own cgroup directory of every v1 hierarchy, named ones
 (``name=systemd``, :mod:`nsbind.oci.namedcg`) included, bound read-only (or read-write
-with ``rw``) below it; on a host with only cgroup v2 it is a cgroup2 mount.  A filesystem mount with ``ro`` is read-only in its superblock too (as
-runc's mount(2) with MS_RDONLY), except a tmpfs, which runc fills read-write and then
-makes a read-only mount of (so does nsbind).  ``tmpcopyup`` (tmpfs only): see
-:class:`CopyUpTmpfs`.
+with ``rw``) below it; on a host with only cgroup v2 it is a cgroup2 mount.  A
+filesystem mount with ``ro`` is read-only in its superblock too (as runc's mount(2)
+with MS_RDONLY), except a tmpfs, which runc fills read-write and then makes a read-only
+mount of (so does nsbind).  ``tmpcopyup`` (tmpfs only): see :class:`CopyUpTmpfs`.
 
 Where nsbind differs from runc 1.1, on purpose or for now:
 
