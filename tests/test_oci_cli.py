@@ -600,3 +600,44 @@ def test_preserve_fds_not_open(tmp_path: pathlib.Path, cgroup_parent: str) -> No
     finally:
         oci(root, "delete", "--force", "f1")
         reap_all()
+
+
+def test_run_in_the_foreground_holds_the_terminal_itself(tmp_path: pathlib.Path,
+                                                         cgroup_parent: str) -> None:
+    """process.terminal without a console socket: `run` makes the container's pty, copies
+    between it and its own terminal (the window size too) and exits with the status."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    def edit(config: dict[str, Any]) -> None:
+        config["process"]["terminal"] = True
+
+    bundle = make_bundle(tmp_path, cgroup_parent,
+                         ["sh", "-c", "tty; stty size; read x; echo got:$x; exit 5"], edit)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: nsbind-oci on a terminal, as a user at a shell runs it
+        os.execv(NSBIND_OCI, [NSBIND_OCI, "--root", str(tmp_path / "state"), "run",
+                              "--bundle", str(bundle), "tty1"])
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        out = b""
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and b"got:" not in out:
+            if b"33 101" in out and b"hello" not in out:
+                os.write(fd, b"hello\n")
+                out += b"hello"
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text and "33 101" in text and "got:hello" in text, text
+    assert os.waitstatus_to_exitcode(status) == 5
+    assert not (tmp_path / "state" / "tty1").exists()

@@ -89,11 +89,29 @@ def _raw_stdin() -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+def _copy_size(master: int) -> None:
+    """The window size of this process's terminal onto the container's (as runc does),
+    when stdin is one."""
+    import fcntl
+
+    try:
+        size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except (OSError, ValueError):
+        pass  # not a terminal: the container's keeps its own size
+
+
 def wait_foreground(pid: int, master: int | None = None) -> int:
     """Wait for ``pid`` (this process's child), passing signals on and, with a terminal
-    ``master``, copying between it and this process's stdio; the exit status."""
+    ``master``, copying between it and this process's stdio (its window size too, again
+    on each SIGWINCH); the exit status."""
     with forward_signals(pid):
         if master is not None:
-            with _raw_stdin():
-                _proxy(master)
+            _copy_size(master)
+            previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_size(master))
+            try:
+                with _raw_stdin():
+                    _proxy(master)
+            finally:
+                signal.signal(signal.SIGWINCH, previous)
         return _status(pid)
