@@ -619,10 +619,10 @@ def test_run_in_the_foreground_holds_the_terminal_itself(tmp_path: pathlib.Path,
                          ["sh", "-c", "tty; stty size; read x; echo got:$x; exit 5"], edit)
     pid, fd = pty.fork()
     if pid == 0:  # the child: nsbind-oci on a terminal, as a user at a shell runs it
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         os.execv(NSBIND_OCI, [NSBIND_OCI, "--root", str(tmp_path / "state"), "run",
                               "--bundle", str(bundle), "tty1"])
     try:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         out = b""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline and b"got:" not in out:
@@ -634,6 +634,8 @@ def test_run_in_the_foreground_holds_the_terminal_itself(tmp_path: pathlib.Path,
                     out += os.read(fd, 4096)
                 except OSError:
                     break
+        if b"got:" not in out:  # stuck: end it (and with it the container) to report
+            os.kill(pid, signal.SIGTERM)
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
@@ -641,3 +643,14 @@ def test_run_in_the_foreground_holds_the_terminal_itself(tmp_path: pathlib.Path,
     assert "/dev/pts/0" in text and "33 101" in text and "got:hello" in text, text
     assert os.waitstatus_to_exitcode(status) == 5
     assert not (tmp_path / "state" / "tty1").exists()
+
+
+def test_a_config_json_that_is_a_fifo_is_refused_without_hanging(tmp_path: pathlib.Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.mkfifo(bundle / "config.json")
+    proc = oci(tmp_path / "state", "create", "--bundle", str(bundle), "fifo1", timeout=20)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"nsbind-oci: {bundle}/config.json is a FIFO, not a regular file: refused"]
+    assert not (tmp_path / "state" / "fifo1").exists()

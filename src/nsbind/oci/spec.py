@@ -19,6 +19,7 @@ import json
 import os
 from typing import Any
 
+from nsbind._sys.mount import AT_FDCWD, open_regular, read_capped
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
 from nsbind.idmap import check_id
@@ -402,13 +403,15 @@ def load_spec(path_or_bytes: str | os.PathLike[str] | bytes, *,
         data, what = path_or_bytes, "config.json"
     else:
         path = os.fspath(path_or_bytes)
-        if os.path.isdir(path):
-            path = os.path.join(path, "config.json")
+        if os.path.isdir(path) or not (os.path.lexists(path) or path.endswith(".json")):
+            path = os.path.join(path, "config.json")  # a bundle directory (maybe missing)
         bundle = os.path.dirname(os.path.abspath(path))
         what = path
-        try:
-            with open(path, "rb") as file:
-                data = file.read(MAX_JSON_BYTES + 1)
+        try:  # a regular file, checked before a byte is read: a FIFO cannot hang us
+            with open_regular(AT_FDCWD, path, what=path) as fd:
+                data = read_capped(fd, MAX_JSON_BYTES, what=path)
+        except InvalidValue as exc:
+            raise SpecError(str(exc), exc.errno) from None
         except OSError as exc:
             raise SpecError(f"cannot read {path}: {exc.strerror}", exc.errno) from None
     try:
