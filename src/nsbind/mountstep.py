@@ -152,6 +152,8 @@ class MountStep:
         if self.kind == MountKind.CLASSIC:
             raise InvalidValue(f"{self.describe()}: a classic mount(2) step takes host paths "
                              "only; use the nsbind.mounts helpers inside a root")
+        if self.opts & MountOpt.IN_ROOT:
+            return self  # already: steps are immutable, so the same one serves
         return dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
 
     def pinned(self, st: os.stat_result) -> MountStep:

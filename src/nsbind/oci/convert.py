@@ -28,6 +28,7 @@ from nsbind._sys.ns import open_namespace
 from nsbind.errors import NsbindError
 from nsbind.flags import Propagation
 from nsbind.idmap import IdMap
+from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
 from nsbind.oci.cgpath import CgroupsPath
 from nsbind.oci.mountconv import MountItem, convert_devices, convert_mounts
@@ -241,6 +242,8 @@ def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> Spa
                         "directory is known")
     items = convert_mounts(spec.mounts or (), spec.bundle)
     items += convert_devices(linux.devices or ())
+    # resolved inside the root once here, not by RootFS.add for every container
+    items = [i.in_root() if isinstance(i, MountStep) else i for i in items]
     seccomp = None
     if linux.seccomp is not None:
         seccomp = Filter.from_oci(spec.to_json()["linux"]["seccomp"])
