@@ -165,6 +165,10 @@ def test_join_is_for_spawn_not_a_with_block() -> None:
             pass
     with pytest.raises(UsageError, match=r"for nsbind\.spawn"):
         ns.unshare()
+    from nsbind import call_in
+
+    with pytest.raises(UsageError, match=r"call_in takes .*for nsbind\.spawn"):
+        call_in(ns, os.getpid)  # refused, not run with the joins silently dropped
     assert base.joined == {} and ns.joined == {"net": "/proc/self/ns/net"}  # a copy
     assert ns.types == base.types
     assert Namespaces().joining(net="/x") == Namespaces().joining(net="/x")

@@ -59,7 +59,7 @@ from nsbind.callwire import (
     load_answer,
     remote_exception,
 )
-from nsbind.errors import NsbindError
+from nsbind.errors import NsbindError, UsageError
 from nsbind.flags import NAMESPACE_ORDER, CloneFlags, Namespace
 from nsbind.namespaces import Namespaces, thread_path
 
@@ -223,6 +223,9 @@ def _caller_fds() -> list[tuple[Namespace, NamespaceFd]]:
 
 
 def _spec(namespaces: Namespaces) -> dict[str, Any]:
+    if namespaces.joined:
+        raise UsageError("call_in takes new namespaces or Namespaces.join(...), not "
+                         "Namespaces(...).joining(...): that mix is for nsbind.spawn")
     join = namespaces.join_target
     return {
         "types": sorted(ns.value for ns in namespaces.types),
