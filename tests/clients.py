@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sysconfig
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -604,7 +605,10 @@ def podman_store_fixture(tmp_path_factory: pytest.TempPathFactory,
                  cgroup_parent: str) -> Iterator[PodmanStore]:
     """A private podman storage with the test image (module-wide), removed at the end."""
     need("podman", "conmon")
-    store = PodmanStore(str(tmp_path_factory.mktemp("podman")), cgroup_parent)
+    # a short base (the run's temp dir, not pytest's deep one): conmon's attach socket
+    # lives below it and a unix socket path has 108 bytes at most; with pytest's paths
+    # podman sometimes failed to connect to it
+    store = PodmanStore(tempfile.mkdtemp(prefix="pm-"), cgroup_parent)
     try:
         store.setup()
         yield store
