@@ -111,16 +111,19 @@ def _check_create(spec: Spec, console_socket: str | None, preserve_fds: int) -> 
 def create(bundle: str | os.PathLike[str], container_id: str, *,
            root: str | os.PathLike[str], cgroup_parent: str,
            pid_file: str | os.PathLike[str] | None = None,
-           console_socket: str | None = None, preserve_fds: int = 0) -> dict[str, Any]:
+           console_socket: str | None = None, preserve_fds: int = 0,
+           spec: Spec | None = None) -> dict[str, Any]:
     """Create the container: its process parked before its exec; its state.
 
     With ``process.terminal`` the process gets a new pty of the container's devpts as
     its stdio and /dev/console, and its master goes to ``console_socket`` (required
     then, refused otherwise); else it inherits the caller's stdio.  Fds 3 to
-    3+``preserve_fds``-1 are passed on (they must be open)."""
+    3+``preserve_fds``-1 are passed on (they must be open).  ``spec``: the bundle's
+    config.json when the caller has already loaded it."""
     directory = container_dir(root, container_id)
     bundle = os.path.abspath(os.fspath(bundle))
-    spec = load_spec(bundle)
+    if spec is None:
+        spec = load_spec(bundle)
     _check_create(spec, console_socket, preserve_fds)
     args = to_spawn(spec, cgroup_parent=cgroup_parent)
     os.makedirs(os.fspath(root), mode=0o700, exist_ok=True)

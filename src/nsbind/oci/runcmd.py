@@ -57,35 +57,30 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
                   console_socket: str | None = None, preserve_fds: int = 0) -> int:
     """Run the bundle as container ``container_id``; its exit status (0 detached)."""
     spec = load_spec(bundle)
-    terminal = bool(spec.process is not None and spec.process.terminal)
-    if terminal and console_socket is None and not detach:
-        with _own_console() as (path, listener):
-            create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT, pid_file=pid_file,
-                   console_socket=path, preserve_fds=preserve_fds)
-            master = _receive_master(listener)
-        return _started(root, container_id, master, keep)
-    data = create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT, pid_file=pid_file,
-                  console_socket=console_socket, preserve_fds=preserve_fds)
-    if detach:
+    own_console = (bool(spec.process is not None and spec.process.terminal)
+                   and console_socket is None and not detach)
+    master = None
+    with contextlib.ExitStack() as stack:
+        if own_console:
+            console_socket, listener = stack.enter_context(_own_console())
+        pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
+                         pid_file=pid_file, console_socket=console_socket,
+                         preserve_fds=preserve_fds, spec=spec)["pid"])
         try:
-            start(root, container_id)
+            if own_console:
+                master = _receive_master(listener)
         except BaseException:
             delete(root, container_id, force=True)
             raise
-        return 0
-    del data
-    return _started(root, container_id, None, keep)
-
-
-def _started(root: str, container_id: str, master: int | None, keep: bool) -> int:
-    from nsbind.oci.lifecycle import state
-
     try:
-        pid = int(state(root, container_id)["pid"])
         start(root, container_id)
-        return wait_foreground(pid, master)
+        return 0 if detach else wait_foreground(pid, master)
+    except BaseException:
+        if detach:  # a detached container that did not start is not left behind
+            delete(root, container_id, force=True)
+        raise
     finally:
         if master is not None:
             os.close(master)
-        if not keep:
+        if not detach and not keep:
             delete(root, container_id, force=True)
