@@ -356,6 +356,25 @@ def test_exec(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
         assert status_of(root, "e1") == "running"
 
 
+def test_exec_gets_the_containers_seccomp_filter(tmp_path: pathlib.Path,
+                                                 cgroup_parent: str) -> None:
+    # as runc: an exec'd process is filtered like the container's own (the program
+    # create compiled, kept in the state directory)
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sleep", "100"], edit)
+    root = tmp_path / "state"
+    with container(root, bundle, "sc1"):
+        assert (root / "sc1" / "seccomp.bpf").stat().st_size > 0
+        proc = oci(root, "exec", "sc1", "sh", "-c",
+                   "grep Seccomp: /proc/self/status; mkdir /tmp/never")
+        assert proc.returncode != 0 and "Seccomp:\t2" in proc.stdout, proc
+        assert "Operation not permitted" in proc.stderr
+
+
 def test_ps_and_list(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sleep", "100"])
     root = tmp_path / "state"

@@ -33,7 +33,7 @@ from nsbind.namespaces import Namespaces
 from nsbind.oci.cgpath import CgroupsPath
 from nsbind.oci.mountconv import MountItem, convert_devices, convert_mounts
 from nsbind.oci.resconv import CgroupSettings, convert_resources
-from nsbind.oci.schema import SpecError
+from nsbind.oci.schema import SpecError, dump
 from nsbind.oci.spec import Hooks, IdMapping, Linux, Process, Spec
 from nsbind.oci.validate import Host
 from nsbind.seccomp import Filter
@@ -245,8 +245,8 @@ def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> Spa
     # resolved inside the root once here, not by RootFS.add for every container
     items = [i.in_root() if isinstance(i, MountStep) else i for i in items]
     seccomp = None
-    if linux.seccomp is not None:
-        seccomp = Filter.from_oci(spec.to_json()["linux"]["seccomp"])
+    if linux.seccomp is not None:  # compiled here, once: a Program from then on
+        seccomp = Filter.from_oci(dump(linux.seccomp)).program()
     kwargs = process_kwargs(proc, spec.rootfs)
     namespaces, own = _namespaces(linux)
     kwargs.update({"hostname": spec.hostname, "domainname": spec.domainname,

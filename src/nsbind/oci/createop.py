@@ -25,11 +25,12 @@ from nsbind.oci.state import (
     remove_parents,
     report,
     start_time,
-    write_config,
+    write_kept,
     write_pid_file,
     write_state,
 )
 from nsbind.process import spawn
+from nsbind.seccomp import Program
 
 __all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create"]
 
@@ -147,7 +148,10 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
     os.chmod(fifo, 0o622)  # whatever the umask
-    write_config(directory, spec.to_bytes())
+    write_kept(directory, "config.json", spec.to_bytes())
+    program = args.spawn_kwargs.get("seccomp")
+    if isinstance(program, Program):  # exec loads the same filter, not compiled again
+        write_kept(directory, "seccomp.bpf", program.bpf)
     made = missing_parents(args.cgroup_parent)
     cg = Cgroup.create(args.cgroup_name or container_id, parent=args.cgroup_parent or None,
                        **args.cgroup.create)
@@ -165,7 +169,9 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "annotations": dict(spec.annotations or {}),
                 "nsbind": {"cgroup": cg.path, "cgroupParents": made, "startTime": started,
-                           "hooks": args.has_hooks}}
+                           "hooks": args.has_hooks,
+                           "seccompFlags": program.flags if isinstance(program, Program)
+                           else None}}
         _prepare(args, pid, dict(report(data), status="creating"), bundle)
         write_state(directory, data)
         if pid_file is not None:

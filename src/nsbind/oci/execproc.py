@@ -31,7 +31,7 @@ from nsbind.oci.state import (
     LifecycleError,
     container_dir,
     locked,
-    read_config,
+    read_kept,
     read_state,
     report,
     write_pid_file,
@@ -116,18 +116,19 @@ def _process(spec: Spec, opts: ExecOptions) -> Process:
     return proc
 
 
-def _spawn(data: dict[str, Any], spec: Spec, proc: Process, opts: ExecOptions) -> Child:
+def _spawn(directory: str, data: dict[str, Any], spec: Spec, proc: Process,
+           opts: ExecOptions) -> Child:
     check_process(dataclasses.replace(spec, process=proc), Host.probe())
     if proc.terminal and not opts.console_socket and opts.detach:
         raise LifecycleError("exec: a terminal for a detached process needs "
                              "--console-socket", errno.EINVAL)
     kwargs = process_kwargs(proc, str(data.get("rootfs") or "/"))
     seccomp = None
-    linux = spec.to_json().get("linux") or {}
-    if linux.get("seccomp") is not None:
-        from nsbind.seccomp import Filter
+    if data["nsbind"].get("seccompFlags") is not None:  # the filter create compiled
+        from nsbind.seccomp import Program
 
-        seccomp = Filter.from_oci(linux["seccomp"])
+        seccomp = Program(read_kept(directory, "seccomp.bpf"),
+                          int(data["nsbind"]["seccompFlags"]))
     cg = Cgroup.open(data["nsbind"]["cgroup"])
     try:
         child = spawn(list(proc.args or ()), namespaces=Namespaces.join(int(data["pid"])),
@@ -149,8 +150,8 @@ def exec_in(root: str | os.PathLike[str], container_id: str, opts: ExecOptions) 
         if status == "stopped" or (status == "paused" and not opts.ignore_paused):
             raise LifecycleError(f"cannot exec in container {container_id}: it is "
                                  f"{status}", errno.EINVAL)
-        spec = parse_spec(json.loads(read_config(directory)))
-        child = _spawn(data, spec, _process(spec, opts), opts)
+        spec = parse_spec(json.loads(read_kept(directory, "config.json")))
+        child = _spawn(directory, data, spec, _process(spec, opts), opts)
     master = None
     try:
         console = getattr(child, "console", None)

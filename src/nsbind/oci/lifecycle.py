@@ -115,9 +115,9 @@ def _hooks(directory: str, data: dict[str, Any], phase: str) -> None:
 
     from nsbind.oci.hooks import HookError, phase_hooks, run_hooks
     from nsbind.oci.spec import parse_spec
-    from nsbind.oci.state import read_config
+    from nsbind.oci.state import read_kept
 
-    hooks = parse_spec(json.loads(read_config(directory))).hooks
+    hooks = parse_spec(json.loads(read_kept(directory, "config.json"))).hooks
     state = report(data)
     try:
         run_hooks(phase_hooks(hooks, phase), phase, state, cwd=data["bundle"],

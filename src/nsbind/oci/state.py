@@ -3,7 +3,9 @@
 Each container has a directory ``<root>/<id>/`` (mode 0700) holding:
 
 * ``lock``: flock'd (exclusive) by every lifecycle operation on the container;
-* ``exec.fifo`` (0600, until ``start``): the start gate its parked process waits on;
+* ``exec.fifo`` (0622, until ``start``): the start gate its parked process waits on;
+* ``config.json`` (the validated config) and ``seccomp.bpf`` (its compiled filter, if
+  it has one): kept for exec, hooks and update;
 * ``state.json``: the OCI state (``ociVersion``, ``id``, ``status``, ``pid``,
   ``bundle``, ``annotations``) plus, under ``"nsbind"``, what nsbind needs later:
   ``cgroup`` (the cgroup path), ``cgroupParents`` (parent directories create made,
@@ -31,8 +33,8 @@ from typing import Any
 from nsbind.errors import MessageError
 
 __all__ = ["LifecycleError", "check_id", "container_dir", "locked", "process_alive",
-           "read_config", "read_state", "remove_parents", "report", "start_time",
-           "write_config", "write_pid_file", "write_state"]
+           "read_kept", "read_state", "remove_parents", "report", "start_time",
+           "write_kept", "write_pid_file", "write_state"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -94,18 +96,19 @@ def write_state(directory: str, data: dict[str, Any]) -> None:
     os.replace(tmp, os.path.join(directory, "state.json"))
 
 
-def write_config(directory: str, data: bytes) -> None:
-    """Keep the container's config.json (as validated at create) for exec and update."""
-    fd = os.open(os.path.join(directory, "config.json"),
+def write_kept(directory: str, name: str, data: bytes) -> None:
+    """Keep ``data`` as file ``name`` of the state directory, made once (O_EXCL):
+    ``config.json`` as validated at create (for exec, hooks and update), the
+    compiled seccomp program (``seccomp.bpf``: exec loads it as it is)."""
+    fd = os.open(os.path.join(directory, name),
                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
 
-def read_config(directory: str) -> bytes:
-    """The config.json kept by :func:`write_config`."""
-    fd = os.open(os.path.join(directory, "config.json"),
-                 os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+def read_kept(directory: str, name: str) -> bytes:
+    """A file :func:`write_kept` kept."""
+    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as f:
         return f.read()
 
