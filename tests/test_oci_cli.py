@@ -434,6 +434,20 @@ def test_features() -> None:
     doc = json.loads(ok(proc))
     assert isinstance(doc["linux"], dict)
     assert doc["ociVersionMax"].startswith("1.")
+    # what it reports is what a config may use: every mount option word is accepted
+    # on a bind, and the propagation modes nsbind refuses are not reported
+    from nsbind.oci import load_spec, to_spawn
+
+    options = doc["mountOptions"]
+    assert {"rbind", "ro", "nosuid", "rprivate"} <= set(options)
+    assert not {"shared", "rslave", "remount", "sync"} & set(options)
+    config = default_spec_json()
+    config["process"]["terminal"] = False
+    config["root"]["path"] = "/nonexistent-root"  # converted, never run
+    config["mounts"].append({"destination": "/x", "type": "bind", "source": "/tmp",
+                             "options": [o for o in options  # tmpfs and idmap words aside
+                                         if "idmap" not in o and o != "tmpcopyup"]})
+    to_spawn(load_spec(json.dumps(config).encode()), cgroup_parent="/")
 
 
 def test_log_json_appends_errors(tmp_path: pathlib.Path) -> None:

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from nsbind.errors import InvalidValue, Missing
 
-__all__ = ["FLAGS", "LIBRARY", "PACKAGE", "Action", "ArgCmp", "Filter", "Op", "Program",
+__all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
+           "Program",
            "SeccompError", "SeccompUnavailable", "as_program", "flag_names", "library"]
 
 #: the shared library nsbind opens, and the Debian package that ships it
@@ -175,7 +176,9 @@ class Action(int):
 _ACTION_NAMES = {"KILL_PROCESS": Action.KILL_PROCESS, "KILL_THREAD": Action.KILL_THREAD,
                  "KILL": Action.KILL_THREAD, "TRAP": Action.TRAP, "ERRNO": Action.ERRNO,
                  "TRACE": Action.TRACE, "LOG": Action.LOG, "ALLOW": Action.ALLOW}
-_OCI_ACTIONS = tuple(f"SCMP_ACT_{n}" for n in (*_ACTION_NAMES, "NOTIFY"))
+#: the OCI seccomp actions a filter may use (SCMP_ACT_NOTIFY is known and refused)
+OCI_ACTIONS = tuple(f"SCMP_ACT_{n}" for n in _ACTION_NAMES)
+_OCI_ACTIONS = (*OCI_ACTIONS, "SCMP_ACT_NOTIFY")
 
 #: SECCOMP_FILTER_FLAG_* that a filter may carry (linux/seccomp.h): NEW_LISTENER and
 #: TSYNC_ESRCH belong to user notification, which nsbind does not offer

@@ -55,7 +55,7 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str, preserve_fds: int,
         os.close(gate)
     pid = proc.pid
     try:
-        console = getattr(proc, "console", None)
+        console = proc.console
         if console is not None:
             with console:
                 send_console(console_socket or "", console.fileno())

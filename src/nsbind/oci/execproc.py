@@ -154,7 +154,7 @@ def exec_in(root: str | os.PathLike[str], container_id: str, opts: ExecOptions) 
         child = _spawn(directory, data, spec, _process(spec, opts), opts)
     master = None
     try:
-        console = getattr(child, "console", None)
+        console = child.console
         if console is not None and opts.console_socket:
             with console:
                 send_console(opts.console_socket, console.fileno())

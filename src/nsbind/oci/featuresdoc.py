@@ -9,18 +9,6 @@ from nsbind.oci.cli import OCI_VERSION
 
 __all__ = ["features_document"]
 
-_MOUNT_OPTIONS = ("async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-                  "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
-                  "noexec", "noiversion", "nolazytime", "nomand", "norelatime",
-                  "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind",
-                  "rdev", "rdiratime", "relatime", "remount", "rexec", "rnoatime",
-                  "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
-                  "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw",
-                  "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow",
-                  "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid",
-                  "symfollow", "sync", "unbindable", "idmap", "ridmap")
-
-
 def _seccomp() -> dict[str, Any]:
     from nsbind.seccomp import SeccompUnavailable, library
 
@@ -28,14 +16,13 @@ def _seccomp() -> dict[str, Any]:
         library()
     except SeccompUnavailable:
         return {"enabled": False}
-    return {"enabled": True,
-            "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
-                        "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
-                        "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
-            "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
-                          "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+    from nsbind.seccomp import FLAGS, OCI_ACTIONS, Op
+
+    return {"enabled": True, "actions": sorted(OCI_ACTIONS),
+            "operators": sorted(f"SCMP_CMP_{op.name}" for op in Op),
             "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32",
-                      "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]}
+                      "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+            "knownFlags": sorted(FLAGS), "supportedFlags": sorted(FLAGS)}
 
 
 def features_document() -> dict[str, Any]:
@@ -43,6 +30,7 @@ def features_document() -> dict[str, Any]:
     (namespaces, capabilities, cgroup, seccomp, apparmor, selinux)."""
     from nsbind import Capability
     from nsbind.cgroups import cgroup_layout
+    from nsbind.oci.mountconv import MOUNT_OPTIONS
 
     layout = cgroup_layout()
     versions = {h.version for h in layout.hierarchies if h.holds_cgroups}
@@ -51,7 +39,7 @@ def features_document() -> dict[str, Any]:
         "ociVersionMax": OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": list(_MOUNT_OPTIONS),
+        "mountOptions": sorted(MOUNT_OPTIONS),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts",
                            "time"],

@@ -49,9 +49,9 @@ from nsbind.oci.idmapmount import IdmapBind
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import Device, Mount
 
-__all__ = ["COPYUP_MAX_BYTES", "COPYUP_MAX_DEPTH", "COPYUP_MAX_ENTRIES", "CgroupMount",
-           "CopyUpTmpfs", "MountItem", "convert_devices", "convert_mounts", "copy_up",
-           "dev_defaults"]
+__all__ = ["COPYUP_MAX_BYTES", "COPYUP_MAX_DEPTH", "COPYUP_MAX_ENTRIES", "MOUNT_OPTIONS",
+           "CgroupMount", "CopyUpTmpfs", "MountItem", "convert_devices", "convert_mounts",
+           "copy_up", "dev_defaults"]
 
 #: option -> (attributes set, attributes cleared)
 _ATTRS: dict[str, tuple[int, int]] = {
@@ -73,6 +73,10 @@ _ATTRS: dict[str, tuple[int, int]] = {
 #: nsbind.mounts lacks (mounts.propagation is a host-path step): refused for now
 _PRIVATE = frozenset({"private", "rprivate"})
 _SHARING = frozenset({"slave", "rslave", "shared", "rshared", "unbindable", "runbindable"})
+#: every option word a mount may carry (filesystem data options like size= aside):
+#: what ``nsbind-oci features`` reports
+MOUNT_OPTIONS = frozenset({*_ATTRS, *_PRIVATE, "bind", "rbind", "tmpcopyup", "idmap",
+                           "ridmap"})
 #: filesystem data options each type takes (name before any "=")
 _DATA = {
     "proc": frozenset({"hidepid", "subset", "gid"}),
