@@ -23,10 +23,11 @@ import os
 import shutil
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nsbind.oci.state import (
     LifecycleError,
+    container_cgroup,
     container_dir,
     locked,
     process_alive,
@@ -36,26 +37,9 @@ from nsbind.oci.state import (
     write_state,
 )
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = ["delete", "kill", "start", "state"]
 
 _START_TIMEOUT = 10.0  # seconds start waits for the parked process's byte
-
-
-def _cgroup(data: dict[str, Any]) -> Any:
-    from nsbind.cgroups import Cgroup  # only delete needs it: state and kill stay light
-
-    return Cgroup.open(data["nsbind"]["cgroup"])
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create":  # kept here for callers of lifecycle.create; it lives apart
-        from nsbind.oci.createop import create as value
-
-        return value
-    raise AttributeError(f"module 'nsbind.oci.lifecycle' has no attribute {name!r}")
 
 
 def state(root: str | os.PathLike[str], container_id: str) -> dict[str, Any]:
@@ -171,13 +155,13 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
                                      f"{data['status']} (not stopped)", errno.EBUSY)
             if data["status"] == "paused":  # a v1-frozen process takes no SIGKILL
                 with contextlib.suppress(FileNotFoundError), \
-                        contextlib.closing(_cgroup(data)) as cg:
+                        contextlib.closing(container_cgroup(data)) as cg:
                     cg.thaw()
             _signal(data, signal.SIGKILL)
             while process_alive(pid, started):
                 time.sleep(0.001)
         with contextlib.suppress(FileNotFoundError):
-            _cgroup(data).remove()
+            container_cgroup(data).remove()
         remove_parents(list(data["nsbind"]["cgroupParents"]))
         data["status"] = "stopped"
         _hooks(directory, data, "poststop")

@@ -21,6 +21,7 @@ from nsbind.oci.schema import build
 from nsbind.oci.spec import Resources
 from nsbind.oci.state import (
     LifecycleError,
+    container_cgroup,
     container_dir,
     locked,
     read_state,
@@ -33,7 +34,7 @@ __all__ = ["container_pids", "kill_all", "list_containers", "pause", "resume", "
 
 def _cgroup(data: dict[str, Any]) -> Cgroup:
     try:
-        return Cgroup.open(data["nsbind"]["cgroup"])
+        return container_cgroup(data)
     except FileNotFoundError:
         raise LifecycleError(f"container {data['id']}: its cgroup "
                              f"{data['nsbind']['cgroup']} is gone", errno.ENOENT) from None

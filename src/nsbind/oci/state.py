@@ -28,12 +28,15 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsbind.errors import MessageError
 
-__all__ = ["LifecycleError", "check_id", "container_dir", "locked", "process_alive",
-           "read_kept", "read_state", "remove_parents", "report", "start_time",
+if TYPE_CHECKING:
+    from nsbind.cgroups import Cgroup
+
+__all__ = ["LifecycleError", "check_id", "container_cgroup", "container_dir", "locked",
+           "process_alive", "read_kept", "read_state", "remove_parents", "report", "start_time",
            "write_kept", "write_pid_file", "write_state"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -167,3 +170,11 @@ def remove_parents(paths: list[str]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             os.rmdir(path)
+
+
+def container_cgroup(data: dict[str, Any]) -> Cgroup:
+    """The container's cgroup (FileNotFoundError once it is gone).  nsbind.cgroups is
+    imported here, on use: state and kill never need it."""
+    from nsbind.cgroups import Cgroup
+
+    return Cgroup.open(data["nsbind"]["cgroup"])
