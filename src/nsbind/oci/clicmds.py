@@ -192,14 +192,12 @@ def _resources_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_update(args: argparse.Namespace, log: RuntimeLog) -> int:
-    from nsbind.errors import InvalidValue
     from nsbind.oci.ops import update
 
     if args.resources == "-":
-        try:
-            resources = json.loads(sys.stdin.buffer.read(1 << 20))
-        except ValueError as exc:
-            raise InvalidValue(f"update --resources -: not JSON: {exc}") from None
+        from nsbind.oci.jsonfile import decode_json
+
+        resources = decode_json(sys.stdin.buffer.read(1 << 20), "update --resources -")
     elif args.resources is not None:
         from nsbind.oci.jsonfile import read_json_file
 

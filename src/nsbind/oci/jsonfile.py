@@ -1,27 +1,39 @@
-"""Reading a JSON file a client names (``exec --process``, ``update --resources``): it
-must be a regular file (checked with fstat before a byte is read: a FIFO cannot hang
-the runtime), at most ``limit`` bytes, and JSON."""
+"""Reading the JSON files a runtime is handed (``config.json``, ``exec --process``,
+``update --resources``): a file must be a regular file (checked with fstat before a
+byte is read: a FIFO cannot hang the runtime) of at most ``limit`` bytes, and its
+JSON is parsed strictly (UTF-8, no duplicate keys, no NaN, bounded depth:
+:func:`nsbind.image.model.parse_json`).  Every failure is a SpecError naming the file."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from nsbind._sys.mount import AT_FDCWD, open_regular, read_capped
+from nsbind.errors import InvalidValue
+from nsbind.image.model import ImageError, parse_json
 from nsbind.oci.schema import SpecError
 
-__all__ = ["read_json_file"]
+__all__ = ["decode_json", "read_json_file"]
 
 
-def read_json_file(path: str | os.PathLike[str], limit: int, what: str) -> Any:
-    """The decoded JSON of ``path``; SpecError naming ``what`` and the path otherwise."""
+def decode_json(data: bytes, what: str) -> Any:
+    """``data`` as JSON (strict), or SpecError naming ``what``."""
     try:
-        with open_regular(AT_FDCWD, path, what=f"{what} {os.fspath(path)}") as fd:
-            data = read_capped(fd, limit, what=f"{what} {os.fspath(path)}")
-    except OSError as exc:
+        return parse_json(data, what)
+    except ImageError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def read_json_file(path: str | os.PathLike[str], limit: int, what: str = "") -> Any:
+    """The decoded JSON of the regular file ``path``; SpecError naming ``what`` (a
+    word for the caller's option, e.g. ``exec --process``) and the path otherwise."""
+    label = f"{what} {os.fspath(path)}" if what else os.fspath(path)
+    try:
+        with open_regular(AT_FDCWD, path, what=label) as fd:
+            data = read_capped(fd, limit, what=label)
+    except InvalidValue as exc:
         raise SpecError(str(exc), exc.errno) from None
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise SpecError(f"{what} {os.fspath(path)}: not JSON: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {label}: {exc.strerror}", exc.errno) from None
+    return decode_json(data, label)

@@ -19,13 +19,13 @@ import json
 import os
 from typing import Any
 
-from nsbind._sys.mount import AT_FDCWD, open_regular, read_capped
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
 from nsbind.idmap import check_id
-from nsbind.image.model import MAX_JSON_BYTES, ImageError, kind_of, parse_json
+from nsbind.image.model import MAX_JSON_BYTES, kind_of
 from nsbind.oci import validate
 from nsbind.oci.cgpath import CgroupsPath, parse_cgroups_path
+from nsbind.oci.jsonfile import decode_json, read_json_file
 from nsbind.oci.schema import (
     BOOL,
     I64,
@@ -400,24 +400,14 @@ def load_spec(path_or_bytes: str | os.PathLike[str] | bytes, *,
     bundle directory, the file, or its contents (then no bundle is known)."""
     bundle = None
     if isinstance(path_or_bytes, bytes):
-        data, what = path_or_bytes, "config.json"
+        what = "config.json"
+        value = decode_json(path_or_bytes, what)
     else:
-        path = os.fspath(path_or_bytes)
-        if os.path.isdir(path) or not (os.path.lexists(path) or path.endswith(".json")):
-            path = os.path.join(path, "config.json")  # a bundle directory (maybe missing)
-        bundle = os.path.dirname(os.path.abspath(path))
-        what = path
-        try:  # a regular file, checked before a byte is read: a FIFO cannot hang us
-            with open_regular(AT_FDCWD, path, what=path) as fd:
-                data = read_capped(fd, MAX_JSON_BYTES, what=path)
-        except InvalidValue as exc:
-            raise SpecError(str(exc), exc.errno) from None
-        except OSError as exc:
-            raise SpecError(f"cannot read {path}: {exc.strerror}", exc.errno) from None
-    try:
-        value = parse_json(data, what)
-    except ImageError as exc:
-        raise SpecError(str(exc)) from None
+        what = os.fspath(path_or_bytes)
+        if os.path.isdir(what) or not (os.path.lexists(what) or what.endswith(".json")):
+            what = os.path.join(what, "config.json")  # a bundle directory (maybe missing)
+        bundle = os.path.dirname(os.path.abspath(what))
+        value = read_json_file(what, MAX_JSON_BYTES)
     if not isinstance(value, dict):
         raise SpecError(f"{what}: the spec must be an object, not {kind_of(value)}")
     return parse_spec(value, bundle=bundle, host=host)
