@@ -247,6 +247,7 @@ class ImageConfig:
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    stop_signal: str = ""
 
     @classmethod
     def from_json(cls, cfg: object, what: str = "config") -> ImageConfig:
@@ -261,7 +262,21 @@ class ImageConfig:
                    working_dir=f.text("WorkingDir", nul=False) or "",
                    user=f.text("User", nul=False) or "",
                    exposed_ports=f.keys("ExposedPorts"), volumes=f.keys("Volumes"),
-                   labels=f.string_map("Labels"))
+                   labels=f.string_map("Labels"),
+                   stop_signal=f.text("StopSignal", nul=False) or "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``config`` object this was read from (the fields it keeps), in the image
+        config's own key names: :meth:`from_json` reads it back."""
+        out: dict[str, Any] = {"Env": list(self.env), "Cmd": list(self.cmd),
+                               "Entrypoint": list(self.entrypoint),
+                               "WorkingDir": self.working_dir, "User": self.user,
+                               "ExposedPorts": {k: {} for k in self.exposed_ports},
+                               "Volumes": {k: {} for k in self.volumes},
+                               "Labels": dict(self.labels)}
+        if self.stop_signal:
+            out["StopSignal"] = self.stop_signal
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from nsbind._sys.fd import PathLike
-from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageError, Layer
+from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageConfig, ImageError, Layer
 from nsbind.image.tree import remove_path
 from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES, LayerStats, extract_layer
 from nsbind.rootfs import RootFS
@@ -75,6 +75,8 @@ class StoredImage:
     source: str
     platform: str
     layers: tuple[str, ...]  # diff_ids, lowest first
+    #: what a runtime uses (empty in a record an older nsbind wrote)
+    config: ImageConfig = dataclasses.field(default_factory=ImageConfig)
 
 
 class Store:
@@ -191,7 +193,8 @@ class Store:
     def _record(self, img: Image) -> None:
         record = {"config_digest": img.config_digest, "tags": list(img.tags),
                   "source": img.source, "platform": img.platform,
-                  "layers": [layer.diff_id for layer in img.layers]}
+                  "layers": [layer.diff_id for layer in img.layers],
+                  "config": img.config.to_json()}
         path = os.path.join(self.path, "images", _hex(img.config_digest) + ".json")
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.path, "tmp"), suffix=".json")
         with os.fdopen(fd, "w") as f:
@@ -207,7 +210,9 @@ class Store:
                 with open(os.path.join(folder, name)) as f:
                     r = json.load(f)
                 out.append(StoredImage(r["config_digest"], tuple(r["tags"]), r["source"],
-                                       r["platform"], tuple(r["layers"])))
+                                       r["platform"], tuple(r["layers"]),
+                                       ImageConfig.from_json(r.get("config"),
+                                                             f"store record {name}")))
         return sorted(out, key=lambda i: (i.tags[:1], i.config_digest))
 
     def remove(self, ref: str) -> list[StoredImage]:

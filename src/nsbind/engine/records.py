@@ -1,0 +1,239 @@
+"""The engine's container records: one directory per container under the state root
+(``/run/nsbind`` for root, ``$XDG_RUNTIME_DIR/nsbind`` otherwise), a name index that
+keeps names unique, and the status derived from the record and the kernel.
+
+Layout under the state root::
+
+    containers/<id>/record.json   the record (replaced atomically)
+    containers/<id>/lock          flock'd by whoever changes the record
+    names/<name>                  made with O_EXCL: holds the id; the name is taken
+    oci/                          the container layer's state root (nsbind.oci)
+
+A record outlives the processes it names: a monitor that dies leaves it behind, and
+the status is then read from the kernel (the process, checked against its start
+time) instead of the monitor's last word.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from nsbind.engine.errors import EngineError
+from nsbind.oci.state import process_alive
+
+__all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "now", "status_of"]
+
+MAX_RECORD_BYTES = 1 << 20  #: a record is a few KiB; a bigger file is not ours
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+_ID = re.compile(r"[0-9a-f]{64}")
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen",
+               "lucid", "merry", "nifty", "proud", "quiet", "rapid", "sharp", "tender",
+               "upbeat", "vivid", "witty", "zealous")
+_NOUNS = ("almeida", "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper",
+          "jepsen", "kepler", "lovelace", "meitner", "noether", "pascal", "ritchie",
+          "shannon", "thompson", "turing", "wozniak", "yalow")
+
+
+def default_state_root() -> str:
+    """``/run/nsbind`` for root, ``$XDG_RUNTIME_DIR/nsbind`` (or ``/tmp/nsbind-<uid>``)
+    otherwise."""
+    if os.geteuid() == 0:
+        return "/run/nsbind"
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/nsbind-{os.geteuid()}"
+    return os.path.join(base, "nsbind")
+
+
+def now() -> str:
+    """The time as Docker writes it: RFC 3339 in UTC with nanoseconds."""
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond:06d}000Z"
+
+
+def status_of(record: dict[str, Any]) -> str:
+    """``created``, ``running``, ``paused`` or ``exited``: the monitor's word once it
+    recorded an exit, else the kernel's (a process that is gone has exited, even when
+    no one was left to record how)."""
+    if record.get("exitCode") is not None:
+        return "exited"
+    pid, started = int(record.get("pid") or 0), record.get("startTime")
+    if not pid:
+        return "created"
+    if not isinstance(started, int) or not process_alive(pid, started):
+        return "exited"
+    return "paused" if record.get("paused") else "running"
+
+
+class RecordStore:
+    """The records under ``root`` (see the module doc)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root or default_state_root())
+        for sub in ("", "containers", "names", "oci"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+
+    @property
+    def oci_root(self) -> str:
+        """The container layer's state root."""
+        return os.path.join(self.root, "oci")
+
+    def directory(self, container_id: str) -> str:
+        if not _ID.fullmatch(container_id):
+            raise EngineError(f"invalid container id {container_id!r}")
+        return os.path.join(self.root, "containers", container_id)
+
+    # ------------------------------------------------------------- creating
+
+    def reserve(self, name: str | None) -> tuple[str, str]:
+        """A new id and ``name`` (or a generated one), both taken: the container's
+        directory made, the name claimed.  EngineError (125) when the name is in use."""
+        container_id = secrets.token_hex(32)
+        if name is None:
+            for _ in range(100):
+                name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+                if self._claim(name, container_id):
+                    break
+            else:
+                name = f"c_{container_id[:12]}"
+                self._claim(name, container_id, must=True)
+        else:
+            if not _NAME.fullmatch(name):
+                raise EngineError(f"invalid container name {name!r}: only "
+                                  "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            self._claim(name, container_id, must=True)
+        try:
+            os.mkdir(self.directory(container_id), 0o700)
+        except BaseException:
+            self._release(name, container_id)
+            raise
+        return container_id, name
+
+    def _claim(self, name: str, container_id: str, *, must: bool = False) -> bool:
+        path = os.path.join(self.root, "names", name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            if must:
+                owner = self._name_owner(name)
+                raise EngineError(f'the container name "/{name}" is already in use by '
+                                  f'container "{owner or "?"}"', err=errno.EEXIST) from None
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(container_id)
+        return True
+
+    def _name_owner(self, name: str) -> str | None:
+        try:
+            with open(os.path.join(self.root, "names", name), encoding="ascii") as f:
+                text = f.read(65)
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return text if _ID.fullmatch(text) else None
+
+    def _release(self, name: str, container_id: str) -> None:
+        if self._name_owner(name) == container_id:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.root, "names", name))
+
+    # ------------------------------------------------------------- records
+
+    @contextlib.contextmanager
+    def locked(self, container_id: str) -> Iterator[None]:
+        """Hold the container's record lock."""
+        fd = os.open(os.path.join(self.directory(container_id), "lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def save(self, record: dict[str, Any]) -> None:
+        """Write the record atomically (a temporary file renamed over it)."""
+        directory = self.directory(record["id"])
+        tmp = os.path.join(directory, f"record.json.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, os.path.join(directory, "record.json"))
+
+    def update(self, container_id: str, **fields: Any) -> dict[str, Any]:
+        """Set ``fields`` in the record, under its lock; the new record."""
+        with self.locked(container_id):
+            record = self.load(container_id)
+            record.update(fields)
+            self.save(record)
+            return record
+
+    def load(self, container_id: str) -> dict[str, Any]:
+        """The record of ``container_id`` (EngineError "No such container" when absent)."""
+        path = os.path.join(self.directory(container_id), "record.json")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise EngineError(f"No such container: {container_id}", err=errno.ENOENT) from None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+        try:
+            record: dict[str, Any] = json.loads(data)
+            if len(data) > MAX_RECORD_BYTES or record.get("id") != container_id:
+                raise ValueError
+        except ValueError:
+            raise EngineError(f"container {container_id}: its record is damaged") from None
+        return record
+
+    def ids(self) -> list[str]:
+        """Every container with a record, oldest first."""
+        found = []
+        folder = os.path.join(self.root, "containers")
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name, "record.json")
+            if _ID.fullmatch(name) and os.path.isfile(path):
+                found.append((os.stat(path).st_ctime_ns, name))
+        return [name for _, name in sorted(found)]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first (one removed meanwhile is left out)."""
+        out = []
+        for container_id in self.ids():
+            with contextlib.suppress(EngineError):
+                out.append(self.load(container_id))
+        return sorted(out, key=lambda r: str(r.get("created", "")))
+
+    def find(self, ref: str) -> str:
+        """The id a name, a full id or a unique id prefix names, as Docker looks them up;
+        EngineError "No such container" otherwise."""
+        if _NAME.fullmatch(ref):
+            owner = self._name_owner(ref)
+            if owner is not None and os.path.isdir(self.directory(owner)):
+                return owner
+        if re.fullmatch(r"[0-9a-f]{1,64}", ref):
+            matches = [i for i in self.ids() if i.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise EngineError(f"multiple containers found with provided prefix: {ref}")
+        raise EngineError(f"No such container: {ref}", err=errno.ENOENT)
+
+    def remove(self, container_id: str) -> None:
+        """Forget the container: its name and its record directory."""
+        import shutil
+
+        with contextlib.suppress(EngineError):
+            record = self.load(container_id)
+            self._release(str(record.get("name")), container_id)
+        shutil.rmtree(self.directory(container_id), ignore_errors=True)
+
+    def release_name(self, name: str, container_id: str) -> None:
+        """Give ``name`` up if ``container_id`` holds it (a create that failed)."""
+        self._release(name, container_id)
