@@ -1,0 +1,676 @@
+"""``nsbind run``'s flags, named and read as Docker's ``docker run`` names and reads them.
+
+:func:`add_run_arguments` adds the flags to an argparse parser (made with
+``add_help=False``: ``-h`` is ``--hostname``, as in Docker; ``--help`` still works), and
+:func:`run_options` turns the parsed namespace into a checked, typed :class:`RunOptions`.
+Every bad value is an :class:`~nsbind.engine.errors.EngineError` (status 125) naming the
+flag and the value: ``invalid argument "12x" for "-m, --memory": invalid size``.
+
+The rules, Docker's unless said otherwise:
+
+- sizes: a number (one decimal point at most) with an optional unit b, k, m, g, t, p
+  (powers of 1024, case-insensitive, an optional ``i`` and ``b`` after it: ``512m``,
+  ``1.5g``, ``100mb``); out of 0..2**63-1 is refused, never truncated.  ``--memory`` is
+  at least 6 MiB; ``--memory-swap`` (memory plus swap; -1 unlimited) needs ``--memory``
+  and is at least as large.
+- ``--cpus``: a positive decimal, at most the CPUs this process may run on, in steps of
+  1e-9, kept as a CFS (quota, period) pair with period 100000 (quota at least 1000).
+- ``--cpuset-cpus``: the kernel's list syntax (``0-1,3``), each CPU online.
+- ``-e NAME`` and a bare ``NAME`` line of an ``--env-file`` take the caller's value and
+  are dropped when it is unset; env files come first, then ``-e``, in order.
+- volumes: ``-v SRC:DST[:ro|rw]`` with an absolute, existing SRC (named and anonymous
+  volumes are not supported); ``--mount type=bind|tmpfs,...``; ``--tmpfs DST[:opts]``.
+  A destination is absolute, has no ``..``, is not ``/`` and is used once; it is kept
+  normalized.  tmpfs options are checked against a fixed allowlist (size=, mode= octal,
+  uid=, gid=, nr_inodes=, nosuid, nodev, noexec, exec, ro, rw) before any kernel sees
+  them.
+- capabilities: with or without ``CAP_``, any case, or ``ALL``; kept as ``CAP_X``.
+- networks: none, host or loopback (the default, where Docker's is its bridge: a new
+  network namespace with only its loopback); bridge networks are not supported yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from nsbind.engine.errors import EngineError
+
+__all__ = ["CPU_PERIOD", "MIN_MEMORY", "ULIMITS", "MountRequest", "RunOptions", "Ulimit",
+           "add_run_arguments", "parse_size", "run_options", "run_parser"]
+
+#: the CFS period Docker uses for ``--cpus`` (microseconds)
+CPU_PERIOD = 100_000
+#: the smallest ``--memory`` Docker accepts
+MIN_MEMORY = 6 << 20
+_I64 = (1 << 63) - 1
+_MAX_ID = (1 << 32) - 2
+_ENV_FILE_MAX = 4 << 20
+_PROFILE_MAX = 4 << 20
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE = re.compile(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", re.IGNORECASE)
+_DECIMAL = re.compile(r"\d{1,30}(?:\.\d{0,30})?|\.\d{1,30}")
+_INT = re.compile(r"-?\d{1,30}")
+_CPU_LIST = re.compile(r"\d{1,5}(?:-\d{1,5})?(?:,\d{1,5}(?:-\d{1,5})?)*")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
+#: ``--ulimit`` names (Docker's list) -> RLIMIT_*
+ULIMITS = {name: f"RLIMIT_{name.upper()}" for name in (
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")}
+_TMPFS_FLAGS = frozenset({"nosuid", "nodev", "noexec", "exec", "ro", "rw"})
+_TMPFS_SIZE = re.compile(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
+_NR_INODES = re.compile(r"\d{1,20}[kmg]?", re.IGNORECASE)
+_OCTAL = re.compile(r"[0-7]{1,5}")
+_NETWORKS = ("none", "host", "loopback")
+_TRUE = {"1", "t", "true"}
+_FALSE = {"0", "f", "false"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ulimit:
+    """One ``--ulimit``: an OCI rlimit (``soft``/``hard`` 2**64-1 for unlimited)."""
+
+    name: str  # RLIMIT_NOFILE
+    soft: int
+    hard: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MountRequest:
+    """A ``-v``, ``--mount`` or ``--tmpfs``: ``kind`` "bind" (``source`` the host path,
+    ``options`` rbind or bind, then ro/rw) or "tmpfs" (``source`` "tmpfs", ``options``
+    the checked tmpfs options, without Docker's nosuid,nodev,noexec defaults)."""
+
+    kind: str
+    source: str
+    destination: str
+    options: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Every ``nsbind run`` flag, checked and typed.  ``image`` is None with ``rootfs``
+    (then the first positional argument starts ``command``); ``seccomp`` is "default",
+    "unconfined" or a Docker/OCI seccomp profile (a JSON object); ``cpus`` is a CFS
+    (quota, period) pair; ``memory_swap`` -1 is unlimited; ``pids_limit`` None is
+    unlimited; ``entrypoint`` None is the image's, "" clears it."""
+
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    rootfs: str | None = None
+    name: str | None = None
+    rm: bool = False
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    entrypoint: str | None = None
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpus: tuple[int, int] | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+    read_only: bool = False
+    mounts: tuple[MountRequest, ...] = ()
+    init: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    seccomp: str | Mapping[str, Any] = "default"
+    stop_signal: int | None = None
+    stop_timeout: int | None = None
+    network: str = "loopback"
+    dry_run: bool = False
+
+
+def _bad(flag: str, value: str, why: str) -> EngineError:
+    shown = value if len(value) <= 200 else value[:197] + "..."
+    return EngineError(f'invalid argument "{shown}" for "{flag}": {why}')
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``docker run``'s flags (those nsbind has), ``--rootfs``, ``--dry-run``, and the
+    positional IMAGE and COMMAND [ARG...] (everything after IMAGE is the command's).
+    ``parser`` must be made with ``add_help=False``; ``--help`` is added here."""
+    try:
+        parser.add_argument("-h", "--hostname", help="the container's host name")
+    except argparse.ArgumentError:
+        raise ValueError("add_run_arguments needs a parser made with add_help=False: "
+                         "-h is --hostname, as in docker run") from None
+    add = parser.add_argument
+    add("--help", action="help", help="show this help and exit")
+    add("--name", help="the container's name")
+    add("--rm", action="store_true", help="remove the container when it exits")
+    add("-d", "--detach", action="store_true", help="run in the background, print its id")
+    add("-i", "--interactive", action="store_true", help="keep stdin open")
+    add("-t", "--tty", action="store_true", help="allocate a terminal")
+    add("-e", "--env", action="append", metavar="NAME[=VALUE]",
+        help="set an environment variable (NAME alone: the caller's value)")
+    add("--env-file", action="append", metavar="FILE",
+        help="read environment variables from FILE (NAME=VALUE lines)")
+    add("-w", "--workdir", help="the working directory (absolute)")
+    add("-u", "--user", help="user[:group], names or ids")
+    add("--entrypoint", help="replace the image's entrypoint (and drop its command)")
+    add("-m", "--memory", help="memory limit (e.g. 512m, 1g)")
+    add("--memory-swap", metavar="SIZE", help="memory plus swap limit; -1 unlimited")
+    add("--cpus", help="CPUs (decimal, e.g. 1.5)")
+    add("--cpuset-cpus", metavar="LIST", help="CPUs to run on (0-3,5)")
+    add("--pids-limit", metavar="N", help="process limit (-1 or 0: unlimited)")
+    add("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="a resource limit")
+    add("--read-only", action="store_true", help="mount the root filesystem read-only")
+    add("-v", "--volume", action="append", metavar="SRC:DST[:ro|rw]",
+        help="bind-mount the absolute host path SRC")
+    add("--mount", action="append", metavar="type=bind|tmpfs,...", help="add a mount")
+    add("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs")
+    add("--init", action="store_true", help="run an init that reaps zombies and "
+        "forwards signals")
+    add("--cap-add", action="append", metavar="CAP", help="add a capability (or ALL)")
+    add("--cap-drop", action="append", metavar="CAP", help="drop a capability (or ALL)")
+    add("--security-opt", action="append", metavar="OPT",
+        help="no-new-privileges[=true|false], seccomp=unconfined|FILE")
+    add("--stop-signal", metavar="SIGNAL", help="the signal that stops the container")
+    add("--stop-timeout", metavar="SECONDS", help="seconds before the container is killed")
+    add("--net", "--network", dest="network", metavar="NETWORK",
+        help="none, host or loopback (the default)")
+    add("--userns", help="host (the default)")
+    add("--rootfs", metavar="DIR", help="run in DIR instead of an image")
+    add("--dry-run", action="store_true", help="print the OCI spec; run nothing")
+    add("image", nargs="?", metavar="IMAGE", help="the image (absent with --rootfs)")
+    add("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+        help="the command and its arguments")
+
+
+def run_parser(prog: str = "nsbind run") -> argparse.ArgumentParser:
+    """A parser with :func:`add_run_arguments`'s flags."""
+    parser = argparse.ArgumentParser(
+        prog=prog, add_help=False, description="Run a command in a new container.")
+    add_run_arguments(parser)
+    return parser
+
+
+def parse_size(flag: str, value: str) -> int:
+    """Docker's size syntax (see the module doc) in bytes, or EngineError naming ``flag``."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise _bad(flag, value, "invalid size")
+    number = Fraction(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    size = int(number)  # whole bytes, as Docker's int64(size * unit)
+    if size > _I64:
+        raise _bad(flag, value, "size out of range")
+    return size
+
+
+def _strict_int(flag: str, value: str, low: int, high: int) -> int:
+    if not _INT.fullmatch(value):
+        raise _bad(flag, value, "not an integer")
+    number = int(value)
+    if not low <= number <= high:
+        raise _bad(flag, value, f"out of range ({low}..{high})")
+    return number
+
+
+def _env_entry(flag: str, value: str, environ: Mapping[str, str]) -> str | None:
+    name, eq, _ = value.partition("=")
+    if not name or "\0" in value:
+        raise _bad(flag, value, f"invalid environment variable: {value}")
+    if eq:
+        return value
+    return f"{name}={environ[name]}" if name in environ else None
+
+
+def _read_env_file(path: str) -> str:
+    """The text of the regular file ``path`` (checked with fstat before reading: a FIFO
+    cannot hang the command), at most 4 MiB, UTF-8."""
+    flag = "--env-file"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _bad(flag, path, f"cannot open it: {exc.strerror}") from None
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _bad(flag, path, "not a regular file")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 16):
+            total += len(chunk)
+            if total > _ENV_FILE_MAX:
+                raise _bad(flag, path, f"larger than {_ENV_FILE_MAX} bytes")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise _bad(flag, path, f"cannot read it: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise _bad(flag, path, f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def _env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """Docker's env file: ``#`` comments and blank lines skipped, leading blanks dropped,
+    ``NAME=VALUE`` as is, ``NAME`` alone from ``environ`` (dropped when unset)."""
+    out: list[str] = []
+    for number, raw in enumerate(_read_env_file(path).split("\n"), 1):
+        line = raw.removesuffix("\r").lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, eq, value = line.partition("=")
+        name = name.lstrip()
+        if not name or any(c.isspace() for c in name) or "\0" in line:
+            raise _bad("--env-file", path, f"line {number}: variable {name[:80]!r} is empty "
+                       "or contains whitespace or NUL")
+        if eq:
+            out.append(f"{name}={value}")
+        elif name in environ:
+            out.append(f"{name}={environ[name]}")
+    return out
+
+
+def _destination(flag: str, spec: str, dest: str) -> str:
+    """``dest`` normalized: absolute, no ``..``, no NUL, not ``/``."""
+    if not dest.startswith("/"):
+        raise _bad(flag, spec, f"the destination {dest!r} is not an absolute path")
+    if "\0" in dest or ".." in dest.split("/"):
+        raise _bad(flag, spec, f"the destination {dest!r} contains '..' or a NUL")
+    clean = "/" + "/".join(part for part in dest.split("/") if part not in ("", "."))
+    if clean == "/":
+        raise _bad(flag, spec, "the destination can't be '/'")
+    return clean
+
+
+def _bind_source(flag: str, spec: str, source: str) -> str:
+    if not source.startswith("/"):
+        raise _bad(flag, spec, f"named volumes are not supported ({source!r}): the "
+                   "source must be an absolute host path")
+    if "\0" in source:
+        raise _bad(flag, spec, "the source contains a NUL")
+    try:
+        os.lstat(source)
+    except OSError:
+        raise EngineError(f"invalid volume: bind source path does not exist: {source}") \
+            from None
+    return source
+
+
+def _volume(spec: str) -> MountRequest:
+    flag = "-v, --volume"
+    parts = spec.split(":")
+    if len(parts) == 1:
+        raise _bad(flag, spec, "anonymous volumes are not supported: give SRC:DST with an "
+                   "absolute host path SRC")
+    if len(parts) > 3 or not parts[0]:
+        raise _bad(flag, spec, "invalid volume specification (SRC:DST[:ro|rw])")
+    source = _bind_source(flag, spec, parts[0])
+    dest = _destination(flag, spec, parts[1])
+    options = ["rbind"]
+    for mode in parts[2].split(",") if len(parts) == 3 else ():
+        if mode in ("ro", "rw"):
+            options.append(mode)
+        elif mode not in ("private", "rprivate"):
+            raise _bad(flag, spec, f"mode {mode!r} is not supported (ro or rw)")
+    return MountRequest("bind", source, dest, tuple(options))
+
+
+def _tmpfs_option(flag: str, spec: str, opt: str) -> str:
+    """``opt`` if the tmpfs allowlist has it (see the module doc), else EngineError."""
+    name, eq, value = opt.partition("=")
+    ok = {"size": _TMPFS_SIZE, "nr_inodes": _NR_INODES, "mode": _OCTAL}
+    if not eq and opt in _TMPFS_FLAGS:
+        return opt
+    if eq and name in ok and ok[name].fullmatch(value):
+        if name == "mode" and int(value, 8) > 0o7777:
+            raise _bad(flag, spec, f"tmpfs option {opt!r}: mode above 7777")
+        return opt
+    if (eq and name in ("uid", "gid") and value.isascii() and value.isdigit()
+            and len(value) <= 10 and int(value) <= _MAX_ID):
+        return opt
+    raise _bad(flag, spec, f"tmpfs option {opt[:80]!r} is not supported (size=, mode= "
+               "octal, uid=, gid=, nr_inodes=, nosuid, nodev, noexec, exec, ro, rw)")
+
+
+def _tmpfs(spec: str) -> MountRequest:
+    flag = "--tmpfs"
+    dest, _, opts = spec.partition(":")
+    dest = _destination(flag, spec, dest)
+    options = tuple(_tmpfs_option(flag, spec, o) for o in opts.split(",") if o) if opts \
+        else ()
+    return MountRequest("tmpfs", "tmpfs", dest, options)
+
+
+def _csv_fields(flag: str, spec: str) -> list[str]:
+    import csv
+
+    try:
+        rows = list(csv.reader([spec]))
+    except csv.Error as exc:
+        raise _bad(flag, spec, str(exc)) from None
+    return rows[0] if rows else []
+
+
+def _mount(spec: str) -> MountRequest:
+    """``--mount``: comma-separated key=value (CSV quoting), Docker's keys and aliases."""
+    flag = "--mount"
+    keys: dict[str, str] = {}
+    aliases = {"src": "source", "dst": "target", "destination": "target", "ro": "readonly"}
+    for field in _csv_fields(flag, spec):
+        key, eq, value = field.partition("=")
+        key = aliases.get(key.strip().lower(), key.strip().lower())
+        if key == "readonly" and not eq:
+            value = "true"
+        elif key not in ("type", "source", "target", "readonly", "bind-propagation",
+                         "bind-recursive", "tmpfs-size", "tmpfs-mode", "consistency"):
+            if key.startswith("volume-"):
+                raise _bad(flag, spec, "named volumes are not supported")
+            raise _bad(flag, spec, f"unexpected key {key[:40]!r}")
+        elif not eq:
+            raise _bad(flag, spec, f"invalid field {field[:40]!r}: must be a key=value pair")
+        keys[key] = value
+    kind = keys.get("type", "volume")
+    if kind not in ("bind", "tmpfs"):
+        raise _bad(flag, spec, f"mount type {kind!r} is not supported (bind or tmpfs; "
+                   "named volumes are not supported)")
+    if "target" not in keys:
+        raise _bad(flag, spec, "target is required")
+    dest = _destination(flag, spec, keys["target"])
+    readonly = keys.get("readonly", "false").lower()
+    if readonly not in _TRUE | _FALSE:
+        raise _bad(flag, spec, f"invalid value for readonly: {readonly!r}")
+    options: list[str] = []
+    if kind == "bind":
+        if "source" not in keys:
+            raise _bad(flag, spec, "source is required for a bind mount")
+        if any(k.startswith("tmpfs-") for k in keys):
+            raise _bad(flag, spec, "tmpfs options are for type=tmpfs only")
+        if keys.get("bind-propagation", "rprivate") not in ("private", "rprivate"):
+            raise _bad(flag, spec, "bind-propagation other than rprivate is not supported yet")
+        recursive = keys.get("bind-recursive", "enabled")
+        if recursive not in ("enabled", "disabled"):
+            raise _bad(flag, spec, f"bind-recursive {recursive!r} is not supported "
+                       "(enabled or disabled)")
+        source = _bind_source(flag, spec, keys["source"])
+        options.append("rbind" if recursive == "enabled" else "bind")
+    else:
+        if "source" in keys or any(k.startswith("bind-") for k in keys):
+            raise _bad(flag, spec, "source and bind options are not supported for tmpfs")
+        source = "tmpfs"
+        if "tmpfs-size" in keys:
+            options.append(f"size={parse_size(flag, keys['tmpfs-size'])}")
+        if "tmpfs-mode" in keys:
+            mode = keys["tmpfs-mode"]
+            if not _OCTAL.fullmatch(mode) or int(mode, 8) > 0o7777:
+                raise _bad(flag, spec, f"tmpfs-mode {mode!r} is not an octal mode")
+            options.append(f"mode={int(mode, 8):o}")
+    if readonly in _TRUE:
+        options.append("ro")
+    return MountRequest(kind, source, dest, tuple(options))
+
+
+def _ulimit(value: str) -> Ulimit:
+    flag = "--ulimit"
+    name, eq, limits = value.partition("=")
+    if not eq or name not in ULIMITS:
+        raise _bad(flag, value, f"invalid ulimit type {name[:40]!r}" if eq
+                   else "invalid ulimit argument (NAME=SOFT[:HARD])")
+    soft_text, colon, hard_text = limits.partition(":")
+    soft = _strict_int(flag, soft_text, -1, _I64)
+    hard = _strict_int(flag, hard_text, -1, _I64) if colon else soft
+    soft = (1 << 64) - 1 if soft == -1 else soft
+    hard = (1 << 64) - 1 if hard == -1 else hard
+    if soft > hard:
+        raise _bad(flag, value, "ulimit soft limit must be less than or equal to hard limit")
+    return Ulimit(ULIMITS[name], soft, hard)
+
+
+def _cap(flag: str, value: str) -> str:
+    from nsbind import Capability
+
+    name = value.strip().upper()
+    if name == "ALL":
+        return name
+    name = name if name.startswith("CAP_") else f"CAP_{name}"
+    if name[4:] not in Capability.__members__:
+        raise _bad(flag, value, f"unknown capability: {name!r}")
+    return name
+
+
+def _cpus(value: str) -> tuple[int, int]:
+    flag = "--cpus"
+    if not _DECIMAL.fullmatch(value):
+        raise _bad(flag, value, "not a decimal number of CPUs")
+    cpus = Fraction(value)
+    nano = cpus * 10**9
+    if nano.denominator != 1:
+        raise _bad(flag, value, "too precise (at most 9 decimals)")
+    available = len(os.sched_getaffinity(0))
+    quota = int(nano) * CPU_PERIOD // 10**9
+    if quota < 1000 or cpus > available:
+        raise _bad(flag, value, f"range of CPUs is from 0.01 to {available}.00, as there "
+                   f"are only {available} CPUs available")
+    return quota, CPU_PERIOD
+
+
+def _cpuset(value: str) -> str:
+    flag = "--cpuset-cpus"
+    if not _CPU_LIST.fullmatch(value):
+        raise _bad(flag, value, "not a CPU list like 0-3,5")
+    wanted: set[int] = set()
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if first > last:
+            raise _bad(flag, value, f"range {part} is backwards")
+        wanted.update(range(first, last + 1))
+    try:
+        with open("/sys/devices/system/cpu/online") as file:
+            online = set(_cpu_numbers(file.read().strip()))
+    except (OSError, ValueError):
+        return value
+    if not wanted <= online:
+        missing = ",".join(str(c) for c in sorted(wanted - online)[:8])
+        raise _bad(flag, value, f"requested CPUs are not available: {missing}")
+    return value
+
+
+def _cpu_numbers(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return out
+
+
+def _signal(value: str) -> int:
+    import signal
+
+    flag = "--stop-signal"
+    top = int(signal.SIGRTMAX)
+    if _INT.fullmatch(value):
+        return _strict_int(flag, value, 1, top)
+    name = value.upper().removeprefix("SIG")
+    for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
+        if name.startswith(base) and name[len(base):].isdigit():
+            number = (int(signal.SIGRTMIN) if sign > 0 else top) + sign * int(name[6:])
+            if int(signal.SIGRTMIN) <= number <= top:
+                return number
+    member = signal.Signals.__members__.get(f"SIG{name}")
+    if member is None or not 1 <= int(member) <= top:
+        raise _bad(flag, value, "invalid signal")
+    return int(member)
+
+
+def _security(values: Sequence[str]) -> tuple[bool, str | Mapping[str, Any]]:
+    flag = "--security-opt"
+    nnp = False
+    seccomp: str | Mapping[str, Any] = "default"
+    for value in values:
+        key, sep, arg = value.partition("=")
+        if not sep:
+            key, sep, arg = value.partition(":")  # Docker's older key:value form
+        if key == "no-new-privileges":
+            if arg.lower() not in {"", *_TRUE, *_FALSE}:
+                raise _bad(flag, value, "no-new-privileges takes true or false")
+            nnp = arg.lower() in {"", *_TRUE}
+        elif key == "seccomp" and arg:
+            seccomp = "unconfined" if arg == "unconfined" else _profile(value, arg)
+        elif (key, arg) in (("apparmor", "unconfined"), ("label", "disable")):
+            pass  # nsbind applies neither AppArmor nor SELinux labels
+        else:
+            raise _bad(flag, value, "not supported (no-new-privileges[=true|false], "
+                       "seccomp=unconfined|FILE)")
+    return nnp, seccomp
+
+
+def _profile(value: str, path: str) -> Mapping[str, Any]:
+    from nsbind.oci.jsonfile import read_json_file
+    from nsbind.oci.schema import SpecError
+
+    try:
+        profile = read_json_file(path, _PROFILE_MAX, "seccomp profile")
+    except SpecError as exc:
+        raise _bad("--security-opt", value, str(exc)) from None
+    if not isinstance(profile, dict) or not isinstance(profile.get("defaultAction"), str):
+        raise _bad("--security-opt", value, "a seccomp profile is a JSON object with a "
+                   "defaultAction")
+    return profile
+
+
+def _name(value: str) -> str:
+    name = value.removeprefix("/")
+    if not _NAME.fullmatch(name) or len(name) > 255:
+        raise _bad("--name", value, f"Invalid container name ({value}), only "
+                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 64 or not all(_LABEL.fullmatch(p) for p in value.split(".")):
+        raise _bad("-h, --hostname", value, "invalid hostname format (letters, digits, "
+                   "'-' and '_' in dot-separated labels, at most 64 characters)")
+    return value
+
+
+def _workdir(value: str) -> str:
+    if not value.startswith("/") or "\0" in value:
+        raise _bad("-w, --workdir", value, f"the working directory {value!r} is invalid, "
+                   "it needs to be an absolute path")
+    return "/" + "/".join(p for p in value.split("/") if p not in ("", "."))
+
+
+def _rootfs(value: str) -> str:
+    path = os.path.abspath(value)
+    import stat
+
+    try:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError as exc:
+        raise _bad("--rootfs", value, exc.strerror or "cannot be looked at") from None
+    if not is_dir:
+        raise _bad("--rootfs", value, "not a directory")
+    return path
+
+
+def _memory(ns: argparse.Namespace) -> tuple[int | None, int | None]:
+    memory = swap = None
+    if ns.memory is not None:
+        memory = parse_size("-m, --memory", ns.memory)
+        if memory < MIN_MEMORY:
+            raise _bad("-m, --memory", ns.memory, "Minimum memory limit allowed is 6MB")
+    if ns.memory_swap is not None:
+        flag = "--memory-swap"
+        swap = -1 if ns.memory_swap.strip() == "-1" else parse_size(flag, ns.memory_swap)
+        if memory is None:
+            raise _bad(flag, ns.memory_swap, "you should always set the memory limit (-m) "
+                       "when using a memory-swap limit")
+        if swap != -1 and swap < memory:
+            raise _bad(flag, ns.memory_swap, "minimum memoryswap limit should be larger "
+                       "than memory limit")
+    return memory, swap
+
+
+def _positionals(ns: argparse.Namespace, rootfs: str | None) -> tuple[str | None,
+                                                                        tuple[str, ...]]:
+    command = list(ns.command or ())
+    if command[:1] == ["--"]:
+        del command[0]
+    image = ns.image
+    if rootfs is not None:
+        if image is not None:
+            command.insert(0, image)
+        return None, tuple(command)
+    if not image:
+        raise EngineError('"nsbind run" requires at least 1 argument (IMAGE, or --rootfs '
+                          "DIR)")
+    return image, tuple(command)
+
+
+def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+                ) -> RunOptions:
+    """The checked :class:`RunOptions` of a namespace parsed with
+    :func:`add_run_arguments`'s flags; ``environ`` (default ``os.environ``) gives the
+    values of ``-e NAME``.  Bad input raises EngineError (125) naming the flag."""
+    environ = os.environ if environ is None else environ
+    rootfs = _rootfs(ns.rootfs) if ns.rootfs is not None else None
+    image, command = _positionals(ns, rootfs)
+    env: list[str] = []
+    for path in ns.env_file or ():
+        env += _env_file(path, environ)
+    for value in ns.env or ():
+        entry = _env_entry("-e, --env", value, environ)
+        if entry is not None:
+            env.append(entry)
+    mounts = [*(_volume(v) for v in ns.volume or ()), *(_mount(v) for v in ns.mount or ()),
+              *(_tmpfs(v) for v in ns.tmpfs or ())]
+    seen: set[str] = set()
+    for m in mounts:
+        if m.destination in seen:
+            raise EngineError(f"Duplicate mount point: {m.destination}")
+        seen.add(m.destination)
+    ulimits: dict[str, Ulimit] = {}
+    for value in ns.ulimit or ():
+        limit = _ulimit(value)
+        ulimits[limit.name] = limit  # a later one for the same name wins
+    memory, swap = _memory(ns)
+    pids = None
+    if ns.pids_limit is not None:
+        pids = _strict_int("--pids-limit", ns.pids_limit, -(1 << 63), _I64)
+        pids = pids if pids > 0 else None
+    timeout = None
+    if ns.stop_timeout is not None:
+        timeout = _strict_int("--stop-timeout", ns.stop_timeout, -1, (1 << 31) - 1)
+    network = ns.network if ns.network is not None else "loopback"
+    if network not in _NETWORKS:
+        raise _bad("--network", network, "bridge and named networks are not supported yet "
+                   "(none, host or loopback)")
+    if ns.userns not in (None, "", "host"):
+        raise _bad("--userns", ns.userns, "user namespaces are not supported yet (host)")
+    nnp, seccomp = _security(ns.security_opt or ())
+    return RunOptions(
+        image=image, command=command, rootfs=rootfs,
+        name=_name(ns.name) if ns.name is not None else None,
+        rm=ns.rm, detach=ns.detach, interactive=ns.interactive, tty=ns.tty, env=tuple(env),
+        workdir=_workdir(ns.workdir) if ns.workdir else None,
+        user=ns.user or None,
+        hostname=_hostname(ns.hostname) if ns.hostname else None,
+        entrypoint=ns.entrypoint,
+        memory=memory, memory_swap=swap,
+        cpus=_cpus(ns.cpus) if ns.cpus is not None else None,
+        cpuset_cpus=_cpuset(ns.cpuset_cpus) if ns.cpuset_cpus is not None else None,
+        pids_limit=pids, ulimits=tuple(ulimits.values()), read_only=ns.read_only,
+        mounts=tuple(mounts), init=ns.init,
+        cap_add=tuple(_cap("--cap-add", c) for c in ns.cap_add or ()),
+        cap_drop=tuple(_cap("--cap-drop", c) for c in ns.cap_drop or ()),
+        no_new_privileges=nnp, seccomp=seccomp,
+        stop_signal=_signal(ns.stop_signal) if ns.stop_signal is not None else None,
+        stop_timeout=timeout, network=network, dry_run=ns.dry_run)
