@@ -30,7 +30,6 @@ import contextlib
 import ipaddress
 import os
 import re
-import secrets
 import stat
 from collections.abc import Sequence
 
@@ -212,7 +211,7 @@ def resolv_conf(host_text: str | None = None, *, net: str = "none",
 
 
 def _write_atomic(dir_fd: int, name: str, text: str) -> None:
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o644, dir_fd=dir_fd)
     try:
