@@ -21,8 +21,12 @@ import os
 import pwd
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from nsbind.engine.errors import EngineError
+
+if TYPE_CHECKING:
+    from nsbind.cgrouplayout import CgroupLayout
 
 __all__ = ["TOP_COLUMNS", "Sample", "cpu_percent", "format_table", "human_size",
            "human_size_decimal", "sample", "top"]
@@ -61,12 +65,11 @@ def _mem_total() -> int | None:
     return None
 
 
-def _memory_limit(layout: object, path: str) -> int | None:
+def _memory_limit(layout: CgroupLayout, path: str) -> int | None:
     """The memory limit of the cgroup at ``path`` (memory.max / memory.limit_in_bytes),
     None if it has none or the host no memory controller."""
-    from nsbind.cgrouplayout import CgroupLayout, cgroup_path_parts, open_in_hierarchy
+    from nsbind.cgrouplayout import cgroup_path_parts, open_in_hierarchy
 
-    assert isinstance(layout, CgroupLayout)
     h = layout.controllers.get("memory")
     if h is None:
         return None
