@@ -346,6 +346,7 @@ def test_resources_rlimits_annotations(rootfs: str) -> None:
                                    "nsbind.stop-signal": "2", "nsbind.stop-timeout": "3"}
     swap = make(rootfs, "-m", "64m", "--memory-swap", "-1")["linux"]["resources"]["memory"]
     assert swap == {"limit": 64 << 20, "swap": -1}
+    assert opts("-m", "1g", "--memory-swap", "0", "img").memory_swap is None
 
 
 # ------------------------------------------------------------------ seccomp

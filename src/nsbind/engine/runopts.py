@@ -11,8 +11,8 @@ The rules, Docker's unless said otherwise:
 - sizes: a number (one decimal point at most) with an optional unit b, k, m, g, t, p
   (powers of 1024, case-insensitive, an optional ``i`` and ``b`` after it: ``512m``,
   ``1.5g``, ``100mb``); out of 0..2**63-1 is refused, never truncated.  ``--memory`` is
-  at least 6 MiB; ``--memory-swap`` (memory plus swap; -1 unlimited) needs ``--memory``
-  and is at least as large.
+  at least 6 MiB; ``--memory-swap`` (memory plus swap; -1 unlimited, 0 unset) needs
+  ``--memory`` and is at least as large.
 - ``--cpus``: a positive decimal, at most the CPUs this process may run on, in steps of
   1e-9, kept as a CFS (quota, period) pair with period 100000 (quota at least 1000).
 - ``--cpuset-cpus``: the kernel's list syntax (``0-1,3``), each CPU online.
@@ -593,7 +593,9 @@ def _memory(ns: argparse.Namespace) -> tuple[int | None, int | None]:
         if memory is None:
             raise _bad(flag, ns.memory_swap, "you should always set the memory limit (-m) "
                        "when using a memory-swap limit")
-        if swap != -1 and swap < memory:
+        if swap == 0:
+            swap = None  # Docker's "unset": twice the memory
+        elif swap != -1 and swap < memory:
             raise _bad(flag, ns.memory_swap, "minimum memoryswap limit should be larger "
                        "than memory limit")
     return memory, swap
