@@ -224,6 +224,13 @@ def test_doctor_inside_the_pure_v2_guest() -> None:
     assert "Traceback" not in proc.stderr
     assert _expected_mode() == "unified"
     assert rows["cgroup layout"]["detail"].startswith("unified: v2 /sys/fs/cgroup (")
+    with open("/sys/fs/cgroup/cgroup.controllers") as f:
+        controllers = sorted(f.read().split())
+    assert rows["cgroup controllers"]["detail"] == (f"may use: {', '.join(controllers)}; "
+                                                    "may not use: none")
+    # the guest runs its tests in a chroot, where the kernel refuses user namespaces
+    if rows["user namespaces"]["ok"] is False and os.stat("/") != os.stat("/proc/1/root/"):
+        assert "outside the chroot" in rows["user namespaces"]["fix"]
 
 
 @pytest.mark.slow

@@ -82,6 +82,15 @@ def _filtered() -> bool:
     return _status("Seccomp") == "2"
 
 
+def _chrooted() -> bool:
+    """This process's root is not pid 1's (False when that cannot be told)."""
+    try:
+        mine, init = os.stat("/"), os.stat("/proc/1/root/")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) != (init.st_dev, init.st_ino)
+
+
 def _errno_name(err: int | None) -> str:
     return errno.errorcode.get(err or 0, f"errno {err}")
 
@@ -314,6 +323,9 @@ def user_namespaces(probe: Probe) -> Check:
     elif aa:
         fix = ("sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor "
                "profile with 'userns,' for this program")
+    elif _chrooted() and probe.errno_of("userns") == errno.EPERM:
+        fix = ("run it outside the chroot: the kernel refuses user namespaces to a chrooted "
+               "process (pivot_root in a mount namespace instead)")
     elif _filtered() and probe.errno_of("userns") in (errno.ENOSYS, errno.EPERM):
         fix = SECCOMP_FIX + " (unshare with CLONE_NEWUSER)"
     else:
