@@ -144,9 +144,11 @@ def _goarch() -> str:
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
 
 
-def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE) -> str:
+def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE, *,
+                config: dict[str, Any] | None = None, arch: str | None = None) -> str:
     """An OCI image layout, tarred (what ``ctr images import`` reads), of one
-    uncompressed layer; the index names the image ``name`` for containerd."""
+    uncompressed layer; the index names the image ``name`` for containerd.  ``config``
+    replaces the image config's ``config`` object, ``arch`` this host's architecture."""
     blobs: dict[str, bytes] = {}
 
     def blob(data: bytes) -> tuple[str, int]:
@@ -157,9 +159,10 @@ def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE) -> str:
     layer = pathlib.Path(layer_tar).read_bytes()
     layer_digest, layer_size = blob(layer)
     config = {
-        "architecture": _goarch(), "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["sh"], "WorkingDir": "/"},
+        "architecture": arch or _goarch(), "os": "linux",
+        "config": config if config is not None else {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         "history": [{"created_by": "nsbind tests/clients.py"}],
     }
@@ -178,7 +181,7 @@ def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE) -> str:
         "manifests": [{
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest, "size": manifest_size,
-            "platform": {"architecture": _goarch(), "os": "linux"},
+            "platform": {"architecture": arch or _goarch(), "os": "linux"},
             "annotations": {"io.containerd.image.name": name,
                             "org.opencontainers.image.ref.name": name.rpartition(":")[2]},
         }],

@@ -1,5 +1,7 @@
-"""The ``nsbind`` command: a fresh-namespaces demo (the default), the cgroup layout,
-and images (``nsbind image inspect|unpack|flatten|ls|rm|gc``)."""
+"""The ``nsbind`` command: containers as Docker's command runs them (``nsbind run``,
+``ps``, ``logs``, ``stop``, ``kill``, ``rm``, ``exec``, ``inspect``, ``wait``,
+``stats``, ``top``), images (``nsbind image load|inspect|unpack|flatten|ls|rm|gc``),
+``doctor``, the cgroup layout, and a fresh-namespaces demo (the default)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import nsbind
 from nsbind import CloneFlags, MountFlags
@@ -82,21 +85,39 @@ def demo(as_json: bool = False) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as Docker reports them: one line, exit status 125."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(125, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nsbind", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
+    parser = _Parser(prog="nsbind", description=__doc__)
+    sub = parser.add_subparsers(dest="nsbind_command", parser_class=_Parser)
     demo_parser = sub.add_parser("demo", help="show what a fresh set of namespaces sees "
                                  "(the default)")
     cg_parser = sub.add_parser("cgroups", help="show this host's cgroup layout")
     for p in (parser, demo_parser, cg_parser):
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    from nsbind.image import cli as image_cli  # the image code loads on use only
+    from nsbind import doctor
+    from nsbind.engine import cli as engine_cli  # each command loads its code on use
+    from nsbind.image import cli as image_cli
 
+    engine_cli.add_global_arguments(parser)
+    engine_cli.add_parsers(sub)
     image_cli.add_parser(sub)
+    doctor.add_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "image":
+    if args.nsbind_command in engine_cli.COMMANDS:
+        return engine_cli.run(args)
+    if args.nsbind_command == "image":
+        if getattr(args, "store", None) is None:  # nsbind --root STORE image ...
+            args.store = args.root
         return image_cli.run(args)
-    if args.command == "cgroups":
+    if args.nsbind_command == "doctor":
+        return doctor.run(args)
+    if args.nsbind_command == "cgroups":
         return show_cgroups(as_json=args.json)
     return demo(as_json=args.json)
 

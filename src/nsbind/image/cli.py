@@ -1,4 +1,4 @@
-"""``nsbind image``: inspect, unpack, flatten, ls, rm, gc."""
+"""``nsbind image``: inspect, unpack (or load), flatten, ls, rm, gc."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("image", help="docker save tarballs and OCI layouts")
     isub = p.add_subparsers(dest="image_command", required=True)
 
-    def with_image(name: str, help_: str) -> argparse.ArgumentParser:
-        q: argparse.ArgumentParser = isub.add_parser(name, help=help_)
+    def with_image(name: str, help_: str, aliases: tuple[str, ...] = ()
+                   ) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = isub.add_parser(name, help=help_, aliases=aliases)
         q.add_argument("image", help="a docker save tarball or an OCI layout (dir or tar)")
         q.add_argument("--tag", help="which image of an archive that holds several")
         q.add_argument("--platform", help="os/arch[/variant] of a multi-platform index "
@@ -28,9 +29,10 @@ def add_parser(sub: Any) -> None:
 
     q = with_image("inspect", "show tags, manifest, config, history and layers")
     q.add_argument("--json", action="store_true", help="print JSON for tools")
-    for name, help_ in (("unpack", "unpack the layers into the store"),
+    for name, help_ in (("unpack", "unpack the layers into the store (alias: load, "
+                         "Docker's name)"),
                         ("flatten", "unpack into one directory, whiteouts applied")):
-        q = with_image(name, help_)
+        q = with_image(name, help_, ("load",) if name == "unpack" else ())
         if name == "flatten":
             q.add_argument("dest", help="a new directory")
         else:
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cmd = args.image_command
+    cmd = "unpack" if args.image_command == "load" else args.image_command
     if cmd == "inspect":
         with _load(args) as img:
             info = describe(img)

@@ -28,6 +28,8 @@ from nsbind.image.model import (
 __all__ = ["load_oci_layout"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
+#: the full image name containerd, buildkit and ``docker save`` (25+) write beside it
+IMAGE_NAME = "io.containerd.image.name"
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
 MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json",
@@ -46,11 +48,13 @@ class _Descriptor:
     size: int | None
     ref_name: str | None
     platform: tuple[str, str, str | None] | None  # os, architecture, variant
+    image_name: str | None = None
 
     @classmethod
     def parse(cls, value: object, what: str) -> _Descriptor:
         f = Fields(value, what)
-        ref_name = f.string_map("annotations").get(REF_NAME)
+        annotations = f.string_map("annotations")
+        ref_name = annotations.get(REF_NAME)
         plat = f.obj("platform")
         platform = None
         if plat is not None:
@@ -59,7 +63,7 @@ class _Descriptor:
             platform = (plat.text("os", required=True) or "",
                         plat.text("architecture", required=True) or "", plat.text("variant"))
         return cls(what, f.text("mediaType"), f.digest("digest"), f.size("size"), ref_name,
-                   platform)
+                   platform, annotations.get(IMAGE_NAME))
 
     @property
     def platform_name(self) -> str:
@@ -84,7 +88,9 @@ def load_oci_layout(archive: Archive, tag: str | None = None,
                    f"{src}: index.json")
     descriptors = _descriptors(index)
     desc = _select(descriptors, tag, src)
-    tags = tuple(d.ref_name for d in descriptors if d.digest == desc.digest and d.ref_name)
+    tags = tuple(dict.fromkeys(
+        name for d in descriptors if d.digest == desc.digest
+        for name in (d.ref_name, d.image_name) if name))
     manifest = _resolve(archive, desc, platform or host_platform(), src, depth=0)
     return _image(archive, manifest, tags, src)
 

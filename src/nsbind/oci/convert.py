@@ -41,7 +41,12 @@ from nsbind.spawnplan import CapabilitySets
 from nsbind.sysctl import check as check_sysctl
 from nsbind.users import resolve_user
 
-__all__ = ["SpawnArgs", "process_kwargs", "to_spawn"]
+__all__ = ["INIT_ANNOTATION", "SpawnArgs", "process_kwargs", "to_spawn"]
+
+#: an annotation nsbind reads: ``"true"`` puts nsbind's init in front of the process as
+#: PID 1 of its pid namespace (what ``docker run --init`` does with tini): it reaps
+#: orphans and passes signals on, and exits with the process's status
+INIT_ANNOTATION = "nsbind.init"
 
 _NS_KINDS = {"pid": "pid", "network": "net", "ipc": "ipc", "mount": "mnt", "uts": "uts",
              "user": "user", "cgroup": "cgroup", "time": "time"}
@@ -73,6 +78,7 @@ class SpawnArgs:
     sysctl: dict[str, str] = dataclasses.field(default_factory=dict)
     oom_score_adj: int | None = None
     hooks: Hooks | None = None
+    init: bool = False
 
     @property
     def needs_lifecycle(self) -> str | None:
@@ -265,4 +271,5 @@ def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> Spa
         cgroup_parent=parent, cgroup_name=name,
         cgroup=convert_resources(linux.resources),
         new_pid_namespace=linux.has_namespace("pid"), own_namespaces=own, sysctl=sysctl,
-        oom_score_adj=proc.oom_score_adj, hooks=spec.hooks)
+        oom_score_adj=proc.oom_score_adj, hooks=spec.hooks,
+        init=(spec.annotations or {}).get(INIT_ANNOTATION) == "true")

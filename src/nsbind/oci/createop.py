@@ -49,7 +49,7 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str, preserve_fds: int,
     try:
         with build_root(args, cg.path) as root:  # the child has made its mounts: closable
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
-            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False,
+            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=args.init,
                          start_gate=gate, pass_fds=range(3, 3 + preserve_fds), **kwargs)
     finally:
         os.close(gate)

@@ -13,8 +13,9 @@ form ``slice:prefix:name`` (mapped to its cgroupfs path,
 again afterwards (deepest first, only when empty).
 
 PID 1: as runc and crun, the command itself is PID 1 of a new pid namespace
-(``init=False``): it gets no signal it has no handler for from inside the container,
-and when it exits the kernel kills the rest of the namespace.  The exit status is the
+(unless the ``nsbind.init`` annotation asks for nsbind's init): it gets no signal it
+has no handler for from inside the container, and when it exits the kernel kills the
+rest of the namespace.  The exit status is the
 command's, ``128 + N`` when signal N killed it (as runc reports it).
 """
 
@@ -97,7 +98,7 @@ def _run_in_cgroup(args: SpawnArgs, name: str) -> int:
         named = namedcg.make(cg.path)
         with build_root(args, cg.path) as root:
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
-            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=False, **kwargs)
+            proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=args.init, **kwargs)
             namedcg.join(cg.path, proc.pid)  # a moment after its start: placement only
             try:
                 code = proc.wait()

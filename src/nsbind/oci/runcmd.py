@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from nsbind.oci.createop import CGROUP_PARENT, create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
-from nsbind.oci.waiting import wait_foreground
+from nsbind.oci.waiting import forward_signals, wait_foreground
 
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["run_container"]
+__all__ = ["own_console", "receive_master", "run_container"]
 
 
 @contextlib.contextmanager
-def _own_console() -> Iterator[tuple[str, socket.socket]]:
+def own_console() -> Iterator[tuple[str, socket.socket]]:
+    """A listening console socket in a private temporary directory: its path (for
+    ``create``'s ``console_socket``) and the listener (for :func:`receive_master`)."""
     import socket
     import tempfile
 
@@ -39,7 +41,8 @@ def _own_console() -> Iterator[tuple[str, socket.socket]]:
             yield path, listener
 
 
-def _receive_master(listener: socket.socket) -> int:
+def receive_master(listener: socket.socket) -> int:
+    """The terminal master fd the container's create sends to ``listener``."""
     import socket
 
     conn, _ = listener.accept()
@@ -54,27 +57,36 @@ def _receive_master(listener: socket.socket) -> int:
 
 def run_container(root: str, container_id: str, bundle: str, *, detach: bool = False,
                   keep: bool = False, pid_file: str | None = None,
-                  console_socket: str | None = None, preserve_fds: int = 0) -> int:
-    """Run the bundle as container ``container_id``; its exit status (0 detached)."""
+                  console_socket: str | None = None, preserve_fds: int = 0,
+                  on_start: Callable[[int], None] | None = None,
+                  escalate: int | None = None) -> int:
+    """Run the bundle as container ``container_id``; its exit status (0 detached).
+    ``on_start`` gets the process's pid once it is started, before the wait; the
+    second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`)."""
     spec = load_spec(bundle)
-    own_console = (bool(spec.process is not None and spec.process.terminal)
-                   and console_socket is None and not detach)
+    holds_terminal = (bool(spec.process is not None and spec.process.terminal)
+                      and console_socket is None and not detach)
     master = None
     with contextlib.ExitStack() as stack:
-        if own_console:
-            console_socket, listener = stack.enter_context(_own_console())
+        if holds_terminal:
+            console_socket, listener = stack.enter_context(own_console())
         pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
                          pid_file=pid_file, console_socket=console_socket,
                          preserve_fds=preserve_fds, spec=spec)["pid"])
         try:
-            if own_console:
-                master = _receive_master(listener)
+            if holds_terminal:
+                master = receive_master(listener)
         except BaseException:
             delete(root, container_id, force=True)
             raise
     try:
-        start(root, container_id)
-        return 0 if detach else wait_foreground(pid, master)
+        # in the foreground, signals go to the process from its start on: one that
+        # arrives before the wait must not end the runtime and leave the process
+        with contextlib.nullcontext() if detach else forward_signals(pid, escalate=escalate):
+            start(root, container_id)
+            if on_start is not None:
+                on_start(pid)
+            return 0 if detach else wait_foreground(pid, master, escalate=escalate)
     except BaseException:
         if detach:  # a detached container that did not start is not left behind
             delete(root, container_id, force=True)

@@ -23,9 +23,17 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 @contextlib.contextmanager
-def forward_signals(pid: int) -> Iterator[None]:
-    """While inside, the signals of :data:`FORWARDED` go to ``pid`` instead."""
+def forward_signals(pid: int, *, escalate: int | None = None) -> Iterator[None]:
+    """While inside, the signals of :data:`FORWARDED` go to ``pid`` instead.  The second
+    ``escalate`` (e.g. SIGINT: Ctrl-C twice) sends SIGKILL: a PID 1 without a handler
+    ignores the first."""
+    seen = {"count": 0}
+
     def handler(sig: int, frame: FrameType | None) -> None:
+        if sig == escalate:
+            seen["count"] += 1
+            if seen["count"] > 1:
+                sig = signal.SIGKILL
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
@@ -101,11 +109,12 @@ def _copy_size(master: int) -> None:
         pass  # not a terminal: the container's keeps its own size
 
 
-def wait_foreground(pid: int, master: int | None = None) -> int:
+def wait_foreground(pid: int, master: int | None = None, *,
+                    escalate: int | None = None) -> int:
     """Wait for ``pid`` (this process's child), passing signals on and, with a terminal
     ``master``, copying between it and this process's stdio (its window size too, again
-    on each SIGWINCH); the exit status."""
-    with forward_signals(pid):
+    on each SIGWINCH); the exit status.  ``escalate``: see :func:`forward_signals`."""
+    with forward_signals(pid, escalate=escalate):
         if master is not None:
             _copy_size(master)
             previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_size(master))

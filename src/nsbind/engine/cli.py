@@ -1,0 +1,291 @@
+"""The docker-like commands of ``nsbind``: run, ps, logs, stop, kill, rm, exec,
+inspect, wait, stats, top.  Thin: each parses its flags and calls the engine.  A
+failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 126,
+127; the others 1), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from nsbind.engine.errors import EngineError
+
+__all__ = ["COMMANDS", "add_global_arguments", "add_parsers", "run"]
+
+COMMANDS = ("run", "ps", "logs", "stop", "kill", "rm", "exec", "inspect", "wait", "stats",
+            "top")
+
+
+def add_global_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--root`` (images and container storage) and ``--runroot`` (records)."""
+    parser.add_argument("--root", help="image store and container storage (default: "
+                        "/var/lib/nsbind for root, ~/.local/share/nsbind otherwise)")
+    parser.add_argument("--runroot", help="container records (default: /run/nsbind for "
+                        "root, $XDG_RUNTIME_DIR/nsbind otherwise)")
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the container commands to an argparse subparsers object."""
+    from nsbind.engine.runopts import add_run_arguments
+
+    p = sub.add_parser("run", help="run a command in a new container", add_help=False)
+    p.add_argument("--cgroup-parent", default="/nsbind",
+                   help="the cgroup the container's is made in (default /nsbind)")
+    add_run_arguments(p)
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="also the stopped ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--no-trunc", action="store_true")
+    p = sub.add_parser("logs", help="a detached container's output")
+    p.add_argument("-f", "--follow", action="store_true", help="keep following")
+    p.add_argument("-n", "--tail", help="only the last N lines (or 'all')")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("container")
+    p = sub.add_parser("stop", help="the stop signal, then SIGKILL after a timeout")
+    p.add_argument("-t", "--time", type=int, help="seconds before SIGKILL")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("kill", help="send a signal (default SIGKILL)")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("inspect", help="a container's record and spec, as JSON")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("wait", help="block until containers exit; print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("stats", help="CPU, memory, pids and block IO from the cgroup")
+    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    p.add_argument("containers", nargs="*")
+    p = sub.add_parser("top", help="a container's processes")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from nsbind.engine.launch import EngineConfig
+
+    return EngineConfig(store=args.root, state=args.runroot,
+                        cgroup_parent=getattr(args, "cgroup_parent", None) or "/nsbind")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the container command ``args.nsbind_command`` (the subparsers' dest: run's and
+    exec's own ``command`` is the container's); its exit status (see the module doc)."""
+    command = args.nsbind_command
+    try:
+        return int(_HANDLERS[command](args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from nsbind.errors import MessageError
+
+        status = exc.status if isinstance(exc, EngineError) else 125
+        text = str(exc).replace("\n", " ").strip()
+        if not isinstance(exc, MessageError) and not (isinstance(exc, OSError)
+                                                      and exc.filename):
+            text = f"{type(exc).__name__}: {text}"
+        print(f"nsbind {command}: {text}", file=sys.stderr)
+        return status if command in ("run", "exec") else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nsbind.engine.runner import dry_run
+    from nsbind.engine.runner import run as run_container
+    from nsbind.engine.runopts import run_options
+
+    opts = run_options(args)
+    if args.cgroup_parent and not args.cgroup_parent.startswith("/"):
+        raise EngineError(f"--cgroup-parent {args.cgroup_parent!r}: an absolute path "
+                          "expected")
+    if args.dry_run:
+        print(dry_run(_config(args), opts))
+        return 0
+    return run_container(_config(args), opts)
+
+
+def _ps(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import ps_rows
+
+    rows = ps_rows(_config(args), args.all)
+    if args.quiet:
+        for row in rows:
+            print(row["Id"] if args.no_trunc else row["ID"])
+    elif args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'CONTAINER ID':<14}{'IMAGE':<24}{'COMMAND':<24}{'CREATED':<28}"
+              f"{'STATUS':<16}NAMES")
+        for row in rows:
+            cmd = json.dumps(row["Command"][:20] + ("…" if len(row["Command"]) > 20 else ""))
+            print(f"{row['Id'] if args.no_trunc else row['ID']:<14}"
+                  f"{_shown(row['Image'])[:23]:<24}{_shown(cmd):<24}{row['CreatedAt'][:19]:<28}"
+                  f"{row['Status']:<16}{row['Names']}")
+    return 0
+
+
+def _shown(text: str) -> str:
+    """``text`` without control characters (an image's strings are hostile)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from nsbind.engine.jsonlog import format_entry, read_log
+    from nsbind.engine.manage import describe
+
+    config = _config(args)
+    info = describe(config, args.container)
+    path = info.get("LogPath")
+    if not path:
+        raise EngineError(f"container {args.container} ran in the foreground: its output "
+                          "went to the terminal, there is no log")
+    tail = None
+    if args.tail not in (None, "all"):
+        if not str(args.tail).isdigit():
+            raise EngineError(f"--tail {args.tail!r}: a number or 'all' expected")
+        tail = int(args.tail)
+    records = config.records()
+    cid = info["Id"]
+
+    def done() -> bool:
+        from nsbind.engine.records import status_of
+
+        try:
+            record = records.load(cid)
+        except EngineError:
+            return True
+        return status_of(record) == "exited" and record.get("exitCode") is not None
+
+    out = sys.stdout.buffer
+    err = sys.stderr.buffer
+    for entry in read_log(path, tail=tail, follow=args.follow, stop=done):
+        stream = err if entry.stream == "stderr" else out
+        stream.write(format_entry(entry, args.timestamps))
+        stream.flush()
+    return 0
+
+
+def _each(args: argparse.Namespace, fn: Any) -> int:
+    """Apply ``fn`` to each container named, as Docker does: every one is tried, each
+    failure is one line, the status 1 when any failed."""
+    status = 0
+    for ref in args.containers:
+        try:
+            print(fn(ref))
+        except EngineError as exc:
+            print(f"nsbind {args.nsbind_command}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import stop
+
+    config = _config(args)
+    if args.time is not None and args.time < 0:
+        raise EngineError(f"--time {args.time}: not a number of seconds")
+    return _each(args, lambda ref: (stop(config, ref, args.time), ref)[1])
+
+
+def _kill(args: argparse.Namespace) -> int:
+    from nsbind.engine.launch import signal_number
+    from nsbind.engine.manage import kill
+
+    config = _config(args)
+    sig = signal_number(args.signal, "signal") or int(signal.SIGKILL)
+    return _each(args, lambda ref: (kill(config, ref, sig), ref)[1])
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import rm
+
+    config = _config(args)
+    return _each(args, lambda ref: (rm(config, ref, args.force), ref)[1])
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import exec_command
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if args.detach and args.tty:
+        raise EngineError("exec: -d and -t together need a terminal to hand over: "
+                          "not supported")
+    return exec_command(_config(args), args.container, command, interactive=args.interactive,
+                        tty=args.tty, env=args.env, user=args.user, workdir=args.workdir,
+                        detach=args.detach)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import describe
+
+    config = _config(args)
+    found, status = [], 0
+    for ref in args.containers:
+        try:
+            found.append(describe(config, ref))
+        except EngineError as exc:
+            print(f"nsbind inspect: {exc}", file=sys.stderr)
+            status = 1
+    print(json.dumps(found, indent=2))
+    return status
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import wait
+
+    config = _config(args)
+    return _each(args, lambda ref: wait(config, ref))
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from nsbind.engine.manage import container_pids, ps_rows
+    from nsbind.engine.stats import cpu_percent, format_table, sample
+
+    config = _config(args)
+    refs = args.containers or [row["Id"] for row in ps_rows(config)]
+    places = [(ref[:12] if len(ref) == 64 else ref, container_pids(config, ref)[0])
+              for ref in refs]
+    ncpus = os.cpu_count() or 1
+    previous = [sample(name, path) for name, path in places]
+    while True:
+        time.sleep(0.5 if args.no_stream else 1.0)
+        current = [sample(name, path) for name, path in places]
+        table = format_table([(cur, cpu_percent(prev, cur, ncpus))
+                              for prev, cur in zip(previous, current, strict=False)])
+        if not args.no_stream and sys.stdout.isatty():
+            sys.stdout.write("\x1b[2J\x1b[H")
+        print(table, flush=True)
+        if args.no_stream:
+            return 0
+        previous = current
+
+
+def _top(args: argparse.Namespace) -> int:
+    from nsbind.engine.manage import container_pids
+    from nsbind.engine.stats import top
+
+    _, pids = container_pids(_config(args), args.container)
+    print(top(pids, args.ps_args), end="")
+    return 0
+
+
+_HANDLERS = {"run": _run, "ps": _ps, "logs": _logs, "stop": _stop, "kill": _kill, "rm": _rm,
+             "exec": _exec, "inspect": _inspect, "wait": _wait, "stats": _stats, "top": _top}

@@ -1,0 +1,277 @@
+"""From a request to a started container: the record and the storage directory, the
+root filesystem, the OCI spec, and the container layer's create and start — the one
+path both ``nsbind run`` in the foreground and a detached container's monitor take.
+
+Storage: ``<store>/containers/<id>/`` holds the overlay's ``upper`` and ``work``
+directories, the mount point ``rootfs``, ``config.json`` (the bundle is this
+directory), the files written for /etc (``hostname``, ``hosts``, ``resolv.conf``)
+and, for a detached container, its log.  The overlay is mounted in a private mount
+namespace of the process that creates the container (``nsbind run``, or the
+monitor): never on the host, so nothing is left mounted when they are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import signal
+from typing import TYPE_CHECKING, Any
+
+from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
+from nsbind.engine.records import RecordStore, now
+
+if TYPE_CHECKING:
+    from nsbind.engine.images import RunImage
+    from nsbind.engine.runopts import RunOptions
+
+__all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "mount_root",
+           "prepare", "remove_container", "signal_number", "write_bundle"]
+
+#: tmpfs mounts a read-only root gets where nothing else is mounted (podman's
+#: ``--read-only-tmpfs``): programs need somewhere to write
+READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Where the engine keeps things: ``store`` the image store and container storage
+    (default: the image store's default), ``state`` the records (default:
+    ``/run/nsbind`` for root), ``cgroup_parent`` the containers' cgroup parent."""
+
+    store: str | None = None
+    state: str | None = None
+    cgroup_parent: str = "/nsbind"
+
+    def records(self) -> RecordStore:
+        return RecordStore(self.state)
+
+    def storage_root(self) -> str:
+        from nsbind.image import default_store_path
+
+        return os.path.join(os.path.abspath(self.store or default_store_path()), "containers")
+
+
+@dataclasses.dataclass
+class Launch:
+    """A container on its way: its record, storage and request."""
+
+    config: EngineConfig
+    records: RecordStore
+    opts: RunOptions
+    image: RunImage | None
+    container_id: str
+    name: str
+    storage: str
+    hostname: str
+    etc_files: dict[str, str]
+
+    @property
+    def rootfs_dir(self) -> str:
+        return os.path.join(self.storage, "rootfs")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.storage, "container.log")
+
+
+def signal_number(text: str | int | None, what: str = "stop signal") -> int | None:
+    """A signal given as Docker takes it: ``SIGTERM``, ``TERM`` or ``15``."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int) or text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        found = getattr(signal.Signals, name, None)
+        if isinstance(found, signal.Signals):
+            return int(found)
+    raise EngineError(f"invalid {what}: {text!r}")
+
+
+def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
+    """Resolve the image, take the name, make the storage directory and the /etc files,
+    and save the record (status ``created``).  Nothing is left when it fails."""
+    from nsbind.engine.etcfiles import write_files
+
+    image = None
+    if opts.rootfs is None:
+        from nsbind.engine.images import resolve_image
+
+        if not opts.image:
+            raise EngineError('"nsbind run" requires an image (or --rootfs DIR)')
+        image = resolve_image(opts.image, config.store)
+    elif not os.path.isdir(opts.rootfs):
+        raise EngineError(f"--rootfs {opts.rootfs}: not a directory", err=errno.ENOTDIR)
+    records = config.records()
+    container_id, name = records.reserve(opts.name)
+    storage = os.path.join(config.storage_root(), container_id)
+    try:
+        os.makedirs(config.storage_root(), mode=0o700, exist_ok=True)
+        os.mkdir(storage, 0o700)
+        for sub in ("upper", "work", "rootfs"):
+            os.mkdir(os.path.join(storage, sub), 0o755)
+        hostname = opts.hostname or container_id[:12]
+        etc_files = write_files(storage, hostname, opts.network)
+        stop = opts.stop_signal
+        if stop is None and image is not None:
+            stop = signal_number(image.config.stop_signal, "image StopSignal")
+        launch = Launch(config, records, opts, image, container_id, name, storage, hostname,
+                        etc_files)
+        records.save({
+            "id": container_id, "name": name, "created": now(),
+            "image": image.ref if image else f"rootfs:{os.path.abspath(opts.rootfs or '/')}",
+            "imageDigest": image.config_digest if image else None,
+            "command": list(opts.command), "pid": 0, "startTime": None, "exitCode": None,
+            "startedAt": None, "finishedAt": None, "monitorPid": None,
+            "detached": opts.detach, "autoRemove": opts.rm, "tty": opts.tty,
+            "storage": storage, "log": launch.log_path if opts.detach else None,
+            "stopSignal": stop or int(signal.SIGTERM),
+            "stopTimeout": 10 if opts.stop_timeout is None else opts.stop_timeout,
+            "cgroup": f"{config.cgroup_parent.rstrip('/')}/{container_id}",
+            "hostname": hostname, "net": opts.network})
+    except BaseException:
+        shutil.rmtree(storage, ignore_errors=True)
+        records.release_name(name, container_id)
+        records.remove(container_id)
+        raise
+    return launch
+
+
+def mount_root(launch: Launch) -> str:
+    """Move this process into a mount namespace of its own (``/`` a slave of the host's,
+    so nothing mounted here reaches the host) and mount the container's root there:
+    the image's layers under overlayfs with the container's upper directory, or the
+    ``--rootfs`` directory as it is.  The root's path."""
+    import nsbind
+    from nsbind import CloneFlags, MountFlags
+
+    nsbind.unshare(CloneFlags.NEWNS)
+    nsbind.mount(None, "/", None, MountFlags.REC | MountFlags.SLAVE)
+    if launch.image is None:
+        return os.path.realpath(launch.opts.rootfs or "/")
+    from nsbind.mounts import overlay
+
+    lower = list(reversed(launch.image.layer_dirs))  # the top layer first
+    with overlay(lower, os.path.join(launch.storage, "upper"),
+                 os.path.join(launch.storage, "work")) as mnt:
+        mnt.attach(launch.rootfs_dir)
+    return launch.rootfs_dir
+
+
+def _exists_in(root: str, path: str) -> bool:
+    """Whether ``path`` is a regular file in ``root`` (not followed out of it): where a
+    read-only root can take a bind mount."""
+    import stat
+
+    import nsbind
+    from nsbind import ResolveFlags
+
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with nsbind.openat2(root_fd, path.lstrip("/"), os.O_PATH | os.O_CLOEXEC,
+                            resolve=ResolveFlags.IN_ROOT) as fd:
+            return stat.S_ISREG(os.fstat(fd.fileno()).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(root_fd)
+
+
+def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
+    """The container's OCI spec (see :mod:`nsbind.engine.specgen`), written as the
+    bundle's config.json; the spec."""
+    from nsbind.engine.specgen import build_spec
+    from nsbind.oci.convert import INIT_ANNOTATION
+
+    opts = launch.opts
+    read_only = opts.read_only or rootfs == "/"
+    etc = launch.etc_files
+    if launch.image is None and read_only:  # nothing can be made in it: bind what is there
+        etc = {dest: src for dest, src in etc.items() if _exists_in(rootfs, dest)}
+    annotations = {"nsbind.name": launch.name}
+    if opts.init:
+        annotations[INIT_ANNOTATION] = "true"
+    spec: dict[str, Any] = build_spec(
+        opts, launch.image.config if launch.image else None, rootfs=rootfs,
+        container_id=launch.container_id, hostname=launch.hostname, etc_files=etc,
+        annotations=annotations)
+    spec.setdefault("linux", {})["cgroupsPath"] = (
+        f"{launch.config.cgroup_parent.rstrip('/')}/{launch.container_id}")
+    spec["root"] = {"path": rootfs, "readonly": read_only}
+    if read_only:
+        taken = {m["destination"] for m in spec.get("mounts", [])}
+        spec["mounts"] = spec.get("mounts", []) + [
+            {"destination": d, "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777" if "tmp" in d else "mode=755"]}
+            for d in READ_ONLY_TMPFS if d not in taken]
+    path = os.path.join(launch.storage, "config.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=1)
+    return spec
+
+
+def as_engine_error(exc: BaseException, what: str) -> EngineError:
+    """The error a create or start raised, with Docker's exit status: 127 when the
+    command is not in the container, 126 when it cannot be run, 125 otherwise."""
+    if isinstance(exc, EngineError):
+        return exc
+    text = str(exc).replace("\n", " ").strip() or type(exc).__name__
+    if getattr(exc, "step", None) == "exec" and isinstance(exc, OSError):
+        if exc.errno == errno.ENOENT:
+            return EngineError(f"{what}: {text}: executable file not found",
+                               EXIT_NOT_FOUND, exc.errno)
+        return EngineError(f"{what}: {text}: permission denied", EXIT_CANNOT_INVOKE,
+                           exc.errno)
+    return EngineError(f"{what}: {text}", err=getattr(exc, "errno", None))
+
+
+def remove_container(config: EngineConfig, container_id: str) -> None:
+    """Remove what the container has left: its process (killed), its cgroup and
+    container-layer state, its storage and its record.  Idempotent."""
+    from nsbind.oci import LifecycleError, delete
+
+    records = config.records()
+    record: dict[str, Any] = {}
+    with contextlib.suppress(EngineError):
+        record = records.load(container_id)
+    with contextlib.suppress(LifecycleError, FileNotFoundError):
+        delete(records.oci_root, container_id, force=True)
+    monitor = int(record.get("monitorPid") or 0)
+    if monitor and monitor != os.getpid():
+        _wait_gone(monitor, record.get("monitorStartTime"))
+    storage = os.path.join(config.storage_root(), container_id)
+    rootfs = os.path.join(storage, "rootfs")
+    if os.path.ismount(rootfs):  # mounted in this process's own mount namespace
+        import nsbind
+        from nsbind import UmountFlags
+
+        with contextlib.suppress(OSError):
+            nsbind.umount2(rootfs, UmountFlags.DETACH)
+    shutil.rmtree(storage, ignore_errors=True)
+    records.remove(container_id)
+
+
+def _wait_gone(pid: int, started: object, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the monitor ``pid`` has exited, so the storage it writes
+    to is not removed under it."""
+    import time
+
+    from nsbind.oci.state import process_alive
+
+    if not isinstance(started, int):
+        return
+    deadline = time.monotonic() + timeout
+    while process_alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.005)

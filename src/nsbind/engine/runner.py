@@ -1,0 +1,116 @@
+"""``nsbind run``: a container in the foreground (this process creates it, passes
+signals on, and exits with its status) or detached (a monitor process creates it and
+stays with it: see :mod:`nsbind.engine.monitor`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from nsbind.engine.errors import EngineError
+from nsbind.engine.launch import (
+    EngineConfig,
+    Launch,
+    as_engine_error,
+    mount_root,
+    prepare,
+    remove_container,
+    write_bundle,
+)
+from nsbind.engine.records import now
+
+if TYPE_CHECKING:
+    from nsbind.engine.runopts import RunOptions
+
+__all__ = ["dry_run", "run"]
+
+
+def dry_run(config: EngineConfig, opts: RunOptions) -> str:
+    """The spec ``run`` would hand the container layer, as JSON; nothing is made (the
+    image's layers are mounted read-only, in a mount namespace of this process, only
+    to resolve the user in them)."""
+    import tempfile
+
+    import nsbind
+    from nsbind import CloneFlags, MountFlags
+    from nsbind.engine.images import resolve_image
+    from nsbind.engine.specgen import build_spec
+
+    image = None if opts.rootfs else resolve_image(opts.image or "", config.store)
+    nsbind.unshare(CloneFlags.NEWNS)
+    nsbind.mount(None, "/", None, MountFlags.REC | MountFlags.SLAVE)
+    with tempfile.TemporaryDirectory(prefix="nsbind-dry-run-") as tmp:
+        rootfs = os.path.realpath(opts.rootfs) if opts.rootfs else tmp
+        mounted = image is not None and len(image.layer_dirs) > 1
+        if image is not None and len(image.layer_dirs) == 1:
+            rootfs = image.layer_dirs[0]  # read, never written
+        if mounted and image is not None:
+            from nsbind.mounts import overlay
+
+            with overlay(list(reversed(image.layer_dirs))) as mnt:
+                mnt.attach(tmp)
+        try:
+            spec = build_spec(opts, image.config if image else None, rootfs=rootfs,
+                              container_id="<id>", hostname=opts.hostname or "<id>",
+                              etc_files={}, annotations={})
+        finally:
+            if mounted:
+                nsbind.umount2(tmp)
+    spec["root"] = {"path": rootfs if opts.rootfs else "<the container's overlay>",
+                    "readonly": opts.read_only}
+    return json.dumps(spec, indent=2)
+
+
+def run(config: EngineConfig, opts: RunOptions) -> int:
+    """Run the container (see the module doc); the exit status: the container's in the
+    foreground (128 + N for signal N), 0 detached (its id printed)."""
+    launch = prepare(config, opts)
+    if opts.detach:
+        from nsbind.engine.monitor import start_monitor
+
+        try:
+            start_monitor(launch)
+        except BaseException:
+            remove_container(config, launch.container_id)
+            raise
+        print(launch.container_id)
+        return 0
+    return _foreground(launch)
+
+
+def _foreground(launch: Launch) -> int:
+    from nsbind.oci.runcmd import run_container
+    from nsbind.oci.state import start_time
+
+    records, cid = launch.records, launch.container_id
+
+    def started(pid: int) -> None:
+        records.update(cid, pid=pid, startTime=start_time(pid), startedAt=now())
+
+    code: int | None = None
+    try:
+        rootfs = mount_root(launch)
+        write_bundle(launch, rootfs)
+        if not launch.opts.interactive:  # as Docker: no -i, no stdin for the container
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        try:
+            code = run_container(records.oci_root, cid, launch.storage, on_start=started,
+                                 escalate=signal.SIGINT)  # Ctrl-C twice: killed
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise as_engine_error(exc, f"container {launch.name}") from None
+        return code
+    finally:
+        if code is not None:
+            with contextlib.suppress(EngineError):
+                records.update(cid, exitCode=code, finishedAt=now())
+        if launch.opts.rm or code is None:
+            remove_container(launch.config, cid)
+        sys.stdout.flush()

@@ -1,0 +1,363 @@
+"""``nsbind run`` and the commands around it, end to end: the installed ``nsbind``
+command on a real image (busybox-static in an OCI archive the tests make), real
+namespaces, overlayfs, cgroups and monitors.  Every test uses its own store and state
+directories and the run's cgroup parent; nothing may be left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pty
+import select
+import signal
+import subprocess
+import sysconfig
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from clients import build_rootfs, oci_archive, tar_rootfs
+
+NSBIND = os.path.join(sysconfig.get_path("scripts"), "nsbind")
+IMAGE_CONFIG = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "FROM_IMAGE=yes", "FOO=image"],
+                "Cmd": ["sh", "-c", "echo default command"], "WorkingDir": "/home/tester",
+                "StopSignal": "SIGUSR1"}
+IMAGES = pathlib.Path(__file__).resolve().parent.parent.parent / "shared/testdata/images"
+
+
+@pytest.fixture(scope="module")
+def image_archive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    base = tmp_path_factory.mktemp("engine-image")
+    root = build_rootfs(base / "rootfs")
+    layer = tar_rootfs(root, str(base / "layer.tar"))
+    return oci_archive(layer, str(base / "busybox.tar"), "localhost/busybox:test",
+                       config=IMAGE_CONFIG)
+
+
+class Engine:
+    """The ``nsbind`` command with this test's store, state and cgroup parent."""
+
+    def __init__(self, base: pathlib.Path, cgroup_parent: str) -> None:
+        self.store, self.state = str(base / "store"), str(base / "state")
+        self.cgroup_parent = f"/{cgroup_parent}"
+
+    def argv(self, *args: str) -> list[str]:
+        argv = [NSBIND, "--root", self.store, "--runroot", self.state, *args]
+        if args and args[0] == "run":
+            argv[5:6] = ["run", "--cgroup-parent", self.cgroup_parent]
+        return argv
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
+                 **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args}: exit {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def containers(self) -> list[dict[str, Any]]:
+        return list(json.loads(self("ps", "-a", "--format", "json").stdout))
+
+    def left(self) -> list[str]:
+        """What this engine still has: records, storage and state directories."""
+        found = [r["Names"] for r in self.containers()]
+        storage = pathlib.Path(self.store, "containers")
+        if storage.is_dir():
+            found += [p.name for p in storage.iterdir()]
+        found += [p.name for p in pathlib.Path(self.state, "oci").iterdir()
+                  if pathlib.Path(self.state, "oci").is_dir()]
+        found += [p.name for p in pathlib.Path(self.state, "names").iterdir()
+                  if pathlib.Path(self.state, "names").is_dir()]
+        return found
+
+
+@pytest.fixture
+def engine(tmp_path: pathlib.Path, cgroup_parent: str, image_archive: str) -> Iterator[Engine]:
+    eng = Engine(tmp_path, cgroup_parent)
+    eng("image", "load", "-q", image_archive)
+    yield eng
+    for record in eng.containers():  # a failed test's containers go, by the engine
+        eng("rm", "-f", record["Id"], check=False)
+    assert eng.left() == []
+
+
+IMG = "localhost/busybox:test"
+
+
+def test_foreground_run_with_rm_prints_the_output_and_leaves_nothing(engine: Engine) -> None:
+    out = engine("run", "--rm", "--name", "fg", IMG, "sh", "-c",
+                 "echo hello; echo $$; hostname; cat /etc/hostname; pwd; echo $FOO; id -u")
+    lines = out.stdout.split()
+    assert lines[0] == "hello" and lines[1] == "1"  # PID 1 of its own pid namespace
+    assert lines[2] == lines[3] and len(lines[2]) == 12  # the short id, as Docker names it
+    assert lines[4:] == ["/home/tester", "image", "0"]
+    assert engine.left() == []
+
+
+def test_the_image_command_and_its_environment_are_used(engine: Engine) -> None:
+    assert engine("run", "--rm", IMG).stdout == "default command\n"
+    out = engine("run", "--rm", "-e", "FOO=flag", "-e", "BAR=2", "-w", "/tmp", "-u", "tester",
+                 "-h", "box", IMG, "sh", "-c", "echo $FOO $BAR $FROM_IMAGE $HOSTNAME; pwd; "
+                 "id -u; id -g; hostname; cat /etc/hosts | grep -c localhost").stdout.split()
+    assert out == ["flag", "2", "yes", "box", "/tmp", "1000", "1000", "box", "2"]
+
+
+def test_exit_status_is_the_containers(engine: Engine) -> None:
+    assert engine("run", "--rm", IMG, "sh", "-c", "exit 7", check=False).returncode == 7
+    proc = engine("run", "--rm", "--init", IMG, "sh", "-c", "kill -TERM $$", check=False)
+    assert proc.returncode == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize(("argv", "status", "words"), [
+    (["/no/such/program"], 127, "not found"),
+    (["/etc/passwd"], 126, "permission denied"),
+])
+def test_a_command_that_cannot_run_is_126_or_127(engine: Engine, argv: list[str], status: int,
+                                                  words: str) -> None:
+    proc = engine("run", "--name", "bad", IMG, *argv, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert words in proc.stderr and proc.stderr.count("\n") == 1
+    assert engine.left() == []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["-m", "12x", IMG, "true"], "invalid size"),
+    (["--bogus-flag", IMG, "true"], "--bogus-flag"),
+    (["-v", "/no/such/dir:/data", IMG, "true"], "does not exist"),
+    (["-u", "nosuchuser", IMG, "true"], "nosuchuser"),
+    (["no-such-image:1"], "Unable to find image"),
+    ([str(IMAGES / "ggcr-hello-world-v25.tar")], "arm64"),
+    ([str(IMAGES / "ggcr-null_manifest.tar")], "manifest.json"),
+    (["--rootfs", "/no/such/root", "true"], "/no/such/root"),
+])
+def test_bad_input_is_one_line_status_125_and_leaves_nothing(engine: Engine, args: list[str],
+                                                             words: str) -> None:
+    proc = engine("run", "--rm", *args, check=False)
+    assert proc.returncode == 125, proc.stderr
+    assert words in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert engine.left() == []
+
+
+def test_a_name_is_taken_once(engine: Engine) -> None:
+    engine("run", "-d", "--name", "one", IMG, "sleep", "30")
+    proc = engine("run", "--name", "one", IMG, "true", check=False)
+    assert proc.returncode == 125 and "already in use" in proc.stderr
+    engine("rm", "-f", "one")
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_detached_container_logs_stop_inspect_and_rm(engine: Engine) -> None:
+    cid = engine("run", "-d", "--name", "web", "--stop-timeout", "1", IMG, "sh", "-c",
+                 "echo out; echo err >&2; exec sleep 60").stdout.strip()
+    assert len(cid) == 64
+    rows = engine.containers()
+    assert [(r["Names"], r["State"]) for r in rows] == [("web", "running")]
+    _wait_for(lambda: "err" in engine("logs", "web").stderr)
+    logs = engine("logs", "web")
+    assert logs.stdout == "out\n" and logs.stderr == "err\n"
+    assert engine("logs", "--tail", "1", "web").stderr == "err\n"
+    log_path = json.loads(engine("inspect", "web").stdout)[0]["LogPath"]
+    first = json.loads(pathlib.Path(log_path).read_text().splitlines()[0])
+    assert first["log"] == "out\n" and first["stream"] == "stdout"
+    assert first["time"].endswith("Z")
+    # sleep as PID 1 ignores the stop signal (SIGUSR1, from the image): killed after 1 s
+    start = time.monotonic()
+    assert engine("stop", "web").stdout.strip() == "web"
+    assert 0.9 < time.monotonic() - start < 8
+    info = json.loads(engine("inspect", "web").stdout)[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
+    assert info["Config"]["StopSignal"] == "SIGUSR1"
+    assert "Exited (137)" in engine("ps", "-a").stdout
+    assert engine("ps").stdout.count("\n") == 1  # the heading only
+    engine("rm", "web")
+    assert engine.left() == []
+
+
+def test_stop_signal_that_the_container_handles(engine: Engine) -> None:
+    engine("run", "-d", "--name", "trap", "--stop-signal", "TERM", IMG, "sh", "-c",
+           "trap 'echo bye; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+    _wait_for(lambda: "ready" in engine("logs", "trap").stdout)
+    engine("stop", "trap")
+    assert engine("wait", "trap").stdout.strip() == "3"
+    assert engine("logs", "trap").stdout == "ready\nbye\n"
+    engine("rm", "trap")
+
+
+def test_wait_and_detached_rm(engine: Engine) -> None:
+    engine("run", "-d", "--name", "w1", IMG, "sh", "-c", "sleep 0.3; exit 5")
+    assert engine("wait", "w1").stdout.strip() == "5"
+    engine("rm", "w1")
+    engine("run", "-d", "--rm", "--name", "gone", IMG, "true")
+    _wait_for(lambda: engine.left() == [])
+
+
+def test_rm_of_a_running_container_needs_force(engine: Engine) -> None:
+    engine("run", "-d", "--name", "busy", IMG, "sleep", "30")
+    proc = engine("rm", "busy", check=False)
+    assert proc.returncode == 1 and "stop the container" in proc.stderr
+    assert engine("rm", "-f", "busy").stdout.strip() == "busy"
+    assert engine.left() == []
+
+
+def test_exec_joins_the_container(engine: Engine) -> None:
+    engine("run", "-d", "--name", "xc", "-e", "FOO=run", IMG, "sleep", "30")
+    out = engine("exec", "xc", "sh", "-c", "echo $FOO; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                 "pwd; hostname").stdout.split("\n")
+    assert out[0] == "run" and out[1].strip() == "sleep 30" and out[2] == "/home/tester"
+    assert engine("exec", "-u", "tester", "-w", "/tmp", "-e", "A=1", "xc", "sh", "-c",
+                  "id -u; pwd; echo $A").stdout.split() == ["1000", "/tmp", "1"]
+    assert engine("exec", "xc", "sh", "-c", "exit 9", check=False).returncode == 9
+    proc = engine("exec", "xc", "/nope", check=False)
+    assert proc.returncode == 127 and proc.stderr.count("\n") == 1
+    engine("rm", "-f", "xc")
+
+
+def test_a_monitor_that_dies_loses_no_record(engine: Engine) -> None:
+    engine("run", "-d", "--name", "orphan", IMG, "sleep", "30")
+    record = json.loads(pathlib.Path(engine.state, "containers",
+                                     engine.containers()[0]["Id"], "record.json").read_text())
+    os.kill(int(record["monitorPid"]), signal.SIGKILL)  # the monitor this test started
+    _wait_for(lambda: not os.path.exists(f"/proc/{record['monitorPid']}/stat")
+              or "Z" in pathlib.Path(f"/proc/{record['monitorPid']}/stat").read_text()
+              .split(")")[1][:3])
+    assert [r["State"] for r in engine.containers()] == ["running"]
+    engine("kill", "orphan")
+    _wait_for(lambda: engine.containers()[0]["State"] == "exited")
+    assert engine.containers()[0]["Status"] == "Exited (unknown)"
+    engine("rm", "orphan")
+
+
+def test_limits_volumes_and_a_read_only_root(engine: Engine, tmp_path: pathlib.Path,
+                                             cgroup_parent: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("from the host\n")
+    out = engine("run", "--rm", "--read-only", "-v", f"{data}:/data:ro", "--tmpfs", "/scratch",
+                 "-m", "64m", "--pids-limit", "40", IMG, "sh", "-c",
+                 "cat /data/in.txt; touch /etc/x 2>/dev/null || echo ro-root; "
+                 "touch /data/y 2>/dev/null || echo ro-volume; touch /scratch/z && echo tmpfs;"
+                 "touch /tmp/t && echo tmp; cat /proc/self/cgroup | grep -c :", check=False)
+    assert out.stdout.split("\n")[:5] == ["from the host", "ro-root", "ro-volume", "tmpfs",
+                                          "tmp"], out.stderr
+    engine("run", "-d", "--name", "lim", "-m", "64m", "--pids-limit", "40", IMG, "sleep", "30")
+    cid = engine.containers()[0]["Id"]
+    mem = pathlib.Path(f"/sys/fs/cgroup/memory/{cgroup_parent}/{cid}/memory.limit_in_bytes")
+    if mem.exists():
+        assert int(mem.read_text()) == 64 << 20
+    pids = [p for p in (pathlib.Path(f"/sys/fs/cgroup/pids/{cgroup_parent}/{cid}/pids.max"),
+                        pathlib.Path(f"/sys/fs/cgroup/unified/{cgroup_parent}/{cid}/pids.max"))
+            if p.exists()]
+    assert pids and pids[0].read_text().strip() == "40"
+    stats = engine("stats", "--no-stream", "lim").stdout
+    assert "MEM USAGE / LIMIT" in stats and "lim" in stats and "64MiB" in stats
+    top = engine("top", "lim").stdout
+    assert "sleep 30" in top
+    engine("rm", "-f", "lim")
+
+
+def test_the_host_root_read_only_with_fresh_proc(engine: Engine) -> None:
+    out = engine("run", "--rm", "--rootfs", "/", "--", "sh", "-c",
+                 "echo $$; ls /proc | grep -c '^[0-9]'; touch /usr/x 2>/dev/null || echo ro; "
+                 "touch /tmp/y && echo tmp").stdout.split()
+    assert out[0] == "1" and int(out[1]) <= 3 and out[2:] == ["ro", "tmp"]
+
+
+def test_dry_run_prints_the_spec_and_makes_nothing(engine: Engine) -> None:
+    spec = json.loads(engine("run", "--dry-run", "-m", "64m", IMG, "echo", "x").stdout)
+    assert spec["process"]["args"] == ["echo", "x"]
+    assert spec["linux"]["resources"]["memory"]["limit"] == 64 << 20
+    assert spec["process"]["cwd"] == "/home/tester"
+    assert engine.left() == []
+
+
+def _pty_session(argv: Sequence[str], send: bytes, prompt: bytes = b"# ",
+                 timeout: float = 20) -> tuple[bytes, int]:
+    """Run ``argv`` on a new terminal; type ``send`` once ``prompt`` shows (busybox's
+    shell asks the terminal for the cursor position first and drops what it reads
+    meanwhile); what the terminal showed, and the exit status."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], list(argv))
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    sent = False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                if not sent and prompt in out:  # the shell reads its terminal now
+                    os.write(fd, send)
+                    sent = True
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(fd)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:  # hung: end it (ours), then reap
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+def test_interactive_terminal(engine: Engine) -> None:
+    out, code = _pty_session(engine.argv("run", "--rm", "-it", IMG, "sh"),
+                             b"echo $((6*7)); tty; exit 4\n")
+    assert b"42" in out and b"/dev/pts/0" in out and code == 4, out
+
+
+def test_signals_reach_a_foreground_container(engine: Engine) -> None:
+    proc = subprocess.Popen(engine.argv("run", "--rm", IMG, "sh", "-c",
+                                        "trap 'echo got INT; exit 2' INT; echo ready; "
+                                        "while :; do sleep 0.05; done"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out == "got INT\n" and proc.returncode == 2, err
+
+
+
+def test_ctrl_c_twice_kills_a_container_that_ignores_it(engine: Engine) -> None:
+    proc = subprocess.Popen(engine.argv("run", "--rm", IMG, "sh", "-c", "echo ready; "
+                                        "exec sleep 30"),  # PID 1 without a handler
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.1)  # sh has exec'd sleep
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert proc.poll() is None  # ignored by PID 1, as Docker's is
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGKILL
