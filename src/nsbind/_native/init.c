@@ -5,6 +5,7 @@
  */
 #include "init.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* The command's exit status as init passes it on. */
@@ -58,6 +59,15 @@ int nsb_init_fork(int fail_status)
     memset(&fork_args, 0, sizeof(fork_args));
     fork_args.exit_signal = SIGCHLD;
     cmd = syscall(__NR_clone3, &fork_args, sizeof(fork_args));
+    if (cmd < 0 && (errno == ENOSYS || errno == EPERM)) {
+        /* a seccomp filter that refuses clone3 (Docker's answers ENOSYS, so that
+         * glibc falls back to clone): fork the old way */
+#ifdef __NR_fork
+        cmd = syscall(__NR_fork);
+#else
+        cmd = syscall(__NR_clone, SIGCHLD, 0, 0, 0, 0); /* flags first where no fork */
+#endif
+    }
     if (cmd < 0)
         return -1;
     if (cmd == 0)

@@ -88,10 +88,11 @@ def _deny(names: list[str], err: int = errno.EPERM) -> dict[str, Any]:
     return {"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": err}
 
 
-def default_profile(caps: Collection[str], *, allow_clone3: bool = False) -> dict[str, Any]:
+def default_profile(caps: Collection[str]) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` of the default profile for a container whose bounding
-    set is ``caps`` (``CAP_X`` names).  ``allow_clone3`` leaves clone3 alone (nsbind's
-    init forks with clone3 after an early-loaded filter)."""
+    set is ``caps`` (``CAP_X`` names).  clone3 answers ENOSYS without CAP_SYS_ADMIN, as
+    Docker's does (its flags cannot be checked): glibc, and nsbind's init, then fork
+    with clone, whose namespace flags are refused."""
     have = set(caps)
     denied = [name for needed, names in CAP_GATED if not have.intersection(needed)
               for name in names]
@@ -101,8 +102,7 @@ def default_profile(caps: Collection[str], *, allow_clone3: bool = False) -> dic
         syscalls += [{**_deny(["clone"]), "args": [
             {"index": index, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}
             for flag in _CLONE_NS_FLAGS]
-        if not allow_clone3:
-            syscalls.append(_deny(["clone3"], errno.ENOSYS))
+        syscalls.append(_deny(["clone3"], errno.ENOSYS))
     syscalls.append({**_deny(["socket"]), "args": [
         {"index": 0, "value": _AF_VSOCK, "op": "SCMP_CMP_EQ"}]})
     arch = native_arch()

@@ -225,8 +225,7 @@ def _seccomp(opts: RunOptions, caps: list[str]) -> dict[str, Any] | None:
         return None
     if isinstance(opts.seccomp, Mapping):
         return convert_profile(opts.seccomp, caps)
-    # nsbind's init forks with clone3, after a filter loaded early (no no_new_privs)
-    return default_profile(caps, allow_clone3=opts.init and not opts.no_new_privileges)
+    return default_profile(caps)
 
 
 def build_spec(opts: RunOptions, config: ImageConfig | None, *, rootfs: str,
