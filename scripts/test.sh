@@ -13,10 +13,13 @@ if command -v apt-get >/dev/null 2>&1; then
     # tests; qemu boots the pure cgroup v2 guest (tests/vm_v2.py); runc and crun write the
     # reference OCI configs (`runc spec`, `crun spec`); libseccomp2 compiles seccomp filters;
     # podman, conmon and containerd (ctr, the runc shim) are the real clients that
-    # tests/test_oci_podman.py and tests/test_oci_containerd.py drive runtimes with
+    # tests/test_oci_podman.py and tests/test_oci_containerd.py drive runtimes with;
+    # uidmap (newuidmap, newgidmap) and python3-cffi-backend for rootless nsbind run
+    # (tests/test_engine_rootless.py runs Debian's python3 as a user the tests make)
     apt-get install -y -qq --no-install-recommends \
         gcc libc6-dev linux-libc-dev iproute2 util-linux busybox-static umoci skopeo \
-        qemu-system-x86 runc crun libseccomp2 podman conmon containerd docker-registry apache2-utils >/dev/null
+        qemu-system-x86 runc crun libseccomp2 podman conmon containerd docker-registry apache2-utils \
+        uidmap python3-cffi-backend >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest "$@"
