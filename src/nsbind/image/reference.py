@@ -1,0 +1,107 @@
+"""Image references as Docker reads them (the grammar of distribution's ``reference``).
+
+``busybox`` is ``docker.io/library/busybox:latest``; ``user/app`` is
+``docker.io/user/app:latest``; a first component with a ``.`` or a ``:`` in it, or
+``localhost``, is a registry host (``127.0.0.1:5000/repo:tag``); ``@sha256:...``
+names a manifest by digest (the tag, if any, is then only a label).  Repository
+components are lowercase; the whole name is at most 255 characters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from nsbind.image.model import ImageError, check_digest
+
+__all__ = ["DOCKER_HUB", "Reference", "parse_reference"]
+
+#: the registry a name without a host refers to, and where its API lives
+DOCKER_HUB = "docker.io"
+_HUB_API = "registry-1.docker.io"
+
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_MAX_NAME = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A parsed reference: ``registry`` (``docker.io`` or ``host[:port]``), ``repository``
+    (``library/busybox``), and a ``tag`` or a ``digest`` (or both)."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``registry/repository``."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def target(self) -> str:
+        """What the manifest is fetched by: the digest if there is one, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def api_host(self) -> str:
+        """The host (and port) the distribution API is served on."""
+        return _HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+    def familiar(self) -> str:
+        """As Docker prints it: ``busybox:latest`` for docker.io/library/busybox:latest."""
+        text = str(self)
+        if self.registry == DOCKER_HUB:
+            text = text.removeprefix(DOCKER_HUB + "/").removeprefix("library/")
+        return text
+
+
+def parse_reference(text: str) -> Reference:
+    """``text`` normalized the way Docker does; ImageError naming it when malformed."""
+    if not isinstance(text, str) or not text:
+        raise ImageError("an empty image reference")
+    shown = repr(text[:300])
+    rest, digest = text, None
+    if "@" in rest:
+        rest, _, digest_text = rest.partition("@")
+        digest = check_digest(digest_text, f"reference {shown}: digest")
+    tag = None
+    head, slash, last = rest.rpartition("/")
+    if ":" in last:
+        last, _, tag = last.partition(":")
+        if not _TAG.fullmatch(tag):
+            raise ImageError(f"reference {shown}: invalid tag {tag[:140]!r}")
+        rest = f"{head}{slash}{last}"
+    first, slash, remainder = rest.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        if not _HOST.fullmatch(first):
+            raise ImageError(f"reference {shown}: invalid registry host {first[:100]!r}")
+        registry, path = first, remainder
+    else:
+        registry, path = DOCKER_HUB, rest
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+    if registry == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    for part in path.split("/"):
+        if not _COMPONENT.fullmatch(part):
+            why = "must be lowercase" if _COMPONENT.fullmatch(part.lower()) else "is invalid"
+            raise ImageError(f"reference {shown}: repository name component {part[:100]!r} "
+                             f"{why}")
+    if len(f"{registry}/{path}") > _MAX_NAME:
+        raise ImageError(f"reference {shown}: the name is longer than {_MAX_NAME} characters")
+    if tag is None and digest is None:
+        tag = "latest"
+    return Reference(registry, path, tag, digest)
