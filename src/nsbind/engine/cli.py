@@ -76,10 +76,34 @@ def add_parsers(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    """The engine's configuration; for a caller that is not root, its own paths (made
+    explicit here: inside its user namespace it is root)."""
+    import os
+
     from nsbind.engine.launch import EngineConfig
 
-    return EngineConfig(store=args.root, state=args.runroot,
-                        cgroup_parent=getattr(args, "cgroup_parent", None) or "/nsbind")
+    parent = getattr(args, "cgroup_parent", None) or "/nsbind"
+    if os.geteuid() == 0:
+        return EngineConfig(store=args.root, state=args.runroot, cgroup_parent=parent)
+    from nsbind.engine.records import default_state_root
+    from nsbind.image import default_store_path
+
+    return EngineConfig(store=args.root or default_store_path(),
+                        state=args.runroot or default_state_root(), cgroup_parent=parent,
+                        rootless=True)
+
+
+def _as_owner(config: Any) -> Any:
+    """For a rootless caller: enter its user namespace (see :mod:`nsbind.engine.rootless`)
+    before anything is made or removed in its storage; the configuration."""
+    import dataclasses
+
+    if not config.rootless:
+        return config
+    from nsbind.engine.rootless import enter
+
+    umap = enter()
+    return dataclasses.replace(config, single_id=umap.single)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,10 +135,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.cgroup_parent and not args.cgroup_parent.startswith("/"):
         raise EngineError(f"--cgroup-parent {args.cgroup_parent!r}: an absolute path "
                           "expected")
+    config = _as_owner(_config(args))
     if args.dry_run:
-        print(dry_run(_config(args), opts))
+        print(dry_run(config, opts))
         return 0
-    return run_container(_config(args), opts)
+    return run_container(config, opts)
 
 
 def _ps(args: argparse.Namespace) -> int:
@@ -212,7 +237,7 @@ def _kill(args: argparse.Namespace) -> int:
 def _rm(args: argparse.Namespace) -> int:
     from nsbind.engine.manage import rm
 
-    config = _config(args)
+    config = _as_owner(_config(args))
     return _each(args, lambda ref: (rm(config, ref, args.force), ref)[1])
 
 

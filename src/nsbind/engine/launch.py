@@ -45,6 +45,11 @@ class EngineConfig:
     store: str | None = None
     state: str | None = None
     cgroup_parent: str = "/nsbind"
+    #: the caller is not root: containers run in a user namespace of its own
+    #: (:mod:`nsbind.engine.rootless`), without a cgroup (nothing is delegated)
+    rootless: bool = False
+    #: rootless with only the caller's own id mapped (no subordinate range)
+    single_id: bool = False
 
     def records(self) -> RecordStore:
         return RecordStore(self.state)
@@ -134,7 +139,8 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "storage": storage, "log": launch.log_path if opts.detach else None,
             "stopSignal": stop or int(signal.SIGTERM),
             "stopTimeout": 10 if opts.stop_timeout is None else opts.stop_timeout,
-            "cgroup": f"{config.cgroup_parent.rstrip('/')}/{container_id}",
+            "cgroup": None if config.rootless
+            else f"{config.cgroup_parent.rstrip('/')}/{container_id}",
             "hostname": hostname, "net": opts.network})
     except BaseException:
         shutil.rmtree(storage, ignore_errors=True)
@@ -205,8 +211,11 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
         opts, launch.image.config if launch.image else None, rootfs=rootfs,
         container_id=launch.container_id, hostname=launch.hostname, etc_files=etc,
         annotations=annotations)
-    spec.setdefault("linux", {})["cgroupsPath"] = (
-        f"{launch.config.cgroup_parent.rstrip('/')}/{launch.container_id}")
+    if launch.config.rootless:
+        _rootless_spec(spec, launch.config.single_id, opts.network)
+    else:
+        spec.setdefault("linux", {})["cgroupsPath"] = (
+            f"{launch.config.cgroup_parent.rstrip('/')}/{launch.container_id}")
     spec["root"] = {"path": rootfs, "readonly": read_only}
     if read_only:
         taken = {m["destination"] for m in spec.get("mounts", [])}
@@ -220,6 +229,31 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(spec, f, indent=1)
     return spec
+
+
+def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str) -> None:
+    """What a rootless container without a cgroup can have, as runc's rootless spec:
+    no limits (refused when asked for) and no cgroup mount; /sys bound from the host
+    when the network namespace is the host's (sysfs needs one of its own); devpts
+    without ``gid=5`` when only one id is mapped."""
+    linux = spec.setdefault("linux", {})
+    resources = linux.pop("resources", None) or {}
+    asked = sorted(k for k, v in resources.items() if v and k != "devices")
+    if asked:
+        raise EngineError(f"rootless: {', '.join(asked)} limits need a delegated cgroup, "
+                          "and this user has none (nsbind doctor tells more)")
+    linux.pop("cgroupsPath", None)
+    mounts = []
+    for m in spec.get("mounts", []):
+        if m.get("type") in ("cgroup", "cgroup2"):
+            continue
+        if m.get("type") == "sysfs" and network == "host":
+            m = {"destination": m["destination"], "type": "bind", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        if m.get("type") == "devpts" and single_id:
+            m = {**m, "options": [o for o in m.get("options", []) if o != "gid=5"]}
+        mounts.append(m)
+    spec["mounts"] = mounts
 
 
 def as_engine_error(exc: BaseException, what: str) -> EngineError:

@@ -190,6 +190,8 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
         raise EngineError("exec: a command is required")
     if workdir is not None and not workdir.startswith("/"):
         raise EngineError(f"exec -w {workdir!r}: the working directory must be absolute")
+    if config.rootless:  # this process moves into the container's namespaces for good
+        _join_user_namespace(int(record["pid"]))
     uid_gid: str | None = None
     gids: tuple[int, ...] = ()
     if user is not None:
@@ -210,3 +212,21 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
         return exec_in(records.oci_root, record["id"], opts)
     except OSError as exc:
         raise as_engine_error(exc, f"exec in {ref}") from None
+
+
+def _join_user_namespace(pid: int) -> None:
+    """Enter ``pid``'s user namespace (a rootless container's, which this user owns) with
+    the whole (single-threaded) process, and its pid (for children), net, uts, ipc and
+    cgroup namespaces: a spawn joins those for the clone and comes back, which an
+    unprivileged process could not do to the host's."""
+    import nsbind
+
+    for kind in ("user", "pid", "net", "uts", "ipc", "cgroup"):
+        path = f"/proc/{pid}/ns/{kind}"
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            nsbind.setns(fd)
+        except OSError as exc:
+            raise EngineError(f"exec: the container's {kind} namespace: {exc}") from None
+        finally:
+            os.close(fd)

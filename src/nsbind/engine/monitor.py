@@ -107,7 +107,8 @@ def _serve(launch: Launch, status_fd: int) -> int:
         if opts.tty:
             with own_console() as (sock, listener):
                 pid = int(create(launch.storage, cid, root=records.oci_root,
-                                 cgroup_parent=CGROUP_PARENT, console_socket=sock)["pid"])
+                                 cgroup_parent=CGROUP_PARENT, console_socket=sock,
+                                 no_cgroup=launch.config.rootless)["pid"])
                 readers[receive_master(listener)] = "stdout"
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -118,7 +119,8 @@ def _serve(launch: Launch, status_fd: int) -> int:
                 os.close(fd)
             try:
                 pid = int(create(launch.storage, cid, root=records.oci_root,
-                                 cgroup_parent=CGROUP_PARENT)["pid"])
+                                 cgroup_parent=CGROUP_PARENT,
+                                 no_cgroup=launch.config.rootless)["pid"])
             finally:
                 _devnull_stdio()  # the monitor holds no write end: EOF when they close
             readers = {out_r: "stdout", err_r: "stderr"}

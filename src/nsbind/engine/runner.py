@@ -101,7 +101,8 @@ def _foreground(launch: Launch) -> int:
             os.close(devnull)
         try:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
-                                 escalate=signal.SIGINT)  # Ctrl-C twice: killed
+                                 escalate=signal.SIGINT,  # Ctrl-C twice: killed
+                                 no_cgroup=launch.config.rootless)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

@@ -86,6 +86,20 @@ class _Caps:
     depth: int
 
 
+def _can_chown() -> bool:
+    """Whether the layer's owners can be set: root, with more than its own id mapped (a
+    rootless user namespace of one id, as without subordinate ranges, maps nothing
+    else: its files all stay the caller's, as podman's ignore_chown_errors does)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            mapped = sum(int(line.split()[2]) for line in f if line.strip())
+    except (OSError, ValueError, IndexError):
+        return True
+    return mapped > 1
+
+
 def extract_layer(layer: Layer, dest: str, *, whiteouts: Whiteouts, label: str,
                   max_bytes: int = MAX_LAYER_BYTES, max_entries: int = MAX_LAYER_ENTRIES,
                   max_depth: int = MAX_LAYER_DEPTH,
@@ -141,7 +155,7 @@ class _Extractor:
         self.stats = LayerStats()
         self.seen: dict[str, str] = {}   # path -> "dir", "file", "whiteout", ...
         self.dir_times: list[tuple[str, int]] = []
-        self.root = os.geteuid() == 0
+        self.root = _can_chown()
 
     # ------------------------------------------------------------ entries
 

@@ -158,6 +158,20 @@ def _capabilities(proc: Process) -> CapabilitySets | None:
                           bounding=of(caps.bounding))
 
 
+def _groups(additional: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The supplementary groups to set: none asked for in a user namespace whose
+    setgroups is denied (a single-id map written without newgidmap) is left alone, as
+    runc does, rather than refused."""
+    if additional:
+        return tuple(additional)
+    try:
+        with open("/proc/self/setgroups", encoding="ascii") as f:
+            denied = f.read().strip() == "deny"
+    except OSError:
+        denied = False
+    return None if denied else ()
+
+
 def process_kwargs(proc: Process, rootfs: str) -> dict[str, object]:
     """The keywords of :func:`nsbind.spawn` for an OCI ``process`` (the container's or
     an exec's): env (HOME from ``rootfs``'s /etc/passwd when absent), cwd, uid, gid,
@@ -166,7 +180,7 @@ def process_kwargs(proc: Process, rootfs: str) -> dict[str, object]:
     user = proc.user
     kwargs: dict[str, object] = {
         "env": _env(proc, rootfs), "cwd": proc.cwd, "uid": user.uid, "gid": user.gid,
-        "groups": tuple(user.additional_gids or ()),
+        "groups": _groups(user.additional_gids),
         "umask": 0o022 if user.umask is None else user.umask,
         "capabilities": _capabilities(proc), "rlimits": _rlimits(proc),
         "no_new_privs": bool(proc.no_new_privileges),

@@ -10,6 +10,7 @@ import datetime
 import errno
 import os
 import shutil
+import signal
 from typing import Any
 
 from nsbind.cgroups import Cgroup
@@ -41,13 +42,14 @@ CGROUP_PARENT = "/"
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
 
 
-def _spawn_parked(args: SpawnArgs, cg: Cgroup, fifo: str, preserve_fds: int,
+def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
                   console_socket: str | None) -> int:
     """Spawn the process with the gate; its pid once it is parked (its terminal, if it
     has one, already sent to ``console_socket``)."""
     gate = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
-        with build_root(args, cg.path) as root:  # the child has made its mounts: closable
+        # closable once the child has made its mounts
+        with build_root(args, cg.path if cg is not None else "") as root:
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
             proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=args.init,
                          start_gate=gate, pass_fds=range(3, 3 + preserve_fds), **kwargs)
@@ -113,20 +115,24 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
            root: str | os.PathLike[str], cgroup_parent: str,
            pid_file: str | os.PathLike[str] | None = None,
            console_socket: str | None = None, preserve_fds: int = 0,
-           spec: Spec | None = None) -> dict[str, Any]:
+           spec: Spec | None = None, no_cgroup: bool = False) -> dict[str, Any]:
     """Create the container: its process parked before its exec; its state.
 
     With ``process.terminal`` the process gets a new pty of the container's devpts as
     its stdio and /dev/console, and its master goes to ``console_socket`` (required
     then, refused otherwise); else it inherits the caller's stdio.  Fds 3 to
     3+``preserve_fds``-1 are passed on (they must be open).  ``spec``: the bundle's
-    config.json when the caller has already loaded it."""
+    config.json when the caller has already loaded it.  ``no_cgroup``: the process
+    stays in the caller's cgroup (a rootless container without a delegated cgroup, as
+    runc runs one): refused when the spec sets resources or mounts a cgroup."""
     directory = container_dir(root, container_id)
     bundle = os.path.abspath(os.fspath(bundle))
     if spec is None:
         spec = load_spec(bundle)
     _check_create(spec, console_socket, preserve_fds)
     args = to_spawn(spec, cgroup_parent=cgroup_parent)
+    if no_cgroup:
+        _check_no_cgroup(spec)
     os.makedirs(os.fspath(root), mode=0o700, exist_ok=True)
     try:
         os.mkdir(directory, 0o700)
@@ -136,7 +142,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     try:
         with locked(directory, container_id):
             return _create_in(directory, container_id, bundle, spec, args, pid_file,
-                              (preserve_fds, console_socket))
+                              (preserve_fds, console_socket), no_cgroup)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -144,7 +150,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
 
 def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args: SpawnArgs,
                pid_file: str | os.PathLike[str] | None,
-               stdio: tuple[int, str | None]) -> dict[str, Any]:
+               stdio: tuple[int, str | None], no_cgroup: bool) -> dict[str, Any]:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
     os.chmod(fifo, 0o622)  # whatever the umask
@@ -152,15 +158,18 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     program = args.spawn_kwargs.get("seccomp")
     if isinstance(program, Program):  # exec loads the same filter, not compiled again
         write_kept(directory, "seccomp.bpf", program.bpf)
-    made = missing_parents(args.cgroup_parent)
-    cg = Cgroup.create(args.cgroup_name or container_id, parent=args.cgroup_parent or None,
-                       **args.cgroup.create)
+    made = [] if no_cgroup else missing_parents(args.cgroup_parent)
+    cg = None if no_cgroup else Cgroup.create(args.cgroup_name or container_id,
+                                              parent=args.cgroup_parent or None,
+                                              **args.cgroup.create)
     pid = 0
     try:
-        args.cgroup.apply(cg)
-        made += make(cg.path)  # named hierarchies: removed with the parents
+        if cg is not None:
+            args.cgroup.apply(cg)
+            made += make(cg.path)  # named hierarchies: removed with the parents
         pid = _spawn_parked(args, cg, fifo, *stdio)
-        join(cg.path, pid)
+        if cg is not None:
+            join(cg.path, pid)
         started = start_time(pid)
         if started is None:
             raise LifecycleError(f"container {container_id}: its process exited at once")
@@ -168,7 +177,8 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
                 "pid": pid, "bundle": bundle, "rootfs": args.root,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "annotations": dict(spec.annotations or {}),
-                "nsbind": {"cgroup": cg.path, "cgroupParents": made, "startTime": started,
+                "nsbind": {"cgroup": cg.path if cg is not None else None,
+                           "cgroupParents": made, "startTime": started,
                            "hooks": args.has_hooks,
                            "seccompFlags": program.flags if isinstance(program, Program)
                            else None}}
@@ -177,11 +187,27 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
         if pid_file is not None:
             write_pid_file(pid_file, pid)
     except BaseException:
-        cg.remove()  # kills the parked process with it
+        if cg is not None:
+            cg.remove()  # kills the parked process with it
+        elif pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # our child until we exit: reaped, not left a zombie
         remove_parents(made)
         raise
-    cg.close()
+    if cg is not None:
+        cg.close()
     return report(data)
+
+
+def _check_no_cgroup(spec: Spec) -> None:
+    linux = spec.linux
+    if linux is not None and linux.resources is not None:
+        raise LifecycleError("linux.resources: limits need a cgroup, and this container "
+                             "has none (no delegated cgroup)", errno.EPERM)
+    for mount in spec.mounts or ():
+        if mount.type == "cgroup" or mount.type == "cgroup2":
+            raise LifecycleError(f"mounts[{mount.destination}]: a cgroup mount needs a "
+                                 "cgroup, and this container has none", errno.EPERM)

@@ -129,14 +129,17 @@ def _spawn(directory: str, data: dict[str, Any], spec: Spec, proc: Process,
 
         seccomp = Program(read_kept(directory, "seccomp.bpf"),
                           int(data["nsbind"]["seccompFlags"]))
-    cg = Cgroup.open(data["nsbind"]["cgroup"])
+    path = data["nsbind"]["cgroup"]
+    cg = Cgroup.open(path) if path is not None else None  # None: created without one
     try:
         child = spawn(list(proc.args or ()), namespaces=Namespaces.join(int(data["pid"])),
                       cgroup=cg, seccomp=seccomp, pass_fds=range(3, 3 + opts.preserve_fds),
                       **kwargs)  # type: ignore[arg-type]
     finally:
-        cg.close()
-    join(data["nsbind"]["cgroup"], child.pid)
+        if cg is not None:
+            cg.close()
+    if path is not None:
+        join(path, child.pid)
     return child
 
 

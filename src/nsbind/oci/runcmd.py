@@ -59,10 +59,11 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
                   keep: bool = False, pid_file: str | None = None,
                   console_socket: str | None = None, preserve_fds: int = 0,
                   on_start: Callable[[int], None] | None = None,
-                  escalate: int | None = None) -> int:
+                  escalate: int | None = None, no_cgroup: bool = False) -> int:
     """Run the bundle as container ``container_id``; its exit status (0 detached).
     ``on_start`` gets the process's pid once it is started, before the wait; the
-    second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`)."""
+    second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
+    ``no_cgroup``: see :func:`~nsbind.oci.create`."""
     spec = load_spec(bundle)
     holds_terminal = (bool(spec.process is not None and spec.process.terminal)
                       and console_socket is None and not detach)
@@ -72,7 +73,7 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
             console_socket, listener = stack.enter_context(own_console())
         pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
                          pid_file=pid_file, console_socket=console_socket,
-                         preserve_fds=preserve_fds, spec=spec)["pid"])
+                         preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup)["pid"])
         try:
             if holds_terminal:
                 master = receive_master(listener)

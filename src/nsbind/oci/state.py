@@ -177,4 +177,7 @@ def container_cgroup(data: dict[str, Any]) -> Cgroup:
     imported here, on use: state and kill never need it."""
     from nsbind.cgroups import Cgroup
 
-    return Cgroup.open(data["nsbind"]["cgroup"])
+    path = data["nsbind"]["cgroup"]
+    if path is None:  # created without one (rootless, nothing delegated)
+        raise FileNotFoundError(errno.ENOENT, "the container has no cgroup")
+    return Cgroup.open(path)
