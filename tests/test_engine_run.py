@@ -361,3 +361,11 @@ def test_ctrl_c_twice_kills_a_container_that_ignores_it(engine: Engine) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 128 + signal.SIGKILL
+
+
+def test_exec_with_a_terminal(engine: Engine) -> None:
+    engine("run", "-d", "--name", "term", IMG, "sleep", "30")
+    out, code = _pty_session(engine.argv("exec", "-it", "term", "sh"),
+                             b"echo $((6*7)); tty; exit 5\n")
+    assert b"42" in out and b"/dev/pts/" in out and code == 5, out
+    engine("rm", "-f", "term")

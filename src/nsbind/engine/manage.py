@@ -47,7 +47,10 @@ def _wait_exit(config: EngineConfig, container_id: str, timeout: float | None) -
     records = config.records()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        record = records.load(container_id)
+        try:
+            record = records.load(container_id)
+        except EngineError:  # removed meanwhile (a foreground --rm run, its monitor)
+            return True
         if status_of(record) == "exited" and (record.get("exitCode") is not None
                                               or not _monitor_alive(record)):
             return True
