@@ -369,3 +369,17 @@ def test_exec_with_a_terminal(engine: Engine) -> None:
                              b"echo $((6*7)); tty; exit 5\n")
     assert b"42" in out and b"/dev/pts/" in out and code == 5, out
     engine("rm", "-f", "term")
+
+
+def test_cve_2022_23648_image_workdir_stays_in_the_root(engine: Engine,
+                                                       tmp_path: pathlib.Path) -> None:
+    """An image whose WorkingDir climbs out (``/../../etc``) works in the container's own
+    /etc, never the host's."""
+    root = build_rootfs(tmp_path / "rootfs")
+    (tmp_path / "rootfs" / "etc" / "marker").write_text("inside\n")
+    archive = oci_archive(tar_rootfs(root, str(tmp_path / "layer.tar")),
+                          str(tmp_path / "climb.tar"), "localhost/climb:1",
+                          config={"Cmd": ["sh", "-c", "pwd; cat marker"],
+                                  "WorkingDir": "/../../etc"})
+    out = engine("run", "--rm", archive).stdout.split()
+    assert out == ["/etc", "inside"]
