@@ -27,33 +27,50 @@ def add_global_arguments(parser: argparse.ArgumentParser) -> None:
                         "root, $XDG_RUNTIME_DIR/nsbind otherwise)")
 
 
-def add_parsers(sub: Any) -> None:
-    """Add the container commands to an argparse subparsers object."""
+def add_parsers(sub: Any, only: str | None = None) -> None:
+    """Add the container commands (or only the one named ``only``) to an argparse
+    subparsers object."""
+    for name, build in _PARSERS.items():
+        if only is None or only == name:
+            build(sub)
+
+
+def _run_parser(sub: Any) -> None:
     from nsbind.engine.runopts import add_run_arguments
 
     p = sub.add_parser("run", help="run a command in a new container", add_help=False)
     p.add_argument("--cgroup-parent", default="/nsbind",
                    help="the cgroup the container's is made in (default /nsbind)")
     add_run_arguments(p)
+
+
+def _ps_parser(sub: Any) -> None:
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="also the stopped ones")
     p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--no-trunc", action="store_true")
+
+
+def _logs_parser(sub: Any) -> None:
     p = sub.add_parser("logs", help="a detached container's output")
     p.add_argument("-f", "--follow", action="store_true", help="keep following")
     p.add_argument("-n", "--tail", help="only the last N lines (or 'all')")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("container")
-    p = sub.add_parser("stop", help="the stop signal, then SIGKILL after a timeout")
-    p.add_argument("-t", "--time", type=int, help="seconds before SIGKILL")
-    p.add_argument("containers", nargs="+")
-    p = sub.add_parser("kill", help="send a signal (default SIGKILL)")
-    p.add_argument("-s", "--signal", default="KILL")
-    p.add_argument("containers", nargs="+")
-    p = sub.add_parser("rm", help="remove containers")
-    p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
-    p.add_argument("containers", nargs="+")
+
+
+def _many_parser(name: str, help_: str, *flags: tuple[tuple[str, ...], dict[str, Any]],
+                 any_count: bool = False) -> Any:
+    def build(sub: Any) -> None:
+        p = sub.add_parser(name, help=help_)
+        for names, kwargs in flags:
+            p.add_argument(*names, **kwargs)
+        p.add_argument("containers", nargs="*" if any_count else "+")
+    return build
+
+
+def _exec_parser(sub: Any) -> None:
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
@@ -63,16 +80,32 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    p = sub.add_parser("inspect", help="a container's record and spec, as JSON")
-    p.add_argument("containers", nargs="+")
-    p = sub.add_parser("wait", help="block until containers exit; print their exit codes")
-    p.add_argument("containers", nargs="+")
-    p = sub.add_parser("stats", help="CPU, memory, pids and block IO from the cgroup")
-    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
-    p.add_argument("containers", nargs="*")
+
+
+def _top_parser(sub: Any) -> None:
     p = sub.add_parser("top", help="a container's processes")
     p.add_argument("container")
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+
+_PARSERS: dict[str, Any] = {
+    "run": _run_parser, "ps": _ps_parser, "logs": _logs_parser,
+    "stop": _many_parser("stop", "the stop signal, then SIGKILL after a timeout",
+                         (("-t", "--time"), {"type": int, "help": "seconds before SIGKILL"})),
+    "kill": _many_parser("kill", "send a signal (default SIGKILL)",
+                         (("-s", "--signal"), {"default": "KILL"})),
+    "rm": _many_parser("rm", "remove containers",
+                       (("-f", "--force"), {"action": "store_true",
+                                            "help": "kill a running one first"})),
+    "exec": _exec_parser,
+    "inspect": _many_parser("inspect", "a container's record and spec, as JSON"),
+    "wait": _many_parser("wait", "block until containers exit; print their exit codes"),
+    "stats": _many_parser("stats", "CPU, memory, pids and block IO from the cgroup",
+                          (("--no-stream",), {"action": "store_true",
+                                              "help": "one sample, then exit"}),
+                          any_count=True),
+    "top": _top_parser,
+}
 
 
 def _config(args: argparse.Namespace) -> Any:
