@@ -383,3 +383,10 @@ def test_cve_2022_23648_image_workdir_stays_in_the_root(engine: Engine,
                                   "WorkingDir": "/../../etc"})
     out = engine("run", "--rm", archive).stdout.split()
     assert out == ["/etc", "inside"]
+
+
+def test_a_detached_container_that_cannot_start_leaves_nothing(engine: Engine) -> None:
+    proc = engine("run", "-d", "--name", "nostart", IMG, "/no/such/program", check=False)
+    assert proc.returncode == 127 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stdout == ""
+    assert engine.left() == []
