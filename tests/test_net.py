@@ -29,6 +29,8 @@ from nsbind.net import (
     check_ifname,
     check_mtu,
     configure,
+    detach,
+    host_name_for,
     link_info,
     link_names,
     open_netns,
@@ -459,3 +461,39 @@ def test_attach_from_a_threaded_parent(tag: str, netns: Callable[[], Process],
         for t in spinners:
             t.join()
     assert seen == {before}
+
+
+def test_detach_by_owner_from_another_process(
+        netns: Callable[[], Process], tmp_path: pathlib.Path) -> None:
+    """No Attachment at hand (a later command, after a crash): the default host name is
+    found again from the owner, the pair deleted and the address released."""
+    proc = netns()
+    ipam = Ipam(tmp_path, "10.22.0.0/24")
+    owner = f"{PREFIX}-detach"
+    name = host_name_for(owner)
+    assert name.startswith("nsbv") and len(name) == 15 and name == host_name_for(owner, "eth0")
+    with Bridge.create(f"{PREFIX}xb", address="10.22.0.1/24") as br:
+        try:
+            att = attach(proc, br, ipam, owner)
+            assert att.host_name == name and name in link_names()
+            _script = (f"from nsbind.net import Ipam, detach\n"
+                       f"detach(Ipam({str(tmp_path)!r}, '10.22.0.0/24'), {owner!r})\n")
+            subprocess.run([sys.executable, "-c", _script], check=True, timeout=60)
+            assert name not in link_names() and "eth0" not in link_names(proc)
+            assert ipam.allocated() == {}
+            att.detach()  # this process's object: all gone already, no error
+        finally:
+            nsbind.net.delete_link(name, missing_ok=True)
+    detach(ipam, owner)  # again: nothing there, no error
+
+
+def test_a_failed_second_attach_keeps_the_owners_first_address(
+        tag: str, netns: Callable[[], Process], tmp_path: pathlib.Path) -> None:
+    a = netns()
+    ipam = Ipam(tmp_path, "10.23.0.0/24")
+    with Bridge.create(f"{tag}b", address="10.23.0.1/24") as br, \
+            attach(a, br, ipam, "a", host_name=f"{tag}v0") as first:
+        with pytest.raises(FileExistsError):
+            attach(a, br, ipam, "a", host_name=f"{tag}v1")  # eth0 is taken in a
+        assert ipam.allocated() == {first.address.ip: "a"}
+        assert f"{tag}v1" not in link_names()

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         check_mtu,
         configure,
         delete_link,
+        detach,
+        host_name_for,
         link_info,
         link_names,
         set_link,
@@ -44,14 +46,14 @@ _LAZY: dict[str, str | None] = {
     "Attachment": ".links", "Bridge": ".links", "LinkInfo": ".links", "Route": ".links",
     "VethPair": ".links", "add_address": ".links", "attach": ".links",
     "check_ifname": ".links", "check_mtu": ".links", "configure": ".links",
-    "delete_link": ".links", "link_info": ".links", "link_names": ".links",
-    "set_link": ".links", "veth_pair": ".links", "NetnsTarget": ".netns", "open_netns": ".netns",
-    "run_in": ".netns",
-    "ipam": None, "links": None, "netns": None}
+    "delete_link": ".links", "detach": ".links", "host_name_for": ".links",
+    "link_info": ".links", "link_names": ".links", "set_link": ".links",
+    "veth_pair": ".links", "NetnsTarget": ".netns", "open_netns": ".netns",
+    "run_in": ".netns", "ipam": None, "links": None, "netns": None}
 
 __getattr__ = module_getattr("nsbind.net", _LAZY, globals())
 
 __all__ = ["AddressesExhausted", "Attachment", "Bridge", "Ipam", "IpamError", "LinkInfo",
-           "NetnsTarget", "Route", "VethPair", "add_address", "attach", "check_ifname", "check_mtu",
-           "configure", "delete_link", "link_info", "link_names", "open_netns", "run_in",
-           "set_link", "veth_pair"]
+           "NetnsTarget", "Route", "VethPair", "add_address", "attach", "check_ifname",
+           "check_mtu", "configure", "delete_link", "detach", "host_name_for", "link_info",
+           "link_names", "open_netns", "run_in", "set_link", "veth_pair"]

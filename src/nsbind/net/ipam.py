@@ -148,13 +148,15 @@ class Ipam:
         raise AddressesExhausted(f"no free address in {self.subnet} "
                                  f"(state in {self.state_dir})")
 
-    def release(self, owner: str) -> list[IPAddress]:
-        """Free every address ``owner`` holds; return them (none: an empty list)."""
+    def release(self, owner: str, address: str | IPAddress | None = None) -> list[IPAddress]:
+        """Free every address ``owner`` holds (only ``address``, when given); return them
+        (none: an empty list).  Another owner's address is never freed."""
         check_owner(owner)
+        only = None if address is None else ipaddress.ip_address(address)
         freed = []
         with self._locked() as dirfd:
             for address, who in self._entries(dirfd).items():
-                if who == owner:
+                if who == owner and only in (None, address):
                     os.unlink(str(address), dir_fd=dirfd)
                     freed.append(address)
         return freed

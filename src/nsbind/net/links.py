@@ -39,7 +39,8 @@ from nsbind.net.netns import NetnsTarget, open_netns, run_in
 
 __all__ = ["MTU_MAX", "MTU_MIN", "Attachment", "Bridge", "IPInterface", "LinkInfo", "Route",
            "VethPair", "add_address", "attach", "check_ifname", "check_mtu", "configure",
-           "delete_link", "link_info", "link_names", "set_link", "veth_pair"]
+           "delete_link", "detach", "host_name_for", "link_info", "link_names", "set_link",
+           "veth_pair"]
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -550,12 +551,10 @@ def attach(target: NetnsTarget, bridge: Bridge, ipam: Ipam, owner: str, *,
     ``host_name`` defaults to ``nsbv`` + a digest of ``owner`` and ``ifname`` (so an
     owner attached twice collides: EEXIST)."""
     check_ifname(ifname)
-    if host_name is None:
-        digest = hashlib.sha256(f"{owner}\0{ifname}".encode()).hexdigest()
-        host_name = f"nsbv{digest[:11]}"
-    check_ifname(host_name)
+    host_name = check_ifname(host_name or host_name_for(owner, ifname))
     if mtu is not None:
         check_mtu(mtu)
+    held = set(ipam.allocated())
     ip = ipam.allocate(owner)
     try:
         address = ipaddress.ip_interface(f"{ip}/{ipam.subnet.prefixlen}")
@@ -567,6 +566,26 @@ def attach(target: NetnsTarget, bridge: Bridge, ipam: Ipam, owner: str, *,
             veth.delete()
             raise
     except BaseException:
-        ipam.release(owner)
+        if ip not in held:  # the owner's earlier address stays with its attachment
+            ipam.release(owner, ip)
         raise
     return Attachment(owner, ipam, address, ipam.gateway, veth)
+
+
+def host_name_for(owner: str, ifname: str = "eth0") -> str:
+    """The host end's name :func:`attach` picks by default: ``nsbv`` and 11 hex digits
+    of a digest of ``owner`` and ``ifname``."""
+    digest = hashlib.sha256(f"{owner}\0{ifname}".encode()).hexdigest()
+    return f"nsbv{digest[:11]}"
+
+
+def detach(ipam: Ipam, owner: str, *, ifname: str = "eth0",
+           host_name: str | None = None) -> None:
+    """Undo an :func:`attach` without its :class:`Attachment` (another process, after
+    a crash): delete the host end ``host_name`` (default: :func:`host_name_for`) if it
+    is there, taking its peer along, and release ``owner``'s addresses."""
+    name = check_ifname(host_name or host_name_for(owner, ifname))
+    try:
+        delete_link(name, missing_ok=True)
+    finally:
+        ipam.release(owner)
