@@ -19,7 +19,7 @@ if command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends \
         gcc libc6-dev linux-libc-dev iproute2 util-linux busybox-static umoci skopeo \
         qemu-system-x86 runc crun libseccomp2 podman conmon containerd docker-registry apache2-utils \
-        uidmap python3-cffi-backend >/dev/null
+        uidmap python3-cffi-backend nftables libnftables1 >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest "$@"
