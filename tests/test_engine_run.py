@@ -12,7 +12,6 @@ import pty
 import select
 import signal
 import subprocess
-import sysconfig
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 import pytest
 
 from clients import build_rootfs, oci_archive, tar_rootfs
+from enginecli import Engine
 
-NSBIND = os.path.join(sysconfig.get_path("scripts"), "nsbind")
 IMAGE_CONFIG = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                         "FROM_IMAGE=yes", "FOO=image"],
                 "Cmd": ["sh", "-c", "echo default command"], "WorkingDir": "/home/tester",
@@ -36,43 +35,6 @@ def image_archive(tmp_path_factory: pytest.TempPathFactory) -> str:
     layer = tar_rootfs(root, str(base / "layer.tar"))
     return oci_archive(layer, str(base / "busybox.tar"), "localhost/busybox:test",
                        config=IMAGE_CONFIG)
-
-
-class Engine:
-    """The ``nsbind`` command with this test's store, state and cgroup parent."""
-
-    def __init__(self, base: pathlib.Path, cgroup_parent: str) -> None:
-        self.store, self.state = str(base / "store"), str(base / "state")
-        self.cgroup_parent = f"/{cgroup_parent}"
-
-    def argv(self, *args: str) -> list[str]:
-        argv = [NSBIND, "--root", self.store, "--runroot", self.state, *args]
-        if args and args[0] == "run":
-            argv[5:6] = ["run", "--cgroup-parent", self.cgroup_parent]
-        return argv
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
-                 **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{args}: exit {proc.returncode}: {proc.stderr}")
-        return proc
-
-    def containers(self) -> list[dict[str, Any]]:
-        return list(json.loads(self("ps", "-a", "--format", "json").stdout))
-
-    def left(self) -> list[str]:
-        """What this engine still has: records, storage and state directories."""
-        found = [r["Names"] for r in self.containers()]
-        storage = pathlib.Path(self.store, "containers")
-        if storage.is_dir():
-            found += [p.name for p in storage.iterdir()]
-        found += [p.name for p in pathlib.Path(self.state, "oci").iterdir()
-                  if pathlib.Path(self.state, "oci").is_dir()]
-        found += [p.name for p in pathlib.Path(self.state, "names").iterdir()
-                  if pathlib.Path(self.state, "names").is_dir()]
-        return found
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The docker-like commands of ``nsbind``: run, ps, logs, stop, kill, rm, exec,
-inspect, wait, stats, top.  Thin: each parses its flags and calls the engine.  A
+inspect, wait, stats, top, network.  Thin: each parses its flags and calls the engine.  A
 failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 126,
 127; the others 1), never a traceback."""
 
@@ -16,7 +16,7 @@ from nsbind.engine.errors import EngineError
 __all__ = ["COMMANDS", "add_global_arguments", "add_parsers", "run"]
 
 COMMANDS = ("run", "ps", "logs", "stop", "kill", "rm", "exec", "inspect", "wait", "stats",
-            "top")
+            "top", "network")
 
 
 def add_global_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +88,21 @@ def _top_parser(sub: Any) -> None:
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
 
 
+def _network_parser(sub: Any) -> None:
+    p = sub.add_parser("network", help="bridge networks: create, ls, inspect, rm")
+    nsub = p.add_subparsers(dest="network_command", required=True)
+    q = nsub.add_parser("create", help="a new bridge network")
+    q.add_argument("--subnet", help="CIDR (default: the next free 10.89.N.0/24)")
+    q.add_argument("--gateway", help="the bridge's address (default: the first host)")
+    q.add_argument("name")
+    q = nsub.add_parser("ls", help="list networks")
+    q.add_argument("-q", "--quiet", action="store_true", help="only the names")
+    q = nsub.add_parser("inspect", help="a network and its containers, as JSON")
+    q.add_argument("names", nargs="+")
+    q = nsub.add_parser("rm", help="remove networks no container is on")
+    q.add_argument("names", nargs="+")
+
+
 _PARSERS: dict[str, Any] = {
     "run": _run_parser, "ps": _ps_parser, "logs": _logs_parser,
     "stop": _many_parser("stop", "the stop signal, then SIGKILL after a timeout",
@@ -104,7 +119,7 @@ _PARSERS: dict[str, Any] = {
                           (("--no-stream",), {"action": "store_true",
                                               "help": "one sample, then exit"}),
                           any_count=True),
-    "top": _top_parser,
+    "top": _top_parser, "network": _network_parser,
 }
 
 
@@ -345,5 +360,40 @@ def _top(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network(args: argparse.Namespace) -> int:
+    config = _config(args)
+    nets = config.networks()
+    cmd = args.network_command
+    if cmd == "create":
+        print(nets.create(args.name, args.subnet, args.gateway).name)
+        return 0
+    if cmd == "ls":
+        if not args.quiet:
+            print(f"{'NAME':<24}{'SUBNET':<20}{'GATEWAY':<18}BRIDGE")
+        for net in nets.networks():
+            print(net.name if args.quiet else
+                  f"{net.name:<24}{net.subnet:<20}{net.gateway:<18}{net.bridge}")
+        return 0
+    status = 0
+    found = []
+    for name in args.names:
+        try:
+            if cmd == "rm":
+                print(nets.remove(name).name)
+                continue
+            net = nets.get(name)
+            owners = set(nets.in_use(net))
+            found.append({**net.to_json(), "containers": {
+                r["id"]: {"name": r["name"], "ip": r.get("ip")}
+                for r in config.records().records() if r["id"] in owners}})
+        except EngineError as exc:
+            print(f"nsbind network {cmd}: {exc}", file=sys.stderr)
+            status = 1
+    if cmd == "inspect":
+        print(json.dumps(found, indent=2))
+    return status
+
+
 _HANDLERS = {"run": _run, "ps": _ps, "logs": _logs, "stop": _stop, "kill": _kill, "rm": _rm,
-             "exec": _exec, "inspect": _inspect, "wait": _wait, "stats": _stats, "top": _top}
+             "exec": _exec, "inspect": _inspect, "wait": _wait, "stats": _stats, "top": _top,
+             "network": _network}

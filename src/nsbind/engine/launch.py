@@ -26,10 +26,12 @@ from nsbind.engine.records import RecordStore, now
 
 if TYPE_CHECKING:
     from nsbind.engine.images import RunImage
+    from nsbind.engine.networks import NetworkStore
     from nsbind.engine.runopts import RunOptions
 
-__all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "mount_root",
-           "prepare", "remove_container", "signal_number", "write_bundle"]
+__all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "connect",
+           "disconnect", "mount_root", "prepare", "remove_container", "signal_number",
+           "write_bundle"]
 
 #: tmpfs mounts a read-only root gets where nothing else is mounted (podman's
 #: ``--read-only-tmpfs``): programs need somewhere to write
@@ -54,10 +56,19 @@ class EngineConfig:
     def records(self) -> RecordStore:
         return RecordStore(self.state)
 
-    def storage_root(self) -> str:
+    def store_root(self) -> str:
         from nsbind.image import default_store_path
 
-        return os.path.join(os.path.abspath(self.store or default_store_path()), "containers")
+        return os.path.abspath(self.store or default_store_path())
+
+    def storage_root(self) -> str:
+        return os.path.join(self.store_root(), "containers")
+
+    def networks(self) -> NetworkStore:
+        """The networks (see :mod:`nsbind.engine.networks`)."""
+        from nsbind.engine.networks import NetworkStore
+
+        return NetworkStore(self.store_root(), self.records().root)
 
 
 @dataclasses.dataclass
@@ -117,13 +128,15 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
     records = config.records()
     container_id, name = records.reserve(opts.name)
     storage = os.path.join(config.storage_root(), container_id)
+    network = ip = None
     try:
         os.makedirs(config.storage_root(), mode=0o700, exist_ok=True)
         os.mkdir(storage, 0o700)
         for sub in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(storage, sub), 0o755)
         hostname = opts.hostname or container_id[:12]
-        etc_files = write_files(storage, hostname, opts.network)
+        network, ip, extra = _take_address(config, records, opts.network, container_id)
+        etc_files = write_files(storage, hostname, opts.network, address=ip, extra=extra)
         stop = opts.stop_signal
         if stop is None and image is not None:
             stop = signal_number(image.config.stop_signal, "image StopSignal")
@@ -141,13 +154,39 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "stopTimeout": 10 if opts.stop_timeout is None else opts.stop_timeout,
             "cgroup": None if config.rootless
             else f"{config.cgroup_parent.rstrip('/')}/{container_id}",
-            "hostname": hostname, "net": opts.network})
+            "hostname": hostname, "net": opts.network, "network": network, "ip": ip,
+            "publish": list(opts.publish)})
     except BaseException:
+        if network is not None:
+            from nsbind.engine.netattach import detach_container
+
+            detach_container(config.networks(), {"id": container_id, "network": network,
+                                                 "ip": ip})
         shutil.rmtree(storage, ignore_errors=True)
         records.release_name(name, container_id)
         records.remove(container_id)
         raise
     return launch
+
+
+def _take_address(config: EngineConfig, records: RecordStore, network: str,
+                  container_id: str) -> tuple[str | None, str | None, list[tuple[str, str]]]:
+    """For a bridge network: its name, the container's address (taken now, so /etc/hosts
+    can hold it) and the other containers on it; else Nones."""
+    from nsbind.engine.netattach import network_of, peers, uses_bridge
+
+    if not uses_bridge(network):
+        return None, None, []
+    if config.rootless:
+        raise EngineError(f"--network {network}: bridge networks need root (rootless "
+                          "networking is not supported yet)")
+    nets = config.networks()
+    net = network_of(nets, network)
+    try:
+        ip = str(nets.ipam(net).allocate(container_id))
+    except (ValueError, OSError) as exc:
+        raise EngineError(f"network {net.name}: {exc}") from None
+    return net.name, ip, peers(records, net.name, container_id)
 
 
 def mount_root(launch: Launch) -> str:
@@ -211,6 +250,8 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
         opts, launch.image.config if launch.image else None, rootfs=rootfs,
         container_id=launch.container_id, hostname=launch.hostname, etc_files=etc,
         annotations=annotations)
+    if opts.network.startswith("container:"):
+        _join_network_of(launch, spec, opts.network.partition(":")[2])
     if launch.config.rootless:
         _rootless_spec(spec, launch.config.single_id, opts.network)
     else:
@@ -229,6 +270,21 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(spec, f, indent=1)
     return spec
+
+
+def _join_network_of(launch: Launch, spec: dict[str, Any], ref: str) -> None:
+    """``--network container:REF``: the spec joins that running container's network
+    namespace (by its pid's nsfs path, checked to be that process still)."""
+    from nsbind.engine.records import status_of
+
+    records = launch.records
+    other = records.load(records.find(ref))
+    if status_of(other) != "running":
+        raise EngineError(f"--network container:{ref}: the container is not running")
+    path = f"/proc/{int(other['pid'])}/ns/net"
+    namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
+    spec["linux"]["namespaces"] = [n for n in namespaces if n.get("type") != "network"]
+    spec["linux"]["namespaces"].append({"type": "network", "path": path})
 
 
 def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str) -> None:
@@ -282,6 +338,7 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
         record = records.load(container_id)
     with contextlib.suppress(LifecycleError, FileNotFoundError):
         delete(records.oci_root, container_id, force=True)
+    disconnect(config, record)
     monitor = int(record.get("monitorPid") or 0)
     if monitor and monitor != os.getpid():
         _wait_gone(monitor, record.get("monitorStartTime"))
@@ -295,6 +352,28 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
             nsbind.umount2(rootfs, UmountFlags.DETACH)
     shutil.rmtree(storage, ignore_errors=True)
     records.remove(container_id)
+
+
+def connect(launch: Launch, pid: int) -> None:
+    """The created container ``pid`` onto its bridge network (nothing for the others),
+    before it starts; the other containers' /etc/hosts name it."""
+    record = launch.records.load(launch.container_id)
+    if not record.get("network"):
+        return
+    from nsbind.engine.netattach import attach_container, refresh_hosts
+
+    attach_container(launch.config.networks(), record, pid)
+    refresh_hosts(launch.records, str(record["network"]))
+
+
+def disconnect(config: EngineConfig, record: dict[str, Any]) -> None:
+    """Undo :func:`connect` once the container has exited (idempotent)."""
+    if not record.get("network"):
+        return
+    from nsbind.engine.netattach import detach_container, refresh_hosts
+
+    detach_container(config.networks(), record)
+    refresh_hosts(config.records(), str(record["network"]))
 
 
 def _wait_gone(pid: int, started: object, timeout: float = 10.0) -> None:

@@ -22,6 +22,8 @@ from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     Launch,
     as_engine_error,
+    connect,
+    disconnect,
     mount_root,
     remove_container,
     write_bundle,
@@ -124,6 +126,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
             finally:
                 _devnull_stdio()  # the monitor holds no write end: EOF when they close
             readers = {out_r: "stdout", err_r: "stderr"}
+        connect(launch, pid)
         start(records.oci_root, cid)
     except BaseException:
         for fd in readers:
@@ -192,7 +195,7 @@ def _finish(launch: Launch, code: int) -> None:
 
     records, cid = launch.records, launch.container_id
     with contextlib.suppress(EngineError):
-        records.update(cid, exitCode=code, finishedAt=now())
+        disconnect(launch.config, records.update(cid, exitCode=code, finishedAt=now()))
     with contextlib.suppress(LifecycleError, FileNotFoundError):
         delete(records.oci_root, cid, force=True)
     if launch.opts.rm:

@@ -16,6 +16,8 @@ from nsbind.engine.launch import (
     EngineConfig,
     Launch,
     as_engine_error,
+    connect,
+    disconnect,
     mount_root,
     prepare,
     remove_container,
@@ -102,7 +104,8 @@ def _foreground(launch: Launch) -> int:
         try:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
                                  escalate=signal.SIGINT,  # Ctrl-C twice: killed
-                                 no_cgroup=launch.config.rootless)
+                                 no_cgroup=launch.config.rootless,
+                                 on_created=lambda pid: connect(launch, pid))
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -111,7 +114,8 @@ def _foreground(launch: Launch) -> int:
     finally:
         if code is not None:
             with contextlib.suppress(EngineError):
-                records.update(cid, exitCode=code, finishedAt=now())
+                disconnect(launch.config, records.update(cid, exitCode=code,
+                                                         finishedAt=now()))
         if launch.opts.rm or code is None:
             remove_container(launch.config, cid)
         sys.stdout.flush()

@@ -25,8 +25,11 @@ The rules, Docker's unless said otherwise:
   uid=, gid=, nr_inodes=, nosuid, nodev, noexec, exec, ro, rw) before any kernel sees
   them.
 - capabilities: with or without ``CAP_``, any case, or ``ALL``; kept as ``CAP_X``.
-- networks: none, host or loopback (the default, where Docker's is its bridge: a new
-  network namespace with only its loopback); bridge networks are not supported yet.
+- networks: none, host, loopback (the default: a new network namespace with only its
+  loopback), ``bridge`` (the default network, Docker's default), a network's name, or
+  ``container:NAME`` (another container's network namespace); ``-p/--publish
+  [IP:]HOST:CONTAINER[/tcp|udp]`` (kept as written, parsed where it is used) only
+  with a bridge or named network.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ _TMPFS_SIZE = re.compile(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
 _NR_INODES = re.compile(r"\d{1,20}[kmg]?", re.IGNORECASE)
 _OCTAL = re.compile(r"[0-7]{1,5}")
 _NETWORKS = ("none", "host", "loopback")
+_NETWORK_NAME = re.compile(r"(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
 
@@ -130,6 +134,7 @@ class RunOptions:
     stop_signal: int | None = None
     stop_timeout: int | None = None
     network: str = "loopback"
+    publish: tuple[str, ...] = ()
     dry_run: bool = False
 
 
@@ -181,7 +186,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--stop-signal", metavar="SIGNAL", help="the signal that stops the container")
     add("--stop-timeout", metavar="SECONDS", help="seconds before the container is killed")
     add("--net", "--network", dest="network", metavar="NETWORK",
-        help="none, host or loopback (the default)")
+        help="none, host, loopback (the default), bridge, a network's name, "
+        "or container:NAME")
+    add("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER[/PROTO]",
+        help="publish a container port on the host (bridge and named networks)")
     add("--userns", help="host (the default)")
     add("--rootfs", metavar="DIR", help="run in DIR instead of an image")
     add("--dry-run", action="store_true", help="print the OCI spec; run nothing")
@@ -652,9 +660,13 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     if ns.stop_timeout is not None:
         timeout = _strict_int("--stop-timeout", ns.stop_timeout, -1, (1 << 31) - 1)
     network = ns.network if ns.network is not None else "loopback"
-    if network not in _NETWORKS:
-        raise _bad("--network", network, "bridge and named networks are not supported yet "
-                   "(none, host or loopback)")
+    if network not in _NETWORKS and not _NETWORK_NAME.fullmatch(network):
+        raise _bad("--network", network, "none, host, loopback, bridge, a network's name "
+                   "or container:NAME expected")
+    publish = tuple(ns.publish or ())
+    if publish and (network in _NETWORKS or network.startswith("container:")):
+        raise _bad("--publish", publish[0], f"ports are published on a bridge or named "
+                   f"network, not with --network {network}")
     if ns.userns not in (None, "", "host"):
         raise _bad("--userns", ns.userns, "user namespaces are not supported yet (host)")
     nnp, seccomp = _security(ns.security_opt or ())
@@ -675,4 +687,4 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
         cap_drop=tuple(_cap("--cap-drop", c) for c in ns.cap_drop or ()),
         no_new_privileges=nnp, seccomp=seccomp,
         stop_signal=_signal(ns.stop_signal) if ns.stop_signal is not None else None,
-        stop_timeout=timeout, network=network, dry_run=ns.dry_run)
+        stop_timeout=timeout, network=network, publish=publish, dry_run=ns.dry_run)

@@ -59,9 +59,11 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
                   keep: bool = False, pid_file: str | None = None,
                   console_socket: str | None = None, preserve_fds: int = 0,
                   on_start: Callable[[int], None] | None = None,
-                  escalate: int | None = None, no_cgroup: bool = False) -> int:
+                  escalate: int | None = None, no_cgroup: bool = False,
+                  on_created: Callable[[int], None] | None = None) -> int:
     """Run the bundle as container ``container_id``; its exit status (0 detached).
-    ``on_start`` gets the process's pid once it is started, before the wait; the
+    ``on_created`` gets the process's pid once it is created (parked before its exec:
+    the place to set up its network), ``on_start`` once it is started; the
     second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
     ``no_cgroup``: see :func:`~nsbind.oci.create`."""
     spec = load_spec(bundle)
@@ -77,6 +79,8 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
         try:
             if holds_terminal:
                 master = receive_master(listener)
+            if on_created is not None:
+                on_created(pid)
         except BaseException:
             delete(root, container_id, force=True)
             raise

@@ -1,0 +1,93 @@
+"""A container on a bridge network: its address taken when it is prepared (so its
+/etc/hosts can name it), its network namespace attached to the network's bridge once
+the container is created and before it starts, and all of it undone when it exits.
+Containers on one network find each other by name: every running container's
+/etc/hosts lists the others, rewritten in place (it is bind-mounted: a new file would
+not reach the container) whenever one joins or leaves."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from nsbind.engine.errors import EngineError
+from nsbind.engine.networks import Network, NetworkStore
+
+__all__ = ["BRIDGED", "attach_container", "detach_container", "network_of", "peers",
+           "refresh_hosts", "uses_bridge"]
+
+#: --network values that are not a bridge network
+BRIDGED = ("bridge",)
+_NOT_BRIDGED = ("none", "host", "loopback")
+
+
+def uses_bridge(network: str) -> bool:
+    """Whether ``--network network`` puts the container on a bridge network."""
+    return network not in _NOT_BRIDGED and not network.startswith("container:")
+
+
+def network_of(nets: NetworkStore, network: str) -> Network:
+    """The network ``--network`` names (``bridge``: the default network)."""
+    return nets.default() if network == "bridge" else nets.get(network)
+
+
+def peers(records: Any, network: str, but: str) -> list[tuple[str, str]]:
+    """(address, name) of the running containers on ``network`` other than ``but``."""
+    from nsbind.engine.records import status_of
+
+    found = []
+    for record in records.records():
+        if (record.get("network") == network and record.get("ip") and record["id"] != but
+                and status_of(record) in ("created", "running", "paused")):
+            found.append((str(record["ip"]), str(record["name"])))
+    return found
+
+
+def refresh_hosts(records: Any, network: str) -> None:
+    """Rewrite, in place, the /etc/hosts of every running container on ``network`` so it
+    names all the others."""
+    from nsbind.engine.etcfiles import hosts_file
+    from nsbind.engine.records import status_of
+
+    for record in records.records():
+        if (record.get("network") != network or not record.get("ip")
+                or status_of(record) not in ("created", "running", "paused")):
+            continue
+        text = hosts_file(str(record["hostname"]), address=str(record["ip"]),
+                          extra=peers(records, network, str(record["id"])))
+        path = os.path.join(str(record["storage"]), "hosts")
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+            finally:
+                os.close(fd)
+
+
+def attach_container(nets: NetworkStore, record: dict[str, Any], pid: int) -> None:
+    """Attach the created container ``pid`` to its network: veth into its namespace,
+    on the bridge (made if need be), its address and default route."""
+    from nsbind.net import attach
+
+    network = nets.get(str(record["network"]))
+    bridge = nets.bridge(network)
+    try:
+        attach(pid, bridge, nets.ipam(network), str(record["id"]))
+    except OSError as exc:
+        raise EngineError(f"network {network.name}: attaching container "
+                          f"{record['name']}: {exc}") from None
+
+
+def detach_container(nets: NetworkStore, record: dict[str, Any]) -> None:
+    """Undo :func:`attach_container` (or only the address a prepare took): the host end
+    of the veth, if it is still there, and the address.  Idempotent."""
+    from nsbind.net import detach
+
+    name = record.get("network")
+    if not name or not record.get("ip"):
+        return
+    with contextlib.suppress(EngineError):
+        network = nets.get(str(name))
+        detach(nets.ipam(network), str(record["id"]))

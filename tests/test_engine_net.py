@@ -1,0 +1,112 @@
+"""``nsbind network`` and ``nsbind run --network``: bridge networks end to end (real
+bridges, veth pairs, addresses, routes; traffic only between the test's containers).
+Every network and link a test makes is removed; the teardown checks no link of
+nsbind's naming is left."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from clients import build_rootfs, oci_archive, tar_rootfs
+from enginecli import Engine
+
+IMG = "localhost/busybox:test"
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()
+            if line.split(": ")[1].startswith(("nsbr", "nsbv", "nsbind0"))}
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    base = tmp_path_factory.mktemp("net-image")
+    root = build_rootfs(base / "rootfs")
+    return oci_archive(tar_rootfs(root, str(base / "layer.tar")), str(base / "bb.tar"), IMG)
+
+
+@pytest.fixture
+def engine(tmp_path: pathlib.Path, cgroup_parent: str, archive: str) -> Iterator[Engine]:
+    before = _links()
+    eng = Engine(tmp_path, cgroup_parent)
+    eng("image", "load", "-q", archive)
+    yield eng
+    for record in eng.containers():
+        eng("rm", "-f", record["Id"], check=False)
+    for name in eng("network", "ls", "-q").stdout.split():
+        eng("network", "rm", name, check=False)
+    assert eng.left() == []
+    assert _links() - before == set()
+
+
+def test_network_create_ls_inspect_rm(engine: Engine) -> None:
+    assert engine("network", "create", "--subnet", "10.231.7.0/24", "alpha").stdout == "alpha\n"
+    engine("network", "create", "beta")
+    listing = engine("network", "ls").stdout
+    assert "10.231.7.0/24" in listing and "10.231.7.1" in listing and "beta" in listing
+    info = json.loads(engine("network", "inspect", "alpha").stdout)[0]
+    assert info["subnet"] == "10.231.7.0/24" and info["containers"] == {}
+    for args, words in ((["create", "alpha"], "already exists"),
+                        (["create", "--subnet", "10.231.7.128/25", "gamma"], "overlaps"),
+                        (["create", "--subnet", "10.1.2.3/24", "delta"], "host bits"),
+                        (["create", "--subnet", "10.232.0.0/24", "--gateway", "10.9.9.9",
+                          "eps"], "not a host address"),
+                        (["create", "bad/name"], "invalid network name"),
+                        (["rm", "nosuch"], "not found")):
+        proc = engine("network", *args, check=False)
+        assert proc.returncode != 0 and words in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert engine("network", "rm", "alpha", "beta").stdout.split() == ["alpha", "beta"]
+    assert engine("network", "ls", "-q").stdout == ""
+
+
+def test_containers_on_a_network_reach_each_other_by_name(engine: Engine) -> None:
+    engine("network", "create", "--subnet", "10.231.8.0/24", "web")
+    engine("run", "-d", "--name", "server", "--net", "web", IMG, "sleep", "60")
+    out = engine("run", "--rm", "--name", "client", "--net", "web", IMG, "sh", "-c",
+                 "ip -4 -o addr show eth0; ip route; ping -c1 -W2 server >/dev/null "
+                 "&& echo reached; cat /etc/hosts").stdout
+    assert "inet 10.231.8.3/24" in out and "default via 10.231.8.1" in out
+    assert "reached" in out and "10.231.8.2\tserver" in out
+    # the server's /etc/hosts named the client while it ran, and no longer does
+    hosts = engine("exec", "server", "cat", "/etc/hosts").stdout
+    assert "client" not in hosts and "10.231.8.2\t" in hosts
+    info = json.loads(engine("network", "inspect", "web").stdout)[0]
+    assert [c["name"] for c in info["containers"].values()] == ["server"]
+    proc = engine("network", "rm", "web", check=False)
+    assert proc.returncode == 1 and "active endpoints" in proc.stderr
+    engine("rm", "-f", "server")
+    engine("network", "rm", "web")
+
+
+def test_network_container_mode_shares_the_namespace(engine: Engine) -> None:
+    engine("network", "create", "--subnet", "10.231.9.0/24", "shared")
+    engine("run", "-d", "--name", "owner", "--net", "shared", IMG, "sleep", "60")
+    out = engine("run", "--rm", "--net", "container:owner", IMG, "ip", "-4", "-o", "addr",
+                 "show", "eth0").stdout
+    assert "10.231.9.2/24" in out
+    engine("rm", "-f", "owner")
+
+
+def test_the_default_bridge_network(engine: Engine) -> None:
+    out = engine("run", "--rm", "--net", "bridge", IMG, "ip", "-4", "-o", "addr", "show",
+                 "eth0").stdout
+    assert "inet 10.88.0.2/16" in out
+    assert engine("network", "ls", "-q").stdout == "nsbind\n"
+    engine("network", "rm", "nsbind")
+
+
+def test_bad_network_flags(engine: Engine) -> None:
+    for args, words in ((["--net", "nosuch"], "network nosuch not found"),
+                        (["--net", "none", "-p", "80:80"], "--publish"),
+                        (["--net", "container:nobody"], "No such container")):
+        proc = engine("run", "--rm", *args, IMG, "true", check=False)
+        assert proc.returncode == 125 and words in proc.stderr, proc.stderr
+    assert engine.left() == []
