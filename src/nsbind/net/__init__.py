@@ -39,6 +39,15 @@ if TYPE_CHECKING:
         set_link,
         veth_pair,
     )
+    from nsbind.net.nat import (
+        Nat,
+        NftablesError,
+        PortMapping,
+        enable_ip_forward,
+        ip_forward,
+        parse_publish,
+        set_ip_forward,
+    )
     from nsbind.net.netns import NetnsTarget, open_netns, run_in
 
 _LAZY: dict[str, str | None] = {
@@ -49,11 +58,15 @@ _LAZY: dict[str, str | None] = {
     "delete_link": ".links", "detach": ".links", "host_name_for": ".links",
     "link_info": ".links", "link_names": ".links", "set_link": ".links",
     "veth_pair": ".links", "NetnsTarget": ".netns", "open_netns": ".netns",
-    "run_in": ".netns", "ipam": None, "links": None, "netns": None}
+    "run_in": ".netns", "ipam": None, "links": None, "netns": None,
+    "Nat": ".nat", "NftablesError": ".nat", "PortMapping": ".nat", "enable_ip_forward": ".nat",
+    "ip_forward": ".nat", "parse_publish": ".nat", "set_ip_forward": ".nat", "nat": None}
 
 __getattr__ = module_getattr("nsbind.net", _LAZY, globals())
 
 __all__ = ["AddressesExhausted", "Attachment", "Bridge", "Ipam", "IpamError", "LinkInfo",
-           "NetnsTarget", "Route", "VethPair", "add_address", "attach", "check_ifname",
-           "check_mtu", "configure", "delete_link", "detach", "host_name_for", "link_info",
-           "link_names", "open_netns", "run_in", "set_link", "veth_pair"]
+           "Nat", "NetnsTarget", "NftablesError", "PortMapping", "Route", "VethPair",
+           "add_address", "attach", "check_ifname", "check_mtu", "configure", "delete_link",
+           "detach", "enable_ip_forward", "host_name_for", "ip_forward", "link_info",
+           "link_names", "open_netns", "parse_publish", "run_in", "set_ip_forward", "set_link",
+           "veth_pair"]
