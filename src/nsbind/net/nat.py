@@ -131,8 +131,9 @@ def nft(commands: Sequence[Json]) -> list[Json]:
 
 
 def _error(text: str) -> NftablesError:
-    text = " ".join(line.strip() for line in text.splitlines() if line.strip()
-                    and set(line.strip()) - {"^", "~"}) or "nftables refused the batch"
+    text = " ".join(re.sub(r"^internal:[\d:-]+ ", "", line.strip())
+                    for line in text.splitlines() if set(line.strip()) - {"^", "~"})
+    text = text or "nftables refused the batch"
     code = errno.EINVAL
     if "No such file or directory" in text:
         code = errno.ENOENT
