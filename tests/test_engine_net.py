@@ -6,8 +6,11 @@ nsbind's naming is left."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -32,18 +35,30 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> str:
     return oci_archive(tar_rootfs(root, str(base / "layer.tar")), str(base / "bb.tar"), IMG)
 
 
+TABLE = f"nsbind-test-{os.getpid()}"  # the engine's nftables table in these tests
+
+
 @pytest.fixture
-def engine(tmp_path: pathlib.Path, cgroup_parent: str, archive: str) -> Iterator[Engine]:
+def engine(tmp_path: pathlib.Path, cgroup_parent: str, archive: str,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    from nsbind.net.nat import ip_forward, list_tables, set_ip_forward
+
     before = _links()
+    forwarding = ip_forward()
+    monkeypatch.setenv("NSBIND_NFT_TABLE", TABLE)
     eng = Engine(tmp_path, cgroup_parent)
     eng("image", "load", "-q", archive)
-    yield eng
-    for record in eng.containers():
-        eng("rm", "-f", record["Id"], check=False)
-    for name in eng("network", "ls", "-q").stdout.split():
-        eng("network", "rm", name, check=False)
+    try:
+        yield eng
+    finally:
+        for record in eng.containers():
+            eng("rm", "-f", record["Id"], check=False)
+        for name in eng("network", "ls", "-q").stdout.split():
+            eng("network", "rm", name, check=False)
+        set_ip_forward(forwarding)  # as the machine had it
     assert eng.left() == []
     assert _links() - before == set()
+    assert ("inet", TABLE) not in list_tables()
 
 
 def test_network_create_ls_inspect_rm(engine: Engine) -> None:
@@ -110,3 +125,31 @@ def test_bad_network_flags(engine: Engine) -> None:
         proc = engine("run", "--rm", *args, IMG, "true", check=False)
         assert proc.returncode == 125 and words in proc.stderr, proc.stderr
     assert engine.left() == []
+
+
+def test_published_port_reaches_the_container(engine: Engine) -> None:
+    """-p HOST:CONTAINER: a connection to the host's address (here the bridge's, from the
+    host itself: the hairpin rule) lands in the container; outbound traffic is
+    masqueraded; all of it goes with the container."""
+    from nsbind.net.nat import Nat, ip_forward
+
+    engine("network", "create", "--subnet", "10.231.10.0/24", "pub")
+    engine("run", "-d", "--name", "srv", "--net", "pub", "-p", "18080:8080/tcp", IMG, "sh",
+           "-c", "echo hello from the container | nc -l -p 8080")
+    assert ip_forward()
+    rules = Nat(TABLE).rules()
+    assert {r.kind for r in rules} == {"network", "publish"}
+    data = b""
+    for _ in range(50):  # the listener starts after the container does
+        try:
+            with socket.create_connection(("10.231.10.1", 18080), timeout=2) as conn:
+                data = conn.recv(100)
+            if data:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    assert data == b"hello from the container\n"
+    engine("rm", "-f", "srv")
+    assert [r for r in Nat(TABLE).rules() if r.kind == "publish"] == []
+    engine("network", "rm", "pub")

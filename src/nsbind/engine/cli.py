@@ -379,7 +379,7 @@ def _network(args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             if cmd == "rm":
-                print(nets.remove(name).name)
+                print(nets.remove(name, config.nft_table).name)
                 continue
             net = nets.get(name)
             owners = set(nets.in_use(net))

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
@@ -52,6 +53,10 @@ class EngineConfig:
     rootless: bool = False
     #: rootless with only the caller's own id mapped (no subordinate range)
     single_id: bool = False
+    #: the nftables table (``inet``) of bridge networks' NAT: ``$NSBIND_NFT_TABLE``, else
+    #: ``nsbind`` (tests and side-by-side engines keep tables of their own)
+    nft_table: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("NSBIND_NFT_TABLE") or "nsbind")
 
     def records(self) -> RecordStore:
         return RecordStore(self.state)
@@ -125,6 +130,10 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         image = resolve_image(opts.image, config.store)
     elif not os.path.isdir(opts.rootfs):
         raise EngineError(f"--rootfs {opts.rootfs}: not a directory", err=errno.ENOTDIR)
+    if opts.publish:
+        from nsbind.engine.netattach import publish_mappings
+
+        publish_mappings(opts.publish)  # refused before anything is made
     records = config.records()
     container_id, name = records.reserve(opts.name)
     storage = os.path.join(config.storage_root(), container_id)
@@ -161,7 +170,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             from nsbind.engine.netattach import detach_container
 
             detach_container(config.networks(), {"id": container_id, "network": network,
-                                                 "ip": ip})
+                                                 "ip": ip}, config.nft_table)
         shutil.rmtree(storage, ignore_errors=True)
         records.release_name(name, container_id)
         records.remove(container_id)
@@ -362,7 +371,9 @@ def connect(launch: Launch, pid: int) -> None:
         return
     from nsbind.engine.netattach import attach_container, refresh_hosts
 
-    attach_container(launch.config.networks(), record, pid)
+    if attach_container(launch.config.networks(), record, pid, launch.config.nft_table):
+        print("nsbind: turned net.ipv4.ip_forward on: containers on bridge networks need "
+              "it", file=sys.stderr)
     refresh_hosts(launch.records, str(record["network"]))
 
 
@@ -372,7 +383,7 @@ def disconnect(config: EngineConfig, record: dict[str, Any]) -> None:
         return
     from nsbind.engine.netattach import detach_container, refresh_hosts
 
-    detach_container(config.networks(), record)
+    detach_container(config.networks(), record, config.nft_table)
     refresh_hosts(config.records(), str(record["network"]))
 
 

@@ -15,7 +15,7 @@ from nsbind.engine.errors import EngineError
 from nsbind.engine.networks import Network, NetworkStore
 
 __all__ = ["BRIDGED", "attach_container", "detach_container", "network_of", "peers",
-           "refresh_hosts", "uses_bridge"]
+           "publish_mappings", "refresh_hosts", "uses_bridge"]
 
 #: --network values that are not a bridge network
 BRIDGED = ("bridge",)
@@ -66,28 +66,58 @@ def refresh_hosts(records: Any, network: str) -> None:
                 os.close(fd)
 
 
-def attach_container(nets: NetworkStore, record: dict[str, Any], pid: int) -> None:
+def publish_mappings(texts: list[str] | tuple[str, ...]) -> list[Any]:
+    """``--publish`` values parsed (:func:`nsbind.net.nat.parse_publish`); EngineError
+    naming a bad one."""
+    from nsbind.net.nat import parse_publish
+
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_publish(text))
+        except ValueError as exc:
+            raise EngineError(f'invalid argument "{text}" for "-p, --publish": {exc}') from None
+    return out
+
+
+def attach_container(nets: NetworkStore, record: dict[str, Any], pid: int,
+                     nft_table: str) -> bool:
     """Attach the created container ``pid`` to its network: veth into its namespace,
-    on the bridge (made if need be), its address and default route."""
+    on the bridge (made if need be), its address and default route; outbound
+    masquerade for the network and its ``--publish`` ports (nftables table
+    ``nft_table``).  Whether it had to turn IPv4 forwarding on (the caller says so)."""
     from nsbind.net import attach
+    from nsbind.net.nat import Nat, enable_ip_forward
 
     network = nets.get(str(record["network"]))
     bridge = nets.bridge(network)
     try:
         attach(pid, bridge, nets.ipam(network), str(record["id"]))
+        nat = Nat(nft_table)
+        nat.add_network(network.name, network.subnet)
+        mappings = publish_mappings(record.get("publish") or [])
+        if mappings:
+            nat.publish(str(record["id"]), str(record["ip"]), mappings)
+        return enable_ip_forward()
     except OSError as exc:
         raise EngineError(f"network {network.name}: attaching container "
                           f"{record['name']}: {exc}") from None
 
 
-def detach_container(nets: NetworkStore, record: dict[str, Any]) -> None:
-    """Undo :func:`attach_container` (or only the address a prepare took): the host end
-    of the veth, if it is still there, and the address.  Idempotent."""
+def detach_container(nets: NetworkStore, record: dict[str, Any], nft_table: str) -> None:
+    """Undo :func:`attach_container` (or only the address a prepare took): its
+    published ports, the host end of the veth if it is still there, and the address.
+    Idempotent."""
     from nsbind.net import detach
 
     name = record.get("network")
     if not name or not record.get("ip"):
         return
+    if record.get("publish"):
+        from nsbind.net.nat import Nat
+
+        with contextlib.suppress(OSError):
+            Nat(nft_table).unpublish(str(record["id"]))
     with contextlib.suppress(EngineError):
         network = nets.get(str(name))
         detach(nets.ipam(network), str(record["id"]))

@@ -181,8 +181,10 @@ class NetworkStore:
             return []
         return sorted(set(self.ipam(network).allocated().values()))
 
-    def remove(self, name: str) -> Network:
-        """Remove the network and its bridge; EngineError while a container is on it."""
+    def remove(self, name: str, nft_table: str = "nsbind") -> Network:
+        """Remove the network, its bridge and its masquerade rule (the nftables table
+        ``nft_table`` too once it holds nothing else); EngineError while a container is
+        on it."""
         network = self.get(name)
         users = self.in_use(network)
         if users:
@@ -191,8 +193,23 @@ class NetworkStore:
         from nsbind.net import delete_link
 
         delete_link(network.bridge, missing_ok=True)
+        _remove_nat(network.name, nft_table)
         import shutil
 
         shutil.rmtree(self._ipam_dir(name), ignore_errors=True)
         os.unlink(self._path(name))
         return network
+
+
+def _remove_nat(name: str, table: str) -> None:
+    from nsbind.errors import Missing
+    from nsbind.net.nat import Nat
+
+    try:
+        nat = Nat(table)
+        if nat.exists():
+            nat.remove_network(name)
+            if not nat.rules():
+                nat.delete_table()
+    except Missing:  # no nftables here: there were no rules either
+        pass
