@@ -135,7 +135,7 @@ class Registry:
         self._timeout = urllib3.Timeout(connect=min(timeout, 30.0), read=timeout)
         tls: dict[str, Any] = {"ssl_context": self._ssl_context(cert_dir)}
         if not tls_verify:  # asked for: no warning on every request
-            tls.update(cert_reqs="CERT_NONE", assert_hostname=False)
+            tls.update(cert_reqs="CERT_NONE")
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._pool = urllib3.PoolManager(maxsize=8, **tls)
         self._base: str | None = None
@@ -158,6 +158,11 @@ class Registry:
         return ctx
 
     def close(self) -> None:
+        """Close every connection (PoolManager.clear alone leaves them to the GC)."""
+        pools = self._pool.pools
+        for key in list(pools.keys()):
+            with contextlib.suppress(KeyError):
+                pools[key].close()
         self._pool.clear()
 
     def __enter__(self) -> Registry:

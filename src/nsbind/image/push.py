@@ -1,0 +1,211 @@
+"""Push a stored image to a registry.
+
+The store keeps each layer unpacked (in overlay form), not the blob it came in, so a
+layer is tarred again from its directory, reproducibly: entries sorted, depth first,
+a directory before what it holds; numeric owners only (no user or group names);
+whole-second times; hard links within the layer as tar links; xattrs as PAX
+``SCHILY.xattr.*`` records (overlayfs' own ones left out); and the overlay markers
+turned back into the image format's whiteouts (a 0:0 character device into
+``.wh.NAME``, an opaque directory into ``.wh..wh..opq``).  The same directory
+always gives the same bytes, so pushing twice uploads nothing new.
+
+These tars are pushed uncompressed (``application/vnd.oci.image.layer.v1.tar``),
+their digests are new, and so is the config, written from the store's record with
+those digests as its ``rootfs.diff_ids``: the registry's image has a different
+config digest (image ID) than the local one, with the same files.  The history is
+not kept by the store and is not pushed.
+
+Each blob is asked for first (HEAD) and uploaded only when the registry lacks it;
+where another repository of the same registry holds it (one the image was pulled
+from or pushed to), a cross-repository mount is tried before an upload.  Then the
+config, then the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+from nsbind.image.model import ImageError
+from nsbind.image.reference import Reference, parse_reference
+from nsbind.image.store import Store, StoredImage
+
+__all__ = ["find_image", "layer_tar", "push"]
+
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes to ``out``."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    out = {}
+    try:
+        names = sorted(os.listxattr(path, follow_symlinks=False))
+    except OSError:
+        return {}
+    for name in names:
+        if name.startswith(_OVERLAY_XATTRS):
+            continue
+        with contextlib.suppress(OSError):
+            value = os.getxattr(path, name, follow_symlinks=False)
+            out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _whiteout(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime, info.size = tarfile.REGTYPE, 0, int(st.st_mtime), 0
+    return info
+
+
+def layer_tar(layer_dir: str, out: IO[bytes]) -> tuple[str, int]:
+    """Write the layer directory ``layer_dir`` (overlay form) to ``out`` as a tar
+    (see the module doc); return its (sha256 digest, size)."""
+    sink = _Hashing(out)
+    with tarfile.open(fileobj=sink, mode="w|",  # type: ignore[call-overload]
+                      format=tarfile.PAX_FORMAT) as tar:
+        stack: list[str] = [""]
+        while stack:
+            rel = stack.pop()
+            folder = os.path.join(layer_dir, rel)
+            names = sorted(os.listdir(folder))
+            dirs = []
+            for name in names:
+                arc = f"{rel}{name}"
+                full = os.path.join(layer_dir, arc)
+                st = os.lstat(full)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    tar.addfile(_whiteout(f"{rel}.wh.{name}", st))
+                    continue
+                info = tar.gettarinfo(full, arcname=arc)
+                if info is None:  # a socket: not part of an image
+                    continue
+                info.uname = info.gname = ""
+                info.mtime = int(st.st_mtime)
+                info.pax_headers = _xattrs(full)
+                if info.isreg():
+                    with open(full, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+                if info.isdir():
+                    dirs.append(arc + "/")
+                    for opaque in _OPAQUE:
+                        with contextlib.suppress(OSError):
+                            if os.getxattr(full, opaque, follow_symlinks=False) == b"y":
+                                tar.addfile(_whiteout(f"{arc}/.wh..wh..opq", st))
+                                break
+            stack.extend(reversed(dirs))
+    return sink.digest(), sink.size
+
+
+def find_image(store: Store, name: str) -> StoredImage:
+    """The stored image ``name`` names: a tag (as Docker spells it) or a config digest
+    (prefix of at least 6 hex digits)."""
+    wanted = {name}
+    with contextlib.suppress(ImageError):
+        ref = parse_reference(name)
+        wanted |= {str(ref), ref.familiar()}
+    want = name.removeprefix("sha256:")
+    hex_ref = len(want) >= 6 and all(c in "0123456789abcdef" for c in want)
+    for img in store.images():
+        if wanted & set(img.tags) or (hex_ref and img.config_digest[7:].startswith(want)):
+            return img
+    raise ImageError(f"no image {name!r} in the store {store.path}")
+
+
+def _config(img: StoredImage, diff_ids: list[str]) -> bytes:
+    os_name, _, rest = img.platform.partition("/")
+    arch, _, variant = rest.partition("/")
+    config: dict[str, Any] = {"architecture": arch, "os": os_name,
+                              "config": img.config.to_json(),
+                              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    if variant:
+        config["variant"] = variant
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def push(image: str, ref: str | Reference | None = None, *, store: Store | str | None = None,
+         tls_verify: bool = True, creds: tuple[str, str] | None = None,
+         cert_dir: str | None = None, retries: int = 5, backoff: float = 0.5,
+         on_blob: Callable[[str, str], None] | None = None) -> str:
+    """Push the stored ``image`` (a tag or a config digest) to ``ref`` (default: the
+    image's name); return the manifest's digest.  ``on_blob(digest, what)`` is told
+    what happened to each blob: ``"exists"``, ``"mounted"`` or ``"uploaded"``."""
+    from nsbind.image.pull import registry_for
+
+    st = store if isinstance(store, Store) else Store(store)
+    img = find_image(st, image)
+    target = ref if isinstance(ref, Reference) else parse_reference(ref or image)
+    if target.digest is not None:
+        raise ImageError(f"push to {target}: a digest reference cannot be pushed to")
+    repo = target.repository
+    sources = []
+    for tag in img.tags:
+        with contextlib.suppress(ImageError):
+            other = parse_reference(tag)
+            if other.registry == target.registry and other.repository != repo:
+                sources.append(other.repository)
+    tmp = os.path.join(st.path, "tmp")
+    with registry_for(target, tls_verify=tls_verify, creds=creds, cert_dir=cert_dir,
+                      retries=retries, backoff=backoff) as reg:
+        layers = []
+        for diff_id in img.layers:
+            if not st.has_layer(diff_id):
+                raise ImageError(f"{image}: layer {diff_id} is missing from the store")
+            with tempfile.TemporaryFile(dir=tmp) as f:
+                digest, size = layer_tar(st.layer_path(diff_id), f)
+                f.flush()
+                layers.append((digest, size))
+                what = "exists"
+                if not reg.has_blob(repo, digest):
+                    what = "uploaded"
+                    for source in sources:
+                        if reg.mount_blob(repo, digest, source):
+                            what = "mounted"
+                            break
+                    else:
+                        reg.upload_blob(repo, digest, size, f)
+                if on_blob is not None:
+                    on_blob(digest, what)
+        config = _config(img, [d for d, _ in layers])
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        if not reg.has_blob(repo, config_digest):
+            import io
+
+            reg.upload_blob(repo, config_digest, len(config), io.BytesIO(config))
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest,
+                       "size": len(config)},
+            "layers": [{"mediaType": LAYER_TYPE, "digest": d, "size": s} for d, s in layers],
+        }, separators=(",", ":")).encode()
+        reg.put_manifest(repo, target.target, manifest, MANIFEST_TYPE)
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()

@@ -1,0 +1,617 @@
+"""Pull and push over the OCI distribution API, against the real registry.
+
+Debian's ``docker-registry`` (the CNCF distribution registry) runs on 127.0.0.1 with
+a config and storage of its own under the module's temp dir, in three variants:
+plain HTTP, htpasswd basic auth, and TLS with a CA made here by openssl (handed to
+nsbind as a ``cert_dir``; /etc/containers/certs.d is never touched).  Images get
+into it with skopeo, and what nsbind pulls is compared with what ``image.load``
+gives for the same layout.  Hostile registries are tiny http.server handlers on
+loopback: a corrupt blob, 503s, a connection cut in the middle of a blob.  Every
+process is stopped by pid and every file is under tmp_path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.server
+import io
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from nsbind.image import ImageError, Store, load, registrycli
+from nsbind.image.auth import credentials, forget_credentials, store_credentials
+from nsbind.image.pull import pull
+from nsbind.image.push import push
+from nsbind.image.reference import parse_reference
+from nsbind.image.registry import RegistryError
+
+TESTREPO = str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "images" /
+               "regclient-testrepo")
+REGISTRY = "/usr/bin/docker-registry"
+
+
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None and not os.access(tool, os.X_OK):
+            pytest.skip(f"{tool} is not installed (scripts/test.sh installs docker-registry, "
+                        "apache2-utils, skopeo)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Registry:
+    """One docker-registry process on 127.0.0.1:<free port>."""
+
+    def __init__(self, root: pathlib.Path, *, htpasswd: tuple[str, str] | None = None,
+                 tls: bool = False) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.cert_dir = str(root / "certs.d")
+        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
+                 "storage:", "  filesystem:", f"    rootdirectory: {root / 'data'}",
+                 "http:", f"  addr: {self.host}", "  secret: nsbind-test"]
+        if tls:
+            self._make_certs()
+            lines += ["  tls:", f"    certificate: {root / 'server.crt'}",
+                      f"    key: {root / 'server.key'}"]
+        if htpasswd is not None:
+            subprocess.run(["htpasswd", "-Bbc", str(root / "htpasswd"), *htpasswd],
+                           check=True, capture_output=True)
+            lines += ["auth:", "  htpasswd:", "    realm: nsbind-test",
+                      f"    path: {root / 'htpasswd'}"]
+        (root / "config.yml").write_text("\n".join(lines) + "\n")
+        self.log = open(root / "registry.log", "wb")  # noqa: SIM115 (closed in stop)
+        # the registry reads REGISTRY_* variables as config (REGISTRY_AUTH_FILE: auth.file)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("docker-registry did not start: " +
+                                   (root / "registry.log").read_text()[-2000:])
+            time.sleep(0.02)
+
+    def _make_certs(self) -> None:
+        r = self.root
+
+        def ssl(*argv: str) -> None:
+            subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=r)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=nsbind test CA", "-keyout", "ca.key", "-out", "ca.crt")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+        (r / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
+        host_dir = r / "certs.d" / self.host
+        host_dir.mkdir(parents=True)
+        shutil.copy(r / "ca.crt", host_dir / "ca.crt")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    _need(REGISTRY, "skopeo")
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    try:
+        # the reference image: regclient's multi-platform index (5 gzip layers on amd64)
+        _skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{TESTREPO}:v3",
+                f"docker://{reg.host}/test/repo:v3")
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    _need(REGISTRY, "skopeo", "htpasswd")
+    reg = Registry(tmp_path_factory.mktemp("authreg"), htpasswd=("alice", "s3cret-pw"))
+    try:
+        _skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret-pw",
+                f"oci:{TESTREPO}:v1", f"docker://{reg.host}/private/img:v1")
+        yield reg
+    finally:
+        reg.stop()
+
+
+def _skopeo(*argv: str) -> str:
+    proc = subprocess.run(["skopeo", "--insecure-policy", *argv], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(autouse=True)
+def _auth_file(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials of the test's own: ~/.docker/config.json is never read or written."""
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+
+
+def _tree(dirs: list[str]) -> dict[str, str]:
+    """Every path of some layer directories (one after another) with what it is."""
+    out = {}
+    for index, top in enumerate(dirs):
+        for dirpath, dirnames, files in os.walk(top):
+            for name in dirnames + files:
+                full = os.path.join(dirpath, name)
+                st = os.lstat(full)
+                what = oct(st.st_mode)
+                if os.path.isfile(full) and not os.path.islink(full):
+                    what += hashlib.sha256(pathlib.Path(full).read_bytes()).hexdigest()
+                elif os.path.islink(full):
+                    what += os.readlink(full)
+                out[f"{index}/{os.path.relpath(full, top)}"] = what
+    return out
+
+
+def _cli(argv: list[str], root: str | None) -> tuple[int, str, str]:
+    """registrycli as the nsbind command will run it, in this process."""
+    parser = argparse.ArgumentParser(prog="nsbind")
+    parser.add_argument("--root")
+    sub = parser.add_subparsers(dest="command", required=True)
+    registrycli.add_parsers(sub)
+    args = parser.parse_args(([f"--root={root}"] if root else []) + argv)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = registrycli.run(args)
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- references ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("busybox", "docker.io/library/busybox:latest"),
+    ("busybox:1.36", "docker.io/library/busybox:1.36"),
+    ("library/busybox", "docker.io/library/busybox:latest"),
+    ("user/app", "docker.io/user/app:latest"),
+    ("docker.io/busybox", "docker.io/library/busybox:latest"),
+    ("index.docker.io/library/busybox:x", "docker.io/library/busybox:x"),
+    ("localhost/app", "localhost/app:latest"),
+    ("localhost:5000/a/b/c:t", "localhost:5000/a/b/c:t"),
+    ("127.0.0.1:5000/repo:tag", "127.0.0.1:5000/repo:tag"),
+    ("quay.io/podman/stable", "quay.io/podman/stable:latest"),
+    ("ghcr.io/a-b/c_d.e__f:v1.2-x", "ghcr.io/a-b/c_d.e__f:v1.2-x"),
+    ("busybox@sha256:" + "a" * 64, "docker.io/library/busybox@sha256:" + "a" * 64),
+    ("r.io:443/x:t@sha256:" + "b" * 64, "r.io:443/x:t@sha256:" + "b" * 64),
+])
+def test_reference_normalized(text: str, expected: str) -> None:
+    assert str(parse_reference(text)) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", "Busybox", "busybox:", "busybox:-x", "a//b", "/busybox", "busybox/",
+    "busybox@sha256:abc", "busybox@md5:" + "a" * 32, "host:port/x", "a" * 256,
+    "busybox:" + "t" * 129, "bad_host-.io:5000/x/../y",
+])
+def test_reference_refused(text: str) -> None:
+    with pytest.raises(ImageError):
+        parse_reference(text)
+
+
+def test_reference_parts() -> None:
+    ref = parse_reference("busybox")
+    assert (ref.registry, ref.repository, ref.tag, ref.api_host, ref.familiar()) == (
+        "docker.io", "library/busybox", "latest", "registry-1.docker.io", "busybox:latest")
+    ref = parse_reference(f"127.0.0.1:5000/r@sha256:{'c' * 64}")
+    assert ref.target == f"sha256:{'c' * 64}" and ref.tag is None
+
+
+# --- pull from the real registry ----------------------------------------------------------
+
+def test_pull_matches_load(registry: Registry, tmp_path: pathlib.Path) -> None:
+    store = Store(str(tmp_path / "pulled"))
+    done = pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False)
+    assert done.fetched == 5
+    with load(TESTREPO, tag="v3") as img:
+        loaded = Store(str(tmp_path / "loaded"))
+        dirs = loaded.unpack(img)
+        assert done.image.config_digest == img.config_digest
+        assert done.image.layers == tuple(layer.diff_id for layer in img.layers)
+        assert done.image.config == img.config
+        assert done.image.platform == img.platform
+    assert done.image.tags == (f"{registry.host}/test/repo:v3",)
+    pulled_dirs = [store.layer_path(d) for d in done.image.layers]
+    assert _tree(pulled_dirs) == _tree(dirs)
+    assert os.listdir(os.path.join(store.path, "tmp")) == []
+    # again: every layer is in the store, nothing is downloaded
+    again = pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False)
+    assert again.fetched == 0 and again.digest == done.digest
+    # by digest, tagged both ways now
+    by_digest = pull(f"{registry.host}/test/repo@{done.digest}", store=store,
+                     tls_verify=False)
+    assert by_digest.image.config_digest == done.image.config_digest
+    assert set(by_digest.image.tags) == {f"{registry.host}/test/repo:v3",
+                                         f"{registry.host}/test/repo@{done.digest}"}
+
+
+def test_pull_platform(registry: Registry, tmp_path: pathlib.Path) -> None:
+    store = Store(str(tmp_path / "s"))
+    done = pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False,
+                platform=("linux", "arm64"))
+    with load(TESTREPO, tag="v3", platform=("linux", "arm64")) as img:
+        assert done.image.config_digest == img.config_digest
+    with pytest.raises(ImageError, match="no image for linux/s390x"):
+        pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False,
+             platform=("linux", "s390x"))
+
+
+def test_pull_command(registry: Registry, tmp_path: pathlib.Path) -> None:
+    root = str(tmp_path / "store")
+    code, out, err = _cli(["pull", "--tls-verify=false", f"{registry.host}/test/repo:v3"], root)
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"{registry.host}/test/repo:v3"
+    assert "Digest: sha256:" in out
+    code, out, err = _cli(["pull", "-q", "--tls-verify=false",
+                           f"{registry.host}/test/repo:v3"], root)
+    assert (code, out) == (0, f"{registry.host}/test/repo:v3\n")
+
+
+@pytest.mark.parametrize("ref", ["test/nothing:v3", "test/repo:nope"])
+def test_pull_unknown(registry: Registry, tmp_path: pathlib.Path, ref: str) -> None:
+    root = str(tmp_path / "store")
+    code, _out, err = _cli(["pull", "-q", "--tls-verify=false", f"{registry.host}/{ref}"], root)
+    assert code == 1
+    assert err.count("\n") == 1 and "not found (404)" in err and "Traceback" not in err
+    assert Store(root).images() == []
+    assert os.listdir(os.path.join(root, "layers", "sha256")) == []
+
+
+def test_pull_bad_arguments(tmp_path: pathlib.Path) -> None:
+    code, _, err = _cli(["pull", "--platform", "linux", "x"], str(tmp_path))
+    assert code == 125 and "--platform" in err
+    code, _, err = _cli(["pull", "Upper/case"], str(tmp_path))
+    assert code == 1 and "lowercase" in err
+    code, _, err = _cli(["push", "--creds", "nocolon", "x"], str(tmp_path))
+    assert code == 125 and "nocolon" not in err
+
+
+def test_tls_verify_on_plain_http(registry: Registry, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RegistryError, match="TLS"):
+        pull(f"{registry.host}/test/repo:v3", store=str(tmp_path), retries=0)
+
+
+# --- auth --------------------------------------------------------------------------------
+
+def test_pull_basic_auth(auth_registry: Registry, tmp_path: pathlib.Path) -> None:
+    ref = f"{auth_registry.host}/private/img:v1"
+    root = str(tmp_path / "store")
+    code, _, err = _cli(["pull", "-q", "--tls-verify=false", ref], root)
+    assert code == 1 and "nsbind login" in err
+    code, _, err = _cli(["pull", "-q", "--tls-verify=false", "--creds", "alice:wrong", ref],
+                        root)
+    assert code == 1 and "unauthorized" in err and "wrong" not in err
+    code, _, err = _cli(["login", "--tls-verify=false", "-u", "alice", "-p", "nope",
+                         auth_registry.host], root)
+    assert code == 1 and "nope" not in err
+    assert credentials(auth_registry.host) is None
+    code, out, err = _cli(["login", "--tls-verify=false", "-u", "alice", "-p", "s3cret-pw",
+                           auth_registry.host], root)
+    assert code == 0 and "Login Succeeded" in out, err
+    assert credentials(auth_registry.host) == ("alice", "s3cret-pw")
+    assert os.stat(os.environ["REGISTRY_AUTH_FILE"]).st_mode & 0o777 == 0o600
+    code, _, err = _cli(["pull", "-q", "--tls-verify=false", ref], root)
+    assert code == 0, err
+    with load(TESTREPO, tag="v1") as img:
+        assert Store(root).images()[0].config_digest == img.config_digest
+    code, _out, _ = _cli(["logout", auth_registry.host], root)
+    assert code == 0 and credentials(auth_registry.host) is None
+
+
+def test_auth_file_keeps_other_keys(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "config.json")
+    pathlib.Path(path).write_text(json.dumps({"auths": {"other.io": {"auth": "eDp5"}},
+                                              "credHelpers": {"x": "y"}}))
+    store_credentials("docker.io", "bob", "pw:with:colons", path)
+    doc = json.loads(pathlib.Path(path).read_text())
+    assert set(doc["auths"]) == {"other.io", "https://index.docker.io/v1/"}
+    assert doc["credHelpers"] == {"x": "y"}
+    assert credentials("docker.io", path) == ("bob", "pw:with:colons")
+    assert credentials("other.io", path) == ("x", "y")
+    assert forget_credentials("docker.io", path) and not forget_credentials("docker.io", path)
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+def test_pull_tls(tmp_path_factory: pytest.TempPathFactory, tmp_path: pathlib.Path) -> None:
+    _need(REGISTRY, "skopeo", "openssl")
+    reg = Registry(tmp_path_factory.mktemp("tlsreg"), tls=True)
+    try:
+        _skopeo("copy", f"--dest-cert-dir={reg.cert_dir}/{reg.host}", f"oci:{TESTREPO}:v2",
+                f"docker://{reg.host}/tls/img:v2")
+        ref = f"{reg.host}/tls/img:v2"
+        with pytest.raises(RegistryError, match="TLS"):  # not signed by a system CA
+            pull(ref, store=str(tmp_path), retries=0)
+        done = pull(ref, store=str(tmp_path), cert_dir=reg.cert_dir)
+        with load(TESTREPO, tag="v2") as img:
+            assert done.image.config_digest == img.config_digest
+    finally:
+        reg.stop()
+
+
+# --- hostile registries ------------------------------------------------------------------
+
+class FakeRegistry:
+    """A registry of one image served by http.server on loopback, with faults to inject."""
+
+    def __init__(self, layers: list[bytes], config_extra: dict[str, Any] | None = None
+                 ) -> None:
+        self.blobs: dict[str, bytes] = {}
+        diff_ids = []
+        descs = []
+        for layer in layers:
+            digest = self.add(layer)
+            diff_ids.append(digest)
+            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                          "digest": digest, "size": len(layer)})
+        config = json.dumps({"architecture": "amd64", "os": "linux", **(config_extra or {}),
+                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": self.add(config), "size": len(config)},
+            "layers": descs}).encode()
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.fault: Callable[[Any, str], bool] = lambda handler, path: False
+        self.corrupt: dict[str, bytes] = {}
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.requests.append(("GET", self.path, self.headers.get("Range")))
+                if fake.fault(self, self.path):
+                    return
+                body, ctype = b"", "application/json"
+                if self.path == "/v2/":
+                    body = b"{}"
+                elif self.path.startswith("/v2/img/manifests/"):
+                    body, ctype = fake.manifest, "application/vnd.oci.image.manifest.v1+json"
+                elif self.path.startswith("/v2/img/blobs/"):
+                    digest = self.path.rsplit("/", 1)[1]
+                    if digest not in fake.blobs:
+                        self.send_error(404)
+                        return
+                    body = fake.corrupt.get(digest, fake.blobs[digest])
+                    ctype = "application/octet-stream"
+                    start = 0
+                    ranged = self.headers.get("Range", "")
+                    if ranged.startswith("bytes="):
+                        start = int(ranged[6:].rstrip("-"))
+                        self.send_response(206)
+                        self.send_header("Content-Range",
+                                         f"bytes {start}-{len(body) - 1}/{len(body)}")
+                        body = body[start:]
+                    else:
+                        self.send_response(200)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = False
+        self.server.block_on_close = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = data
+        return digest
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def _layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    big = os.urandom(3 << 20)
+    server = FakeRegistry([_layer({"a.txt": b"hello"}), _layer({"big.bin": big})])
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _pull_fake(fake: FakeRegistry, store: str, **kw: Any) -> Any:
+    return pull(f"{fake.host}/img:1", store=store, tls_verify=False, backoff=0.01, **kw)
+
+
+def test_corrupt_blob_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    digest = json.loads(fake.manifest)["layers"][1]["digest"]
+    good = fake.blobs[digest]
+    fake.corrupt[digest] = good[:-10] + b"x" * 10  # same size, wrong bytes
+    root = str(tmp_path / "store")
+    with pytest.raises(ImageError, match="mismatch"):
+        _pull_fake(fake, root)
+    st = Store(root)
+    assert st.images() == []
+    assert not st.has_layer(digest)
+    assert os.listdir(os.path.join(root, "tmp")) == []
+
+
+def test_blob_longer_than_descriptor_refused(fake: FakeRegistry, tmp_path: pathlib.Path
+                                             ) -> None:
+    digest = json.loads(fake.manifest)["layers"][0]["digest"]
+    fake.corrupt[digest] = fake.blobs[digest] + b"\0" * 4096
+    with pytest.raises(ImageError, match="refused"):
+        _pull_fake(fake, str(tmp_path / "store"))
+    assert Store(str(tmp_path / "store")).images() == []
+
+
+def test_retry_after_503(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    failed: set[str] = set()
+
+    def fault(handler: Any, path: str) -> bool:
+        if "/blobs/" in path and path not in failed:
+            failed.add(path)
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Retry-After", "0")
+            handler.end_headers()
+            return True
+        return False
+
+    fake.fault = fault
+    done = _pull_fake(fake, str(tmp_path / "store"))
+    assert done.fetched == 2
+    blob_gets = [p for m, p, _ in fake.requests if "/blobs/" in p]
+    assert len(blob_gets) == 2 * 3  # config and two layers, each twice
+
+
+def test_persistent_503_gives_up(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    def fault(handler: Any, path: str) -> bool:
+        handler.send_response(503)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    fake.fault = fault
+    with pytest.raises(RegistryError, match="503"):
+        _pull_fake(fake, str(tmp_path / "store"), retries=2)
+    assert len(fake.requests) == 3
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_cut_blob_resumed(fake: FakeRegistry, tmp_path: pathlib.Path, ranges: bool) -> None:
+    digest = json.loads(fake.manifest)["layers"][1]["digest"]
+    cut: list[int] = []
+
+    def fault(handler: Any, path: str) -> bool:
+        if path.endswith(digest) and not cut:
+            body = fake.blobs[digest]
+            cut.append(1)
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body[:len(body) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return True
+        if not ranges and handler.headers.get("Range"):
+            del handler.headers["Range"]  # a registry that ignores ranges: starts over
+        return False
+
+    fake.fault = fault
+    done = _pull_fake(fake, str(tmp_path / "store"))
+    assert done.fetched == 2
+    gets = [r for m, p, r in fake.requests if p.endswith(digest)]
+    assert len(gets) == 2
+    assert (gets[1] is not None) and gets[1].startswith("bytes=")
+
+
+def test_redirect_to_file_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    def fault(handler: Any, path: str) -> bool:
+        if "/blobs/" in path:
+            handler.send_response(307)
+            handler.send_header("Location", "file:///etc/passwd")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+        return False
+
+    fake.fault = fault
+    with pytest.raises(RegistryError, match="not an http"):
+        _pull_fake(fake, str(tmp_path / "store"))
+
+
+def test_huge_manifest_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    fake.manifest = b" " * (5 << 20) + fake.manifest
+    with pytest.raises(RegistryError, match="allowed"):
+        _pull_fake(fake, str(tmp_path / "store"))
+
+
+# --- push --------------------------------------------------------------------------------
+
+def test_push_round_trip(registry: Registry, tmp_path: pathlib.Path) -> None:
+    root = str(tmp_path / "store")
+    store = Store(root)
+    with load(TESTREPO, tag="v3") as img:
+        store.unpack(img)
+        original = [store.layer_path(layer.diff_id) for layer in img.layers]
+    ref = f"{registry.host}/pushed/img:1"
+    code, out, err = _cli(["push", "--tls-verify=false", "v3", ref], root)
+    assert code == 0, err
+    digest = out.splitlines()[-1].split()[-1]
+    info = json.loads(_skopeo("inspect", "--tls-verify=false", f"docker://{ref}"))
+    assert info["Digest"] == digest and len(info["Layers"]) == 5
+    # skopeo's copy back, loaded: the same files as the original layers
+    _skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path}/back:1")
+    with load(str(tmp_path / "back"), tag="1") as back:
+        back_store = Store(str(tmp_path / "back-store"))
+        assert _tree(back_store.unpack(back)) == _tree(original)
+    # nsbind's pull of it: the same again; a second push uploads nothing
+    done = pull(ref, store=str(tmp_path / "pulled"), tls_verify=False)
+    assert _tree([Store(str(tmp_path / "pulled")).layer_path(d)
+                  for d in done.image.layers]) == _tree(original)
+    told: list[str] = []
+    assert push("v3", ref, store=store, tls_verify=False,
+                on_blob=lambda d, what: told.append(what)) == digest
+    assert told == ["exists"] * 5
+    # the pulled image, tagged with ref, to another repository of the same registry: its
+    # layers tar again to the same bytes, and are mounted from ref's repository
+    told.clear()
+    again = push(ref, f"{registry.host}/other/img:2", store=str(tmp_path / "pulled"),
+                 tls_verify=False, on_blob=lambda d, what: told.append(what))
+    assert told == ["mounted"] * 5 and again == digest
