@@ -615,3 +615,46 @@ def test_push_round_trip(registry: Registry, tmp_path: pathlib.Path) -> None:
     again = push(ref, f"{registry.host}/other/img:2", store=str(tmp_path / "pulled"),
                  tls_verify=False, on_blob=lambda d, what: told.append(what))
     assert told == ["mounted"] * 5 and again == digest
+
+
+def _bearer(fake: FakeRegistry, token_body: bytes, seen: list[tuple[str, str | None]]
+            ) -> Callable[[Any, str], bool]:
+    """A fault hook that makes ``fake`` a registry with a token server (Docker Hub's flow)."""
+    def fault(handler: Any, path: str) -> bool:
+        if path.startswith("/token"):
+            seen.append((path, handler.headers.get("Authorization")))
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(token_body)))
+            handler.end_headers()
+            handler.wfile.write(token_body)
+            return True
+        if handler.headers.get("Authorization") != "Bearer tok-123":
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", f'Bearer realm="http://{fake.host}/token",'
+                                'service="fake registry",scope="repository:img:pull"')
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+        return False
+    return fault
+
+
+def test_bearer_token_flow(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    import base64
+
+    seen: list[tuple[str, str | None]] = []
+    fake.fault = _bearer(fake, json.dumps({"token": "tok-123", "expires_in": 300}).encode(), seen)
+    done = _pull_fake(fake, str(tmp_path / "store"), creds=("bob", "pw"))
+    assert done.fetched == 2
+    assert len(seen) == 1  # one token for the scope, shared by every request
+    path, auth = seen[0]
+    assert "scope=repository%3Aimg%3Apull" in path and "service=fake+registry" in path
+    assert auth == "Basic " + base64.b64encode(b"bob:pw").decode()
+
+
+def test_huge_token_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
+    body = json.dumps({"token": "tok-123", "pad": "x" * (2 << 20)}).encode()
+    fake.fault = _bearer(fake, body, [])
+    with pytest.raises(RegistryError, match="token response") as info:
+        _pull_fake(fake, str(tmp_path / "store"), creds=("bob", "secret-pw"))
+    assert "secret-pw" not in str(info.value)

@@ -21,6 +21,8 @@ from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platf
 from nsbind.lazyimport import module_getattr
 
 if TYPE_CHECKING:
+    from nsbind.image.pull import pull
+    from nsbind.image.push import push
     from nsbind.image.store import Store, StoredImage, default_store_path, flatten
     from nsbind.image.unpack import LayerStats, extract_layer, unpack_tar
 
@@ -29,14 +31,14 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str | None] = {
     "Store": ".store", "StoredImage": ".store", "default_store_path": ".store",
     "flatten": ".store", "LayerStats": ".unpack", "extract_layer": ".unpack",
-    "unpack_tar": ".unpack"}
+    "unpack_tar": ".unpack", "pull": ".pull", "push": ".push"}
 
 
 __getattr__ = module_getattr("nsbind.image", _LAZY, globals())
 
 __all__ = ["Image", "ImageConfig", "ImageError", "Layer", "LayerStats", "Store", "StoredImage",
-           "default_store_path", "extract_layer", "flatten", "host_platform", "load",
-           "unpack_tar"]
+           "default_store_path", "extract_layer", "flatten", "host_platform", "load", "pull",
+           "push", "unpack_tar"]
 
 
 def load(path: str, *, tag: str | None = None,
