@@ -28,8 +28,8 @@ SYSCTLS = ("user.max_user_namespaces", "kernel.unprivileged_userns_clone",
            "kernel.apparmor_restrict_unprivileged_userns")
 GUEST_MARK = "NSBIND-DOCTOR"
 NAMES = ["user", "kernel", "seccomp", "user namespaces", "subordinate ids",
-         "newuidmap/newgidmap", "cgroup layout", "cgroup controllers", "overlayfs",
-         "overlayfs in a user namespace", "mount API", "clone3", "libseccomp",
+         "newuidmap/newgidmap", "rootless network", "cgroup layout", "cgroup controllers",
+         "overlayfs", "overlayfs in a user namespace", "mount API", "clone3", "libseccomp",
          "propagation of /"]
 
 
@@ -180,6 +180,8 @@ def test_an_unprivileged_caller_is_told_what_it_lacks() -> None:
     rows = _by_name(json.loads(proc.stdout))
     assert proc.returncode == (1 if any(r["ok"] is False for r in rows.values()) else 0)
     assert rows["user"]["ok"] is None and "uid 65534" in rows["user"]["detail"]
+    tun = os.stat("/dev/net/tun").st_mode & 0o006 == 0o006
+    assert rows["rootless network"]["ok"] is (tun and shutil.which("slirp4netns") is not None)
     assert "not root" in rows["user"]["detail"]
     _check_sysctls(rows["user namespaces"])
     subs = rows["subordinate ids"]

@@ -36,6 +36,7 @@ def checks() -> list[Check]:
         ("user namespaces", lambda: dc.user_namespaces(probe)),
         ("subordinate ids", dc.subordinate_ids),
         ("newuidmap/newgidmap", dc.id_map_tools),
+        ("rootless network", dc.rootless_network),
         ("cgroup layout", dc.cgroup_layout_check),
         ("cgroup controllers", dc.cgroup_controllers),
         ("overlayfs", lambda: dc.overlay(probe)),

@@ -23,6 +23,7 @@ from typing import Any
 
 __all__ = ["Check", "Probe", "cgroup_controllers", "cgroup_layout_check", "clone3",
            "feature_checks", "id_map_tools", "kernel", "libseccomp", "mount_api",
+           "rootless_network",
            "overlay", "overlay_userns", "root_propagation", "seccomp", "subordinate_ids",
            "user", "user_namespaces"]
 
@@ -406,6 +407,24 @@ def id_map_tools() -> Check:
         return Check(name, None, f"{detail} (root writes id maps itself: not needed)")
     return Check(name, False, f"{detail}: only the caller's own id can be mapped",
                  "apt-get install uidmap (or chmod u+s /usr/bin/newuidmap /usr/bin/newgidmap)")
+
+
+def rootless_network() -> Check:
+    """What rootless networking (slirp4netns) needs: the program, and a /dev/net/tun
+    the caller may open."""
+    name = "rootless network"
+    tool = shutil.which("slirp4netns", path=os.environ.get("PATH", "") + ":/usr/bin")
+    tun = os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    detail = (f"slirp4netns {'at ' + tool if tool else 'missing'}; /dev/net/tun "
+              f"{'usable' if tun else 'not usable by this user'}")
+    if tool and tun:
+        return Check(name, True, detail)
+    if os.geteuid() == 0:
+        return Check(name, None, f"{detail} (root uses bridge networks: not needed)")
+    fixes = ([] if tool else ["apt-get install slirp4netns"]) + (
+        [] if tun else ["chmod 0666 /dev/net/tun (Debian's mode)"])
+    return Check(name, False, f"{detail}: rootless containers get --network none or "
+                 "loopback only", "; ".join(fixes))
 
 
 def cgroup_layout_check() -> Check:

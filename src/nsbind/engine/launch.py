@@ -146,6 +146,12 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         hostname = opts.hostname or container_id[:12]
         network, ip, extra = _take_address(config, records, opts.network, container_id)
         etc_files = write_files(storage, hostname, opts.network, address=ip, extra=extra)
+        slirp = config.rootless and network is None and ip is not None
+        if slirp:
+            from nsbind.engine.slirp import RESOLV_CONF
+
+            with open(etc_files["/etc/resolv.conf"], "w") as f:
+                f.write(RESOLV_CONF)
         stop = opts.stop_signal
         if stop is None and image is not None:
             stop = signal_number(image.config.stop_signal, "image StopSignal")
@@ -164,7 +170,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "cgroup": None if config.rootless
             else f"{config.cgroup_parent.rstrip('/')}/{container_id}",
             "hostname": hostname, "net": opts.network, "network": network, "ip": ip,
-            "publish": list(opts.publish)})
+            "publish": list(opts.publish), "slirp": slirp})
     except BaseException:
         if network is not None:
             from nsbind.engine.netattach import detach_container
@@ -187,8 +193,12 @@ def _take_address(config: EngineConfig, records: RecordStore, network: str,
     if not uses_bridge(network):
         return None, None, []
     if config.rootless:
-        raise EngineError(f"--network {network}: bridge networks need root (rootless "
-                          "networking is not supported yet)")
+        if network != "bridge":
+            raise EngineError(f"--network {network}: named networks need root; rootless "
+                              "containers get --network bridge (slirp4netns)")
+        from nsbind.engine.slirp import SLIRP_ADDRESS
+
+        return None, SLIRP_ADDRESS, []
     nets = config.networks()
     net = network_of(nets, network)
     try:
@@ -363,10 +373,20 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
     records.remove(container_id)
 
 
+_HELD_FDS: list[int] = []  # slirp4netns's exit fds, open for this process's life
+
+
 def connect(launch: Launch, pid: int) -> None:
     """The created container ``pid`` onto its bridge network (nothing for the others),
     before it starts; the other containers' /etc/hosts name it."""
     record = launch.records.load(launch.container_id)
+    if record.get("slirp"):
+        from nsbind.engine.netattach import publish_mappings
+        from nsbind.engine.slirp import start_slirp
+
+        # held until this process exits: then slirp4netns does
+        _HELD_FDS.append(start_slirp(pid, publish_mappings(record.get("publish") or [])))
+        return
     if not record.get("network"):
         return
     from nsbind.engine.netattach import attach_container, refresh_hosts
