@@ -658,3 +658,35 @@ def test_huge_token_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     with pytest.raises(RegistryError, match="token response") as info:
         _pull_fake(fake, str(tmp_path / "store"), creds=("bob", "secret-pw"))
     assert "secret-pw" not in str(info.value)
+
+
+def test_pull_then_run_through_the_nsbind_command(registry: Registry, tmp_path: pathlib.Path,
+                                                  cgroup_parent: str) -> None:
+    """The seed's workflow, end to end through the installed command: an image pushed
+    to the registry (by skopeo), ``nsbind pull`` it, ``nsbind run`` it, ``nsbind push``
+    it to another name."""
+    import sysconfig
+
+    from clients import build_rootfs, oci_archive, tar_rootfs
+
+    root = build_rootfs(tmp_path / "rootfs")
+    archive = oci_archive(tar_rootfs(root, str(tmp_path / "layer.tar")),
+                          str(tmp_path / "bb.tar"), "localhost/bb:1")
+    ref = f"{registry.host}/e2e/busybox:1"
+    _skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{ref}")
+    nsbind = [os.path.join(sysconfig.get_path("scripts"), "nsbind"), "--root",
+              str(tmp_path / "store"), "--runroot", str(tmp_path / "state")]
+
+    def run(*argv: str) -> str:
+        proc = subprocess.run([*nsbind, *argv], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert run("pull", "-q", "--tls-verify=false", ref) == f"{ref}\n"
+    out = run("run", "--rm", "--cgroup-parent", f"/{cgroup_parent}", ref, "sh", "-c",
+              "echo pulled and running; echo $$")
+    assert out == "pulled and running\n1\n"
+    run("push", "--tls-verify=false", ref, f"{registry.host}/e2e/copy:2")
+    assert json.loads(_skopeo("inspect", "--tls-verify=false",
+                              f"docker://{registry.host}/e2e/copy:2"))["Name"].endswith("copy")

@@ -1,7 +1,7 @@
 """The ``nsbind`` command: containers as Docker's command runs them (``nsbind run``,
 ``ps``, ``logs``, ``stop``, ``kill``, ``rm``, ``exec``, ``inspect``, ``wait``,
-``stats``, ``top``), images (``nsbind image load|inspect|unpack|flatten|ls|rm|gc``),
-``doctor``, the cgroup layout, and a fresh-namespaces demo (the default).
+``stats``, ``top``, ``network``), images (``nsbind image load|inspect|unpack|flatten|ls|
+rm|gc``, ``pull``, ``push``, ``login``, ``logout``), ``doctor``, the cgroup layout, and a fresh-namespaces demo (the default).
 
 Only the named command's parser is built and only its code imported: a container
 command pays Python's start-up and what it uses, nothing more."""
@@ -49,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine_cli.add_global_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     command = _command_of(argv)
-    everything = command not in (*engine_cli.COMMANDS, "image", "doctor", "demo", "cgroups")
+    registry = ("pull", "push", "login", "logout")  # nsbind.image.registrycli.COMMANDS
+    everything = command not in (*engine_cli.COMMANDS, *registry, "image", "doctor", "demo",
+                                 "cgroups")
     if everything or command in ("demo", "cgroups"):
         for name, help_ in (("demo", "show what a fresh set of namespaces sees (the "
                              "default)"), ("cgroups", "show this host's cgroup layout")):
@@ -61,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsbind.image import cli as image_cli
 
         image_cli.add_parser(sub)
+    if everything or command in registry:
+        from nsbind.image import registrycli
+
+        registrycli.add_parsers(sub)
     if everything or command == "doctor":
         from nsbind import doctor
 
@@ -74,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "store", None) is None:  # nsbind --root STORE image ...
             args.store = args.root
         return image_cli.run(args)
+    if args.nsbind_command in registry:
+        from nsbind.image import registrycli
+
+        args.command = args.nsbind_command
+        return registrycli.run(args)
     if args.nsbind_command == "doctor":
         from nsbind import doctor
 
