@@ -1,7 +1,8 @@
 """The ``nsbind`` command: containers as Docker's command runs them (``nsbind run``,
 ``ps``, ``logs``, ``stop``, ``kill``, ``rm``, ``exec``, ``inspect``, ``wait``,
 ``stats``, ``top``, ``network``), images (``nsbind image load|inspect|unpack|flatten|ls|
-rm|gc``, ``pull``, ``push``, ``login``, ``logout``), ``doctor``, the cgroup layout, and a fresh-namespaces demo (the default).
+rm|gc``, ``pull``, ``push``, ``login``, ``logout``), ``doctor``, the cgroup layout, and a
+fresh-namespaces demo (the default).
 
 Only the named command's parser is built and only its code imported: a container
 command pays Python's start-up and what it uses, nothing more."""

@@ -22,10 +22,9 @@ import time
 from typing import Any
 
 __all__ = ["Check", "Probe", "cgroup_controllers", "cgroup_layout_check", "clone3",
-           "feature_checks", "id_map_tools", "kernel", "libseccomp", "mount_api",
-           "rootless_network",
-           "overlay", "overlay_userns", "root_propagation", "seccomp", "subordinate_ids",
-           "user", "user_namespaces"]
+           "feature_checks", "id_map_tools", "kernel", "libseccomp", "mount_api", "overlay",
+           "overlay_userns", "root_propagation", "rootless_network", "seccomp",
+           "subordinate_ids", "user", "user_namespaces"]
 
 MIN_KERNEL = (5, 6)  # openat2 (safe paths in a rootfs and a cgroup hierarchy), clone3, pidfd
 CAP_SYS_ADMIN = 21
