@@ -33,8 +33,8 @@ import pytest
 
 from nsbind.image import ImageError, Store, load, registrycli
 from nsbind.image.auth import credentials, forget_credentials, store_credentials
-from nsbind.image.pull import pull
-from nsbind.image.push import push
+from nsbind.image.pulling import pull
+from nsbind.image.pushing import push
 from nsbind.image.reference import parse_reference
 from nsbind.image.registry import RegistryError
 

@@ -21,8 +21,8 @@ from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platf
 from nsbind.lazyimport import module_getattr
 
 if TYPE_CHECKING:
-    from nsbind.image.pull import pull
-    from nsbind.image.push import push
+    from nsbind.image.pulling import pull
+    from nsbind.image.pushing import push
     from nsbind.image.store import Store, StoredImage, default_store_path, flatten
     from nsbind.image.unpack import LayerStats, extract_layer, unpack_tar
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str | None] = {
     "Store": ".store", "StoredImage": ".store", "default_store_path": ".store",
     "flatten": ".store", "LayerStats": ".unpack", "extract_layer": ".unpack",
-    "unpack_tar": ".unpack", "pull": ".pull", "push": ".push"}
+    "unpack_tar": ".unpack", "pull": ".pulling", "push": ".pushing"}
 
 
 __getattr__ = module_getattr("nsbind.image", _LAZY, globals())

@@ -10,7 +10,7 @@ from typing import Any
 from nsbind.image import Image, ImageError, Store, flatten, load
 from nsbind.image.progress import progress
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "parse_platform", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -48,12 +48,13 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--store", help="the store directory")
 
 
-def _platform(text: str | None) -> tuple[str, str] | None:
+def parse_platform(text: str | None) -> tuple[str, str] | None:
+    """``--platform os/arch[/variant]`` as (os, arch); ImageError naming a bad one."""
     if text is None:
         return None
     parts = text.split("/")
     if not 2 <= len(parts) <= 3 or not all(parts):
-        raise ImageError(f"--platform {text!r}: expected os/arch[/variant]")
+        raise ImageError(f"--platform {text[:100]!r}: expected os/arch[/variant]")
     return parts[0], parts[1]
 
 
@@ -66,7 +67,7 @@ def _shown(text: str) -> str:
 
 
 def _load(args: argparse.Namespace) -> Image:
-    return load(args.image, tag=args.tag, platform=_platform(args.platform))
+    return load(args.image, tag=args.tag, platform=parse_platform(args.platform))
 
 
 def describe(img: Image) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """``nsbind pull``, ``push``, ``login``, ``logout``: argument parsing over
-:mod:`nsbind.image.pull`, :mod:`nsbind.image.push` and :mod:`nsbind.image.auth`.
+:mod:`nsbind.image.pulling`, :mod:`nsbind.image.pushing` and :mod:`nsbind.image.auth`.
 
 Errors are one line on stderr (never a traceback, never a credential): status 1
 when the registry or the image failed, 125 when the arguments are wrong (as Docker
@@ -77,12 +77,13 @@ def _creds(text: str | None) -> tuple[str, str] | None:
 
 
 def _platform(text: str | None) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    parts = text.split("/")
-    if not 2 <= len(parts) <= 3 or not all(parts):
-        raise _UsageError(f"--platform {text[:100]!r}: expected os/arch[/variant]")
-    return parts[0], parts[1]
+    from nsbind.image.cli import parse_platform
+    from nsbind.image.model import ImageError
+
+    try:
+        return parse_platform(text)
+    except ImageError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _server(text: str) -> str:
@@ -123,7 +124,7 @@ def _guess(args: argparse.Namespace) -> str:
 def _run(command: str, args: argparse.Namespace) -> int:
     store = getattr(args, "root", None)
     if command == "pull":
-        from nsbind.image.pull import pull
+        from nsbind.image.pulling import pull
         from nsbind.image.reference import parse_reference
 
         ref = parse_reference(args.ref)
@@ -140,7 +141,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
         print(str(ref))
         return 0
     if command == "push":
-        from nsbind.image.push import push
+        from nsbind.image.pushing import push
 
         def told(digest: str, what: str) -> None:
             if not args.quiet:

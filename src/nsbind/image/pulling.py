@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import sys
 import threading
-import types
 from collections.abc import Callable
 from typing import IO, Any, cast
 
@@ -258,15 +256,3 @@ def _fetch(st: Store, img: Image, missing: list[int], abort: threading.Event, jo
     finally:
         with contextlib.suppress(BaseException):
             pool.shutdown(wait=True)
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`pull`: importing ``nsbind.image.pull`` makes the
-    package's ``pull`` attribute this module (the import system sets it), and
-    ``nsbind.image.pull(...)`` must work all the same."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return pull(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -28,10 +28,8 @@ import hashlib
 import json
 import os
 import stat
-import sys
 import tarfile
 import tempfile
-import types
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -161,7 +159,7 @@ def push(image: str, ref: str | Reference | None = None, *, store: Store | str |
     """Push the stored ``image`` (a tag or a config digest) to ``ref`` (default: the
     image's name); return the manifest's digest.  ``on_blob(digest, what)`` is told
     what happened to each blob: ``"exists"``, ``"mounted"`` or ``"uploaded"``."""
-    from nsbind.image.pull import registry_for
+    from nsbind.image.pulling import registry_for
 
     st = store if isinstance(store, Store) else Store(store)
     img = find_image(st, image)
@@ -211,15 +209,3 @@ def push(image: str, ref: str | Reference | None = None, *, store: Store | str |
         }, separators=(",", ":")).encode()
         reg.put_manifest(repo, target.target, manifest, MANIFEST_TYPE)
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`push`: importing ``nsbind.image.push`` makes the
-    package's ``push`` attribute this module (the import system sets it), and
-    ``nsbind.image.push(...)`` must work all the same."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return push(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
