@@ -153,3 +153,20 @@ def test_published_port_reaches_the_container(engine: Engine) -> None:
     engine("rm", "-f", "srv")
     assert [r for r in Nat(TABLE).rules() if r.kind == "publish"] == []
     engine("network", "rm", "pub")
+
+
+def test_ip_chosen_on_a_named_network(engine: Engine) -> None:
+    engine("network", "create", "--subnet", "10.231.11.0/24", "fixed")
+    engine("run", "-d", "--name", "pinned", "--net", "fixed", "--ip", "10.231.11.50", IMG,
+           "sleep", "60")
+    out = engine("exec", "pinned", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert "inet 10.231.11.50/24" in out
+    for ip, words in (("10.231.11.50", "already allocated"), ("10.231.11.1", "gateway"),
+                      ("10.9.9.9", "not a free host address"), ("x.y", "not an IP address")):
+        proc = engine("run", "--rm", "--net", "fixed", "--ip", ip, IMG, "true", check=False)
+        assert proc.returncode == 125 and words in proc.stderr, proc.stderr
+    proc = engine("run", "--rm", "--net", "bridge", "--ip", "10.88.0.9", IMG, "true",
+                  check=False)
+    assert proc.returncode == 125 and "user-defined network" in proc.stderr
+    engine("rm", "-f", "pinned")
+    engine("network", "rm", "fixed")

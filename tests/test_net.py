@@ -149,6 +149,17 @@ def test_ipam_release_frees_and_does_not_reuse_at_once(tmp_path: pathlib.Path) -
     assert ipam.allocate("c") == ipaddress.ip_address("10.9.0.4")  # round robin, as host-local
 
 
+def test_ipam_gives_an_address_asked_for_once(tmp_path: pathlib.Path) -> None:
+    ipam = Ipam(tmp_path, "10.9.0.0/24")
+    assert str(ipam.allocate("a", "10.9.0.77")) == "10.9.0.77"
+    assert str(ipam.allocate("a", "10.9.0.77")) == "10.9.0.77"  # idempotent for its owner
+    assert ipam.allocate("a") == ipaddress.ip_address("10.9.0.77")
+    for bad in ("10.9.0.77", "10.9.0.1", "10.9.0.0", "10.9.0.255", "10.8.0.5", "::1", "x"):
+        with pytest.raises(IpamError):
+            ipam.allocate("b", bad)
+    assert ipam.allocated() == {ipaddress.ip_address("10.9.0.77"): "a"}
+
+
 def test_ipam_release_makes_room_in_a_full_range(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "10.9.0.0/30")  # .1 gateway, .2 the only address
     assert str(ipam.allocate("a")) == "10.9.0.2"

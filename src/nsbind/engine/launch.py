@@ -144,7 +144,8 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         for sub in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(storage, sub), 0o755)
         hostname = opts.hostname or container_id[:12]
-        network, ip, extra = _take_address(config, records, opts.network, container_id)
+        network, ip, extra = _take_address(config, records, opts.network, container_id,
+                                           opts.ip)
         etc_files = write_files(storage, hostname, opts.network, address=ip, extra=extra)
         slirp = config.rootless and network is None and ip is not None
         if slirp:
@@ -185,7 +186,8 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
 
 
 def _take_address(config: EngineConfig, records: RecordStore, network: str,
-                  container_id: str) -> tuple[str | None, str | None, list[tuple[str, str]]]:
+                  container_id: str, want: str | None = None
+                  ) -> tuple[str | None, str | None, list[tuple[str, str]]]:
     """For a bridge network: its name, the container's address (taken now, so /etc/hosts
     can hold it) and the other containers on it; else Nones."""
     from nsbind.engine.netattach import network_of, peers, uses_bridge
@@ -202,7 +204,7 @@ def _take_address(config: EngineConfig, records: RecordStore, network: str,
     nets = config.networks()
     net = network_of(nets, network)
     try:
-        ip = str(nets.ipam(net).allocate(container_id))
+        ip = str(nets.ipam(net).allocate(container_id, want))
     except (ValueError, OSError) as exc:
         raise EngineError(f"network {net.name}: {exc}") from None
     return net.name, ip, peers(records, net.name, container_id)

@@ -135,6 +135,7 @@ class RunOptions:
     stop_timeout: int | None = None
     network: str = "loopback"
     publish: tuple[str, ...] = ()
+    ip: str | None = None
     dry_run: bool = False
 
 
@@ -190,6 +191,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "or container:NAME")
     add("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER[/PROTO]",
         help="publish a container port on the host (bridge and named networks)")
+    add("--ip", metavar="ADDRESS", help="the container's address on a named network")
     add("--userns", help="host (the default)")
     add("--rootfs", metavar="DIR", help="run in DIR instead of an image")
     add("--dry-run", action="store_true", help="print the OCI spec; run nothing")
@@ -664,6 +666,17 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
         raise _bad("--network", network, "none, host, loopback, bridge, a network's name "
                    "or container:NAME expected")
     publish = tuple(ns.publish or ())
+    ip = None
+    if ns.ip is not None:
+        import ipaddress
+
+        try:
+            ip = str(ipaddress.ip_address(ns.ip))
+        except ValueError:
+            raise _bad("--ip", ns.ip, "not an IP address") from None
+        if network in _NETWORKS or network in ("bridge",) or network.startswith("container:"):
+            raise _bad("--ip", ns.ip, "an address is chosen on a user-defined network only "
+                       f"(not --network {network}), as Docker does")
     if publish and (network in _NETWORKS or network.startswith("container:")):
         raise _bad("--publish", publish[0], f"ports are published on a bridge or named "
                    f"network, not with --network {network}")
@@ -687,4 +700,4 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
         cap_drop=tuple(_cap("--cap-drop", c) for c in ns.cap_drop or ()),
         no_new_privileges=nnp, seccomp=seccomp,
         stop_signal=_signal(ns.stop_signal) if ns.stop_signal is not None else None,
-        stop_timeout=timeout, network=network, publish=publish, dry_run=ns.dry_run)
+        stop_timeout=timeout, network=network, publish=publish, ip=ip, dry_run=ns.dry_run)

@@ -120,11 +120,15 @@ class Ipam:
 
     # ------------------------------------------------------------------ public
 
-    def allocate(self, owner: str) -> IPAddress:
-        """Give ``owner`` an address and record it; an owner that holds one already
-        gets the same one back (allocation is idempotent).  Raises
-        :class:`AddressesExhausted` naming the subnet when none is free."""
+    def allocate(self, owner: str, address: str | IPAddress | None = None) -> IPAddress:
+        """Give ``owner`` an address (``address`` when asked for: a host address of the
+        subnet, not the gateway, free or already the owner's) and record it; an owner
+        that holds one already gets the same one back (allocation is idempotent).
+        Raises :class:`AddressesExhausted` naming the subnet when none is free,
+        :class:`IpamError` when the address asked for cannot be had."""
         check_owner(owner)
+        if address is not None:
+            return self._allocate_this(owner, address)
         with self._locked() as dirfd:
             entries = self._entries(dirfd)
             for address, who in entries.items():
@@ -147,6 +151,25 @@ class Ipam:
                 return address
         raise AddressesExhausted(f"no free address in {self.subnet} "
                                  f"(state in {self.state_dir})")
+
+    def _allocate_this(self, owner: str, text: str | IPAddress) -> IPAddress:
+        try:
+            want = ipaddress.ip_address(text)
+        except ValueError as exc:
+            raise IpamError(f"address {str(text)[:60]!r}: {exc}") from None
+        if (want.version != self.subnet.version or not self._first <= int(want) <= self._last
+                or want == self.gateway):
+            raise IpamError(f"address {want} is not a free host address of {self.subnet} "
+                            f"(gateway {self.gateway})")
+        with self._locked() as dirfd:
+            who = self._entries(dirfd).get(want)
+            if who == owner:
+                return want
+            if who is not None:
+                raise IpamError(f"address {want} of {self.subnet} is already allocated",
+                                errno.EADDRINUSE)
+            self._write_new(dirfd, str(want), owner)
+            return want
 
     def release(self, owner: str, address: str | IPAddress | None = None) -> list[IPAddress]:
         """Free every address ``owner`` holds (only ``address``, when given); return them
