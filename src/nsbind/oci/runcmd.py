@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from nsbind.oci.createop import CGROUP_PARENT, create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
-from nsbind.oci.waiting import forward_signals, wait_foreground
+from nsbind.oci.waiting import copy_window_size, forward_signals, wait_foreground
 
 if TYPE_CHECKING:
     import socket
@@ -79,6 +79,7 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
         try:
             if holds_terminal:
                 master = receive_master(listener)
+                copy_window_size(master)  # before the process starts and asks for it
             if on_created is not None:
                 on_created(pid)
         except BaseException:

@@ -15,7 +15,7 @@ import tty
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["FORWARDED", "forward_signals", "wait_foreground"]
+__all__ = ["FORWARDED", "copy_window_size", "forward_signals", "wait_foreground"]
 
 #: the signals passed on to the process (runc forwards every catchable one)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -97,7 +97,7 @@ def _raw_stdin() -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _copy_size(master: int) -> None:
+def copy_window_size(master: int) -> None:
     """The window size of this process's terminal onto the container's (as runc does),
     when stdin is one."""
     import fcntl
@@ -116,8 +116,8 @@ def wait_foreground(pid: int, master: int | None = None, *,
     on each SIGWINCH); the exit status.  ``escalate``: see :func:`forward_signals`."""
     with forward_signals(pid, escalate=escalate):
         if master is not None:
-            _copy_size(master)
-            previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_size(master))
+            copy_window_size(master)
+            previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
             try:
                 with _raw_stdin():
                     _proxy(master)
