@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nsbind.errors import MessageError
 
-__all__ = ["EXIT_CANNOT_INVOKE", "EXIT_ENGINE", "EXIT_NOT_FOUND", "EngineError"]
+__all__ = ["EXIT_CANNOT_INVOKE", "EXIT_ENGINE", "EXIT_NOT_FOUND", "EngineError", "bad_argument"]
 
 EXIT_ENGINE = 125         #: nsbind's own error (a bad flag, a missing image, a name in use)
 EXIT_CANNOT_INVOKE = 126  #: the command is there but cannot be run (not executable)
@@ -23,3 +23,9 @@ class EngineError(MessageError, RuntimeError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.what, self.status, self.errno))
+
+
+def bad_argument(flag: str, value: str, why: str) -> EngineError:
+    """Docker's words for a bad flag value: ``invalid argument "V" for "FLAG": why``."""
+    shown = value if len(value) <= 200 else value[:197] + "..."
+    return EngineError(f'invalid argument "{shown}" for "{flag}": {why}')

@@ -42,7 +42,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from nsbind.engine.errors import EngineError
+from nsbind.engine.errors import EngineError, bad_argument
+from nsbind.engine.mountopts import MountRequest, mount, parse_size, tmpfs, volume
 
 __all__ = ["CPU_PERIOD", "MIN_MEMORY", "ULIMITS", "MountRequest", "RunOptions", "Ulimit",
            "add_run_arguments", "parse_size", "run_options", "run_parser"]
@@ -55,8 +56,6 @@ _I64 = (1 << 63) - 1
 _MAX_ID = (1 << 32) - 2
 _ENV_FILE_MAX = 4 << 20
 _PROFILE_MAX = 4 << 20
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE = re.compile(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", re.IGNORECASE)
 _DECIMAL = re.compile(r"\d{1,30}(?:\.\d{0,30})?|\.\d{1,30}")
 _INT = re.compile(r"-?\d{1,30}")
 _CPU_LIST = re.compile(r"\d{1,5}(?:-\d{1,5})?(?:,\d{1,5}(?:-\d{1,5})?)*")
@@ -66,10 +65,6 @@ _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
 ULIMITS = {name: f"RLIMIT_{name.upper()}" for name in (
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
     "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")}
-_TMPFS_FLAGS = frozenset({"nosuid", "nodev", "noexec", "exec", "ro", "rw"})
-_TMPFS_SIZE = re.compile(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
-_NR_INODES = re.compile(r"\d{1,20}[kmg]?", re.IGNORECASE)
-_OCTAL = re.compile(r"[0-7]{1,5}")
 _NETWORKS = ("none", "host", "loopback")
 _NETWORK_NAME = re.compile(r"(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 _TRUE = {"1", "t", "true"}
@@ -83,18 +78,6 @@ class Ulimit:
     name: str  # RLIMIT_NOFILE
     soft: int
     hard: int
-
-
-@dataclasses.dataclass(frozen=True)
-class MountRequest:
-    """A ``-v``, ``--mount`` or ``--tmpfs``: ``kind`` "bind" (``source`` the host path,
-    ``options`` rbind or bind, then ro/rw) or "tmpfs" (``source`` "tmpfs", ``options``
-    the checked tmpfs options, without Docker's nosuid,nodev,noexec defaults)."""
-
-    kind: str
-    source: str
-    destination: str
-    options: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,9 +122,7 @@ class RunOptions:
     dry_run: bool = False
 
 
-def _bad(flag: str, value: str, why: str) -> EngineError:
-    shown = value if len(value) <= 200 else value[:197] + "..."
-    return EngineError(f'invalid argument "{shown}" for "{flag}": {why}')
+_bad = bad_argument
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -206,18 +187,6 @@ def run_parser(prog: str = "nsbind run") -> argparse.ArgumentParser:
         prog=prog, add_help=False, description="Run a command in a new container.")
     add_run_arguments(parser)
     return parser
-
-
-def parse_size(flag: str, value: str) -> int:
-    """Docker's size syntax (see the module doc) in bytes, or EngineError naming ``flag``."""
-    match = _SIZE.fullmatch(value.strip())
-    if match is None:
-        raise _bad(flag, value, "invalid size")
-    number = Fraction(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    size = int(number)  # whole bytes, as Docker's int64(size * unit)
-    if size > _I64:
-        raise _bad(flag, value, "size out of range")
-    return size
 
 
 def _strict_int(flag: str, value: str, low: int, high: int) -> int:
@@ -286,145 +255,6 @@ def _env_file(path: str, environ: Mapping[str, str]) -> list[str]:
         elif name in environ:
             out.append(f"{name}={environ[name]}")
     return out
-
-
-def _destination(flag: str, spec: str, dest: str) -> str:
-    """``dest`` normalized: absolute, no ``..``, no NUL, not ``/``."""
-    if not dest.startswith("/"):
-        raise _bad(flag, spec, f"the destination {dest!r} is not an absolute path")
-    if "\0" in dest or ".." in dest.split("/"):
-        raise _bad(flag, spec, f"the destination {dest!r} contains '..' or a NUL")
-    clean = "/" + "/".join(part for part in dest.split("/") if part not in ("", "."))
-    if clean == "/":
-        raise _bad(flag, spec, "the destination can't be '/'")
-    return clean
-
-
-def _bind_source(flag: str, spec: str, source: str) -> str:
-    if not source.startswith("/"):
-        raise _bad(flag, spec, f"named volumes are not supported ({source!r}): the "
-                   "source must be an absolute host path")
-    if "\0" in source:
-        raise _bad(flag, spec, "the source contains a NUL")
-    try:
-        os.lstat(source)
-    except OSError:
-        raise EngineError(f"invalid volume: bind source path does not exist: {source}") \
-            from None
-    return source
-
-
-def _volume(spec: str) -> MountRequest:
-    flag = "-v, --volume"
-    parts = spec.split(":")
-    if len(parts) == 1:
-        raise _bad(flag, spec, "anonymous volumes are not supported: give SRC:DST with an "
-                   "absolute host path SRC")
-    if len(parts) > 3 or not parts[0]:
-        raise _bad(flag, spec, "invalid volume specification (SRC:DST[:ro|rw])")
-    source = _bind_source(flag, spec, parts[0])
-    dest = _destination(flag, spec, parts[1])
-    options = ["rbind"]
-    for mode in parts[2].split(",") if len(parts) == 3 else ():
-        if mode in ("ro", "rw"):
-            options.append(mode)
-        elif mode not in ("private", "rprivate"):
-            raise _bad(flag, spec, f"mode {mode!r} is not supported (ro or rw)")
-    return MountRequest("bind", source, dest, tuple(options))
-
-
-def _tmpfs_option(flag: str, spec: str, opt: str) -> str:
-    """``opt`` if the tmpfs allowlist has it (see the module doc), else EngineError."""
-    name, eq, value = opt.partition("=")
-    ok = {"size": _TMPFS_SIZE, "nr_inodes": _NR_INODES, "mode": _OCTAL}
-    if not eq and opt in _TMPFS_FLAGS:
-        return opt
-    if eq and name in ok and ok[name].fullmatch(value):
-        if name == "mode" and int(value, 8) > 0o7777:
-            raise _bad(flag, spec, f"tmpfs option {opt!r}: mode above 7777")
-        return opt
-    if (eq and name in ("uid", "gid") and value.isascii() and value.isdigit()
-            and len(value) <= 10 and int(value) <= _MAX_ID):
-        return opt
-    raise _bad(flag, spec, f"tmpfs option {opt[:80]!r} is not supported (size=, mode= "
-               "octal, uid=, gid=, nr_inodes=, nosuid, nodev, noexec, exec, ro, rw)")
-
-
-def _tmpfs(spec: str) -> MountRequest:
-    flag = "--tmpfs"
-    dest, _, opts = spec.partition(":")
-    dest = _destination(flag, spec, dest)
-    options = tuple(_tmpfs_option(flag, spec, o) for o in opts.split(",") if o) if opts \
-        else ()
-    return MountRequest("tmpfs", "tmpfs", dest, options)
-
-
-def _csv_fields(flag: str, spec: str) -> list[str]:
-    import csv
-
-    try:
-        rows = list(csv.reader([spec]))
-    except csv.Error as exc:
-        raise _bad(flag, spec, str(exc)) from None
-    return rows[0] if rows else []
-
-
-def _mount(spec: str) -> MountRequest:
-    """``--mount``: comma-separated key=value (CSV quoting), Docker's keys and aliases."""
-    flag = "--mount"
-    keys: dict[str, str] = {}
-    aliases = {"src": "source", "dst": "target", "destination": "target", "ro": "readonly"}
-    for field in _csv_fields(flag, spec):
-        key, eq, value = field.partition("=")
-        key = aliases.get(key.strip().lower(), key.strip().lower())
-        if key == "readonly" and not eq:
-            value = "true"
-        elif key not in ("type", "source", "target", "readonly", "bind-propagation",
-                         "bind-recursive", "tmpfs-size", "tmpfs-mode", "consistency"):
-            if key.startswith("volume-"):
-                raise _bad(flag, spec, "named volumes are not supported")
-            raise _bad(flag, spec, f"unexpected key {key[:40]!r}")
-        elif not eq:
-            raise _bad(flag, spec, f"invalid field {field[:40]!r}: must be a key=value pair")
-        keys[key] = value
-    kind = keys.get("type", "volume")
-    if kind not in ("bind", "tmpfs"):
-        raise _bad(flag, spec, f"mount type {kind!r} is not supported (bind or tmpfs; "
-                   "named volumes are not supported)")
-    if "target" not in keys:
-        raise _bad(flag, spec, "target is required")
-    dest = _destination(flag, spec, keys["target"])
-    readonly = keys.get("readonly", "false").lower()
-    if readonly not in _TRUE | _FALSE:
-        raise _bad(flag, spec, f"invalid value for readonly: {readonly!r}")
-    options: list[str] = []
-    if kind == "bind":
-        if "source" not in keys:
-            raise _bad(flag, spec, "source is required for a bind mount")
-        if any(k.startswith("tmpfs-") for k in keys):
-            raise _bad(flag, spec, "tmpfs options are for type=tmpfs only")
-        if keys.get("bind-propagation", "rprivate") not in ("private", "rprivate"):
-            raise _bad(flag, spec, "bind-propagation other than rprivate is not supported yet")
-        recursive = keys.get("bind-recursive", "enabled")
-        if recursive not in ("enabled", "disabled"):
-            raise _bad(flag, spec, f"bind-recursive {recursive!r} is not supported "
-                       "(enabled or disabled)")
-        source = _bind_source(flag, spec, keys["source"])
-        options.append("rbind" if recursive == "enabled" else "bind")
-    else:
-        if "source" in keys or any(k.startswith("bind-") for k in keys):
-            raise _bad(flag, spec, "source and bind options are not supported for tmpfs")
-        source = "tmpfs"
-        if "tmpfs-size" in keys:
-            options.append(f"size={parse_size(flag, keys['tmpfs-size'])}")
-        if "tmpfs-mode" in keys:
-            mode = keys["tmpfs-mode"]
-            if not _OCTAL.fullmatch(mode) or int(mode, 8) > 0o7777:
-                raise _bad(flag, spec, f"tmpfs-mode {mode!r} is not an octal mode")
-            options.append(f"mode={int(mode, 8):o}")
-    if readonly in _TRUE:
-        options.append("ro")
-    return MountRequest(kind, source, dest, tuple(options))
 
 
 def _ulimit(value: str) -> Ulimit:
@@ -642,8 +472,8 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
         entry = _env_entry("-e, --env", value, environ)
         if entry is not None:
             env.append(entry)
-    mounts = [*(_volume(v) for v in ns.volume or ()), *(_mount(v) for v in ns.mount or ()),
-              *(_tmpfs(v) for v in ns.tmpfs or ())]
+    mounts = [*(volume(v) for v in ns.volume or ()), *(mount(v) for v in ns.mount or ()),
+              *(tmpfs(v) for v in ns.tmpfs or ())]
     seen: set[str] = set()
     for m in mounts:
         if m.destination in seen:

@@ -13,12 +13,14 @@ import argparse
 import sys
 from typing import Any
 
+from nsbind.errors import InvalidValue
+
 __all__ = ["add_parsers", "run"]
 
 COMMANDS = ("pull", "push", "login", "logout")
 
 
-class _UsageError(Exception):
+class _UsageError(InvalidValue):
     """Arguments that make no sense: status 125."""
 
 
