@@ -1,4 +1,4 @@
-"""``nsbind image``: inspect, unpack (or load), flatten, ls, rm, gc."""
+"""``nsbind image``: inspect, unpack (or load), flatten, ls, rm, gc, save, import."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def add_parser(sub: Any) -> None:
         if name == "rm":
             q.add_argument("ref", help="a tag or a config digest (prefix)")
         q.add_argument("--store", help="the store directory")
+    q = isub.add_parser("save", help="write stored images as a docker save archive (which "
+                        "is an OCI layout too)")
+    q.add_argument("images", nargs="+", metavar="IMAGE", help="a tag or a config digest")
+    q.add_argument("-o", "--output", required=True, help="the archive to write")
+    q.add_argument("--store", help="the store directory")
+    q = isub.add_parser("import", help="a one-layer image from a directory or a tar of a "
+                        "root filesystem")
+    q.add_argument("source", help="a directory or a tarball (plain, gzip or zstd)")
+    q.add_argument("name", help="the image's tag")
+    q.add_argument("--store", help="the store directory")
 
 
 def parse_platform(text: str | None) -> tuple[str, str] | None:
@@ -154,6 +164,14 @@ def _run(args: argparse.Namespace) -> int:
                 print(path)
         return 0
     store = Store(args.store)
+    if cmd in ("save", "import"):
+        from nsbind.image.save import import_image, save
+
+        if cmd == "save":
+            save(store, args.images, args.output)
+        else:
+            print(import_image(store, args.source, args.name).config_digest)
+        return 0
     if cmd == "ls":
         for img_rec in store.images():
             tags = ",".join(img_rec.tags) or "<none>"
