@@ -37,7 +37,7 @@ from nsbind.image.model import ImageError
 from nsbind.image.reference import Reference, parse_reference
 from nsbind.image.store import Store, StoredImage
 
-__all__ = ["find_image", "layer_tar", "push"]
+__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "find_image", "layer_tar", "push"]
 
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
