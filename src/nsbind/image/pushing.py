@@ -37,7 +37,8 @@ from nsbind.image.model import ImageError
 from nsbind.image.reference import Reference, parse_reference
 from nsbind.image.store import Store, StoredImage
 
-__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "find_image", "layer_tar", "push"]
+__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "find_image", "image_config",
+           "layer_tar", "push"]
 
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -141,7 +142,9 @@ def find_image(store: Store, name: str) -> StoredImage:
     raise ImageError(f"no image {name!r} in the store {store.path}")
 
 
-def _config(img: StoredImage, diff_ids: list[str]) -> bytes:
+def image_config(img: StoredImage, diff_ids: list[str]) -> bytes:
+    """The image config a stored image is written with (push, save): its platform and
+    runtime config, and ``diff_ids`` (the layers as written), as compact sorted JSON."""
     os_name, _, rest = img.platform.partition("/")
     arch, _, variant = rest.partition("/")
     config: dict[str, Any] = {"architecture": arch, "os": os_name,
@@ -195,7 +198,7 @@ def push(image: str, ref: str | Reference | None = None, *, store: Store | str |
                         reg.upload_blob(repo, digest, size, f)
                 if on_blob is not None:
                     on_blob(digest, what)
-        config = _config(img, [d for d, _ in layers])
+        config = image_config(img, [d for d, _ in layers])
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if not reg.has_blob(repo, config_digest):
             import io

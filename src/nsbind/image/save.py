@@ -46,7 +46,14 @@ from nsbind.image.model import (
     Layer,
     host_platform,
 )
-from nsbind.image.pushing import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, find_image, layer_tar
+from nsbind.image.pushing import (
+    CONFIG_TYPE,
+    LAYER_TYPE,
+    MANIFEST_TYPE,
+    find_image,
+    image_config,
+    layer_tar,
+)
 from nsbind.image.reference import parse_reference
 from nsbind.image.store import Store, StoredImage
 from nsbind.image.stream import decompressed
@@ -69,17 +76,6 @@ def _sha(data: bytes) -> str:
 
 def _blob(digest: str) -> str:
     return "blobs/sha256/" + digest.partition(":")[2]
-
-
-def _config(img: StoredImage, diff_ids: list[str]) -> bytes:
-    os_name, _, rest = img.platform.partition("/")
-    arch, _, variant = rest.partition("/")
-    config: dict[str, Any] = {"architecture": arch, "os": os_name,
-                              "config": img.config.to_json(),
-                              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    if variant:
-        config["variant"] = variant
-    return _json(config)
 
 
 def _tag_of(store_tags: Sequence[str], name: str) -> str | None:
@@ -165,7 +161,7 @@ def _documents(selection: _Selection, tars: dict[str, tuple[str, int]]) -> dict[
     repositories: dict[str, dict[str, str]] = {}
     for config_digest, img in selection.images.items():
         layers = [tars[d] for d in img.layers]
-        config = _config(img, [d for d, _ in layers])
+        config = image_config(img, [d for d, _ in layers])
         config_id = _sha(config)
         manifest = _json({
             "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
