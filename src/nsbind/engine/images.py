@@ -13,9 +13,6 @@ from nsbind.image import ImageConfig, ImageError, host_platform
 
 __all__ = ["RunImage", "find_stored", "resolve_image"]
 
-_DEFAULT_REGISTRY = "docker.io/"
-
-
 @dataclasses.dataclass(frozen=True)
 class RunImage:
     """What a container needs of its image: its name, config and layer directories."""
@@ -27,21 +24,6 @@ class RunImage:
     platform: str
 
 
-def _names(ref: str) -> set[str]:
-    """The spellings Docker takes as the same reference: ``busybox``,
-    ``busybox:latest``, ``library/busybox:latest``, ``docker.io/library/busybox:latest``."""
-    name, tag = ref, "latest"
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = ref.rsplit(":", 1)
-    full = name if "/" in name and ("." in name.split("/")[0] or ":" in name.split("/")[0]
-                                    or name.startswith("localhost/")) else (
-        _DEFAULT_REGISTRY + (name if "/" in name else "library/" + name))
-    short = full.removeprefix(_DEFAULT_REGISTRY).removeprefix("library/")
-    return {ref, f"{name}:{tag}", f"{full}:{tag}", f"{short}:{tag}",
-            f"{full.removeprefix(_DEFAULT_REGISTRY)}:{tag}"}
-
-
 def _check_platform(platform: str, what: str) -> None:
     host = "/".join(host_platform())
     if platform.split("/")[:2] != host.split("/")[:2]:
@@ -50,24 +32,21 @@ def _check_platform(platform: str, what: str) -> None:
 
 
 def find_stored(ref: str, store_path: str | None) -> RunImage | None:
-    """The stored image ``ref`` names (a tag, as Docker spells it, or a config digest
-    prefix of at least 6 hex digits), or None."""
+    """The stored image ``ref`` names (see :meth:`nsbind.image.Store.find`), or None."""
     from nsbind.image import Store
 
     store = Store(store_path)
-    names = _names(ref)
-    want = ref.removeprefix("sha256:")
-    hex_ref = len(want) >= 6 and all(c in "0123456789abcdef" for c in want)
-    for img in store.images():
-        if names & set(img.tags) or (hex_ref and img.config_digest[7:].startswith(want)):
-            _check_platform(img.platform, ref)
-            dirs = tuple(store.layer_path(d) for d in img.layers)
-            missing = [d for d in img.layers if not store.has_layer(d)]
-            if missing:
-                raise EngineError(f"image {ref}: layer {missing[0]} is missing from the "
-                                  "store; load the image again")
-            return RunImage(ref, img.config_digest, img.config, dirs, img.platform)
-    return None
+    try:
+        img = store.find(ref)
+    except ImageError:
+        return None
+    _check_platform(img.platform, ref)
+    missing = [d for d in img.layers if not store.has_layer(d)]
+    if missing:
+        raise EngineError(f"image {ref}: layer {missing[0]} is missing from the store; "
+                          "load the image again")
+    return RunImage(ref, img.config_digest, img.config,
+                    tuple(store.layer_path(d) for d in img.layers), img.platform)
 
 
 def resolve_image(ref: str, store_path: str | None, *, quiet: bool = False) -> RunImage:

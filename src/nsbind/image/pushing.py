@@ -37,8 +37,8 @@ from nsbind.image.model import ImageError
 from nsbind.image.reference import Reference, parse_reference
 from nsbind.image.store import Store, StoredImage
 
-__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "find_image", "image_config",
-           "layer_tar", "push"]
+__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "image_config", "layer_tar",
+           "push"]
 
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -127,21 +127,6 @@ def layer_tar(layer_dir: str, out: IO[bytes]) -> tuple[str, int]:
     return sink.digest(), sink.size
 
 
-def find_image(store: Store, name: str) -> StoredImage:
-    """The stored image ``name`` names: a tag (as Docker spells it) or a config digest
-    (prefix of at least 6 hex digits)."""
-    wanted = {name}
-    with contextlib.suppress(ImageError):
-        ref = parse_reference(name)
-        wanted |= {str(ref), ref.familiar()}
-    want = name.removeprefix("sha256:")
-    hex_ref = len(want) >= 6 and all(c in "0123456789abcdef" for c in want)
-    for img in store.images():
-        if wanted & set(img.tags) or (hex_ref and img.config_digest[7:].startswith(want)):
-            return img
-    raise ImageError(f"no image {name!r} in the store {store.path}")
-
-
 def image_config(img: StoredImage, diff_ids: list[str]) -> bytes:
     """The image config a stored image is written with (push, save): its platform and
     runtime config, and ``diff_ids`` (the layers as written), as compact sorted JSON."""
@@ -165,7 +150,7 @@ def push(image: str, ref: str | Reference | None = None, *, store: Store | str |
     from nsbind.image.pulling import registry_for
 
     st = store if isinstance(store, Store) else Store(store)
-    img = find_image(st, image)
+    img = st.find(image)
     target = ref if isinstance(ref, Reference) else parse_reference(ref or image)
     if target.digest is not None:
         raise ImageError(f"push to {target}: a digest reference cannot be pushed to")

@@ -50,7 +50,6 @@ from nsbind.image.pushing import (
     CONFIG_TYPE,
     LAYER_TYPE,
     MANIFEST_TYPE,
-    find_image,
     image_config,
     layer_tar,
 )
@@ -97,7 +96,7 @@ class _Selection:
         self.images: dict[str, StoredImage] = {}
         self.tags: dict[str, list[str]] = {}
         for name in names:
-            img = find_image(store, name)
+            img = store.find(name)
             for diff_id in img.layers:
                 if not store.has_layer(diff_id):
                     raise ImageError(f"{name}: layer {diff_id} is missing from the store")

@@ -215,6 +215,23 @@ class Store:
                                                              f"store record {name}")))
         return sorted(out, key=lambda i: (i.tags[:1], i.config_digest))
 
+    def find(self, name: str) -> StoredImage:
+        """The stored image ``name`` names: a tag, as Docker spells it (``busybox`` is
+        ``docker.io/library/busybox:latest``), or a config digest (a prefix of at least
+        6 hex digits, ``sha256:`` optional); ImageError when there is none."""
+        from nsbind.image.reference import parse_reference
+
+        wanted = {name}
+        with contextlib.suppress(ImageError):
+            ref = parse_reference(name)
+            wanted |= {str(ref), ref.familiar()}
+        want = name.removeprefix("sha256:")
+        hex_ref = len(want) >= 6 and all(c in "0123456789abcdef" for c in want)
+        for img in self.images():
+            if wanted & set(img.tags) or (hex_ref and img.config_digest[7:].startswith(want)):
+                return img
+        raise ImageError(f"no image {name!r} in the store {self.path}")
+
     def remove(self, ref: str) -> list[StoredImage]:
         """Forget the images with tag ``ref`` or whose config digest starts with it
         (``sha256:`` optional); their layers stay until :meth:`gc`."""
