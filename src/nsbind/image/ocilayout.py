@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from typing import IO
 
 from nsbind.image.archive import Archive, blob_path
 from nsbind.image.model import (
@@ -25,7 +27,8 @@ from nsbind.image.model import (
     parse_json,
 )
 
-__all__ = ["load_oci_layout"]
+__all__ = ["CONFIG_TYPES", "INDEX_TYPES", "MANIFEST_TYPES", "Descriptor", "choose_platform",
+           "descriptors", "image_from_manifest", "load_oci_layout"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 #: the full image name containerd, buildkit and ``docker save`` (25+) write beside it
@@ -39,8 +42,9 @@ CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json",
 
 
 @dataclasses.dataclass(frozen=True)
-class _Descriptor:
-    """A content descriptor, checked: what it names and where it was written."""
+class Descriptor:
+    """A content descriptor, checked: what it names and where it was written (an OCI
+    layout's, or a registry's: :mod:`nsbind.image.pulling` reads them alike)."""
 
     what: str
     media_type: str | None
@@ -51,7 +55,7 @@ class _Descriptor:
     image_name: str | None = None
 
     @classmethod
-    def parse(cls, value: object, what: str) -> _Descriptor:
+    def parse(cls, value: object, what: str) -> Descriptor:
         f = Fields(value, what)
         annotations = f.string_map("annotations")
         ref_name = annotations.get(REF_NAME)
@@ -70,8 +74,9 @@ class _Descriptor:
         return "/".join(p for p in self.platform or () if p) or "(no platform)"
 
 
-def _descriptors(doc: Fields) -> list[_Descriptor]:
-    return [_Descriptor.parse(d, f"{doc.name('manifests')} item {i}")
+def descriptors(doc: Fields) -> list[Descriptor]:
+    """The ``manifests`` of an index, checked."""
+    return [Descriptor.parse(d, f"{doc.name('manifests')} item {i}")
             for i, d in enumerate(doc.items("manifests"))]
 
 
@@ -86,19 +91,19 @@ def load_oci_layout(archive: Archive, tag: str | None = None,
                          f"{str(layout.raw.get('imageLayoutVersion'))[:40]!r}")
     index = Fields(parse_json(archive.read("index.json"), f"{src}: index.json"),
                    f"{src}: index.json")
-    descriptors = _descriptors(index)
-    desc = _select(descriptors, tag, src)
+    entries = descriptors(index)
+    desc = _select(entries, tag, src)
     tags = tuple(dict.fromkeys(
-        name for d in descriptors if d.digest == desc.digest
+        name for d in entries if d.digest == desc.digest
         for name in (d.ref_name, d.image_name) if name))
     manifest = _resolve(archive, desc, platform or host_platform(), src, depth=0)
     return _image(archive, manifest, tags, src)
 
 
-def _select(descriptors: list[_Descriptor], tag: str | None, src: str) -> _Descriptor:
+def _select(descriptors: list[Descriptor], tag: str | None, src: str) -> Descriptor:
     if not descriptors:
         raise ImageError(f"{src}: index.json lists no images")
-    named: dict[str | None, _Descriptor] = {}
+    named: dict[str | None, Descriptor] = {}
     for d in descriptors:
         if d.ref_name in named and named[d.ref_name].digest != d.digest and d.ref_name:
             raise ImageError(f"{src}: index.json tags two different images {d.ref_name!r}")
@@ -114,12 +119,12 @@ def _select(descriptors: list[_Descriptor], tag: str | None, src: str) -> _Descr
     raise ImageError(f"{src} holds {len(descriptors)} entries; choose one by tag: {listed}")
 
 
-def _json_blob(archive: Archive, desc: _Descriptor, src: str) -> Fields:
+def _json_blob(archive: Archive, desc: Descriptor, src: str) -> Fields:
     what = f"{src}: blob {desc.digest}"
     return Fields(parse_json(archive.blob(desc.digest, desc.size, MAX_JSON_BYTES), what), what)
 
 
-def _resolve(archive: Archive, desc: _Descriptor, want: tuple[str, str], src: str,
+def _resolve(archive: Archive, desc: Descriptor, want: tuple[str, str], src: str,
              depth: int) -> Fields:
     if depth > 4:
         raise ImageError(f"{src}: indexes nested too deep (a loop?)")
@@ -130,44 +135,62 @@ def _resolve(archive: Archive, desc: _Descriptor, want: tuple[str, str], src: st
     if media not in INDEX_TYPES:
         raise ImageError(f"{src}: {desc.digest} has media type {str(media)[:100]}, neither an "
                          "image manifest nor an index")
-    os_name, arch = want
-    children = _descriptors(doc)
+    return _resolve(archive, choose_platform(doc, want, src), want, src, depth + 1)
+
+
+def choose_platform(index: Fields, want: tuple[str, str], what: str) -> Descriptor:
+    """The first entry of ``index`` for ``want`` (os, architecture), as ``image.load``
+    and ``pull`` choose; ImageError listing what the index has otherwise."""
+    children = descriptors(index)
     for child in children:
-        if child.platform is not None and child.platform[:2] == (os_name, arch):
-            return _resolve(archive, child, want, src, depth + 1)
+        if child.platform is not None and child.platform[:2] == want:
+            return child
     found = ", ".join(c.platform_name for c in children) or "nothing"
-    raise ImageError(f"{src}: no image for {os_name}/{arch} in the index (it has: {found})")
+    raise ImageError(f"{what}: no image for {want[0]}/{want[1]} in the index (it has: {found})")
 
 
-def _image(archive: Archive, manifest: Fields, tags: tuple[str, ...], src: str) -> Image:
+def image_from_manifest(manifest: Fields, *, src: str, tags: tuple[str, ...],
+                        read_blob: Callable[[Descriptor], bytes],
+                        opener: Callable[[Descriptor], Callable[[], IO[bytes]]]) -> Image:
+    """The :class:`Image` an image manifest describes, wherever its blobs are (a layout,
+    a registry): its config read with ``read_blob`` and parsed, its layers opened with
+    what ``opener`` gives.  Refused: an artifact (not an image config), a layer that is
+    not a filesystem tar, a layer count that is not the config's."""
     config_value = manifest.raw.get("config")
     if config_value is None:
         raise ImageError(f"{manifest.name('config')} is missing")
-    config_desc = _Descriptor.parse(config_value, manifest.name("config"))
+    config_desc = Descriptor.parse(config_value, manifest.name("config"))
     if config_desc.media_type not in CONFIG_TYPES:
         raise ImageError(f"{src}: this is an artifact, not an image (config media type "
                          f"{str(config_desc.media_type)[:100]})")
-    descs = [_Descriptor.parse(d, f"{manifest.name('layers')} item {i}")
+    descs = [Descriptor.parse(d, f"{manifest.name('layers')} item {i}")
              for i, d in enumerate(manifest.items("layers"))]
     for desc in descs:
         if desc.media_type not in LAYER_MEDIA_TYPES:
             raise ImageError(f"{src}: layer {desc.digest} has media type "
                              f"{str(desc.media_type)[:100]}, which is not a filesystem layer")
-    config = parse_config(archive.blob(config_desc.digest, config_desc.size),
-                          f"{src}: config {config_desc.digest}")
+    config = parse_config(read_blob(config_desc), f"{src}: config {config_desc.digest}")
     if len(descs) != len(config.diff_ids):
         raise ImageError(f"{src}: {len(descs)} layers but {len(config.diff_ids)} diff_ids in "
                          "the config")
     layers = []
     for index, (desc, diff_id) in enumerate(zip(descs, config.diff_ids, strict=True)):
-        path = blob_path(desc.digest, src)
-        archive.check_file(path)
         assert desc.media_type is not None
         try:
             layers.append(Layer(desc.media_type, desc.size, desc.digest, diff_id,
-                                open=functools.partial(archive.open, path)))
+                                open=opener(desc)))
         except ImageError as exc:
             raise ImageError(f"{src}: layer {index}: {exc}") from None
     return Image(source=src, tags=tags, os=config.os, architecture=config.architecture,
                  variant=config.variant, config=config.config, history=config.history,
                  layers=tuple(layers), config_digest=config_desc.digest, raw_config=config.raw)
+
+
+def _image(archive: Archive, manifest: Fields, tags: tuple[str, ...], src: str) -> Image:
+    def opener(desc: Descriptor) -> Callable[[], IO[bytes]]:
+        path = blob_path(desc.digest, src)
+        archive.check_file(path)
+        return functools.partial(archive.open, path)
+
+    return image_from_manifest(manifest, src=src, tags=tags, opener=opener,
+                               read_blob=lambda d: archive.blob(d.digest, d.size))

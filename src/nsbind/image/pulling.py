@@ -19,18 +19,14 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, cast
 
-from nsbind.image.model import (
-    LAYER_MEDIA_TYPES,
-    MAX_JSON_BYTES,
-    Fields,
-    Image,
-    ImageError,
-    Layer,
-    host_platform,
-    parse_config,
-    parse_json,
+from nsbind.image.model import MAX_JSON_BYTES, Fields, Image, ImageError, host_platform, parse_json
+from nsbind.image.ocilayout import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Descriptor,
+    choose_platform,
+    image_from_manifest,
 )
-from nsbind.image.ocilayout import CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES
 from nsbind.image.reference import Reference, parse_reference
 from nsbind.image.registry import Registry
 from nsbind.image.store import Store, StoredImage
@@ -66,14 +62,6 @@ def registry_for(ref: Reference, *, tls_verify: bool = True,
                     retries=retries, backoff=backoff)
 
 
-def _descriptor(value: object, what: str) -> tuple[str | None, str, int, Fields]:
-    f = Fields(value, what)
-    size = f.size("size")
-    if size is None:
-        raise ImageError(f"{f.name('size')} is missing")
-    return f.text("mediaType"), f.digest("digest"), size, f
-
-
 def _media(doc: Fields, header: str | None) -> str:
     media = doc.text("mediaType") or (header or "").split(";")[0].strip()
     if media in _SCHEMA1 or doc.raw.get("schemaVersion") == 1:
@@ -92,58 +80,32 @@ def _choose(reg: Registry, repo: str, want: tuple[str, str], what: str,
         if media not in INDEX_TYPES and not (not media and "manifests" in doc.raw):
             raise ImageError(f"{what}: media type {media[:100]!r} is neither an image "
                              "manifest nor an index")
-        found = []
-        chosen = None
-        for i, item in enumerate(doc.items("manifests")):
-            _, digest, size, f = _descriptor(item, f"{doc.name('manifests')} item {i}")
-            plat = f.obj("platform")
-            name = "(no platform)"
-            if plat is not None:
-                os_name, arch = plat.text("os") or "", plat.text("architecture") or ""
-                name = "/".join(p for p in (os_name, arch, plat.text("variant")) if p)
-                if (os_name, arch) == want and chosen is None:
-                    chosen = (digest, size)
-            found.append(name)
-        if chosen is None:
-            raise ImageError(f"{what}: no image for {want[0]}/{want[1]} in the index (it has: "
-                             f"{', '.join(found) or 'nothing'})")
-        if chosen[1] > MAX_JSON_BYTES:
-            raise ImageError(f"{what}: a manifest of {chosen[1]} bytes: refused")
-        data, header, _ = reg.manifest(repo, chosen[0])
-        what = f"manifest {reg.host}/{repo}@{chosen[0]}"
+        chosen = choose_platform(doc, want, what)
+        if _sized(chosen) > MAX_JSON_BYTES:
+            raise ImageError(f"{what}: a manifest of {chosen.size} bytes: refused")
+        data, header, _ = reg.manifest(repo, chosen.digest)
+        what = f"manifest {reg.host}/{repo}@{chosen.digest}"
     raise ImageError(f"{what}: indexes nested too deep (a loop?)")
 
 
 def _image(reg: Registry, ref: Reference, manifest: Fields, abort: threading.Event,
            tags: tuple[str, ...]) -> Image:
     repo = ref.repository
-    config_value = manifest.raw.get("config")
-    if config_value is None:
-        raise ImageError(f"{manifest.name('config')} is missing")
-    cfg_media, cfg_digest, cfg_size, _ = _descriptor(config_value, manifest.name("config"))
-    if cfg_media not in CONFIG_TYPES:
-        raise ImageError(f"{ref}: this is an artifact, not an image (config media type "
-                         f"{str(cfg_media)[:100]})")
-    descs = [_descriptor(d, f"{manifest.name('layers')} item {i}")
-             for i, d in enumerate(manifest.items("layers"))]
-    for media, digest, _, _ in descs:
-        if media not in LAYER_MEDIA_TYPES:
-            raise ImageError(f"{ref}: layer {digest} has media type {str(media)[:100]}, "
-                             "which is not a filesystem layer nsbind can unpack")
-    config = parse_config(reg.blob(repo, cfg_digest, cfg_size, MAX_JSON_BYTES),
-                          f"{ref}: config {cfg_digest}")
-    if len(descs) != len(config.diff_ids):
-        raise ImageError(f"{ref}: {len(descs)} layers but {len(config.diff_ids)} diff_ids in "
-                         "the config")
-    layers = []
-    for (media, digest, size, _), diff_id in zip(descs, config.diff_ids, strict=True):
-        assert media is not None
-        opener = functools.partial(reg.open_blob, repo, digest, size, abort)
-        layers.append(Layer(media, size, digest, diff_id,
-                            open=cast(Callable[[], IO[bytes]], opener)))
-    return Image(source=str(ref), tags=tags, os=config.os, architecture=config.architecture,
-                 variant=config.variant, config=config.config, history=config.history,
-                 layers=tuple(layers), config_digest=cfg_digest, raw_config=config.raw)
+
+    def opener(desc: Descriptor) -> Callable[[], IO[bytes]]:
+        return cast(Callable[[], IO[bytes]],
+                    functools.partial(reg.open_blob, repo, desc.digest, _sized(desc), abort))
+
+    return image_from_manifest(
+        manifest, src=str(ref), tags=tags, opener=opener,
+        read_blob=lambda d: reg.blob(repo, d.digest, _sized(d), MAX_JSON_BYTES))
+
+
+def _sized(desc: Descriptor) -> int:
+    """A registry's descriptor must state its size (downloads are capped by it)."""
+    if desc.size is None:
+        raise ImageError(f"{desc.what}: the size is missing")
+    return desc.size
 
 
 class _Bars:
