@@ -31,12 +31,15 @@ if TYPE_CHECKING:
     from nsbind.engine.runopts import RunOptions
 
 __all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "connect",
-           "disconnect", "mount_root", "prepare", "remove_container", "signal_number",
-           "write_bundle"]
+           "devnull_onto", "disconnect", "mount_root", "prepare", "private_mounts",
+           "remove_container", "signal_number", "write_bundle"]
 
 #: tmpfs mounts a read-only root gets where nothing else is mounted (podman's
 #: ``--read-only-tmpfs``): programs need somewhere to write
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
+
+
+_RECORD_STORES: dict[str | None, RecordStore] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,12 @@ class EngineConfig:
         default_factory=lambda: os.environ.get("NSBIND_NFT_TABLE") or "nsbind")
 
     def records(self) -> RecordStore:
-        return RecordStore(self.state)
+        """The record store (made once per process and state root: its directories are
+        made then, not at every use)."""
+        store = _RECORD_STORES.get(self.state)
+        if store is None:
+            store = _RECORD_STORES[self.state] = RecordStore(self.state)
+        return store
 
     def store_root(self) -> str:
         from nsbind.image import default_store_path
@@ -210,16 +218,29 @@ def _take_address(config: EngineConfig, records: RecordStore, network: str,
     return net.name, ip, peers(records, net.name, container_id)
 
 
-def mount_root(launch: Launch) -> str:
-    """Move this process into a mount namespace of its own (``/`` a slave of the host's,
-    so nothing mounted here reaches the host) and mount the container's root there:
-    the image's layers under overlayfs with the container's upper directory, or the
-    ``--rootfs`` directory as it is.  The root's path."""
+def devnull_onto(*fds: int) -> None:
+    """Point ``fds`` of this process (its stdio) at /dev/null."""
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in fds:
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def private_mounts() -> None:
+    """Move this process into a mount namespace of its own, ``/`` a slave of the host's:
+    what it mounts never reaches the host, and goes when its last user does."""
     import nsbind
     from nsbind import CloneFlags, MountFlags
 
     nsbind.unshare(CloneFlags.NEWNS)
     nsbind.mount(None, "/", None, MountFlags.REC | MountFlags.SLAVE)
+
+
+def mount_root(launch: Launch) -> str:
+    """Mount the container's root in a mount namespace of this process's own
+    (:func:`private_mounts`): the image's layers under overlayfs with the container's
+    upper directory, or the ``--rootfs`` directory as it is.  The root's path."""
+    private_mounts()
     if launch.image is None:
         return os.path.realpath(launch.opts.rootfs or "/")
     from nsbind.mounts import overlay

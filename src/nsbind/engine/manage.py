@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nsbind.engine.errors import EngineError
-from nsbind.engine.launch import EngineConfig, as_engine_error, remove_container
+from nsbind.engine.launch import EngineConfig, as_engine_error, devnull_onto, remove_container
 from nsbind.engine.records import status_of
 
 __all__ = ["container_pids", "describe", "exec_command", "kill", "ps_rows", "rm", "stop",
@@ -72,9 +72,10 @@ def stop(config: EngineConfig, ref: str, timeout: int | None = None) -> str:
     records = config.records()
     record = records.load(records.find(ref))
     cid = str(record["id"])
-    if status_of(record) in ("running", "paused"):
+    status = status_of(record)
+    if status in ("running", "paused"):
         wait_for = int(record.get("stopTimeout", 10)) if timeout is None else timeout
-        if status_of(record) == "paused":
+        if status == "paused":
             _signal(config, record, signal.SIGKILL)
         else:
             _signal(config, record, int(record.get("stopSignal") or signal.SIGTERM))
@@ -90,10 +91,11 @@ def rm(config: EngineConfig, ref: str, force: bool = False) -> str:
     records = config.records()
     record = records.load(records.find(ref))
     cid = str(record["id"])
-    if status_of(record) in ("running", "paused"):
+    status = status_of(record)
+    if status in ("running", "paused"):
         if not force:
             raise EngineError(f"cannot remove container {ref}: container is "
-                              f"{status_of(record)}: stop the container before removing "
+                              f"{status}: stop the container before removing "
                               "or force remove", err=errno.EBUSY)
         _signal(config, record, signal.SIGKILL)
         _wait_exit(config, cid, 30)
@@ -206,9 +208,7 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
             raise EngineError(f"exec -u {user}: {exc}") from None
         uid_gid, gids = f"{found.uid}:{found.gid}", found.groups
     if not interactive:
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+        devnull_onto(0)
     opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
                        additional_gids=tuple(gids), cwd=workdir, detach=detach)
     try:

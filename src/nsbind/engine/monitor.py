@@ -23,6 +23,7 @@ from nsbind.engine.launch import (
     Launch,
     as_engine_error,
     connect,
+    devnull_onto,
     disconnect,
     mount_root,
     remove_container,
@@ -80,13 +81,6 @@ def _monitor(launch: Launch, status_fd: int) -> None:
         os._exit(code)
 
 
-def _devnull_stdio() -> None:
-    fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    for target in (0, 1, 2):
-        os.dup2(fd, target)
-    os.close(fd)
-
-
 def _serve(launch: Launch, status_fd: int) -> int:
     from nsbind.engine.jsonlog import LogWriter
     from nsbind.oci.createop import CGROUP_PARENT, create
@@ -95,7 +89,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
     from nsbind.oci.state import start_time
 
     records, cid, opts = launch.records, launch.container_id, launch.opts
-    _devnull_stdio()
+    devnull_onto(0, 1, 2)
     records.update(cid, monitorPid=os.getpid(), monitorStartTime=start_time(os.getpid()))
     rootfs = mount_root(launch)
     write_bundle(launch, rootfs)
@@ -124,7 +118,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
                                  cgroup_parent=CGROUP_PARENT,
                                  no_cgroup=launch.config.rootless)["pid"])
             finally:
-                _devnull_stdio()  # the monitor holds no write end: EOF when they close
+                devnull_onto(1, 2)  # the monitor holds no write end: EOF when they close
             readers = {out_r: "stdout", err_r: "stderr"}
         connect(launch, pid)
         start(records.oci_root, cid)

@@ -32,30 +32,30 @@ def network_of(nets: NetworkStore, network: str) -> Network:
     return nets.default() if network == "bridge" else nets.get(network)
 
 
-def peers(records: Any, network: str, but: str) -> list[tuple[str, str]]:
-    """(address, name) of the running containers on ``network`` other than ``but``."""
+def _members(records: Any, network: str) -> list[dict[str, Any]]:
+    """The running containers on ``network`` that have an address."""
     from nsbind.engine.records import status_of
 
-    found = []
-    for record in records.records():
-        if (record.get("network") == network and record.get("ip") and record["id"] != but
-                and status_of(record) in ("created", "running", "paused")):
-            found.append((str(record["ip"]), str(record["name"])))
-    return found
+    return [r for r in records.records()
+            if r.get("network") == network and r.get("ip")
+            and status_of(r) in ("created", "running", "paused")]
+
+
+def peers(records: Any, network: str, but: str) -> list[tuple[str, str]]:
+    """(address, name) of the running containers on ``network`` other than ``but``."""
+    return [(str(r["ip"]), str(r["name"])) for r in _members(records, network)
+            if r["id"] != but]
 
 
 def refresh_hosts(records: Any, network: str) -> None:
     """Rewrite, in place, the /etc/hosts of every running container on ``network`` so it
-    names all the others."""
+    names all the others (the records are read once)."""
     from nsbind.engine.etcfiles import hosts_file
-    from nsbind.engine.records import status_of
 
-    for record in records.records():
-        if (record.get("network") != network or not record.get("ip")
-                or status_of(record) not in ("created", "running", "paused")):
-            continue
-        text = hosts_file(str(record["hostname"]), address=str(record["ip"]),
-                          extra=peers(records, network, str(record["id"])))
+    members = _members(records, network)
+    for record in members:
+        others = [(str(r["ip"]), str(r["name"])) for r in members if r["id"] != record["id"]]
+        text = hosts_file(str(record["hostname"]), address=str(record["ip"]), extra=others)
         path = os.path.join(str(record["storage"]), "hosts")
         with contextlib.suppress(OSError):
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)

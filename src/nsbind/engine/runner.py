@@ -17,9 +17,11 @@ from nsbind.engine.launch import (
     Launch,
     as_engine_error,
     connect,
+    devnull_onto,
     disconnect,
     mount_root,
     prepare,
+    private_mounts,
     remove_container,
     write_bundle,
 )
@@ -38,13 +40,11 @@ def dry_run(config: EngineConfig, opts: RunOptions) -> str:
     import tempfile
 
     import nsbind
-    from nsbind import CloneFlags, MountFlags
     from nsbind.engine.images import resolve_image
     from nsbind.engine.specgen import build_spec
 
     image = None if opts.rootfs else resolve_image(opts.image or "", config.store)
-    nsbind.unshare(CloneFlags.NEWNS)
-    nsbind.mount(None, "/", None, MountFlags.REC | MountFlags.SLAVE)
+    private_mounts()
     with tempfile.TemporaryDirectory(prefix="nsbind-dry-run-") as tmp:
         rootfs = os.path.realpath(opts.rootfs) if opts.rootfs else tmp
         mounted = image is not None and len(image.layer_dirs) > 1
@@ -98,9 +98,7 @@ def _foreground(launch: Launch) -> int:
         rootfs = mount_root(launch)
         write_bundle(launch, rootfs)
         if not launch.opts.interactive:  # as Docker: no -i, no stdin for the container
-            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            os.dup2(devnull, 0)
-            os.close(devnull)
+            devnull_onto(0)
         try:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
                                  escalate=signal.SIGINT,  # Ctrl-C twice: killed
