@@ -8,7 +8,9 @@ it are refused.  Files are created with O_EXCL|O_NOFOLLOW and metadata is set on
 fds or with AT_SYMLINK_NOFOLLOW, so nothing is ever written through a symlink.
 
 :func:`remove_tree` removes a tree without recursion and with a fixed number of open
-fds, however deep it is (a layer may nest thousands of directories).
+fds, however deep it is (a layer may nest thousands of directories); without root it
+gives itself u+rwx on each directory it owns before it enters it (a 0555 or 0644
+directory of an image), through the directory's fd (:func:`open_owned_dir`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from nsbind._sys.mount import openat2
 from nsbind.flags import ResolveFlags
 from nsbind.image.model import ImageError
 
-__all__ = ["Tree", "remove_path", "remove_tree"]
+__all__ = ["Tree", "open_owned_dir", "remove_path", "remove_tree"]
 
 _BENEATH = ResolveFlags.BENEATH | ResolveFlags.NO_MAGICLINKS
 _MAX_LINKS = 40
@@ -125,23 +126,41 @@ class Tree:
                 os.close(fd)
 
 
-def _retry_writable(remove: Callable[..., None], name: str, fd: int) -> None:
-    """``remove(name, dir_fd=fd)`` (unlink or rmdir); if the directory's mode refused it
-    (an unprivileged caller and a 0555 directory of an image), make the directory
-    writable for its owner and try once more."""
+def open_owned_dir(parent: int, name: str) -> int:
+    """An O_RDONLY fd of the directory ``name`` in ``parent`` (never through a symlink),
+    which its owner may read, write and search: when the caller (not root, which needs
+    none of it) owns the directory and its mode lacks any of them (an image's 0555, 0644
+    or 0000 directory), u+rwx is added through the directory's own fd, never by name."""
     try:
-        remove(name, dir_fd=fd)
-    except PermissionError:
-        os.fchmod(fd, 0o700)
-        remove(name, dir_fd=fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except PermissionError:  # no read permission: reached through an O_PATH fd instead
+        return _open_unreadable(parent, name)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid() != 0:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def _open_dir(parent: int, name: str) -> int:
+def _open_unreadable(parent: int, name: str) -> int:
+    pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  dir_fd=parent)
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent)
-    except PermissionError:  # a 0000 directory, unprivileged: it is ours to remove
-        os.chmod(name, 0o700, dir_fd=parent)  # lstat-ed as a directory, not a link
-        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        st = os.fstat(pfd)
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+        if st.st_uid != os.geteuid() or os.geteuid() == 0:
+            raise denied
+        try:
+            # an O_PATH fd takes no fchmod; its /proc/self/fd link is this very inode
+            os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode) | 0o700)
+        except OSError:
+            raise denied from None  # no /proc: the directory stays unreadable
+        return os.open(".", _DIR_FLAGS, dir_fd=pfd)
+    finally:
+        os.close(pfd)
 
 
 def _clear(fd: int, dev: int) -> list[str]:
@@ -156,7 +175,7 @@ def _clear(fd: int, dev: int) -> list[str]:
                               entry.name)
             subdirs.append(entry.name)
         else:
-            _retry_writable(os.unlink, entry.name, fd)
+            os.unlink(entry.name, dir_fd=fd)
     return subdirs
 
 
@@ -169,7 +188,7 @@ def remove_tree(parent: int, name: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=parent)
         return
-    cur = _open_dir(parent, name)
+    cur = open_owned_dir(parent, name)
     try:
         top = os.fstat(cur)
         # per level: its name in the level above, its subdirectories left, its inode
@@ -179,7 +198,7 @@ def remove_tree(parent: int, name: str) -> None:
             here, subdirs, _ = levels[-1]
             if subdirs:
                 sub = subdirs.pop()
-                nfd = _open_dir(cur, sub)
+                nfd = open_owned_dir(cur, sub)
                 os.close(cur)
                 cur = nfd
                 levels.append((sub, _clear(cur, top.st_dev), os.fstat(cur).st_ino))
@@ -193,7 +212,7 @@ def remove_tree(parent: int, name: str) -> None:
             st = os.fstat(cur)
             if (st.st_dev, st.st_ino) != (top.st_dev, levels[-1][2]):
                 raise OSError(errno.ESTALE, "the tree moved while it was removed", here)
-            _retry_writable(os.rmdir, here, cur)
+            os.rmdir(here, dir_fd=cur)
     finally:
         os.close(cur)
     os.rmdir(name, dir_fd=parent)

@@ -17,6 +17,14 @@ malformed (bad headers, times, ids, device numbers, xattr names, sparse maps, a
 truncated stream).  A filesystem refusal (EINVAL, EPERM, ...) is an ImageError too;
 a full disk, EIO or a read-only filesystem stays an OSError, naming the member.
 
+Directories are made 0700 and get their modes and times last, deepest first, after all
+members (GNU tar's delayed set-stat, umoci's unprivileged unpack): without root, a
+0555 directory can still be filled, and a directory without search permission (0644)
+can still hold one.  An existing directory a layer lists (a lower layer's, stacked) is
+opened to its owner until then, through its own fd
+(:func:`~nsbind.image.tree.open_owned_dir`).
+Xattrs are set before modes: ``user.*`` ones need write access (a 0444 file's).
+
 Caps, per layer (keyword arguments of :func:`extract_layer`, :func:`unpack_tar` and
 the :class:`~nsbind.image.Store` methods; raise them for a huge layer):
 
@@ -41,13 +49,13 @@ import dataclasses
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
 from nsbind.image.stream import LayerStream, Readable
 from nsbind.image.tarreader import TarEntry, TarReader
-from nsbind.image.tree import Tree, remove_tree
+from nsbind.image.tree import Tree, open_owned_dir, remove_tree
 
 __all__ = ["MAX_LAYER_DEPTH", "MAX_LAYER_ENTRIES", "LayerStats", "extract_layer",
            "unpack_tar"]
@@ -154,25 +162,33 @@ class _Extractor:
         self.caps = caps
         self.stats = LayerStats()
         self.seen: dict[str, str] = {}   # path -> "dir", "file", "whiteout", ...
-        self.dir_times: list[tuple[str, int]] = []
+        # path -> (member, mode, mtime): set by finish(), once the members are in
+        self.dirs: dict[str, tuple[str, int, int]] = {}
         self.root = _can_chown()
 
     # ------------------------------------------------------------ entries
 
     def entry(self, reader: TarReader, m: TarEntry) -> None:
         """Extract one member; a filesystem refusal becomes an ImageError naming it."""
-        try:
+        with self._naming(m.name):
             self._entry(reader, m)
+
+    @contextlib.contextmanager
+    def _naming(self, member: str) -> Iterator[None]:
+        """A filesystem refusal becomes an ImageError naming ``member``; the host's own
+        errors stay OSErrors, naming it too."""
+        try:
+            yield
         except ImageError:
             raise
         except OSError as exc:
             if exc.errno in _HOST_ERRNOS:
-                raise OSError(exc.errno, f"{self.tree.label}: extracting {m.name!r}: "
+                raise OSError(exc.errno, f"{self.tree.label}: extracting {member!r}: "
                               f"{exc.strerror}") from exc
-            raise self.tree.refuse(m.name, "the filesystem refused it: "
+            raise self.tree.refuse(member, "the filesystem refused it: "
                                    f"{exc.strerror or exc}") from None
         except (ValueError, OverflowError) as exc:
-            raise self.tree.refuse(m.name, str(exc)) from None
+            raise self.tree.refuse(member, str(exc)) from None
 
     def _entry(self, reader: TarReader, m: TarEntry) -> None:
         tree = self.tree
@@ -235,15 +251,15 @@ class _Extractor:
             self.tree.forget()
 
     def _dir(self, parent: int, name: str, rel: str, m: TarEntry) -> None:
+        """Made 0700, or an existing one opened to its owner; finish() sets its mode."""
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=parent)
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=parent)
+        fd = open_owned_dir(parent, name)
         try:
-            self._meta_fd(fd, m)
+            self._meta_fd(fd, m, mode=False)
         finally:
             os.close(fd)
-        self.dir_times.append((rel, m.mtime_ns))
+        self.dirs[rel] = (m.name, m.mode & 0o7777, m.mtime_ns)
 
     def _file(self, reader: TarReader, parent: int, name: str, m: TarEntry) -> None:
         if m.size > self.caps.bytes - self.stats.written:
@@ -360,10 +376,9 @@ class _Extractor:
 
     # ------------------------------------------------------------ metadata
 
-    def _meta_fd(self, fd: int, m: TarEntry) -> None:
+    def _meta_fd(self, fd: int, m: TarEntry, *, mode: bool = True) -> None:
         if self.root:
             os.fchown(fd, m.uid, m.gid)
-        os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears set-id bits
         for name, value in m.xattrs:
             if name.startswith(_OVERLAY_XATTRS):
                 continue
@@ -375,6 +390,10 @@ class _Extractor:
                     raise self.tree.refuse(m.name, f"the filesystem refused its xattr "
                                            f"{shown!r}: {exc.strerror}") from None
                 self.stats.skipped.append(f"{m.name}: xattr {shown}: {exc.strerror}")
+        if mode:
+            # after chown, which clears set-id bits, and after the xattrs: user.* ones
+            # need write access (a 0444 file's, without root)
+            os.fchmod(fd, m.mode & 0o7777)
 
     def _meta_nofollow(self, parent: int, name: str, m: TarEntry) -> None:
         if self.root:
@@ -386,10 +405,19 @@ class _Extractor:
         os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
     def finish(self) -> None:
-        """Directory times last: adding entries changed them."""
-        for rel, mtime in reversed(self.dir_times):
-            try:
-                parent, name = self.tree.parent(rel, create=False)
-                os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
-                pass  # removed by a later whiteout or opaque marker
+        """Directory modes and times last, deepest first: until then each stays open to
+        its owner (for its members, and the search of deeper ones), and adding members
+        changed its times."""
+        for rel in sorted(self.dirs, key=lambda path: path.count("/"), reverse=True):
+            member, mode, mtime = self.dirs[rel]
+            with self._naming(member):
+                try:
+                    parent, name = self.tree.parent(rel, create=False)
+                    fd = open_owned_dir(parent, name)  # (one reached twice, by a link)
+                except FileNotFoundError:
+                    continue  # removed by a later whiteout or opaque marker
+                try:
+                    os.fchmod(fd, mode)
+                    os.utime(fd, ns=(mtime, mtime))
+                finally:
+                    os.close(fd)
