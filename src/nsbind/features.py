@@ -29,15 +29,22 @@ __all__ = ["cgroup2_delegated", "cgroup_kill", "clone_into_cgroup", "idmapped_mo
 @functools.cache
 def lowerdir_plus() -> bool:
     """overlayfs takes one ``lowerdir+`` option per layer (Linux 6.8); without it a
-    mount has one ``lowerdir=`` string (255 bytes through fsconfig)."""
+    mount has one ``lowerdir=`` string (255 bytes through fsconfig).
+
+    Before 6.5 overlayfs parsed its options only at mount time (the legacy context takes
+    any key), so a key that exists nowhere must be refused for the answer to count."""
     try:
         with fsopen("overlay") as ctx:
             ctx.set_string("lowerdir+", "/")
+            try:
+                ctx.set_string("nsbind-no-such-option", "x")
+            except NsbindError as exc:
+                return exc.errno == errno.EINVAL
+            return False  # a legacy context: it took a key overlayfs does not have
     except NsbindError as exc:
         if exc.errno in (errno.EINVAL, errno.ENODEV, errno.ENOSYS, errno.EPERM):
             return False
         raise
-    return True
 
 
 @functools.cache
