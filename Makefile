@@ -1,12 +1,17 @@
 # Convenience targets; the README's two commands need no make.
-.PHONY: test test-v2 bench
+.PHONY: test test-kernels test-unprivileged bench
 
 test:
 	bash scripts/test.sh
 
-# the cgroup tests in a qemu guest on a pure cgroup v2 kernel (tests/vm_v2.py)
-test-v2:
-	python3 tests/vm_v2.py
+# the whole suite in qemu guests: Debian's 6.1 and 6.12 kernels, pure cgroup v2 and
+# hybrid (tests/vm.py; one line per combination, non-zero if any failed)
+test-kernels:
+	python3 tests/vm.py --matrix --quiet
+
+# the tests that need no privilege, as a user made for the run (tests/unprivileged.py)
+test-unprivileged:
+	python3 tests/unprivileged.py
 
 bench:
 	bash scripts/bench.sh

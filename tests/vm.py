@@ -1,0 +1,382 @@
+"""Run nsbind's test suite on the kernels users run, in qemu virtual machines.
+
+This host is one kernel (a recent one) with one cgroup layout.  This boots Debian's
+kernels - ``linux-image-amd64`` (6.1) and the newest ``linux-image-6.12.*-amd64-unsigned``
+(6.12) - under qemu (plain emulation: with -enable-kvm the guest hangs on this
+machine), with the cgroup layout chosen at boot:
+
+``v2``
+    pure cgroup v2 (``cgroup_no_v1=all``), every controller enabled at the root as
+    systemd does;
+``hybrid``
+    v1 controllers mounted as Debian 10 and Ubuntu 20.04's systemd did (``cpu,cpuacct``
+    and ``net_cls,net_prio`` co-mounted, with their single-name links), a named
+    ``systemd`` hierarchy and an empty cgroup2 at ``/sys/fs/cgroup/unified``.
+
+The guest's root is this host's root, read-only over 9p, under an overlay whose upper
+layer is guest memory: the tests find the same interpreter, checkout and peers
+(runc, podman, containerd ...) and may write anywhere, but nothing reaches the host.
+Its own /proc, /sys, /dev, the cgroup mounts and tmpfs on /run, /tmp and /var/tmp
+are mounted over it, the kernel's modules are this kernel package's (``modprobe`` is
+busybox's, over a modules.dep made when the package was unpacked), and a 64 MiB
+virtio disk is there for the io controller tests.  A busybox initramfs builds that
+root and switches into it (not a chroot: the kernel refuses user namespaces in one),
+then runs ``python -m pytest`` and prints ``NSBIND-VM-RESULT <status>``.
+
+    python3 tests/vm.py [--kernel 6.1] [--cgroups v2] [-- pytest args]
+    python3 tests/vm.py --matrix            # 6.1 and 6.12, v2 and hybrid (make test-kernels)
+
+Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, K
+skipped`` and pytest's summary; the exit status is non-zero if any failed.  Needs
+root, qemu-system-x86, busybox-static and apt access to download the kernel packages
+(cached, unpacked, in ~/.cache/nsbind-vm or $NSBIND_VM_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import io
+import lzma
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CACHE = pathlib.Path(os.environ.get("NSBIND_VM_CACHE",
+                                    pathlib.Path.home() / ".cache" / "nsbind-vm"))
+BUSYBOX = "/usr/bin/busybox"
+KERNELS = ("6.1", "6.12")
+LAYOUTS = ("v2", "hybrid")
+# loaded by the initramfs (the rest is loaded on demand by busybox's modprobe)
+MODULES = ["virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+           "virtio_pci", "virtio_blk", "loop", "netfs", "fscache", "9pnet", "9pnet_virtio",
+           "9p", "overlay"]
+OPTIONAL_MODULES = {"fscache", "virtio_pci_legacy_dev", "loop", "netfs"}  # built in on some
+MARKER = "NSBIND-VM-RESULT"
+GUEST_ENV = "NSBIND_VM_GUEST"  # set in the guest: "<kernel release> <layout>"
+DEFAULT_PYTEST = ["tests"]
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+fail() { echo "$MARKER $1 ($2)"; poweroff -f; }
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do insmod /modules/$m.ko || echo "insmod $m failed"; done
+mkdir -p /host /rw /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host /host ||
+    fail 98 "no 9p root"
+mount -t tmpfs -o mode=755 rw /rw && mkdir /rw/upper /rw/work
+mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
+    fail 97 "no overlay root"
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts devpts $R/dev/pts
+mount -t tmpfs shm $R/dev/shm
+for f in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/proc/self/fd/2; do
+    ln -sf ${f#*:} $R/dev/${f%%:*}
+done
+mount -t tmpfs -o mode=755 run $R/run
+mount -t tmpfs -o mode=1777 tmp $R/tmp
+mount -t tmpfs -o mode=1777 vartmp $R/var/tmp
+# the kernel's modules, and busybox's modprobe for the kernel to call
+mkdir -p $R/usr/lib/modules/$RELEASE $R/usr/lib/nsbind-vm
+mount --bind $R$MODULES_TREE $R/usr/lib/modules/$RELEASE
+ln -s /usr/bin/busybox $R/usr/lib/nsbind-vm/modprobe
+echo /usr/lib/nsbind-vm/modprobe > /proc/sys/kernel/modprobe
+$CGROUPS
+umount /proc /sys /dev
+exec switch_root $R /usr/bin/busybox sh -c "$STAGE2"
+fail 96 "switch_root failed"
+""".replace("$MARKER", MARKER)
+
+CGROUPS_V2 = r"""mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
+for c in $(cat $R/sys/fs/cgroup/cgroup.controllers); do
+    echo "+$c" > $R/sys/fs/cgroup/cgroup.subtree_control
+done"""
+
+# systemd's hybrid layout (Debian 10, Ubuntu 20.04): each enabled v1 controller on a
+# hierarchy of its own, cpu+cpuacct and net_cls+net_prio together with a link per name
+CGROUPS_HYBRID = r"""C=$R/sys/fs/cgroup
+mount -t tmpfs -o mode=755 tmpfs $C
+enabled=" $(awk 'NR > 1 && $4 == 1 {printf "%s ", $1}' /proc/cgroups)"
+for h in cpu,cpuacct net_cls,net_prio cpuset memory devices freezer blkio perf_event \
+         hugetlb pids rdma misc; do
+    want=
+    for c in $(echo $h | tr , ' '); do
+        case "$enabled" in *" $c "*) want=${want:+$want,}$c ;; esac
+    done
+    [ -n "$want" ] || continue
+    mkdir $C/$want && mount -t cgroup -o $want cgroup $C/$want
+    case $want in *,*) for c in $(echo $want | tr , ' '); do ln -s $want $C/$c; done ;; esac
+done
+mkdir $C/systemd $C/unified
+mount -t cgroup -o none,name=systemd cgroup $C/systemd
+mount -t cgroup2 cgroup2 $C/unified"""
+
+STAGE2 = r"""export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+hostname nsbind-guest
+ip link set lo up
+echo "guest kernel $(uname -r) cgroups $LAYOUT: $(cat /proc/self/cgroup | tr '\n' ' ')"
+cd $CHECKOUT && $COMMAND
+echo "$MARKER $?"
+busybox poweroff -f"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    package: str
+    release: str  # uname -r
+    vmlinuz: pathlib.Path
+    modules: pathlib.Path  # lib/modules/<release>: decompressed, with busybox's modules.dep
+
+
+def _newest_612() -> str:
+    names = subprocess.run(["apt-cache", "pkgnames", "linux-image-6.12."], check=True,
+                           capture_output=True, text=True).stdout.split()
+    found = []
+    for name in names:
+        m = re.fullmatch(r"linux-image-6\.12\.(\d+)\+deb(\d+)-amd64-unsigned", name)
+        if m:
+            found.append(((int(m.group(1)), int(m.group(2))), name))
+    if not found:
+        raise RuntimeError("apt knows no linux-image-6.12.*-amd64-unsigned package "
+                           "(bookworm-security or bookworm-backports carries it)")
+    return max(found)[1]
+
+
+def kernel_package(series: str) -> str:
+    """The Debian package of kernel ``series`` ("6.1": what linux-image-amd64 pulls in)."""
+    if series == "6.12":
+        return _newest_612()
+    if series != "6.1":
+        raise ValueError(f"kernel {series!r}: one of {', '.join(KERNELS)}")
+    deps = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], check=True,
+                          capture_output=True, text=True).stdout
+    match = re.search(r"Depends: (linux-image-\S+)", deps)
+    if match is None:
+        raise RuntimeError(f"cannot tell which kernel linux-image-amd64 is:\n{deps}")
+    return match.group(1)
+
+
+def _unpack(deb: pathlib.Path, root: pathlib.Path) -> None:
+    """Unpack a kernel package: modules decompressed (busybox's insmod and modprobe take
+    plain .ko files), busybox's depmod run over them."""
+    subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+    for xz in root.glob("lib/modules/*/kernel/**/*.ko.xz"):
+        xz.with_suffix("").write_bytes(lzma.decompress(xz.read_bytes()))
+        xz.unlink()
+    release = next((root / "lib" / "modules").iterdir()).name
+    subprocess.run([BUSYBOX, "depmod", "-b", root, release], check=True)
+
+
+def fetch(series: str) -> Kernel:
+    """Download and unpack kernel ``series`` (once: cached under CACHE)."""
+    package = kernel_package(series)
+    tree = CACHE / f"{package}.unpacked"
+    if not (tree / "boot").is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            subprocess.run(["apt-get", "download", package], cwd=tmp, check=True,
+                           capture_output=True)
+            deb = next(pathlib.Path(tmp).glob("*.deb"))
+            _unpack(deb, pathlib.Path(tmp) / "root")
+            os.rename(f"{tmp}/root", tree)
+    vmlinuz = next((tree / "boot").glob("vmlinuz-*"))
+    modules = next((tree / "lib" / "modules").iterdir())
+    return Kernel(package, modules.name, vmlinuz, modules)
+
+
+def _find_modules(kernel: pathlib.Path) -> list[tuple[str, bytes]]:
+    """The initramfs's modules' bytes, dependencies first (read from their .modinfo)."""
+    found = {p.name.removesuffix(".ko"): p for p in kernel.rglob("*.ko")}
+    data = {name: found[name].read_bytes() for name in MODULES if name in found}
+    missing = set(MODULES) - set(data) - OPTIONAL_MODULES
+    if missing:
+        raise RuntimeError(f"the guest kernel lacks modules {sorted(missing)}")
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name not in data:
+            return
+        m = re.search(rb"depends=([^\0]*)", data[name])
+        for dep in (m.group(1).decode().split(",") if m and m.group(1) else []):
+            visit(dep.replace("-", "_"))
+        order.append(name)
+
+    for name in MODULES:
+        visit(name)
+    return [(name, data[name]) for name in order]
+
+
+def _cpio(files: list[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio archive of (path, mode, content); symlinks carry their target."""
+    out = io.BytesIO()
+    for ino, (name, mode, content) in enumerate([*files, ("TRAILER!!!", 0, b"")], 1):
+        raw = name.encode() + b"\0"
+        fields = [ino, mode, 0, 0, 1, 0, len(content), 0, 0, 0, 0, len(raw), 0]
+        out.write(b"070701" + b"".join(b"%08X" % f for f in fields) + raw)
+        out.write(b"\0" * (-(110 + len(raw)) % 4))
+        out.write(content)
+        out.write(b"\0" * (-len(content) % 4))
+    return out.getvalue()
+
+
+def _init(kernel: Kernel, layout: str, command: str) -> str:
+    for text in (command, str(ROOT), str(kernel.modules)):
+        if any(c in text for c in "'\"$`\\"):
+            raise ValueError(f"a quote or shell character in the guest command: {text}")
+    stage2 = (STAGE2.replace("$LAYOUT", layout).replace("$CHECKOUT", str(ROOT))
+              .replace("$COMMAND", command).replace("$MARKER", MARKER))
+    cgroups = CGROUPS_V2 if layout == "v2" else CGROUPS_HYBRID
+    return (INIT.replace("$CGROUPS", cgroups).replace("$RELEASE", kernel.release)
+            .replace("$MODULES_TREE", str(kernel.modules))
+            .replace('"$STAGE2"', "'" + stage2.replace("'", "'\\''") + "'"))
+
+
+def _initramfs(kernel: Kernel, layout: str, command: str) -> bytes:
+    modules = _find_modules(kernel.modules / "kernel")
+    with open(BUSYBOX, "rb") as f:
+        busybox = f.read()
+    files: list[tuple[str, int, bytes]] = [
+        (d, 0o040755, b"") for d in ("bin", "dev", "proc", "sys", "modules", "host")]
+    files += [("bin/busybox", 0o100755, busybox),
+              ("init", 0o100755, _init(kernel, layout, command).encode()),
+              ("modules.order", 0o100644, "\n".join(n for n, _ in modules).encode() + b"\n")]
+    files += [(f"modules/{name}.ko", 0o100644, data) for name, data in modules]
+    return gzip.compress(_cpio(files), 1)
+
+
+def _pytest_command(kernel: Kernel, layout: str, args: list[str]) -> str:
+    python = sys.executable  # not resolved: a venv is recognised by this path
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/root", "CI": os.environ.get("CI", ""),
+           GUEST_ENV: f"{kernel.release}:{layout}", "PY_COLORS": "0"}
+    settings = " ".join(f"{k}={v}" for k, v in env.items() if v)
+    return f"env {settings} {python} -m pytest -p no:cacheprovider -q -rfEs {' '.join(args)}"
+
+
+def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: str = "v2",
+        timeout: float = 1500, echo: bool = True, memory_mib: int = 4096,
+        command: str | None = None) -> tuple[int, str]:
+    """Boot ``kernel`` with ``cgroups`` layout and run pytest there (or ``command``, a
+    shell command line in the checkout); (its exit status, the console).  A guest that
+    does not finish in ``timeout`` seconds is killed (99)."""
+    if cgroups not in LAYOUTS:
+        raise ValueError(f"cgroups {cgroups!r}: one of {', '.join(LAYOUTS)}")
+    for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise FileNotFoundError(f"{tool} is missing (Debian: qemu-system-x86, apt, dpkg)")
+    k = fetch(kernel)
+    if command is None:
+        command = _pytest_command(k, cgroups, pytest_args or DEFAULT_PYTEST)
+    append = "console=ttyS0 panic=-1 quiet loglevel=3"
+    if cgroups == "v2":
+        append += " cgroup_no_v1=all"
+    with tempfile.TemporaryDirectory(prefix="nsbind-vm-") as tmp:
+        work = pathlib.Path(tmp)
+        (work / "initrd").write_bytes(_initramfs(k, cgroups, command))
+        disk = work / "disk.img"
+        with open(disk, "wb") as f:
+            f.truncate(64 << 20)  # a virtio block device for the io controller tests
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mib), "-smp", "2",
+               "-nographic", "-no-reboot", "-kernel", str(k.vmlinuz),
+               "-initrd", str(work / "initrd"), "-append", append,
+               "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
+                          "multidevs=remap",
+               "-drive", f"file={disk},format=raw,if=virtio"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        lines = []
+        timer = threading.Timer(timeout, proc.kill)  # a guest that hangs is ended
+        timer.start()
+        try:
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                lines.append(line)
+                if echo:
+                    print(line, flush=True)
+            proc.wait()
+        finally:
+            timer.cancel()
+            timer.join()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+    console = "\n".join(lines)
+    found = re.findall(rf"{MARKER} (\d+)", console)
+    return (int(found[-1]) if found else 99), console
+
+
+def in_guest() -> str | None:
+    """"<kernel release>:<layout>" inside a guest of this module, else None."""
+    return os.environ.get(GUEST_ENV)
+
+
+_SUMMARY = re.compile(r"^=* ?(?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|"
+                      r"deselected)(?:, )?)+ in [\d.]+s.*$|^=* ?no tests ran.*$")
+
+
+def pytest_counts(output: str) -> tuple[str, str]:
+    """("N passed, M failed, K skipped", pytest's summary line) of a pytest run's output
+    (failed counts errors too); the summary is the output's tail if it has none."""
+    lines = output.splitlines()
+    summary = next((m.group(0) for m in map(_SUMMARY.match, reversed(lines)) if m), "")
+    counts: dict[str, int] = {}
+    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary):
+        key = "error" if what.startswith("error") else what
+        counts[key] = counts.get(key, 0) + int(n)
+    line = (f"{counts.get('passed', 0)} passed, "
+            f"{counts.get('failed', 0) + counts.get('error', 0)} failed, "
+            f"{counts.get('skipped', 0)} skipped")
+    return line, summary or "\n".join(lines[-30:])
+
+
+def summarize(kernel: str, layout: str, code: int, console: str) -> tuple[str, str]:
+    """(``kernel R cgroups L: N passed, M failed, K skipped``, pytest's summary line)."""
+    release = re.search(r"guest kernel (\S+)", console)
+    counts, summary = pytest_counts(console)
+    head = f"kernel {release.group(1) if release else kernel} cgroups {layout}: {counts}"
+    if not _SUMMARY.search(summary):
+        head += f" (no pytest summary: guest status {code})"
+    return head, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernel", action="append", choices=KERNELS)
+    parser.add_argument("--cgroups", action="append", choices=LAYOUTS)
+    parser.add_argument("--matrix", action="store_true", help="every kernel and layout")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per guest")
+    parser.add_argument("--quiet", action="store_true", help="no console echo")
+    parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
+    opts = parser.parse_args(argv)
+    kernels = KERNELS if opts.matrix else (opts.kernel or ["6.1"])
+    layouts = LAYOUTS if opts.matrix else (opts.cgroups or ["v2"])
+    results = []
+    for kernel in kernels:
+        for layout in layouts:
+            code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
+                                timeout=opts.timeout, echo=not opts.quiet)
+            results.append((code, *summarize(kernel, layout, code, console)))
+    for _code, head, _summary in results:
+        print(head)
+    for _code, head, summary in results:
+        print(f"\n{head.split(':')[0]}:\n{summary}")
+    return 0 if all(code == 0 for code, _h, _s in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
