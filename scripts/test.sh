@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install everything nsbind's tests need on a fresh Debian machine, then run them.
 # Needs root: the tests create real namespaces, mounts and cgroups.
-# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k mount`).
+# Without arguments: the suite as root, then the unprivileged pass (tests/unprivileged.py:
+# the tests marked unprivileged, as a user it makes) and the kernel-sensitive tests in a
+# Debian 6.1 guest with pure cgroup v2 (tests/vm.py; `make test-kernels` runs the whole
+# suite on 6.1 and 6.12, v2 and hybrid).  Extra arguments go to the root pytest run only
+# (e.g. `bash scripts/test.sh -k mount`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +14,7 @@ if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
     # compiler and kernel headers for the cffi extension; ip(8) for network checks;
     # a static busybox for the rootfs tests; umoci and skopeo make images for the interop
-    # tests; qemu boots the pure cgroup v2 guest (tests/vm_v2.py); runc and crun write the
+    # tests; qemu boots the kernel-matrix guests (tests/vm.py); runc and crun write the
     # reference OCI configs (`runc spec`, `crun spec`); libseccomp2 compiles seccomp filters;
     # podman, conmon and containerd (ctr, the runc shim) are the real clients that
     # tests/test_oci_podman.py and tests/test_oci_containerd.py drive runtimes with;
@@ -22,4 +26,13 @@ if command -v apt-get >/dev/null 2>&1; then
         uidmap python3-cffi-backend nftables libnftables1 >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest "$@"
+if [ $# -gt 0 ]; then
+    exec python3 -m pytest "$@"
+fi
+status=0
+python3 -m pytest || status=1
+python3 tests/unprivileged.py || status=1
+python3 tests/vm.py --kernel 6.1 --cgroups v2 --quiet -- tests/test_cgroups.py \
+    tests/test_cgroupfs.py tests/test_features.py \
+    tests/test_doctor.py::test_doctor_on_a_pure_cgroup_v2_host || status=1
+exit $status

@@ -103,7 +103,8 @@ GROUP = "root:x:0:\ntester:x:1000:\nnogroup:x:65534:\n"
 
 def build_rootfs(path: os.PathLike[str] | str) -> str:
     """A busybox-static root with every applet linked, /etc/passwd (root, 1000 tester),
-    /etc/group and the usual empty mount points."""
+    /etc/group, the tester's home (owned by 1000 when made by root) and the usual empty
+    mount points."""
     root = busybox_root(path)
     listing = subprocess.run([os.path.join(root, "bin", "busybox"), "--list"],
                              capture_output=True, text=True, check=True).stdout.split()
@@ -114,7 +115,8 @@ def build_rootfs(path: os.PathLike[str] | str) -> str:
     for d in ("etc", "proc", "sys", "dev", "tmp", "root", "home/tester", "run", "var/tmp"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     os.chmod(os.path.join(root, "tmp"), 0o1777)
-    os.chown(os.path.join(root, "home/tester"), 1000, 1000)
+    if os.geteuid() == 0:  # without root it stays the caller's (chown needs CAP_CHOWN)
+        os.chown(os.path.join(root, "home/tester"), 1000, 1000)
     pathlib.Path(root, "etc/passwd").write_text(PASSWD)
     pathlib.Path(root, "etc/group").write_text(GROUP)
     return root

@@ -27,9 +27,26 @@ if os.environ.get("CI"):
 TEST_CGROUP_PARENT = f"nsbind-test-{os.getpid()}"  # one per run: runs may overlap
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    if os.geteuid() != 0:
-        raise pytest.UsageError("nsbind's tests create namespaces, mounts and cgroups: run as root")
+UNPRIVILEGED = os.geteuid() != 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without root, only the tests marked ``unprivileged`` run (the rest create
+    namespaces, mounts and cgroups that need root); they are deselected, not skipped."""
+    if not UNPRIVILEGED:
+        return
+    keep = [item for item in items if item.get_closest_marker("unprivileged")]
+    dropped = [item for item in items if not item.get_closest_marker("unprivileged")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if UNPRIVILEGED:
+        return (f"uid {os.geteuid()}: only the tests marked unprivileged run "
+                "(the others need root)")
+    return None
 
 
 _FOREIGN = pytest.StashKey[list[tuple[str, str]]]()  # (who saw it, what changed)
@@ -172,6 +189,9 @@ def cgroup_parent() -> Iterator[str]:
     Never inside the caller's own cgroup, which belongs to the machine; named
     per run so that two runs on one machine do not share it.
     """
+    if UNPRIVILEGED:
+        yield from _delegated_parent()
+        return
     layout = cgroup_layout()
     made = []
     for h in layout.hierarchies:
@@ -183,6 +203,21 @@ def cgroup_parent() -> Iterator[str]:
     yield TEST_CGROUP_PARENT
     for path in made:
         os.rmdir(path)
+
+
+def _delegated_parent() -> Iterator[str]:
+    """The test parent without root: in the cgroup v2 subtree delegated to this user
+    ($NSBIND_TEST_CGROUP, else this process's own cgroup, if the user owns it)."""
+    from nsbind.cgrouplayout import delegated_subtree
+
+    try:
+        v2, parent = delegated_subtree(cgroup_layout(), os.environ.get("NSBIND_TEST_CGROUP"))
+    except PermissionError as exc:
+        pytest.skip(f"no delegated cgroup v2 subtree: {exc}")
+    with CgroupFd.open(v2.path_of(parent)) as where:
+        where.mkdir(TEST_CGROUP_PARENT).close()
+        yield f"{parent.strip('/')}/{TEST_CGROUP_PARENT}".lstrip("/")
+        where.rmdir(TEST_CGROUP_PARENT)
 
 
 @pytest.fixture(scope="session")

@@ -103,17 +103,21 @@ def test_timeout_kills_the_child_and_its_pid_namespace(tmp_path: pathlib.Path) -
 
 
 # (Not with pid=True: PID 1 of a pid namespace is immune to its own SIGKILL.)
-@pytest.mark.parametrize("ns", [Namespaces(), Namespaces(net=True)], ids=["plain", "net"])
+@pytest.mark.parametrize("ns", [
+    pytest.param(Namespaces(), id="plain", marks=pytest.mark.unprivileged),
+    pytest.param(Namespaces(net=True), id="net")])
 def test_child_killed_by_a_signal_is_a_clear_error(ns: Namespaces) -> None:
     with pytest.raises(CallInError, match="killed by SIGKILL"):
         call_in(ns, kill_myself)
 
 
+@pytest.mark.unprivileged
 def test_child_exiting_without_an_answer_is_a_clear_error() -> None:
     with pytest.raises(CallInError, match=r"exited \(status 3\) without answering"):
         call_in(Namespaces(), exit_silently)
 
 
+@pytest.mark.unprivileged
 def test_works_from_a_parent_with_live_threads() -> None:
     stop = threading.Event()
     workers = [threading.Thread(target=stop.wait) for _ in range(4)]
@@ -122,7 +126,8 @@ def test_works_from_a_parent_with_live_threads() -> None:
     try:
         assert thread_count() >= 5
         result = call_in(Namespaces(user=True, net=True), identity)
-        assert result["uid"] == 0 and result["uid_map"] == ["0", "0", "1"]
+        # root inside; outside, the caller (0 as root, its own uid without root)
+        assert result["uid"] == 0 and result["uid_map"] == ["0", str(os.geteuid()), "1"]
     finally:
         stop.set()
         for w in workers:
@@ -140,6 +145,7 @@ def test_child_starts_from_the_callers_current_namespaces() -> None:
         assert call_in(Namespaces(net=True), identity)["hostname"] == "outer-block"
 
 
+@pytest.mark.unprivileged
 def test_unpicklable_callable_is_refused_clearly() -> None:
     with pytest.raises(CallInError, match="needs a picklable callable"):
         call_in(Namespaces(), lambda: 1)
@@ -203,6 +209,7 @@ def send_raw_pickle(marker: str) -> None:
     os._exit(0)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("fn", [return_exploit, raise_exploit, send_raw_pickle],
                          ids=["result", "exception", "raw-pickle"])
 def test_a_malicious_pickle_from_the_child_runs_nothing_here(
@@ -228,6 +235,7 @@ def plain_values() -> object:
             {4, 5}, frozenset({6}), range(3, 9, 2), slice(1, 5), [], {}, ()]
 
 
+@pytest.mark.unprivileged
 def test_plain_values_come_back() -> None:
     assert call_in(Namespaces(), plain_values) == plain_values()
 
@@ -237,6 +245,7 @@ def shared_object() -> object:
     return [inner, inner]
 
 
+@pytest.mark.unprivileged
 def test_shared_references_come_back_shared() -> None:
     back = call_in(Namespaces(), shared_object)
     assert back == [[1, 2], [1, 2]] and back[0] is back[1]
@@ -275,6 +284,7 @@ def exit_child() -> None:
     sys.exit(7)
 
 
+@pytest.mark.unprivileged
 def test_exceptions_come_back_as_builtin_or_named() -> None:
     with pytest.raises(RemoteError) as info:
         call_in(Namespaces(), raise_custom, "custom boom")
@@ -294,6 +304,7 @@ def test_exceptions_come_back_as_builtin_or_named() -> None:
         call_in(Namespaces(), exit_child)
 
 
+@pytest.mark.unprivileged
 def test_trusted_exceptions_come_back_as_themselves() -> None:
     with pytest.raises(CustomError, match=r"^custom boom$") as info:
         call_in(Namespaces(), raise_custom, "custom boom", trusted=True)
@@ -406,6 +417,7 @@ def claim_a_huge_answer() -> None:
     time.sleep(60)
 
 
+@pytest.mark.unprivileged
 def test_the_timeout_covers_an_answer_that_stalls_half_way() -> None:
     """A child that starts its answer and stops is killed at the deadline: the timeout
     bounds the whole answer, not only its first byte."""
@@ -417,6 +429,7 @@ def test_the_timeout_covers_an_answer_that_stalls_half_way() -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.unprivileged
 def test_an_answer_longer_than_the_cap_is_refused_unread() -> None:
     started = time.monotonic()
     with pytest.raises(CallInError, match=r"refused the child's answer: .*at most "

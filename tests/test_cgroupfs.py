@@ -41,11 +41,13 @@ def _wait_until(predicate: object, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
+@pytest.mark.unprivileged
 def test_cgroup2_mountpoint_is_cgroup2(cgroup2_root: str) -> None:
     with CgroupFd.open(cgroup2_root) as root:
         assert "cgroup.procs" in os.listdir(root.fileno())
 
 
+@pytest.mark.unprivileged
 def test_clone_into_cgroup_starts_the_child_there(test_cgroup: CgroupFd) -> None:
     pid, pidfd = nsbind.clone3(CloneFlags.PIDFD, cgroup=test_cgroup)
     if pid == 0:
@@ -59,6 +61,7 @@ def test_clone_into_cgroup_starts_the_child_there(test_cgroup: CgroupFd) -> None
     assert test_cgroup.procs() == []
 
 
+@pytest.mark.unprivileged
 def test_attach_moves_a_running_process(test_cgroup: CgroupFd) -> None:
     pid, pidfd = nsbind.clone3(CloneFlags.PIDFD)
     if pid == 0:
@@ -72,6 +75,7 @@ def test_attach_moves_a_running_process(test_cgroup: CgroupFd) -> None:
         pidfd.wait()
 
 
+@pytest.mark.unprivileged
 def test_freeze_stops_progress_and_thaw_resumes(test_cgroup: CgroupFd) -> None:
     rfd, wfd = os.pipe()
     pid, pidfd = nsbind.clone3(CloneFlags.PIDFD, cgroup=test_cgroup)
@@ -114,6 +118,7 @@ def _drain(fd: int) -> int:
         total += len(chunk)
 
 
+@pytest.mark.unprivileged
 def test_kill_ends_every_member(test_cgroup: CgroupFd) -> None:
     kids = []
     for _ in range(3):
@@ -130,6 +135,7 @@ def test_kill_ends_every_member(test_cgroup: CgroupFd) -> None:
     _wait_until(lambda: test_cgroup.events()["populated"] == 0)
 
 
+@pytest.mark.unprivileged
 def test_mkdir_rmdir_and_their_errors(test_cgroup: CgroupFd) -> None:
     with test_cgroup.mkdir("child") as child:
         assert child.path == f"{test_cgroup.path}/child"
@@ -150,12 +156,14 @@ def test_mkdir_rmdir_and_their_errors(test_cgroup: CgroupFd) -> None:
         test_cgroup.rmdir("child")
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "x\0y"])
 def test_invalid_names_are_refused_before_any_syscall(test_cgroup: CgroupFd, name: str) -> None:
     with pytest.raises(ValueError, match="invalid cgroup name"):
         test_cgroup.mkdir(name)
 
 
+@pytest.mark.unprivileged
 def test_write_error_names_file_and_value(test_cgroup: CgroupFd) -> None:
     with pytest.raises(NsbindError, match=r"^set cgroup.freeze=2 on .*: ERANGE"):
         test_cgroup.write("cgroup.freeze", 2)
@@ -165,6 +173,7 @@ def test_write_error_names_file_and_value(test_cgroup: CgroupFd) -> None:
         test_cgroup.write("nosuch.max", "1M")  # a controller file this cgroup lacks
 
 
+@pytest.mark.unprivileged
 def test_open_refuses_a_directory_that_is_not_cgroup2(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="is not a cgroup v2 directory"):
         CgroupFd.open(str(tmp_path))
@@ -172,6 +181,7 @@ def test_open_refuses_a_directory_that_is_not_cgroup2(tmp_path: object) -> None:
         CgroupFd.open("/nonexistent")
 
 
+@pytest.mark.unprivileged
 def test_clone_into_a_non_cgroup_fd_fails_cleanly(tmp_path: object) -> None:
     fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -184,6 +194,7 @@ def test_clone_into_a_non_cgroup_fd_fails_cleanly(tmp_path: object) -> None:
 # ---------------------------------------------------------------- Cgroup paths to fds
 
 
+@pytest.mark.unprivileged
 def test_cgroup_paths_refuse_dot_dot_empty_components_and_nul(cgroup_parent: str) -> None:
     base = f"/{cgroup_parent}"
     with Cgroup.create("victim", parent=cgroup_parent) as victim, \
@@ -200,6 +211,7 @@ def test_cgroup_paths_refuse_dot_dot_empty_components_and_nul(cgroup_parent: str
             proc.kill()
 
 
+@pytest.mark.unprivileged
 def test_open_cgroup_follows_no_symlink_and_stays_beneath(tmp_path: pathlib.Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to("real")

@@ -20,6 +20,8 @@ from nsbind.engine.etcfiles import (
     write_files,
 )
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n"
                  "::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\n"

@@ -15,6 +15,8 @@ import pytest
 from nsbind.engine.errors import EngineError
 from nsbind.engine.jsonlog import MAX_LINE, LogEntry, LogWriter, format_entry, read_log
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
 

@@ -5,7 +5,6 @@ user, its /etc/subuid and /etc/subgid lines and its files are removed afterwards
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from clients import build_rootfs, oci_archive, tar_rootfs
+from testuser import made_user
 
 SRC = str(pathlib.Path(__file__).resolve().parent.parent / "src")
 PYTHON = "/usr/bin/python3"  # Debian's: the user cannot reach a python under /root
@@ -29,21 +29,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv is missing"),
     pytest.mark.skipif(not os.path.exists(PYTHON), reason=f"{PYTHON} is missing (python3)"),
 ]
-
-
-@contextlib.contextmanager
-def _kept(*paths: str) -> Iterator[None]:
-    """Restore ``paths`` afterwards exactly as they were (or remove them)."""
-    saved = {p: pathlib.Path(p).read_bytes() if os.path.exists(p) else None for p in paths}
-    try:
-        yield
-    finally:
-        for path, data in saved.items():
-            if data is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            else:
-                pathlib.Path(path).write_bytes(data)
 
 
 class User:
@@ -92,31 +77,15 @@ def archive(shared_dir: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) 
 def user(request: pytest.FixtureRequest, shared_dir: pathlib.Path) -> Iterator[User]:
     name = f"nsbt{os.getpid() % 100000}"
     home = shared_dir / f"home-{request.param}-{len(list(shared_dir.iterdir()))}"
-    home.mkdir()
-    files = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid",
-             "/etc/subgid")
-    with _kept(*files, *(f + "-" for f in files)):  # and the backups useradd writes
-        subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh",
-                        "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name],
-                       check=True, capture_output=True)
-        if request.param == "subids":
-            for path in ("/etc/subuid", "/etc/subgid"):  # usermod needs them (_kept removes)
-                pathlib.Path(path).touch(mode=0o644)
-            base = 300000 + (os.getpid() % 1000) * 65536
-            for flag in ("--add-subuids", "--add-subgids"):
-                subprocess.run(["usermod", flag, f"{base}-{base + 65535}", name], check=True,
-                               capture_output=True)
-        entry = pwd.getpwnam(name)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
+    with made_user(name, home, subids=request.param == "subids"):
         test_user = User(name, home)
         try:
             yield test_user
         finally:
             for record in _containers(test_user):  # what a failed test left, by nsbind
                 test_user("rm", "-f", record["Id"], check=False)
-            subprocess.run(["userdel", name], check=False, capture_output=True)
-            if home.exists():  # owned by the user's subordinate ids: removed as root
-                shutil.rmtree(home)
+    if home.exists():  # owned by the user's subordinate ids: removed as root
+        shutil.rmtree(home)
 
 
 def _containers(user: User) -> list[dict[str, Any]]:

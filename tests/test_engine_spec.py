@@ -59,6 +59,7 @@ def make(rootfs: str, *argv: str, config: ImageConfig | None = None,
 # ------------------------------------------------------------------ parsing argv
 
 
+@pytest.mark.unprivileged
 def test_positionals_docker_style(tmp_path: pathlib.Path) -> None:
     o = opts("--rm", "-it", "img", "sh", "-c", "echo -e x", "--rm")
     assert (o.image, o.command, o.rm, o.tty, o.interactive) == (
@@ -76,6 +77,7 @@ def test_positionals_docker_style(tmp_path: pathlib.Path) -> None:
     assert opts("-h", "box", "img").hostname == "box"
 
 
+@pytest.mark.unprivileged
 def test_defaults_and_typed_values() -> None:
     o = opts("img")
     assert (o.network, o.seccomp, o.env, o.mounts, o.memory, o.user) == (
@@ -94,6 +96,7 @@ def test_defaults_and_typed_values() -> None:
     assert opts("--stop-signal", "term", "img").stop_signal == 15
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("text", "size"), [
     ("512", 512), ("512b", 512), ("1k", 1024), ("512m", 512 << 20), ("1G", 1 << 30),
     ("1.5g", 3 << 29), ("100mb", 100 << 20), ("2MiB", 2 << 20), ("1t", 1 << 40),
@@ -102,6 +105,7 @@ def test_sizes(text: str, size: int) -> None:
     assert parse_size("-m, --memory", text) == size
 
 
+@pytest.mark.unprivileged
 def test_env_files_then_flags(tmp_path: pathlib.Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("\ufeff# comment\n\n  A=1\nB=  spaced \nFROM_HOST\nUNSET\r\nC=\n")
@@ -110,6 +114,7 @@ def test_env_files_then_flags(tmp_path: pathlib.Path) -> None:
     assert o.env == ("A=1", "B=  spaced ", "FROM_HOST=h", "C=", "A=2", "FROM_HOST=h", "D=x=y")
 
 
+@pytest.mark.unprivileged
 def test_mount_requests(tmp_path: pathlib.Path) -> None:
     src = str(tmp_path)
     o = opts("-v", f"{src}:/data/./x/:ro", "--mount", f"type=bind,src={src},dst=/b,readonly",
@@ -177,6 +182,7 @@ BAD = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
 def test_bad_values(argv: list[str], message: str) -> None:
     with pytest.raises(EngineError) as info:
@@ -185,6 +191,7 @@ def test_bad_values(argv: list[str], message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.unprivileged
 def test_bad_files(tmp_path: pathlib.Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("A B=1\n")
@@ -220,12 +227,14 @@ COMBOS = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("argv", COMBOS, ids=[" ".join(a) or "plain" for a in COMBOS])
 def test_combinations_are_accepted_by_the_runtime(rootfs: str, argv: list[str]) -> None:
     make(rootfs, *argv, etc_files={"/etc/hosts": "/etc/hosts",
                                    "/etc/resolv.conf": "/etc/resolv.conf"})
 
 
+@pytest.mark.unprivileged
 def test_docker_defaults(rootfs: str) -> None:
     spec = make(rootfs)
     proc, linux = spec["process"], spec["linux"]
@@ -245,6 +254,7 @@ def test_docker_defaults(rootfs: str) -> None:
         "namespaces"]]
 
 
+@pytest.mark.unprivileged
 def test_capabilities(rootfs: str) -> None:
     def caps(*argv: str) -> dict[str, list[str]]:
         result: dict[str, list[str]] = make(rootfs, *argv)["process"]["capabilities"]
@@ -259,6 +269,7 @@ def test_capabilities(rootfs: str) -> None:
                                  "permitted": []}
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("entrypoint", "cmd", "flags", "command", "args"), [
     (("/ep",), ("c",), [], [], ["/ep", "c"]),
     (("/ep",), ("c",), [], ["x", "y"], ["/ep", "x", "y"]),
@@ -278,6 +289,7 @@ def test_process_args(rootfs: str, entrypoint: tuple[str, ...], cmd: tuple[str, 
     assert checked(spec).process is not None
 
 
+@pytest.mark.unprivileged
 def test_no_command(rootfs: str) -> None:
     for o, config in ((opts("img"), ImageConfig()),
                       (opts("--entrypoint", "", "img"), ImageConfig(entrypoint=("/ep",))),
@@ -287,6 +299,7 @@ def test_no_command(rootfs: str) -> None:
         assert info.value.status == 125
 
 
+@pytest.mark.unprivileged
 def test_env_cwd_and_user_from_image(rootfs: str) -> None:
     config = ImageConfig(env=("FOO=image", "BAR=1"), cmd=("sh",), working_dir="/srv",
                          user="app:wheel")
@@ -302,6 +315,7 @@ def test_env_cwd_and_user_from_image(rootfs: str) -> None:
     assert spec["process"]["user"]["uid"] == 0
 
 
+@pytest.mark.unprivileged
 def test_unknown_user_and_group(rootfs: str) -> None:
     for user, message in (("nobody", "unable to find user nobody: no matching entries in "
                                      "passwd file"),
@@ -313,6 +327,7 @@ def test_unknown_user_and_group(rootfs: str) -> None:
         assert info.value.status == 125
 
 
+@pytest.mark.unprivileged
 def test_mounts(rootfs: str, tmp_path: pathlib.Path) -> None:
     spec = make(rootfs, "--read-only", "--tmpfs", "/dev/shm:size=1g", "-v", f"{tmp_path}:/a/b",
                 "--tmpfs", "/a:exec", "-v", f"{tmp_path}:/etc/hosts:ro",
@@ -332,6 +347,7 @@ def test_mounts(rootfs: str, tmp_path: pathlib.Path) -> None:
     assert spec["root"]["readonly"] is True
 
 
+@pytest.mark.unprivileged
 def test_resources_rlimits_annotations(rootfs: str) -> None:
     spec = make(rootfs, "-m", "64m", "--cpus", "0.5", "--cpuset-cpus", "0", "--pids-limit",
                 "7", "--ulimit", "nofile=10:20", "--init", "--stop-signal", "SIGINT",
@@ -358,6 +374,7 @@ def _denied(section: dict[str, Any]) -> set[str]:
             and not rule.get("args") for name in rule["names"]}
 
 
+@pytest.mark.unprivileged
 def test_default_profile_compiles_and_follows_caps() -> None:
     plain = default_profile(DEFAULT_CAPABILITIES)
     Filter.from_oci(plain).program()
@@ -369,6 +386,7 @@ def test_default_profile_compiles_and_follows_caps() -> None:
     assert "keyctl" in _denied(admin)
 
 
+@pytest.mark.unprivileged
 def test_profile_file(rootfs: str, tmp_path: pathlib.Path) -> None:
     from nsbind.engine.seccompprofile import native_arch
 

@@ -95,6 +95,7 @@ def test_an_unlimited_cgroup_reports_the_host_memory(cgroup_parent: str) -> None
     assert s.io_read == 0 and s.io_write == 0
 
 
+@pytest.mark.unprivileged
 def test_a_missing_cgroup_is_an_engine_error(cgroup_parent: str) -> None:
     with pytest.raises(EngineError, match="cgroup of ghost"):
         sample("ghost", f"/{cgroup_parent}/no-such-cgroup")
@@ -124,6 +125,7 @@ def test_top_lists_the_pids_and_their_commands(busy: tuple[Cgroup, Process],
     assert "import sys, time" in rows[0]
 
 
+@pytest.mark.unprivileged
 def test_sizes_and_table_formatting_match_docker() -> None:
     assert human_size(0) == "0B"
     assert human_size(1536 * 1024) == "1.5MiB"

@@ -22,6 +22,8 @@ from nsbind.callin import CallInError, RemoteError, RemoteTraceback, call_in
 from nsbind.errors import NsbindError, error_for
 from nsbind.image import ImageError
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 
 @pytest.mark.parametrize(
     ("err", "builtin", "ours"),

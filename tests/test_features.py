@@ -18,6 +18,7 @@ def _clear() -> None:
             probe.cache_clear()
 
 
+@pytest.mark.unprivileged
 def test_probe_all_names_every_probe_with_a_bool() -> None:
     found = features.probe_all()
     assert set(found) == set(features.__all__) - {"probe_all"}
@@ -38,6 +39,7 @@ def test_lowerdir_plus_agrees_with_an_overlay_context(tmp_path: pathlib.Path) ->
     assert features.lowerdir_plus() is works
 
 
+@pytest.mark.unprivileged
 def test_clone_into_cgroup_agrees_with_a_spawn(test_cgroup: CgroupFd) -> None:
     try:
         with spawn(["true"], cgroup=test_cgroup) as proc:
@@ -70,12 +72,14 @@ def test_probes_as_an_unprivileged_user_say_what_it_may_do() -> None:
     assert isinstance(kernel_has_idmap, bool)
 
 
+@pytest.mark.unprivileged
 def test_probes_leave_nothing_behind() -> None:
     """Probed afresh: no fd, mount or process remains (the leak guard checks)."""
     _clear()
     assert isinstance(features.probe_all(), dict)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("name", sorted(set(features.__all__) - {"probe_all"}))
 def test_each_probe_is_cached(name: str) -> None:
     probe = getattr(features, name)

@@ -269,6 +269,7 @@ def test_a_root_prepared_again_and_again_while_swapped_is_never_the_decoy(
     _assert_only_real(seen, real_dir, decoy_dir)
 
 
+@pytest.mark.unprivileged
 def test_a_missing_or_non_directory_root_is_refused_when_the_rootfs_is_made(
         tmp_path: pathlib.Path) -> None:
     with pytest.raises(FileNotFoundError, match=rf"^open the root directory {tmp_path}/no"):

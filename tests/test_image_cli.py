@@ -14,6 +14,8 @@ import pytest
 
 from nsbind.image.progress import progress
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 IMAGES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "images"
 
 

@@ -134,6 +134,7 @@ def refused(path: pathlib.Path, match: str, **kw: Any) -> ImageError:
     return info.value
 
 
+@pytest.mark.unprivileged
 def test_the_builders_make_loadable_images(tmp_path: pathlib.Path) -> None:
     for img in (load(docker_dir(tmp_path / "d")),
                 load(as_tar(docker_dir(tmp_path / "d"), tmp_path / "d.tar")),
@@ -172,10 +173,17 @@ NODES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     "fifo": (fifo, "a FIFO"), "zero": (zero, "a character device"),
     "kmsg": (kmsg, "a character device"), "socket": (sock, "a socket"),
     "dir": (directory, "a directory")}
+DEVICES = ("zero", "kmsg")  # made with mknod: CAP_MKNOD
+
+
+def nodes(names: list[str]) -> list[Any]:
+    """``names`` as parameters; all but the device nodes also run unprivileged."""
+    return [n if n in DEVICES else pytest.param(n, marks=pytest.mark.unprivileged)
+            for n in names]
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("node", sorted(NODES))
+@pytest.mark.parametrize("node", nodes(sorted(NODES)))
 def test_image_path_that_is_not_a_file_or_directory(tmp_path: pathlib.Path, node: str) -> None:
     make, label = NODES[node]
     if node == "dir":
@@ -188,7 +196,7 @@ def test_image_path_that_is_not_a_file_or_directory(tmp_path: pathlib.Path, node
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("node", sorted(NODES))
+@pytest.mark.parametrize("node", nodes(sorted(NODES)))
 @pytest.mark.parametrize("victim", ["manifest.json", "config.json", "l1/layer.tar"])
 def test_docker_save_directory_with_a_node_for_a_file(tmp_path: pathlib.Path, node: str,
                                                       victim: str) -> None:
@@ -203,7 +211,7 @@ def test_docker_save_directory_with_a_node_for_a_file(tmp_path: pathlib.Path, no
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("node", ["fifo", "zero", "kmsg", "dir"])
+@pytest.mark.parametrize("node", nodes(["fifo", "zero", "kmsg", "dir"]))
 @pytest.mark.parametrize("victim", ["oci-layout", "index.json", "manifest", "config", "layer"])
 def test_oci_layout_with_a_node_for_a_file(tmp_path: pathlib.Path, node: str,
                                            victim: str) -> None:
@@ -224,6 +232,7 @@ def test_oci_layout_with_a_node_for_a_file(tmp_path: pathlib.Path, node: str,
     assert paths[victim] in str(error)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.timeout(10)
 def test_a_layer_swapped_for_a_fifo_after_loading_is_refused_before_streaming(
         tmp_path: pathlib.Path) -> None:
@@ -259,6 +268,7 @@ def test_without_proc_files_are_opened_again_and_checked(tmp_path: pathlib.Path)
     refused(oci, "index.json is a FIFO, not a regular file", platform=AMD64)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("target", ["/dev/zero", "/dev/kmsg", "../../../../../dev/zero",
                                     "/etc/passwd"])
@@ -274,6 +284,7 @@ def test_symlinks_out_of_an_image_directory_are_refused(tmp_path: pathlib.Path,
     assert load(root).layers[0].diff_id == sha(LAYER)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("kind", "label"), [(tarfile.FIFOTYPE, "fifo"),
                                              (tarfile.CHRTYPE, "chr"), (tarfile.DIRTYPE, "dir"),
                                              (tarfile.BLKTYPE, "blk")])
@@ -286,6 +297,7 @@ def test_tar_members_that_are_not_files_are_refused(tmp_path: pathlib.Path, kind
     refused(archive, rf"{victim} is not a regular file in the archive")
 
 
+@pytest.mark.unprivileged
 def test_truncated_tar_is_an_image_error(tmp_path: pathlib.Path) -> None:
     archive = as_tar(docker_dir(tmp_path / "d"), tmp_path / "d.tar")
     data = archive.read_bytes()
@@ -300,6 +312,7 @@ def test_truncated_tar_is_an_image_error(tmp_path: pathlib.Path) -> None:
             img.verify()
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "", "a\0b", "l1/../../x",
                                   "l1/layer.tar/..", "."])
 def test_config_and_layer_paths_cannot_leave_the_image(tmp_path: pathlib.Path,
@@ -364,6 +377,7 @@ DOCKER_MANIFEST_CASES = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
 @pytest.mark.parametrize(("manifest", "message"), DOCKER_MANIFEST_CASES)
 def test_malformed_docker_manifest(tmp_path: pathlib.Path, fmt: str, manifest: Any,
@@ -372,6 +386,7 @@ def test_malformed_docker_manifest(tmp_path: pathlib.Path, fmt: str, manifest: A
     refused(root if fmt == "dir" else as_tar(root, tmp_path / "d.tar"), message)
 
 
+@pytest.mark.unprivileged
 def test_oversized_metadata_is_refused(tmp_path: pathlib.Path) -> None:
     root = docker_dir(tmp_path / "d", manifest_json=b" " * MAX_JSON_BYTES + b"[]")
     refused(root, rf"manifest.json is larger than {MAX_JSON_BYTES} bytes")
@@ -387,6 +402,7 @@ def hybrid(root: pathlib.Path, source: dict[str, Any]) -> pathlib.Path:
     return docker_dir(root, manifest_json=[entry], **{f"blobs__sha256__{digest[7:]}": LAYER})
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("mediaType", "application/x-evil", r"layer 0 \(blobs/sha256/[0-9a-f]+\): layer sha256:"
                                          r"[0-9a-f]+: media type 'application/x-evil' is not a "
@@ -451,6 +467,7 @@ CONFIG_CASES = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("config", "message"), CONFIG_CASES)
 def test_malformed_config_in_both_formats(tmp_path: pathlib.Path, config: Any,
                                           message: str) -> None:
@@ -459,6 +476,7 @@ def test_malformed_config_in_both_formats(tmp_path: pathlib.Path, config: Any,
     refused(oci_dir(tmp_path / "o", config=config), oci_message, platform=AMD64)
 
 
+@pytest.mark.unprivileged
 def test_docker_quirks_that_are_accepted(tmp_path: pathlib.Path) -> None:
     """Docker's Cmd and Entrypoint may be one string; null is an absent field; fields
     nsbind does not use may hold anything (nested below the depth limit)."""
@@ -520,11 +538,13 @@ INDEX_CASES = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("index", "message"), INDEX_CASES)
 def test_malformed_index(tmp_path: pathlib.Path, index: Any, message: str) -> None:
     refused(oci_dir(tmp_path / "o", index=index), message, platform=AMD64, tag="v1")
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("layout", "message"), [
     ([], "oci-layout must be a JSON object, not a list"), (deep(10_000), "nested more than"),
     ({"imageLayoutVersion": "2.0.0"}, "unsupported OCI layout version '2.0.0'"),
@@ -571,11 +591,13 @@ MANIFEST_CASES: list[tuple[Any, str]] = [
 ]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("manifest", "message"), MANIFEST_CASES)
 def test_malformed_manifest_blob(tmp_path: pathlib.Path, manifest: Any, message: str) -> None:
     refused(oci_dir(tmp_path / "o", manifest=manifest), message, platform=AMD64)
 
 
+@pytest.mark.unprivileged
 def test_a_chain_of_indexes_stops(tmp_path: pathlib.Path) -> None:
     """Indexes nested six deep (a loop cannot be built from digests, but a chain can)."""
     root = oci_dir(tmp_path / "o")
@@ -590,6 +612,7 @@ def test_a_chain_of_indexes_stops(tmp_path: pathlib.Path) -> None:
     refused(root, "indexes nested too deep", platform=AMD64)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("kw", [{"media_type": "application/x-evil"}, {"media_type": 5},
                                 {"size": -1}, {"size": True}, {"size": 1.5},
                                 {"digest": "sha256:../../x"}, {"diff_id": "sha256:abc"},
@@ -602,6 +625,7 @@ def test_a_layer_is_checked_when_made(kw: dict[str, Any]) -> None:
         Layer(**fields)
 
 
+@pytest.mark.unprivileged
 def test_inspect_escapes_control_characters(tmp_path: pathlib.Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     config = mutated(config_doc(), ("config", "Labels"), {"\x1b[2J": "\x1b]0;pwned\x07"})
@@ -688,6 +712,7 @@ FUZZ = settings(max_examples=150, deadline=None, database=None,
                                        HealthCheck.too_slow])
 
 
+@pytest.mark.unprivileged
 @FUZZ
 @given(data=st.data())
 def test_fuzz_docker_save_documents(tmp_path: pathlib.Path, data: st.DataObject) -> None:
@@ -696,6 +721,7 @@ def test_fuzz_docker_save_documents(tmp_path: pathlib.Path, data: st.DataObject)
     attempt(docker_dir(tmp_path / "d", manifest_json=manifest, config_json=config))
 
 
+@pytest.mark.unprivileged
 @FUZZ
 @given(data=st.data())
 def test_fuzz_oci_documents(tmp_path: pathlib.Path, data: st.DataObject) -> None:
@@ -714,6 +740,7 @@ def test_fuzz_oci_documents(tmp_path: pathlib.Path, data: st.DataObject) -> None
     attempt(root, platform=AMD64, tag=data.draw(st.sampled_from([None, "v1"])))
 
 
+@pytest.mark.unprivileged
 @FUZZ
 @given(value=JSON, which=st.sampled_from(["manifest.json", "config.json", "oci-layout",
                                           "index.json"]))
@@ -725,6 +752,7 @@ def test_fuzz_any_json_for_any_document(tmp_path: pathlib.Path, value: Any, whic
                 platform=AMD64)
 
 
+@pytest.mark.unprivileged
 @FUZZ
 @given(raw=st.one_of(st.binary(max_size=200),
                      st.builds(lambda v, cut: json.dumps(v).encode()[:cut], JSON,

@@ -21,7 +21,8 @@ IMAGES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "testda
 
 Loader = Callable[..., image.Image]
 
-pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"no test images at {IMAGES}")
+pytestmark = [pytest.mark.skipif(not IMAGES.is_dir(), reason=f"no test images at {IMAGES}"),
+              pytest.mark.unprivileged]
 
 
 @pytest.fixture
@@ -118,6 +119,7 @@ def test_tampered_layer_is_refused_naming_both_digests(load: Loader,
     assert digest is not None
     victim = layout / "blobs" / "sha256" / digest.split(":")[1]
     data = gzip.decompress(victim.read_bytes())
+    victim.chmod(0o644)  # the copy keeps the test image's read-only mode
     victim.write_bytes(gzip.compress(data + b"\0" * 512))
     with pytest.raises(ImageError, match=r"blob digest mismatch: expected sha256:[0-9a-f]{64}, "
                                          r"got sha256:[0-9a-f]{64}"):

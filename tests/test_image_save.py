@@ -67,6 +67,7 @@ def stored(tmp_path: pathlib.Path) -> Iterator[tuple[str, str]]:
     yield store, archive
 
 
+@pytest.mark.unprivileged
 def test_save_reads_back_in_nsbind_and_skopeo(stored: tuple[str, str],
                                                tmp_path: pathlib.Path) -> None:
     store, archive = stored
@@ -99,6 +100,7 @@ def test_save_reads_back_in_nsbind_and_skopeo(stored: tuple[str, str],
     assert info["Labels"] == {"x": "y"}
 
 
+@pytest.mark.unprivileged
 def test_save_is_reproducible_and_replaces_a_file(stored: tuple[str, str],
                                                   tmp_path: pathlib.Path) -> None:
     store, _ = stored
@@ -111,6 +113,7 @@ def test_save_is_reproducible_and_replaces_a_file(stored: tuple[str, str],
                                                    "image.tar", "store"])
 
 
+@pytest.mark.unprivileged
 def test_import_a_directory_then_save_and_load(tmp_path: pathlib.Path) -> None:
     rootfs = build_rootfs(tmp_path / "rootfs")
     store = str(tmp_path / "store")
@@ -173,6 +176,7 @@ def test_podman_loads_a_saved_image(stored: tuple[str, str], tmp_path: pathlib.P
                     shutil.rmtree(os.path.join(d, name), ignore_errors=True)
 
 
+@pytest.mark.unprivileged
 def test_bad_input_is_one_line_and_writes_nothing(stored: tuple[str, str],
                                                   tmp_path: pathlib.Path) -> None:
     store, _ = stored

@@ -264,6 +264,7 @@ def test_leak_guard_catches_a_leaked_mount_and_fd(tmp_path: pathlib.Path) -> Non
     assert leakguard.diff(before, leakguard.snapshot()) == []
 
 
+@pytest.mark.unprivileged
 def test_leak_guard_catches_a_leaked_child_and_cgroup(cgroup2_root: str,
                                                       cgroup_parent: str) -> None:
     before = leakguard.snapshot()
@@ -303,6 +304,7 @@ RULE_TOPS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids", "/tmp/run-4242/v1"
 RULE_OWN = ["/sys/fs/cgroup/pids/user.slice/me.scope"]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("path", "ours"), [
     ("/sys/fs/cgroup/unified/nsbind-test-4242", True),  # the run's parent
     ("/sys/fs/cgroup/pids/nsbind-test-4242/span", True),
@@ -473,6 +475,7 @@ def test_a_foreign_v1_hierarchy_is_information_and_one_left_unmounted_a_leak(
 # ---------------------------------------------------------------- processes
 
 
+@pytest.mark.unprivileged
 def test_a_reparented_grandchild_and_a_foreign_process_are_not_ours() -> None:
     before = leakguard.snapshot()
     with foreign(_CHURN, json.dumps([[], 1, 60, 60, 0])) as other:

@@ -187,6 +187,7 @@ def test_fsconfig_overlay_missing_lowerdir_names_the_path() -> None:
     assert "/nonexistent-lower" in str(info.value)
 
 
+@pytest.mark.unprivileged
 def test_fsconfig_raw_bad_fd_is_ebadf() -> None:
     from nsbind.flags import FsconfigCmd
 
@@ -262,6 +263,7 @@ def _read_at(dirfd: int, path: str, resolve: int) -> str:
         return os.read(fd.fileno(), 100).decode()
 
 
+@pytest.mark.unprivileged
 def test_openat2_in_root_keeps_dotdot_and_absolute_symlinks_inside(jail: pathlib.Path) -> None:
     dirfd = os.open(jail, os.O_PATH | os.O_DIRECTORY)
     try:
@@ -276,6 +278,7 @@ def test_openat2_in_root_keeps_dotdot_and_absolute_symlinks_inside(jail: pathlib
         os.close(dirfd)
 
 
+@pytest.mark.unprivileged
 def test_openat2_beneath_refuses_escapes_with_exdev(jail: pathlib.Path) -> None:
     dirfd = os.open(jail, os.O_PATH | os.O_DIRECTORY)
     try:
@@ -288,6 +291,7 @@ def test_openat2_beneath_refuses_escapes_with_exdev(jail: pathlib.Path) -> None:
         os.close(dirfd)
 
 
+@pytest.mark.unprivileged
 def test_openat2_fd_is_cloexec_and_missing_path_is_enoent(jail: pathlib.Path) -> None:
     with nsbind.openat2(AT_FDCWD, jail / "etc" / "hostname") as fd:
         assert not os.get_inheritable(fd.fileno())
@@ -295,6 +299,7 @@ def test_openat2_fd_is_cloexec_and_missing_path_is_enoent(jail: pathlib.Path) ->
         nsbind.openat2(AT_FDCWD, jail / "nope")
 
 
+@pytest.mark.unprivileged
 def test_openat2_returns_an_owned_fd_closed_by_with(jail: pathlib.Path) -> None:
     """README: every fd nsbind opens is owned by an object with fileno(), close() and
     ``with``."""

@@ -118,6 +118,7 @@ def test_readonly_bind_covers_submounts(tmp_path: pathlib.Path) -> None:
         assert (dst / "sub" / "w").read_text() == "the source stays writable"
 
 
+@pytest.mark.unprivileged
 def test_classic_steps_are_refused_inside_a_root() -> None:
     with pytest.raises(ValueError, match=r"classic mount.*host paths only"):
         mounts.propagation("/x", Propagation.PRIVATE).in_root()
@@ -220,6 +221,7 @@ def _c_enum(prefix: str, *, skip: tuple[str, ...] = ()) -> dict[str, int]:
             if n.startswith(prefix) and n not in skip}
 
 
+@pytest.mark.unprivileged
 def test_kinds_and_phases_are_the_c_enums_and_every_phase_has_words() -> None:
     kinds = _c_enum("NSB_MNT_", skip=("NSB_MNT_KIND_COUNT",))
     assert {k.name: k.value for k in MountKind} == kinds
@@ -231,6 +233,7 @@ def test_kinds_and_phases_are_the_c_enums_and_every_phase_has_words() -> None:
     assert MountPhase.of(lib.NSB_PH_COUNT) is None
 
 
+@pytest.mark.unprivileged
 def test_a_kind_outside_the_dispatch_table_is_einval_in_the_mount_phase() -> None:
     for bad in (lib.NSB_MNT_KIND_COUNT, -1):
         step: Any = ffi.new("struct nsb_mount_step *", {"kind": bad, "target": ffi.NULL})

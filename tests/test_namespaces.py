@@ -212,12 +212,14 @@ def test_entering_the_same_object_twice_raises() -> None:
 # ---------------------------------------------------------------- user namespaces
 
 
+@pytest.mark.unprivileged
 def test_user_namespace_is_not_a_with_block() -> None:
     with pytest.raises(NamespaceRuleError, match="cannot be left again"):
         with Namespaces(user=True):
             pass
 
 
+@pytest.mark.unprivileged
 def test_user_namespace_with_threads_names_the_count() -> None:
     stop = threading.Event()
     idle = threading.Thread(target=stop.wait)
@@ -230,13 +232,15 @@ def test_user_namespace_with_threads_names_the_count() -> None:
         idle.join()
 
 
+@pytest.mark.unprivileged
 @forked
 def test_user_namespace_default_map_root_inside_is_caller_outside() -> None:
+    uid, gid = os.geteuid(), os.getegid()  # 0 as root; a user's own ids without root
     Namespaces(user=True, uts=True).unshare()
     with open("/proc/self/uid_map") as f:
-        assert f.read().split() == ["0", "0", "1"]
+        assert f.read().split() == ["0", str(uid), "1"]
     with open("/proc/self/gid_map") as f:
-        assert f.read().split() == ["0", "0", "1"]
+        assert f.read().split() == ["0", str(gid), "1"]
     nsbind.sethostname("owned-by-the-new-user-ns")
 
 
@@ -249,20 +253,23 @@ def test_user_namespace_with_ranges_written_by_root() -> None:
         assert f.read().split() == ["0", "200000", "1000"]
 
 
+@pytest.mark.unprivileged
 @forked
 def test_user_namespace_unprivileged_self_mapping_denies_setgroups() -> None:
     drop_to_nobody()
     nsbind.set_dumpable(True)  # as a login user is: setuid() from root cleared it
+    uid, gid = os.getuid(), os.getgid()  # 65534, or the unprivileged pass's own user
     Namespaces(user=True, net=True).unshare()
     assert os.getuid() == 0
     with open("/proc/self/uid_map") as f:
-        assert f.read().split() == ["0", "65534", "1"]
+        assert f.read().split() == ["0", str(uid), "1"]
     with open("/proc/self/gid_map") as f:
-        assert f.read().split() == ["0", "65534", "1"]
+        assert f.read().split() == ["0", str(gid), "1"]
     with open("/proc/self/setgroups") as f:
         assert f.read().strip() == "deny"
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("uid_map", "message"), [
     ([(0, 1000, 10), (5, 2000, 10)], r"uid_map entries 0 1000 10 and 5 2000 10 overlap inside"),
     ([(0, 1000, 10), (100, 1005, 1)], r"overlap outside"),
@@ -286,17 +293,17 @@ def test_bad_id_maps_are_refused_by_the_call_that_received_them(
         Namespaces(user=True, gid_map=uid_map)
 
 
+@pytest.mark.unprivileged
 @forked
 def test_user_namespace_map_the_kernel_refuses_is_a_clear_error() -> None:
     """An unprivileged process may map only its own id: the kernel refuses the write, and
     the error names the file, the map and the pid."""
-    os.setgroups([])
-    os.setresgid(65534, 65534, 65534)
-    os.setresuid(65534, 65534, 65534)
+    drop_to_nobody()
     with pytest.raises(NsbindError, match=r"^write uid_map '0 0 1' of pid \d+: E(PERM|ACCES)"):
-        Namespaces(user=True, uid_map=[(0, 0, 1)], gid_map=[(0, 65534, 1)]).unshare()
+        Namespaces(user=True, uid_map=[(0, 0, 1)], gid_map=[(0, os.getegid(), 1)]).unshare()
 
 
+@pytest.mark.unprivileged
 def test_maps_without_user_are_refused() -> None:
     with pytest.raises(ValueError, match="need user=True"):
         Namespaces(net=True, uid_map=[(0, 0, 1)])
@@ -347,6 +354,7 @@ def test_persisted_namespace_survives_its_creator_and_is_joined(tmp_path: pathli
     assert not path.exists()
 
 
+@pytest.mark.unprivileged
 def test_join_errors_leave_nothing_behind() -> None:
     before = current()
     with pytest.raises(TypeError, match="cannot join the namespaces of"):
@@ -370,6 +378,7 @@ def test_nested_new_pid_namespace_explains_the_rule() -> None:
             pass
 
 
+@pytest.mark.unprivileged
 @forked
 def test_unprivileged_new_namespace_explains_cap_sys_admin() -> None:
     drop_to_nobody()
@@ -378,6 +387,7 @@ def test_unprivileged_new_namespace_explains_cap_sys_admin() -> None:
             pass
 
 
+@pytest.mark.unprivileged
 @forked
 def test_user_namespace_limit_names_the_sysctl() -> None:
     # a process that may not create user namespaces: max_user_namespaces=0 in a
@@ -389,6 +399,7 @@ def test_user_namespace_limit_names_the_sysctl() -> None:
         Namespaces(user=True).unshare()
 
 
+@pytest.mark.unprivileged
 def test_cve_2021_43784_oversized_id_maps_are_refused_not_truncated() -> None:
     big = [(i * 10, 100000 + i * 10, 10) for i in range(5000)]  # > 64 KiB of map text
     with pytest.raises(ValueError, match=r"uid_map of 5000 lines \(\d+ bytes\) is more than "

@@ -156,6 +156,7 @@ def refused(client: NetnsTarget | None, address: tuple[str, int]) -> bool:
 
 # ------------------------------------------------------------------ parsing
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("text", "want"), [
     ("8080:80", PortMapping(8080, 80)),
     ("53:53/udp", PortMapping(53, 53, "udp")),
@@ -168,6 +169,7 @@ def test_publish_strings(text: str, want: PortMapping) -> None:
     assert parse_publish(str(want)) == want
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("text", [
     "", "80", "0:80", "80:0", "65536:80", "80:65536", "a:80", "80:b", "80:80/sctp",
     "80:80/", "1.2.3:80:80", "::1:80:80", "[1.2.3.4]:80:80", "[::1:80:80", "[::1]80:80",
@@ -202,6 +204,7 @@ def test_bad_mappings_and_arguments() -> None:
     assert not nat.exists()  # nothing was made
 
 
+@pytest.mark.unprivileged
 def test_missing_library_names_the_package() -> None:
     with pytest.raises(Missing, match="libnftables1"):
         libnftables("libnftables-not-here.so.9")

@@ -10,10 +10,14 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 import nsbind
 from helpers import child_exit
 from nsbind import CloneFlags
 from nsbind._native import ffi, lib
+
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
 
 NATIVE = pathlib.Path(nsbind.__file__).parent / "_native"
 

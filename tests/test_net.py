@@ -87,6 +87,7 @@ def udp_round_trip(client: NetnsTarget | None, server: NetnsTarget | None, serve
 
 # ------------------------------------------------------------------ hostile input
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("name", ["", "a" * 16, "a/b", "a b", "a\tb", "a\nb", ".", "..",
                                   "a:b", "é" * 8, "a\0b"])
 def test_interface_names_the_kernel_would_refuse_are_refused(name: str) -> None:
@@ -96,12 +97,14 @@ def test_interface_names_the_kernel_would_refuse_are_refused(name: str) -> None:
         veth_pair(name, "eth0")
 
 
+@pytest.mark.unprivileged
 def test_interface_name_limits() -> None:
     assert check_ifname("a" * 15) == "a" * 15
     with pytest.raises(InvalidType):
         check_ifname(b"eth0")  # type: ignore[arg-type]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("mtu", [0, 67, 65536, -1])
 def test_mtu_out_of_range_is_refused(mtu: int) -> None:
     with pytest.raises(InvalidValue, match="68 to 65535"):
@@ -111,6 +114,7 @@ def test_mtu_out_of_range_is_refused(mtu: int) -> None:
         check_mtu(True)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("subnet", ["10.0.0.1/24", "10.0.0.0/31", "10.0.0.0/7", "fd00::/127",
                                     "fd00::/48", "banana", "10.0.0.0/33", "300.0.0.0/8"])
 def test_bad_subnets_are_refused(tmp_path: pathlib.Path, subnet: str) -> None:
@@ -118,6 +122,7 @@ def test_bad_subnets_are_refused(tmp_path: pathlib.Path, subnet: str) -> None:
         Ipam(tmp_path, subnet)
 
 
+@pytest.mark.unprivileged
 def test_gateway_must_be_a_host_of_the_subnet(tmp_path: pathlib.Path) -> None:
     for gateway in ["10.0.0.0", "10.0.0.255", "10.0.1.1", "fd00::1"]:
         with pytest.raises(InvalidValue, match="gateway"):
@@ -126,6 +131,7 @@ def test_gateway_must_be_a_host_of_the_subnet(tmp_path: pathlib.Path) -> None:
 
 # ------------------------------------------------------------------ IPAM
 
+@pytest.mark.unprivileged
 def test_ipam_hands_out_distinct_addresses_never_network_broadcast_or_gateway(
         tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path / "st", "10.9.0.0/29", "10.9.0.3")
@@ -139,6 +145,7 @@ def test_ipam_hands_out_distinct_addresses_never_network_broadcast_or_gateway(
     assert (tmp_path / "st" / "10.9.0.4").read_text() == "c2"
 
 
+@pytest.mark.unprivileged
 def test_ipam_release_frees_and_does_not_reuse_at_once(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "10.9.0.0/24")
     a, b = ipam.allocate("a"), ipam.allocate("b")
@@ -149,6 +156,7 @@ def test_ipam_release_frees_and_does_not_reuse_at_once(tmp_path: pathlib.Path) -
     assert ipam.allocate("c") == ipaddress.ip_address("10.9.0.4")  # round robin, as host-local
 
 
+@pytest.mark.unprivileged
 def test_ipam_gives_an_address_asked_for_once(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "10.9.0.0/24")
     assert str(ipam.allocate("a", "10.9.0.77")) == "10.9.0.77"
@@ -160,6 +168,7 @@ def test_ipam_gives_an_address_asked_for_once(tmp_path: pathlib.Path) -> None:
     assert ipam.allocated() == {ipaddress.ip_address("10.9.0.77"): "a"}
 
 
+@pytest.mark.unprivileged
 def test_ipam_release_makes_room_in_a_full_range(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "10.9.0.0/30")  # .1 gateway, .2 the only address
     assert str(ipam.allocate("a")) == "10.9.0.2"
@@ -169,6 +178,7 @@ def test_ipam_release_makes_room_in_a_full_range(tmp_path: pathlib.Path) -> None
     assert str(ipam.allocate("b")) == "10.9.0.2"
 
 
+@pytest.mark.unprivileged
 def test_ipam_ipv6(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "fd00:9::/64")
     got = {ipam.allocate(f"c{i}") for i in range(20)}
@@ -185,6 +195,7 @@ print("\\n".join(str(ipam.allocate(f"{sys.argv[2]}-{i}")) for i in range(50)))
 """
 
 
+@pytest.mark.unprivileged
 def test_ipam_never_gives_an_address_twice_across_processes(tmp_path: pathlib.Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path), f"p{n}"],
                               stdout=subprocess.PIPE, text=True) for n in range(4)]
@@ -195,6 +206,7 @@ def test_ipam_never_gives_an_address_twice_across_processes(tmp_path: pathlib.Pa
     assert len(Ipam(tmp_path, "10.10.0.0/24").allocated()) == 200
 
 
+@pytest.mark.unprivileged
 def test_ipam_never_gives_an_address_twice_across_threads(tmp_path: pathlib.Path) -> None:
     ipam = Ipam(tmp_path, "10.10.0.0/24")
     got: list[str] = []
@@ -210,6 +222,7 @@ def test_ipam_never_gives_an_address_twice_across_threads(tmp_path: pathlib.Path
     assert len(got) == 100 and len(set(got)) == 100 == len(ipam.allocated())
 
 
+@pytest.mark.unprivileged
 def test_ipam_refuses_hostile_state_files(tmp_path: pathlib.Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("do not read")
@@ -235,6 +248,7 @@ def test_ipam_refuses_hostile_state_files(tmp_path: pathlib.Path) -> None:
     assert secret.read_text() == "do not read"
 
 
+@pytest.mark.unprivileged
 def test_ipam_state_dir_must_not_be_a_symlink(tmp_path: pathlib.Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
@@ -243,6 +257,7 @@ def test_ipam_state_dir_must_not_be_a_symlink(tmp_path: pathlib.Path) -> None:
     assert list((tmp_path / "real").iterdir()) == []
 
 
+@pytest.mark.unprivileged
 def test_ipam_skips_a_planted_symlink_when_allocating(tmp_path: pathlib.Path) -> None:
     """O_CREAT|O_EXCL never follows a name already there: a dangling symlink planted
     under the next address is not written through."""

@@ -42,11 +42,13 @@ def test_unshare_net_gives_a_namespace_with_only_loopback() -> None:
     assert interfaces == ["lo"]
 
 
+@pytest.mark.unprivileged
 def test_unshare_invalid_flag_is_einval_naming_the_flags() -> None:
     with pytest.raises(InvalidArgument, match=r"^unshare PIDFD: EINVAL"):
         nsbind.unshare(CloneFlags.PIDFD)
 
 
+@pytest.mark.unprivileged
 @forked
 def test_unshare_unprivileged_is_permission_error() -> None:
     drop_to_nobody()
@@ -95,11 +97,13 @@ def test_setns_wrong_type_is_einval_naming_the_namespace_file(holder: PidFd) -> 
         nsbind.setns(ns, Namespace.UTS)
 
 
+@pytest.mark.unprivileged
 def test_setns_on_a_file_that_is_not_a_namespace_is_einval() -> None:
     with open("/dev/null") as f, pytest.raises(InvalidArgument, match=r"^setns fd \d+: EINVAL"):
         nsbind.setns(f.fileno())
 
 
+@pytest.mark.unprivileged
 def test_setns_bad_fd_is_ebadf() -> None:
     with pytest.raises(NsbindError, match=r"^setns fd 999: EBADF"):
         nsbind.setns(999)
@@ -114,6 +118,7 @@ def test_open_namespace_refuses_non_nsfs_and_wrong_type(holder: PidFd) -> None:
         nsbind.open_namespace("/nonexistent")
 
 
+@pytest.mark.unprivileged
 def test_namespace_enum_matches_proc_and_clone_flags() -> None:
     assert sorted(ns.proc_name for ns in Namespace) == sorted(
         n for n in os.listdir("/proc/self/ns") if not n.endswith("_for_children"))
@@ -130,6 +135,7 @@ def test_sethostname_too_long_is_einval() -> None:
         nsbind.setdomainname("y" * 65)
 
 
+@pytest.mark.unprivileged
 @forked
 def test_sethostname_unprivileged_is_eperm() -> None:
     drop_to_nobody()

@@ -188,6 +188,7 @@ def assert_nothing_left(root: pathlib.Path, cid: str, cgroup: str,
 # ------------------------------------------------------------------ happy paths
 
 
+@pytest.mark.unprivileged
 def test_version() -> None:
     proc = subprocess.run([NSBIND_OCI, "--version"], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
@@ -196,6 +197,7 @@ def test_version() -> None:
     assert "spec: 1." in out
 
 
+@pytest.mark.unprivileged
 def test_spec_matches_runc_and_refuses_to_overwrite(tmp_path: pathlib.Path) -> None:
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed")
@@ -428,6 +430,7 @@ def test_update_pids_limit(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
         assert pids_max.read_text().strip() == "17"
 
 
+@pytest.mark.unprivileged
 def test_features() -> None:
     proc = subprocess.run([NSBIND_OCI, "features"], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
@@ -450,6 +453,7 @@ def test_features() -> None:
     to_spawn(load_spec(json.dumps(config).encode()), cgroup_parent="/")
 
 
+@pytest.mark.unprivileged
 def test_log_json_appends_errors(tmp_path: pathlib.Path) -> None:
     log = tmp_path / "log.json"
     for _ in range(2):
@@ -515,6 +519,7 @@ def test_duplicate_id(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
         assert (st["status"], st["pid"]) == ("created", pid)  # the first is untouched
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("args", [["state"], ["start"], ["kill"], ["kill", "--all"],
                                   ["delete"], ["pause"], ["exec"], ["ps"]])
 def test_unknown_id_does_not_exist_as_runc(tmp_path: pathlib.Path, args: list[str]) -> None:
@@ -605,6 +610,7 @@ def test_console_socket_nobody_listening(tmp_path: pathlib.Path, cgroup_parent: 
         reap_all()
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("cid", ["../x", "a/b", "-x", ".."])
 def test_invalid_id(tmp_path: pathlib.Path, cgroup_parent: str, cid: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
@@ -621,6 +627,7 @@ def test_invalid_id(tmp_path: pathlib.Path, cgroup_parent: str, cid: str) -> Non
         reap_all()
 
 
+@pytest.mark.unprivileged
 def test_preserve_fds_not_open(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", ":"])
     root = tmp_path / "state"
@@ -678,6 +685,7 @@ def test_run_in_the_foreground_holds_the_terminal_itself(tmp_path: pathlib.Path,
     assert not (tmp_path / "state" / "tty1").exists()
 
 
+@pytest.mark.unprivileged
 def test_a_config_json_that_is_a_fifo_is_refused_without_hanging(tmp_path: pathlib.Path) -> None:
     bundle = tmp_path / "bundle"
     bundle.mkdir()

@@ -15,6 +15,8 @@ from nsbind.errors import InvalidValue, NsbindError
 from nsbind.oci.hooks import OUTPUT_TAIL, HookError, phase_hooks, run_hooks
 from nsbind.oci.spec import Hook, Hooks
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 STATE = {"ociVersion": "1.2.0", "id": "box", "status": "created", "pid": 4242,
          "bundle": "/srv/box"}
 

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 #: modules the light commands (state, kill, start, delete of an unknown id) must not load
 HEAVY = ("nsbind.process", "nsbind.spawnplan", "nsbind.oci.spec", "nsbind.oci.convert",
          "nsbind.seccomp", "nsbind.rootfs", "nsbind.image.store", "nsbind.cgroups")

@@ -158,6 +158,7 @@ def test_copy_up_caps(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -
                 mountconv.copy_up(str(root), "/d", mnt)
 
 
+@pytest.mark.unprivileged
 def test_tmpcopyup_only_for_tmpfs(tmp_path: pathlib.Path) -> None:
     def edit(config: dict[str, Any]) -> None:
         config["mounts"].append({"destination": "/x", "type": "bind", "source": "/tmp",
@@ -200,6 +201,7 @@ def test_idmapped_bind_shows_owners_through_its_mappings(tmp_path: pathlib.Path,
         == (0, 1000)
 
 
+@pytest.mark.unprivileged
 def test_idmapped_mount_needs_both_maps_and_a_bind(tmp_path: pathlib.Path) -> None:
     maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     for mount, message in (

@@ -330,6 +330,7 @@ def _edits() -> list[tuple[Edit, str]]:
             (proc_bind, "mounts[0]: /proc takes a proc mount only, not bind")]
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("edit", "message"), _edits(),
                          ids=["terminal", "sysctl", "hooks", "option", "swappiness", "join",
                               "deny", "shares", "proc-bind"])
@@ -343,6 +344,7 @@ def test_refused_fields_name_their_path(tmp_path: pathlib.Path, cgroup_parent: s
         assert not os.path.exists(h.path_of(name))
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("path", "parent", "name"), [
     (None, "P", None),
     ("/abs/olute/ctr", "abs/olute", "ctr"),
@@ -408,6 +410,7 @@ def _spawn_args(tmp_path: pathlib.Path, edit: Edit) -> Any:
     return to_spawn(load_spec(make_bundle(tmp_path, "unused", edit)), cgroup_parent="P")
 
 
+@pytest.mark.unprivileged
 def test_resources_mapping(tmp_path: pathlib.Path) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["resources"].update({
@@ -434,6 +437,7 @@ def test_resources_mapping(tmp_path: pathlib.Path) -> None:
     assert "c 136:* rwm" in settings.devices  # runc's default allowed devices
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("mount", "message"), [
     ({"destination": "/x", "type": "nfs", "source": "h:/x"}, r"mounts\[7\]\.type 'nfs'"),
     ({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rslave"]},

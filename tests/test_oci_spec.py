@@ -30,6 +30,8 @@ from nsbind.oci import (
     systemd_cgroup_path,
 )
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 HOST = Host()  # no AppArmor, no SELinux, no RT group scheduling
 RT_HOST = Host(rt_group_sched=True)
 

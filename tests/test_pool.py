@@ -41,6 +41,7 @@ def test_loopback_false_and_close_frees_everything() -> None:
         pool.take()
 
 
+@pytest.mark.unprivileged
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="net=True"):
         NamespacePool(net=False)

@@ -69,6 +69,7 @@ def test_clone3_set_tid_chooses_the_pid() -> None:
         assert pidfd.wait().returncode == 0
 
 
+@pytest.mark.unprivileged
 def test_clone3_without_pidfd_returns_pid_only() -> None:
     pid, pidfd = nsbind.clone3()
     if pid == 0:
@@ -78,12 +79,14 @@ def test_clone3_without_pidfd_returns_pid_only() -> None:
     assert os.waitstatus_to_exitcode(status) == 3
 
 
+@pytest.mark.unprivileged
 def test_clone3_refuses_flags_a_python_child_cannot_survive() -> None:
     for flag in (CloneFlags.VM, CloneFlags.THREAD, CloneFlags.FILES, CloneFlags.VFORK):
         with pytest.raises(ValueError, match="clone3 into Python cannot use"):
             nsbind.clone3(flag)
 
 
+@pytest.mark.unprivileged
 def test_clone3_refuses_a_threaded_process() -> None:
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)
@@ -96,6 +99,7 @@ def test_clone3_refuses_a_threaded_process() -> None:
         worker.join()
 
 
+@pytest.mark.unprivileged
 def test_clone3_error_names_the_call_and_flags() -> None:
     # set_tid without the privilege of choosing pids in a foreign pid namespace:
     # more entries than nested pid namespaces is EINVAL.
@@ -105,6 +109,7 @@ def test_clone3_error_names_the_call_and_flags() -> None:
     assert str(info.value).startswith("clone3 PIDFD: EINVAL")
 
 
+@pytest.mark.unprivileged
 @forked
 def test_clone3_as_unprivileged_into_new_namespace_is_permission_error() -> None:
     drop_to_nobody()
@@ -115,6 +120,7 @@ def test_clone3_as_unprivileged_into_new_namespace_is_permission_error() -> None
 # ---------------------------------------------------------------- pidfds
 
 
+@pytest.mark.unprivileged
 def test_pidfd_open_send_signal_and_readable_on_exit() -> None:
     pid, own = _child()
     with own, nsbind.pidfd_open(pid) as other:
@@ -125,11 +131,13 @@ def test_pidfd_open_send_signal_and_readable_on_exit() -> None:
     assert result.signaled and result.returncode == -signal.SIGTERM
 
 
+@pytest.mark.unprivileged
 def test_pidfd_open_missing_process_is_process_lookup_error() -> None:
     with pytest.raises(ProcessLookupError, match=r"^pidfd_open pid \d+: ESRCH"):
         nsbind.pidfd_open(free_pid())
 
 
+@pytest.mark.unprivileged
 def test_pidfd_send_signal_after_reap_is_esrch_not_a_recycled_pid() -> None:
     _pid, pidfd = _child()
     with pidfd:
@@ -139,6 +147,7 @@ def test_pidfd_send_signal_after_reap_is_esrch_not_a_recycled_pid() -> None:
             pidfd.send_signal(signal.SIGTERM)
 
 
+@pytest.mark.unprivileged
 def test_pidfd_getfd_copies_an_fd_of_another_process() -> None:
     rfd, wfd = os.pipe()
     with tempfile.TemporaryFile() as tmp:
@@ -168,6 +177,7 @@ def test_pidfd_getfd_copies_an_fd_of_another_process() -> None:
             pidfd.wait()
 
 
+@pytest.mark.unprivileged
 def test_pidfd_getfd_bad_target_fd_is_ebadf() -> None:
     _pid, pidfd = _child()
     with pidfd:
@@ -179,6 +189,7 @@ def test_pidfd_getfd_bad_target_fd_is_ebadf() -> None:
             pidfd.wait()
 
 
+@pytest.mark.unprivileged
 def test_waitid_poll_returns_none_while_running() -> None:
     _pid, pidfd = _child()
     with pidfd:
@@ -188,12 +199,14 @@ def test_waitid_poll_returns_none_while_running() -> None:
         assert result.returncode == -signal.SIGKILL
 
 
+@pytest.mark.unprivileged
 def test_waitid_on_a_process_that_is_not_our_child_is_echild() -> None:
     with nsbind.pidfd_open(os.getpid()) as me, pytest.raises(ChildProcessError,
                                                               match=r"^waitid pidfd \d+: ECHILD"):
         me.poll()
 
 
+@pytest.mark.unprivileged
 def test_waitid_bad_fd_is_ebadf() -> None:
     with pytest.raises(NsbindError, match=r"^waitid pidfd 999: EBADF"):
         nsbind.waitid(999)
@@ -202,6 +215,7 @@ def test_waitid_bad_fd_is_ebadf() -> None:
 # ---------------------------------------------------------------- close_range
 
 
+@pytest.mark.unprivileged
 def test_close_range_closes_and_marks_cloexec() -> None:
     lo = 900  # a block of fds no one else uses
     with open("/dev/null") as f:
@@ -217,6 +231,7 @@ def test_close_range_closes_and_marks_cloexec() -> None:
         assert info.value.errno == errno.EBADF
 
 
+@pytest.mark.unprivileged
 def test_close_range_first_above_last_is_einval() -> None:
     with pytest.raises(NsbindError, match=r"^close_range 10\.\.5: EINVAL"):
         nsbind.close_range(10, 5)
@@ -225,6 +240,7 @@ def test_close_range_first_above_last_is_einval() -> None:
 # ---------------------------------------------------------------- prctl
 
 
+@pytest.mark.unprivileged
 @forked
 def test_prctl_no_new_privs_and_dumpable() -> None:
     assert not nsbind.get_no_new_privs()
@@ -239,6 +255,7 @@ def test_prctl_no_new_privs_and_dumpable() -> None:
         assert "NoNewPrivs:\t1" in f.read()
 
 
+@pytest.mark.unprivileged
 def test_prctl_unknown_option_is_einval() -> None:
     with pytest.raises(NsbindError, match=r"^prctl option 99999: EINVAL"):
         nsbind.prctl(99999)
@@ -274,6 +291,7 @@ def test_capset_raising_beyond_permitted_is_eperm() -> None:
         nsbind.capset(caps)
 
 
+@pytest.mark.unprivileged
 def test_capget_missing_process_is_esrch() -> None:
     with pytest.raises(ProcessLookupError, match=r"^capget pid \d+: ESRCH"):
         nsbind.capget(free_pid())
@@ -289,6 +307,7 @@ def test_capbset_drop_removes_from_bounding_set() -> None:
         nsbind.capbset_drop(Capability.CHOWN)
 
 
+@pytest.mark.unprivileged
 def test_run_forked_reports_child_failures() -> None:
     def boom() -> None:
         raise KeyError("inside")

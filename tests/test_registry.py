@@ -194,6 +194,7 @@ def _cli(argv: list[str], root: str | None) -> tuple[int, str, str]:
 
 # --- references ---------------------------------------------------------------------------
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("text", "expected"), [
     ("busybox", "docker.io/library/busybox:latest"),
     ("busybox:1.36", "docker.io/library/busybox:1.36"),
@@ -213,6 +214,7 @@ def test_reference_normalized(text: str, expected: str) -> None:
     assert str(parse_reference(text)) == expected
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("text", [
     "", "Busybox", "busybox:", "busybox:-x", "a//b", "/busybox", "busybox/",
     "busybox@sha256:abc", "busybox@md5:" + "a" * 32, "host:port/x", "a" * 256,
@@ -223,6 +225,7 @@ def test_reference_refused(text: str) -> None:
         parse_reference(text)
 
 
+@pytest.mark.unprivileged
 def test_reference_parts() -> None:
     ref = parse_reference("busybox")
     assert (ref.registry, ref.repository, ref.tag, ref.api_host, ref.familiar()) == (
@@ -233,6 +236,7 @@ def test_reference_parts() -> None:
 
 # --- pull from the real registry ----------------------------------------------------------
 
+@pytest.mark.unprivileged
 def test_pull_matches_load(registry: Registry, tmp_path: pathlib.Path) -> None:
     store = Store(str(tmp_path / "pulled"))
     done = pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False)
@@ -259,6 +263,7 @@ def test_pull_matches_load(registry: Registry, tmp_path: pathlib.Path) -> None:
                                          f"{registry.host}/test/repo@{done.digest}"}
 
 
+@pytest.mark.unprivileged
 def test_pull_platform(registry: Registry, tmp_path: pathlib.Path) -> None:
     store = Store(str(tmp_path / "s"))
     done = pull(f"{registry.host}/test/repo:v3", store=store, tls_verify=False,
@@ -270,6 +275,7 @@ def test_pull_platform(registry: Registry, tmp_path: pathlib.Path) -> None:
              platform=("linux", "s390x"))
 
 
+@pytest.mark.unprivileged
 def test_pull_command(registry: Registry, tmp_path: pathlib.Path) -> None:
     root = str(tmp_path / "store")
     code, out, err = _cli(["pull", "--tls-verify=false", f"{registry.host}/test/repo:v3"], root)
@@ -281,6 +287,7 @@ def test_pull_command(registry: Registry, tmp_path: pathlib.Path) -> None:
     assert (code, out) == (0, f"{registry.host}/test/repo:v3\n")
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("ref", ["test/nothing:v3", "test/repo:nope"])
 def test_pull_unknown(registry: Registry, tmp_path: pathlib.Path, ref: str) -> None:
     root = str(tmp_path / "store")
@@ -291,6 +298,7 @@ def test_pull_unknown(registry: Registry, tmp_path: pathlib.Path, ref: str) -> N
     assert os.listdir(os.path.join(root, "layers", "sha256")) == []
 
 
+@pytest.mark.unprivileged
 def test_pull_bad_arguments(tmp_path: pathlib.Path) -> None:
     code, _, err = _cli(["pull", "--platform", "linux", "x"], str(tmp_path))
     assert code == 125 and "--platform" in err
@@ -300,6 +308,7 @@ def test_pull_bad_arguments(tmp_path: pathlib.Path) -> None:
     assert code == 125 and "nocolon" not in err
 
 
+@pytest.mark.unprivileged
 def test_tls_verify_on_plain_http(registry: Registry, tmp_path: pathlib.Path) -> None:
     with pytest.raises(RegistryError, match="TLS"):
         pull(f"{registry.host}/test/repo:v3", store=str(tmp_path), retries=0)
@@ -307,6 +316,7 @@ def test_tls_verify_on_plain_http(registry: Registry, tmp_path: pathlib.Path) ->
 
 # --- auth --------------------------------------------------------------------------------
 
+@pytest.mark.unprivileged
 def test_pull_basic_auth(auth_registry: Registry, tmp_path: pathlib.Path) -> None:
     ref = f"{auth_registry.host}/private/img:v1"
     root = str(tmp_path / "store")
@@ -332,6 +342,7 @@ def test_pull_basic_auth(auth_registry: Registry, tmp_path: pathlib.Path) -> Non
     assert code == 0 and credentials(auth_registry.host) is None
 
 
+@pytest.mark.unprivileged
 def test_auth_file_keeps_other_keys(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "config.json")
     pathlib.Path(path).write_text(json.dumps({"auths": {"other.io": {"auth": "eDp5"}},
@@ -347,6 +358,7 @@ def test_auth_file_keeps_other_keys(tmp_path: pathlib.Path) -> None:
 
 # --- TLS ---------------------------------------------------------------------------------
 
+@pytest.mark.unprivileged
 def test_pull_tls(tmp_path_factory: pytest.TempPathFactory, tmp_path: pathlib.Path) -> None:
     _need(REGISTRY, "skopeo", "openssl")
     reg = Registry(tmp_path_factory.mktemp("tlsreg"), tls=True)
@@ -478,6 +490,7 @@ def _pull_fake(fake: FakeRegistry, store: str, **kw: Any) -> Any:
     return pull(f"{fake.host}/img:1", store=store, tls_verify=False, backoff=0.01, **kw)
 
 
+@pytest.mark.unprivileged
 def test_corrupt_blob_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     digest = json.loads(fake.manifest)["layers"][1]["digest"]
     good = fake.blobs[digest]
@@ -491,6 +504,7 @@ def test_corrupt_blob_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> Non
     assert os.listdir(os.path.join(root, "tmp")) == []
 
 
+@pytest.mark.unprivileged
 def test_blob_longer_than_descriptor_refused(fake: FakeRegistry, tmp_path: pathlib.Path
                                              ) -> None:
     digest = json.loads(fake.manifest)["layers"][0]["digest"]
@@ -500,6 +514,7 @@ def test_blob_longer_than_descriptor_refused(fake: FakeRegistry, tmp_path: pathl
     assert Store(str(tmp_path / "store")).images() == []
 
 
+@pytest.mark.unprivileged
 def test_retry_after_503(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     failed: set[str] = set()
 
@@ -520,6 +535,7 @@ def test_retry_after_503(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     assert len(blob_gets) == 2 * 3  # config and two layers, each twice
 
 
+@pytest.mark.unprivileged
 def test_persistent_503_gives_up(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     def fault(handler: Any, path: str) -> bool:
         handler.send_response(503)
@@ -533,6 +549,7 @@ def test_persistent_503_gives_up(fake: FakeRegistry, tmp_path: pathlib.Path) -> 
     assert len(fake.requests) == 3
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("ranges", [True, False])
 def test_cut_blob_resumed(fake: FakeRegistry, tmp_path: pathlib.Path, ranges: bool) -> None:
     digest = json.loads(fake.manifest)["layers"][1]["digest"]
@@ -561,6 +578,7 @@ def test_cut_blob_resumed(fake: FakeRegistry, tmp_path: pathlib.Path, ranges: bo
     assert (gets[1] is not None) and gets[1].startswith("bytes=")
 
 
+@pytest.mark.unprivileged
 def test_redirect_to_file_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     def fault(handler: Any, path: str) -> bool:
         if "/blobs/" in path:
@@ -576,6 +594,7 @@ def test_redirect_to_file_refused(fake: FakeRegistry, tmp_path: pathlib.Path) ->
         _pull_fake(fake, str(tmp_path / "store"))
 
 
+@pytest.mark.unprivileged
 def test_huge_manifest_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     fake.manifest = b" " * (5 << 20) + fake.manifest
     with pytest.raises(RegistryError, match="allowed"):
@@ -584,6 +603,7 @@ def test_huge_manifest_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> No
 
 # --- push --------------------------------------------------------------------------------
 
+@pytest.mark.unprivileged
 def test_push_round_trip(registry: Registry, tmp_path: pathlib.Path) -> None:
     root = str(tmp_path / "store")
     store = Store(root)
@@ -639,6 +659,7 @@ def _bearer(fake: FakeRegistry, token_body: bytes, seen: list[tuple[str, str | N
     return fault
 
 
+@pytest.mark.unprivileged
 def test_bearer_token_flow(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     import base64
 
@@ -652,6 +673,7 @@ def test_bearer_token_flow(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     assert auth == "Basic " + base64.b64encode(b"bob:pw").decode()
 
 
+@pytest.mark.unprivileged
 def test_huge_token_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     body = json.dumps({"token": "tok-123", "pad": "x" * (2 << 20)}).encode()
     fake.fault = _bearer(fake, body, [])

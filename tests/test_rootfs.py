@@ -34,6 +34,12 @@ def mode(request: pytest.FixtureRequest) -> Iterator[str]:
         PREPARED = False
 
 
+#: the `mode` parameters of a test that also runs unprivileged, with plain roots only
+#: (RootFS.prepare() needs root)
+PLAIN_ALSO_UNPRIVILEGED = pytest.mark.parametrize(
+    "mode", [pytest.param("plain", marks=pytest.mark.unprivileged), "prepared"], indirect=True)
+
+
 def run_in(root: RootFS, script: str, ns: Namespaces | None = None,
            **kwargs: object) -> tuple[str, int]:
     """Run ``sh -c script`` in ``root`` (new pid and mount namespaces by default)."""
@@ -236,6 +242,7 @@ def test_minimal_dev(tmp_path: pathlib.Path) -> None:
     assert not (tmp_path / "dev").exists() or not os.listdir(tmp_path / "dev")
 
 
+@PLAIN_ALSO_UNPRIVILEGED
 def test_minimal_dev_in_a_user_namespace_binds_the_host_nodes(tmp_path: pathlib.Path) -> None:
     root = RootFS(busybox_root(tmp_path), readonly=True)
     root.add(mounts.proc(), mounts.dev(pts_gid=None))
@@ -257,6 +264,7 @@ def test_bind_volume_inside_the_root_readonly(tmp_path: pathlib.Path) -> None:
     assert (tmp_path / "root" / "f").is_file()
 
 
+@pytest.mark.unprivileged
 def test_rootfs_needs_a_mount_namespace(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="rootfs needs a new mount namespace"):
         spawn(["true"], rootfs=RootFS(tmp_path))
@@ -264,6 +272,7 @@ def test_rootfs_needs_a_mount_namespace(tmp_path: pathlib.Path) -> None:
         RootFS(tmp_path).add(MountStep("proc", "/proc", "proc"))
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("lower", "refused"), [
     ([], "at least one lower layer"),
     (["/layers/a,b", "/layers/c"], r"contains .*','"),

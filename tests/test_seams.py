@@ -13,6 +13,8 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src" / "nsbind"
 TESTS = pathlib.Path(__file__).resolve().parent
 

@@ -134,6 +134,7 @@ def test_a_filter_that_refuses_everything_still_reports_the_exec() -> None:
     assert _children() == before
 
 
+@pytest.mark.unprivileged
 def test_root_of_a_new_user_namespace_loads_the_filter_without_no_new_privs() -> None:
     # CAP_SYS_ADMIN in its own user namespace is enough (and the child waits for its id
     # maps and reports over a pipe there)
@@ -195,6 +196,7 @@ def test_without_no_new_privs_the_filter_is_loaded_before_ids_and_capabilities_d
     assert code == 0 and out.split()[-1] == "1"
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("value", [b"", b"\0" * 12, "not bytes"],
                          ids=["empty", "partial-instruction", "str"])
 def test_a_value_that_is_no_program_is_refused_before_any_child(value: object) -> None:
@@ -202,6 +204,7 @@ def test_a_value_that_is_no_program_is_refused_before_any_child(value: object) -
         spawn(["true"], seccomp=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.unprivileged
 def test_bad_rules_are_refused_by_name() -> None:
     f = Filter(Action.allow())
     with pytest.raises(SeccompError, match="unknown syscall 'nsbind_nosuch'"):
@@ -218,6 +221,7 @@ def test_bad_rules_are_refused_by_name() -> None:
         Filter(Action.allow(), architectures=["SCMP_ARCH_VAX"])
 
 
+@pytest.mark.unprivileged
 def test_missing_library_names_it_and_the_debian_package() -> None:
     with pytest.raises(SeccompUnavailable, match=r"libseccomp-nsbind-absent\.so\.2.*libseccomp2"
                        ) as info:
@@ -228,6 +232,7 @@ def test_missing_library_names_it_and_the_debian_package() -> None:
 # ---------------------------------------------------------------- export
 
 
+@pytest.mark.unprivileged
 def test_export_is_stable_and_follows_the_rules() -> None:
     a, b = _no_mkdir().export(), _no_mkdir().export()
     assert a == b and len(a) % 8 == 0
@@ -240,6 +245,7 @@ def test_export_is_stable_and_follows_the_rules() -> None:
     assert f.export() == f.export()
 
 
+@pytest.mark.unprivileged
 def test_more_architectures_make_a_longer_program() -> None:
     native = _no_mkdir().export()
     wide = Filter(Action.allow(), architectures=["SCMP_ARCH_X86", "SCMP_ARCH_X32"])
@@ -291,6 +297,7 @@ def _oci(**changes: Any) -> dict[str, Any]:
     return section
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("section", "message"), [
     ({}, r"^linux\.seccomp\.defaultAction: expected a string"),
     (_oci(defaultAction="SCMP_ACT_MAYBE"), r"^linux\.seccomp\.defaultAction: unknown seccomp "

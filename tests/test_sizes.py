@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src" / "nsbind"
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80

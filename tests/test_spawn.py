@@ -143,6 +143,7 @@ def test_new_mount_namespace_is_private_and_mounts_stay_inside(tmp_path: pathlib
         assert f" {tmp_path} " not in f.read()
 
 
+@pytest.mark.unprivileged
 def test_spawned_inside_a_cgroup(test_cgroup: CgroupFd) -> None:
     out, code = _run(["cat", "/proc/self/cgroup"], cgroup=test_cgroup)
     rel = "/" + os.path.relpath(test_cgroup.path, nsbind.cgroup2_mountpoint())
@@ -189,6 +190,7 @@ def test_ids_rlimits_umask_no_new_privs_and_capabilities() -> None:
     assert _status_field(status, "CapEff") == bit  # ambient: effective after exec as non-root
 
 
+@pytest.mark.unprivileged
 def test_new_session_and_parent_death_signal() -> None:
     out, code = _run(["sh", "-c", "ps -o sid= -p $$ 2>/dev/null || cut -d' ' -f6 /proc/$$/stat;"
                       " echo $$"], start_new_session=True, pdeathsig=signal.SIGKILL)
@@ -196,6 +198,7 @@ def test_new_session_and_parent_death_signal() -> None:
     assert code == 0 and sid == pid
 
 
+@pytest.mark.unprivileged
 def test_exit_status_and_signal_returncode() -> None:
     assert _run(["sh", "-c", "exit 3"])[1] == 3
     assert _run(["sh", "-c", "kill -TERM $$"])[1] == -signal.SIGTERM
@@ -204,19 +207,25 @@ def test_exit_status_and_signal_returncode() -> None:
 # ---------------------------------------------------------------- failures name the step
 
 
+WITHOUT_ROOT = pytest.mark.unprivileged  # the steps that fail alike without root
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message", "exc_type"),
     [
-        ({"args": ["/bin/nosuch"]}, r"^exec /bin/nosuch: ENOENT", FileNotFoundError),
-        ({"args": ["nsbind-no-such-program"], "env": {"PATH": "/usr/bin:/bin"}},
-         r"^exec /bin/nsbind-no-such-program: ENOENT", FileNotFoundError),
-        ({"args": ["true"], "cwd": "/nonexistent"}, r"^chdir /nonexistent: ENOENT",
-         FileNotFoundError),
+        pytest.param({"args": ["/bin/nosuch"]}, r"^exec /bin/nosuch: ENOENT", FileNotFoundError,
+                     marks=WITHOUT_ROOT),
+        pytest.param({"args": ["nsbind-no-such-program"], "env": {"PATH": "/usr/bin:/bin"}},
+                     r"^exec /bin/nsbind-no-such-program: ENOENT", FileNotFoundError,
+                     marks=WITHOUT_ROOT),
+        pytest.param({"args": ["true"], "cwd": "/nonexistent"}, r"^chdir /nonexistent: ENOENT",
+                     FileNotFoundError, marks=WITHOUT_ROOT),
         ({"args": ["true"], "namespaces": Namespaces(mnt=True),
           "mounts": [MountStep("proc", "/nonexistent/proc", "proc")]},
          r"^mount proc on /nonexistent/proc: ENOENT", FileNotFoundError),
-        ({"args": ["true"], "rlimits": {resource.RLIMIT_NOFILE: (2**40, 2**40)}},
-         r"^setrlimit RLIMIT_NOFILE \d+:\d+: EPERM", PermissionError),
+        pytest.param({"args": ["true"], "rlimits": {resource.RLIMIT_NOFILE: (2**40, 2**40)}},
+                     r"^setrlimit RLIMIT_NOFILE \d+:\d+: EPERM", PermissionError,
+                     marks=WITHOUT_ROOT),
         ({"args": ["true"], "namespaces": Namespaces(mnt=True), "pivot_root": "/nonexistent"},
          r"^enter the new root /nonexistent: ENOENT", FileNotFoundError),
         ({"args": ["true"], "capabilities": CapabilitySets(
@@ -234,6 +243,7 @@ def test_step_failures_name_the_step(kwargs: dict[str, object], message: str,
     assert isinstance(info.value, exc_type)
 
 
+@pytest.mark.unprivileged
 def test_bad_cgroup_fd_fails_in_clone3(tmp_path: pathlib.Path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -243,6 +253,7 @@ def test_bad_cgroup_fd_fails_in_clone3(tmp_path: pathlib.Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.unprivileged
 def test_hostname_without_a_uts_namespace_is_refused() -> None:
     with pytest.raises(ValueError, match="need a new UTS namespace"):
         spawn(["true"], hostname="would-rename-the-host")
@@ -258,6 +269,7 @@ def test_failed_hostname_in_uts_namespace_leaves_host_alone() -> None:
 # ---------------------------------------------------------------- stdio and fds
 
 
+@pytest.mark.unprivileged
 def test_stdin_stdout_stderr_pipes_and_stdout_merge() -> None:
     with spawn(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE) as proc:
         out, err = proc.communicate(b"hello", timeout=30)
@@ -267,6 +279,7 @@ def test_stdin_stdout_stderr_pipes_and_stdout_merge() -> None:
     assert (out, err) == (b"out\nerr\n", None)
 
 
+@pytest.mark.unprivileged
 def test_file_objects_devnull_and_pass_fds(tmp_path: pathlib.Path) -> None:
     target = tmp_path / "out"
     r, w = os.pipe()
@@ -282,6 +295,7 @@ def test_file_objects_devnull_and_pass_fds(tmp_path: pathlib.Path) -> None:
         os.close(w)
 
 
+@pytest.mark.unprivileged
 def test_child_gets_exactly_the_fds_it_was_given() -> None:
     with tempfile.TemporaryFile() as leaky:
         os.set_inheritable(leaky.fileno(), True)  # even an inheritable fd does not leak
@@ -306,6 +320,7 @@ def test_cwd_of_the_host_does_not_leak_through_pivot_root(tmp_path: pathlib.Path
 # ---------------------------------------------------------------- waiting
 
 
+@pytest.mark.unprivileged
 def test_wait_timeout_poll_and_kill() -> None:
     proc = spawn(["sleep", "60"])
     try:
@@ -321,6 +336,7 @@ def test_wait_timeout_poll_and_kill() -> None:
             proc.wait()
 
 
+@pytest.mark.unprivileged
 def test_context_manager_kills_on_exception() -> None:
     with pytest.raises(KeyError), spawn(["sleep", "60"]) as proc:
         raise KeyError("boom")
@@ -367,7 +383,7 @@ def test_init_exit_by_signal_is_128_plus_n() -> None:
     assert code == 128 + signal.SIGUSR1
 
 
-def _rootless_spawn() -> str:
+def _rootless_spawn() -> tuple[str, int]:
     from helpers import drop_to_nobody
 
     drop_to_nobody()
@@ -376,14 +392,15 @@ def _rootless_spawn() -> str:
                      namespaces=Namespaces(user=True, net=True, uts=True, pid=True),
                      hostname="rootless")
     assert code == 0
-    return out
+    return out, os.getuid()  # 65534, or the unprivileged pass's own user
 
 
+@pytest.mark.unprivileged
 def test_rootless_spawn_with_a_user_namespace() -> None:
     from helpers import run_forked
 
-    out = run_forked(_rootless_spawn)
-    assert out.split() == ["0", "0", "65534", "1", "deny"]
+    out, uid = run_forked(_rootless_spawn)
+    assert out.split() == ["0", "0", str(uid), "1", "deny"]
 
 
 def test_cve_2024_21626_leaked_fd_as_cwd_stays_confined(tmp_path: pathlib.Path) -> None:
@@ -516,6 +533,7 @@ nsbind.spawn(["sleep", "600"], namespaces=nsbind.Namespaces(user=True, pid=True,
 """
 
 
+@pytest.mark.unprivileged
 def test_killing_the_parent_during_start_leaves_no_orphan(tmp_path: pathlib.Path) -> None:
     """The child waits for its id maps on a pipe: when the parent dies first, it sees
     EOF and exits before running anything (no orphaned container, no mount)."""
@@ -539,6 +557,7 @@ def test_killing_the_parent_during_start_leaves_no_orphan(tmp_path: pathlib.Path
         pass
 
 
+@pytest.mark.unprivileged
 def test_a_child_that_dies_before_its_go_byte_is_an_error_naming_the_step(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """When the go byte cannot reach a user-namespace child (it died after its maps were
@@ -566,6 +585,7 @@ def test_a_child_that_dies_before_its_go_byte_is_an_error_naming_the_step(
     assert victims and not os.path.exists(f"/proc/{victims[0]}")  # reaped
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"uid": 2**32}, r"uid 4294967296 is out of range"),
     ({"uid": 2**32 - 1}, r"uid 4294967295 is out of range"),
@@ -593,6 +613,7 @@ def test_the_largest_valid_uid_is_taken() -> None:
     assert (out.split(), code) == (["4294967294"] * 3, 0)
 
 
+@pytest.mark.unprivileged
 def test_joining_a_pid_that_does_not_exist_says_so() -> None:
     with pytest.raises(ProcessLookupError, match=r"join the namespaces of pid 99999999: ESRCH"
                        r".*no such process") as info:
@@ -602,6 +623,7 @@ def test_joining_a_pid_that_does_not_exist_says_so() -> None:
         Namespaces.join(0)
 
 
+@pytest.mark.unprivileged
 def test_joining_a_fifo_does_not_hang(tmp_path: pathlib.Path) -> None:
     """A FIFO where an nsfs file was expected is opened without blocking and refused."""
     fifo = tmp_path / "netns"

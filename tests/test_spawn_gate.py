@@ -48,6 +48,7 @@ def parked_in_fifo(pid: int) -> bool:
             and wchan in ("0", "", "wait_for_partner"))  # fifo_open; 0: wchan hidden
 
 
+@pytest.mark.unprivileged
 def test_gated_spawn_returns_parked_and_start_releases_it(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (path, fd):
         started = time.monotonic()
@@ -65,6 +66,7 @@ def test_gated_spawn_returns_parked_and_start_releases_it(tmp_path: pathlib.Path
                 proc.wait()
 
 
+@pytest.mark.unprivileged
 def test_a_parked_child_can_be_killed(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (_path, fd):
         proc = spawn(["true"], start_gate=fd)
@@ -113,12 +115,14 @@ def test_gate_without_proc_in_the_root_names_the_gate_step(tmp_path: pathlib.Pat
     assert "procfs" in str(info.value)
 
 
+@pytest.mark.unprivileged
 def test_a_failure_before_the_gate_is_a_spawn_error(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (_path, fd):
         with pytest.raises(SpawnError, match="chdir /nonexistent-nsbind"):
             spawn(["true"], cwd="/nonexistent-nsbind", start_gate=fd)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("command, message", [
     (["nsbind-no-such-command"], r"^exec /.*/nsbind-no-such-command: ENOENT"),
     (["{tmp}/plain"], r"^exec /.*/plain: EACCES"),
@@ -136,6 +140,7 @@ def test_a_program_that_cannot_run_fails_the_gated_spawn_not_the_start(
     assert info.value.step == "exec"
 
 
+@pytest.mark.unprivileged
 def test_a_gate_that_is_not_a_fifo_is_refused(tmp_path: pathlib.Path) -> None:
     fd = os.open(tmp_path, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -145,6 +150,7 @@ def test_a_gate_that_is_not_a_fifo_is_refused(tmp_path: pathlib.Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.unprivileged
 def test_no_fd_reaches_the_released_child_beyond_stdio(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (path, fd):
         proc = spawn(["sh", "-c", "ls /proc/self/fd"], start_gate=fd, stdout=PIPE)

@@ -146,6 +146,7 @@ def test_refused_combinations(ns: object, error: type[Exception], message: str) 
         assert open_fds() == before
 
 
+@pytest.mark.unprivileged
 def test_an_fd_of_the_wrong_type_is_refused() -> None:
     fd = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -157,6 +158,7 @@ def test_an_fd_of_the_wrong_type_is_refused() -> None:
         os.close(fd)
 
 
+@pytest.mark.unprivileged
 def test_join_is_for_spawn_not_a_with_block() -> None:
     base = Namespaces(uts=True)
     ns = base.joining(net="/proc/self/ns/net")

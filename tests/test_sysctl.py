@@ -121,6 +121,7 @@ def test_slash_keys_are_normalised_as_runc_does(box: Process) -> None:
     assert host_values() == before
 
 
+@pytest.mark.unprivileged
 def test_check_names_the_namespace_each_key_needs() -> None:
     assert sysctl.namespace_of("kernel.sem") is nsbind.Namespace.IPC
     assert sysctl.namespace_of("fs.mqueue.queues_max") is nsbind.Namespace.IPC
@@ -249,6 +250,7 @@ def test_oom_score_adj_out_of_range_is_refused_not_clamped(box: Process, value: 
     assert oom_of(box) == 0
 
 
+@pytest.mark.unprivileged
 def test_oom_score_adj_of_an_exited_process_names_it() -> None:
     proc = spawn(["true"])
     pid = proc.pid

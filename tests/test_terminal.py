@@ -229,6 +229,7 @@ def test_terminal_in_a_new_user_namespace() -> None:
     assert out.split("\n")[:4] == ["/dev/pts/0", "0", f"{PTY_MAJOR:x}:0", "5 6"]
 
 
+@pytest.mark.unprivileged
 def test_terminal_without_a_root_leaves_the_hosts_console_alone() -> None:
     before = os.lstat("/dev/console")
     with finished(spawn(["sh", "-c", "tty; stty size"], terminal=True,
@@ -243,12 +244,14 @@ def test_terminal_without_a_root_leaves_the_hosts_console_alone() -> None:
         before.st_ino, before.st_rdev, before.st_mode)
 
 
+@pytest.mark.unprivileged
 def test_without_terminal_there_is_no_console() -> None:
     with spawn(["true"]) as proc:
         assert proc.console is None
     assert proc.returncode == 0
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"terminal": True, "stdout": PIPE}, "leave stdin, stdout and stderr None"),
     ({"terminal": True, "stdin": 0}, "leave stdin, stdout and stderr None"),

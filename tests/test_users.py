@@ -10,6 +10,8 @@ import pytest
 from nsbind.errors import InvalidValue, LookupFailed, NsbindError
 from nsbind.users import MAX_FILE_BYTES, User, resolve_user
 
+pytestmark = pytest.mark.unprivileged  # every test here runs without root too
+
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
 1000:x:0:0:a name that looks like a uid:/:/bin/sh

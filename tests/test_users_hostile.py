@@ -48,6 +48,7 @@ def line(name: str, uid: str, gid: str = "100", home: str = "/home/x") -> str:
 # ---- ids out of range or not plain digits, in the files -------------------------------
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("uid", ["-1", "4294967295", "4294967296", "18446744073709551615",
                                  "9" * 30, "1" + "0" * 5000])
 def test_passwd_uid_out_of_range_is_refused_naming_the_line(tmp_path: pathlib.Path,
@@ -59,6 +60,7 @@ def test_passwd_uid_out_of_range_is_refused_naming_the_line(tmp_path: pathlib.Pa
     assert uid[:20] in str(info.value)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("gid", ["-1", "4294967295", "4294967296", "", "x", "0x5", "+5", " 5",
                                  "5 ", "³", "\u0665", "1_0"])
 def test_passwd_gid_that_is_not_an_id_is_refused_not_root_group(tmp_path: pathlib.Path,
@@ -70,6 +72,7 @@ def test_passwd_gid_that_is_not_an_id_is_refused_not_root_group(tmp_path: pathli
         resolve_user(root, "1001")  # the uid's line is used, so it must be sound
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("uid", ["³", "\u0665", "+5", " 5", "5 ", "0x5", "5\0", "1_0", "5.0", "",
                                  "5e0"])
 def test_passwd_uid_not_plain_digits_is_refused_for_its_name(tmp_path: pathlib.Path,
@@ -79,6 +82,7 @@ def test_passwd_uid_not_plain_digits_is_refused_for_its_name(tmp_path: pathlib.P
         resolve_user(root, "app")
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("uid", ["+1000", " 1000", "1000 ", "\u0661\u0660\u0660\u0660", "1_000"])
 def test_a_loosely_written_uid_never_matches_quietly(tmp_path: pathlib.Path, uid: str) -> None:
     """glibc's strtoul reads '+1000' and ' 1000' as 1000: the line would be user 1000's
@@ -89,6 +93,7 @@ def test_a_loosely_written_uid_never_matches_quietly(tmp_path: pathlib.Path, uid
         resolve_user(root, "1000")
 
 
+@pytest.mark.unprivileged
 def test_leading_zeros_are_decimal_and_malformed_lines_elsewhere_are_skipped(
         tmp_path: pathlib.Path) -> None:
     passwd = ("broken\n" "short:x:7\n" "weird:x:-1:0::/:/bin/sh\n" "# comment\n\n"
@@ -100,6 +105,7 @@ def test_leading_zeros_are_decimal_and_malformed_lines_elsewhere_are_skipped(
     assert resolve_user(root, "0") == User(0, 0, ())  # no line has uid 0: gid 0, no groups
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("text", ["app:x:1001", "app:x:1001:1002", "app:x:1001:1002::/home"])
 def test_passwd_line_with_too_few_fields_is_refused(tmp_path: pathlib.Path, text: str) -> None:
     root = make_root(tmp_path, text + "\n")
@@ -110,6 +116,7 @@ def test_passwd_line_with_too_few_fields_is_refused(tmp_path: pathlib.Path, text
         resolve_user(root, "1001")
 
 
+@pytest.mark.unprivileged
 def test_extra_colons_belong_to_the_shell_and_nul_is_refused(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, "app:x:5:6::/h:/bin/sh:extra:more\n")
     assert resolve_user(root, "app") == User(5, 6, (50,), "/h")
@@ -118,6 +125,7 @@ def test_extra_colons_belong_to_the_shell_and_nul_is_refused(tmp_path: pathlib.P
         resolve_user(tmp_path, "app")
 
 
+@pytest.mark.unprivileged
 def test_invalid_utf8_is_kept_byte_for_byte(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, b"j\xf6rg:x:5:6:J\xf6rg:/home/j\xf6rg:/bin/sh\n"
                      + line("app", "7").encode())
@@ -131,6 +139,7 @@ def test_invalid_utf8_is_kept_byte_for_byte(tmp_path: pathlib.Path) -> None:
 # ---- groups -------------------------------------------------------------------------------
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("gid", ["-1", "4294967295", "4294967296", "", "x", "³", "+5"])
 def test_group_gid_not_an_id_is_refused_for_spec_and_membership(tmp_path: pathlib.Path,
                                                                 gid: str) -> None:
@@ -142,6 +151,7 @@ def test_group_gid_not_an_id_is_refused_for_spec_and_membership(tmp_path: pathli
     assert resolve_user(root, "6") == User(6, 0, ())  # not app's: the line does not matter
 
 
+@pytest.mark.unprivileged
 def test_group_line_too_short_and_members_with_spaces(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, line("app", "5"), "wheel:x\n")
     with pytest.raises(InvalidValue, match=r"^/etc/group line 1 \('wheel'\) has 2 fields"):
@@ -153,6 +163,7 @@ def test_group_line_too_short_and_members_with_spaces(tmp_path: pathlib.Path) ->
     assert resolve_user(tmp_path, "app").groups == (29,)
 
 
+@pytest.mark.unprivileged
 def test_more_groups_than_the_kernel_takes_is_refused(tmp_path: pathlib.Path) -> None:
     limit = os.sysconf("SC_NGROUPS_MAX")
     group = "".join(f"g{i}:x:{1000 + i}:app\n" for i in range(limit + 1))
@@ -165,6 +176,7 @@ def test_more_groups_than_the_kernel_takes_is_refused(tmp_path: pathlib.Path) ->
 # ---- the spec -------------------------------------------------------------------------------
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("spec", ["4294967295", "4294967296", "99999999999999999999999",
                                   "1" + "0" * 5000, "0:4294967295", "0:4294967296"])
 def test_spec_id_out_of_range_is_refused(tmp_path: pathlib.Path, spec: str) -> None:
@@ -173,6 +185,7 @@ def test_spec_id_out_of_range_is_refused(tmp_path: pathlib.Path, spec: str) -> N
         resolve_user(root, spec)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("spec", ["³", "\u0665", "+5", " 5", "5 ", "-1", "1_000", "\uff15", "app:³",
                                   "app:-1", "0:+0"])
 def test_spec_that_is_a_number_only_when_read_loosely_is_refused(tmp_path: pathlib.Path,
@@ -183,6 +196,7 @@ def test_spec_that_is_a_number_only_when_read_loosely_is_refused(tmp_path: pathl
         resolve_user(root, spec)
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("spec", ["a b", "a\nb", "a\0b", "a:b:c", "a:b,c", "a\tb", "-app",
                                   "+app", "x" * 257, "app:\x7f"])
 def test_spec_that_is_not_a_valid_name_is_refused(tmp_path: pathlib.Path, spec: str) -> None:
@@ -191,6 +205,7 @@ def test_spec_that_is_not_a_valid_name_is_refused(tmp_path: pathlib.Path, spec: 
         resolve_user(root, spec)
 
 
+@pytest.mark.unprivileged
 def test_hex_is_a_name_never_a_number(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, line("0x5", "77", "78"))
     assert resolve_user(root, "0x5") == User(77, 78, (), "/home/x")
@@ -199,6 +214,7 @@ def test_hex_is_a_name_never_a_number(tmp_path: pathlib.Path) -> None:
         resolve_user(tmp_path, "0x5")
 
 
+@pytest.mark.unprivileged
 def test_largest_id_is_taken(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, line("big", str(MAX_ID), str(MAX_ID)))
     assert resolve_user(root, "big") == User(MAX_ID, MAX_ID, (), "/home/x")
@@ -236,11 +252,18 @@ def _dir(path: pathlib.Path) -> None:
 KINDS = {"fifo": (_fifo, "a FIFO"), "kmsg": (_chr_kmsg, "a character device"),
          "zero": (_chr_zero, "a character device"), "block": (_blk, "a block device"),
          "socket": (_socket, "a socket"), "dir": (_dir, "a directory")}
+DEVICES = ("kmsg", "zero", "block")  # made with mknod: CAP_MKNOD
+
+
+def kinds(names: list[str]) -> list[object]:
+    """``names`` as parameters; all but the device nodes also run unprivileged."""
+    return [k if k in DEVICES else pytest.param(k, marks=pytest.mark.unprivileged)
+            for k in names]
 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", ["passwd", "group"])
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", kinds(sorted(KINDS)))
 def test_passwd_or_group_that_is_not_a_file_is_refused_at_once(tmp_path: pathlib.Path,
                                                                name: str, kind: str) -> None:
     root = make_root(tmp_path, line("app", "5"))
@@ -253,7 +276,7 @@ def test_passwd_or_group_that_is_not_a_file_is_refused_at_once(tmp_path: pathlib
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("kind", ["fifo", "zero", "kmsg"])
+@pytest.mark.parametrize("kind", kinds(["fifo", "zero", "kmsg"]))
 @pytest.mark.parametrize("target", ["/dev/x", "../../../../dev/x", "../dev/x"])
 def test_symlink_to_a_device_or_fifo_inside_the_root_is_refused(
         tmp_path: pathlib.Path, kind: str, target: str) -> None:
@@ -266,6 +289,7 @@ def test_symlink_to_a_device_or_fifo_inside_the_root_is_refused(
         resolve_user(root, "app")
 
 
+@pytest.mark.unprivileged
 @pytest.mark.timeout(10)
 def test_symlink_to_the_hosts_dev_zero_stays_inside(tmp_path: pathlib.Path) -> None:
     root = make_root(tmp_path, line("app", "5"))
@@ -292,6 +316,7 @@ def test_without_proc_the_file_is_opened_again_and_checked(tmp_path: pathlib.Pat
         resolve_user(root, "app")
 
 
+@pytest.mark.unprivileged
 def test_sizes_up_to_the_limit(tmp_path: pathlib.Path) -> None:
     body = line("app", "5")
     root = make_root(tmp_path, body + "#" * (MAX_FILE_BYTES - len(body) - 1) + "\n")
@@ -302,6 +327,7 @@ def test_sizes_up_to_the_limit(tmp_path: pathlib.Path) -> None:
         resolve_user(tmp_path, "app")
 
 
+@pytest.mark.unprivileged
 def test_a_root_that_is_not_a_directory(tmp_path: pathlib.Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(NotADirectoryError):
@@ -339,6 +365,7 @@ def _strict_id(text: str) -> int | None:
     return int(text) if text and text.isascii() and text.isdigit() else None
 
 
+@pytest.mark.unprivileged
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passwd=st.lists(_passwd_line(), max_size=6), group=st.lists(_group_line(), max_size=6),
@@ -365,6 +392,7 @@ def test_fuzz_only_documented_errors_and_no_root_by_accident(
         assert _strict_id(first[2]) == user.uid  # so uid 0 only when the line says 0
 
 
+@pytest.mark.unprivileged
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(passwd=st.binary(max_size=300), group=st.binary(max_size=300),
