@@ -90,6 +90,9 @@ done
 mount -t tmpfs -o mode=755 run $R/run
 mount -t tmpfs -o mode=1777 tmp $R/tmp
 mount -t tmpfs -o mode=1777 vartmp $R/var/tmp
+# a checkout under one of those (a CI clone in /tmp) is bound back in, read-only
+case $CHECKOUT in /tmp/*|/var/tmp/*|/run/*)
+    mkdir -p $R$CHECKOUT && mount --bind /host$CHECKOUT $R$CHECKOUT ;; esac
 # the kernel's modules, and busybox's modprobe for the kernel to call
 mkdir -p $R/usr/lib/modules/$RELEASE $R/usr/lib/nsbind-vm
 mount --bind $R$MODULES_TREE $R/usr/lib/modules/$RELEASE
@@ -241,6 +244,7 @@ def _init(kernel: Kernel, layout: str, command: str) -> str:
               .replace("$COMMAND", command).replace("$MARKER", MARKER))
     cgroups = CGROUPS_V2 if layout == "v2" else CGROUPS_HYBRID
     return (INIT.replace("$CGROUPS", cgroups).replace("$RELEASE", kernel.release)
+            .replace("$CHECKOUT", str(ROOT))
             .replace("$MODULES_TREE", str(kernel.modules))
             .replace('"$STAGE2"', "'" + stage2.replace("'", "'\\''") + "'"))
 
