@@ -202,10 +202,14 @@ def fetch(series: str) -> Kernel:
 
 
 def _find_modules(kernel: pathlib.Path) -> list[tuple[str, bytes]]:
-    """The initramfs's modules' bytes, dependencies first (read from their .modinfo)."""
+    """The initramfs's modules' bytes, dependencies first (read from their .modinfo);
+    those built into the kernel (modules.builtin) are not needed."""
     found = {p.name.removesuffix(".ko"): p for p in kernel.rglob("*.ko")}
     data = {name: found[name].read_bytes() for name in MODULES if name in found}
-    missing = set(MODULES) - set(data) - OPTIONAL_MODULES
+    builtin = kernel.parent / "modules.builtin"
+    built_in = {pathlib.PurePath(line).name.removesuffix(".ko").replace("-", "_")
+                for line in builtin.read_text().split()} if builtin.exists() else set()
+    missing = set(MODULES) - set(data) - OPTIONAL_MODULES - built_in
     if missing:
         raise RuntimeError(f"the guest kernel lacks modules {sorted(missing)}")
     order: list[str] = []
