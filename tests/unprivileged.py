@@ -111,8 +111,8 @@ def _python_view(scratch: pathlib.Path) -> str:
     view = scratch / "view"
     (view / inner).mkdir(parents=True)
     os.chmod(view, 0o755)
-    return (f"mount --bind {hidden}/{inner} {view}/{inner} && "
-            f"mount --rbind {view} {hidden} && ")
+    return (f"mount -n --bind {hidden}/{inner} {view}/{inner} && "
+            f"mount -n --rbind {view} {hidden} && ")
 
 
 def command(user: str, uid: int, gid: int, home: pathlib.Path, procs: str, subtree: str,
