@@ -35,8 +35,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     namespaces, mounts and cgroups that need root); they are deselected, not skipped."""
     if not UNPRIVILEGED:
         return
-    keep = [item for item in items if item.get_closest_marker("unprivileged")]
-    dropped = [item for item in items if not item.get_closest_marker("unprivileged")]
+    keep, dropped = [], []
+    for item in items:
+        (keep if item.get_closest_marker("unprivileged") else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

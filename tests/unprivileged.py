@@ -35,20 +35,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+import nsbind
 import vm
 from testuser import made_user
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _v2_mount() -> str:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2":
-                return fields[4]
-    raise FileNotFoundError("this host has no cgroup v2 hierarchy mounted")
 
 
 def _remove_tree(path: str) -> None:
@@ -77,7 +69,7 @@ def _remove_tree(path: str) -> None:
 @contextlib.contextmanager
 def delegated_cgroup(uid: int, gid: int) -> Iterator[tuple[str, str]]:
     """(the subtree relative to the v2 root, its leaf's cgroup.procs), delegated to uid."""
-    mount = _v2_mount()
+    mount = nsbind.cgroup2_mountpoint()
     name = f"nsbind-unpriv-{os.getpid()}"
     top = os.path.join(mount, name)
     os.mkdir(top)
