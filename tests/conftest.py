@@ -35,7 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     namespaces, mounts and cgroups that need root); they are deselected, not skipped."""
     if not UNPRIVILEGED:
         return
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         (keep if item.get_closest_marker("unprivileged") else dropped).append(item)
     if dropped:
