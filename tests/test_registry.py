@@ -682,11 +682,12 @@ def test_huge_token_refused(fake: FakeRegistry, tmp_path: pathlib.Path) -> None:
     assert "secret-pw" not in str(info.value)
 
 
-def test_pull_then_run_through_the_nsbind_command(registry: Registry, tmp_path: pathlib.Path,
+def test_the_round_trip_through_the_nsbind_command(registry: Registry, tmp_path: pathlib.Path,
                                                   cgroup_parent: str) -> None:
-    """The seed's workflow, end to end through the installed command: an image pushed
-    to the registry (by skopeo), ``nsbind pull`` it, ``nsbind run`` it, ``nsbind push``
-    it to another name."""
+    """The seed's workflow, end to end through the installed command (the README's round
+    trip): an image pushed to the registry (by skopeo), ``nsbind pull`` it, ``nsbind run``
+    it, ``nsbind push`` it to another name; a container's change ``nsbind commit``-ed,
+    ``nsbind image save``-d, read by skopeo, loaded into another store and run there."""
     import sysconfig
 
     from clients import build_rootfs, oci_archive, tar_rootfs
@@ -712,3 +713,16 @@ def test_pull_then_run_through_the_nsbind_command(registry: Registry, tmp_path: 
     run("push", "--tls-verify=false", ref, f"{registry.host}/e2e/copy:2")
     assert json.loads(_skopeo("inspect", "--tls-verify=false",
                               f"docker://{registry.host}/e2e/copy:2"))["Name"].endswith("copy")
+    run("run", "--name", "changer", "--cgroup-parent", f"/{cgroup_parent}", ref, "sh", "-c",
+        "echo committed > /etc/motd")
+    run("commit", "--change", 'CMD ["cat", "/etc/motd"]', "changer", "localhost/mine:1")
+    run("rm", "changer")
+    saved = str(tmp_path / "mine.tar")
+    run("image", "save", "localhost/mine:1", "-o", saved, "--store", str(tmp_path / "store"))
+    assert len(json.loads(_skopeo("inspect", f"docker-archive:{saved}"))["Layers"]) == 2
+    elsewhere = [*nsbind[:1], "--root", str(tmp_path / "other"), "--runroot",
+                 str(tmp_path / "other-state")]
+    nsbind[:] = elsewhere
+    run("image", "load", "-q", saved, "--store", str(tmp_path / "other"))
+    assert run("run", "--rm", "--cgroup-parent", f"/{cgroup_parent}",
+               "localhost/mine:1") == "committed\n"

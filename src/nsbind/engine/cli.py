@@ -1,5 +1,5 @@
 """The docker-like commands of ``nsbind``: run, ps, logs, stop, kill, rm, exec,
-inspect, wait, stats, top, network.  Thin: each parses its flags and calls the engine.  A
+inspect, wait, stats, top, network, commit.  Thin: each parses its flags and calls the engine.  A
 failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 126,
 127; the others 1), never a traceback."""
 
@@ -16,7 +16,7 @@ from nsbind.engine.errors import EngineError
 __all__ = ["COMMANDS", "add_global_arguments", "add_parsers", "run"]
 
 COMMANDS = ("run", "ps", "logs", "stop", "kill", "rm", "exec", "inspect", "wait", "stats",
-            "top", "network")
+            "top", "network", "commit")
 
 
 def add_global_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +103,18 @@ def _network_parser(sub: Any) -> None:
     q.add_argument("names", nargs="+")
 
 
+def _commit_parser(sub: Any) -> None:
+    p = sub.add_parser("commit", help="a new image from a container's changes")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image's config (CMD, ENTRYPOINT, "
+                   "ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL); repeatable")
+    p.add_argument("-p", "--pause", type=lambda t: t.lower() in ("1", "true", "yes"),
+                   nargs="?", const=True, default=True, metavar="BOOL",
+                   help="freeze a running container while it is read (default true)")
+    p.add_argument("container")
+    p.add_argument("name", nargs="?", metavar="NAME[:TAG]", help="the new image's tag")
+
+
 _PARSERS: dict[str, Any] = {
     "run": _run_parser, "ps": _ps_parser, "logs": _logs_parser,
     "stop": _many_parser("stop", "the stop signal, then SIGKILL after a timeout",
@@ -119,7 +131,7 @@ _PARSERS: dict[str, Any] = {
                           (("--no-stream",), {"action": "store_true",
                                               "help": "one sample, then exit"}),
                           any_count=True),
-    "top": _top_parser, "network": _network_parser,
+    "top": _top_parser, "network": _network_parser, "commit": _commit_parser,
 }
 
 
@@ -394,6 +406,15 @@ def _network(args: argparse.Namespace) -> int:
     return status
 
 
+def _commit(args: argparse.Namespace) -> int:
+    from nsbind.engine.commit import commit
+
+    img = commit(_config(args), args.container, args.name, changes=args.change,
+                 pause=args.pause)
+    print(img.config_digest)
+    return 0
+
+
 _HANDLERS = {"run": _run, "ps": _ps, "logs": _logs, "stop": _stop, "kill": _kill, "rm": _rm,
              "exec": _exec, "inspect": _inspect, "wait": _wait, "stats": _stats, "top": _top,
-             "network": _network}
+             "network": _network, "commit": _commit}

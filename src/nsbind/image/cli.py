@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nsbind.image import Image, ImageError, Store, flatten, load
+from nsbind.image import Image, ImageConfig, ImageError, Store, flatten, load
 from nsbind.image.progress import progress
 
 __all__ = ["add_parser", "parse_platform", "run"]
@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> None:
                         "root filesystem")
     q.add_argument("source", help="a directory or a tarball (plain, gzip or zstd)")
     q.add_argument("name", help="the image's tag")
+    q.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image's config (CMD, ENTRYPOINT, "
+                   "ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL); repeatable")
     q.add_argument("--store", help="the store directory")
 
 
@@ -170,7 +173,10 @@ def _run(args: argparse.Namespace) -> int:
         if cmd == "save":
             save(store, args.images, args.output)
         else:
-            print(import_image(store, args.source, args.name).config_digest)
+            from nsbind.image.changes import apply_changes
+
+            config = apply_changes(ImageConfig(), args.change)
+            print(import_image(store, args.source, args.name, config=config).config_digest)
         return 0
     if cmd == "ls":
         for img_rec in store.images():

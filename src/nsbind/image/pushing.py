@@ -1,13 +1,9 @@
 """Push a stored image to a registry.
 
 The store keeps each layer unpacked (in overlay form), not the blob it came in, so a
-layer is tarred again from its directory, reproducibly: entries sorted, depth first,
-a directory before what it holds; numeric owners only (no user or group names);
-whole-second times; hard links within the layer as tar links; xattrs as PAX
-``SCHILY.xattr.*`` records (overlayfs' own ones left out); and the overlay markers
-turned back into the image format's whiteouts (a 0:0 character device into
-``.wh.NAME``, an opaque directory into ``.wh..wh..opq``).  The same directory
-always gives the same bytes, so pushing twice uploads nothing new.
+layer is tarred again from its directory, reproducibly
+(:func:`nsbind.image.layertar.layer_tar`).  The same directory always gives the same
+bytes, so pushing twice uploads nothing new.
 
 These tars are pushed uncompressed (``application/vnd.oci.image.layer.v1.tar``),
 their digests are new, and so is the config, written from the store's record with
@@ -27,104 +23,20 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
-import tarfile
 import tempfile
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
+from nsbind.image.layertar import layer_tar
 from nsbind.image.model import ImageError
 from nsbind.image.reference import Reference, parse_reference
 from nsbind.image.store import Store, StoredImage
 
-__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "image_config", "layer_tar",
-           "push"]
+__all__ = ["CONFIG_TYPE", "LAYER_TYPE", "MANIFEST_TYPE", "image_config", "push"]
 
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
-_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
-
-class _Hashing:
-    """A write-only file that hashes and counts what passes to ``out``."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        self.out.write(data)
-        return len(data)
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
-
-
-def _xattrs(path: str) -> dict[str, str]:
-    out = {}
-    try:
-        names = sorted(os.listxattr(path, follow_symlinks=False))
-    except OSError:
-        return {}
-    for name in names:
-        if name.startswith(_OVERLAY_XATTRS):
-            continue
-        with contextlib.suppress(OSError):
-            value = os.getxattr(path, name, follow_symlinks=False)
-            out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
-    return out
-
-
-def _whiteout(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime, info.size = tarfile.REGTYPE, 0, int(st.st_mtime), 0
-    return info
-
-
-def layer_tar(layer_dir: str, out: IO[bytes]) -> tuple[str, int]:
-    """Write the layer directory ``layer_dir`` (overlay form) to ``out`` as a tar
-    (see the module doc); return its (sha256 digest, size)."""
-    sink = _Hashing(out)
-    with tarfile.open(fileobj=sink, mode="w|",  # type: ignore[call-overload]
-                      format=tarfile.PAX_FORMAT) as tar:
-        stack: list[str] = [""]
-        while stack:
-            rel = stack.pop()
-            folder = os.path.join(layer_dir, rel)
-            names = sorted(os.listdir(folder))
-            dirs = []
-            for name in names:
-                arc = f"{rel}{name}"
-                full = os.path.join(layer_dir, arc)
-                st = os.lstat(full)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    tar.addfile(_whiteout(f"{rel}.wh.{name}", st))
-                    continue
-                info = tar.gettarinfo(full, arcname=arc)
-                if info is None:  # a socket: not part of an image
-                    continue
-                info.uname = info.gname = ""
-                info.mtime = int(st.st_mtime)
-                info.pax_headers = _xattrs(full)
-                if info.isreg():
-                    with open(full, "rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    tar.addfile(info)
-                if info.isdir():
-                    dirs.append(arc + "/")
-                    for opaque in _OPAQUE:
-                        with contextlib.suppress(OSError):
-                            if os.getxattr(full, opaque, follow_symlinks=False) == b"y":
-                                tar.addfile(_whiteout(f"{arc}/.wh..wh..opq", st))
-                                break
-            stack.extend(reversed(dirs))
-    return sink.digest(), sink.size
 
 
 def image_config(img: StoredImage, diff_ids: list[str]) -> bytes:

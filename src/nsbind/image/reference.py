@@ -14,7 +14,7 @@ import re
 
 from nsbind.image.model import ImageError, check_digest
 
-__all__ = ["DOCKER_HUB", "Reference", "parse_reference"]
+__all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
 
 #: the registry a name without a host refers to, and where its API lives
 DOCKER_HUB = "docker.io"
@@ -105,3 +105,12 @@ def parse_reference(text: str) -> Reference:
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, path, tag, digest)
+
+
+def tag_name(text: str) -> str:
+    """The tag ``text`` is stored under (Docker's familiar spelling: ``busybox:latest``);
+    ImageError when it is malformed or names a digest, which is not a tag."""
+    ref = parse_reference(text)
+    if ref.digest is not None:
+        raise ImageError(f"{text[:300]!r}: a digest reference is not a tag")
+    return ref.familiar()

@@ -5,7 +5,7 @@
 (``oci-layout``, ``index.json``, ``blobs/sha256/...``), so ``docker load``, ``podman
 load``, ``skopeo`` (``docker-archive:`` and ``oci-archive:``) and :func:`nsbind.image.load`
 read it.  The store keeps layers unpacked, so each one is tarred again
-(:func:`nsbind.image.pushing.layer_tar`: sorted, numeric owners, whiteouts back to
+(:func:`nsbind.image.layertar.layer_tar`: sorted, numeric owners, whiteouts back to
 ``.wh.`` entries), and the config is written new from the store's record with those
 tars' digests as its ``rootfs.diff_ids`` (no history, no creation time: the store keeps
 neither).  The outer tar is reproducible too (sorted, mtime 0, owner 0:0, no names):
@@ -21,8 +21,9 @@ The archive is written to a temp file beside ``out`` and renamed over it at the 
 an error leaves nothing behind, and an existing regular file is replaced atomically.
 
 :func:`import_image` is ``docker import``: a directory or a tar of a root filesystem
-becomes a one-layer image with an empty runtime config, for this host's platform,
-stored through :meth:`Store.unpack` (so a tarball is read as hostile, like any layer).
+becomes a one-layer image with an empty runtime config (or the one ``config`` gives),
+for this host's platform, stored through :meth:`Store.unpack` (so a tarball is read as
+hostile, like any layer).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from nsbind.image.layertar import layer_tar
 from nsbind.image.model import (
     LAYER_MEDIA_TYPES,
     Image,
@@ -51,9 +53,8 @@ from nsbind.image.pushing import (
     LAYER_TYPE,
     MANIFEST_TYPE,
     image_config,
-    layer_tar,
 )
-from nsbind.image.reference import parse_reference
+from nsbind.image.reference import parse_reference, tag_name
 from nsbind.image.store import Store, StoredImage
 from nsbind.image.stream import decompressed
 
@@ -266,13 +267,15 @@ def _tar_layer(path: str, source: str) -> Layer:
                  "sha256:" + diff.hexdigest(), open=_opener(path))
 
 
-def import_image(store: Store, source: str, name: str) -> StoredImage:
+def import_image(store: Store, source: str, name: str, *,
+                 config: ImageConfig | None = None) -> StoredImage:
     """Store the root filesystem ``source`` (a directory, or a tar of one) as a one-layer
-    image tagged ``name`` (see the module doc); return its record."""
-    ref = parse_reference(name)
-    if ref.digest is not None:
-        raise ImageError(f"import: {name!r}: a digest reference is not a tag")
-    tag = ref.familiar()
+    image tagged ``name`` with the runtime config ``config`` (default: empty; see the
+    module doc); return its record."""
+    try:
+        tag = tag_name(name)
+    except ImageError as exc:
+        raise ImageError(f"import: {exc}") from None
     st = os.stat(source)
     with contextlib.ExitStack() as stack:
         if stat.S_ISDIR(st.st_mode):
@@ -288,11 +291,12 @@ def import_image(store: Store, source: str, name: str) -> StoredImage:
         else:
             raise ImageError(f"import: {source} is neither a directory nor a regular file")
         os_name, arch = host_platform()
+        config = config or ImageConfig()
         raw: dict[str, Any] = {"architecture": arch, "os": os_name,
-                               "config": ImageConfig().to_json(),
+                               "config": config.to_json(),
                                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
         img = Image(source=os.path.abspath(source), tags=(tag,), os=os_name,
-                    architecture=arch, variant=None, config=ImageConfig(), history=(),
+                    architecture=arch, variant=None, config=config, history=(),
                     layers=(layer,), config_digest=_sha(_json(raw)), raw_config=raw)
         store.unpack(img)
     return next(i for i in store.images() if i.config_digest == img.config_digest)

@@ -191,11 +191,23 @@ class Store:
         return RootFS.from_layers(dirs, upper, work, **options)
 
     def _record(self, img: Image) -> None:
-        record = {"config_digest": img.config_digest, "tags": list(img.tags),
-                  "source": img.source, "platform": img.platform,
-                  "layers": [layer.diff_id for layer in img.layers],
-                  "config": img.config.to_json()}
-        path = os.path.join(self.path, "images", _hex(img.config_digest) + ".json")
+        """Write the image's record; a tag names one image, so the others that held one
+        of its tags lose it (as Docker's do: they stay, untagged, until removed)."""
+        self._write_record({"config_digest": img.config_digest, "tags": list(img.tags),
+                            "source": img.source, "platform": img.platform,
+                            "layers": [layer.diff_id for layer in img.layers],
+                            "config": img.config.to_json()})
+        taken = set(img.tags)
+        for other in self.images():
+            if other.config_digest != img.config_digest and taken & set(other.tags):
+                self._write_record({
+                    "config_digest": other.config_digest,
+                    "tags": [t for t in other.tags if t not in taken],
+                    "source": other.source, "platform": other.platform,
+                    "layers": list(other.layers), "config": other.config.to_json()})
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        path = os.path.join(self.path, "images", _hex(record["config_digest"]) + ".json")
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.path, "tmp"), suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1)
