@@ -139,9 +139,11 @@ def test_a_container_without_an_image_is_refused(engine: Engine,
 # ------------------------------------------------------------- the layer writer
 
 
-def _entries(tree: pathlib.Path, **caps: int) -> dict[str, tarfile.TarInfo]:
+def _entries(tree: pathlib.Path, max_entries: int = 1000, max_depth: int = 100,
+             max_bytes: int = 1 << 20) -> dict[str, tarfile.TarInfo]:
     buf = io.BytesIO()
-    layer_tar(str(tree), buf, label="t", **caps)
+    layer_tar(str(tree), buf, label="t", max_entries=max_entries, max_depth=max_depth,
+              max_bytes=max_bytes)
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
         return {m.name: m for m in tar.getmembers()}
