@@ -101,6 +101,18 @@ def test_containers_on_a_network_reach_each_other_by_name(engine: Engine) -> Non
     engine("network", "rm", "web")
 
 
+def test_two_networks_are_isolated(engine: Engine) -> None:
+    """As Docker's: a container reaches its own network's containers, not another's."""
+    engine("network", "create", "--subnet", "10.231.10.0/24", "red")
+    engine("network", "create", "--subnet", "10.231.11.0/24", "blue")
+    engine("run", "-d", "--name", "bluesrv", "--net", "blue", IMG, "sleep", "60")
+    probe = "ping -c1 -W1 10.231.11.2 >/dev/null && echo reached || echo dropped"
+    assert engine("run", "--rm", "--net", "blue", IMG, "sh", "-c", probe).stdout == "reached\n"
+    assert engine("run", "--rm", "--net", "red", IMG, "sh", "-c", probe).stdout == "dropped\n"
+    engine("rm", "-f", "bluesrv")
+    engine("network", "rm", "red", "blue")
+
+
 def test_network_container_mode_shares_the_namespace(engine: Engine) -> None:
     engine("network", "create", "--subnet", "10.231.9.0/24", "shared")
     engine("run", "-d", "--name", "owner", "--net", "shared", IMG, "sleep", "60")

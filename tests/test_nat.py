@@ -326,3 +326,51 @@ def test_rules_of_other_tables_are_left_alone(world: World) -> None:
     finally:
         other.delete_table()
     assert not other.exists()
+
+
+def _unreachable(client: NetnsTarget, address: tuple[str, int]) -> bool:
+    """A TCP connect from ``client`` to ``address`` gets no answer (dropped, not refused)."""
+    cli = run_in(client, socket.socket, socket.AF_INET, socket.SOCK_STREAM)
+    with cli:
+        cli.settimeout(0.5)
+        return cli.connect_ex(address) in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINPROGRESS)
+
+
+def test_two_networks_are_isolated_from_each_other(world: World,
+                                                   tmp_path: pathlib.Path) -> None:
+    """Docker's isolation: a container of one bridge network reaches the other network's
+    containers only once neither network is isolated; the uplink stays open to both."""
+    second = _sleeper()
+    try:
+        ipam = Ipam(tmp_path / "ipam2", "10.219.0.0/24")
+        with Bridge.create(f"{PREFIX}m", address=f"{ipam.gateway}/24") as br, \
+                attach(second, br, ipam, "third", host_name=f"{PREFIX}e") as att:
+            far = str(att.address.ip)
+            # routed through the host between the two bridges, before any rule
+            assert tcp_peer(world.container, second, 9100, (far, 9100)) == world.container_ip
+            world.nat.add_network("testnet", SUBNET, bridge=f"{PREFIX}n")
+            world.nat.add_network("second", "10.219.0.0/24", bridge=f"{PREFIX}m")
+            assert len(world.nat.rules(network="second")) == 4
+            with listener(second, 9101), listener(world.container, 9102):
+                assert _unreachable(world.container, (far, 9101))
+                assert _unreachable(second, (world.container_ip, 9102))
+            # each network still reaches the outside host, and its own bridge-mates
+            assert tcp_peer(world.container, world.outside, 9103, (OUTSIDE_IP, 9103)) == HOST_IP
+            assert tcp_peer(second, world.outside, 9104, (OUTSIDE_IP, 9104)) == HOST_IP
+            assert tcp_peer(world.container, world.other, 9105,
+                            (world.other_ip, 9105)) == world.container_ip
+            # a network removed is no longer one of this table's: nothing isolates it
+            assert world.nat.remove_network("second") is True
+            assert world.nat.rules(network="second") == []
+            assert len(world.nat.rules(network="testnet")) == 4
+            # (masqueraded: it leaves testnet's subnet)
+            assert tcp_peer(world.container, second, 9106, (far, 9106)) == str(ipam.gateway)
+    finally:
+        second.kill()
+        second.wait()
+
+
+def test_a_bad_bridge_name_is_refused_before_nftables_sees_it(world: World) -> None:
+    with pytest.raises(ValueError, match="interface name"):
+        world.nat.add_network("testnet", SUBNET, bridge="bad name/")
+    assert not world.nat.exists()

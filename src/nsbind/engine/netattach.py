@@ -94,7 +94,7 @@ def attach_container(nets: NetworkStore, record: dict[str, Any], pid: int,
     try:
         attach(pid, bridge, nets.ipam(network), str(record["id"]))
         nat = Nat(nft_table)
-        nat.add_network(network.name, network.subnet)
+        nat.add_network(network.name, network.subnet, bridge=network.bridge)
         mappings = publish_mappings(record.get("publish") or [])
         if mappings:
             nat.publish(str(record["id"]), str(record["ip"]), mappings)

@@ -6,9 +6,10 @@
 >>> nat.unpublish("c1"); nat.remove_network("nsbind0"); nat.delete_table()
 >>> if enable_ip_forward(): print("net.ipv4.ip_forward was 0: turned on")
 
-Everything lives in ``inet <table>`` (as netavark keeps ``inet netavark``), with three
-base chains: ``prerouting`` and ``output`` (nat, dstnat priority) and ``postrouting``
-(nat, srcnat priority).  Each rule carries a comment naming what it is for
+Everything lives in ``inet <table>`` (as netavark keeps ``inet netavark``), with four
+base chains: ``prerouting`` and ``output`` (nat, dstnat priority), ``postrouting``
+(nat, srcnat priority) and ``forward`` (filter, policy accept), and one regular chain,
+``isolation``.  Each rule carries a comment naming what it is for
 (``nsbind:net:<name>`` for a network, ``nsbind:pub:<owner>`` for published ports), so
 removal deletes exactly those rules.  Every change is one JSON batch handed to
 libnftables (``nft_run_cmd_from_buffer``): the kernel applies all of it or none.
@@ -17,6 +18,10 @@ Rules and tables nsbind did not make are never touched.
 - A network gets ``saddr SUBNET daddr != SUBNET masquerade`` (outbound), and
   ``saddr SUBNET daddr SUBNET ct status dnat masquerade`` (a container reaching a
   published port of its own network: the answer must come back through the host).
+- A network given with its bridge is isolated as Docker isolates its networks: in
+  ``forward``, ``iifname BRIDGE oifname != BRIDGE jump isolation``, and in
+  ``isolation``, ``oifname BRIDGE drop``: traffic from one network's bridge to another
+  network's bridge is dropped, traffic to the uplink goes on.
 - A published port gets a DNAT rule in ``prerouting`` (traffic from other hosts) and
   in ``output`` (the host's own connections, the hairpin), both only for local
   destination addresses (``fib daddr type local``), or only for ``host_ip`` when one is
@@ -45,6 +50,7 @@ from typing import Any, Literal
 
 from nsbind.errors import InvalidType, InvalidValue, MessageError, Missing
 from nsbind.net.ipam import IPAddress, IPNetwork, check_owner, check_subnet
+from nsbind.net.links import check_ifname
 
 __all__ = ["IP_FORWARD", "LIBRARY", "Nat", "NatRule", "NftablesError", "PortMapping",
            "Protocol", "enable_ip_forward", "ip_forward", "libnftables", "list_tables",
@@ -64,6 +70,8 @@ _NFT_CTX_OUTPUT_JSON = 1 << 4
 _FAMILY = "inet"
 _PRIO_DSTNAT = -100
 _PRIO_SRCNAT = 100
+_PRIO_FILTER = 0
+_ISOLATION = "isolation"
 _BASE_CHAINS = (("prerouting", "prerouting", _PRIO_DSTNAT),
                 ("output", "output", _PRIO_DSTNAT),
                 ("postrouting", "postrouting", _PRIO_SRCNAT))
@@ -320,11 +328,16 @@ class Nat:
         """Whether the table is there."""
         return (_FAMILY, self.table) in list_tables()
 
-    def add_network(self, name: str, subnet: str | IPNetwork) -> None:
+    def add_network(self, name: str, subnet: str | IPNetwork, *,
+                    bridge: str | None = None) -> None:
         """Masquerade traffic from ``subnet`` to anywhere but ``subnet`` (and hairpinned
-        DNAT traffic inside it).  Idempotent; a new subnet for ``name`` replaces the old
-        one in the same batch."""
+        DNAT traffic inside it); with ``bridge``, isolate the network: what enters from
+        ``bridge`` is not forwarded to the bridge of any other network of this table,
+        nor theirs to it (Docker's isolation chains).  Idempotent; a new subnet or bridge
+        for ``name`` replaces the old rules in the same batch."""
         check_owner(name)
+        if bridge is not None:
+            check_ifname(bridge)
         net = check_subnet(subnet)
         proto, nfproto = _l3(net.version)
         saddr = {"payload": {"protocol": proto, "field": "saddr"}}
@@ -334,6 +347,11 @@ class Nat:
                  ("postrouting", [*base, _match(daddr, _addr(net)),
                                   _match({"ct": {"key": "status"}}, "dnat", "in"),
                                   {"masquerade": None}])]
+        if bridge is not None:
+            iif, oif = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
+            rules += [("forward", [_match(iif, bridge), _match(oif, bridge, "!="),
+                                   {"jump": {"target": _ISOLATION}}]),
+                      (_ISOLATION, [_match(oif, bridge), {"drop": None}])]
         self._replace(_tag("net", name), rules)
 
     def remove_network(self, name: str) -> bool:
@@ -435,6 +453,12 @@ class Nat:
             cmds.append({"add": {"chain": {"family": _FAMILY, "table": self.table,
                                            "name": name, "type": "nat", "hook": hook,
                                            "prio": prio, "policy": "accept"}}})
+        cmds.append({"add": {"chain": {"family": _FAMILY, "table": self.table,
+                                       "name": "forward", "type": "filter",
+                                       "hook": "forward", "prio": _PRIO_FILTER,
+                                       "policy": "accept"}}})
+        cmds.append({"add": {"chain": {"family": _FAMILY, "table": self.table,
+                                       "name": _ISOLATION}}})
         return cmds
 
     def _replace(self, tag: str, rules: list[tuple[str, list[Json]]] | None) -> bool:
