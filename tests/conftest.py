@@ -198,7 +198,9 @@ def cgroup_parent() -> Iterator[str]:
     made = []
     for h in layout.hierarchies:
         path = h.path_of(f"/{TEST_CGROUP_PARENT}")
-        if (h.version == 2 or h.controllers) and not os.path.isdir(path):
+        # named hierarchies too (name=systemd): containers made in parallel would race
+        # to make and remove the parent there
+        if (h.version == 2 or h.controllers or h.name) and not os.path.isdir(path):
             with CgroupFd.open(h.mountpoint, v1=h.version == 1) as root:
                 mkdir_cgroup(h, root, TEST_CGROUP_PARENT, exist_ok=False).close()
             made.append(path)

@@ -47,4 +47,19 @@ class Engine:
                   if pathlib.Path(self.state, "oci").is_dir()]
         found += [p.name for p in pathlib.Path(self.state, "names").iterdir()
                   if pathlib.Path(self.state, "names").is_dir()]
+        found += [f"address {p.parent.name}/{p.name}" for p in self.addresses()]
         return found
+
+    def addresses(self) -> list[pathlib.Path]:
+        """The IPAM state: one file per address a container holds, per network."""
+        import ipaddress
+
+        out = []
+        for net in sorted(pathlib.Path(self.state, "net").glob("*/")):
+            for entry in sorted(net.iterdir()):
+                try:
+                    ipaddress.ip_address(entry.name)
+                except ValueError:
+                    continue  # the lock, the last-handed-out marker
+                out.append(entry)
+        return out

@@ -1,8 +1,9 @@
 """What a test may leave behind on the machine, and a diff of two snapshots.
 
 A snapshot holds this process's mounts (/proc/self/mountinfo), open fds, child
-processes, the directories of every cgroup hierarchy, the host's hostname and
-the v1 hierarchy each controller is bound to (/proc/cgroups).  :func:`report`
+processes, the directories of every cgroup hierarchy, the host's hostname, the v1
+hierarchy each controller is bound to (/proc/cgroups), and the host's network: links,
+addresses, nftables tables and the forwarding switches.  :func:`report`
 sorts what ``after`` has that ``before`` did not into *leaks* (what this run -
 nsbind or its tests - made and left: a test fails on them) and *foreign*
 changes (what other programs on the host made meanwhile: information only).
@@ -61,6 +62,19 @@ processes
 fds and the hostname
     Every new fd of this process, and any change of the hostname/domainname
     the guard reads, are leaks.
+
+the host's network
+    The links of the host's network namespace (/sys/class/net), their addresses
+    (netlink), the nftables ruleset and the IPv4/IPv6 forwarding switches.  A link
+    that appeared or went away, or an address that changed on such a link, is a leak
+    when its name starts with ``nsb``: every link nsbind makes (``nsbind0``,
+    ``nsbr*`` bridges, ``nsbv*`` veths) and every link the tests make (``nsbt*``)
+    does.  An nftables table whose name starts with ``nsbind`` (nsbind's ``inet
+    nsbind`` and the tests' ``nsbind-test-<pid>``) that appeared, went away or whose
+    chains and rules changed (handles aside) is a leak.  A forwarding switch that
+    changed is a leak: nsbind turns IPv4 forwarding on for bridge networks, and the
+    tests put it back.  Other links, addresses and tables are foreign.  Without
+    root the ruleset cannot be read and is not compared.
 """
 
 from __future__ import annotations
@@ -71,6 +85,9 @@ import re
 import signal
 
 OUR_CGROUP_PREFIXES = ("nsbind", "test")
+OUR_LINK_PREFIX = "nsb"  # nsbind0, nsbr*, nsbv* (nsbind), nsbt* (the tests)
+OUR_TABLE_PREFIX = "nsbind"
+FORWARDING = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
 NSBIND_STATE_DIR = "/var/lib/nsbind"  # nsbind.image.store's default for root
 
 
@@ -128,6 +145,10 @@ class Snapshot:
     uts: tuple[str, str]  # the host's hostname and domainname
     hierarchies: frozenset[tuple[str, str]]  # (controller, v1 hierarchy id) of /proc/cgroups
     cgroup_tops: tuple[str, ...] = ()  # the hierarchies' mount points
+    links: frozenset[str] = frozenset()  # the host netns's link names
+    addresses: frozenset[tuple[str, str]] = frozenset()  # (link, address/prefix)
+    nft_tables: frozenset[tuple[str, str, str]] = frozenset()  # (family, name, digest)
+    forwarding: tuple[str, ...] = ()  # the FORWARDING switches' values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,10 +265,90 @@ def _hierarchies() -> frozenset[tuple[str, str]]:
                          if not line.startswith("#") and (fields := line.split()))
 
 
+def _links() -> frozenset[str]:
+    return frozenset(os.listdir("/sys/class/net"))
+
+
+def _addresses() -> frozenset[tuple[str, str]]:
+    import socket
+
+    from pyroute2 import IPRoute
+
+    out = set()
+    with IPRoute() as ipr:
+        for msg in ipr.get_addr():
+            try:
+                name = socket.if_indextoname(msg["index"])
+            except OSError:  # the link went away meanwhile
+                name = f"#{msg['index']}"
+            out.add((name, f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
+    return frozenset(out)
+
+
+def _nft_tables() -> frozenset[tuple[str, str, str]]:
+    """(family, table, a digest of its chains, sets and rules without their handles);
+    empty without root or without libnftables."""
+    import hashlib
+    import json
+
+    if os.geteuid() != 0:
+        return frozenset()
+    from nsbind.errors import Missing
+    from nsbind.net.nat import NftablesError, nft
+
+    try:
+        items = nft([{"list": {"ruleset": None}}])
+    except (Missing, NftablesError):
+        return frozenset()
+    tables: dict[tuple[str, str], list[str]] = {}
+    for item in items:
+        for kind, body in item.items():
+            if kind == "metainfo" or not isinstance(body, dict):
+                continue
+            key = (str(body.get("family")), str(body.get("table", body.get("name"))))
+            clean = {k: v for k, v in body.items() if k != "handle"}
+            tables.setdefault(key, []).append(json.dumps([kind, clean], sort_keys=True))
+    return frozenset((family, name, hashlib.sha256("\n".join(sorted(lines)).encode())
+                      .hexdigest()[:16]) for (family, name), lines in tables.items())
+
+
+def _forwarding() -> tuple[str, ...]:
+    values = []
+    for path in FORWARDING:
+        try:
+            with open(path) as f:
+                values.append(f.read().strip())
+        except OSError:
+            values.append("")
+    return tuple(values)
+
+
 def snapshot() -> Snapshot:
     tops = cgroup_mounts()
     return Snapshot(_mounts(), _fds(), _children(), _cgroups(tops), _uts(), _hierarchies(),
-                    tuple(tops))
+                    tuple(tops), _links(), _addresses(), _nft_tables(), _forwarding())
+
+
+def _network_report(before: Snapshot, after: Snapshot, leaks: list[str],
+                    foreign: list[str]) -> None:
+    for name in sorted(after.links ^ before.links):
+        line = f"link {name} {'left' if name in after.links else 'removed'}"
+        (leaks if name.startswith(OUR_LINK_PREFIX) else foreign).append(line)
+    for name, address in sorted(after.addresses ^ before.addresses):
+        verb = "added to" if (name, address) in after.addresses else "removed from"
+        line = f"address {address} {verb} {name}"
+        (leaks if name.startswith(OUR_LINK_PREFIX) else foreign).append(line)
+    names = {(f, n) for f, n, _ in after.nft_tables ^ before.nft_tables}
+    for family, name in sorted(names):
+        was = {(f, n) for f, n, _ in before.nft_tables}
+        now = {(f, n) for f, n, _ in after.nft_tables}
+        what = "changed" if (family, name) in was & now else (
+            "left" if (family, name) in now else "removed")
+        line = f"nftables table {family} {name} {what}"
+        (leaks if name.startswith(OUR_TABLE_PREFIX) else foreign).append(line)
+    if after.forwarding != before.forwarding:
+        leaks.append(f"forwarding switches {', '.join(FORWARDING)} changed from "
+                     f"{before.forwarding} to {after.forwarding}")
 
 
 def cgroup_is_ours(path: str, tops: list[str] | tuple[str, ...], run: Run,
@@ -341,6 +442,7 @@ def report(before: Snapshot, after: Snapshot, run: Run | None = None) -> Report:
     own = _own_cgroup_dirs()
     for path in sorted(after.cgroups - before.cgroups):
         (leaks if cgroup_is_ours(path, tops, run, own) else foreign).append(f"cgroup {path}")
+    _network_report(before, after, leaks, foreign)
     return Report(leaks, foreign)
 
 

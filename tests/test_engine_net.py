@@ -53,10 +53,11 @@ def engine(tmp_path: pathlib.Path, cgroup_parent: str, archive: str,
     finally:
         for record in eng.containers():
             eng("rm", "-f", record["Id"], check=False)
+        held = eng.addresses()  # every container gone: no address may stay allocated
         for name in eng("network", "ls", "-q").stdout.split():
             eng("network", "rm", name, check=False)
         set_ip_forward(forwarding)  # as the machine had it
-    assert eng.left() == []
+    assert held == [] and eng.left() == []
     assert _links() - before == set()
     assert ("inet", TABLE) not in list_tables()
 
@@ -111,6 +112,24 @@ def test_two_networks_are_isolated(engine: Engine) -> None:
     assert engine("run", "--rm", "--net", "red", IMG, "sh", "-c", probe).stdout == "dropped\n"
     engine("rm", "-f", "bluesrv")
     engine("network", "rm", "red", "blue")
+
+
+def test_fifty_concurrent_starts_get_fifty_addresses(engine: Engine) -> None:
+    """The IPAM under 50 container starts at once, each holding its address a while:
+    no address is handed out twice, and every one is released at the end."""
+    import subprocess
+
+    engine("network", "create", "--subnet", "10.231.12.0/24", "busy")
+    procs = [subprocess.Popen(engine.argv("run", "--rm", "--net", "busy", IMG, "sh", "-c",
+                                          "ip -4 -o addr show eth0; sleep 2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(50)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 50, [err for _, err in outputs if err][:3]
+    addresses = [out.split()[3] for out, _ in outputs]
+    assert len(set(addresses)) == 50 and all(a.startswith("10.231.12.") for a in addresses)
+    assert engine.addresses() == [] and engine.containers() == []
+    engine("network", "rm", "busy")
 
 
 def test_network_container_mode_shares_the_namespace(engine: Engine) -> None:

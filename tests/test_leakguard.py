@@ -296,6 +296,40 @@ def test_leak_guard_catches_a_changed_hostname() -> None:
     assert any("hostname" in leak and "nsbind-leak-probe" in leak for leak in leaks)
 
 
+def test_leak_guard_catches_links_addresses_nft_tables_and_forwarding() -> None:
+    """The host's network: what nsbind and the tests name is a leak; another link is
+    foreign; all of it gone, nothing is reported."""
+    from nsbind.net import Bridge, add_address, delete_link
+    from nsbind.net.nat import Nat, ip_forward, set_ip_forward
+
+    ours, other = f"nsbt{os.getpid() % 10000}g", f"lg{os.getpid() % 100000}x"
+    table = Nat(f"nsbind-test-{os.getpid()}-guard")
+    forward = ip_forward()
+    before = leakguard.snapshot()
+    try:
+        Bridge.create(ours)
+        add_address(ours, "10.213.0.1/24")
+        Bridge.create(other)
+        table.add_network("guardnet", "10.213.0.0/24")
+        set_ip_forward(not forward)
+        found = leakguard.report(before, leakguard.snapshot())
+        assert f"link {ours} left" in found.leaks
+        assert f"address 10.213.0.1/24 added to {ours}" in found.leaks
+        assert f"nftables table inet {table.table} left" in found.leaks
+        assert any(leak.startswith("forwarding switches") for leak in found.leaks)
+        assert f"link {other} left" in found.foreign
+        mid = leakguard.snapshot()
+        table.add_network("guardnet2", "10.214.0.0/24")
+        assert f"nftables table inet {table.table} changed" in leakguard.diff(
+            mid, leakguard.snapshot())
+    finally:
+        set_ip_forward(forward)
+        table.delete_table()
+        delete_link(ours, missing_ok=True)
+        delete_link(other, missing_ok=True)
+    assert leakguard.diff(before, leakguard.snapshot()) == []
+
+
 # ---------------------------------------------------------------- the cgroup rule
 
 

@@ -43,8 +43,10 @@ import functools
 import hashlib
 import ipaddress
 import json
+import random
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -77,7 +79,7 @@ _BASE_CHAINS = (("prerouting", "prerouting", _PRIO_DSTNAT),
                 ("postrouting", "postrouting", _PRIO_SRCNAT))
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _COMMENT_MAX = 127  # nft refuses longer comments
-_RETRIES = 5
+_RETRIES = 40  # a batch that lost a race is rebuilt this often (50 starts at once)
 
 
 class NftablesError(MessageError, RuntimeError):
@@ -483,6 +485,7 @@ class Nat:
                 except NftablesError as exc:  # a rule deleted meanwhile: look again
                     if exc.errno != errno.ENOENT or not old or attempt == _RETRIES - 1:
                         raise
+                    time.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # let it settle
             raise AssertionError("unreachable")
 
 

@@ -5,7 +5,9 @@ controllers (a named hierarchy belongs to its owner, usually systemd).  runc als
 the container in every named v1 hierarchy at its cgroup path, and software inside
 containers reads that (``/proc/self/cgroup``'s ``name=systemd`` line): so the runtime
 makes that directory (and the parents it lacks), moves the container's process into
-it, and removes what it made when the container is deleted.  There are no controllers
+it, and removes what it made when the container is deleted.  A parent made by one
+container and still used by another when the first is deleted stays (rmdir refuses it),
+empty once the last is gone, as runc leaves parents.  There are no controllers
 there: nothing is limited, only placed.
 """
 
@@ -18,6 +20,10 @@ from nsbind.cgroups import cgroup_layout
 from nsbind.errors import InvalidValue
 
 __all__ = ["join", "make", "remove"]
+
+#: a parent made by one container can be removed by its delete while another container
+#: makes its own directory inside: the walk starts again this often
+_ATTEMPTS = 10
 
 
 def _named_roots() -> list[str]:
@@ -34,12 +40,18 @@ def make(path: str) -> list[str]:
     made: list[str] = []
     try:
         for root in _named_roots():
-            here = root
-            for part in parts:
-                here = os.path.join(here, part)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(here, 0o755)
-                    made.append(here)
+            for attempt in range(_ATTEMPTS):
+                here = root
+                try:
+                    for part in parts:
+                        here = os.path.join(here, part)
+                        with contextlib.suppress(FileExistsError):
+                            os.mkdir(here, 0o755)
+                            made.append(here)
+                    break
+                except FileNotFoundError:  # a parent another container's delete removed
+                    if attempt == _ATTEMPTS - 1:
+                        raise
     except BaseException:
         remove(made[::-1])
         raise
