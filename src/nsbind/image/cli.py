@@ -61,6 +61,12 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--store", help="the store directory")
 
 
+def _store_path(args: argparse.Namespace) -> str | None:
+    """``--store``, else the main parser's ``--root`` (as the container commands use it),
+    else None: the default store."""
+    return getattr(args, "store", None) or getattr(args, "root", None)
+
+
 def parse_platform(text: str | None) -> tuple[str, str] | None:
     """``--platform os/arch[/variant]`` as (os, arch); ImageError naming a bad one."""
     if text is None:
@@ -158,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
             total = None if None in sizes else sum(s for s in sizes if s is not None)
             with progress(total, len(img.layers), quiet=args.quiet) as bars:
                 if cmd == "unpack":
-                    dirs = Store(args.store).unpack(img, on_bytes=bars.on_bytes,
+                    dirs = Store(_store_path(args)).unpack(img, on_bytes=bars.on_bytes,
                                                     on_layer=bars.on_layer)
                 else:  # streams from the image: no store needed
                     flatten(img, args.dest, on_bytes=bars.on_bytes)
@@ -166,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
             for path in dirs:
                 print(path)
         return 0
-    store = Store(args.store)
+    store = Store(_store_path(args))
     if cmd in ("save", "import"):
         from nsbind.image.save import import_image, save
 

@@ -131,33 +131,42 @@ class _Writer:
             arc = f"{rel}{name}"
             if arc in self.skip:
                 continue
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            mode = st.st_mode
-            if stat.S_ISCHR(mode) and st.st_rdev == 0:
-                self._whiteout(f"{rel}.wh.{name}", st)
-            elif stat.S_ISDIR(mode):
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-                try:
-                    self._same(fd, st, arc)
-                    self._dir(fd, parent, name, arc, st, depth)
-                finally:
-                    os.close(fd)
-            elif stat.S_ISREG(mode):
-                self._file(parent, name, arc, st)
-            elif stat.S_ISSOCK(mode):
-                continue  # not part of an image
+            try:
+                self._entry(parent, name, arc, depth, rel)
+            except ImageError:
+                raise
+            except OSError as exc:
+                raise ImageError(f"{self.label}: {arc}: {exc.strerror or exc}") from None
+
+    def _entry(self, parent: int, name: str, arc: str, depth: int, rel: str) -> None:
+        """Write the entry ``name`` of ``parent`` (``arc`` its path in the tar)."""
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            self._whiteout(f"{rel}.wh.{name}", st)
+        elif stat.S_ISDIR(mode):
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            try:
+                self._same(fd, st, arc)
+                self._dir(fd, parent, name, arc, st, depth)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(mode):
+            self._file(parent, name, arc, st)
+        elif stat.S_ISSOCK(mode):
+            return  # not part of an image
+        else:
+            info = self._info(arc, st)
+            if stat.S_ISLNK(mode):
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=parent)
+            elif stat.S_ISFIFO(mode):
+                info.type = tarfile.FIFOTYPE
             else:
-                info = self._info(arc, st)
-                if stat.S_ISLNK(mode):
-                    info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=parent)
-                elif stat.S_ISFIFO(mode):
-                    info.type = tarfile.FIFOTYPE
-                else:
-                    info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                    info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                info.pax_headers = self._xattrs(None, parent, name, arc)
-                self._count(0, arc)
-                self.tar.addfile(info)
+                info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            info.pax_headers = self._xattrs(None, parent, name, arc)
+            self._count(0, arc)
+            self.tar.addfile(info)
 
     def _same(self, fd: int, st: os.stat_result, arc: str) -> os.stat_result:
         now = os.fstat(fd)
