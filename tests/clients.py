@@ -21,6 +21,10 @@ containerd
     ctr's fifos in ``--fifo-dir``, tasks in ``/<test parent>/ctr/<id>``.  Stopped by
     pid (TERM, then KILL), its shims (found by the daemon's socket address on their
     command line: only ours carry it) too.
+registry
+    Debian's docker-registry on 127.0.0.1:<free port> (:class:`Registry`, config and
+    storage under a given directory, stopped by pid) and :func:`skopeo` to fill it:
+    tests/test_registry.py and benchmarks/bench_pull.py use them.
 
 Fixtures, defined as ``<name>_fixture`` (import those into a test module, which pytest
 then offers by their names): ``podman_store`` (module) and ``podman`` (per test,
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import hashlib
 import io
 import itertools
@@ -42,6 +47,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sysconfig
 import tarfile
@@ -146,11 +152,15 @@ def _goarch() -> str:
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
 
 
-def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE, *,
-                config: dict[str, Any] | None = None, arch: str | None = None) -> str:
+def oci_archive(layer_tar: str | Sequence[str], out: str, name: str = CTR_IMAGE, *,
+                config: dict[str, Any] | None = None, arch: str | None = None,
+                compress: bool = False) -> str:
     """An OCI image layout, tarred (what ``ctr images import`` reads), of one
-    uncompressed layer; the index names the image ``name`` for containerd.  ``config``
-    replaces the image config's ``config`` object, ``arch`` this host's architecture."""
+    uncompressed layer, or of several (a sequence of tars, lowest first); the index
+    names the image ``name`` for containerd.  ``config`` replaces the image config's
+    ``config`` object, ``arch`` this host's architecture.  ``compress``: the layers
+    stored gzipped (``tar+gzip``, as registries serve them; level 6, Go's default, no
+    name, time 0: the same bytes every time), their diff_ids still those of the tars."""
     blobs: dict[str, bytes] = {}
 
     def blob(data: bytes) -> tuple[str, int]:
@@ -158,15 +168,21 @@ def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE, *,
         blobs[digest] = data
         return digest, len(data)
 
-    layer = pathlib.Path(layer_tar).read_bytes()
-    layer_digest, layer_size = blob(layer)
+    layers: list[dict[str, Any]] = []
+    diff_ids: list[str] = []
+    for path in [layer_tar] if isinstance(layer_tar, str) else layer_tar:
+        data = pathlib.Path(path).read_bytes()
+        diff_ids.append("sha256:" + hashlib.sha256(data).hexdigest())
+        digest, size = blob(gzip.compress(data, 6, mtime=0) if compress else data)
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar" +
+                       ("+gzip" if compress else ""), "digest": digest, "size": size})
     config = {
         "architecture": arch or _goarch(), "os": "linux",
         "config": config if config is not None else {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": ["sh"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        "history": [{"created_by": "nsbind tests/clients.py"}],
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "nsbind tests/clients.py"}] * len(layers),
     }
     config_digest, config_size = blob(json.dumps(config, sort_keys=True).encode())
     manifest = {
@@ -174,8 +190,7 @@ def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE, *,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer_size}],
+        "layers": layers,
     }
     manifest_digest, manifest_size = blob(json.dumps(manifest, sort_keys=True).encode())
     index = {
@@ -202,6 +217,97 @@ def oci_archive(layer_tar: str, out: str, name: str = CTR_IMAGE, *,
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     return out
+
+
+# --- the registry ------------------------------------------------------------------------
+
+REGISTRY = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Registry:
+    """One docker-registry process on 127.0.0.1:<free port>, its config, storage and log
+    under ``root``; plain HTTP, or htpasswd basic auth, or TLS with a CA made here by
+    openssl (``cert_dir``: DIR/HOST:PORT/ca.crt).  :meth:`stop` stops it by pid."""
+
+    def __init__(self, root: pathlib.Path, *, htpasswd: tuple[str, str] | None = None,
+                 tls: bool = False) -> None:
+        self.root = root
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.cert_dir = str(root / "certs.d")
+        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
+                 "storage:", "  filesystem:", f"    rootdirectory: {root / 'data'}",
+                 "http:", f"  addr: {self.host}", "  secret: nsbind-test"]
+        if tls:
+            self._make_certs()
+            lines += ["  tls:", f"    certificate: {root / 'server.crt'}",
+                      f"    key: {root / 'server.key'}"]
+        if htpasswd is not None:
+            subprocess.run(["htpasswd", "-Bbc", str(root / "htpasswd"), *htpasswd],
+                           check=True, capture_output=True)
+            lines += ["auth:", "  htpasswd:", "    realm: nsbind-test",
+                      f"    path: {root / 'htpasswd'}"]
+        (root / "config.yml").write_text("\n".join(lines) + "\n")
+        self.log = open(root / "registry.log", "wb")  # noqa: SIM115 (closed in stop)
+        # the registry reads REGISTRY_* variables as config (REGISTRY_AUTH_FILE: auth.file)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("docker-registry did not start: " +
+                                   (root / "registry.log").read_text()[-2000:])
+            time.sleep(0.02)
+
+    def _make_certs(self) -> None:
+        r = self.root
+
+        def ssl(*argv: str) -> None:
+            subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=r)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=nsbind test CA", "-keyout", "ca.key", "-out", "ca.crt")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+        (r / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
+        host_dir = r / "certs.d" / self.host
+        host_dir.mkdir(parents=True)
+        shutil.copy(r / "ca.crt", host_dir / "ca.crt")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def skopeo(*argv: str, prefix: Sequence[str] = (), timeout: float = 60.0) -> str:
+    """``skopeo --insecure-policy ARGV``'s output, asserting its success; ``prefix``: a
+    command that execs it (a wrapper: ``unshare ... --``, say)."""
+    proc = subprocess.run([*prefix, "skopeo", "--insecure-policy", *argv], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 # --- cgroups and mounts the clients make -------------------------------------------------

@@ -21,16 +21,15 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from clients import REGISTRY, Registry, skopeo
 from nsbind.image import ImageError, Store, load, registrycli
 from nsbind.image.auth import credentials, forget_credentials, store_credentials
 from nsbind.image.pulling import pull
@@ -40,7 +39,6 @@ from nsbind.image.registry import RegistryError
 
 TESTREPO = str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "images" /
                "regclient-testrepo")
-REGISTRY = "/usr/bin/docker-registry"
 
 
 def _need(*tools: str) -> None:
@@ -50,88 +48,14 @@ def _need(*tools: str) -> None:
                         "apache2-utils, skopeo)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Registry:
-    """One docker-registry process on 127.0.0.1:<free port>."""
-
-    def __init__(self, root: pathlib.Path, *, htpasswd: tuple[str, str] | None = None,
-                 tls: bool = False) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.cert_dir = str(root / "certs.d")
-        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
-                 "storage:", "  filesystem:", f"    rootdirectory: {root / 'data'}",
-                 "http:", f"  addr: {self.host}", "  secret: nsbind-test"]
-        if tls:
-            self._make_certs()
-            lines += ["  tls:", f"    certificate: {root / 'server.crt'}",
-                      f"    key: {root / 'server.key'}"]
-        if htpasswd is not None:
-            subprocess.run(["htpasswd", "-Bbc", str(root / "htpasswd"), *htpasswd],
-                           check=True, capture_output=True)
-            lines += ["auth:", "  htpasswd:", "    realm: nsbind-test",
-                      f"    path: {root / 'htpasswd'}"]
-        (root / "config.yml").write_text("\n".join(lines) + "\n")
-        self.log = open(root / "registry.log", "wb")  # noqa: SIM115 (closed in stop)
-        # the registry reads REGISTRY_* variables as config (REGISTRY_AUTH_FILE: auth.file)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        self.proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")],
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("docker-registry did not start: " +
-                                   (root / "registry.log").read_text()[-2000:])
-            time.sleep(0.02)
-
-    def _make_certs(self) -> None:
-        r = self.root
-
-        def ssl(*argv: str) -> None:
-            subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=r)
-
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=nsbind test CA", "-keyout", "ca.key", "-out", "ca.crt")
-        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", "server.key", "-out", "server.csr")
-        (r / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
-        host_dir = r / "certs.d" / self.host
-        host_dir.mkdir(parents=True)
-        shutil.copy(r / "ca.crt", host_dir / "ca.crt")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     _need(REGISTRY, "skopeo")
     reg = Registry(tmp_path_factory.mktemp("registry"))
     try:
         # the reference image: regclient's multi-platform index (5 gzip layers on amd64)
-        _skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{TESTREPO}:v3",
-                f"docker://{reg.host}/test/repo:v3")
+        skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{TESTREPO}:v3",
+               f"docker://{reg.host}/test/repo:v3")
         yield reg
     finally:
         reg.stop()
@@ -142,18 +66,11 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     _need(REGISTRY, "skopeo", "htpasswd")
     reg = Registry(tmp_path_factory.mktemp("authreg"), htpasswd=("alice", "s3cret-pw"))
     try:
-        _skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret-pw",
-                f"oci:{TESTREPO}:v1", f"docker://{reg.host}/private/img:v1")
+        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret-pw",
+               f"oci:{TESTREPO}:v1", f"docker://{reg.host}/private/img:v1")
         yield reg
     finally:
         reg.stop()
-
-
-def _skopeo(*argv: str) -> str:
-    proc = subprocess.run(["skopeo", "--insecure-policy", *argv], capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture(autouse=True)
@@ -363,8 +280,8 @@ def test_pull_tls(tmp_path_factory: pytest.TempPathFactory, tmp_path: pathlib.Pa
     _need(REGISTRY, "skopeo", "openssl")
     reg = Registry(tmp_path_factory.mktemp("tlsreg"), tls=True)
     try:
-        _skopeo("copy", f"--dest-cert-dir={reg.cert_dir}/{reg.host}", f"oci:{TESTREPO}:v2",
-                f"docker://{reg.host}/tls/img:v2")
+        skopeo("copy", f"--dest-cert-dir={reg.cert_dir}/{reg.host}", f"oci:{TESTREPO}:v2",
+               f"docker://{reg.host}/tls/img:v2")
         ref = f"{reg.host}/tls/img:v2"
         with pytest.raises(RegistryError, match="TLS"):  # not signed by a system CA
             pull(ref, store=str(tmp_path), retries=0)
@@ -614,10 +531,10 @@ def test_push_round_trip(registry: Registry, tmp_path: pathlib.Path) -> None:
     code, out, err = _cli(["push", "--tls-verify=false", "v3", ref], root)
     assert code == 0, err
     digest = out.splitlines()[-1].split()[-1]
-    info = json.loads(_skopeo("inspect", "--tls-verify=false", f"docker://{ref}"))
+    info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}"))
     assert info["Digest"] == digest and len(info["Layers"]) == 5
     # skopeo's copy back, loaded: the same files as the original layers
-    _skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path}/back:1")
+    skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path}/back:1")
     with load(str(tmp_path / "back"), tag="1") as back:
         back_store = Store(str(tmp_path / "back-store"))
         assert _tree(back_store.unpack(back)) == _tree(original)
@@ -696,7 +613,7 @@ def test_the_round_trip_through_the_nsbind_command(registry: Registry, tmp_path:
     archive = oci_archive(tar_rootfs(root, str(tmp_path / "layer.tar")),
                           str(tmp_path / "bb.tar"), "localhost/bb:1")
     ref = f"{registry.host}/e2e/busybox:1"
-    _skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{ref}")
+    skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{ref}")
     nsbind = [os.path.join(sysconfig.get_path("scripts"), "nsbind"), "--root",
               str(tmp_path / "store"), "--runroot", str(tmp_path / "state")]
 
@@ -711,15 +628,15 @@ def test_the_round_trip_through_the_nsbind_command(registry: Registry, tmp_path:
               "echo pulled and running; echo $$")
     assert out == "pulled and running\n1\n"
     run("push", "--tls-verify=false", ref, f"{registry.host}/e2e/copy:2")
-    assert json.loads(_skopeo("inspect", "--tls-verify=false",
-                              f"docker://{registry.host}/e2e/copy:2"))["Name"].endswith("copy")
+    assert json.loads(skopeo("inspect", "--tls-verify=false",
+                             f"docker://{registry.host}/e2e/copy:2"))["Name"].endswith("copy")
     run("run", "--name", "changer", "--cgroup-parent", f"/{cgroup_parent}", ref, "sh", "-c",
         "echo committed > /etc/motd")
     run("commit", "--change", 'CMD ["cat", "/etc/motd"]', "changer", "localhost/mine:1")
     run("rm", "changer")
     saved = str(tmp_path / "mine.tar")
     run("image", "save", "localhost/mine:1", "-o", saved, "--store", str(tmp_path / "store"))
-    assert len(json.loads(_skopeo("inspect", f"docker-archive:{saved}"))["Layers"]) == 2
+    assert len(json.loads(skopeo("inspect", f"docker-archive:{saved}"))["Layers"]) == 2
     elsewhere = [*nsbind[:1], "--root", str(tmp_path / "other"), "--runroot",
                  str(tmp_path / "other-state")]
     nsbind[:] = elsewhere
