@@ -69,6 +69,8 @@ NSBIND = os.path.join(sysconfig.get_path("scripts"), "nsbind")
 TAG = f"nsbind-bench-{os.getpid()}"
 IMAGE = "localhost/nsbind-bench-busybox:latest"
 TARGET = 0.5  # nsbind run / podman run, warm
+#: the first line of the module's summary (the ``summary`` fixture reads the test module's)
+SUMMARY_TITLE = "bench_engine (podman drives runc: crun refuses this hybrid host)"
 
 
 def rounds(n: int) -> int:
@@ -86,10 +88,12 @@ def check(argv: list[str], **kw: Any) -> str:
 
 def paired(benchmark: BenchmarkFixture, subject: Callable[[], object],
            reference: Callable[[], object], reference_name: str, n: int,
-           summary: list[str], prepare: Callable[[], object] = lambda: None) -> None:
+           summary: list[str], prepare: Callable[[], object] = lambda: None,
+           subject_name: str = "nsbind") -> None:
     """bench_oci.paired, with ``prepare`` called untimed before each pair (fresh stores):
     one timed round of ``reference``, then one of ``subject`` (pytest-benchmark's).
-    Records both medians and their ratio; adds a line to the summary."""
+    Records both medians and their ratio; adds a line to the summary, which calls the
+    subject ``subject_name``."""
     ref: list[float] = []
 
     def setup() -> tuple[tuple[()], dict[str, object]]:
@@ -107,7 +111,7 @@ def paired(benchmark: BenchmarkFixture, subject: Callable[[], object],
     ratio = mine / median
     benchmark.extra_info.update(reference=reference_name, reference_median=median,
                                 paired_ratio=ratio, x_faster=1 / ratio)
-    summary.append(f"{benchmark.group}: nsbind {mine * 1e3:.1f} ms, {reference_name} "
+    summary.append(f"{benchmark.group}: {subject_name} {mine * 1e3:.1f} ms, {reference_name} "
                    f"{median * 1e3:.1f} ms, ratio {ratio:.2f} ({len(ref)} pairs "
                    f"incl. warm-up)")
 
@@ -125,7 +129,8 @@ def compiled() -> None:
 
 @pytest.fixture(scope="module")
 def summary(request: pytest.FixtureRequest) -> Iterator[list[str]]:
-    """Lines printed at the end of the module (medians and ratios)."""
+    """Lines printed at the end of the module (medians and ratios), under the test
+    module's SUMMARY_TITLE."""
     lines: list[str] = []
     yield lines
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -134,8 +139,7 @@ def summary(request: pytest.FixtureRequest) -> Iterator[list[str]]:
         return
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line("")
-        for line in ["bench_engine (podman drives runc: crun refuses this hybrid host)",
-                     *lines]:
+        for line in [request.module.SUMMARY_TITLE, *lines]:
             reporter.write_line(line)
 
 
