@@ -256,7 +256,13 @@ class Registry:
             lines += ["auth:", "  htpasswd:", "    realm: nsbind-test",
                       f"    path: {root / 'htpasswd'}"]
         (root / "config.yml").write_text("\n".join(lines) + "\n")
-        self.log = open(root / "registry.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.start()
+
+    def start(self) -> None:
+        """Start the registry (again, after :meth:`stop`: same port, same storage) and
+        wait until it accepts connections."""
+        root = self.root
+        self.log = open(root / "registry.log", "ab")  # noqa: SIM115 (closed in stop)
         # the registry reads REGISTRY_* variables as config (REGISTRY_AUTH_FILE: auth.file)
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         self.proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")],
@@ -291,6 +297,7 @@ class Registry:
         shutil.copy(r / "ca.crt", host_dir / "ca.crt")
 
     def stop(self) -> None:
+        """Stop the registry by its pid (idempotent)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -298,7 +305,8 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
 def skopeo(*argv: str, prefix: Sequence[str] = (), timeout: float = 60.0) -> str:

@@ -643,3 +643,62 @@ def test_the_round_trip_through_the_nsbind_command(registry: Registry, tmp_path:
     run("image", "load", "-q", saved, "--store", str(tmp_path / "other"))
     assert run("run", "--rm", "--cgroup-parent", f"/{cgroup_parent}",
                "localhost/mine:1") == "committed\n"
+
+
+def test_a_registry_stopped_mid_pull_then_a_second_pull_completes(
+        tmp_path: pathlib.Path) -> None:
+    """The real registry killed while a 48 MiB layer streams: the pull fails with a
+    registry error once its retries are spent, the store holds no record and no part of
+    that layer; the registry back (same storage), a second pull completes."""
+    from clients import build_rootfs, oci_archive, tar_rootfs
+
+    _need(REGISTRY, "skopeo")
+    (tmp_path / "reg").mkdir()
+    reg = Registry(tmp_path / "reg")
+    try:
+        base = tar_rootfs(build_rootfs(tmp_path / "rootfs"), str(tmp_path / "base.tar"))
+        big = tmp_path / "big.tar"
+        with tarfile.open(big, "w") as tar:
+            data = os.urandom(48 << 20)
+            info = tarfile.TarInfo("big.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        archive = oci_archive([base, str(big)], str(tmp_path / "img.tar"), "localhost/big:1")
+        ref = f"{reg.host}/stop/big:1"
+        skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{ref}")
+        store = str(tmp_path / "store")
+        seen = {0: 0, 1: 0}
+        stopped = threading.Event()
+
+        def on_bytes(index: int, n: int) -> None:
+            seen[index] += n
+            if index == 1 and seen[1] > (1 << 20) and not stopped.is_set():
+                stopped.set()
+                reg.stop()  # in the middle of the big layer
+
+        with pytest.raises(RegistryError, match=reg.host):
+            pull(ref, store=store, tls_verify=False, retries=2, backoff=0.05,
+                 on_bytes=on_bytes)
+        assert stopped.is_set() and seen[1] < (48 << 20)
+        st = Store(store)
+        diff_ids = next(json.loads(d)["rootfs"]["diff_ids"] for d in _configs(archive))
+        assert st.images() == [] and not st.has_layer(diff_ids[1])
+        assert os.listdir(os.path.join(store, "tmp")) == []
+        reg.start()
+        done = pull(ref, store=store, tls_verify=False)
+        assert list(done.image.layers) == diff_ids and st.has_layer(diff_ids[1])
+    finally:
+        reg.stop()
+
+
+def _configs(archive: str) -> list[bytes]:
+    """The image configs in an OCI archive."""
+    out = []
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        for desc in index["manifests"]:
+            manifest = json.load(tar.extractfile(  # type: ignore[arg-type]
+                "blobs/sha256/" + desc["digest"].split(":")[1]))
+            out.append(tar.extractfile(  # type: ignore[union-attr]
+                "blobs/sha256/" + manifest["config"]["digest"].split(":")[1]).read())
+    return out
