@@ -19,11 +19,12 @@ if command -v apt-get >/dev/null 2>&1; then
     # podman, conmon and containerd (ctr, the runc shim) are the real clients that
     # tests/test_oci_podman.py and tests/test_oci_containerd.py drive runtimes with;
     # uidmap (newuidmap, newgidmap) and python3-cffi-backend for rootless nsbind run
-    # (tests/test_engine_rootless.py runs Debian's python3 as a user the tests make)
+    # (tests/test_engine_rootless.py runs Debian's python3 as a user the tests make), and
+    # slirp4netns for its networking (--network bridge, -p)
     apt-get install -y -qq --no-install-recommends \
         gcc libc6-dev linux-libc-dev iproute2 util-linux busybox-static umoci skopeo \
         qemu-system-x86 runc crun libseccomp2 podman conmon containerd docker-registry apache2-utils \
-        uidmap python3-cffi-backend nftables libnftables1 >/dev/null
+        uidmap python3-cffi-backend slirp4netns nftables libnftables1 >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if [ $# -gt 0 ]; then

@@ -52,7 +52,6 @@ from typing import Any, Literal
 
 from nsbind.errors import InvalidType, InvalidValue, MessageError, Missing
 from nsbind.net.ipam import IPAddress, IPNetwork, check_owner, check_subnet
-from nsbind.net.links import check_ifname
 
 __all__ = ["IP_FORWARD", "LIBRARY", "Nat", "NatRule", "NftablesError", "PortMapping",
            "Protocol", "enable_ip_forward", "ip_forward", "libnftables", "list_tables",
@@ -339,6 +338,10 @@ class Nat:
         for ``name`` replaces the old rules in the same batch."""
         check_owner(name)
         if bridge is not None:
+            # here, not at the top: links needs pyroute2, parse_publish must not (a
+            # rootless nsbind run's slirp4netns ports run on a bare python3)
+            from nsbind.net.links import check_ifname
+
             check_ifname(bridge)
         net = check_subnet(subnet)
         proto, nfproto = _l3(net.version)
