@@ -16,12 +16,14 @@ machine), with the cgroup layout chosen at boot:
 The guest's root is this host's root, read-only over 9p, under an overlay whose upper
 layer is guest memory: the tests find the same interpreter, checkout and peers
 (runc, podman, containerd ...) and may write anywhere, but nothing reaches the host.
-Its own /proc, /sys, /dev, the cgroup mounts and tmpfs on /run, /tmp and /var/tmp
-are mounted over it, the kernel's modules are this kernel package's (``modprobe`` is
-busybox's, over a modules.dep made when the package was unpacked), and a 64 MiB
-virtio disk is there for the io controller tests.  A busybox initramfs builds that
-root and switches into it (not a chroot: the kernel refuses user namespaces in one),
-then runs ``python -m pytest`` and prints ``NSBIND-VM-RESULT <status>``.
+Its own /proc, /sys, /dev, the cgroup mounts, tmpfs on /run and /var/tmp and an ext4
+/tmp (a sparse disk image the host makes: user xattrs and idmapped mounts, which tmpfs
+lacks before 6.6 and 6.3) are mounted over it, the kernel's modules are this kernel
+package's (``modprobe`` is busybox's, over a modules.dep made when the package was
+unpacked), and a 64 MiB virtio disk (the first) is there for the io controller tests.
+A busybox initramfs builds that root and switches into it (not a chroot: the kernel
+refuses user namespaces in one), then runs ``python -m pytest`` and prints
+``NSBIND-VM-RESULT <status>``.
 
     python3 tests/vm.py [--kernel 6.1] [--cgroups v2] [-- pytest args]
     python3 tests/vm.py --matrix            # 6.1 and 6.12, v2 and hybrid (make test-kernels)
@@ -35,6 +37,7 @@ root, qemu-system-x86, busybox-static and apt access to download the kernel pack
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import gzip
 import io
@@ -42,6 +45,7 @@ import lzma
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -57,11 +61,12 @@ LAYOUTS = ("v2", "hybrid")
 # loaded by the initramfs (the rest is loaded on demand by busybox's modprobe)
 MODULES = ["virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
            "virtio_pci", "virtio_blk", "loop", "netfs", "fscache", "9pnet", "9pnet_virtio",
-           "9p", "overlay"]
+           "9p", "overlay", "crc32c_generic", "crc16", "mbcache", "jbd2", "ext4"]
 OPTIONAL_MODULES = {"fscache", "virtio_pci_legacy_dev", "loop", "netfs"}  # built in on some
 MARKER = "NSBIND-VM-RESULT"
 GUEST_ENV = "NSBIND_VM_GUEST"  # set in the guest: "<kernel release> <layout>"
 DEFAULT_PYTEST = ["tests"]
+TMP_DISK_BYTES = 8 << 30
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -88,7 +93,9 @@ for f in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/p
     ln -sf ${f#*:} $R/dev/${f%%:*}
 done
 mount -t tmpfs -o mode=755 run $R/run
-mount -t tmpfs -o mode=1777 tmp $R/tmp
+# /tmp on ext4, as a Debian install has it (user xattrs and idmapped mounts, which
+# tmpfs gains only in 6.6 and 6.3): the second virtio disk, made by the host
+mount -t ext4 /dev/vdb $R/tmp && chmod 1777 $R/tmp || fail 95 "no ext4 /tmp"
 mount -t tmpfs -o mode=1777 vartmp $R/var/tmp
 # a checkout under one of those (a CI clone in /tmp) is bound back in, read-only
 case $CHECKOUT in /tmp/*|/var/tmp/*|/run/*)
@@ -132,7 +139,7 @@ STAGE2 = r"""export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 hostname nsbind-guest
 ip link set lo up
 echo "guest kernel $(uname -r) cgroups $LAYOUT: $(cat /proc/self/cgroup | tr '\n' ' ')"
-cd $CHECKOUT && $COMMAND
+cd $CHECKOUT && eval "$(echo $COMMAND | base64 -d)"
 echo "$MARKER $?"
 busybox poweroff -f"""
 
@@ -241,11 +248,12 @@ def _cpio(files: list[tuple[str, int, bytes]]) -> bytes:
 
 
 def _init(kernel: Kernel, layout: str, command: str) -> str:
-    for text in (command, str(ROOT), str(kernel.modules)):
-        if any(c in text for c in "'\"$`\\"):
-            raise ValueError(f"a quote or shell character in the guest command: {text}")
+    for text in (str(ROOT), str(kernel.modules)):
+        if any(c in text for c in "'\"$`\\ "):
+            raise ValueError(f"a quote or shell character in a guest path: {text}")
+    encoded = base64.b64encode(command.encode()).decode()  # any shell text, passed intact
     stage2 = (STAGE2.replace("$LAYOUT", layout).replace("$CHECKOUT", str(ROOT))
-              .replace("$COMMAND", command).replace("$MARKER", MARKER))
+              .replace("$COMMAND", encoded).replace("$MARKER", MARKER))
     cgroups = CGROUPS_V2 if layout == "v2" else CGROUPS_HYBRID
     return (INIT.replace("$CGROUPS", cgroups).replace("$RELEASE", kernel.release)
             .replace("$CHECKOUT", str(ROOT))
@@ -271,7 +279,8 @@ def _pytest_command(kernel: Kernel, layout: str, args: list[str]) -> str:
     env = {"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/root", "CI": os.environ.get("CI", ""),
            GUEST_ENV: f"{kernel.release}:{layout}", "PY_COLORS": "0"}
     settings = " ".join(f"{k}={v}" for k, v in env.items() if v)
-    return f"env {settings} {python} -m pytest -p no:cacheprovider -q -rfEs {' '.join(args)}"
+    quoted = " ".join(shlex.quote(a) for a in args)  # a -k expression is one argument
+    return f"env {settings} {python} -m pytest -p no:cacheprovider -q -rfEs {quoted}"
 
 
 def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: str = "v2",
@@ -282,7 +291,7 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
     does not finish in ``timeout`` seconds is killed (99)."""
     if cgroups not in LAYOUTS:
         raise ValueError(f"cgroups {cgroups!r}: one of {', '.join(LAYOUTS)}")
-    for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb"):
+    for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "mkfs.ext4"):
         if shutil.which(tool) is None:
             raise FileNotFoundError(f"{tool} is missing (Debian: qemu-system-x86, apt, dpkg)")
     k = fetch(kernel)
@@ -297,12 +306,18 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
         disk = work / "disk.img"
         with open(disk, "wb") as f:
             f.truncate(64 << 20)  # a virtio block device for the io controller tests
+        tmp_disk = work / "tmp.img"  # the guest's /tmp (sparse: grows as it is written)
+        with open(tmp_disk, "wb") as f:
+            f.truncate(TMP_DISK_BYTES)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1",
+                        str(tmp_disk)], check=True, capture_output=True)
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mib), "-smp", "2",
                "-nographic", "-no-reboot", "-kernel", str(k.vmlinuz),
                "-initrd", str(work / "initrd"), "-append", append,
                "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,"
                           "multidevs=remap",
-               "-drive", f"file={disk},format=raw,if=virtio"]
+               "-drive", f"file={disk},format=raw,if=virtio",
+               "-drive", f"file={tmp_disk},format=raw,if=virtio"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         assert proc.stdout is not None

@@ -452,6 +452,8 @@ FEATURES = {
     "lowerdir_plus": ("6.8", "overlays take one lowerdir= string (255 bytes via fsconfig)"),
     "mount_api": ("5.2", "see the mount API line"),
     "idmapped_mounts": ("5.12", "no idmapped mounts"),
+    "clone_detached_mounts": ("", "a detached mount is copied through a throwaway mount "
+                              "namespace"),
     "clone_into_cgroup": ("5.7", "a child joins its cgroup after clone3"),
     "time_namespaces": ("5.6", "no time namespaces"),
     "pidfd_setns": ("5.8", "setns joins one namespace fd at a time"),
@@ -464,6 +466,7 @@ WHY_NOT = {
     "cgroup_kill": "no cgroup.kill in this process's v2 cgroup or in a child of the v2 "
                    "root; a root cgroup has none",
     "idmapped_mounts": "the probe needs CAP_SYS_ADMIN over the mount of /",
+    "clone_detached_mounts": "the probe needs CAP_SYS_ADMIN over the mount of /",
     "lowerdir_plus": "no overlay context for this process",
 }
 

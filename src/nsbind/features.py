@@ -22,8 +22,9 @@ from nsbind._sys.mount import fsopen, mount_setattr, open_tree
 from nsbind.errors import NsbindError
 from nsbind.flags import MountAttr, OpenTreeFlags
 
-__all__ = ["cgroup2_delegated", "cgroup_kill", "clone_into_cgroup", "idmapped_mounts",
-           "lowerdir_plus", "mount_api", "pidfd_setns", "probe_all", "time_namespaces"]
+__all__ = ["cgroup2_delegated", "cgroup_kill", "clone_detached_mounts", "clone_into_cgroup",
+           "idmapped_mounts", "lowerdir_plus", "mount_api", "pidfd_setns", "probe_all",
+           "time_namespaces"]
 
 
 @functools.cache
@@ -70,6 +71,23 @@ def idmapped_mounts() -> bool:
     except NsbindError as exc:
         return exc.errno == errno.EBADF
     return True
+
+
+@functools.cache
+def clone_detached_mounts() -> bool:
+    """open_tree(OPEN_TREE_CLONE) copies a detached mount (one from fsmount or a clone
+    not yet attached): recent kernels do (6.18 here), older ones (6.1) refuse with
+    EINVAL, and a detached tree is then copied by attaching it in a throwaway mount
+    namespace first (:func:`nsbind.mountclone.clone_tree`).  Probed on a detached clone
+    of ``/``; needs CAP_SYS_ADMIN (False without it)."""
+    try:
+        with open_tree("/", OpenTreeFlags.CLONE) as tree, \
+                open_tree("", OpenTreeFlags.CLONE | int(lib.AT_EMPTY_PATH), dirfd=tree):
+            return True
+    except NsbindError as exc:
+        if exc.errno in (errno.EINVAL, errno.EPERM, errno.ENOSYS):
+            return False
+        raise
 
 
 @functools.cache

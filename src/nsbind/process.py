@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from nsbind import idmap
+from nsbind import features, idmap
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum
 from nsbind._sys.mount import MountFd, open_tree
@@ -35,6 +35,7 @@ from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
 from nsbind.errors import InvalidValue, NsbindError
 from nsbind.flags import CloneFlags, Namespace, OpenTreeFlags, flag_names
+from nsbind.mountclone import detached_copies
 from nsbind.namespaces import Namespaces, thread_path
 from nsbind.plancache import StaticPlan
 from nsbind.plancache import plans as plan_cache
@@ -411,6 +412,9 @@ class _Resources:
         if root is not None and root.host_sources:
             # a prepared root's child runs inside the root: host sources are opened here
             steps, self.mounts = root.open_host_sources()
+        if not features.clone_detached_mounts():  # the child cannot clone them: copies
+            steps, copies = detached_copies(steps)  # made here, attached as they are
+            self.mounts += copies
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
         # above the stdio targets and kept open until the exec
         self.step_fds = any(step.fd >= 0 or step.userns_fd >= 0 for step in steps)
