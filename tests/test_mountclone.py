@@ -10,6 +10,8 @@ import os
 import pathlib
 import tempfile
 
+import pytest
+
 from nsbind import Namespaces, features, mounts
 from nsbind.mountclone import clone_tree
 
@@ -44,3 +46,36 @@ def test_copies_of_a_detached_overlay_are_independent(tmp_path: pathlib.Path) ->
             if n.startswith("nsbind-clone-")} == set()
     # which path was taken (informational on a host, the point in the 6.1 guest)
     print(f"clone_detached_mounts: {features.clone_detached_mounts()}")
+
+
+def test_an_overlay_over_255_bytes_of_lowerdir_without_lowerdir_plus(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-6.8 path (forced here; the 6.1 guest takes it for real): 120 layers
+    whose relative names need ~1.4 KB of lowerdir go through mount(2), made in a
+    throwaway namespace and handed back detached; nothing is mounted here, and a layer
+    that is not there is an error naming the mount and the directory."""
+    monkeypatch.setattr(features, "lowerdir_plus", lambda: False)
+    lower = []
+    for i in range(120):  # top layer first
+        layer = tmp_path / f"layer-{i:03d}-long"
+        layer.mkdir()
+        (layer / f"f{i}").write_text(str(i))
+        (layer / "shared").write_text(f"layer {i}")
+        lower.append(layer)
+    for d in ("upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    before = _mount_points()
+    with mounts.overlay(lower, tmp_path / "upper", tmp_path / "work") as ovl:
+        assert _mount_points() == before
+        with Namespaces(mnt=True):
+            ovl.attach(tmp_path / "merged")
+            assert len(os.listdir(tmp_path / "merged")) == 121
+            assert (tmp_path / "merged" / "shared").read_text() == "layer 0"
+            (tmp_path / "merged" / "new").write_text("written")
+    assert (tmp_path / "upper" / "new").read_text() == "written"
+    assert _mount_points() == before
+    (tmp_path / "layer-007-long").rename(tmp_path / "gone")
+    with pytest.raises(OSError, match=f"create overlay of 120 layers \\(paths relative to "
+                                      f"{tmp_path}\\): ENOENT"):
+        mounts.overlay(lower, tmp_path / "upper", tmp_path / "work")
+    assert _mount_points() == before

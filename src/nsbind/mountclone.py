@@ -1,4 +1,6 @@
-"""A fresh detached copy of a mount tree, on every kernel.
+"""Detached mount trees where the kernel offers no direct way: a copy of a detached tree
+(:func:`clone_tree`), and a mount whose options do not fit the new mount API
+(:func:`classic_detached`).
 
 A spawn child binds a detached :class:`~nsbind.MountFd` (an overlay from
 :func:`nsbind.mounts.overlay`, an ``open_tree`` clone) by cloning it, so the same fd
@@ -11,6 +13,12 @@ it twice and leaves; one copy is returned, the other takes the place of the orig
 its fd (the same fd number, still detached), and the namespace dies with the thread,
 taking the attached original with it.  Nothing is ever mounted in the caller's
 namespace; the temporary directory is removed.
+
+Before Linux 6.8 an overlay names its layers in one ``lowerdir=`` string, which
+fsconfig(2) takes up to 255 bytes; mount(2) takes a page.
+:func:`classic_detached` makes such a mount with mount(2) the same way: in a helper
+thread's throwaway namespace, from a working directory of the thread's own (relative
+layer paths), then cloned out as a detached tree.
 """
 
 from __future__ import annotations
@@ -21,17 +29,18 @@ import errno
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, fdnum
 from nsbind._sys.mount import MountFd, mount, move_mount, open_tree
 from nsbind._sys.ns import unshare
+from nsbind.errors import NsbindError, raise_errno
 from nsbind.flags import AtFlags, CloneFlags, MountFlags, MoveMountFlags, OpenTreeFlags
 from nsbind.mountstep import MountKind, MountOpt, MountStep
 
-__all__ = ["clone_tree", "detached_copies"]
+__all__ = ["classic_detached", "clone_tree", "detached_copies"]
 
 
 def clone_tree(tree: FdLike, *, recursive: bool = True, label: str = "mount") -> MountFd:
@@ -57,25 +66,23 @@ def clone_tree(tree: FdLike, *, recursive: bool = True, label: str = "mount") ->
     return _through_a_namespace(fdnum(tree), recursive, label)
 
 
-def _through_a_namespace(fd: int, recursive: bool, label: str) -> MountFd:
+def _in_a_throwaway_namespace(work: Callable[[str], list[MountFd]]) -> list[MountFd]:
+    """``work(place)``'s mount fds, run in a helper thread that entered a mount namespace
+    of its own (every mount private) with an empty directory ``place`` to mount on."""
     result: list[MountFd] = []
     failure: list[BaseException] = []
     place = tempfile.mkdtemp(prefix="nsbind-clone-")
 
-    def work() -> None:
+    def run() -> None:
         try:
             unshare(int(CloneFlags.NEWNS))  # this thread only (it unshares CLONE_FS too)
-            _private_root()
-            move_mount(fd, "", lib.AT_FDCWD, place, int(MoveMountFlags.F_EMPTY_PATH),
-                       what=f"attach {label} on {place} (to copy it)")
-            flags = int(OpenTreeFlags.CLONE) | (int(AtFlags.RECURSIVE) if recursive else 0)
-            result.append(open_tree(place, flags))
-            result.append(open_tree(place, flags))
+            mount(None, "/", None, int(MountFlags.REC | MountFlags.PRIVATE))
+            result.extend(work(place))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
     try:
-        thread = threading.Thread(target=work, name="nsbind-clone-tree")
+        thread = threading.Thread(target=run, name="nsbind-mount-helper")
         thread.start()
         thread.join()
     finally:
@@ -85,17 +92,44 @@ def _through_a_namespace(fd: int, recursive: bool, label: str) -> MountFd:
         for mnt in result:
             mnt.close()
         raise failure[0]
-    copy, spare = result
+    return result
+
+
+def _through_a_namespace(fd: int, recursive: bool, label: str) -> MountFd:
+    def work(place: str) -> list[MountFd]:
+        move_mount(fd, "", lib.AT_FDCWD, place, int(MoveMountFlags.F_EMPTY_PATH),
+                   what=f"attach {label} on {place} (to copy it)")
+        flags = int(OpenTreeFlags.CLONE) | (int(AtFlags.RECURSIVE) if recursive else 0)
+        return [open_tree(place, flags), open_tree(place, flags)]
+
+    copy, spare = _in_a_throwaway_namespace(work)
     os.dup2(spare.fileno(), fd, inheritable=False)  # the original's fd: a detached copy
     spare.close()
     copy.label = label
     return copy
 
 
-def _private_root() -> None:
-    """Make every mount of this thread's (new) namespace private: an attach here must
-    not propagate to a peer in the host's namespace."""
-    mount(None, "/", None, int(MountFlags.REC | MountFlags.PRIVATE))
+def classic_detached(fstype: str, data: str, *, flags: int = 0, cwd: str | None = None,
+                     label: str | None = None) -> MountFd:
+    """A detached mount of ``fstype`` made by mount(2) with the option string ``data``
+    (up to a page), relative paths in it resolved from ``cwd``; ``flags`` are MS_*
+    (``MS_RDONLY``).  For what fsconfig(2) cannot take (see the module doc).  Errors
+    name ``label`` (default: the fstype) and the working directory."""
+    what = f"create {label or fstype}" + (f" (paths relative to {cwd})" if cwd else "")
+
+    def work(place: str) -> list[MountFd]:
+        if cwd is not None:
+            os.chdir(cwd)  # this thread's own working directory
+        try:
+            mount(fstype, place, fstype, flags, data)
+        except NsbindError as exc:
+            raise_errno(exc.errno or errno.EINVAL, "mount", fstype, what=what)
+        return [open_tree(place, int(OpenTreeFlags.CLONE))]
+
+    (mnt,) = _in_a_throwaway_namespace(work)
+    mnt.label = label or fstype
+    return mnt
+
 
 
 def detached_copies(steps: Sequence[MountStep]) -> tuple[tuple[MountStep, ...], list[MountFd]]:

@@ -295,6 +295,17 @@ _OVERLAY_SPECIAL = frozenset(":,=\\\n\0")
 _FSCONFIG_STRING_MAX = 255  # fsconfig(FSCONFIG_SET_STRING) copies at most 256 bytes with NUL
 
 
+def _lowerdir(layers: list[str]) -> tuple[str, str | None]:
+    """Before Linux 6.8: the one "lowerdir=a:b:c" string, and the directory its paths are
+    relative to when the absolute ones would not fit fsconfig's 255 bytes (layers that
+    share a parent are named relative to it, from that working directory)."""
+    joined = ":".join(layers)
+    parent = os.path.commonpath(layers) if all(p.startswith("/") for p in layers) else ""
+    if len(joined) > _FSCONFIG_STRING_MAX and parent not in ("", "/"):
+        return ":".join(os.path.relpath(p, parent) for p in layers), parent
+    return joined, None
+
+
 def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike | None,
                      volatile: bool) -> tuple[list[str], str | None]:
     """The fsconfig options of an overlay, and the directory relative paths start from."""
@@ -302,14 +313,7 @@ def _overlay_options(layers: list[str], upper: PathLike | None, work: PathLike |
     if features.lowerdir_plus():
         opts = [f"lowerdir+={layer}" for layer in layers]
     else:
-        # before Linux 6.8: one "lowerdir=a:b:c" string, at most 255 bytes through
-        # fsconfig; layers that share a parent directory are named relative to it
-        # (configured with that directory as the working directory)
-        joined = ":".join(layers)
-        parent = os.path.commonpath(layers) if all(p.startswith("/") for p in layers) else ""
-        if len(joined) > _FSCONFIG_STRING_MAX and parent not in ("", "/"):
-            cwd = parent
-            joined = ":".join(os.path.relpath(p, parent) for p in layers)
+        joined, cwd = _lowerdir(layers)
         if len(joined) > _FSCONFIG_STRING_MAX:
             raise InvalidValue(f"{len(layers)} overlay layers need a {len(joined)}-byte lowerdir "
                                f"option; this kernel (no lowerdir+, before Linux 6.8) takes "
@@ -343,18 +347,41 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
 
     Uses fsopen("overlay") with one ``lowerdir+`` per layer (Linux 6.8), so the
     layer count is not bounded by the page-sized mount data string; on older
-    kernels falls back to ``lowerdir=l1:l2:...`` (at most 255 bytes through
-    fsconfig; :func:`overlay_step` shortens it with paths relative to the
-    layers' common parent).  Errors carry the kernel's own
-    message, e.g. ``overlay: failed to resolve '/x': -2``.
+    kernels falls back to ``lowerdir=l1:l2:...``: through fsconfig up to 255 bytes,
+    beyond that through mount(2), up to a page, with paths relative to the layers'
+    common parent (:func:`nsbind.mountclone.classic_detached`).  Errors carry the
+    kernel's own message where it gives one, e.g. ``overlay: failed to resolve '/x': -2``.
     """
     layers = _layers(lower, upper, work)
-    opts, cwd = _overlay_options(layers, upper, work, volatile)
-    if cwd is not None:  # relative paths would need a chdir of this whole process
-        raise InvalidValue(f"{len(layers)} overlay layers do not fit this kernel's lowerdir "
-                           "option (no lowerdir+, before Linux 6.8); use overlay_step, which "
-                           "names them relative to their common parent")
+    if not features.lowerdir_plus():
+        joined, cwd = _lowerdir(layers)
+        if cwd is not None or len(joined) > _FSCONFIG_STRING_MAX:
+            return _classic_overlay(layers, joined, cwd, upper, work, volatile, readonly)
+    opts, _ = _overlay_options(layers, upper, work, volatile)
     with fsopen("overlay") as ctx:
         ctx.set_options(opts)
         ctx.create()
         return ctx.mount(MountAttr.RDONLY if readonly or upper is None else 0)
+
+
+_PAGE_DATA_MAX = 4095  # mount(2) copies one page of option data, NUL included
+
+
+def _classic_overlay(layers: list[str], joined: str, cwd: str | None, upper: PathLike | None,
+                     work: PathLike | None, volatile: bool, readonly: bool) -> MountFd:
+    """:func:`overlay` before Linux 6.8 when ``lowerdir=`` exceeds fsconfig's 255 bytes."""
+    from nsbind.mountclone import classic_detached
+
+    data = [f"lowerdir={joined}"]
+    if upper is not None and work is not None:
+        data += [f"upperdir={_s(upper)}", f"workdir={_s(work)}"]
+    if volatile:
+        data.append("volatile")
+    text = ",".join(data)
+    if len(text) > _PAGE_DATA_MAX:
+        raise InvalidValue(f"{len(layers)} overlay layers need {len(text)} bytes of mount "
+                           f"options; this kernel (no lowerdir+, before Linux 6.8) takes "
+                           f"{_PAGE_DATA_MAX}: use shorter layer paths")
+    flags = int(MountFlags.RDONLY) if readonly or upper is None else 0
+    return classic_detached("overlay", text, flags=flags, cwd=cwd,
+                            label=f"overlay of {len(layers)} layers")
