@@ -164,13 +164,8 @@ def archive(base: str) -> str:
 @pytest.fixture(scope="module")
 def cgroup_parent() -> Iterator[str]:
     """``/nsbind-bench-<pid>`` in every hierarchy; it and what is below removed at the end."""
-    made = clients.make_cgroup(TAG)
-    try:
-        yield f"/{TAG}"
-    finally:
-        clients.remove_cgroups_below(TAG)
-        clients.remove_cgroup_dirs(clients.cgroup_dirs(TAG))
-        clients.remove_cgroup_dirs(made)
+    with clients.cgroup_everywhere(TAG) as parent:
+        yield parent
 
 
 class Engine:

@@ -64,9 +64,12 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 # compiled: bench_engine's autouse fixture (nsbind's modules compiled, as pip leaves them)
+import bench_engine
 from bench_engine import Engine, check, compiled, paired, rounds  # noqa: F401
 
 import clients
+
+summary = bench_engine.summary  # the fixture: its lines under SUMMARY_TITLE
 
 TAG = f"nsbind-bench-pull-{os.getpid()}"
 REPO = "bench/pull:v1"
@@ -140,21 +143,6 @@ class Image:
 
 
 # ------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def summary(request: pytest.FixtureRequest) -> Iterator[list[str]]:
-    """Lines printed at the end of the module (medians and ratios)."""
-    lines: list[str] = []
-    yield lines
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or not lines:
-        return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        reporter.write_line("")
-        for line in [SUMMARY_TITLE, *lines]:
-            reporter.write_line(line)
 
 
 def _host_state() -> dict[str, Any]:
@@ -251,13 +239,8 @@ def ref(base: str, image: Image, sandbox: list[str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cgroup_parent() -> Iterator[str]:
     """``/nsbind-bench-pull-<pid>`` in every hierarchy (the check's ``nsbind run``)."""
-    made = clients.make_cgroup(TAG)
-    try:
-        yield f"/{TAG}"
-    finally:
-        clients.remove_cgroups_below(TAG)
-        clients.remove_cgroup_dirs(clients.cgroup_dirs(TAG))
-        clients.remove_cgroup_dirs(made)
+    with clients.cgroup_everywhere(TAG) as parent:
+        yield parent
 
 
 class PodmanStore(clients.PodmanStore):

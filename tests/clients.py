@@ -332,6 +332,19 @@ def cgroup_mounts() -> list[str]:
     return points
 
 
+@contextlib.contextmanager
+def cgroup_everywhere(tag: str) -> Iterator[str]:
+    """``/<tag>`` in every hierarchy (a benchmark's cgroup parent); it and what is below
+    it removed at the end."""
+    made = make_cgroup(tag)
+    try:
+        yield f"/{tag}"
+    finally:
+        remove_cgroups_below(tag)
+        remove_cgroup_dirs(cgroup_dirs(tag))
+        remove_cgroup_dirs(made)
+
+
 def make_cgroup(rel: str) -> list[str]:
     """Make cgroup ``rel`` (and its missing parents) in every hierarchy; a new v1 cpuset
     gets its parent's cpus and mems.  Returns the directories made, parents first."""

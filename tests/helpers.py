@@ -243,3 +243,19 @@ def as_subreaper() -> Any:
                 set_child_subreaper(False)
 
     return manager()
+
+
+def make_layers(base: pathlib.Path, count: int, name: str = "l{i:03d}") -> list[pathlib.Path]:
+    """``count`` overlay layer directories under ``base`` (top layer first), layer i
+    holding ``f<i>`` and a ``shared`` file that says which layer it is; then ``upper``,
+    ``work`` and ``merged`` beside them."""
+    lower = []
+    for i in range(count):
+        layer = base / name.format(i=i)
+        layer.mkdir()
+        (layer / f"f{i}").write_text(str(i))
+        (layer / "shared").write_text(f"layer {i}")
+        lower.append(layer)
+    for d in ("upper", "work", "merged"):
+        (base / d).mkdir()
+    return lower

@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from helpers import make_layers
 from nsbind import Namespaces, features, mounts
 from nsbind.mountclone import clone_tree
 
@@ -55,15 +56,7 @@ def test_an_overlay_over_255_bytes_of_lowerdir_without_lowerdir_plus(
     throwaway namespace and handed back detached; nothing is mounted here, and a layer
     that is not there is an error naming the mount and the directory."""
     monkeypatch.setattr(features, "lowerdir_plus", lambda: False)
-    lower = []
-    for i in range(120):  # top layer first
-        layer = tmp_path / f"layer-{i:03d}-long"
-        layer.mkdir()
-        (layer / f"f{i}").write_text(str(i))
-        (layer / "shared").write_text(f"layer {i}")
-        lower.append(layer)
-    for d in ("upper", "work", "merged"):
-        (tmp_path / d).mkdir()
+    lower = make_layers(tmp_path, 120, "layer-{i:03d}-long")  # top layer first
     before = _mount_points()
     with mounts.overlay(lower, tmp_path / "upper", tmp_path / "work") as ovl:
         assert _mount_points() == before

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers import forked, fstype_of, mount_at
+from helpers import forked, fstype_of, make_layers, mount_at
 from nsbind import MountFlags, Namespaces, Propagation, features, mounts, spawn
 from nsbind._native import ffi, lib
 from nsbind.errors import NsbindError
@@ -57,15 +57,7 @@ def test_helpers_mount_what_they_say(tmp_path: pathlib.Path) -> None:
 
 @forked
 def test_overlay_of_120_layers_with_upper(tmp_path: pathlib.Path) -> None:
-    lower = []
-    for i in range(120):  # top layer first
-        layer = tmp_path / f"l{i:03d}"
-        layer.mkdir()
-        (layer / f"f{i}").write_text(str(i))
-        (layer / "shared").write_text(f"layer {i}")
-        lower.append(layer)
-    for d in ("upper", "work", "merged"):
-        (tmp_path / d).mkdir()
+    lower = make_layers(tmp_path, 120, "l{i:03d}")  # top layer first
     with Namespaces(mnt=True):
         with mounts.overlay(lower, tmp_path / "upper", tmp_path / "work") as mnt:
             mnt.attach(tmp_path / "merged")
