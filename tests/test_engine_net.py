@@ -85,12 +85,17 @@ def test_network_create_ls_inspect_rm(engine: Engine) -> None:
 
 def test_containers_on_a_network_reach_each_other_by_name(engine: Engine) -> None:
     engine("network", "create", "--subnet", "10.231.8.0/24", "web")
-    engine("run", "-d", "--name", "server", "--net", "web", IMG, "sleep", "60")
+    engine("run", "-d", "--name", "server", "--net", "web", IMG, "sh", "-c",
+           "mkdir /srv && echo served-over-tcp > /srv/index.html && "
+           "exec httpd -f -p 8080 -h /srv")
     out = engine("run", "--rm", "--name", "client", "--net", "web", IMG, "sh", "-c",
                  "ip -4 -o addr show eth0; ip route; ping -c1 -W2 server >/dev/null "
-                 "&& echo reached; cat /etc/hosts").stdout
+                 "&& echo reached; cat /etc/hosts; for a in server 10.231.8.2; do "
+                 "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://$a:8080/ "
+                 "&& break; sleep 0.2; done; done").stdout
     assert "inet 10.231.8.3/24" in out and "default via 10.231.8.1" in out
     assert "reached" in out and "10.231.8.2\tserver" in out
+    assert out.count("served-over-tcp") == 2, out  # over TCP, by name and by address
     # the server's /etc/hosts named the client while it ran, and no longer does
     hosts = engine("exec", "server", "cat", "/etc/hosts").stdout
     assert "client" not in hosts and "10.231.8.2\t" in hosts

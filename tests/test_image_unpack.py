@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from helpers import forked, run_forked, tree
-from nsbind import Namespaces, mounts
+from nsbind import Namespaces, features, mounts
 from nsbind.image import (
     ImageError,
     Layer,
@@ -142,6 +142,8 @@ def test_store_layers_as_an_overlay_equal_the_flattened_rootfs(tmp_path: pathlib
         with load(image_file(name), tag=tag) as img:
             dirs = store.unpack(img)
             flatten(img, str(tmp_path / "flat"))
+            if len(dirs) > 1 and not features.lowerdir_plus():  # one lowerdir= string
+                dirs = [store.short_path(layer.diff_id) for layer in img.layers]
         merged = tmp_path / "merged"
         merged.mkdir()
         with Namespaces(mnt=True):
@@ -152,6 +154,43 @@ def test_store_layers_as_an_overlay_equal_the_flattened_rootfs(tmp_path: pathlib
             assert tree(merged) == tree(tmp_path / "flat"), name
         merged.rmdir()
         shutil.rmtree(tmp_path / "flat")
+
+
+@forked
+def test_a_store_root_of_40_layers_before_lowerdir_plus(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store.rootfs on a kernel without lowerdir+ (forced here; the 6.1 guest's own):
+    40 layers named by their short links (l/<4 hex>) fit fsconfig's 255 bytes, where
+    their 64-hex directories would need 2.6 KB; gc removes the links of removed layers."""
+    from clients import build_rootfs, oci_archive, tar_rootfs
+    from nsbind import spawn
+
+    monkeypatch.setattr(features, "lowerdir_plus", lambda: False)
+    tars = [tar_rootfs(build_rootfs(tmp_path / "base"), str(tmp_path / "base.tar"))]
+    for i in range(1, 40):
+        path = tmp_path / f"layer{i}.tar"
+        with tarfile.open(path, "w") as tar:
+            for name, text in ((f"f{i}", str(i)), ("shared", f"layer {i}")):
+                info = tarfile.TarInfo(name)
+                info.size = len(text)
+                tar.addfile(info, io.BytesIO(text.encode()))
+        tars.append(str(path))
+    archive = oci_archive(tars, str(tmp_path / "img.tar"), "localhost/forty:1")
+    store = Store(str(tmp_path / "store"))
+    for d in ("upper", "work"):
+        (tmp_path / d).mkdir()
+    with load(archive) as img:
+        root = store.rootfs(img, tmp_path / "upper", tmp_path / "work")
+        digest = img.config_digest
+    links = sorted(os.listdir(tmp_path / "store" / "l"))
+    assert len(links) == 40 and all(len(n) >= 4 for n in links)
+    with root, spawn(["/bin/sh", "-c", "cat /shared /f1 /f39"], rootfs=root,
+                     namespaces=Namespaces(mnt=True, pid=True), stdout=-1) as proc:
+        out, _ = proc.communicate(timeout=30)
+    assert out == b"layer 39139"  # the top layer's file wins
+    store.remove(digest)
+    store.gc()
+    assert os.listdir(tmp_path / "store" / "l") == []
 
 
 @pytest.mark.unprivileged

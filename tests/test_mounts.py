@@ -84,7 +84,9 @@ def test_overlay_without_upper_is_readonly(tmp_path: pathlib.Path) -> None:
 
 
 def test_overlay_errors_name_the_layer() -> None:
-    with pytest.raises(NsbindError, match=r"^fsconfig overlay lowerdir\+=/nonexistent-layer: "):
+    named = (r"^fsconfig overlay lowerdir\+=/nonexistent-layer: " if features.lowerdir_plus()
+             else r"^create overlay lowerdir=/nonexistent-layer:/tmp: ")  # before 6.8
+    with pytest.raises(NsbindError, match=named):
         mounts.overlay(["/nonexistent-layer", "/tmp"])
     with pytest.raises(ValueError, match="at least one lower layer"):
         mounts.overlay([])

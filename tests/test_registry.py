@@ -242,6 +242,7 @@ def test_pull_basic_auth(auth_registry: Registry, tmp_path: pathlib.Path) -> Non
     code, _, err = _cli(["pull", "-q", "--tls-verify=false", "--creds", "alice:wrong", ref],
                         root)
     assert code == 1 and "unauthorized" in err and "wrong" not in err
+    assert auth_registry.host in err and err.count("\n") == 1  # names the registry
     code, _, err = _cli(["login", "--tls-verify=false", "-u", "alice", "-p", "nope",
                          auth_registry.host], root)
     assert code == 1 and "nope" not in err

@@ -25,7 +25,7 @@ from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
 from nsbind._sys.mount import MountFd, fsopen
-from nsbind.errors import InvalidValue
+from nsbind.errors import InvalidValue, NsbindError, raise_errno
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
@@ -360,7 +360,14 @@ def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,
     opts, _ = _overlay_options(layers, upper, work, volatile)
     with fsopen("overlay") as ctx:
         ctx.set_options(opts)
-        ctx.create()
+        try:
+            ctx.create()
+        except NsbindError as exc:
+            if features.lowerdir_plus() or exc.errno is None:
+                raise
+            # a legacy context (before 6.5) says nothing of which option failed
+            raise_errno(exc.errno, "fsconfig", "overlay", detail=exc.detail,
+                        what=f"create overlay {opts[0]}")
         return ctx.mount(MountAttr.RDONLY if readonly or upper is None else 0)
 
 

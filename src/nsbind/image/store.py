@@ -4,6 +4,7 @@ Layout under the store's root (``/var/lib/nsbind`` for root, else
 ``$XDG_DATA_HOME/nsbind`` or ``~/.local/share/nsbind``)::
 
     layers/sha256/<diff_id hex>/   a layer in overlay form (an overlayfs lowerdir)
+    l/<4+ hex>                     a short symlink to a layer (:meth:`Store.short_path`)
     images/<config hex>.json       an image: its tags, source and layer diff_ids
     locks/<diff_id hex>.lock       flock(2) held while that layer is unpacked
     tmp/                           layers being unpacked (renamed into layers/ when done)
@@ -38,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from nsbind import features
 from nsbind._sys.fd import PathLike
 from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageConfig, ImageError, Layer
 from nsbind.image.tree import remove_path
@@ -47,7 +49,8 @@ from nsbind.rootfs import RootFS
 __all__ = ["Store", "StoredImage", "default_store_path", "flatten"]
 
 Progress = Callable[[int], None]
-_PRIVATE = ("layers", "layers/sha256", "images", "locks", "tmp")
+_PRIVATE = ("layers", "layers/sha256", "images", "locks", "tmp", "l")
+_SHORT = 4  # hex digits of a layer's short name (more where two layers share them)
 
 
 def default_store_path() -> str:
@@ -114,6 +117,25 @@ class Store:
 
     def has_layer(self, diff_id: str) -> bool:
         return os.path.isdir(self.layer_path(diff_id))
+
+    def short_path(self, diff_id: str) -> str:
+        """``<store>/l/<first 4 hex digits>``: a symlink to the layer's directory (made
+        when missing; more digits where two layers share the first 4).  Before Linux 6.8
+        an overlay names all its layers in one ``lowerdir=`` option, 255 bytes through
+        fsconfig (about 50 layers so) and a page through mount(2); named from ``l/``, a
+        layer takes 5 bytes of it instead of 65.  overlayfs follows the link."""
+        hexpart = _hex(diff_id)
+        target = os.path.join("..", "layers", "sha256", hexpart)
+        for n in range(_SHORT, len(hexpart) + 1):
+            link = os.path.join(self.path, "l", hexpart[:n])
+            try:
+                os.symlink(target, link)
+                return link
+            except FileExistsError:
+                if os.readlink(link) == target:
+                    return link
+        raise ImageError(f"no short name for layer {diff_id}: l/ holds its full digest "
+                         "pointing elsewhere")
 
     @contextlib.contextmanager
     def _lock(self, diff_id: str, *, wait: bool = True) -> Iterator[bool]:
@@ -188,6 +210,8 @@ class Store:
         never written through it."""
         dirs = self.unpack(img, on_bytes=on_bytes, max_bytes=max_bytes,
                            max_entries=max_entries, max_depth=max_depth)
+        if not features.lowerdir_plus():  # one lowerdir= string: the short names
+            dirs = [self.short_path(layer.diff_id) for layer in img.layers]
         return RootFS.from_layers(dirs, upper, work, **options)
 
     def _record(self, img: Image) -> None:
@@ -277,6 +301,11 @@ class Store:
                     os.rename(os.path.join(folder, name), os.path.join(doomed, "layer"))
                     remove_path(doomed)
                     removed.append(diff_id)
+        links = os.path.join(self.path, "l")
+        for name in os.listdir(links):  # short names of layers that are gone
+            if not os.path.exists(os.path.join(links, name)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(links, name))
         for name in os.listdir(tmp):
             layer_hex = name.partition(".")[0]
             if len(layer_hex) != 64:
