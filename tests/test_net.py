@@ -502,6 +502,12 @@ def test_detach_by_owner_from_another_process(
         try:
             att = attach(proc, br, ipam, owner)
             assert att.host_name == name and name in link_names()
+            netns_fd = att.veth.netns
+            att.keep()  # in place; this object lets go of the namespace fd
+            assert netns_fd is not None and netns_fd.closed and name in link_names()
+            with att:  # the end of a with block no longer detaches
+                pass
+            assert name in link_names() and len(ipam.allocated()) == 1
             _script = (f"from nsbind.net import Ipam, detach\n"
                        f"detach(Ipam({str(tmp_path)!r}, '10.22.0.0/24'), {owner!r})\n")
             subprocess.run([sys.executable, "-c", _script], check=True, timeout=60)

@@ -92,7 +92,9 @@ def attach_container(nets: NetworkStore, record: dict[str, Any], pid: int,
     network = nets.get(str(record["network"]))
     bridge = nets.bridge(network)
     try:
-        attach(pid, bridge, nets.ipam(network), str(record["id"]))
+        # kept: removed by owner at the container's end (detach_container), maybe by
+        # another process
+        attach(pid, bridge, nets.ipam(network), str(record["id"])).keep()
         nat = Nat(nft_table)
         nat.add_network(network.name, network.subnet, bridge=network.bridge)
         mappings = publish_mappings(record.get("publish") or [])

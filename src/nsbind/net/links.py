@@ -517,6 +517,15 @@ class Attachment:
     def ifname(self) -> str:
         return self.veth.peer_name
 
+    def keep(self) -> None:
+        """Leave the attachment in place for good (its owner detaches it later by name,
+        with :func:`detach`, from any process): close the namespace fd this object
+        holds, and make :meth:`detach` and the ``with`` block's end do nothing.
+        Idempotent."""
+        self.detached = True
+        if self.veth.netns is not None:
+            self.veth.netns.close()
+
     def detach(self) -> None:
         """Delete the veth pair and release the owner's addresses (both are tried even
         when one fails; the first error is raised).  Idempotent."""
