@@ -92,10 +92,10 @@ def test_every_check_runs_as_root_and_says_so() -> None:
             assert rows["overlayfs"]["ok"] is True
     assert rows["overlayfs in a user namespace"]["ok"] is True
     assert rows["cgroup layout"]["detail"].startswith(_expected_mode() + ":")
-    assert _expected_mode() == "hybrid"  # this host: v1 controllers, v2 at .../unified
     with open("/proc/self/cgroup") as f:
         assert any(line.startswith("0::") for line in f)
-    assert "/sys/fs/cgroup/unified" in rows["cgroup layout"]["detail"]
+    if _expected_mode() == "hybrid":  # this host: v1 controllers, v2 at .../unified
+        assert "/sys/fs/cgroup/unified" in rows["cgroup layout"]["detail"]
     assert rows["cgroup controllers"]["detail"].endswith("may not use: none")
     assert rows["libseccomp"]["ok"] is True and "libseccomp.so.2" in rows["libseccomp"][
         "detail"]
@@ -178,7 +178,10 @@ def test_an_unprivileged_caller_is_told_what_it_lacks() -> None:
     rows = _by_name(json.loads(proc.stdout))
     assert proc.returncode == (1 if any(r["ok"] is False for r in rows.values()) else 0)
     assert rows["user"]["ok"] is None and "uid 65534" in rows["user"]["detail"]
-    tun = os.stat("/dev/net/tun").st_mode & 0o006 == 0o006
+    try:  # (a kernel whose tun module is not loaded has no node)
+        tun = os.stat("/dev/net/tun").st_mode & 0o006 == 0o006
+    except FileNotFoundError:
+        tun = False
     assert rows["rootless network"]["ok"] is (tun and shutil.which("slirp4netns") is not None)
     assert "not root" in rows["user"]["detail"]
     _check_sysctls(rows["user namespaces"])
