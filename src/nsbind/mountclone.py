@@ -51,19 +51,14 @@ def clone_tree(tree: FdLike, *, recursive: bool = True, label: str = "mount") ->
     flags = int(OpenTreeFlags.CLONE | AtFlags.EMPTY_PATH)
     if recursive:
         flags |= int(AtFlags.RECURSIVE)
-    if features.clone_detached_mounts():
-        clone = open_tree("", flags, dirfd=tree)
-        clone.label = label
-        return clone
-    try:  # an attached tree clones on every kernel
+    try:  # an attached tree clones on every kernel, a detached one on recent ones
         clone = open_tree("", flags, dirfd=tree)
     except OSError as exc:
-        if exc.errno != errno.EINVAL:
+        if exc.errno != errno.EINVAL or features.clone_detached_mounts():
             raise
-    else:
-        clone.label = label
-        return clone
-    return _through_a_namespace(fdnum(tree), recursive, label)
+        return _through_a_namespace(fdnum(tree), recursive, label)
+    clone.label = label
+    return clone
 
 
 def _in_a_throwaway_namespace(work: Callable[[str], list[MountFd]]) -> list[MountFd]:

@@ -45,12 +45,8 @@ def find_stored(ref: str, store_path: str | None) -> RunImage | None:
     if missing:
         raise EngineError(f"image {ref}: layer {missing[0]} is missing from the store; "
                           "load the image again")
-    from nsbind import features
-
-    # before Linux 6.8 the layers go in one lowerdir= string: named by their short links
-    path = store.layer_path if features.lowerdir_plus() else store.short_path
-    return RunImage(ref, img.config_digest, img.config,
-                    tuple(path(d) for d in img.layers), img.platform)
+    return RunImage(ref, img.config_digest, img.config, tuple(store.lower_paths(img.layers)),
+                    img.platform)
 
 
 def resolve_image(ref: str, store_path: str | None, *, quiet: bool = False) -> RunImage:

@@ -1,7 +1,7 @@
 """A directory of changes in overlay form (a container's upper directory) stored as a
 new layer on top of a stored image: the image side of ``nsbind commit``.
 
-The directory is written as a layer tar by :func:`nsbind.image.layertar.layer_tar`
+The directory is written as a layer tar by :func:`nsbind.image.save.tree_layer`
 (it may belong to a running container: nothing outside it is read, the store's caps
 bound it), then unpacked by :meth:`Store.unpack` like any layer from outside, so the
 new layer is checked as hostile too.  The image's config is the base's runtime config
@@ -18,13 +18,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import IO
 
-from nsbind.image.layertar import layer_tar
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer
 from nsbind.image.pushing import LAYER_TYPE, image_config
 from nsbind.image.reference import tag_name
+from nsbind.image.save import tree_layer
 from nsbind.image.store import Store, StoredImage
 
 __all__ = ["commit_layer"]
@@ -35,12 +35,6 @@ def _stored(diff_id: str, store: Store) -> Layer:
     def gone() -> IO[bytes]:
         raise ImageError(f"layer {diff_id} left the store {store.path} during the commit")
     return Layer(LAYER_TYPE, None, None, diff_id, open=gone)
-
-
-def _opener(path: str) -> Callable[[], IO[bytes]]:
-    def opener() -> IO[bytes]:
-        return open(path, "rb")
-    return opener
 
 
 def commit_layer(store: Store, base: StoredImage, changes: str, name: str | None = None, *,
@@ -58,14 +52,10 @@ def commit_layer(store: Store, base: StoredImage, changes: str, name: str | None
         raise ImageError(f"{what}: layer {missing[0]} of the image is not in the store")
     with tempfile.TemporaryDirectory(prefix="commit-", dir=os.path.join(store.path,
                                                                         "tmp")) as tmp:
-        path = os.path.join(tmp, "layer.tar")
-        with open(path, "wb") as f:
-            digest, size = layer_tar(changes, f, label=what, skip=skip,
-                                     max_entries=store.max_layer_entries,
-                                     max_depth=store.max_layer_depth,
-                                     max_bytes=store.max_layer_bytes)
-        layer = Layer(LAYER_TYPE, size, digest, digest, open=_opener(path))
-        diff_ids = [*base.layers, digest]
+        layer = tree_layer(changes, os.path.join(tmp, "layer.tar"), label=what, skip=skip,
+                           max_entries=store.max_layer_entries,
+                           max_depth=store.max_layer_depth, max_bytes=store.max_layer_bytes)
+        diff_ids = [*base.layers, layer.diff_id]
         record = dataclasses.replace(base, config=config or base.config)
         raw_bytes = image_config(record, diff_ids)
         os_name, _, rest = base.platform.partition("/")

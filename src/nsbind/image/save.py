@@ -58,7 +58,7 @@ from nsbind.image.reference import parse_reference, tag_name
 from nsbind.image.store import Store, StoredImage
 from nsbind.image.stream import decompressed
 
-__all__ = ["import_image", "save"]
+__all__ = ["import_image", "save", "tree_layer"]
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -235,6 +235,15 @@ def _opener(path: str) -> Callable[[], IO[bytes]]:
     return opener
 
 
+def tree_layer(tree: str, path: str, **options: Any) -> Layer:
+    """The directory ``tree`` written as a layer tar at ``path``
+    (:func:`nsbind.image.layertar.layer_tar`; ``options`` go there) and the
+    :class:`Layer` that reads it back."""
+    with open(path, "wb") as f:
+        digest, size = layer_tar(tree, f, **options)
+    return Layer(LAYER_TYPE, size, digest, digest, open=_opener(path))
+
+
 def _sniff(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(4)
@@ -281,11 +290,7 @@ def import_image(store: Store, source: str, name: str, *,
         if stat.S_ISDIR(st.st_mode):
             tmp = stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="import-", dir=os.path.join(store.path, "tmp")))
-            path = os.path.join(tmp, "layer.tar")
-            with open(path, "wb") as f:
-                digest, size = layer_tar(source, f)
-            layer = Layer(LAYER_TYPE, size, digest, digest,
-                          open=_opener(path))
+            layer = tree_layer(source, os.path.join(tmp, "layer.tar"))
         elif stat.S_ISREG(st.st_mode):
             layer = _tar_layer(source, f"import {source}")
         else:

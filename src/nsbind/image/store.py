@@ -36,7 +36,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nsbind import features
@@ -137,6 +137,12 @@ class Store:
         raise ImageError(f"no short name for layer {diff_id}: l/ holds its full digest "
                          "pointing elsewhere")
 
+    def lower_paths(self, diff_ids: Iterable[str]) -> list[str]:
+        """The layers' paths as an overlay names them: their directories, or before
+        Linux 6.8 (one ``lowerdir=`` string) their short links (:meth:`short_path`)."""
+        path = self.layer_path if features.lowerdir_plus() else self.short_path
+        return [path(d) for d in diff_ids]
+
     @contextlib.contextmanager
     def _lock(self, diff_id: str, *, wait: bool = True) -> Iterator[bool]:
         path = os.path.join(self.path, "locks", _hex(diff_id) + ".lock")
@@ -208,11 +214,10 @@ class Store:
         layers in the right order (see :meth:`RootFS.from_layers`; ``options`` go there).
         Without ``upper`` and ``work`` the root is read-only: the store's layers are
         never written through it."""
-        dirs = self.unpack(img, on_bytes=on_bytes, max_bytes=max_bytes,
-                           max_entries=max_entries, max_depth=max_depth)
-        if not features.lowerdir_plus():  # one lowerdir= string: the short names
-            dirs = [self.short_path(layer.diff_id) for layer in img.layers]
-        return RootFS.from_layers(dirs, upper, work, **options)
+        self.unpack(img, on_bytes=on_bytes, max_bytes=max_bytes, max_entries=max_entries,
+                    max_depth=max_depth)
+        return RootFS.from_layers(self.lower_paths(layer.diff_id for layer in img.layers),
+                                  upper, work, **options)
 
     def _record(self, img: Image) -> None:
         """Write the image's record; a tag names one image, so the others that held one
@@ -222,7 +227,7 @@ class Store:
                             "layers": [layer.diff_id for layer in img.layers],
                             "config": img.config.to_json()})
         taken = set(img.tags)
-        for other in self.images():
+        for other in self.images() if taken else ():
             if other.config_digest != img.config_digest and taken & set(other.tags):
                 self._write_record({
                     "config_digest": other.config_digest,
