@@ -44,6 +44,7 @@ PACKAGE = "libseccomp2"
 # seccomp.h's macros (libseccomp 2.5), by value: ABI, not API, mode has no header
 _NR_SCMP_ERROR = -1
 _SCMP_FLTATR_CTL_NNP = 3  # enum scmp_filter_attr: only seccomp_load reads it
+_SCMP_FLTATR_CTL_OPTIMIZE = 8  # (libseccomp >= 2.5) 1: by priority, 2: a binary tree
 _MAX_ARGS = 6             # a syscall's arguments (struct seccomp_data.args)
 _U64 = (1 << 64) - 1
 _EPERM = errno.EPERM
@@ -242,13 +243,21 @@ class Filter:
     OCI name such as ``"SCMP_ACT_ERRNO"``, which takes ``default_errno``);
     ``architectures``: extra ABIs the filter also judges (``"SCMP_ARCH_X86"``, ``"x32"``;
     the native one is always in), others are killed; ``flags``: SECCOMP_FILTER_FLAG_*
-    names or values for seccomp(2).
+    names or values for seccomp(2); ``tree``: libseccomp lays the syscall checks out as
+    a binary tree on the syscall number (its SCMP_FLTATR_CTL_OPTIMIZE 2) instead of one
+    check after another.  The verdict for every syscall is the same either way; the
+    tree costs O(log n) checks a syscall instead of O(n), and loading is faster too:
+    since Linux 5.11 seccomp(2) runs the filter once for every syscall number of each
+    architecture to cache the ones it always allows (a long linear filter made that
+    1.5 ms of a container's start here).  A libseccomp without the attribute (before
+    2.5) builds the linear filter.
     """
 
     def __init__(self, default_action: Action | int | str, *,
                  architectures: Iterable[str] = (), flags: Iterable[str | int] = (),
-                 default_errno: int = errno.EPERM) -> None:
+                 default_errno: int = errno.EPERM, tree: bool = True) -> None:
         self.lib = library()
+        self.tree = tree
         self.default_action = _action(default_action, default_errno)
         self.architectures: list[tuple[str, int]] = [
             (a, self._arch(a)) for a in architectures]
@@ -310,6 +319,8 @@ class Filter:
         try:
             # no_new_privs is the spawn's choice (no_new_privs=), not the filter's
             _call(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 0), "set attributes")
+            if self.tree:  # an older libseccomp refuses the attribute: linear then
+                lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, 2)
             for name, token in self.architectures:
                 rc = lib.seccomp_arch_add(ctx, token)
                 if rc != -errno.EEXIST:
