@@ -154,7 +154,14 @@ class MountStep:
                              "only; use the nsbind.mounts helpers inside a root")
         if self.opts & MountOpt.IN_ROOT:
             return self  # already: steps are immutable, so the same one serves
-        return dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
+        # made once a step: a root built per container reuses the same step objects (and
+        # their cached hashes) instead of copying every step again
+        try:
+            return self.__dict__["_in_root"]  # type: ignore[no-any-return]
+        except KeyError:
+            step = dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
+            object.__setattr__(self, "_in_root", step)
+            return step
 
     def pinned(self, st: os.stat_result) -> MountStep:
         """This step with its (host) target pinned to the directory ``st`` describes

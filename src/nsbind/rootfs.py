@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
@@ -138,6 +139,13 @@ def _host_path(step: MountStep) -> bool:
     if step.kind == MountKind.FS:
         return step.fstype == "overlay" or (step.source or "").startswith("/")
     return step.kind == MountKind.CLASSIC
+
+
+@functools.lru_cache(maxsize=512)
+def _in_root(make: Callable[[PathLike], MountStep], path: PathLike) -> MountStep:
+    """``make(path).in_root()``, one step object a path: a root built per container
+    masks the same paths every time (steps are immutable values)."""
+    return make(path).in_root()
 
 
 def _pin(path: PathLike, what: str) -> tuple[str, os.stat_result]:
@@ -380,8 +388,8 @@ class RootFS:
         # built once per change: spawn reuses the same step objects (and so the
         # C array compiled from them) every time
         if self._cached is None:
-            tail = [mask(p).in_root() for p in self._masked]
-            tail += [readonly(p).in_root() for p in self._readonly]
+            tail = [_in_root(mask, p) for p in self._masked]
+            tail += [_in_root(readonly, p) for p in self._readonly]
             self._cached = (*self._base, self._root, *self._steps, *tail, *self._final)
         return self._cached
 

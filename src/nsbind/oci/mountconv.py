@@ -106,9 +106,21 @@ class CgroupMount:
     target: str
     attr: int
     readonly: bool
+    #: steps made so far, by cgroup path (one converted spec may start many containers)
+    _made: dict[str, tuple[MountStep, ...]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def steps(self, cgroup_path: str) -> list[MountStep]:
-        """The steps for a container in ``cgroup_path`` (a path inside each hierarchy)."""
+        """The steps for a container in ``cgroup_path`` (a path inside each hierarchy),
+        for the cgroup layout of the first call with that path."""
+        made = self._made.get(cgroup_path)
+        if made is None:
+            if len(self._made) >= 64:
+                self._made.clear()
+            made = self._made[cgroup_path] = tuple(self._steps(cgroup_path))
+        return list(made)
+
+    def _steps(self, cgroup_path: str) -> list[MountStep]:
         layout = cgroup_layout()
         v1 = [h for h in layout.hierarchies if h.version == 1 and (h.controllers or h.name)]
         if not v1:
