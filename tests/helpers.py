@@ -18,6 +18,11 @@ from nsbind import CloneFlags, MountFlags
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: how many times slower than a real machine the tests run: a guest of tests/vm.py is
+#: plain emulation (TCG, about 10 times slower, more while the host is busy); a test
+#: that makes a deadline short to finish quickly scales it by this
+SLOWDOWN = 20.0 if os.environ.get("NSBIND_VM_GUEST") else 1.0
+
 
 def run_forked(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` in a forked child; return its result or raise its failure here.

@@ -8,6 +8,7 @@ import fractions
 import inspect
 import os
 import pathlib
+import re
 import signal
 import struct
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 import nsbind
+from helpers import SLOWDOWN
 from nsbind import Namespace, Namespaces, PidFd
 from nsbind._sys.proc import thread_count
 from nsbind.callin import MAX_ANSWER_BYTES, CallInError, RemoteError, RemoteTraceback, call_in
@@ -91,12 +93,13 @@ def test_nsbind_errors_travel_back_typed() -> None:
 
 def test_timeout_kills_the_child_and_its_pid_namespace(tmp_path: pathlib.Path) -> None:
     record = tmp_path / "pid"
+    timeout = 1.0 * SLOWDOWN  # long enough for the child to record its pid
     started = time.monotonic()
-    with pytest.raises(CallInError, match=r"timed out after 1\.0 s"):
-        call_in(Namespaces(pid=True), sleep_forever, str(record), timeout=1.0)
-    assert time.monotonic() - started < 10
+    with pytest.raises(CallInError, match=rf"timed out after {re.escape(str(timeout))} s"):
+        call_in(Namespaces(pid=True), sleep_forever, str(record), timeout=timeout)
+    assert time.monotonic() - started < 10 * SLOWDOWN
     inner = int(record.read_text())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 5 * SLOWDOWN
     while os.path.exists(f"/proc/{inner}") and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not os.path.exists(f"/proc/{inner}")
@@ -421,12 +424,13 @@ def claim_a_huge_answer() -> None:
 def test_the_timeout_covers_an_answer_that_stalls_half_way() -> None:
     """A child that starts its answer and stops is killed at the deadline: the timeout
     bounds the whole answer, not only its first byte."""
+    timeout = round(SLOWDOWN)  # long enough for the child to start its answer
     started = time.monotonic()
-    with pytest.raises(CallInError, match="timed out after 1 s in the middle of the child's "
-                                          "answer") as info:
-        call_in(Namespaces(), send_partial_answer_then_stall, timeout=1)
+    with pytest.raises(CallInError, match=f"timed out after {timeout} s in the middle of "
+                                          "the child's answer") as info:
+        call_in(Namespaces(), send_partial_answer_then_stall, timeout=timeout)
     assert info.value.errno == errno.ETIMEDOUT
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 10 * SLOWDOWN
 
 
 @pytest.mark.unprivileged
