@@ -587,6 +587,17 @@ graphroot = "{base}/root"
 RUNTIME_DEFAULT_ROOTS = ("/run/runc", "/run/nsbind-oci", "/run/crun")
 
 
+def remove_run_dir(path: str) -> None:
+    """Remove a runtime's state root this run made once it holds no container: the
+    runtime's caches (names with a leading dot, as nsbind-oci's compiled seccomp
+    profiles) go with it; a container's directory keeps it."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path):
+            if name.startswith("."):
+                shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+        os.rmdir(path)
+
+
 class PodmanStore:
     """One private podman storage with the test image, shared by a module's tests."""
 
@@ -675,8 +686,7 @@ class PodmanStore:
             finally:
                 remove_tree(self.base)
                 for d in self._made_run_dirs:  # made by a runtime here: gone when empty
-                    with contextlib.suppress(OSError):
-                        os.rmdir(d)
+                    remove_run_dir(d)
 
 
 class Podman:

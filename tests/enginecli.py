@@ -43,8 +43,10 @@ class Engine:
         storage = pathlib.Path(self.store, "containers")
         if storage.is_dir():
             found += [p.name for p in storage.iterdir()]
+        # (the runtime's caches, such as compiled seccomp profiles, are named with a
+        # leading dot, which no container id has: kept on purpose)
         found += [p.name for p in pathlib.Path(self.state, "oci").iterdir()
-                  if pathlib.Path(self.state, "oci").is_dir()]
+                  if pathlib.Path(self.state, "oci").is_dir() and not p.name.startswith(".")]
         found += [p.name for p in pathlib.Path(self.state, "names").iterdir()
                   if pathlib.Path(self.state, "names").is_dir()]
         found += [f"address {p.parent.name}/{p.name}" for p in self.addresses()]

@@ -377,6 +377,26 @@ def test_exec_gets_the_containers_seccomp_filter(tmp_path: pathlib.Path,
         assert "Operation not permitted" in proc.stderr
 
 
+def test_a_seccomp_profile_is_compiled_once_for_every_container(
+        tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    # podman sends the same profile with each container: the second create reads the
+    # program the first compiled (nsbind.seccompcache), and filters as well
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+
+    bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "mkdir /tmp/x"], edit)
+    root = tmp_path / "state"
+    for cid in ("cache1", "cache2"):
+        proc = oci(root, "run", "--bundle", str(bundle), cid)
+        assert proc.returncode == 1 and "Operation not permitted" in proc.stderr, proc
+        entries = os.listdir(root / ".seccomp-cache")
+        assert len(entries) == 1 and entries[0].endswith(".bpf"), entries
+    assert ok(oci(root, "list", "-q")) == ""  # the cache is no container
+    systemd_leftovers(cgroup_parent)
+
+
 def test_ps_and_list(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     bundle = make_bundle(tmp_path, cgroup_parent, ["sleep", "100"])
     root = tmp_path / "state"

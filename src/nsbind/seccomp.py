@@ -35,7 +35,8 @@ from nsbind.errors import InvalidValue, Missing
 
 __all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
            "Program",
-           "SeccompError", "SeccompUnavailable", "as_program", "flag_names", "library"]
+           "SeccompError", "SeccompUnavailable", "as_program", "flag_names", "library",
+           "library_version"]
 
 #: the shared library nsbind opens, and the Debian package that ships it
 LIBRARY = "libseccomp.so.2"
@@ -91,6 +92,16 @@ def library(name: str = LIBRARY) -> Any:
         f"seccomp_{fn}": getattr(lib, f"nsb_scmp_{fn}")
         for fn in ("init", "release", "arch_add", "arch_resolve_name", "attr_set",
                    "syscall_resolve_name", "rule_add_array", "export_bpf")})
+
+
+def library_version() -> tuple[int, int, int]:
+    """The version of the libseccomp :func:`library` opened (major, minor, micro)."""
+    library()
+    from nsbind._native import ffi, lib
+
+    out = ffi.new("unsigned int[3]")
+    lib.nsb_scmp_version(out)
+    return int(out[0]), int(out[1]), int(out[2])
 
 
 class Op(enum.IntEnum):

@@ -14,6 +14,7 @@ static struct {
     int (*rule_add_array)(void *, uint32_t, int, unsigned int,
                           const struct nsb_scmp_arg_cmp *);
     int (*export_bpf)(void *, int);
+    const unsigned int *(*version)(void); /* const struct scmp_version *: 3 unsigned */
 } nsb_scmp;
 
 static const char *nsb_scmp_message = "libseccomp is not opened";
@@ -23,7 +24,7 @@ int nsb_scmp_open(const char *name)
     static const char *const names[] = {
         "seccomp_init", "seccomp_release", "seccomp_arch_add", "seccomp_arch_resolve_name",
         "seccomp_attr_set", "seccomp_syscall_resolve_name", "seccomp_rule_add_array",
-        "seccomp_export_bpf"};
+        "seccomp_export_bpf", "seccomp_version"};
     void *found[sizeof(names) / sizeof(names[0])];
     void *handle;
     size_t i;
@@ -68,3 +69,10 @@ int nsb_scmp_rule_add_array(void *ctx, uint32_t action, int syscall, unsigned in
     return nsb_scmp.rule_add_array(ctx, action, syscall, arg_cnt, arg_array);
 }
 int nsb_scmp_export_bpf(void *ctx, int fd) { return nsb_scmp.export_bpf(ctx, fd); }
+void nsb_scmp_version(unsigned int out[3])
+{
+    const unsigned int *v = nsb_scmp.version();
+    out[0] = v[0];
+    out[1] = v[1];
+    out[2] = v[2];
+}

@@ -32,6 +32,8 @@ int nsb_scmp_syscall_resolve_name(const char *name);
 int nsb_scmp_rule_add_array(void *ctx, uint32_t action, int syscall, unsigned int arg_cnt,
                             const struct nsb_scmp_arg_cmp *arg_array);
 int nsb_scmp_export_bpf(void *ctx, int fd);
+/* seccomp_version(): major, minor, micro */
+void nsb_scmp_version(unsigned int out[3]);
 /* ---- cdef-end ---- */
 
 #endif /* NSBIND_SECCOMPLOAD_H */

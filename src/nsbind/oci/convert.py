@@ -37,6 +37,7 @@ from nsbind.oci.schema import SpecError, dump
 from nsbind.oci.spec import Hooks, IdMapping, Linux, Process, Spec
 from nsbind.oci.validate import Host
 from nsbind.seccomp import Filter
+from nsbind.seccompcache import ProgramCache
 from nsbind.spawnplan import CapabilitySets
 from nsbind.sysctl import check as check_sysctl
 from nsbind.users import resolve_user
@@ -248,9 +249,11 @@ def _cgroup_place(linux: Linux, parent: str) -> tuple[str, str | None]:
     return head, name
 
 
-def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> SpawnArgs:
+def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None,
+             seccomp_cache: ProgramCache | None = None) -> SpawnArgs:
     """The :class:`SpawnArgs` of ``spec``, or SpecError naming the JSON path of the
-    first field nsbind cannot run yet (see the module doc)."""
+    first field nsbind cannot run yet (see the module doc).  ``seccomp_cache``: where
+    compiled seccomp profiles are kept (a runtime compiles each one once)."""
     _refuse_unsupported(spec, host or Host.probe())
     proc, linux = spec.process, spec.linux or Linux()
     if proc is None or not proc.args:
@@ -266,7 +269,9 @@ def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None) -> Spa
     items = [i.in_root() if isinstance(i, MountStep) else i for i in items]
     seccomp = None
     if linux.seccomp is not None:  # compiled here, once: a Program from then on
-        seccomp = Filter.from_oci(dump(linux.seccomp)).program()
+        section = dump(linux.seccomp)
+        seccomp = (Filter.from_oci(section).program() if seccomp_cache is None
+                   else seccomp_cache.program(section))
     kwargs = process_kwargs(proc, spec.rootfs)
     namespaces, own = _namespaces(linux)
     kwargs.update({"hostname": spec.hostname, "domainname": spec.domainname,

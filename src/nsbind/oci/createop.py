@@ -32,12 +32,15 @@ from nsbind.oci.state import (
 )
 from nsbind.process import spawn
 from nsbind.seccomp import Program
+from nsbind.seccompcache import ProgramCache
 
 __all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create"]
 
 #: where nsbind-oci puts a container whose config has no (or a relative) cgroupsPath:
 #: the hierarchies' root, as runc does (``/<id>``)
 CGROUP_PARENT = "/"
+#: compiled seccomp profiles, in the state root (a name no container id can have)
+SECCOMP_CACHE = ".seccomp-cache"
 
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
 
@@ -130,7 +133,8 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     if spec is None:
         spec = load_spec(bundle)
     _check_create(spec, console_socket, preserve_fds)
-    args = to_spawn(spec, cgroup_parent=cgroup_parent)
+    cache = ProgramCache(os.path.join(root, SECCOMP_CACHE), defer=True)
+    args = to_spawn(spec, cgroup_parent=cgroup_parent, seccomp_cache=cache)
     if no_cgroup:
         _check_no_cgroup(spec)
     os.makedirs(os.fspath(root), mode=0o700, exist_ok=True)
@@ -141,11 +145,13 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
                              errno.EEXIST) from None
     try:
         with locked(directory, container_id):
-            return _create_in(directory, container_id, bundle, spec, args, pid_file,
-                              (preserve_fds, console_socket), no_cgroup)
+            state = _create_in(directory, container_id, bundle, spec, args, pid_file,
+                               (preserve_fds, console_socket), no_cgroup)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    cache.save()  # the program of a container that was created
+    return state
 
 
 def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args: SpawnArgs,
