@@ -264,3 +264,35 @@ def make_layers(base: pathlib.Path, count: int, name: str = "l{i:03d}") -> list[
     for d in ("upper", "work", "merged"):
         (base / d).mkdir()
     return lower
+
+
+#: a limit on each controller that Cgroup.create takes, to see it refused where unusable
+_CONTROLLER_LIMITS: dict[str, dict[str, Any]] = {
+    "memory": {"memory_max": "64M"}, "cpuset": {"cpuset_cpus": "0"},
+    "pids": {"pids_max": 64}, "cpu": {"cpu_weight": 100}}
+
+
+def require_controllers(parent: str, *controllers: str) -> None:
+    """Skip, naming why, unless every one of ``controllers`` is usable in the cgroups
+    nsbind makes (:func:`nsbind.cgroups.usable_controllers`: on a v1 hierarchy, or
+    enabled below the v2 root).  Before skipping, a limit on a missing one must be
+    refused with the error that says why, and nothing be made."""
+    from nsbind.cgroups import Cgroup, cgroup_layout, usable_controllers
+
+    missing = [c for c in controllers if c not in usable_controllers()]
+    if not missing:
+        return
+    import pytest
+
+    reasons = []
+    for c in missing:
+        limits = _CONTROLLER_LIMITS.get(c)
+        if limits is None:
+            reasons.append(f"no {c} controller usable here")
+            continue
+        with pytest.raises(LookupError, match=rf"{c}") as refused:
+            Cgroup.create("nsbind-refused", parent=parent, **limits).remove()
+        for h in cgroup_layout().hierarchies:
+            assert not os.path.exists(h.path_of(f"/{parent}/nsbind-refused"))
+        reasons.append(str(refused.value))
+    pytest.skip("; ".join(reasons))
