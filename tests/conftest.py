@@ -13,7 +13,7 @@ from hypothesis import settings
 
 import leakguard
 import nsbind
-from helpers import child_exit, tree
+from helpers import SLOWDOWN, child_exit, tree
 from nsbind import CgroupFd, CloneFlags, PidFd
 from nsbind.callin import start_zygote
 from nsbind.cgroups import cgroup_layout, mkdir_cgroup
@@ -32,7 +32,10 @@ UNPRIVILEGED = os.geteuid() != 0
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without root, only the tests marked ``unprivileged`` run (the rest create
-    namespaces, mounts and cgroups that need root); they are deselected, not skipped."""
+    namespaces, mounts and cgroups that need root); they are deselected, not skipped.
+    In a slow guest every test's time limit (pytest-timeout's) grows by SLOWDOWN."""
+    if SLOWDOWN != 1:
+        _scale_timeouts(config, items)
     if not UNPRIVILEGED:
         return
     keep: list[pytest.Item] = []
@@ -42,6 +45,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def _scale_timeouts(config: pytest.Config, items: list[pytest.Item]) -> None:
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        limit = (marker.args[0] if marker is not None and marker.args
+                 else kwargs.pop("timeout", default))
+        if limit:
+            item.add_marker(pytest.mark.timeout(float(limit) * SLOWDOWN, **kwargs),
+                            append=False)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
