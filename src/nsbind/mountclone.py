@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import errno
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 
@@ -66,6 +65,8 @@ def _in_a_throwaway_namespace(work: Callable[[str], list[MountFd]]) -> list[Moun
     of its own (every mount private) with an empty directory ``place`` to mount on."""
     result: list[MountFd] = []
     failure: list[BaseException] = []
+    import tempfile  # (old kernels only: not on every spawn's import path)
+
     place = tempfile.mkdtemp(prefix="nsbind-clone-")
 
     def run() -> None:

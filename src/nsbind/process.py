@@ -18,7 +18,6 @@ import fcntl
 import os
 import selectors
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -46,6 +45,8 @@ from nsbind.spawnrequest import SpawnRequest
 from nsbind.spawnstdio import DEVNULL, PIPE, STDOUT, SpawnPipes, Stdio, StdSpec
 
 if TYPE_CHECKING:
+    import socket
+
     from nsbind.seccomp import Filter, Program
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "Process", "spawn"]
@@ -456,6 +457,8 @@ class _Resources:
 
     def terminal(self, plan: Plan, base: int) -> int:
         """A socketpair for the child's pty master: the child's end goes in the plan."""
+        import socket  # (a terminal's only: not on every spawn's import path)
+
         self.console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:  # close-on-exec, as every socket Python makes
             plan.c.console_sock = self.stdio.high(theirs.fileno(), base)
@@ -465,6 +468,8 @@ class _Resources:
         """The pty master the child sent before its exec (or its gate): exactly one fd,
         else the child is killed and reaped and SpawnError names the step."""
         assert self.console is not None
+        import socket
+
         fds: list[int] = []
         try:
             _, anc, flags, _ = self.console.recvmsg(

@@ -52,7 +52,6 @@ import errno
 import functools
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -259,6 +258,8 @@ class RootFS:
         self = cls.__new__(cls)
         self._init(defaults)  # first: close() below needs a whole RootFS
         self._own_mountpoint = mountpoint is None
+        import tempfile  # (an overlay's mount point only: not on every spawn's path)
+
         self.path = tempfile.mkdtemp(prefix="nsbind-rootfs-") if mountpoint is None \
             else os.fsdecode(fsbytes(mountpoint))
         try:

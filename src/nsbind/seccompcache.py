@@ -3,7 +3,7 @@
 podman, containerd and ``nsbind run`` send the same seccomp profile with every
 container, and libseccomp takes tens of milliseconds to compile one the size of
 Docker's (about 450 rules).  :class:`ProgramCache` keeps the compiled program of each
-OCI ``linux.seccomp`` object in a directory, named by the SHA-256 of the object
+OCI ``linux.seccomp`` object in a directory, named by the BLAKE2b hash of the object
 (canonical JSON), the libseccomp version, the kernel release and nsbind's layout of the
 program, as crun keeps its own: a profile is compiled once and loaded from the cache
 afterwards.  Only a profile that compiled is kept, so a hit is as valid as a
@@ -20,7 +20,6 @@ entries are kept (the directory is emptied when full).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -29,6 +28,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from nsbind.seccomp import Filter, Program, library_version
+
+try:  # hashlib's own BLAKE2 module: importing hashlib loads OpenSSL's libcrypto first
+    from _blake2 import blake2b
+except ImportError:  # another Python implementation
+    from hashlib import blake2b
 
 __all__ = ["MAX_ENTRIES", "ProgramCache"]
 
@@ -80,7 +84,7 @@ class ProgramCache:
         stamp = {"profile": section, "libseccomp": library_version(),
                  "kernel": os.uname().release, "tree": True, "layout": 1}
         text = json.dumps(stamp, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return blake2b(text.encode(), digest_size=32).hexdigest()
 
     def _open_dir(self) -> int | None:
         """An fd of the directory if only the caller may write to it, else None."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import socket
 import struct
 
 from nsbind.errors import raise_errno
@@ -21,6 +20,8 @@ def set_link_up(name: str = "lo") -> None:
 
     Needs CAP_NET_ADMIN in the namespace's owning user namespace.
     """
+    import socket  # (a spawn brings lo up in C: this is for the Python callers)
+
     raw = name.encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:

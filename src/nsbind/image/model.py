@@ -12,12 +12,13 @@ sizes integers in 0..2**63-1 (:func:`check_size`).  Every failure is an
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Callable
 from typing import IO, Any
 
+from nsbind import jsonvalues
 from nsbind.errors import MessageError
+from nsbind.jsonvalues import MAX_JSON_BYTES, MAX_JSON_DEPTH, kind_of
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES", "Fields",
            "Image", "ImageConfig", "ImageError", "Layer", "ParsedConfig", "check_digest",
@@ -37,10 +38,7 @@ LAYER_MEDIA_TYPES = {
 
 #: the default cap on a layer's uncompressed size (a decompression bomb stops there)
 MAX_LAYER_BYTES = 64 << 30
-#: the largest JSON document (manifest.json, index.json, a manifest, a config) read
-MAX_JSON_BYTES = 16 << 20
 #: how deep a JSON document may nest (real ones nest 4 or 5 deep)
-MAX_JSON_DEPTH = 64
 #: the largest size a descriptor may state (what a file can hold)
 MAX_BLOB_BYTES = (1 << 63) - 1
 
@@ -65,57 +63,14 @@ def host_platform() -> tuple[str, str]:
     return "linux", arch
 
 
-def kind_of(value: object) -> str:
-    """What a JSON value is, for messages: "null", "a number", "a list", ..."""
-    if value is None:
-        return "null"
-    for types, name in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
-                        (list, "a list"), (dict, "an object")):
-        if isinstance(value, types):
-            return name
-    return type(value).__name__
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ImageError(f"duplicate key {key[:80]!r} (parsers disagree on which counts)")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ImageError(f"{name} is not JSON")
-
-
 def parse_json(data: bytes, what: str) -> Any:
     """``data`` as JSON, or ImageError naming ``what``: strict UTF-8 (no BOM), no
-    duplicate keys, no NaN/Infinity, at most MAX_JSON_BYTES long and MAX_JSON_DEPTH deep."""
-    if len(data) > MAX_JSON_BYTES:
-        raise ImageError(f"{what} is larger than {MAX_JSON_BYTES} bytes")
+    duplicate keys, no NaN/Infinity, at most MAX_JSON_BYTES long and MAX_JSON_DEPTH deep
+    (:func:`nsbind.jsonvalues.parse_json`)."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ImageError(f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except RecursionError:
-        raise ImageError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} deep") from None
-    except ImageError as exc:
-        raise ImageError(f"{what} is not valid JSON: {exc}") from None
-    except ValueError as exc:  # JSONDecodeError, or an integer of too many digits
-        raise ImageError(f"{what} is not valid JSON: {exc}") from None
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ImageError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} deep")
-        children = item.values() if isinstance(item, dict) else item if isinstance(
-            item, list) else ()
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return value
+        return jsonvalues.parse_json(data, what)
+    except jsonvalues.JsonError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def check_digest(value: object, what: str) -> str:

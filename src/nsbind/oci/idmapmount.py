@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind.idmap import IdMap
@@ -26,6 +25,8 @@ __all__ = ["IdmapBind", "mapping_userns"]
 
 def mapping_userns(uid_map: list[IdMap], gid_map: list[IdMap]) -> NamespaceFd:
     """An fd of a new user namespace with these maps (its holder already gone)."""
+    import tempfile  # (only idmapped mounts need it: not on every create's path)
+
     with tempfile.TemporaryDirectory(prefix="nsbind-idmap-") as tmp:
         fifo = os.path.join(tmp, "gate")
         os.mkfifo(fifo)

@@ -2,7 +2,7 @@
 ``update --resources``): a file must be a regular file (checked with fstat before a
 byte is read: a FIFO cannot hang the runtime) of at most ``limit`` bytes, and its
 JSON is parsed strictly (UTF-8, no duplicate keys, no NaN, bounded depth:
-:func:`nsbind.image.model.parse_json`).  Every failure is a SpecError naming the file."""
+:func:`nsbind.jsonvalues.parse_json`).  Every failure is a SpecError naming the file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from nsbind._sys.mount import AT_FDCWD, open_regular, read_capped
 from nsbind.errors import InvalidValue
-from nsbind.image.model import ImageError, parse_json
+from nsbind.jsonvalues import JsonError, parse_json
 from nsbind.oci.schema import SpecError
 
 __all__ = ["decode_json", "read_json_file"]
@@ -21,7 +21,7 @@ def decode_json(data: bytes, what: str) -> Any:
     """``data`` as JSON (strict), or SpecError naming ``what``."""
     try:
         return parse_json(data, what)
-    except ImageError as exc:
+    except JsonError as exc:
         raise SpecError(str(exc)) from None
 
 

@@ -109,9 +109,9 @@ def _hooks(directory: str, data: dict[str, Any], phase: str) -> None:
     except HookError as exc:
         if phase == "startContainer":
             raise
-        import logging
+        from nsbind.oci.runtimelog import logger
 
-        logging.getLogger("nsbind.oci").warning("%s", exc)
+        logger("nsbind.oci").warning("%s", exc)
 
 
 def kill(root: str | os.PathLike[str], container_id: str,

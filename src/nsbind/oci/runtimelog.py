@@ -11,20 +11,41 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["RuntimeLog"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["RuntimeLog", "logger"]
+
+#: runtime logs that capture() asked for, attached when something first logs
+_pending: list[RuntimeLog] = []
 
 
-class _Forward(logging.Handler):
-    def __init__(self, log: RuntimeLog) -> None:
-        super().__init__(logging.DEBUG if log.debug_on else logging.INFO)
-        self.log = log
+def logger(name: str) -> logging.Logger:
+    """The standard library's logger ``name``; the runtime logs :meth:`RuntimeLog.capture`
+    asked for are attached to nsbind's logger first.  nsbind's modules log through this:
+    a command that logs nothing does not import logging (a few ms of every call)."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.log.write(record.levelname.lower(), record.getMessage())
+    while _pending:
+        log = _pending.pop(0)
+        root = logging.getLogger("nsbind")
+        root.addHandler(_forward(log))
+        root.setLevel(logging.DEBUG if log.debug_on else logging.INFO)
+    return logging.getLogger(name)
+
+
+def _forward(log: RuntimeLog) -> logging.Handler:
+    import logging
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log.write(record.levelname.lower(), record.getMessage())
+
+    return Forward(logging.DEBUG if log.debug_on else logging.INFO)
 
 
 class RuntimeLog:
@@ -73,7 +94,5 @@ class RuntimeLog:
 
     def capture(self) -> None:
         """Send what nsbind logs (logger ``nsbind``: a poststart hook that failed, a
-        field ignored) here too."""
-        logger = logging.getLogger("nsbind")
-        logger.addHandler(_Forward(self))
-        logger.setLevel(logging.DEBUG if self.debug_on else logging.INFO)
+        field ignored) here too, from the first message on (see :func:`logger`)."""
+        _pending.append(self)

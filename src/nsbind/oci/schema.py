@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nsbind.errors import MessageError
-from nsbind.image.model import kind_of
+from nsbind.jsonvalues import kind_of
 
 __all__ = ["BOOL", "I64", "INT", "STR", "U16", "U32", "U64", "UNSUPPORTED", "Conv", "SpecError",
            "build", "check_depth", "dump", "field", "int_range", "list_of", "map_of", "obj",

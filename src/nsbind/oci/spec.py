@@ -22,7 +22,7 @@ from typing import Any
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
 from nsbind.idmap import check_id
-from nsbind.image.model import MAX_JSON_BYTES, kind_of
+from nsbind.jsonvalues import MAX_JSON_BYTES, kind_of
 from nsbind.oci import validate
 from nsbind.oci.cgpath import CgroupsPath, parse_cgroups_path
 from nsbind.oci.jsonfile import decode_json, read_json_file

@@ -10,7 +10,6 @@ AppArmor is logged at debug level and ignored, as runc ignores it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import resource
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nsbind.errors import InvalidValue
 from nsbind.idmap import check_map
 from nsbind.oci.cgpath import parse_cgroups_path
+from nsbind.oci.runtimelog import logger
 from nsbind.oci.schema import SpecError
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["NAMESPACES", "RULES", "Host", "validate"]
 
-log = logging.getLogger("nsbind.oci.spec")
 
 #: namespace types of the spec (config-linux.md), in its order
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -406,8 +405,9 @@ def check_host_features(spec: Spec, host: Host) -> None:
         if label and not host.selinux:
             raise _fail(f"{path}: not supported (SELinux is not enabled on this host)")
     if spec.process is not None and spec.process.apparmor_profile and not host.apparmor:
-        log.debug("process.apparmorProfile %r ignored: AppArmor is not enabled on this host",
-                  spec.process.apparmor_profile)
+        logger("nsbind.oci.spec").debug(
+            "process.apparmorProfile %r ignored: AppArmor is not enabled on this host",
+            spec.process.apparmor_profile)
 
 
 #: every rule, in the order they run
