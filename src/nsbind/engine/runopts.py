@@ -39,7 +39,6 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from typing import Any
 
 from nsbind.engine.errors import EngineError, bad_argument
@@ -289,6 +288,8 @@ def _cpus(value: str) -> tuple[int, int]:
     flag = "--cpus"
     if not _DECIMAL.fullmatch(value):
         raise _bad(flag, value, "not a decimal number of CPUs")
+    from fractions import Fraction  # (--cpus only: not on every run's import path)
+
     cpus = Fraction(value)
     nano = cpus * 10**9
     if nano.denominator != 1:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -80,7 +79,7 @@ _MACHINES = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64",
 
 def native_arch() -> str:
     """This host's architecture as a libseccomp name (``SCMP_ARCH_X86_64``)."""
-    machine = platform.machine()
+    machine = os.uname().machine
     return _MACHINES.get(machine, f"SCMP_ARCH_{machine.upper()}")
 
 
