@@ -326,3 +326,54 @@ def _oci(**changes: Any) -> dict[str, Any]:
 def test_oci_errors_name_the_json_path(section: dict[str, Any], message: str) -> None:
     with pytest.raises(SeccompError, match=message):
         Filter.from_oci(section)
+
+
+# libseccomp 2.5.4 never returns from seccomp_rule_add for this pair of rules: two rules
+# of one syscall sharing an ordering comparison, each with a comparison on another argument
+_LOOPING = [
+    {"names": ["personality"], "action": "SCMP_ACT_TRACE", "errnoRet": 8,
+     "args": [{"index": 1, "value": 45891897, "op": "SCMP_CMP_GT"},
+              {"index": 0, "value": 246, "op": "SCMP_CMP_LE"}]},
+    {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2,
+     "args": [{"index": 0, "value": 246, "op": "SCMP_CMP_LE"},
+              {"index": 5, "value": 255, "op": "SCMP_CMP_GE"}]},
+]
+
+
+@pytest.mark.unprivileged
+def test_a_rule_set_libseccomp_cannot_finish_is_refused_in_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config.json anyone may write must not hang the runtime: the filter is compiled
+    in a child given COMPILE_TIMEOUT seconds, killed and reaped after it (the leak guard
+    checks that no child is left)."""
+    import time
+
+    import nsbind.seccomp
+
+    monkeypatch.setattr(nsbind.seccomp, "COMPILE_TIMEOUT", 1.0)
+    started = time.monotonic()
+    with pytest.raises(SeccompError, match=r"^linux\.seccomp: libseccomp did not finish "
+                       r"compiling the filter in 1 s \(2 rules\)"):
+        Filter.from_oci({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": _LOOPING})
+    looping = Filter(Action.errno(1))
+    looping.add_rule(Action.trace(8), "personality", ArgCmp(1, Op.GT, 45891897),
+                     ArgCmp(0, Op.LE, 246))
+    looping.add_rule(Action.errno(2), "personality", ArgCmp(0, Op.LE, 246),
+                     ArgCmp(5, Op.GE, 255))
+    with pytest.raises(SeccompError, match="did not finish") as info:
+        looping.export()
+    assert info.value.errno == errno.ETIMEDOUT
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.unprivileged
+def test_libseccomp_refusals_come_back_from_the_compiling_child() -> None:
+    # the same two rules on one argument: libseccomp refuses the second (EEXIST)
+    rules = [{"names": ["personality"], "action": "SCMP_ACT_TRACE", "errnoRet": 8,
+              "args": [{"index": 0, "value": 246, "op": "SCMP_CMP_LE"}]},
+             {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2,
+              "args": [{"index": 0, "value": 246, "op": "SCMP_CMP_LE"}]}]
+    with pytest.raises(SeccompError, match=r"^linux\.seccomp.*syscalls\[1\].*libseccomp "
+                       r"refused it: EEXIST") as info:
+        Filter.from_oci({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
+    assert "File exists" in str(info.value)

@@ -26,7 +26,11 @@ import dataclasses
 import enum
 import errno
 import functools
+import json
 import os
+import select
+import signal
+import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -321,6 +325,48 @@ class Filter:
         return self._bpf
 
     def _compile(self) -> bytes:
+        """:meth:`_compile_here` in a forked child, given COMPILE_TIMEOUT seconds:
+        libseccomp 2.5.4 never returns from seccomp_rule_add for some rule sets (two
+        rules of one syscall sharing an ordering comparison, each with another one), and
+        a filter comes from a config.json anyone may write."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the child: the program, or the error, then _exit (no atexit)
+            status = 1
+            try:
+                os.close(read_end)
+                try:
+                    out = b"P" + self._compile_here()
+                except SeccompError as exc:
+                    out = b"E" + json.dumps([exc.what, exc.errno]).encode()
+                view = memoryview(out)
+                while view:
+                    view = view[os.write(write_end, view):]
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        try:
+            data = _read_until(read_end, time.monotonic() + COMPILE_TIMEOUT)
+        finally:
+            os.close(read_end)
+            if data is None:
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        if data is None:
+            raise SeccompError(f"libseccomp did not finish compiling the filter in "
+                               f"{COMPILE_TIMEOUT:g} s ({len(self.rules)} rules): refused "
+                               "(libseccomp 2.5 loops forever on some rule sets)",
+                               errno.ETIMEDOUT)
+        if data[:1] == b"P" and len(data) > 1:
+            return data[1:]
+        if data[:1] == b"E":
+            message, err = json.loads(data[1:])
+            raise SeccompError(str(message), int(err))
+        raise SeccompError("libseccomp failed while compiling the filter (the compiling "
+                           "process died)", errno.EIO)
+
+    def _compile_here(self) -> bytes:
         lib = self.lib
         ctx = lib.seccomp_init(self.default_action)
         ffi = _ffi()
@@ -473,6 +519,23 @@ def _flag(flag: str | int) -> int:
     if isinstance(flag, bool) or not isinstance(flag, int) or flag & ~sum(FLAGS.values()):
         raise SeccompError(f"seccomp flag {flag!r} is not one of {', '.join(FLAGS)}")
     return flag
+
+
+#: seconds libseccomp may take to compile one filter (Docker's profile takes 0.03)
+COMPILE_TIMEOUT = 10.0
+
+
+def _read_until(fd: int, deadline: float) -> bytes | None:
+    """All of the pipe ``fd`` until its writer closes it; None at ``deadline``."""
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _call(rc: int, what: str) -> None:
