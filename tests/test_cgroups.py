@@ -19,7 +19,8 @@ import pytest
 
 from helpers import private_mount_ns, require_controllers, run_forked
 from nsbind import PIPE, Cgroup, features, spawn
-from nsbind.cgroups import V1_OPTIONAL, cgroup_layout, mount_v1, unmount_v1, usable_controllers
+from nsbind.cgroupcontrollers import V1_OPTIONAL
+from nsbind.cgroups import cgroup_layout, mount_v1, unmount_v1, usable_controllers
 from nsbind.cgroupsettings import SETTINGS
 
 V2_ONLY_MOUNTINFO = """\

@@ -22,6 +22,7 @@ from typing import Any
 from nsbind import features
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.proc import PidFd
+from nsbind.cgroupcontrollers import check_enabled, check_root_enables, usable_controllers
 from nsbind.cgroupfs import CgroupFd
 from nsbind.cgrouplayout import (
     CgroupLayout,
@@ -64,55 +65,6 @@ DEFAULT_PARENT = "nsbind"
 #: the settings ``Cgroup.create`` takes as keywords, applied in this order
 CREATE_SETTINGS = ("memory_max", "memory_high", "memory_swap_max", "pids_max", "cpu_max",
                    "cpu_weight", "cpu_shares", "cpuset_cpus", "cpuset_mems")
-
-
-#: controllers whose cgroup v1 side a kernel build may leave out, the option and the
-#: release from which it may (before it, every kernel with the controller has both)
-V1_OPTIONAL = {"memory": ("CONFIG_MEMCG_V1", "6.11"), "cpuset": ("CONFIG_CPUSETS_V1", "6.12")}
-
-
-def _root_enabled(h: Hierarchy) -> frozenset[str]:
-    """The controllers the root of v2 hierarchy ``h`` enables for its children."""
-    with h.open_root() as root:
-        return frozenset(root.read("cgroup.subtree_control").split())
-
-
-def usable_controllers(layout: CgroupLayout | None = None) -> frozenset[str]:
-    """The controllers a cgroup that :meth:`Cgroup.create` makes can use: every v1
-    hierarchy's, and the v2 ones that the v2 root enables for its children (its
-    cgroup.subtree_control).
-
-    nsbind enables controllers along the parent path it creates, never in a
-    hierarchy's root, which belongs to the machine: a pure-v2 host's init enables
-    them there; on a hybrid host systemd enables none, so a controller on no v1
-    hierarchy (memory on a kernel built without CONFIG_MEMCG_V1) cannot be used and
-    a limit on it is a LookupError naming why."""
-    layout = layout or cgroup_layout()
-    found = {c for c, h in layout.controllers.items() if h.version == 1}
-    v2 = layout.unified
-    if v2 is not None:
-        found |= {c for c in _root_enabled(v2) if layout.controllers.get(c) is v2}
-    return frozenset(found)
-
-
-def _not_enabled(layout: CgroupLayout, h: Hierarchy, controller: str, what: str,
-                 where: str, enabled: frozenset[str]) -> LookupFailed:
-    """The error for a v2 controller that ``where`` (a cgroup, or the root) lacks."""
-    have = " ".join(sorted(enabled)) or "none"
-    if where == h.mountpoint:
-        text = (f"{what}: the {controller} controller is not enabled below the cgroup v2 "
-                f"root {h.mountpoint} (its cgroup.subtree_control: {have}); nsbind leaves "
-                "the root's controllers to the machine (a pure-v2 host's init enables "
-                "them, systemd on a hybrid host none)")
-    else:
-        text = (f"{what}: the {controller} controller is not enabled for cgroup {where} "
-                f"(its cgroup.controllers: {have}): an ancestor's cgroup.subtree_control "
-                "lacks it")
-    if layout.mode == "hybrid" and controller in V1_OPTIONAL:
-        option, release = V1_OPTIONAL[controller]
-        text += (f"; no cgroup v1 hierarchy carries {controller} either (from Linux "
-                 f"{release} a kernel may be built without it: {option})")
-    return LookupFailed(text)
 
 
 def _has_file(fd: CgroupFd, name: str) -> bool:
@@ -205,9 +157,7 @@ class Cgroup:
             if h not in targets:
                 raise LookupFailed(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
                                    f"uid {os.geteuid()}")
-            controller = self._controller(SETTINGS[key].controllers)
-            if h.version == 2 and controller not in (enabled := _root_enabled(h)):
-                raise _not_enabled(layout, h, controller, key, h.mountpoint, enabled)
+            check_root_enables(layout, h, SETTINGS[key].controllers, key)
         self._build(targets, parts, name, values)
         return self
 
@@ -369,10 +319,6 @@ class Cgroup:
                 return self.layout.controllers[c]
         return self.layout.hierarchy_for(controllers[-1])  # the LookupError
 
-    def _controller(self, controllers: tuple[str, ...]) -> str:
-        """The first of ``controllers`` the host has (the one a setting uses)."""
-        return next((c for c in controllers if c in self.layout.controllers), controllers[-1])
-
     def _dir_in(self, h: Hierarchy) -> CgroupFd:
         try:
             return self._dirs[h]
@@ -386,14 +332,8 @@ class Cgroup:
         """Write a checked ``value`` of ``setting`` where its controller lives."""
         h = self._hierarchy(setting.controllers)
         fd = self._dir_in(h)
-        if h.version == 2:  # a controller not enabled here has no files: say why
-            controller = self._controller(setting.controllers)
-            enabled = frozenset(fd.read("cgroup.controllers").split())
-            if controller not in enabled:
-                raise _not_enabled(self.layout, h, controller, setting.name, self.path,
-                                   enabled)
-        for name, text in setting.writes(h.version, value, lambda f: _has_file(fd, f),
-                                         fd.path):
+        check_enabled(self.layout, h, fd, setting.controllers, setting.name, self.path)
+        for name, text in setting.writes(h.version, value, lambda f: _has_file(fd, f), fd.path):
             fd.write(name, text)
 
     def _set(self, key: str, value: object) -> None:
