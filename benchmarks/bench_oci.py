@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import queue
 import shutil
 import statistics
@@ -126,36 +125,6 @@ def true_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-def podman_seccomp(profile: dict[str, Any], caps: set[str]) -> dict[str, Any]:
-    """The OCI ``linux.seccomp`` podman sends for a docker-style profile and the
-    container's capabilities ``caps``: rules kept when their ``includes`` (caps all held,
-    arches with this one, minKernel not above this kernel) hold and their ``excludes``
-    do not; the architectures of this one's archMap entry."""
-    machine = platform.machine()
-    goarch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-    arches = {goarch, machine}
-    native = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64"}.get(goarch, "")
-    kernel = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
-    out: dict[str, Any] = {"defaultAction": profile["defaultAction"], "syscalls": []}
-    if "defaultErrnoRet" in profile:
-        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    for entry in profile.get("archMap") or ():
-        if entry["architecture"] == native:
-            out["architectures"] = [native, *(entry.get("subArchitectures") or ())]
-    for rule in profile["syscalls"]:
-        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
-        min_kernel = inc.get("minKernel")
-        if ((inc.get("arches") and not arches & set(inc["arches"]))
-                or not set(inc.get("caps") or ()) <= caps
-                or (min_kernel and kernel < tuple(int(x) for x in min_kernel.split(".")[:2]))
-                or arches & set(exc.get("arches") or ())
-                or caps & set(exc.get("caps") or ())):
-            continue
-        out["syscalls"].append({k: rule[k] for k in ("names", "action", "errnoRet", "args")
-                                if rule.get(k) is not None})
-    return out
-
-
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory, true_bin: str) -> pathlib.Path:
     """runc's default config running /true (not on a terminal) with podman's seccomp
@@ -172,7 +141,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, true_bin: str) -> pathlib.P
     config["linux"]["namespaces"] = [{"type": t}
                                      for t in ("pid", "mount", "uts", "ipc", "network")]
     caps = set(config["process"]["capabilities"]["bounding"])
-    config["linux"]["seccomp"] = podman_seccomp(json.loads(pathlib.Path(SECCOMP_JSON)
+    config["linux"]["seccomp"] = clients.podman_seccomp(json.loads(pathlib.Path(SECCOMP_JSON)
                                                            .read_text()), caps)
     (root / "config.json").write_text(json.dumps(config))
     return root

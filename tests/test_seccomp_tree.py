@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import clients
 import nsbind.oci
 from nsbind import PIPE, SpawnError, spawn
 from nsbind.seccomp import Action, ArgCmp, Filter, Op, SeccompError, SeccompUnavailable, library
@@ -539,34 +540,6 @@ def _pair(build: Callable[[bool], Filter]) -> tuple[Filter, Filter]:
 # ---------------------------------------------------------------- the podman profile
 
 
-def podman_seccomp(profile: dict[str, Any], caps: set[str]) -> dict[str, Any]:
-    """The OCI ``linux.seccomp`` podman sends for a docker-style profile and the
-    container's capabilities ``caps`` on this x86-64 host: rules kept when their
-    ``includes`` (caps all held, arches with this one, minKernel not above this kernel)
-    hold and their ``excludes`` do not; the architectures of this one's archMap entry."""
-    arches = {"amd64", "x86_64"}
-    native = "SCMP_ARCH_X86_64"
-    kernel = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
-    out: dict[str, Any] = {"defaultAction": profile["defaultAction"], "syscalls": []}
-    if "defaultErrnoRet" in profile:
-        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    for entry in profile.get("archMap") or ():
-        if entry["architecture"] == native:
-            out["architectures"] = [native, *(entry.get("subArchitectures") or ())]
-    for rule in profile["syscalls"]:
-        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
-        min_kernel = inc.get("minKernel")
-        if ((inc.get("arches") and not arches & set(inc["arches"]))
-                or not set(inc.get("caps") or ()) <= caps
-                or (min_kernel and kernel < tuple(int(x) for x in min_kernel.split(".")[:2]))
-                or arches & set(exc.get("arches") or ())
-                or caps & set(exc.get("caps") or ())):
-            continue
-        out["syscalls"].append({k: rule[k] for k in ("names", "action", "errnoRet", "args")
-                                if rule.get(k) is not None})
-    return out
-
-
 #: the clone rules of Docker's and later containers-common's profiles: clone without
 #: namespace flags (CLONE_NEWNS|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWCGROUP), no clone3
 CLONE_RULES = [
@@ -586,7 +559,7 @@ def _podman_section(variant: str) -> dict[str, Any]:
                     "common): no podman seccomp profile")
     profile = json.loads(SECCOMP_JSON.read_text())
     caps = set() if variant == "no-caps" else _spec_caps()
-    section = podman_seccomp(profile, caps)
+    section = clients.podman_seccomp(profile, caps)
     if variant == "clone-masked":  # clone only by its MASKED_EQ rule
         for rule in section["syscalls"]:
             rule["names"] = [n for n in rule["names"] if n not in ("clone", "clone3")]
