@@ -131,6 +131,11 @@ class CgroupMount:
             where = f"{self.target.rstrip('/')}/{os.path.basename(h.mountpoint)}"
             step = mounts.bind(h.path_of(cgroup_path), where, recursive=False)
             steps.append(dataclasses.replace(step, flags=self.attr))
+        for h in v1:  # co-mounted controllers (cpu,cpuacct): a link per name, as runc's
+            base = os.path.basename(h.mountpoint)
+            if "," in base:
+                steps += [mounts.symlink(f"{self.target.rstrip('/')}/{name}", base)
+                          for name in base.split(",") if name]
         return steps
 
 
