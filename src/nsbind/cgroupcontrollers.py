@@ -6,6 +6,8 @@ children cannot be used, and a limit on it is an error that says why."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nsbind.cgroupfs import CgroupFd
 from nsbind.cgrouplayout import CgroupLayout, Hierarchy, cgroup_layout
 from nsbind.errors import LookupFailed
@@ -68,13 +70,19 @@ def controller_of(layout: CgroupLayout, controllers: tuple[str, ...]) -> str:
     return next((c for c in controllers if c in layout.controllers), controllers[-1])
 
 
-def check_root_enables(layout: CgroupLayout, h: Hierarchy, controllers: tuple[str, ...],
-                       what: str) -> None:
-    """LookupFailed naming ``what`` if ``h`` is the v2 hierarchy and its root does not
-    enable the setting's controller for its children."""
-    controller = controller_of(layout, controllers)
-    if h.version == 2 and controller not in (enabled := root_enabled(h)):
-        raise not_enabled(layout, h, controller, what, h.mountpoint, enabled)
+def check_root_enables(layout: CgroupLayout,
+                       settings: Iterable[tuple[str, Hierarchy, tuple[str, ...]]]) -> None:
+    """LookupFailed naming the first setting (name, its hierarchy, its controllers) whose
+    controller the v2 root does not enable for its children (the root read once)."""
+    enabled: frozenset[str] | None = None
+    for what, h, controllers in settings:
+        if h.version != 2:
+            continue
+        controller = controller_of(layout, controllers)
+        if enabled is None:
+            enabled = root_enabled(h)
+        if controller not in enabled:
+            raise not_enabled(layout, h, controller, what, h.mountpoint, enabled)
 
 
 def check_enabled(layout: CgroupLayout, h: Hierarchy, fd: CgroupFd,

@@ -152,12 +152,12 @@ class Cgroup:
         layout = layout or cgroup_layout()
         targets, parts = cls._targets(layout, parts)
         self = cls("/" + "/".join([*parts, name]), {}, layout, {})
-        for key in values:
-            h = self._hierarchy(SETTINGS[key].controllers)
+        placed = [(key, self._hierarchy(SETTINGS[key].controllers)) for key in values]
+        for key, h in placed:
             if h not in targets:
                 raise LookupFailed(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
                                    f"uid {os.geteuid()}")
-            check_root_enables(layout, h, SETTINGS[key].controllers, key)
+        check_root_enables(layout, [(k, h, SETTINGS[k].controllers) for k, h in placed])
         self._build(targets, parts, name, values)
         return self
 

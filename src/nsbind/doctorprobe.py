@@ -9,12 +9,13 @@ import contextlib
 import dataclasses
 import json
 import os
-import select
 import shutil
 import signal
 import tempfile
 import time
 from typing import Any
+
+from nsbind.childpipe import read_until, write_all
 
 __all__ = ["PROBE_TIMEOUT", "Probe"]
 
@@ -71,31 +72,23 @@ class Probe:
             code = 1
             try:
                 os.close(rfd)
-                data = json.dumps(_child_steps(tmp)).encode()
-                while data:
-                    data = data[os.write(wfd, data):]
+                write_all(wfd, json.dumps(_child_steps(tmp)).encode())
                 code = 0
             finally:
                 os._exit(code)
         os.close(wfd)
-        chunks = []
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        with os.fdopen(rfd, "rb", buffering=0) as reader:
-            while (left := deadline - time.monotonic()) > 0:
-                if not select.select([reader], [], [], left)[0]:
-                    continue
-                chunk = reader.read(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            else:
-                os.kill(pid, signal.SIGKILL)
+        try:
+            data = read_until(rfd, time.monotonic() + PROBE_TIMEOUT)
+        finally:
+            os.close(rfd)
+        if data is None:  # (what a late child wrote is cut short: not read)
+            os.kill(pid, signal.SIGKILL)
         if pidfd is not None:
             with pidfd:
                 pidfd.wait()
         else:
             os.waitpid(pid, 0)
-        raw = json.loads(b"".join(chunks) or b"{}")
+        raw = json.loads(data or b"{}")
         probe = cls(raw.get("results", {"child": [False, None, "the probing child "
                                                   "reported nothing"]}))
         probe.userns_features = raw.get("features", {})

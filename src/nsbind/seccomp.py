@@ -28,13 +28,13 @@ import errno
 import functools
 import json
 import os
-import select
 import signal
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from nsbind.childpipe import read_until, write_all
 from nsbind.errors import InvalidValue, Missing
 
 __all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
@@ -339,15 +339,13 @@ class Filter:
                     out = b"P" + self._compile_here()
                 except SeccompError as exc:
                     out = b"E" + json.dumps([exc.what, exc.errno]).encode()
-                view = memoryview(out)
-                while view:
-                    view = view[os.write(write_end, view):]
+                write_all(write_end, out)
                 status = 0
             finally:
                 os._exit(status)
         os.close(write_end)
         try:
-            data = _read_until(read_end, time.monotonic() + COMPILE_TIMEOUT)
+            data = read_until(read_end, time.monotonic() + COMPILE_TIMEOUT)
         finally:
             os.close(read_end)
             if data is None:
@@ -523,19 +521,6 @@ def _flag(flag: str | int) -> int:
 
 #: seconds libseccomp may take to compile one filter (Docker's profile takes 0.03)
 COMPILE_TIMEOUT = 10.0
-
-
-def _read_until(fd: int, deadline: float) -> bytes | None:
-    """All of the pipe ``fd`` until its writer closes it; None at ``deadline``."""
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return None
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _call(rc: int, what: str) -> None:

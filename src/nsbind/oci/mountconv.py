@@ -127,15 +127,14 @@ class CgroupMount:
             return [dataclasses.replace(mounts.cgroup2(self.target), flags=self.attr)]
         steps = [dataclasses.replace(mounts.tmpfs(self.target, mode=0o755),
                                      flags=self.attr & ~MountAttr.RDONLY)]
+        top = self.target.rstrip("/")
         for h in v1:
-            where = f"{self.target.rstrip('/')}/{os.path.basename(h.mountpoint)}"
-            step = mounts.bind(h.path_of(cgroup_path), where, recursive=False)
-            steps.append(dataclasses.replace(step, flags=self.attr))
-        for h in v1:  # co-mounted controllers (cpu,cpuacct): a link per name, as runc's
             base = os.path.basename(h.mountpoint)
-            if "," in base:
-                steps += [mounts.symlink(f"{self.target.rstrip('/')}/{name}", base)
-                          for name in base.split(",") if name]
+            step = mounts.bind(h.path_of(cgroup_path), f"{top}/{base}", recursive=False)
+            steps.append(dataclasses.replace(step, flags=self.attr))
+            if "," in base:  # co-mounted controllers (cpu,cpuacct): a link a name, as runc's
+                steps += [mounts.symlink(f"{top}/{name}", base) for name in base.split(",")
+                          if name]
         return steps
 
 

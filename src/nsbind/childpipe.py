@@ -1,0 +1,31 @@
+"""A forked child's answer over a pipe, with a deadline: what nsbind runs in a child it
+may have to give up on (a libseccomp compilation that never returns, doctor's probes)."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+__all__ = ["read_until", "write_all"]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_until(fd: int, deadline: float) -> bytes | None:
+    """All of the pipe ``fd`` until its writer closes it; None at ``deadline``
+    (``time.monotonic()``), when the caller ends the writer."""
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
