@@ -6,8 +6,22 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
-__all__ = ["read_until", "write_all"]
+__all__ = ["answer_and_exit", "read_until", "write_all"]
+
+
+def answer_and_exit(read_end: int, write_end: int, answer: Callable[[], bytes]) -> NoReturn:
+    """In the forked child: close the parent's end, write ``answer()`` and _exit (status
+    0; 1 if it raised): the child never returns into the caller's code, nor runs atexit."""
+    status = 1
+    try:
+        os.close(read_end)
+        write_all(write_end, answer())
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def write_all(fd: int, data: bytes) -> None:

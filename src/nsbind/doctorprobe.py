@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from nsbind.childpipe import read_until, write_all
+from nsbind.childpipe import answer_and_exit, read_until
 
 __all__ = ["PROBE_TIMEOUT", "Probe"]
 
@@ -69,13 +69,7 @@ class Probe:
             err, pidfd = exc, None
             pid = os.fork()
         if pid == 0:  # the child: never returns into the caller's code
-            code = 1
-            try:
-                os.close(rfd)
-                write_all(wfd, json.dumps(_child_steps(tmp)).encode())
-                code = 0
-            finally:
-                os._exit(code)
+            answer_and_exit(rfd, wfd, lambda: json.dumps(_child_steps(tmp)).encode())
         os.close(wfd)
         try:
             data = read_until(rfd, time.monotonic() + PROBE_TIMEOUT)

@@ -34,7 +34,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
-from nsbind.childpipe import read_until, write_all
+from nsbind.childpipe import answer_and_exit, read_until
 from nsbind.errors import InvalidValue, Missing
 
 __all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
@@ -331,18 +331,8 @@ class Filter:
         a filter comes from a config.json anyone may write."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
-        if pid == 0:  # the child: the program, or the error, then _exit (no atexit)
-            status = 1
-            try:
-                os.close(read_end)
-                try:
-                    out = b"P" + self._compile_here()
-                except SeccompError as exc:
-                    out = b"E" + json.dumps([exc.what, exc.errno]).encode()
-                write_all(write_end, out)
-                status = 0
-            finally:
-                os._exit(status)
+        if pid == 0:  # the child: the program, or the error
+            answer_and_exit(read_end, write_end, self._compiled_or_error)
         os.close(write_end)
         try:
             data = read_until(read_end, time.monotonic() + COMPILE_TIMEOUT)
@@ -363,6 +353,13 @@ class Filter:
             raise SeccompError(str(message), int(err))
         raise SeccompError("libseccomp failed while compiling the filter (the compiling "
                            "process died)", errno.EIO)
+
+    def _compiled_or_error(self) -> bytes:
+        """The compiling child's answer: ``P`` and the program, or ``E`` and the error."""
+        try:
+            return b"P" + self._compile_here()
+        except SeccompError as exc:
+            return b"E" + json.dumps([exc.what, exc.errno]).encode()
 
     def _compile_here(self) -> bytes:
         lib = self.lib
