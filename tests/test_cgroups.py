@@ -672,6 +672,63 @@ def test_non_root_gets_its_delegated_v2_subtree_or_a_clear_error(cgroup_parent: 
     assert result == f"made /{cgroup_parent}/deleg/job in ['{deleg}/job']"
 
 
+def _create_as_user_namespace_root(leaf: str) -> str:
+    """In ``leaf`` (below a cgroup delegated to uid 65534), as root of a user namespace
+    that maps 0 to 65534: where Cgroup.create makes a cgroup below the delegation."""
+    import nsbind
+    from nsbind.cgrouplayout import delegation_root, privileged_over
+
+    with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))  # as root, into the delegated subtree's leaf
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: own /proc/self
+    nsbind.unshare(nsbind.CloneFlags.NEWUSER)
+    for name, text in (("uid_map", "0 65534 1"), ("setgroups", "deny"),
+                       ("gid_map", "0 65534 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    layout = cgroup_layout()
+    top = delegation_root(layout)
+    privileged = [h.mountpoint for h in layout.hierarchies if privileged_over(h)]
+    cg = Cgroup.create("job", parent=f"{top}/nsbind/more")  # parents made as needed
+    made = [h.path_of(cg.path) for h in layout.hierarchies if os.path.isdir(h.path_of(cg.path))]
+    cg.remove()
+    assert layout.unified is not None
+    for parent in (f"{top}/nsbind/more", f"{top}/nsbind"):
+        os.rmdir(layout.unified.path_of(parent))
+    return f"euid {os.geteuid()} top {top} privileged {privileged} made {made}"
+
+
+def test_root_of_a_user_namespace_makes_cgroups_in_its_delegated_subtree_only(
+        cgroup_parent: str) -> None:
+    """Root of a user namespace (a rootless engine's runtime) may write no hierarchy's
+    root: Cgroup.create takes the v2 subtree delegated to the user it maps, the highest
+    cgroup above its own that it owns (delegation_root), and makes missing parents
+    there; never a v1 hierarchy."""
+    v2 = cgroup_layout().unified
+    if v2 is None:
+        pytest.skip("this host has no cgroup v2 hierarchy")
+    deleg = v2.path_of(f"/{cgroup_parent}/deleg")
+    leaf = os.path.join(deleg, "leaf")
+    os.mkdir(deleg)
+    try:
+        os.mkdir(leaf)
+        for d in (deleg, leaf):
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(os.path.join(d, name), 65534, 65534)  # as systemd's Delegate=yes
+        result = run_forked(_create_as_user_namespace_root, leaf)
+    finally:
+        for d in (leaf, deleg):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(d)
+    job = f"{deleg}/nsbind/more/job"
+    assert result == (f"euid 0 top /{cgroup_parent}/deleg privileged [] made ['{job}']")
+
+
 def _cpu_knob(cg: Cgroup) -> tuple[int, str]:
     """(the cpu controller's version, the text of cpu.shares on v1 / cpu.weight on v2)."""
     h = cg.layout.hierarchy_for("cpu")

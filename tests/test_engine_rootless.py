@@ -33,7 +33,7 @@ import nsbind
 from clients import build_rootfs, oci_archive, tar_rootfs
 from nsbind import Namespaces, Process
 from nsbind.net import configure, link_names, run_in, veth_pair
-from testuser import made_user
+from testuser import delegated_cgroup, made_user
 
 SRC = str(pathlib.Path(__file__).resolve().parent.parent / "src")
 PYTHON = "/usr/bin/python3"  # Debian's: the user cannot reach a python under /root
@@ -53,14 +53,20 @@ pytestmark = [
 class User:
     """An unprivileged user running ``nsbind`` (Debian's python3, this checkout)."""
 
-    def __init__(self, name: str, home: pathlib.Path, tun: str | None = None) -> None:
-        self.name, self.home, self.tun = name, home, tun
+    def __init__(self, name: str, home: pathlib.Path, tun: str | None = None,
+                 procs: str | None = None) -> None:
+        self.name, self.home, self.tun, self.procs = name, home, tun, procs
         self.uid = pwd.getpwnam(name).pw_uid
 
     def with_tun(self, node: str) -> User:
         """The same user, each command in a private mount namespace where ``node`` is
         /dev/net/tun (see :data:`TUN_SCRIPT`)."""
-        return User(self.name, self.home, node)
+        return User(self.name, self.home, node, self.procs)
+
+    def in_cgroup(self, procs: str) -> User:
+        """The same user, each command started in the cgroup of ``procs`` (its
+        cgroup.procs, written as root before the user's command runs)."""
+        return User(self.name, self.home, self.tun, procs)
 
     def __call__(self, *args: str, check: bool = True,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -72,6 +78,9 @@ class User:
         if self.tun is not None:
             argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
                     TUN_SCRIPT, "sh", self.tun, *argv]
+        if self.procs is not None:
+            argv = ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
+                    self.procs, *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                               stdin=subprocess.DEVNULL, cwd=self.home)
         if check and proc.returncode != 0:
@@ -151,6 +160,60 @@ def test_rootless_limits_are_refused_without_a_delegated_cgroup(user: User,
     assert proc.stderr.count("\n") == 1
     assert _containers(user) == []
     assert list((user.home / "data" / "nsbind" / "containers").iterdir()) == []
+
+
+def _cgroup_of(pid: int) -> str:
+    """``pid``'s cgroup in the v2 hierarchy (its ``0::`` line)."""
+    lines = pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return next(line[3:] for line in lines if line.startswith("0::"))
+
+
+def _subdirs(cgroup: str) -> list[str]:
+    return sorted(d for d in os.listdir(cgroup) if os.path.isdir(os.path.join(cgroup, d)))
+
+
+def test_rootless_containers_live_in_the_users_delegated_cgroup(user: User,
+                                                                archive: str) -> None:
+    """In a cgroup v2 subtree delegated to the user (as systemd's Delegate=yes leaves
+    one), its containers get cgroups of their own below it, ``<subtree>/nsbind/<id>``,
+    with the limits a controller enabled there allows; a limit whose controller the
+    subtree lacks (on a hybrid host, every v1 one) is refused naming it, and nothing is
+    left: the container's cgroup and the ``nsbind`` parent go with the container."""
+    from nsbind.cgroupcontrollers import usable_controllers
+    from nsbind.cgroups import cgroup_layout
+
+    layout = cgroup_layout()
+    if layout.unified is None:
+        pytest.skip("no cgroup v2 hierarchy: nothing can be delegated")
+    on_v2 = {c for c in usable_controllers(layout) if layout.controllers[c].version == 2}
+    with delegated_cgroup(user.uid, user.uid, "nsbind-rootless") as (subtree, procs):
+        top = os.path.join(nsbind.cgroup2_mountpoint(), subtree)
+        inside = user.in_cgroup(procs)
+        doctor = {r["name"]: r for r in json.loads(inside("doctor", "--json",
+                                                          check=False).stdout)}
+        usable = doctor["cgroup controllers"]["detail"].split("; ")[0]
+        assert ("memory" in usable) is ("memory" in on_v2), usable  # the subtree's, not the leaf's
+        cid = inside("run", "-d", archive, "sleep", "60").stdout.strip()
+        record = json.loads(inside("inspect", cid).stdout)[0]
+        assert _cgroup_of(record["State"]["Pid"]) == f"/{subtree}/nsbind/{cid}"
+        assert _subdirs(os.path.join(top, "nsbind")) == [cid]
+        stats = inside("stats", "--no-stream", cid).stdout
+        assert cid[:12] in stats
+        inside("rm", "-f", cid)
+        assert not os.path.exists(os.path.join(top, "nsbind"))
+        limited = inside("run", "--rm", "-m", "64m", "--pids-limit", "33", archive, "cat",
+                         "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max", check=False)
+        if {"memory", "pids"} <= on_v2:  # a pure-v2 host: the subtree has them
+            assert limited.returncode == 0, limited.stderr
+            assert limited.stdout.split() == [str(64 << 20), "33"]
+        else:
+            missing = sorted({"memory", "pids"} - on_v2)
+            assert limited.returncode == 125 and limited.stderr.count("\n") == 1
+            assert any(f"{c}" in limited.stderr for c in missing), limited.stderr
+            assert "delegated" in limited.stderr or "not enabled" in limited.stderr
+        assert _containers(inside) == []
+        assert not os.path.exists(os.path.join(top, "nsbind"))
+        assert _subdirs(top) == ["pytest"]
 
 
 def test_rootless_host_root(user: User) -> None:

@@ -11,8 +11,12 @@ import contextlib
 import os
 import pathlib
 import pwd
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+
+import nsbind
 
 ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid",
                  "/etc/subgid")
@@ -71,3 +75,48 @@ def made_user(name: str, home: pathlib.Path, *, subids: bool) -> Iterator[pwd.st
             yield entry
         finally:
             subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def remove_cgroup_tree(path: str) -> None:
+    """Kill every process of the cgroup tree at ``path`` and remove it, leaves first."""
+    kill = os.path.join(path, "cgroup.kill")
+    if os.path.exists(kill):
+        with open(kill, "w") as f:
+            f.write("1")
+    deadline = time.monotonic() + 10
+    for top, dirs, _files in os.walk(path, topdown=False):
+        for d in [*(os.path.join(top, d) for d in dirs), *([path] if top == path else [])]:
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        for pid in f.read().split():
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(int(pid), signal.SIGKILL)
+                    time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def delegated_cgroup(uid: int, gid: int, prefix: str = "nsbind-unpriv"
+                     ) -> Iterator[tuple[str, str]]:
+    """(the subtree relative to the v2 root, its leaf's cgroup.procs), delegated to uid
+    as systemd's Delegate=yes does: a cgroup at the v2 root (``<prefix>-<pid>``) owned by
+    the user with its cgroup.procs, cgroup.subtree_control and cgroup.threads, and a
+    leaf (``pytest``) for the user's processes; removed afterwards with what is in it."""
+    mount = nsbind.cgroup2_mountpoint()
+    name = f"{prefix}-{os.getpid()}"
+    top = os.path.join(mount, name)
+    os.mkdir(top)
+    try:
+        leaf = os.path.join(top, "pytest")
+        os.mkdir(leaf)
+        for d in (top, leaf):
+            for entry in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(os.path.join(d, entry), uid, gid)
+        yield name, os.path.join(leaf, "cgroup.procs")
+    finally:
+        remove_cgroup_tree(top)

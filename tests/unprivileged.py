@@ -25,63 +25,17 @@ exits with pytest's status.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 
-import nsbind
 import vm
-from testuser import made_user
+from testuser import delegated_cgroup, made_user
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _remove_tree(path: str) -> None:
-    """Kill every process of the cgroup tree at ``path`` and remove it, leaves first."""
-    kill = os.path.join(path, "cgroup.kill")
-    if os.path.exists(kill):
-        with open(kill, "w") as f:
-            f.write("1")
-    deadline = time.monotonic() + 10
-    for top, dirs, _files in os.walk(path, topdown=False):
-        for d in [*(os.path.join(top, d) for d in dirs), *([path] if top == path else [])]:
-            while True:
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        for pid in f.read().split():
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(int(pid), signal.SIGKILL)
-                    time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def delegated_cgroup(uid: int, gid: int) -> Iterator[tuple[str, str]]:
-    """(the subtree relative to the v2 root, its leaf's cgroup.procs), delegated to uid."""
-    mount = nsbind.cgroup2_mountpoint()
-    name = f"nsbind-unpriv-{os.getpid()}"
-    top = os.path.join(mount, name)
-    os.mkdir(top)
-    try:
-        leaf = os.path.join(top, "pytest")
-        os.mkdir(leaf)
-        for d in (top, leaf):
-            for entry in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
-                os.chown(os.path.join(d, entry), uid, gid)
-        yield name, os.path.join(leaf, "cgroup.procs")
-    finally:
-        _remove_tree(top)
 
 
 def _hidden_ancestor(path: str) -> str | None:

@@ -38,8 +38,9 @@ from nsbind.errors import (
 from nsbind.flags import ResolveFlags
 
 __all__ = ["CgroupLayout", "Hierarchy", "Mode", "cgroup_layout", "cgroup_path_parts",
-           "check_cgroup_name", "delegated_subtree", "enable_controllers", "mkdir_cgroup",
-           "mount_v1", "open_cgroup", "open_in_hierarchy", "unmount_v1"]
+           "check_cgroup_name", "delegated_subtree", "delegation_root", "enable_controllers",
+           "mkdir_cgroup", "mount_v1", "open_cgroup", "open_in_hierarchy", "privileged_over",
+           "unmount_v1"]
 
 Mode = Literal["unified", "hybrid", "legacy", "none"]
 
@@ -246,15 +247,19 @@ def unmount_v1(target: str, controllers: list[str], timeout: float = 10.0) -> No
 def delegated_subtree(layout: CgroupLayout, parent: str | None) -> tuple[Hierarchy, str]:
     """(the v2 hierarchy, the parent path) a non-root caller may create cgroups in:
     ``parent`` (default: the caller's own v2 cgroup) if the caller owns it and may
-    write it, as systemd's Delegate=yes leaves it; PermissionError naming it otherwise.
-    v1 hierarchies are never delegated."""
+    write it, as systemd's Delegate=yes leaves it - or, for a parent not made yet, its
+    deepest existing ancestor; PermissionError naming it otherwise.  v1 hierarchies
+    are never delegated."""
     v2 = layout.unified
     uid = os.geteuid()
     if v2 is None:
         raise Forbidden(f"uid {uid} cannot create cgroups: this host has no cgroup v2 "
                         "hierarchy, and v1 hierarchies are not delegated")
     path = parent if parent is not None else (v2.own or "/")
-    where = v2.path_of(path)
+    parts = cgroup_path_parts(path, "parent")
+    while parts and not os.path.isdir(v2.path_of("/" + "/".join(parts))):
+        parts.pop()  # made by the caller below the ancestor checked here
+    where = v2.path_of("/" + "/".join(parts))
     try:
         owner = os.stat(where).st_uid
     except OSError as exc:
@@ -266,6 +271,35 @@ def delegated_subtree(layout: CgroupLayout, parent: str | None) -> tuple[Hierarc
             "(ask the system for one, e.g. systemd's Delegate=yes, or pass parent= a "
             "cgroup you own)")
     return v2, path
+
+
+def delegation_root(layout: CgroupLayout) -> str | None:
+    """The top of the v2 subtree delegated to the caller: the highest cgroup on the path
+    from the v2 root down to the caller's own that the caller owns and may write (as
+    systemd's Delegate=yes leaves a unit's cgroup); None when its own one is not."""
+    v2 = layout.unified
+    if v2 is None or v2.own is None:
+        return None
+    uid = os.geteuid()
+    parts = [p for p in v2.own.split("/") if p]
+    found = None
+    for depth in range(len(parts), 0, -1):
+        path = "/" + "/".join(parts[:depth])
+        where = v2.path_of(path)
+        try:
+            owned = os.stat(where).st_uid == uid and os.access(where, os.W_OK)
+        except OSError:
+            owned = False
+        if not owned:
+            break
+        found = path
+    return found
+
+
+def privileged_over(h: Hierarchy) -> bool:
+    """Whether the caller may make cgroups anywhere in ``h``: root that may write its
+    root directory (not root of a user namespace, whose euid 0 owns nothing there)."""
+    return os.geteuid() == 0 and os.access(h.mountpoint, os.W_OK)
 
 
 # ---------------------------------------------------------------- paths inside a hierarchy
@@ -384,9 +418,10 @@ def enable_controllers(cg: CgroupFd) -> None:
             cg.write("cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
         except OSError as exc:
             # EBUSY: the cgroup has member processes (a non-root caller's own
-            # delegated cgroup); the new cgroup then has no controllers, and a
-            # limit set on it names the missing file
-            if exc.errno != errno.EBUSY:
+            # delegated cgroup); EACCES/EPERM: an ancestor of a delegated subtree,
+            # which belongs to the machine.  The new cgroup then lacks those
+            # controllers, and a limit set on it names the missing one.
+            if exc.errno not in (errno.EBUSY, errno.EACCES, errno.EPERM):
                 raise
 
 

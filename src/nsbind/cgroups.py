@@ -36,6 +36,7 @@ from nsbind.cgrouplayout import (
     mount_v1,
     open_cgroup,
     open_in_hierarchy,
+    privileged_over,
     unmount_v1,
 )
 from nsbind.cgroupsettings import (
@@ -130,9 +131,10 @@ class Cgroup:
 
         ``parent`` is a path below each hierarchy's root (created if missing).
         For root it defaults to ``nsbind`` (as Docker uses ``/docker``) - never
-        the caller's own cgroup.  A non-root caller gets the cgroup v2 subtree
-        delegated to it (a cgroup it owns, by default its own one) and only the
-        v2 hierarchy; without a delegation the error says so.
+        the caller's own cgroup.  A non-root caller (also root of a user namespace,
+        which may write no hierarchy's root) gets the cgroup v2 subtree delegated to
+        it (a cgroup it owns, by default its own one) and only the v2 hierarchy;
+        without a delegation the error says so.
 
         Every argument is checked first (ValueError naming it; LookupError for a
         limit whose controller is missing) and nothing is created then.  On a
@@ -155,8 +157,9 @@ class Cgroup:
         placed = [(key, self._hierarchy(SETTINGS[key].controllers)) for key in values]
         for key, h in placed:
             if h not in targets:
+                why = " (v1 hierarchies are never delegated)" if h.version == 1 else ""
                 raise LookupFailed(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
-                                   f"uid {os.geteuid()}")
+                                   f"uid {os.geteuid()}{why}")
         check_root_enables(layout, [(k, h, SETTINGS[k].controllers) for k, h in placed])
         self._build(targets, parts, name, values)
         return self
@@ -165,10 +168,10 @@ class Cgroup:
     def _targets(layout: CgroupLayout,
                  parts: list[str] | None) -> tuple[list[Hierarchy], list[str]]:
         """(the hierarchies to create the cgroup in, the parent's components)."""
-        if os.geteuid() == 0:
-            targets = [h for h in layout.hierarchies if h.holds_cgroups]
+        targets = [h for h in layout.hierarchies if h.holds_cgroups and privileged_over(h)]
+        if targets:
             parts = [DEFAULT_PARENT] if parts is None else parts
-        else:
+        else:  # not root, or root of a user namespace: its delegated v2 subtree
             v2, parent = delegated_subtree(
                 layout, None if parts is None else "/" + "/".join(parts))
             targets, parts = [v2], cgroup_path_parts(parent, "parent")

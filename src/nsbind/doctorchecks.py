@@ -306,16 +306,20 @@ def cgroup_layout_check() -> Check:
 
 def cgroup_controllers() -> Check:
     """Which controllers the caller may use: root, where the hierarchy is writable; others,
-    in their own cgroup when it was delegated to them (owned and writable)."""
+    in the v2 subtree delegated to them (the highest cgroup above their own that they
+    own and may write, where rootless containers get theirs), else their own cgroup."""
+    from nsbind.cgrouplayout import delegation_root
     from nsbind.cgroups import cgroup_layout
 
     layout = cgroup_layout()
     uid = os.geteuid()
+    delegated = None if uid == 0 else delegation_root(layout)
     may, may_not, why = set(), set(), []
     for h in layout.hierarchies:
         if not h.holds_cgroups:
             continue
-        where = h.mountpoint if uid == 0 else h.path_of(h.own or "/")
+        mine = delegated if h.version == 2 and delegated is not None else h.own
+        where = h.mountpoint if uid == 0 else h.path_of(mine or "/")
         ctrls = set(h.controllers)
         if h.version == 2 and uid != 0:
             ctrls = set((_read(os.path.join(where, "cgroup.controllers")) or "").split())

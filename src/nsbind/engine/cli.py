@@ -39,8 +39,9 @@ def _run_parser(sub: Any) -> None:
     from nsbind.engine.runopts import add_run_arguments
 
     p = sub.add_parser("run", help="run a command in a new container", add_help=False)
-    p.add_argument("--cgroup-parent", default="/nsbind",
-                   help="the cgroup the container's is made in (default /nsbind)")
+    p.add_argument("--cgroup-parent",
+                   help="the cgroup the container's is made in (default /nsbind; "
+                   "rootless: nsbind below the cgroup v2 subtree delegated to the user)")
     add_run_arguments(p)
 
 
@@ -146,11 +147,13 @@ def _config(args: argparse.Namespace) -> Any:
     if os.geteuid() == 0:
         return EngineConfig(store=args.root, state=args.runroot, cgroup_parent=parent)
     from nsbind.engine.records import default_state_root
+    from nsbind.engine.rootless import rootless_cgroup_parent
     from nsbind.image import default_store_path
 
     return EngineConfig(store=args.root or default_store_path(),
-                        state=args.runroot or default_state_root(), cgroup_parent=parent,
-                        rootless=True)
+                        state=args.runroot or default_state_root(),
+                        cgroup_parent=getattr(args, "cgroup_parent", None)
+                        or rootless_cgroup_parent(), rootless=True)
 
 
 def _as_owner(config: Any) -> Any:

@@ -46,13 +46,14 @@ _RECORD_STORES: dict[str | None, RecordStore] = {}
 class EngineConfig:
     """Where the engine keeps things: ``store`` the image store and container storage
     (default: the image store's default), ``state`` the records (default:
-    ``/run/nsbind`` for root), ``cgroup_parent`` the containers' cgroup parent."""
+    ``/run/nsbind`` for root), ``cgroup_parent`` the containers' cgroup parent (None:
+    no cgroup, for a rootless caller that was delegated none)."""
 
     store: str | None = None
     state: str | None = None
-    cgroup_parent: str = "/nsbind"
+    cgroup_parent: str | None = "/nsbind"
     #: the caller is not root: containers run in a user namespace of its own
-    #: (:mod:`nsbind.engine.rootless`), without a cgroup (nothing is delegated)
+    #: (:mod:`nsbind.engine.rootless`), in its delegated cgroup subtree if it has one
     rootless: bool = False
     #: rootless with only the caller's own id mapped (no subordinate range)
     single_id: bool = False
@@ -60,6 +61,12 @@ class EngineConfig:
     #: ``nsbind`` (tests and side-by-side engines keep tables of their own)
     nft_table: str = dataclasses.field(
         default_factory=lambda: os.environ.get("NSBIND_NFT_TABLE") or "nsbind")
+
+    def cgroup_of(self, container_id: str) -> str | None:
+        """The container's cgroup path (None: it has none)."""
+        if self.cgroup_parent is None:
+            return None
+        return f"{self.cgroup_parent.rstrip('/')}/{container_id}"
 
     def records(self) -> RecordStore:
         """The record store (made once per process and state root: its directories are
@@ -176,8 +183,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "storage": storage, "log": launch.log_path if opts.detach else None,
             "stopSignal": stop or int(signal.SIGTERM),
             "stopTimeout": 10 if opts.stop_timeout is None else opts.stop_timeout,
-            "cgroup": None if config.rootless
-            else f"{config.cgroup_parent.rstrip('/')}/{container_id}",
+            "cgroup": config.cgroup_of(container_id),
             "hostname": hostname, "net": opts.network, "network": network, "ip": ip,
             "publish": list(opts.publish), "slirp": slirp})
     except BaseException:
@@ -294,11 +300,11 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
         annotations=annotations)
     if opts.network.startswith("container:"):
         _join_network_of(launch, spec, opts.network.partition(":")[2])
+    cgroup = launch.config.cgroup_of(launch.container_id)
     if launch.config.rootless:
-        _rootless_spec(spec, launch.config.single_id, opts.network)
-    else:
-        spec.setdefault("linux", {})["cgroupsPath"] = (
-            f"{launch.config.cgroup_parent.rstrip('/')}/{launch.container_id}")
+        _rootless_spec(spec, launch.config.single_id, opts.network, cgroup)
+    if cgroup is not None:
+        spec.setdefault("linux", {})["cgroupsPath"] = cgroup
     spec["root"] = {"path": rootfs, "readonly": read_only}
     if read_only:
         taken = {m["destination"] for m in spec.get("mounts", [])}
@@ -329,21 +335,28 @@ def _join_network_of(launch: Launch, spec: dict[str, Any], ref: str) -> None:
     spec["linux"]["namespaces"].append({"type": "network", "path": path})
 
 
-def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str) -> None:
-    """What a rootless container without a cgroup can have, as runc's rootless spec:
-    no limits (refused when asked for) and no cgroup mount; /sys bound from the host
-    when the network namespace is the host's (sysfs needs one of its own); devpts
-    without ``gid=5`` when only one id is mapped."""
+def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str,
+                   cgroup: str | None) -> None:
+    """What a rootless container can have, as runc's rootless spec: without a
+    delegated ``cgroup`` no limits (refused when asked for); a cgroup mount only on a
+    pure cgroup v2 host in a delegated cgroup (v1 hierarchies are never delegated);
+    /sys bound from the host when the network namespace is the host's (sysfs needs one
+    of its own); devpts without ``gid=5`` when only one id is mapped."""
     linux = spec.setdefault("linux", {})
-    resources = linux.pop("resources", None) or {}
+    resources = linux.get("resources") or {}
     asked = sorted(k for k, v in resources.items() if v and k != "devices")
-    if asked:
+    if asked and cgroup is None:
         raise EngineError(f"rootless: {', '.join(asked)} limits need a delegated cgroup, "
                           "and this user has none (nsbind doctor tells more)")
+    if cgroup is None:
+        linux.pop("resources", None)
+    else:  # device rules need root's eBPF program; the user namespace keeps nodes inert
+        linux["resources"] = {k: v for k, v in resources.items() if k != "devices"}
     linux.pop("cgroupsPath", None)
+    keep_cgroup_mount = cgroup is not None and _pure_v2()
     mounts = []
     for m in spec.get("mounts", []):
-        if m.get("type") in ("cgroup", "cgroup2"):
+        if m.get("type") in ("cgroup", "cgroup2") and not keep_cgroup_mount:
             continue
         if m.get("type") == "sysfs" and network == "host":
             m = {"destination": m["destination"], "type": "bind", "source": "/sys",
@@ -352,6 +365,12 @@ def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str) -> None:
             m = {**m, "options": [o for o in m.get("options", []) if o != "gid=5"]}
         mounts.append(m)
     spec["mounts"] = mounts
+
+
+def _pure_v2() -> bool:
+    from nsbind.cgrouplayout import cgroup_layout
+
+    return cgroup_layout().mode == "unified"
 
 
 def as_engine_error(exc: BaseException, what: str) -> EngineError:

@@ -104,7 +104,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
             with own_console() as (sock, listener):
                 pid = int(create(launch.storage, cid, root=records.oci_root,
                                  cgroup_parent=CGROUP_PARENT, console_socket=sock,
-                                 no_cgroup=launch.config.rootless)["pid"])
+                                 no_cgroup=launch.config.cgroup_parent is None)["pid"])
                 readers[receive_master(listener)] = "stdout"
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -116,7 +116,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
             try:
                 pid = int(create(launch.storage, cid, root=records.oci_root,
                                  cgroup_parent=CGROUP_PARENT,
-                                 no_cgroup=launch.config.rootless)["pid"])
+                                 no_cgroup=launch.config.cgroup_parent is None)["pid"])
             finally:
                 devnull_onto(1, 2)  # the monitor holds no write end: EOF when they close
             readers = {out_r: "stdout", err_r: "stderr"}

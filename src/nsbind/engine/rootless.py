@@ -7,6 +7,11 @@ by the setuid ``newuidmap`` / ``newgidmap`` (Debian's ``uidmap``); without a ran
 The image store and the container storage are then written as that root: files keep
 their owners (mapped into the range), and removing them later needs the same map,
 which :func:`enter` makes again.
+
+Limits need a cgroup the user may make: containers go below the cgroup v2 subtree
+delegated to the user (the highest cgroup above its own that it owns, as systemd's
+``Delegate=yes`` leaves a unit's), in ``<subtree>/nsbind``; without one they run in
+the caller's cgroup, and a limit is refused saying so.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import shutil
 
 from nsbind.engine.errors import EngineError
 
-__all__ = ["MAX_SUBID_FILE", "IdRange", "UserMap", "enter", "subordinate_range", "user_map"]
+__all__ = ["MAX_SUBID_FILE", "IdRange", "UserMap", "enter", "rootless_cgroup_parent",
+           "subordinate_range", "user_map"]
 
 MAX_SUBID_FILE = 1 << 20  #: /etc/subuid is a few lines; more is not read
 
@@ -83,6 +89,15 @@ def user_map() -> UserMap:
         return UserMap(uid, gid, None, None)
     return UserMap(uid, gid, subordinate_range("/etc/subuid", name, uid),
                    subordinate_range("/etc/subgid", name, uid))
+
+
+def rootless_cgroup_parent() -> str | None:
+    """The cgroup parent of the caller's containers: ``nsbind`` below the v2 subtree
+    delegated to it; None when nothing is delegated."""
+    from nsbind.cgrouplayout import cgroup_layout, delegation_root
+
+    top = delegation_root(cgroup_layout())
+    return None if top is None else f"{top.rstrip('/')}/nsbind"
 
 
 def _run_id_tools(pid: int, umap: UserMap) -> str | None:

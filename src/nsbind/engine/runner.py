@@ -102,7 +102,7 @@ def _foreground(launch: Launch) -> int:
         try:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
                                  escalate=signal.SIGINT,  # Ctrl-C twice: killed
-                                 no_cgroup=launch.config.rootless,
+                                 no_cgroup=launch.config.cgroup_parent is None,
                                  on_created=lambda pid: connect(launch, pid))
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -27,8 +27,11 @@ _ATTEMPTS = 10
 
 
 def _named_roots() -> list[str]:
+    """The named hierarchies this caller may place cgroups in (root of a user
+    namespace, a rootless container's runtime, may not: runc skips them then too)."""
     return [h.mountpoint for h in cgroup_layout().hierarchies
-            if h.version == 1 and h.name is not None and not h.controllers]
+            if h.version == 1 and h.name is not None and not h.controllers
+            and os.access(h.mountpoint, os.W_OK)]
 
 
 def make(path: str) -> list[str]:
