@@ -39,5 +39,6 @@ python3 tests/vm.py --kernel 6.1 --cgroups v2 --quiet -- tests/test_cgroups.py \
     tests/test_mounts.py::test_detached_overlay_bound_into_a_spawned_child \
     tests/test_hostile_roots.py::test_pid_1_keeps_no_fd_for_the_container_to_reach \
     tests/test_hostile_roots.py::test_pid_1_closes_stdio_and_passed_fds_and_the_command_keeps_them \
+    tests/test_engine_rootless.py::test_rootless_containers_live_in_the_users_delegated_cgroup \
     || status=1
 exit $status
