@@ -17,6 +17,7 @@ import pytest
 
 from clients import build_rootfs, oci_archive, tar_rootfs
 from enginecli import Engine
+from helpers import SLOWDOWN
 
 IMG = "localhost/busybox:test"
 
@@ -129,7 +130,16 @@ def test_fifty_concurrent_starts_get_fifty_addresses(engine: Engine) -> None:
                                           "ip -4 -o addr show eth0; sleep 2"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               stdin=subprocess.DEVNULL) for _ in range(50)]
-    outputs = [p.communicate(timeout=240) for p in procs]
+    # 15 s here; the 50 starts share the CPUs, so an emulated guest takes SLOWDOWN times
+    deadline = time.monotonic() + 240 * SLOWDOWN
+    try:
+        outputs = [p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                   for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     assert [p.returncode for p in procs] == [0] * 50, [err for _, err in outputs if err][:3]
     addresses = [out.split()[3] for out, _ in outputs]
     assert len(set(addresses)) == 50 and all(a.startswith("10.231.12.") for a in addresses)
