@@ -171,7 +171,7 @@ BAD = [
     (["--stop-timeout", "-2"], "--stop-timeout"),
     (["--net", "br idge"], "--network"), (["--network", "../x"], "--network"),
     (["--net", "none", "-p", "80:80"], "--publish"),
-    (["--userns", "keep-id"], "not supported yet"),
+    (["--userns", "keep-id"], "--userns"), (["--userns", "auto:size=x"], "--userns"),
     (["--rootfs", "/nonexistent-nsbind"], "--rootfs"), (["--rootfs", "/etc/passwd"], "--rootfs"),
     (["-e", "=x"], "-e, --env"), (["-e", ""], "-e, --env"),
     (["--env-file", "/nonexistent-nsbind"], "--env-file"), (["--env-file", "/dev/null"],

@@ -157,9 +157,8 @@ class Cgroup:
         placed = [(key, self._hierarchy(SETTINGS[key].controllers)) for key in values]
         for key, h in placed:
             if h not in targets:
-                why = " (v1 hierarchies are never delegated)" if h.version == 1 else ""
                 raise LookupFailed(f"{key}: the {h.mountpoint} hierarchy is not delegated to "
-                                   f"uid {os.geteuid()}{why}")
+                                   f"uid {os.geteuid()}" + " (no v1 one is)" * (h.version == 1))
         check_root_enables(layout, [(k, h, SETTINGS[k].controllers) for k, h in placed])
         self._build(targets, parts, name, values)
         return self
@@ -168,16 +167,14 @@ class Cgroup:
     def _targets(layout: CgroupLayout,
                  parts: list[str] | None) -> tuple[list[Hierarchy], list[str]]:
         """(the hierarchies to create the cgroup in, the parent's components)."""
+        if not any(h.holds_cgroups for h in layout.hierarchies):
+            raise LookupFailed("no cgroup hierarchy is mounted on this host")
         targets = [h for h in layout.hierarchies if h.holds_cgroups and privileged_over(h)]
         if targets:
-            parts = [DEFAULT_PARENT] if parts is None else parts
-        else:  # not root, or root of a user namespace: its delegated v2 subtree
-            v2, parent = delegated_subtree(
-                layout, None if parts is None else "/" + "/".join(parts))
-            targets, parts = [v2], cgroup_path_parts(parent, "parent")
-        if not targets:
-            raise LookupFailed("no cgroup hierarchy is mounted on this host")
-        return targets, parts
+            return targets, [DEFAULT_PARENT] if parts is None else parts
+        # not root, or root of a user namespace: its delegated v2 subtree
+        v2, parent = delegated_subtree(layout, None if parts is None else "/" + "/".join(parts))
+        return [v2], cgroup_path_parts(parent, "parent")
 
     def _build(self, targets: list[Hierarchy], parts: list[str], name: str,
                values: dict[str, Any]) -> None:

@@ -30,7 +30,8 @@ from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
-           "device", "devpts", "mask", "mkdir", "mqueue", "overlay", "overlay_step", "proc",
+           "device", "devpts", "mask", "mkdir", "mount_points", "mqueue", "overlay",
+           "overlay_step", "proc",
            "propagation", "readonly", "symlink", "sysfs", "tmpfs"]
 
 _SAFE = MountAttr.NOSUID | MountAttr.NODEV | MountAttr.NOEXEC
@@ -392,3 +393,11 @@ def _classic_overlay(layers: list[str], joined: str, cwd: str | None, upper: Pat
     flags = int(MountFlags.RDONLY) if readonly or upper is None else 0
     return classic_detached("overlay", text, flags=flags, cwd=cwd,
                             label=f"overlay of {len(layers)} layers")
+
+
+def mount_points(pid: int | str = "self") -> list[str]:
+    """The mount points of ``pid``'s mount namespace, as its /proc/PID/mountinfo lists
+    them (oldest first; a path mounted on twice appears twice), unescaped."""
+    from nsbind._sys.mountinfo import read_mountinfo
+
+    return [entry.mountpoint for entry in read_mountinfo(pid)]

@@ -14,6 +14,7 @@ freeze and is read as it runs (a file that changes meanwhile fails the commit).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ def commit(config: EngineConfig, ref: str, name: str | None = None, *,
     record.  EngineError naming the container when it has no image (``--rootfs``), its
     image left the store, or the layer cannot be written; nothing is stored then."""
     from nsbind.engine.records import status_of
+    from nsbind.engine.userns import IdShift, unshifted_upper
     from nsbind.image import ImageError, Store
     from nsbind.image.changes import apply_changes
     from nsbind.image.commit import commit_layer
@@ -57,13 +59,22 @@ def commit(config: EngineConfig, ref: str, name: str | None = None, *,
                           f"no longer in the store {store.path}")
     upper = os.path.join(config.storage_root(), cid, "upper")
     frozen = pause and not config.rootless and status_of(record) == "running"
+    shift = IdShift.from_record(record)
+    view: contextlib.AbstractContextManager[str] = contextlib.nullcontext(upper)
+    if shift is not None:  # its files read with the container's ids, not the host's
+        from nsbind.engine.launch import private_mounts
+
+        private_mounts()
+        view = unshifted_upper(upper, shift, os.path.join(config.storage_root(), cid,
+                                                          "unshifted"))
     try:
         new_config = apply_changes(base.config, changes)
         if frozen:
             oci_pause(records.oci_root, cid)
         try:
-            return commit_layer(store, base, upper, name, config=new_config,
-                                skip=ENGINE_FILES, label=f"commit {shown}")
+            with view as layer:
+                return commit_layer(store, base, layer, name, config=new_config,
+                                    skip=ENGINE_FILES, label=f"commit {shown}")
         finally:
             if frozen:
                 oci_resume(records.oci_root, cid)

@@ -106,6 +106,15 @@ class Launch:
     etc_files: dict[str, str]
 
     @property
+    def shift(self) -> Any:
+        """The id range of the container's own user namespace (an IdShift), or None."""
+        if self.opts.userns is None:
+            return None
+        from nsbind.engine.userns import IdShift
+
+        return IdShift.from_record(self.records.load(self.container_id))
+
+    @property
     def rootfs_dir(self) -> str:
         return os.path.join(self.storage, "rootfs")
 
@@ -149,6 +158,9 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         from nsbind.engine.netattach import publish_mappings
 
         publish_mappings(opts.publish)  # refused before anything is made
+    if opts.userns is not None and config.rootless:
+        raise EngineError("--userns auto: a rootless container always runs in the user's "
+                          "own user namespace")
     records = config.records()
     container_id, name = records.reserve(opts.name)
     storage = os.path.join(config.storage_root(), container_id)
@@ -173,7 +185,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             stop = signal_number(image.config.stop_signal, "image StopSignal")
         launch = Launch(config, records, opts, image, container_id, name, storage, hostname,
                         etc_files)
-        records.save({
+        shift = _save_record(launch, {
             "id": container_id, "name": name, "created": now(),
             "image": image.ref if image else f"rootfs:{os.path.abspath(opts.rootfs or '/')}",
             "imageDigest": image.config_digest if image else None,
@@ -186,6 +198,11 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "cgroup": config.cgroup_of(container_id),
             "hostname": hostname, "net": opts.network, "network": network, "ip": ip,
             "publish": list(opts.publish), "slirp": slirp})
+        if shift is not None:  # the container's root owns what it may write
+            from nsbind.engine.userns import own_storage
+
+            own_storage(shift, config.store_root(), storage,
+                        [os.path.join(storage, "upper"), *etc_files.values()])
     except BaseException:
         if network is not None:
             from nsbind.engine.netattach import detach_container
@@ -197,6 +214,23 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         records.remove(container_id)
         raise
     return launch
+
+
+def _save_record(launch: Launch, record: dict[str, Any]) -> Any:
+    """Save the container's first record, with the id range of its own user namespace
+    (``--userns auto``) chosen under the allocation lock; that range (an IdShift) or
+    None."""
+    size = launch.opts.userns
+    if size is None:
+        launch.records.save(record)
+        return None
+    from nsbind.engine.userns import allocate, allocation_lock
+
+    records = launch.records
+    with allocation_lock(records.root):
+        shift = allocate(size, records.records())
+        records.save({**record, "idmap": shift.to_json()})
+    return shift
 
 
 def _take_address(config: EngineConfig, records: RecordStore, network: str,
@@ -252,8 +286,14 @@ def mount_root(launch: Launch) -> str:
     from nsbind.mounts import overlay
 
     lower = list(reversed(launch.image.layer_dirs))  # the top layer first
-    with overlay(lower, os.path.join(launch.storage, "upper"),
-                 os.path.join(launch.storage, "work")) as mnt:
+    shift = launch.shift
+    layers: contextlib.AbstractContextManager[list[str]] = contextlib.nullcontext(lower)
+    if shift is not None:  # its own user namespace: the shared layers, idmapped
+        from nsbind.engine.userns import idmapped_layers
+
+        layers = idmapped_layers(lower, shift, os.path.join(launch.storage, "layers"))
+    with layers as lower, overlay(lower, os.path.join(launch.storage, "upper"),
+                                  os.path.join(launch.storage, "work")) as mnt:
         mnt.attach(launch.rootfs_dir)
     return launch.rootfs_dir
 
@@ -301,6 +341,11 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
     if opts.network.startswith("container:"):
         _join_network_of(launch, spec, opts.network.partition(":")[2])
     cgroup = launch.config.cgroup_of(launch.container_id)
+    shift = launch.shift
+    if shift is not None:
+        from nsbind.engine.userns import spec_namespace
+
+        spec_namespace(spec, shift)
     if launch.config.rootless:
         _rootless_spec(spec, launch.config.single_id, opts.network, cgroup)
     if cgroup is not None:
@@ -404,15 +449,24 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
     if monitor and monitor != os.getpid():
         _wait_gone(monitor, record.get("monitorStartTime"))
     storage = os.path.join(config.storage_root(), container_id)
-    rootfs = os.path.join(storage, "rootfs")
-    if os.path.ismount(rootfs):  # mounted in this process's own mount namespace
-        import nsbind
-        from nsbind import UmountFlags
-
-        with contextlib.suppress(OSError):
-            nsbind.umount2(rootfs, UmountFlags.DETACH)
+    _unmount_below(storage)
     shutil.rmtree(storage, ignore_errors=True)
     records.remove(container_id)
+
+
+def _unmount_below(directory: str) -> None:
+    """Detach every mount at or below ``directory`` in this process's mount namespace
+    (the root it mounted in its own), deepest first: removing the directory must not
+    reach through a mount into what it shows."""
+    import nsbind
+    from nsbind import UmountFlags
+    from nsbind.mounts import mount_points
+
+    top = os.path.realpath(directory)
+    found = [m for m in mount_points() if m == top or m.startswith(top + "/")]
+    for point in sorted(found, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            nsbind.umount2(point, UmountFlags.DETACH)
 
 
 _HELD_FDS: list[int] = []  # slirp4netns's exit fds, open for this process's life

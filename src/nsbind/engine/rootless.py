@@ -24,7 +24,7 @@ import shutil
 from nsbind.engine.errors import EngineError
 
 __all__ = ["MAX_SUBID_FILE", "IdRange", "UserMap", "enter", "rootless_cgroup_parent",
-           "subordinate_range", "user_map"]
+           "subordinate_range", "subordinate_ranges", "user_map"]
 
 MAX_SUBID_FILE = 1 << 20  #: /etc/subuid is a few lines; more is not read
 
@@ -52,30 +52,40 @@ class UserMap:
         return self.uids is None or self.gids is None
 
 
-def subordinate_range(path: str, name: str, number: int) -> IdRange | None:
-    """The first range ``path`` (/etc/subuid or /etc/subgid) gives ``name`` (or the
-    number), checked: ids in 1..2**32-2, the range inside it.  None when there is none."""
+def subordinate_ranges(path: str, name: str, number: int | None) -> list[IdRange]:
+    """Every range ``path`` (/etc/subuid or /etc/subgid) gives ``name`` (or the number),
+    in file order, checked: ids in 1..2**32-2, the range inside it; a line that is not
+    is skipped.  A file that is not a regular one is refused (EngineError)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
-        return None
+        return []
     with os.fdopen(fd, "rb") as f:
         import stat
 
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise EngineError(f"{path}: not a regular file")
         text = f.read(MAX_SUBID_FILE).decode("utf-8", "replace")
+    owners = (name,) if number is None else (name, str(number))
+    found = []
     for line in text.splitlines():
         fields = line.strip().split(":")
-        if len(fields) != 3 or fields[0] not in (name, str(number)):
+        if len(fields) != 3 or fields[0] not in owners:
             continue
         if not (fields[1].isascii() and fields[1].isdigit() and fields[2].isascii()
                 and fields[2].isdigit()):
             continue
         start, count = int(fields[1]), int(fields[2])
         if start > 0 and count > 0 and start + count <= 2**32 - 1:
-            return IdRange(start, min(count, 65536))
-    return None
+            found.append(IdRange(start, count))
+    return found
+
+
+def subordinate_range(path: str, name: str, number: int) -> IdRange | None:
+    """The first range ``path`` gives ``name`` (or the number), at most 65536 ids of it
+    (see :func:`subordinate_ranges`).  None when there is none."""
+    found = subordinate_ranges(path, name, number)
+    return IdRange(found[0].start, min(found[0].count, 65536)) if found else None
 
 
 def user_map() -> UserMap:

@@ -64,6 +64,10 @@ def dry_run(config: EngineConfig, opts: RunOptions) -> str:
                 nsbind.umount2(tmp)
     spec["root"] = {"path": rootfs if opts.rootfs else "<the container's overlay>",
                     "readonly": opts.read_only}
+    if opts.userns is not None:  # the range a run would take now (none is taken)
+        from nsbind.engine.userns import allocate, spec_namespace
+
+        spec_namespace(spec, allocate(opts.userns, config.records().records()))
     return json.dumps(spec, indent=2)
 
 

@@ -118,6 +118,8 @@ class RunOptions:
     network: str = "loopback"
     publish: tuple[str, ...] = ()
     ip: str | None = None
+    #: the size of the container's own user namespace (``--userns auto``); None: the host's
+    userns: int | None = None
     dry_run: bool = False
 
 
@@ -172,7 +174,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER[/PROTO]",
         help="publish a container port on the host (bridge and named networks)")
     add("--ip", metavar="ADDRESS", help="the container's address on a named network")
-    add("--userns", help="host (the default)")
+    add("--userns", metavar="MODE", help="host (the default), or auto[:size=N]: a user "
+        "namespace of the container's own, its ids from the subordinate ranges of the "
+        "user 'containers'")
     add("--rootfs", metavar="DIR", help="run in DIR instead of an image")
     add("--dry-run", action="store_true", help="print the OCI spec; run nothing")
     add("image", nargs="?", metavar="IMAGE", help="the image (absent with --rootfs)")
@@ -511,8 +515,9 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     if publish and (network in _NETWORKS or network.startswith("container:")):
         raise _bad("--publish", publish[0], f"ports are published on a bridge or named "
                    f"network, not with --network {network}")
-    if ns.userns not in (None, "", "host"):
-        raise _bad("--userns", ns.userns, "user namespaces are not supported yet (host)")
+    from nsbind.engine.userns import parse_userns
+
+    userns = parse_userns(ns.userns)
     nnp, seccomp = _security(ns.security_opt or ())
     return RunOptions(
         image=image, command=command, rootfs=rootfs,
@@ -531,4 +536,5 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
         cap_drop=tuple(_cap("--cap-drop", c) for c in ns.cap_drop or ()),
         no_new_privileges=nnp, seccomp=seccomp,
         stop_signal=_signal(ns.stop_signal) if ns.stop_signal is not None else None,
-        stop_timeout=timeout, network=network, publish=publish, ip=ip, dry_run=ns.dry_run)
+        stop_timeout=timeout, network=network, publish=publish, ip=ip, userns=userns,
+        dry_run=ns.dry_run)
