@@ -30,7 +30,8 @@ from typing import Any
 from nsbind.engine.errors import EngineError
 from nsbind.oci.state import process_alive
 
-__all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "now", "status_of"]
+__all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "flocked", "now",
+           "status_of"]
 
 MAX_RECORD_BYTES = 1 << 20  #: a record is a few KiB; a bigger file is not ours
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
@@ -70,6 +71,18 @@ def status_of(record: dict[str, Any]) -> str:
     if not isinstance(started, int) or not process_alive(pid, started):
         return "exited"
     return "paused" if record.get("paused") else "running"
+
+
+@contextlib.contextmanager
+def flocked(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (made 0600 if missing, never through
+    a link) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class RecordStore:
@@ -146,16 +159,9 @@ class RecordStore:
 
     # ------------------------------------------------------------- records
 
-    @contextlib.contextmanager
-    def locked(self, container_id: str) -> Iterator[None]:
+    def locked(self, container_id: str) -> contextlib.AbstractContextManager[None]:
         """Hold the container's record lock."""
-        fd = os.open(os.path.join(self.directory(container_id), "lock"),
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return flocked(os.path.join(self.directory(container_id), "lock"))
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically (a temporary file renamed over it)."""

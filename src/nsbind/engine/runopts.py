@@ -515,9 +515,11 @@ def run_options(ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     if publish and (network in _NETWORKS or network.startswith("container:")):
         raise _bad("--publish", publish[0], f"ports are published on a bridge or named "
                    f"network, not with --network {network}")
-    from nsbind.engine.userns import parse_userns
+    userns = None
+    if ns.userns not in (None, "", "host"):  # (the module only when one is asked for)
+        from nsbind.engine.userns import parse_userns
 
-    userns = parse_userns(ns.userns)
+        userns = parse_userns(ns.userns)
     nnp, seccomp = _security(ns.security_opt or ())
     return RunOptions(
         image=image, command=command, rootfs=rootfs,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -90,16 +89,11 @@ def _ranges(path: str) -> list[tuple[int, int]]:
     return [(r.start, r.count) for r in subordinate_ranges(path, AUTO_USER, None)]
 
 
-@contextlib.contextmanager
-def allocation_lock(state_root: str) -> Iterator[None]:
+def allocation_lock(state_root: str) -> contextlib.AbstractContextManager[None]:
     """Held while a range is chosen and the record that holds it is saved."""
-    fd = os.open(os.path.join(state_root, "userns.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    from nsbind.engine.records import flocked
+
+    return flocked(os.path.join(state_root, "userns.lock"))
 
 
 def _first_fit(ranges: list[tuple[int, int]], taken: list[tuple[int, int]],
