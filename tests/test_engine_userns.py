@@ -160,7 +160,8 @@ def test_auto_without_subordinate_ranges_is_refused_and_leaves_nothing(
                     "".join(li for li in lines if not li.startswith("containers:")))
         proc = engine("run", "--rm", "--userns", "auto", IMG, "true", check=False)
     assert proc.returncode == 125 and "no subordinate range" in proc.stderr, proc.stderr
-    assert "usermod --add-subuids" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "containers:1000000:1000000 to /etc/subuid" in proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 def test_hostile_subid_files_are_refused_or_skipped(engine: Engine,
@@ -185,6 +186,26 @@ def test_hostile_subid_files_are_refused_or_skipped(engine: Engine,
         proc = engine("run", "--rm", "--userns", "auto", IMG, "true", check=False)
         assert proc.returncode == 125 and "/etc/subuid gives the user 'containers' no" in (
             proc.stderr)
+
+
+def _doctor_row(engine: Engine) -> dict[str, object]:
+    rows = json.loads(engine("doctor", "--json", check=False).stdout)
+    return next(r for r in rows if r["name"] == "subordinate ids")
+
+
+def test_doctor_shows_the_ranges_auto_takes_or_how_to_add_them(engine: Engine,
+                                                                subids: int) -> None:
+    row = _doctor_row(engine)
+    assert row["ok"] is True and f"{subids}+{RANGE}" in str(row["detail"])
+    assert "--userns auto" in str(row["detail"])
+    with kept("/etc/subuid", "/etc/subgid"):
+        for path in ("/etc/subuid", "/etc/subgid"):
+            lines = pathlib.Path(path).read_text().splitlines(keepends=True)
+            pathlib.Path(path).write_text(
+                "".join(li for li in lines if not li.startswith("containers:")))
+        row = _doctor_row(engine)
+    assert row["ok"] is None and "--userns auto is refused" in str(row["detail"])
+    assert "containers:" in str(row["fix"]) and "/etc/subuid" in str(row["fix"])
 
 
 def test_dry_run_shows_the_maps_it_would_take(engine: Engine, subids: int) -> None:

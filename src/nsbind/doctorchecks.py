@@ -216,23 +216,26 @@ def _free_start() -> int:
 
 
 def subordinate_ids() -> Check:
-    """The caller's ranges in /etc/subuid and /etc/subgid."""
+    """The caller's ranges in /etc/subuid and /etc/subgid (root's: those of the user
+    ``containers``, which ``nsbind run --userns auto`` takes ids from)."""
     uid = os.geteuid()
-    name = _user_name(uid)
+    name = "containers" if uid == 0 else _user_name(uid)
     parts, missing = [], []
     for path in ("/etc/subuid", "/etc/subgid"):
-        found = _ranges(path, name, uid)
+        found = _ranges(path, name, uid if uid else -1)
         if found:
             parts.append(f"{path}: " + ", ".join(f"{s}+{n}" for s, n in found))
         else:
             missing.append(path)
             parts.append(f"{path}: {'no such file' if found is None else 'none'}")
-    detail = f"for {name} (uid {uid}): " + "; ".join(parts)
-    if uid == 0:
-        return Check("subordinate ids", None, f"{detail} (root maps any ids: not needed)")
+    detail = ("for containers (nsbind run --userns auto): " if uid == 0
+              else f"for {name} (uid {uid}): ") + "; ".join(parts)
     if not missing:
         return Check("subordinate ids", True, detail)
     start = _free_start()
+    if uid == 0:  # no such user is needed: only the name is looked up in the files
+        return Check("subordinate ids", None, f"{detail}: --userns auto is refused",
+                     f"add the line containers:{start}:65536 to /etc/subuid and /etc/subgid")
     return Check("subordinate ids", False, f"{detail}: a user namespace maps only uid {uid}",
                  f"as root: usermod --add-subuids {start}-{start + 65535} --add-subgids "
                  f"{start}-{start + 65535} {name}")

@@ -6,9 +6,8 @@
   whose ids 0..N-1 (N from 1 to 65536, default 65536) map to a range of host ids that no
   other container of this engine holds, taken first-fit from the subordinate ranges
   ``/etc/subuid`` and ``/etc/subgid`` give the user ``containers`` (podman's
-  ``root-auto-userns-user``; ``usermod --add-subuids 1000000-1999999 --add-subgids
-  1000000-1999999 containers`` makes them).  Root in the container is an unprivileged
-  id on the host.
+  ``root-auto-userns-user``; a line ``containers:1000000:1000000`` in each makes them,
+  no such user is needed).  Root in the container is an unprivileged id on the host.
 
 The image's layers are shared by every container, so they are not chowned: each is
 bound idmapped below the container's overlay (``MOUNT_ATTR_IDMAP``; overlayfs takes
@@ -123,8 +122,8 @@ def allocate(size: int, records: Iterable[dict[str, Any]]) -> IdShift:
         ranges = _ranges(path)
         if not ranges:
             raise EngineError(f"--userns auto: {path} gives the user {AUTO_USER!r} no "
-                              f"subordinate range (usermod --add-subuids 1000000-1999999 "
-                              f"--add-subgids 1000000-1999999 {AUTO_USER})")
+                              f"subordinate range (add a line such as "
+                              f"{AUTO_USER}:1000000:1000000 to /etc/subuid and /etc/subgid)")
         start = _first_fit(ranges, taken, size)
         if start is None:
             raise EngineError(f"--userns auto: no {size} free ids are left in the ranges "
