@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from fractions import Fraction
 
 from nsbind.engine.errors import EngineError, bad_argument
 
@@ -187,6 +186,8 @@ def parse_size(flag: str, value: str) -> int:
     match = _SIZE.fullmatch(value.strip())
     if match is None:
         raise bad_argument(flag, value, "invalid size")
+    from fractions import Fraction  # (a size given: not on every run's import path)
+
     number = Fraction(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
     size = int(number)  # whole bytes, as Docker's int64(size * unit)
     if size > _I64:
