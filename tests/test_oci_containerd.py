@@ -105,8 +105,10 @@ def test_run_env_cwd_and_namespaces(ctr: Ctr) -> None:
                         options=["--env", "A=b c", "--cwd", "/tmp"]))
     lines = out.splitlines()
     assert lines[0] == "A=b c cwd=/tmp pid=1 uid=0"
-    # the task is in its cgroup in every hierarchy the runtime uses, and in an empty netns
-    cgroups = {line.split(":", 2)[2] for line in lines if re.match(r"^\d+:", line)}
+    # the task is in its cgroup in every hierarchy the runtime uses, and in an empty netns;
+    # runc (1.1) uses no v1 misc hierarchy (a hybrid layout on 6.x): left out for both
+    cgroups = {line.split(":", 2)[2] for line in lines
+               if re.match(r"^\d+:", line) and not re.match(r"^\d+:misc:", line)}
     assert cgroups == {ctr.cgroup_of(cid)}, out
     assert lines[-1] == "lo", out
     assert_gone(ctr, cid)

@@ -285,13 +285,15 @@ awk '{print "mnt:" $5, $6, $(NF-2), $NF}' /proc/self/mountinfo | sed 's/[0-9a-f]
 ls -l /dev | awk '{print "dev:" $1, $5, $6, $NF}' | sort
 echo "ping_group_range=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\t' ' ')"
 echo "links=$(ls /sys/class/net | tr '\n' ' ')"
-sed 's/[0-9a-f]\{64\}/ID/' /proc/self/cgroup | sed 's/^/cg:/'
+grep -v '^[0-9]*:misc:' /proc/self/cgroup | sed 's/[0-9a-f]\{64\}/ID/' | sed 's/^/cg:/'
 echo "umask=$(umask)"
 """
 
 
 def test_sees_what_it_sees_under_runc(podman_store: PodmanStore) -> None:
-    """One probe of what a container sees, under runc and under nsbind-oci: the same."""
+    """One probe of what a container sees, under runc and under nsbind-oci: the same.
+    Bar a v1 ``misc`` hierarchy (a hybrid layout on 6.x): runc (1.1) knows no such
+    subsystem and leaves the container in conmon's cgroup there, nsbind-oci joins it."""
     seen = {}
     for runtime in ("runc", "nsbind-oci"):
         client = Podman(podman_store, runtime)
