@@ -377,3 +377,4 @@ def test_libseccomp_refusals_come_back_from_the_compiling_child() -> None:
                        r"refused it: EEXIST") as info:
         Filter.from_oci({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
     assert "File exists" in str(info.value)
+    assert info.value.errno == errno.EEXIST  # libseccomp's, kept with the JSON path

@@ -417,8 +417,8 @@ class _OciReader:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fail(self, where: str, message: str) -> SeccompError:
-        return SeccompError(f"{self.path}{where}: {message}")
+    def fail(self, where: str, message: str, err: int | None = None) -> SeccompError:
+        return SeccompError(f"{self.path}{where}: {message}", err)
 
     def run(self, where: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, its SeccompError prefixed with the JSON path."""
@@ -427,7 +427,7 @@ class _OciReader:
         except SeccompError as exc:
             if exc.what.startswith(self.path):
                 raise
-            raise self.fail(where, exc.what) from None
+            raise self.fail(where, exc.what, exc.errno) from None  # libseccomp's errno kept
 
     def mapping(self, value: object, where: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
