@@ -201,6 +201,55 @@ def test_idmapped_bind_shows_owners_through_its_mappings(tmp_path: pathlib.Path,
         == (0, 1000)
 
 
+def test_idmapped_bind_of_a_tmpfs_works_or_names_the_kernel_it_needs(
+        tmp_path: pathlib.Path, cgroup_parent: str) -> None:
+    """tmpfs can be idmapped from Linux 6.3 only: there the container sees the mapped
+    owners; before it the runtime refuses the mount up front, naming the filesystem
+    and the release, instead of the child's bare EINVAL.  Which one happens is the
+    kernel's answer to the runtime's own probe (a detached clone of the source's mount
+    idmapped with the mount's namespace), asked here first."""
+    import nsbind
+    from nsbind import features
+    from nsbind.errors import Unsupported
+    from nsbind.oci.idmapmount import IdmapBind
+
+    if not features.idmapped_mounts():
+        pytest.skip("this kernel has no idmapped mounts (MOUNT_ATTR_IDMAP, Linux 5.12)")
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    nsbind.mount("tmpfs", str(shm), "tmpfs", 0, "mode=755,size=1m")
+    try:
+        (shm / "owned").write_text("x")
+        os.chown(shm / "owned", 1000, 1000)
+        maps = ((0, 100000, 65536),)
+        refusal = None
+        try:
+            _step, userns = IdmapBind(str(shm), "/data", False, 0, maps, maps).make()
+            userns.close()
+        except Unsupported as exc:
+            refusal = str(exc)
+        mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+        def edit(config: dict[str, Any]) -> None:
+            config["mounts"].append({"destination": "/data", "type": "bind",
+                                     "source": str(shm), "options": ["bind", "idmap"],
+                                     "uidMappings": mapping, "gidMappings": mapping})
+
+        bundle = make_bundle(tmp_path, cgroup_parent, edit,
+                             ["stat", "-c", "%u %g", "/data/owned"])
+        if refusal is None:
+            code, out = run_nsbind(bundle, cgroup_parent)
+            assert (code, out.split("\n")[0]) == (0, "101000 101000")
+        else:
+            assert "its filesystem (tmpfs) cannot be idmapped on this kernel (idmapped " \
+                "tmpfs mounts: Linux 6.3)" in refusal
+            with pytest.raises(Unsupported, match=r"idmapped tmpfs mounts: Linux 6\.3"):
+                run_nsbind(bundle, cgroup_parent)
+        assert os.stat(shm / "owned").st_uid == 1000  # the host's file unchanged
+    finally:
+        nsbind.umount2(str(shm))
+
+
 @pytest.mark.unprivileged
 def test_idmapped_mount_needs_both_maps_and_a_bind(tmp_path: pathlib.Path) -> None:
     maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]

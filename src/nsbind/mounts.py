@@ -30,7 +30,8 @@ from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
-           "device", "devpts", "mask", "mkdir", "mount_points", "mqueue", "overlay",
+           "device", "devpts", "filesystem_of", "mask", "mkdir", "mount_points", "mqueue",
+           "overlay",
            "overlay_step", "proc",
            "propagation", "readonly", "symlink", "sysfs", "tmpfs"]
 
@@ -401,3 +402,19 @@ def mount_points(pid: int | str = "self") -> list[str]:
     from nsbind._sys.mountinfo import read_mountinfo
 
     return [entry.mountpoint for entry in read_mountinfo(pid)]
+
+
+def filesystem_of(path: PathLike) -> str:
+    """The filesystem type (``tmpfs``, ``ext4`` ...) of the mount that holds ``path`` in
+    this process's mount namespace: the deepest mount point above its real path in
+    /proc/self/mountinfo (the last of those stacked there); "unknown" if none."""
+    from nsbind._sys.mountinfo import read_mountinfo
+
+    real = os.path.realpath(_s(path))
+    best, kind = -1, "unknown"
+    for entry in read_mountinfo():
+        point = entry.mountpoint.rstrip("/")
+        if (real == point or real.startswith(point + "/") or point == "") and len(
+                point) >= best:
+            best, kind = len(point), entry.fstype
+    return kind

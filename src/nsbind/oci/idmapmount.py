@@ -11,6 +11,7 @@ made with that fd, which the RootFS keeps open until the container is made.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
@@ -65,9 +66,33 @@ class IdmapBind:
         the spawn is made)."""
         userns = mapping_userns(list(self.uid_map), list(self.gid_map))
         try:
+            _check_idmappable(self.source, userns)
             step = bind(self.source, self.target, recursive=self.recursive,
                         idmap=userns.fileno())
         except BaseException:
             userns.close()
             raise
         return dataclasses.replace(step, flags=step.flags | self.attr), userns
+
+
+def _check_idmappable(source: str, userns: NamespaceFd) -> None:
+    """Refuse, naming why, a source whose filesystem this kernel cannot idmap: probed on
+    a detached clone of its mount with the mapping namespace (the child would otherwise
+    fail with a bare EINVAL).  tmpfs is idmappable from Linux 6.3, ext4, xfs and btrfs
+    from 5.12; network and FUSE filesystems mostly not."""
+    from nsbind import MountAttr, NsbindError, OpenTreeFlags, open_tree
+    from nsbind.errors import Unsupported
+
+    try:
+        with open_tree(source, OpenTreeFlags.CLONE) as tree:
+            tree.setattr(MountAttr.IDMAP, userns=userns)
+    except NsbindError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        from nsbind.mounts import filesystem_of
+
+        kind = filesystem_of(source)
+        why = (" (idmapped tmpfs mounts: Linux 6.3)" if kind == "tmpfs" else "")
+        raise Unsupported(errno.EINVAL, "mount_setattr",
+                          what=f"idmapped mount of {source}: its filesystem ({kind}) cannot "
+                          f"be idmapped on this kernel{why}") from None
