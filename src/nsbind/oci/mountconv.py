@@ -418,6 +418,8 @@ def dev_defaults(target: str = "/dev") -> list[MountStep]:
     steps = [mounts.device(f"{target}/{name}", major, minor, host=f"/dev/{name}")
              for name, major, minor in DEFAULT_DEVICES]
     steps += [mounts.symlink(f"{target}/{name}", to) for name, to in DEFAULT_LINKS]
+    if os.path.exists("/proc/kcore"):  # as runc: only where the kernel has one
+        steps.append(mounts.symlink(f"{target}/core", "/proc/kcore"))  # (CONFIG_PROC_KCORE)
     return steps
 
 
