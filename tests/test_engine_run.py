@@ -20,7 +20,7 @@ import pytest
 
 from clients import build_rootfs, oci_archive, tar_rootfs
 from enginecli import Engine
-from nsbind.cgroups import usable_controllers
+from nsbind.cgroups import cgroup_layout, usable_controllers
 
 IMAGE_CONFIG = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                         "FROM_IMAGE=yes", "FOO=image"],
@@ -221,13 +221,17 @@ def test_limits_volumes_and_a_read_only_root(engine: Engine, tmp_path: pathlib.P
                                           "tmp"], out.stderr
     engine("run", "-d", "--name", "lim", *memory, "--pids-limit", "40", IMG, "sleep", "30")
     cid = engine.containers()[0]["Id"]
-    mem = pathlib.Path(f"/sys/fs/cgroup/memory/{cgroup_parent}/{cid}/memory.limit_in_bytes")
-    if mem.exists():
+    # wherever this host carries each controller: v1 (memory.limit_in_bytes), the v2
+    # hierarchy at /sys/fs/cgroup/unified (hybrid) or at /sys/fs/cgroup itself (pure v2)
+    layout = cgroup_layout()
+    if memory:
+        mem_h = layout.hierarchy_for("memory")
+        mem = pathlib.Path(mem_h.path_of(f"/{cgroup_parent}/{cid}"),
+                           "memory.max" if mem_h.version == 2 else "memory.limit_in_bytes")
         assert int(mem.read_text()) == 64 << 20
-    pids = [p for p in (pathlib.Path(f"/sys/fs/cgroup/pids/{cgroup_parent}/{cid}/pids.max"),
-                        pathlib.Path(f"/sys/fs/cgroup/unified/{cgroup_parent}/{cid}/pids.max"))
-            if p.exists()]
-    assert pids and pids[0].read_text().strip() == "40"
+    pids = pathlib.Path(layout.hierarchy_for("pids").path_of(f"/{cgroup_parent}/{cid}"),
+                        "pids.max")
+    assert pids.read_text().strip() == "40"
     stats = engine("stats", "--no-stream", "lim").stdout
     assert "MEM USAGE / LIMIT" in stats and "lim" in stats
     assert ("64MiB" in stats) == bool(memory), stats
