@@ -136,6 +136,44 @@ def test_commit_stores_the_containers_ids_not_the_hosts(engine: Engine, subids: 
     engine("rm", "-f", cid)
 
 
+def test_small_namespaces_rootfs_and_storage_modes(engine: Engine, subids: int) -> None:
+    """Fewer than 6 ids (no tty group 5: devpts without gid=5) still run; --rootfs is
+    refused (a directory is not idmapped); the container's storage is 0710 with the
+    group of its root, so no other host user reaches its files (CVE-2021-41091)."""
+    out = engine("run", "--rm", "--userns", "auto:size=3", IMG, "sh", "-c",
+                 "cat /proc/self/uid_map; ls /dev/pts/ptmx").stdout.split()
+    assert out == ["0", str(subids), "3", "/dev/pts/ptmx"]
+    proc = engine("run", "--rm", "--userns", "auto", "--rootfs", "/", "true", check=False)
+    assert proc.returncode == 125 and "--rootfs / is used as it is" in proc.stderr
+    cid = engine("run", "-d", "--userns", "auto", IMG, "sleep", "60").stdout.strip()
+    storage = pathlib.Path(engine.store, "containers", cid)
+    st = storage.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o710, 0, subids)
+    assert stat.S_IMODE(storage.parent.stat().st_mode) == 0o711
+    engine("rm", "-f", cid)
+
+
+def test_a_damaged_record_range_is_named_not_reissued(engine: Engine, subids: int) -> None:
+    """A record whose idmap is not what nsbind writes (a string, a bool, a float, out
+    of range) stops the allocation naming the container: its range is never handed out
+    again while its files may still hold it."""
+    cid = engine("run", "-d", "--userns", "auto", IMG, "sleep", "60").stdout.strip()
+    path = pathlib.Path(engine.state, "containers", cid, "record.json")
+    record = json.loads(path.read_text())
+    for bad in ({"uid": str(subids), "gid": subids, "size": 65536},
+                {"uid": True, "gid": subids, "size": 65536},
+                {"uid": float(subids), "gid": subids, "size": 65536},
+                {"uid": 0, "gid": 0, "size": 65536},
+                {"uid": subids, "gid": subids, "size": -1}):
+        path.write_text(json.dumps({**record, "idmap": bad}))
+        proc = engine("run", "--rm", "--userns", "auto", IMG, "true", check=False)
+        assert proc.returncode == 125 and f"container {cid}: its record's idmap" in (
+            proc.stderr), (bad, proc.stderr)
+        assert proc.stderr.count("\n") == 1
+    path.write_text(json.dumps(record))
+    engine("rm", "-f", cid)
+
+
 @pytest.mark.parametrize("value,why", [
     ("keep-id", "rootless containers always run in the user's own user namespace"),
     ("ns:/proc/1/ns/user", "host or auto[:size=N] expected"),

@@ -407,9 +407,10 @@ def mkdir_cgroup(h: Hierarchy, parent: CgroupFd, name: str, *,
     return child
 
 
-def enable_controllers(cg: CgroupFd) -> None:
+def enable_controllers(cg: CgroupFd, *, privileged: bool = False) -> None:
     """Give the children of a v2 cgroup every controller it has (cgroup.subtree_control),
-    as runc does along a container's path; never called on a hierarchy's root."""
+    as runc does along a container's path; never called on a hierarchy's root.  Only a
+    caller that is not ``privileged`` over the hierarchy passes over EACCES/EPERM."""
     have = cg.read("cgroup.controllers").split()
     enabled = set(cg.read("cgroup.subtree_control").split())
     missing = [c for c in have if c not in enabled]
@@ -421,7 +422,8 @@ def enable_controllers(cg: CgroupFd) -> None:
             # delegated cgroup); EACCES/EPERM: an ancestor of a delegated subtree,
             # which belongs to the machine.  The new cgroup then lacks those
             # controllers, and a limit set on it names the missing one.
-            if exc.errno not in (errno.EBUSY, errno.EACCES, errno.EPERM):
+            if exc.errno != errno.EBUSY and (
+                    privileged or exc.errno not in (errno.EACCES, errno.EPERM)):
                 raise
 
 

@@ -190,7 +190,7 @@ class Cgroup:
                     here = _step(h, here, part, made)
                     opened.append(here)
                     if h.version == 2:  # controllers for the cgroup below
-                        enable_controllers(here)
+                        enable_controllers(here, privileged=privileged_over(h))
                 self._dirs[h] = mkdir_cgroup(h, here, name)
                 made.append((here, name))
                 self._parents[h] = here

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from nsbind.engine.networks import NetworkStore
     from nsbind.engine.runopts import RunOptions
 
-__all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "connect",
-           "devnull_onto", "disconnect", "mount_root", "prepare", "private_mounts",
-           "remove_container", "signal_number", "write_bundle"]
+__all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "check_userns",
+           "connect", "devnull_onto", "disconnect", "mount_root", "prepare",
+           "private_mounts", "remove_container", "signal_number", "write_bundle"]
 
 #: tmpfs mounts a read-only root gets where nothing else is mounted (podman's
 #: ``--read-only-tmpfs``): programs need somewhere to write
@@ -158,9 +158,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         from nsbind.engine.netattach import publish_mappings
 
         publish_mappings(opts.publish)  # refused before anything is made
-    if opts.userns is not None and config.rootless:
-        raise EngineError("--userns auto: a rootless container always runs in the user's "
-                          "own user namespace")
+    check_userns(config, opts)
     records = config.records()
     container_id, name = records.reserve(opts.name)
     storage = os.path.join(config.storage_root(), container_id)
@@ -214,6 +212,20 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
         records.remove(container_id)
         raise
     return launch
+
+
+def check_userns(config: EngineConfig, opts: RunOptions) -> None:
+    """Refuse ``--userns auto`` where it cannot be: rootless (the container is in the
+    user's own namespace already) and ``--rootfs`` (a directory is not idmapped: every
+    file would show as nobody)."""
+    if opts.userns is None:
+        return
+    if config.rootless:
+        raise EngineError("--userns auto: a rootless container always runs in the user's "
+                          "own user namespace")
+    if opts.rootfs is not None:
+        raise EngineError("--userns auto: needs an image (its layers are idmapped); "
+                          f"--rootfs {opts.rootfs} is used as it is")
 
 
 def _save_record(launch: Launch, record: dict[str, Any]) -> Any:
@@ -292,9 +304,17 @@ def mount_root(launch: Launch) -> str:
         from nsbind.engine.userns import idmapped_layers
 
         layers = idmapped_layers(lower, shift, os.path.join(launch.storage, "layers"))
-    with layers as lower, overlay(lower, os.path.join(launch.storage, "upper"),
-                                  os.path.join(launch.storage, "work")) as mnt:
-        mnt.attach(launch.rootfs_dir)
+    with layers as lower:
+        try:
+            made = overlay(lower, os.path.join(launch.storage, "upper"),
+                           os.path.join(launch.storage, "work"))
+        except OSError as exc:
+            if shift is None:
+                raise
+            raise EngineError(f"--userns auto: an overlay of idmapped layers: {exc} "
+                              "(overlayfs takes idmapped layers from Linux 5.19)") from None
+        with made as mnt:
+            mnt.attach(launch.rootfs_dir)
     return launch.rootfs_dir
 
 
@@ -449,24 +469,31 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
     if monitor and monitor != os.getpid():
         _wait_gone(monitor, record.get("monitorStartTime"))
     storage = os.path.join(config.storage_root(), container_id)
-    _unmount_below(storage)
+    left = _unmount_below(storage)
+    if left:  # removing it would reach through the mount into what it shows
+        raise EngineError(f"container {container_id}: {left[0]} is still mounted: its "
+                          "storage is left")
     shutil.rmtree(storage, ignore_errors=True)
     records.remove(container_id)
 
 
-def _unmount_below(directory: str) -> None:
+def _unmount_below(directory: str) -> list[str]:
     """Detach every mount at or below ``directory`` in this process's mount namespace
     (the root it mounted in its own), deepest first: removing the directory must not
-    reach through a mount into what it shows."""
+    reach through a mount into what it shows.  The mount points still there after."""
     import nsbind
     from nsbind import UmountFlags
     from nsbind.mounts import mount_points
 
     top = os.path.realpath(directory)
-    found = [m for m in mount_points() if m == top or m.startswith(top + "/")]
-    for point in sorted(found, key=len, reverse=True):
+
+    def below() -> list[str]:
+        return [m for m in mount_points() if m == top or m.startswith(top + "/")]
+
+    for point in sorted(below(), key=len, reverse=True):
         with contextlib.suppress(OSError):
             nsbind.umount2(point, UmountFlags.DETACH)
+    return below()
 
 
 _HELD_FDS: list[int] = []  # slirp4netns's exit fds, open for this process's life

@@ -16,6 +16,7 @@ from nsbind.engine.launch import (
     EngineConfig,
     Launch,
     as_engine_error,
+    check_userns,
     connect,
     devnull_onto,
     disconnect,
@@ -43,6 +44,7 @@ def dry_run(config: EngineConfig, opts: RunOptions) -> str:
     from nsbind.engine.images import resolve_image
     from nsbind.engine.specgen import build_spec
 
+    check_userns(config, opts)
     image = None if opts.rootfs else resolve_image(opts.image or "", config.store)
     private_mounts()
     with tempfile.TemporaryDirectory(prefix="nsbind-dry-run-") as tmp:

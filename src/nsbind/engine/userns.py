@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -53,11 +52,23 @@ class IdShift:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> IdShift | None:
-        """The shift a container record holds (None: the host's user namespace)."""
+        """The shift a container record holds (None: the host's user namespace);
+        EngineError naming the container when it is not one nsbind could have written
+        (ints, never bools, floats or strings; host ids 1..2**32-2; size 1..65536)."""
         found = record.get("idmap")
-        if not isinstance(found, dict):
+        if found is None:
             return None
-        return cls(int(found["uid"]), int(found["gid"]), int(found["size"]))
+        values = [found.get(k) if isinstance(found, dict) else None
+                  for k in ("uid", "gid", "size")]
+        uid, gid, size = (v if type(v) is int else -1 for v in values)
+        if -1 in (uid, gid, size):
+            raise EngineError(f"container {record.get('id', '?')}: its record's idmap is "
+                              f"not three integers: {str(found)[:100]}")
+        if not (1 <= size <= MAX_SIZE and all(v >= 1 and v + size - 1 <= 2**32 - 2
+                                               for v in (uid, gid))):
+            raise EngineError(f"container {record.get('id', '?')}: its record's idmap "
+                              f"{uid}/{gid}+{size} is out of range")
+        return cls(uid, gid, size)
 
 
 def parse_userns(text: str | None) -> int | None:
@@ -97,8 +108,9 @@ def allocation_lock(state_root: str) -> contextlib.AbstractContextManager[None]:
 
 def _first_fit(ranges: list[tuple[int, int]], taken: list[tuple[int, int]],
                size: int) -> int | None:
-    """The lowest start of ``size`` ids inside one of ``ranges`` that overlaps none of
-    ``taken`` ((start, count) each); None when none is left."""
+    """The first start (ranges in file order, each from its lowest id) of ``size`` ids
+    inside one of ``ranges`` that overlaps none of ``taken`` ((start, count) each);
+    None when none is left.  Adjacent ranges are not joined: one must hold them all."""
     for start, count in ranges:
         here = start
         for used, length in sorted(taken):
@@ -133,15 +145,15 @@ def allocate(size: int, records: Iterable[dict[str, Any]]) -> IdShift:
 
 
 def own_storage(shift: IdShift, store: str, storage: str, paths: Iterable[str]) -> None:
-    """Let the container's root reach its root directory and own what it may write:
-    the store, its ``containers`` folder and the container's ``storage`` become 0711
-    (passable, not listable, as Docker's /var/lib/docker with user namespaces; what is
-    below them keeps its modes), every directory above the store must already be
-    passable (an EngineError names one that is not), and ``paths`` (the upper
-    directory, the engine's /etc files) are given to it, no link followed."""
-    for directory in (store, os.path.dirname(storage), storage):
-        os.chmod(directory, 0o711)
-    here = os.path.dirname(os.path.abspath(store))
+    """Let the container's root reach its root directory and own what it may write.
+    Every directory above the store (its real path) must already be passable by others
+    (an EngineError names one that is not; nothing is changed then); the store and its
+    ``containers`` folder become 0711 (passable, not listable, as Docker's
+    /var/lib/docker with user namespaces; what is below keeps its modes), the
+    container's ``storage`` 0710 with the group of the container's root, so no other
+    user reaches its files (CVE-2021-41091), and ``paths`` (the upper directory, the
+    engine's /etc files) are given to the container's root, no link followed."""
+    here = os.path.dirname(os.path.realpath(store))
     while True:
         if not os.stat(here).st_mode & 0o001:
             raise EngineError(f"--userns auto: the container's root cannot reach its root "
@@ -150,6 +162,10 @@ def own_storage(shift: IdShift, store: str, storage: str, paths: Iterable[str]) 
         if here == "/":
             break
         here = os.path.dirname(here)
+    for directory in (store, os.path.dirname(storage)):
+        os.chmod(directory, 0o711)
+    os.chown(storage, 0, shift.gid, follow_symlinks=False)
+    os.chmod(storage, 0o710)
     for path in paths:
         os.chown(path, shift.uid, shift.gid, follow_symlinks=False)
 
@@ -162,6 +178,10 @@ def spec_namespace(spec: dict[str, Any], shift: IdShift) -> None:
     linux.setdefault("namespaces", []).insert(0, {"type": "user"})
     linux["uidMappings"] = [{"containerID": 0, "hostID": shift.uid, "size": shift.size}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": shift.gid, "size": shift.size}]
+    if shift.size <= 5:  # gid 5 (tty) unmapped: devpts refuses gid=5
+        for m in spec.get("mounts", []):
+            if m.get("type") == "devpts":
+                m["options"] = [o for o in m.get("options", []) if o != "gid=5"]
     if "network" in kinds:
         return
     for i, m in enumerate(spec.get("mounts", [])):
@@ -180,57 +200,66 @@ def _mapping_userns(uid_map: list[tuple[int, int, int]],
 
 @contextlib.contextmanager
 def idmapped_layers(layers: list[str], shift: IdShift, under: str) -> Iterator[list[str]]:
-    """Bind each of ``layers`` idmapped by ``shift`` on a directory of its own below
-    ``under`` (in the caller's mount namespace, a private one); gives the directories,
-    in order, for the overlay's ``lowerdir``.  Once the overlay is made they are
-    unmounted and removed again (overlayfs holds private clones of its layers): no
-    mount of a shared layer is left below the container's storage, where removing the
-    storage would reach into it."""
+    """Bind each of ``layers`` idmapped by ``shift``, read-only, nosuid and nodev (the
+    overlay never writes a lower layer), on a directory of its own below ``under`` (in
+    the caller's mount namespace, a private one); gives the directories, in order, for
+    the overlay's ``lowerdir``.  Once the overlay is made they are unmounted and the
+    directories removed one by one, never recursively (overlayfs holds private clones
+    of its layers): no mount of a shared layer stays below the container's storage,
+    where removing the storage would reach into it."""
     import nsbind
     from nsbind import MountAttr, OpenTreeFlags, UmountFlags, open_tree
 
+    attr = MountAttr.IDMAP | MountAttr.RDONLY | MountAttr.NOSUID | MountAttr.NODEV
     os.makedirs(under, mode=0o700, exist_ok=True)
     userns = _mapping_userns([(0, shift.uid, shift.size)], [(0, shift.gid, shift.size)])
-    made: list[str] = []
+    made: list[str] = []  # recorded before its mount is attached: undone in any case
     try:
         with userns:
             for i, layer in enumerate(layers):
                 target = os.path.join(under, str(i))
-                os.makedirs(target, mode=0o700, exist_ok=True)
+                os.mkdir(target, 0o700)
+                made.append(target)
                 with open_tree(layer, OpenTreeFlags.CLONE) as tree:
                     try:
-                        tree.setattr(MountAttr.IDMAP, userns=userns)
+                        tree.setattr(attr, userns=userns)
                     except OSError as exc:
                         raise EngineError(f"--userns auto: an idmapped mount of the image's "
                                           f"layer {layer}: {exc} (Linux 5.12 and a "
                                           "filesystem that supports idmapped mounts)"
                                           ) from None
                     tree.attach(target)
-                made.append(target)
         yield made
     finally:
         for target in reversed(made):
-            nsbind.umount2(target, UmountFlags.DETACH)
-        shutil.rmtree(under, ignore_errors=True)  # empty directories once unmounted
+            with contextlib.suppress(OSError):  # (EINVAL: never attached)
+                nsbind.umount2(target, UmountFlags.DETACH)
+            with contextlib.suppress(OSError):  # a mount still there: left, never entered
+                os.rmdir(target)
+        with contextlib.suppress(OSError):
+            os.rmdir(under)
 
 
 @contextlib.contextmanager
 def unshifted_upper(upper: str, shift: IdShift, under: str) -> Iterator[str]:
-    """``upper`` bound on ``under`` (in the caller's private mount namespace) so that its
-    files show the container's ids, not the host's (the inverse of the shift); gives
-    ``under``, unmounted and removed afterwards."""
+    """``upper`` bound read-only, nosuid, nodev and noexec on ``under`` (in the caller's
+    private mount namespace) so that its files show the container's ids, not the host's
+    (the inverse of the shift); gives ``under``, unmounted and removed afterwards."""
     import nsbind
     from nsbind import MountAttr, OpenTreeFlags, UmountFlags, open_tree
 
+    attr = (MountAttr.IDMAP | MountAttr.RDONLY | MountAttr.NOSUID | MountAttr.NODEV
+            | MountAttr.NOEXEC)
     os.makedirs(under, mode=0o700, exist_ok=True)
     try:
         userns = _mapping_userns([(shift.uid, 0, shift.size)], [(shift.gid, 0, shift.size)])
         with userns, open_tree(upper, OpenTreeFlags.CLONE) as tree:
-            tree.setattr(MountAttr.IDMAP, userns=userns)
+            tree.setattr(attr, userns=userns)
             tree.attach(under)
         try:
             yield under
         finally:
             nsbind.umount2(under, UmountFlags.DETACH)
     finally:
-        os.rmdir(under)
+        with contextlib.suppress(OSError):  # (the error that got here is the one to see)
+            os.rmdir(under)
