@@ -60,15 +60,19 @@ _DEFAULT: dict[str, Any] = {
 
 def default_spec_json(rootless: bool = False) -> dict[str, Any]:
     """The JSON object ``runc spec`` (``--rootless``: ``runc spec --rootless``) writes;
-    the rootless one maps the caller's euid and egid to root in a user namespace."""
+    the rootless one maps the caller's euid and egid to root in a user namespace.  As
+    runc's, it depends on the host: where /sys/fs/cgroup is cgroup2 (pure v2), the
+    namespaces include a cgroup namespace after the mount one."""
     spec = copy.deepcopy(_DEFAULT)
+    if _unified():
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
         linux = spec["linux"]
         del linux["resources"]
         linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-        linux["namespaces"] = [{"type": kind}
-                               for kind in ("pid", "ipc", "uts", "mount", "user")]
+        linux["namespaces"] = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount",
+                                                           *["cgroup"] * _unified(), "user")]
         mounts = spec["mounts"]
         mounts[2]["options"].remove("gid=5")
         mounts[5] = {"destination": "/sys", "type": "none", "source": "/sys",
@@ -83,3 +87,10 @@ def default_spec_json(rootless: bool = False) -> dict[str, Any]:
 def default_spec(rootless: bool = False) -> Spec:
     """:func:`default_spec_json` parsed: what ``runc spec`` writes, as a :class:`Spec`."""
     return parse_spec(default_spec_json(rootless))
+
+
+def _unified() -> bool:
+    """Whether /sys/fs/cgroup is the cgroup2 filesystem (runc's cgroups.IsCgroup2UnifiedMode)."""
+    from nsbind.mounts import filesystem_of
+
+    return filesystem_of("/sys/fs/cgroup") == "cgroup2"
