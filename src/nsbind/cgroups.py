@@ -184,13 +184,13 @@ class Cgroup:
         opened: list[CgroupFd] = []
         try:
             for h in targets:
-                here = h.open_root()
+                here, privileged = h.open_root(), privileged_over(h)
                 opened.append(here)
                 for part in parts:
                     here = _step(h, here, part, made)
                     opened.append(here)
                     if h.version == 2:  # controllers for the cgroup below
-                        enable_controllers(here, privileged=privileged_over(h))
+                        enable_controllers(here, privileged=privileged)
                 self._dirs[h] = mkdir_cgroup(h, here, name)
                 made.append((here, name))
                 self._parents[h] = here

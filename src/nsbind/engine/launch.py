@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nsbind.engine.images import RunImage
     from nsbind.engine.networks import NetworkStore
     from nsbind.engine.runopts import RunOptions
+    from nsbind.engine.userns import IdShift
 
 __all__ = ["READ_ONLY_TMPFS", "EngineConfig", "Launch", "as_engine_error", "check_userns",
            "connect", "devnull_onto", "disconnect", "mount_root", "prepare",
@@ -104,15 +105,8 @@ class Launch:
     storage: str
     hostname: str
     etc_files: dict[str, str]
-
-    @property
-    def shift(self) -> Any:
-        """The id range of the container's own user namespace (an IdShift), or None."""
-        if self.opts.userns is None:
-            return None
-        from nsbind.engine.userns import IdShift
-
-        return IdShift.from_record(self.records.load(self.container_id))
+    #: the id range of the container's own user namespace (``--userns auto``), or None
+    shift: IdShift | None = None
 
     @property
     def rootfs_dir(self) -> str:
@@ -183,7 +177,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             stop = signal_number(image.config.stop_signal, "image StopSignal")
         launch = Launch(config, records, opts, image, container_id, name, storage, hostname,
                         etc_files)
-        shift = _save_record(launch, {
+        shift = launch.shift = _save_record(launch, {
             "id": container_id, "name": name, "created": now(),
             "image": image.ref if image else f"rootfs:{os.path.abspath(opts.rootfs or '/')}",
             "imageDigest": image.config_digest if image else None,
@@ -228,7 +222,7 @@ def check_userns(config: EngineConfig, opts: RunOptions) -> None:
                           f"--rootfs {opts.rootfs} is used as it is")
 
 
-def _save_record(launch: Launch, record: dict[str, Any]) -> Any:
+def _save_record(launch: Launch, record: dict[str, Any]) -> IdShift | None:
     """Save the container's first record, with the id range of its own user namespace
     (``--userns auto``) chosen under the allocation lock; that range (an IdShift) or
     None."""
@@ -418,18 +412,15 @@ def _rootless_spec(spec: dict[str, Any], single_id: bool, network: str,
     else:  # device rules need root's eBPF program; the user namespace keeps nodes inert
         linux["resources"] = {k: v for k, v in resources.items() if k != "devices"}
     linux.pop("cgroupsPath", None)
-    keep_cgroup_mount = cgroup is not None and _pure_v2()
-    mounts = []
-    for m in spec.get("mounts", []):
-        if m.get("type") in ("cgroup", "cgroup2") and not keep_cgroup_mount:
-            continue
-        if m.get("type") == "sysfs" and network == "host":
-            m = {"destination": m["destination"], "type": "bind", "source": "/sys",
-                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
-        if m.get("type") == "devpts" and single_id:
-            m = {**m, "options": [o for o in m.get("options", []) if o != "gid=5"]}
-        mounts.append(m)
-    spec["mounts"] = mounts
+    from nsbind.engine.specgen import bind_host_sys, drop_tty_group
+
+    if not (cgroup is not None and _pure_v2()):
+        spec["mounts"] = [m for m in spec.get("mounts", [])
+                          if m.get("type") not in ("cgroup", "cgroup2")]
+    if network == "host":
+        bind_host_sys(spec)
+    if single_id:
+        drop_tty_group(spec)
 
 
 def _pure_v2() -> bool:

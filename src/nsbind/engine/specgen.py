@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from nsbind.image import ImageConfig
 
 __all__ = ["DEFAULT_CAPABILITIES", "DEFAULT_PATH", "MASKED_PATHS", "READONLY_PATHS",
-           "build_spec", "capabilities", "process_args"]
+           "bind_host_sys", "build_spec", "capabilities", "drop_tty_group", "process_args"]
 
 #: Docker's default capabilities (moby oci/caps)
 DEFAULT_CAPABILITIES = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
@@ -280,3 +280,17 @@ def build_spec(opts: RunOptions, config: ImageConfig | None, *, rootfs: str,
     if notes:
         spec["annotations"] = notes
     return spec
+
+
+def bind_host_sys(spec: dict[str, Any]) -> None:
+    """Bind the host's /sys, read-only, where ``spec`` mounts a sysfs: a sysfs needs a
+    network namespace owned by the container's user namespace (runc's rootless spec)."""
+    spec["mounts"] = [{"destination": m["destination"], "type": "bind", "source": "/sys",
+                       "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+                      if m.get("type") == "sysfs" else m for m in spec.get("mounts", [])]
+
+
+def drop_tty_group(spec: dict[str, Any]) -> None:
+    """devpts without ``gid=5``, for a user namespace that does not map gid 5 (tty)."""
+    spec["mounts"] = [{**m, "options": [o for o in m.get("options", []) if o != "gid=5"]}
+                      if m.get("type") == "devpts" else m for m in spec.get("mounts", [])]

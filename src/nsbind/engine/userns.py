@@ -178,17 +178,12 @@ def spec_namespace(spec: dict[str, Any], shift: IdShift) -> None:
     linux.setdefault("namespaces", []).insert(0, {"type": "user"})
     linux["uidMappings"] = [{"containerID": 0, "hostID": shift.uid, "size": shift.size}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": shift.gid, "size": shift.size}]
+    from nsbind.engine.specgen import bind_host_sys, drop_tty_group
+
     if shift.size <= 5:  # gid 5 (tty) unmapped: devpts refuses gid=5
-        for m in spec.get("mounts", []):
-            if m.get("type") == "devpts":
-                m["options"] = [o for o in m.get("options", []) if o != "gid=5"]
-    if "network" in kinds:
-        return
-    for i, m in enumerate(spec.get("mounts", [])):
-        if m.get("type") == "sysfs":
-            spec["mounts"][i] = {"destination": m["destination"], "type": "bind",
-                                 "source": "/sys",
-                                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        drop_tty_group(spec)
+    if "network" not in kinds:
+        bind_host_sys(spec)
 
 
 def _mapping_userns(uid_map: list[tuple[int, int, int]],
