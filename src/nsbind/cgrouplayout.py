@@ -15,7 +15,6 @@ It also holds the rules for naming a cgroup inside a hierarchy
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import time
@@ -36,6 +35,7 @@ from nsbind.errors import (
     raise_errno,
 )
 from nsbind.flags import ResolveFlags
+from nsbind.frozen import frozen
 
 __all__ = ["CgroupLayout", "Hierarchy", "Mode", "cgroup_layout", "cgroup_path_parts",
            "check_cgroup_name", "delegated_subtree", "delegation_root", "enable_controllers",
@@ -47,7 +47,7 @@ Mode = Literal["unified", "hybrid", "legacy", "none"]
 NAME_MAX = 255  # bytes in one path component (ENAMETOOLONG beyond)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Hierarchy:
     """One mounted cgroup hierarchy."""
 
@@ -77,7 +77,7 @@ class Hierarchy:
                 "controllers": sorted(self.controllers), "name": self.name, "own": self.own}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CgroupLayout:
     """The host's cgroup layout, as data."""
 

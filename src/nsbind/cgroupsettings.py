@@ -11,7 +11,6 @@ version and how the text is parsed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from nsbind.cgroupfs import parse_flat
 from nsbind.cgroupstats import parse_blkio, parse_io_stat
 from nsbind.errors import InvalidValue, LookupFailed
+from nsbind.frozen import frozen
 
 __all__ = ["READINGS", "SETTINGS", "CpuMax", "HugetlbMax", "IoLimits", "Knob", "Reading",
            "Setting", "check_cpu_list", "check_cpu_shares", "check_cpus", "check_device",
@@ -207,7 +207,7 @@ def _check_rules(arg: str, value: object) -> list[Any]:
 # ---------------------------------------------------------------- composite values
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CpuMax:
     """CFS bandwidth: ``quota`` us of CPU time per ``period`` us (None: no limit)."""
 
@@ -220,7 +220,7 @@ class CpuMax:
         return cls(None if cpus is None else max(MIN_QUOTA_US, round(cpus * period)), period)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class HugetlbMax:
     """A hugetlb limit for one page size."""
 
@@ -228,7 +228,7 @@ class HugetlbMax:
     limit: int | Max
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class IoLimits:
     """Throttle rates of one block device, by io.max key (rbps, wbps, riops, wiops)."""
 
@@ -248,7 +248,7 @@ def _v1_size(value: int | Max) -> str:
     return "-1" if value == "max" else str(value)  # v1 page counters: -1 is no limit
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Knob:
     """One file of a setting on one cgroup version and the text a checked value
     becomes there: a str, None (leave the file alone) or a list (one write each:
@@ -262,7 +262,7 @@ class Knob:
         return self.file.format(v=value)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Setting:
     """A setting: its controller (the first of ``controllers`` the host has), the
     knobs written on v1 and on v2 (none: that version has no such file), and the
@@ -397,7 +397,7 @@ def _cpu_usage_v1(usage_ns: str) -> int:
     return int(usage_ns) // 1000
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Reading:
     """A statistic: its controller (the first of ``controllers`` the host has), the
     files read on v1 and on v2, and the parser given their texts in that order."""

@@ -13,13 +13,13 @@ v2 directory (a v1-only host) is polled every few milliseconds instead.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 import time
 from collections.abc import Callable
 
 from nsbind.cgroupfs import CgroupFd, parse_flat
+from nsbind.frozen import frozen
 
 __all__ = ["CgroupStats", "EventsWatch", "parse_blkio", "parse_io_stat"]
 
@@ -45,7 +45,7 @@ def parse_blkio(bytes_text: str, ios_text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CgroupStats:
     """A snapshot; a field is None when the host has no such controller or file."""
 

@@ -11,13 +11,13 @@ judges the members of the v2 cgroup, whatever the v1 devices hierarchy says.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Sequence
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import OwnedFd
 from nsbind.errors import InvalidValue, check, raise_errno
+from nsbind.frozen import frozen
 
 __all__ = ["DeviceRule", "attach", "detach", "load", "parse_rule", "program"]
 
@@ -28,7 +28,7 @@ _ACCESS = {"m": 1, "r": 2, "w": 4}       # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
 _BPF_F_ALLOW_MULTI = 2
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class DeviceRule:
     """One allow rule: type ``a``/``b``/``c``, major and minor (None: any), access."""
 

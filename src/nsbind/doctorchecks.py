@@ -6,7 +6,6 @@ caller read a :class:`~nsbind.doctorprobe.Probe` (a forked child's findings).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import pwd
@@ -15,6 +14,7 @@ import stat
 import tempfile
 
 from nsbind.doctorprobe import Probe
+from nsbind.frozen import frozen
 
 __all__ = ["Check", "Probe", "cgroup_controllers", "cgroup_layout_check", "clone3",
            "feature_checks", "id_map_tools", "kernel", "libseccomp", "mount_api", "overlay",
@@ -27,7 +27,7 @@ SECCOMP_FIX = ("run it without that seccomp filter (docker/podman: --security-op
                "seccomp=unconfined) or with a profile that allows the call")
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Check:
     """One line of the report: ``ok`` True (fine), False (missing: ``fix`` says how to get
     it) or None (not applicable, or informational)."""

@@ -31,6 +31,7 @@ from nsbind._native import ffi, lib
 from nsbind._sys.mount import mount_description
 from nsbind.errors import InvalidValue, error_for
 from nsbind.flags import MountAttr, flag_names
+from nsbind.frozen import frozen
 
 __all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "MountSteps",
            "report_message", "run"]
@@ -112,7 +113,7 @@ PHASE_WORDS: dict[MountPhase, str | None] = {
 _NO_OPTS = MountOpt(0)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class MountStep:
     """One step; build them with the helpers of :mod:`nsbind.mounts`.
 

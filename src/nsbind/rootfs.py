@@ -69,6 +69,7 @@ from nsbind.flags import (
     ResolveFlags,
     UmountFlags,
 )
+from nsbind.frozen import frozen
 from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, mask, overlay_step, readonly
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
@@ -83,7 +84,7 @@ _PER_SPAWN_FS = frozenset({"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup
 _ROOT_HERE = MountStep(None, "/", kind=MountKind.ROOT)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RootPlan:
     """How a spawn enters a :class:`RootFS` (from :meth:`RootFS.plan_for`).
 

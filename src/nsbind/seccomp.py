@@ -22,7 +22,6 @@ capabilities changed, so a child that drops to a non-root uid needs
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import errno
 import functools
@@ -36,6 +35,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from nsbind.childpipe import answer_and_exit, read_until
 from nsbind.errors import InvalidValue, Missing
+from nsbind.frozen import frozen
 
 __all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
            "Program",
@@ -208,7 +208,7 @@ def _data(what: str, value: int) -> int:
     return value
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class ArgCmp:
     """Compare argument ``index`` (0..5) with ``value`` (and ``value_two``: MASKED_EQ is
     ``arg & value == value_two``); ``op`` is an :class:`Op`, its name or

@@ -7,7 +7,6 @@ step for a :class:`SpawnError` (``mount proc on /proc: EPERM``).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import functools
 import os
@@ -20,6 +19,7 @@ from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue, NsbindError, error_for
 from nsbind.flags import Namespace
+from nsbind.frozen import frozen
 from nsbind.mountstep import MountStep, MountSteps, report_message
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def spawn_error(err: int, step: str, what: str, target: str | None = None,
     return cls(err, step, target, what, detail)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CapabilitySets:
     """The capabilities a spawned process keeps (everything else is dropped).
 

@@ -41,7 +41,6 @@ A root that cannot be opened, or a file that cannot be read, raises the OSError.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 
@@ -49,6 +48,7 @@ from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.mount import open_regular, read_capped
 from nsbind.errors import InvalidValue, LookupFailed
 from nsbind.flags import ResolveFlags
+from nsbind.frozen import frozen
 from nsbind.idmap import MAX_ID, check_id
 
 __all__ = ["MAX_FILE_BYTES", "User", "resolve_user"]
@@ -61,7 +61,7 @@ _ID_DIGITS = 10  # significant digits of the largest id
 Lines = list[tuple[int, list[str]]]  # (line number, fields)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class User:
     uid: int
     gid: int
@@ -140,7 +140,7 @@ def _spec_part(text: str, what: str) -> int | str:
     return text
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class _Entry:
     name: str
     uid: int

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+from nsbind.frozen import frozen
 
 __all__ = ["MountInfo", "parse_mountinfo", "read_mountinfo"]
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class MountInfo:
     mount_id: int
     parent_id: int

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import errno
 import os
@@ -15,6 +14,7 @@ from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, fdnum
 from nsbind.errors import InvalidValue, UsageError, check, raise_errno
 from nsbind.flags import CloneFlags, WaitFlags, flag_names
+from nsbind.frozen import frozen
 
 __all__ = [
     "Capabilities",
@@ -46,7 +46,7 @@ _UINT_MAX = 0xFFFFFFFF
 # ---------------------------------------------------------------- waitid
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class WaitResult:
     """What waitid(2) reports about a child: its pid, ``si_code`` and ``si_status``."""
 
@@ -361,7 +361,7 @@ def _mask(caps: Iterable[int]) -> int:
     return mask
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Capabilities:
     """The effective, permitted and inheritable capability sets of a thread."""
 

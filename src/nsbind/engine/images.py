@@ -4,16 +4,16 @@ is for another platform."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
 from nsbind.engine.errors import EngineError
+from nsbind.frozen import frozen
 from nsbind.image import ImageConfig, ImageError, host_platform
 
 __all__ = ["RunImage", "find_stored", "resolve_image"]
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RunImage:
     """What a container needs of its image: its name, config and layer directories."""
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
+from nsbind.frozen import frozen
 
 if TYPE_CHECKING:
     from nsbind.engine.images import RunImage
@@ -43,7 +44,7 @@ READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
 _RECORD_STORES: dict[str | None, RecordStore] = {}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class EngineConfig:
     """Where the engine keeps things: ``store`` the image store and container storage
     (default: the image store's default), ``state`` the records (default:

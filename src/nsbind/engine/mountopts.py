@@ -8,11 +8,11 @@ EngineError (125) naming the flag."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 
 from nsbind.engine.errors import EngineError, bad_argument
+from nsbind.frozen import frozen
 
 __all__ = ["MountRequest", "mount", "parse_size", "tmpfs", "volume"]
 
@@ -28,7 +28,7 @@ _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class MountRequest:
     """A ``-v``, ``--mount`` or ``--tmpfs``: ``kind`` "bind" (``source`` the host path,
     ``options`` rbind or bind, then ro/rw) or "tmpfs" (``source`` "tmpfs", ``options``

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from nsbind.engine.errors import EngineError
+from nsbind.frozen import frozen
 
 __all__ = ["DEFAULT_NETWORK", "MAX_NETWORK_FILE", "Network", "NetworkStore"]
 
@@ -28,7 +29,7 @@ MAX_NETWORK_FILE = 64 << 10  #: a network file is a few hundred bytes
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Network:
     """A network: its bridge carries ``gateway`` as its address in ``subnet``."""
 

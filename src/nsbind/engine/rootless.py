@@ -16,12 +16,12 @@ the caller's cgroup, and a limit is refused saying so.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import shutil
 
 from nsbind.engine.errors import EngineError
+from nsbind.frozen import frozen
 
 __all__ = ["MAX_SUBID_FILE", "IdRange", "UserMap", "enter", "rootless_cgroup_parent",
            "subordinate_range", "subordinate_ranges", "user_map"]
@@ -29,7 +29,7 @@ __all__ = ["MAX_SUBID_FILE", "IdRange", "UserMap", "enter", "rootless_cgroup_par
 MAX_SUBID_FILE = 1 << 20  #: /etc/subuid is a few lines; more is not read
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class IdRange:
     """``count`` ids from ``start`` (outside the namespace)."""
 
@@ -37,7 +37,7 @@ class IdRange:
     count: int
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class UserMap:
     """What :func:`enter` maps: the caller's uid and gid, and their subordinate ranges
     (None: only the caller's own id)."""

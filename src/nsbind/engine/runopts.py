@@ -35,7 +35,6 @@ The rules, Docker's unless said otherwise:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any
 
 from nsbind.engine.errors import EngineError, bad_argument
 from nsbind.engine.mountopts import MountRequest, mount, parse_size, tmpfs, volume
+from nsbind.frozen import frozen
 
 __all__ = ["CPU_PERIOD", "MIN_MEMORY", "ULIMITS", "MountRequest", "RunOptions", "Ulimit",
            "add_run_arguments", "parse_size", "run_options", "run_parser"]
@@ -70,7 +70,7 @@ _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Ulimit:
     """One ``--ulimit``: an OCI rlimit (``soft``/``hard`` 2**64-1 for unlimited)."""
 
@@ -79,7 +79,7 @@ class Ulimit:
     hard: int
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RunOptions:
     """Every ``nsbind run`` flag, checked and typed.  ``image`` is None with ``rootfs``
     (then the first positional argument starts ``command``); ``seccomp`` is "default",

@@ -16,7 +16,6 @@ Rules (Docker's):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import time
@@ -24,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nsbind.engine.errors import EngineError
+from nsbind.frozen import frozen
 
 if TYPE_CHECKING:
     from nsbind.cgrouplayout import CgroupLayout
@@ -39,7 +39,7 @@ _PS_TIMEOUT = 30.0
 _CONTROLS = {c: " " for c in [*range(32), 127]}  # NUL between arguments, and no row breaks
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Sample:
     """One reading of a container's cgroup; ``time`` is ``time.monotonic()`` when it was
     taken, a field is None where the host lacks the controller."""

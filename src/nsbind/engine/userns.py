@@ -23,12 +23,12 @@ refused there, as ``keep-id``, ``nomap`` and ``ns:PATH`` are everywhere.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nsbind.engine.errors import EngineError, bad_argument
+from nsbind.frozen import frozen
 
 __all__ = ["AUTO_USER", "DEFAULT_SIZE", "IdShift", "allocate", "allocation_lock",
            "idmapped_layers", "own_storage", "parse_userns", "spec_namespace",
@@ -39,7 +39,7 @@ DEFAULT_SIZE = 65536
 MAX_SIZE = 65536
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class IdShift:
     """A container's ids 0..size-1 are host uids from ``uid`` and gids from ``gid``."""
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from nsbind import jsonvalues
 from nsbind.errors import MessageError
+from nsbind.frozen import frozen
 from nsbind.jsonvalues import MAX_JSON_BYTES, MAX_JSON_DEPTH, kind_of
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES", "Fields",
@@ -189,7 +190,7 @@ class Fields:
         return value
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class ImageConfig:
     """The parts of an image config a runtime uses (docker and OCI name them alike)."""
 
@@ -233,7 +234,7 @@ class ImageConfig:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class ParsedConfig:
     """An image config (both formats), checked field by field by :func:`parse_config`."""
 
@@ -270,7 +271,7 @@ def parse_config(data: bytes, what: str) -> ParsedConfig:
                         history=tuple(history), diff_ids=diff_ids)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Layer:
     """One layer: where its bytes are, and what they must hash to."""
 
@@ -297,7 +298,7 @@ class Layer:
         return LAYER_MEDIA_TYPES[self.media_type]
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Image:
     """An image loaded from a docker save tarball or an OCI image layout."""
 

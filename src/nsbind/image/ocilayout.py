@@ -9,11 +9,11 @@ against it, and every layer must be a regular file.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import IO
 
+from nsbind.frozen import frozen
 from nsbind.image.archive import Archive, blob_path
 from nsbind.image.model import (
     LAYER_MEDIA_TYPES,
@@ -41,7 +41,7 @@ CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json",
                 "application/vnd.docker.container.image.v1+json"}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Descriptor:
     """A content descriptor, checked: what it names and where it was written (an OCI
     layout's, or a registry's: :mod:`nsbind.image.pulling` reads them alike)."""

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, cast
 
+from nsbind.frozen import frozen
 from nsbind.image.model import MAX_JSON_BYTES, Fields, Image, ImageError, host_platform, parse_json
 from nsbind.image.ocilayout import (
     INDEX_TYPES,
@@ -37,7 +38,7 @@ _SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
             "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Pulled:
     """What :func:`pull` did: the stored image, the digest of the manifest (or index)
     the reference named, and how many layers were downloaded (the others were in the

@@ -9,9 +9,9 @@ components are lowercase; the whole name is at most 255 characters.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
+from nsbind.frozen import frozen
 from nsbind.image.model import ImageError, check_digest
 
 __all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
@@ -27,7 +27,7 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _MAX_NAME = 255
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Reference:
     """A parsed reference: ``registry`` (``docker.io`` or ``host[:port]``), ``repository``
     (``library/busybox``), and a ``tag`` or a ``digest`` (or both)."""

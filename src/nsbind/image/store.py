@@ -41,6 +41,7 @@ from typing import Any
 
 from nsbind import features
 from nsbind._sys.fd import PathLike
+from nsbind.frozen import frozen
 from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageConfig, ImageError, Layer
 from nsbind.image.tree import remove_path
 from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES, LayerStats, extract_layer
@@ -69,7 +70,7 @@ def _hex(diff_id: str) -> str:
     return hexpart
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class StoredImage:
     """An image record of the store."""
 

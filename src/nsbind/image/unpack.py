@@ -52,6 +52,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+from nsbind.frozen import frozen
 from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
 from nsbind.image.stream import LayerStream, Readable
 from nsbind.image.tarreader import TarEntry, TarReader
@@ -87,7 +88,7 @@ class LayerStats:
     skipped: list[str] = dataclasses.field(default_factory=list)  # e.g. devices, not root
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class _Caps:
     bytes: int
     entries: int

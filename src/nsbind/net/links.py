@@ -25,7 +25,7 @@ import errno
 import hashlib
 import ipaddress
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +34,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from nsbind._sys.ns import NamespaceFd
 from nsbind.errors import InvalidType, InvalidValue, NsbindError, error_for
+from nsbind.frozen import frozen
 from nsbind.net.ipam import IPAddress, Ipam, IPNetwork
 from nsbind.net.netns import NetnsTarget, open_netns, run_in
 
@@ -111,7 +112,7 @@ def _index(ipr: Any, ifname: str) -> int:
 
 # ------------------------------------------------------------------ link facts
 
-@dataclass(frozen=True)
+@frozen
 class Route:
     """A route: ``destination`` (a network; ``0.0.0.0/0`` or ``::/0`` is the default
     route) through ``gateway`` (None: on the link itself)."""
@@ -135,7 +136,7 @@ class Route:
             object.__setattr__(self, "gateway", gw)
 
 
-@dataclass(frozen=True)
+@frozen
 class LinkInfo:
     """What the kernel says about one link."""
 

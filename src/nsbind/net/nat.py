@@ -37,7 +37,6 @@ it gets a :class:`~nsbind.errors.Missing` naming the package.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import functools
 import hashlib
@@ -51,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from nsbind.errors import InvalidType, InvalidValue, MessageError, Missing
+from nsbind.frozen import frozen
 from nsbind.net.ipam import IPAddress, IPNetwork, check_owner, check_subnet
 
 __all__ = ["IP_FORWARD", "LIBRARY", "Nat", "NatRule", "NftablesError", "PortMapping",
@@ -197,7 +197,7 @@ def _port(value: object, what: str) -> int:
     return value
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class PortMapping:
     """``host_port`` (on ``host_ip``, None: every local address) forwarded to
     ``container_port`` for ``protocol``."""
@@ -273,7 +273,7 @@ def parse_publish(text: str) -> PortMapping:
 
 # ------------------------------------------------------------------ rules
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class NatRule:
     """One rule of the table: ``kind`` network or publish, the network's name or the
     owner (as tagged; a long one is a digest), its chain, handle and JSON expression."""

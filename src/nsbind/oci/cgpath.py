@@ -10,14 +10,13 @@ when it does not talk to systemd: the slice expanded as systemd nests slices
 
 from __future__ import annotations
 
-import dataclasses
-
+from nsbind.frozen import frozen
 from nsbind.oci.schema import SpecError
 
 __all__ = ["CgroupsPath", "expand_slice", "parse_cgroups_path", "systemd_cgroup_path"]
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CgroupsPath:
     """A parsed cgroupsPath: ``form`` is "absolute", "relative" or "systemd"; ``path`` the
     path as written (for the systemd form: ``slice``, ``prefix``, ``name`` too)."""

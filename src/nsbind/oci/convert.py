@@ -27,6 +27,7 @@ import resource
 from nsbind._sys.ns import open_namespace
 from nsbind.errors import NsbindError
 from nsbind.flags import Propagation
+from nsbind.frozen import frozen
 from nsbind.idmap import IdMap
 from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
@@ -57,7 +58,7 @@ _PROPAGATION = {"private": Propagation.PRIVATE, "rprivate": Propagation.PRIVATE,
                 "unbindable": Propagation.UNBINDABLE, "runbindable": Propagation.UNBINDABLE}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class SpawnArgs:
     """Everything a run needs: the keywords of :func:`nsbind.spawn` (``spawn_kwargs``),
     the root filesystem (``root``, ``root_readonly``, ``mounts`` in order: steps, and

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from nsbind.cgroups import Cgroup
+from nsbind.frozen import frozen
 from nsbind.namespaces import Namespaces
 from nsbind.oci.console import send_console
 from nsbind.oci.convert import process_kwargs
@@ -46,7 +47,7 @@ __all__ = ["ExecOptions", "exec_in"]
 MAX_PROCESS_JSON = 4 << 20  #: the largest process.json read
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class ExecOptions:
     """The options of ``exec`` (see the module doc); ``command`` replaces the
     container's args when ``process`` (a process.json path) is None."""

@@ -15,6 +15,7 @@ import errno
 import os
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
+from nsbind.frozen import frozen
 from nsbind.idmap import IdMap
 from nsbind.mounts import bind
 from nsbind.mountstep import MountStep
@@ -48,7 +49,7 @@ def mapping_userns(uid_map: list[IdMap], gid_map: list[IdMap]) -> NamespaceFd:
             holder.wait()
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class IdmapBind:
     """A bind of ``source`` on ``target`` idmapped by ``uid_map``/``gid_map``
     (container id, host id, count: as a user namespace's maps), with mount attributes

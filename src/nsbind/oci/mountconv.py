@@ -44,6 +44,7 @@ from nsbind._sys.mount import AT_FDCWD, MountFd, fsopen, open_regular, openat2
 from nsbind.cgroups import cgroup_layout
 from nsbind.errors import NsbindError, error_for
 from nsbind.flags import MountAttr, ResolveFlags
+from nsbind.frozen import frozen
 from nsbind.mountstep import MountOpt, MountStep
 from nsbind.oci.idmapmount import IdmapBind
 from nsbind.oci.schema import SpecError
@@ -98,7 +99,7 @@ DEFAULT_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                  ("ptmx", "pts/ptmx"))
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CgroupMount:
     """A ``cgroup`` mount, made once the container's cgroup path is known:
     :meth:`steps` binds that cgroup's directory of every v1 hierarchy."""
@@ -138,7 +139,7 @@ class CgroupMount:
         return steps
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CopyUpTmpfs:
     """A ``tmpcopyup`` tmpfs: :meth:`make` mounts it here, detached, with a copy of what
     the root holds at ``target``, and returns the step that attaches it (see

@@ -30,6 +30,7 @@ from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.cgroupsettings import check_cpu_shares
+from nsbind.frozen import frozen
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import BlockIO, Cpu, DeviceRule, Memory, Resources
 
@@ -41,7 +42,7 @@ RUNC_ALLOWED_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 r
                         "c 5:2 rwm", "c 10:200 rwm")
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class CgroupSettings:
     """What to create and set: ``create`` are keywords of :meth:`Cgroup.create`, the
     rest is set with the Cgroup's setters after it (:meth:`apply`)."""

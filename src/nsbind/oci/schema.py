@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from nsbind.errors import MessageError
+from nsbind.frozen import frozen, record
 from nsbind.jsonvalues import kind_of
 
 __all__ = ["BOOL", "I64", "INT", "STR", "U16", "U32", "U64", "UNSUPPORTED", "Conv", "SpecError",
@@ -26,73 +27,6 @@ T = TypeVar("T")
 
 #: how deep a spec may nest (a real one nests 6 deep: linux.seccomp.syscalls[].args[])
 MAX_DEPTH = 64
-
-
-if TYPE_CHECKING:
-    from typing_extensions import dataclass_transform
-else:
-    def dataclass_transform(**_: object) -> Callable[[T], T]:
-        return lambda f: f
-
-
-def _record_init(self: Any, **given: Any) -> None:
-    for name, default, factory in type(self).__record_fields__:
-        if name in given:
-            value = given.pop(name)
-        elif factory is not dataclasses.MISSING:
-            value = factory()
-        elif default is not dataclasses.MISSING:
-            value = default
-        else:
-            raise TypeError(f"{type(self).__name__}() needs the keyword argument {name!r}")
-        object.__setattr__(self, name, value)
-    if given:
-        raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments "
-                        f"{sorted(given)}")
-
-
-def _record_values(self: Any) -> tuple[Any, ...]:
-    return tuple(getattr(self, name) for name, _, _ in type(self).__record_fields__)
-
-
-def _record_eq(self: Any, other: object) -> bool:
-    if type(other) is not type(self):
-        return NotImplemented  # type: ignore[no-any-return]
-    return bool(_record_values(self) == _record_values(other))
-
-
-def _record_hash(self: Any) -> int:
-    return hash(_record_values(self))
-
-
-def _record_repr(self: Any) -> str:
-    inner = ", ".join(f"{name}={getattr(self, name)!r}"
-                      for name, _, _ in type(self).__record_fields__)
-    return f"{type(self).__qualname__}({inner})"
-
-
-def _record_frozen(self: Any, name: str, *args: Any) -> None:
-    raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-
-@dataclass_transform(frozen_default=True, kw_only_default=True)
-def record(cls: type[T]) -> type[T]:
-    """A frozen, keyword-only dataclass (``dataclasses.fields`` and ``replace`` work),
-    made without the code generation of ``@dataclass``: its methods are shared.  The
-    spec has some thirty of these classes, and generating theirs cost every runtime
-    process tens of milliseconds."""
-    if cls.__doc__ is None:  # else dataclass renders one through inspect.signature
-        cls.__doc__ = f"The spec's {cls.__name__} object."
-    made: Any = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
-    made.__record_fields__ = tuple(
-        (f.name, f.default, f.default_factory) for f in dataclasses.fields(made))
-    made.__init__ = _record_init
-    made.__eq__ = _record_eq
-    made.__hash__ = _record_hash
-    made.__repr__ = _record_repr
-    made.__setattr__ = _record_frozen
-    made.__delattr__ = _record_frozen
-    return made  # type: ignore[no-any-return]
 
 
 class SpecError(MessageError, ValueError):
@@ -141,7 +75,7 @@ def _clip(path: str) -> str:
     return path if len(path) <= 200 else path[:197] + "..."
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Conv:
     """How one JSON value is read (``load(value, path)``) and written back (``dump``)."""
 

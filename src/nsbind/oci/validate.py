@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from nsbind.errors import InvalidValue
+from nsbind.frozen import frozen
 from nsbind.idmap import check_map
 from nsbind.oci.cgpath import parse_cgroups_path
 from nsbind.oci.runtimelog import logger
@@ -50,7 +51,7 @@ _ARCH = re.compile(r"SCMP_ARCH_[A-Z0-9_]+")
 _PERSONALITY = {"LINUX", "LINUX32"}
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Host:
     """What this host offers that some spec fields need."""
 

@@ -1,0 +1,115 @@
+"""nsbind.frozen: records behave as frozen dataclasses do, compared side by side with
+``@dataclasses.dataclass(frozen=True)`` classes of the same fields."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+
+import pytest
+
+from nsbind.frozen import frozen, record
+
+
+@frozen
+class Point:
+    """A record with defaults, a factory and a field left out of comparison."""
+
+    x: int
+    y: int = 2
+    tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
+    note: str = dataclasses.field(default="", compare=False, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefPoint:
+    x: int
+    y: int = 2
+    tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
+    note: str = dataclasses.field(default="", compare=False, repr=False)
+
+
+@frozen
+class Derived:
+    base: int
+    doubled: int = dataclasses.field(init=False, default=0)
+    cache: dict[str, int] = dataclasses.field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "doubled", self.base * 2)
+
+
+@record
+class Named:
+    name: str
+    size: int = 0
+
+
+@frozen
+class OwnEq:
+    a: int
+    b: int
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OwnEq) and other.a == self.a
+
+    def __hash__(self) -> int:
+        return hash(self.a)
+
+
+@frozen
+class Empty:
+    pass
+
+
+def test_a_record_constructs_compares_hashes_and_prints_as_a_frozen_dataclass() -> None:
+    for args, kwargs in [((1,), {}), ((1, 3), {}), ((), {"x": 1, "tags": ("a",)}),
+                         ((1,), {"note": "n", "y": 5})]:
+        mine, ref = Point(*args, **kwargs), RefPoint(*args, **kwargs)  # type: ignore[arg-type]
+        assert dataclasses.astuple(mine) == dataclasses.astuple(ref)
+        assert repr(mine) == repr(ref).replace("RefPoint", "Point")
+        assert hash(mine) == hash(ref)
+        assert mine == Point(*args, **kwargs)  # type: ignore[arg-type]
+    assert Point(1, note="a") == Point(1, note="b")  # compare=False
+    assert Point(1) != Point(2)
+    other: object = RefPoint(1)
+    assert Point(1) != other  # another class: never equal
+    assert Derived(1).cache is not Derived(1).cache  # a fresh dict each time
+    assert [f.name for f in dataclasses.fields(Point)] == ["x", "y", "tags", "note"]
+    assert Point.__match_args__ == ("x", "y", "tags", "note")
+
+
+def test_a_record_is_frozen_and_works_with_replace_asdict_copy_and_pickle() -> None:
+    p = Point(1, tags=("t",))
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'x'"):
+        p.x = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del p.y
+    q = dataclasses.replace(p, y=9)
+    assert (q.x, q.y, q.tags) == (1, 9, ("t",)) and p.y == 2
+    assert dataclasses.asdict(p) == {"x": 1, "y": 2, "tags": ("t",), "note": ""}
+    assert copy.deepcopy(p) == p
+    assert pickle.loads(pickle.dumps(p)) == p
+
+
+def test_init_false_fields_post_init_and_keyword_only_records() -> None:
+    d = Derived(4)
+    assert (d.base, d.doubled, d.cache) == (4, 8, {})
+    assert dataclasses.replace(d, base=5).doubled == 10
+    n = Named(name="a")
+    assert (n.name, n.size) == ("a", 0)
+    with pytest.raises(TypeError):
+        Named("a")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point(1, z=3)  # type: ignore[call-arg]
+    assert Empty() == Empty() and hash(Empty()) == hash(Empty())
+
+
+def test_methods_the_class_defines_are_kept() -> None:
+    assert OwnEq(1, 2) == OwnEq(1, 3)
+    assert hash(OwnEq(1, 2)) == hash(1)
+    assert Point.__doc__ is not None and Point.__doc__.startswith("A record")
+    assert "frozen record" in (Empty.__doc__ or "")
