@@ -674,6 +674,11 @@ class PodmanStore:
         for cid in ids:
             for d in ("root/overlay-containers", "runroot/overlay-containers"):
                 unmount_below(os.path.join(self.base, d, cid))
+        # each podman process mounts its storage's overlay directory on itself and
+        # unmounts it when it exits; the cleanup podman that conmon starts when a container
+        # exits (--rm) may still be running: its mount goes with it (bounded wait)
+        wait_until(lambda: not mounts_below(os.path.join(self.base, "root", "overlay")),
+                   timeout=10)
 
     def close(self) -> None:
         try:

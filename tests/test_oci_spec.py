@@ -66,6 +66,7 @@ def test_tool_spec_parses_and_round_trips(tool: str, rootless: bool,
     spec = load_spec(bundle, host=HOST)
     assert spec.to_json() == raw
     assert parse_spec(json.loads(spec.to_bytes()), host=HOST) == parse_spec(raw, host=HOST)
+    assert json.loads(spec.to_bytes(indent=False)) == json.loads(spec.to_bytes())
     assert spec.bundle == str(bundle)
     assert spec.rootfs == str(bundle / "rootfs")
     assert spec.process is not None and spec.process.capabilities is not None

@@ -8,7 +8,6 @@ C core), the typed syscall layer re-exported here (its helpers ``fdnum``,
 """
 
 import sys
-from typing import TYPE_CHECKING
 
 if not sys.platform.startswith("linux"):
     raise ImportError(
@@ -17,6 +16,8 @@ if not sys.platform.startswith("linux"):
     )
 
 from nsbind.lazyimport import module_getattr
+
+TYPE_CHECKING = False  # not typing's: a runtime call that imports nsbind must not pay for it
 
 if TYPE_CHECKING:
     from nsbind import errors, features, flags, idmap, image, mounts, namespaces, seccomp

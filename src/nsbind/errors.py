@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, ClassVar, NoReturn
 
-from nsbind._native import ffi
+TYPE_CHECKING = False  # not typing's: a runtime's start must not import typing
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, NoReturn
 
 __all__ = [
     "AlreadyExists",
@@ -289,6 +290,8 @@ def check(
 ) -> int:
     """Return ``rc``, or raise the error for the errno of the native call just made."""
     if rc < 0:
+        from nsbind._native import ffi  # here: nsbind-oci state never loads the core
+
         raise_errno(ffi.errno, syscall, target, what=what, detail=detail)
     return rc
 

@@ -25,7 +25,6 @@ import errno
 import hashlib
 import ipaddress
 from collections.abc import Iterator, Sequence
-from dataclasses import field
 from types import TracebackType
 from typing import Any
 
@@ -147,8 +146,8 @@ class LinkInfo:
     up: bool
     master: int | None
     address: str | None
-    addresses: tuple[IPInterface, ...] = field(default=())
-    routes: tuple[Route, ...] = field(default=())
+    addresses: tuple[IPInterface, ...] = ()
+    routes: tuple[Route, ...] = ()
 
 
 def _info(ipr: Any, ifname: str) -> LinkInfo:

@@ -6,13 +6,12 @@ imported on first use: ``nsbind-oci state`` must not pay for the spec parser."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 # eager, and light (the state file and the standard library): ``state`` must be the
 # function, not the submodule nsbind.oci.state that importing it binds here
 from nsbind.lazyimport import module_getattr
 from nsbind.oci.lifecycle import delete, kill, start, state
 
+TYPE_CHECKING = False  # not typing's (see nsbind.lazyimport)
 if TYPE_CHECKING:
     from nsbind.oci.cgpath import (
         CgroupsPath,

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any
 
-from nsbind.oci.runtimelog import RuntimeLog
+TYPE_CHECKING = False  # not typing's nor argparse's: see nsbind.oci.cli
+if TYPE_CHECKING:
+    import types
+    from typing import Any
+
+    from nsbind.oci.runtimelog import RuntimeLog
 
 __all__ = ["cmd_create", "cmd_delete", "cmd_exec", "cmd_features", "cmd_kill", "cmd_list",
            "cmd_pause", "cmd_ps", "cmd_resume", "cmd_run", "cmd_spec", "cmd_start",
@@ -39,7 +42,7 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
-def cmd_create(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_create(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.createop import CGROUP_PARENT, create
 
     create(args.bundle, args.container_id, root=args.root, cgroup_parent=CGROUP_PARENT,
@@ -48,21 +51,21 @@ def cmd_create(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_start(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_start(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.lifecycle import start
 
     start(args.root, args.container_id)
     return 0
 
 
-def cmd_state(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_state(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.lifecycle import state
 
     _print_json(state(args.root, args.container_id))
     return 0
 
 
-def cmd_kill(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_kill(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     sig = parse_signal(args.signal)
     if args.all:
         from nsbind.oci.ops import kill_all
@@ -75,7 +78,7 @@ def cmd_kill(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_delete(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_delete(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     import errno
 
     from nsbind.oci.lifecycle import delete
@@ -89,7 +92,7 @@ def cmd_delete(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_run(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.runcmd import run_container
 
     return run_container(args.root, args.container_id, args.bundle, detach=args.detach,
@@ -98,7 +101,7 @@ def cmd_run(args: argparse.Namespace, log: RuntimeLog) -> int:
                          preserve_fds=args.preserve_fds)
 
 
-def cmd_exec(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_exec(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.execproc import ExecOptions, exec_in
 
     opts = ExecOptions(process=args.process, command=tuple(args.command),
@@ -111,7 +114,7 @@ def cmd_exec(args: argparse.Namespace, log: RuntimeLog) -> int:
     return exec_in(args.root, args.container_id, opts)
 
 
-def cmd_ps(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_ps(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.ops import container_pids
 
     pids = container_pids(args.root, args.container_id)
@@ -133,7 +136,7 @@ def cmd_ps(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_list(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.ops import list_containers
 
     states = list_containers(args.root)
@@ -152,21 +155,21 @@ def cmd_list(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_pause(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_pause(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.ops import pause
 
     pause(args.root, args.container_id)
     return 0
 
 
-def cmd_resume(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_resume(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.ops import resume
 
     resume(args.root, args.container_id)
     return 0
 
 
-def _resources_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+def _resources_from_flags(args: types.SimpleNamespace) -> dict[str, Any]:
     def num(v: str | None) -> int | None:
         return None if v is None else int(v)
 
@@ -191,7 +194,7 @@ def _resources_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def cmd_update(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_update(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.ops import update
 
     if args.resources == "-":
@@ -208,7 +211,7 @@ def cmd_update(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_spec(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_spec(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     import errno
 
     from nsbind.errors import InvalidValue
@@ -225,7 +228,7 @@ def cmd_spec(args: argparse.Namespace, log: RuntimeLog) -> int:
     return 0
 
 
-def cmd_features(args: argparse.Namespace, log: RuntimeLog) -> int:
+def cmd_features(args: types.SimpleNamespace, log: RuntimeLog) -> int:
     from nsbind.oci.featuresdoc import features_document
 
     _print_json(features_document())

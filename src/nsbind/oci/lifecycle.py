@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import signal
 import time
-from typing import Any
 
 from nsbind.oci.state import (
     LifecycleError,
@@ -36,6 +33,10 @@ from nsbind.oci.state import (
     report,
     write_state,
 )
+
+TYPE_CHECKING = False  # not typing's: state, start and kill must not import it
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["delete", "kill", "start", "state"]
 
@@ -115,8 +116,8 @@ def _hooks(directory: str, data: dict[str, Any], phase: str) -> None:
 
 
 def kill(root: str | os.PathLike[str], container_id: str,
-         sig: int = signal.SIGTERM) -> None:
-    """Send ``sig`` to a created or running container's process."""
+         sig: int = 15) -> None:
+    """Send ``sig`` (default SIGTERM) to a created or running container's process."""
     directory = container_dir(root, container_id)
     with locked(directory, container_id):
         data = read_state(directory, container_id)
@@ -134,6 +135,8 @@ def _signal(data: dict[str, Any], sig: int) -> bool:
     try:
         if not process_alive(pid, started):  # checked after the pidfd: it holds that pid
             return False
+        import signal  # here: it imports enum, and state never signals
+
         signal.pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
@@ -157,7 +160,7 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
                 with contextlib.suppress(FileNotFoundError), \
                         contextlib.closing(container_cgroup(data)) as cg:
                     cg.thaw()
-            _signal(data, signal.SIGKILL)
+            _signal(data, 9)  # SIGKILL
             while process_alive(pid, started):
                 time.sleep(0.001)
         with contextlib.suppress(FileNotFoundError):
@@ -165,4 +168,6 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
         remove_parents(list(data["nsbind"]["cgroupParents"]))
         data["status"] = "stopped"
         _hooks(directory, data, "poststop")
+        import shutil  # here: it imports bz2 and lzma
+
         shutil.rmtree(directory)

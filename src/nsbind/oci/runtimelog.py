@@ -9,11 +9,11 @@ An error is also printed to stderr, one line, whatever the log says: the exit st
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: every runtime call makes a RuntimeLog
 
 if TYPE_CHECKING:
     import logging
@@ -58,6 +58,8 @@ class RuntimeLog:
         self.debug_on = debug
 
     def _line(self, level: str, msg: str) -> str:
+        import datetime  # here: a call that logs nothing does not import it
+
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
         if self.fmt == "json":
             return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"

@@ -373,8 +373,11 @@ class Spec:
         """The spec as a JSON object: what was read, with every field it had."""
         return dump(self)
 
-    def to_bytes(self) -> bytes:
-        """``config.json`` as runc writes it (tab-indented)."""
+    def to_bytes(self, *, indent: bool = True) -> bytes:
+        """``config.json`` as runc writes it (tab-indented), or on one line (``indent``
+        false: the C encoder's, some ten times faster on a spec with a seccomp profile)."""
+        if not indent:
+            return json.dumps(self.to_json(), separators=(",", ":")).encode() + b"\n"
         return json.dumps(self.to_json(), indent="\t").encode() + b"\n"
 
 

@@ -27,12 +27,14 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from nsbind.errors import MessageError
 
+TYPE_CHECKING = False  # not typing's: state must not import it
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
     from nsbind.cgroups import Cgroup
 
 __all__ = ["LifecycleError", "check_id", "container_cgroup", "container_dir", "locked",
