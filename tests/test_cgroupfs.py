@@ -5,7 +5,6 @@ way) and used through them from then on; and what a failed ``Cgroup.create`` lea
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import re
@@ -19,6 +18,7 @@ from helpers import child_exit, private_mount_ns, require_controllers, run_forke
 from nsbind import PIPE, Cgroup, CgroupFd, CloneFlags, MountFlags, spawn
 from nsbind.cgrouplayout import cgroup_layout, open_cgroup
 from nsbind.errors import Busy, InvalidArgument, NsbindError
+from nsbind.frozen import replace_fields
 
 
 def _own_v2_path(pid: int) -> str:
@@ -281,7 +281,7 @@ def test_a_renamed_cgroup_is_still_reached_through_its_fds(cgroup_parent: str) -
 def test_a_limit_whose_controller_is_missing_is_refused_before_anything_is_made(
         cgroup_parent: str) -> None:
     layout = cgroup_layout()
-    without = dataclasses.replace(layout, controllers={
+    without = replace_fields(layout, controllers={
         c: h for c, h in layout.controllers.items() if c != "pids"})
     with pytest.raises(LookupError, match="no cgroup hierarchy carries the pids controller"):
         Cgroup.create("nopids", parent=f"{cgroup_parent}/made", pids_max=10, layout=without)

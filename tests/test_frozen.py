@@ -1,15 +1,28 @@
 """nsbind.frozen: records behave as frozen dataclasses do, compared side by side with
-``@dataclasses.dataclass(frozen=True)`` classes of the same fields."""
+``@dataclasses.dataclass(frozen=True)`` classes of the same fields, and importing it
+does not import the dataclasses module."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 
-from nsbind.frozen import frozen, record
+from nsbind.frozen import (
+    FrozenInstanceError,
+    as_dict,
+    field,
+    fields_of,
+    frozen,
+    is_record,
+    record,
+    replace_fields,
+)
 
 
 @frozen
@@ -18,8 +31,8 @@ class Point:
 
     x: int
     y: int = 2
-    tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
-    note: str = dataclasses.field(default="", compare=False, repr=False)
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    note: str = field(default="", compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +46,8 @@ class RefPoint:
 @frozen
 class Derived:
     base: int
-    doubled: int = dataclasses.field(init=False, default=0)
-    cache: dict[str, int] = dataclasses.field(init=False, default_factory=dict)
+    doubled: int = field(init=False, default=0)
+    cache: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "doubled", self.base * 2)
@@ -67,7 +80,7 @@ def test_a_record_constructs_compares_hashes_and_prints_as_a_frozen_dataclass() 
     for args, kwargs in [((1,), {}), ((1, 3), {}), ((), {"x": 1, "tags": ("a",)}),
                          ((1,), {"note": "n", "y": 5})]:
         mine, ref = Point(*args, **kwargs), RefPoint(*args, **kwargs)  # type: ignore[arg-type]
-        assert dataclasses.astuple(mine) == dataclasses.astuple(ref)
+        assert tuple(as_dict(mine).values()) == dataclasses.astuple(ref)
         assert repr(mine) == repr(ref).replace("RefPoint", "Point")
         assert hash(mine) == hash(ref)
         assert mine == Point(*args, **kwargs)  # type: ignore[arg-type]
@@ -76,19 +89,19 @@ def test_a_record_constructs_compares_hashes_and_prints_as_a_frozen_dataclass() 
     other: object = RefPoint(1)
     assert Point(1) != other  # another class: never equal
     assert Derived(1).cache is not Derived(1).cache  # a fresh dict each time
-    assert [f.name for f in dataclasses.fields(Point)] == ["x", "y", "tags", "note"]
+    assert [f.name for f in fields_of(Point)] == [f.name for f in dataclasses.fields(RefPoint)]
     assert Point.__match_args__ == ("x", "y", "tags", "note")
 
 
 def test_a_record_is_frozen_and_works_with_replace_asdict_copy_and_pickle() -> None:
     p = Point(1, tags=("t",))
-    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'x'"):
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'x'"):
         p.x = 5  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         del p.y
-    q = dataclasses.replace(p, y=9)
+    q = replace_fields(p, y=9)
     assert (q.x, q.y, q.tags) == (1, 9, ("t",)) and p.y == 2
-    assert dataclasses.asdict(p) == {"x": 1, "y": 2, "tags": ("t",), "note": ""}
+    assert as_dict(p) == {"x": 1, "y": 2, "tags": ("t",), "note": ""}
     assert copy.deepcopy(p) == p
     assert pickle.loads(pickle.dumps(p)) == p
 
@@ -96,7 +109,7 @@ def test_a_record_is_frozen_and_works_with_replace_asdict_copy_and_pickle() -> N
 def test_init_false_fields_post_init_and_keyword_only_records() -> None:
     d = Derived(4)
     assert (d.base, d.doubled, d.cache) == (4, 8, {})
-    assert dataclasses.replace(d, base=5).doubled == 10
+    assert replace_fields(d, base=5).doubled == 10
     n = Named(name="a")
     assert (n.name, n.size) == ("a", 0)
     with pytest.raises(TypeError):
@@ -113,3 +126,21 @@ def test_methods_the_class_defines_are_kept() -> None:
     assert hash(OwnEq(1, 2)) == hash(1)
     assert Point.__doc__ is not None and Point.__doc__.startswith("A record")
     assert "frozen record" in (Empty.__doc__ or "")
+
+
+def test_other_dataclasses_go_to_the_dataclasses_module_and_import_costs_nothing() -> None:
+    ref = RefPoint(1)
+    assert replace_fields(ref, y=7) == RefPoint(1, 7)
+    assert as_dict({"p": ref, "q": [Point(1)]}) == {"p": dataclasses.asdict(ref),
+                                                     "q": [{"x": 1, "y": 2, "tags": (),
+                                                            "note": ""}]}
+    assert [f.name for f in fields_of(ref)] == ["x", "y", "tags", "note"]
+    assert is_record(Point) and is_record(Point(1)) and not is_record(ref)
+    assert issubclass(FrozenInstanceError, AttributeError)
+    with pytest.raises(ValueError, match="mutable default"):
+        frozen(type("Bad", (), {"__annotations__": {"x": "list[int]"}, "x": []}))
+    code = ("import sys, nsbind.frozen, nsbind.oci.spec; "
+            "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": os.pathsep.join(sys.path)}).stdout
+    assert out.strip() == "[]"

@@ -6,7 +6,6 @@ fd at all)."""
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import os
 import pathlib
@@ -31,6 +30,7 @@ from nsbind import (
 )
 from nsbind.errors import NsbindError
 from nsbind.flags import AtFlags, OpenTreeFlags
+from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountOpt
 
 NS = Namespaces(pid=True, mnt=True)
@@ -329,7 +329,7 @@ def _writable_overlay(tmp_path: pathlib.Path) -> tuple[MountFd, pathlib.Path]:
 def _attach_as_is(tree: MountFd, target: str) -> MountStep:
     """A bind step that attaches ``tree`` (a detached tree made for it) as it is."""
     step = mounts.bind(tree, target, readonly=True)
-    return dataclasses.replace(step, opts=step.opts | MountOpt.ATTACH_FD)
+    return replace_fields(step, opts=step.opts | MountOpt.ATTACH_FD)
 
 
 def _watched(dirs: list[pathlib.Path]) -> dict[pathlib.Path, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import pathlib
@@ -15,6 +14,7 @@ from nsbind import MountFlags, Namespaces, Propagation, features, mounts, spawn
 from nsbind._native import ffi, lib
 from nsbind.errors import NsbindError
 from nsbind.flags import MountAttr
+from nsbind.frozen import replace_fields
 from nsbind.mountstep import PHASE_WORDS, MountKind, MountPhase, MountStep, run
 
 
@@ -273,7 +273,7 @@ def test_each_kind_of_step_names_the_phase_it_failed_in(tmp_path: pathlib.Path) 
         ([mounts.tmpfs(missing)], errno.ENOENT, words[MountPhase.RESOLVE]),
         ([mounts.tmpfs(host_dir, size="lots")], errno.EINVAL,
          f"{words[MountPhase.CONFIG]}; kernel: tmpfs: Bad value for 'size'"),
-        ([dataclasses.replace(mounts.tmpfs(target), fs_magic=lib.PROC_SUPER_MAGIC)],
+        ([replace_fields(mounts.tmpfs(target), fs_magic=lib.PROC_SUPER_MAGIC)],
          errno.EXDEV, f"{words[MountPhase.VERIFY]}; {target} does not show the tmpfs just mounted"),
         # BIND: the source, its attributes
         ([mounts.bind(missing, host_dir)], errno.ENOENT, words[MountPhase.SOURCE]),

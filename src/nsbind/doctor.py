@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from nsbind import doctorchecks as dc
 from nsbind.doctorchecks import Check
+from nsbind.frozen import as_dict
 
 __all__ = ["Check", "add_parser", "checks", "main", "run"]
 
@@ -71,7 +71,7 @@ MARK = {True: "ok", None: "--", False: "NO"}
 def report(found: list[Check], as_json: bool = False) -> str:
     """The report as text: one line per check (and a ``fix:`` line), or JSON."""
     if as_json:
-        return json.dumps([dataclasses.asdict(c) for c in found], indent=2)
+        return json.dumps([as_dict(c) for c in found], indent=2)
     width = max((len(c.name) for c in found), default=0)
     lines = []
     for c in found:

@@ -1,34 +1,132 @@
-"""Frozen records: ``@frozen`` (and the keyword-only ``@record``) make a frozen dataclass
-— ``dataclasses.fields``, ``replace`` and ``asdict`` work on it, its instances compare,
-hash and print as a frozen dataclass's do — without the code generation of
-``@dataclass(frozen=True)`` at import.
+"""Frozen records: ``@frozen`` (and the keyword-only ``@record``) make a class that
+behaves as a frozen dataclass — its constructor, equality, hashing and ``repr``, fields
+with defaults, default factories, ``init``/``repr``/``compare``/``hash`` flags and
+metadata (:func:`field`), ``__post_init__``, assignment refused — without the
+dataclasses module.
 
-Python 3.11 compiles six methods for each such class (0.8 ms a class), and a command's
-start imports some fifty of them: a runtime process paid tens of milliseconds for
-classes it mostly never instantiates.  Here equality, hashing, ``repr`` and the frozen
-``__setattr__`` are shared functions; ``__init__`` is compiled once, at the class's first
-instantiation, the only method whose speed matters per object.  Methods the class body
-defines are kept, as dataclasses keeps them.
+A command's start imports some eighty of these classes.  The dataclasses module imports
+inspect (and ast, dis, tokenize: some 10 ms a process here), and ``@dataclass(frozen=
+True)`` compiles six methods a class (0.8 ms each class).  Here equality, hashing,
+``repr`` and the frozen ``__setattr__`` are shared functions, and ``__init__`` is
+compiled once, at the class's first instantiation.  :func:`fields_of`,
+:func:`replace_fields` and :func:`as_dict` are ``dataclasses.fields``, ``replace`` and
+``asdict`` for records (and hand other dataclasses to those).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import operator
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import sys
 
-__all__ = ["frozen", "record"]
-
-T = TypeVar("T")
-
+TYPE_CHECKING = False  # not typing's: see above
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeVar
+
     from typing_extensions import dataclass_transform
+
+    T = TypeVar("T")
 else:
     def dataclass_transform(**_: object) -> Callable[[T], T]:
         return lambda f: f
 
-_MISSING = dataclasses.MISSING
+__all__ = ["MISSING", "Field", "FrozenInstanceError", "as_dict", "field", "fields_of",
+           "frozen", "is_record", "record", "replace_fields"]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()  #: no default (the sentinel, as dataclasses.MISSING)
+
+
+class FrozenInstanceError(AttributeError):
+    """An assignment to a field of a record (as ``dataclasses.FrozenInstanceError``)."""
+
+
+class Field:
+    """One field of a record: what :func:`field` declares, and its name."""
+
+    __slots__ = ("compare", "default", "default_factory", "hash", "init", "kw_only",
+                 "metadata", "name", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, init: bool, repr: bool,
+                 hash: bool | None, compare: bool, metadata: Mapping[str, Any] | None,
+                 kw_only: Any) -> None:
+        self.name = ""
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.hash = hash
+        self.compare = compare
+        self.metadata: Mapping[str, Any] = {} if metadata is None else metadata
+        self.kw_only = kw_only
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r}, default={self.default!r})"
+
+
+def field(*, default: Any = MISSING, default_factory: Any = MISSING, init: bool = True,
+          repr: bool = True, hash: bool | None = None, compare: bool = True,
+          metadata: Mapping[str, Any] | None = None, kw_only: Any = MISSING) -> Any:
+    """A field's declaration, as ``dataclasses.field``: a default or a factory of one,
+    whether ``__init__`` takes it, whether ``repr``, equality and the hash use it."""
+    if default is not MISSING and default_factory is not MISSING:
+        raise ValueError("a field cannot have both a default and a default_factory")
+    return Field(default, default_factory, init, repr, hash, compare, metadata, kw_only)
+
+
+def is_record(obj: object) -> bool:
+    """Whether ``obj`` is a record class or one's instance."""
+    return hasattr(obj, "__record_fields__")
+
+
+def fields_of(obj: Any) -> tuple[Field, ...]:
+    """The fields of a record class or instance, in order (``dataclasses.fields``
+    for any other dataclass)."""
+    found: tuple[Field, ...] | None = getattr(obj, "__record_fields__", None)
+    if found is None:
+        import dataclasses
+
+        return dataclasses.fields(obj)  # type: ignore[return-value]
+    return found
+
+
+def replace_fields(obj: T, **changes: Any) -> T:
+    """A copy of the record ``obj`` with ``changes`` (``dataclasses.replace``)."""
+    own: tuple[Field, ...] | None = getattr(obj, "__record_fields__", None)
+    if own is None:
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    for f in own:
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name} is not set by __init__: it cannot be "
+                                 "replaced")
+        elif f.name not in changes:
+            changes[f.name] = getattr(obj, f.name)
+    return type(obj)(**changes)
+
+
+def as_dict(obj: Any) -> Any:
+    """A record as a dict, records inside it too, lists, tuples and dicts copied
+    (``dataclasses.asdict``)."""
+    if is_record(obj) and not isinstance(obj, type):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in fields_of(obj)}
+    if isinstance(obj, (list, tuple)):
+        items = [as_dict(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if isinstance(obj, dict):
+        return type(obj)((as_dict(k), as_dict(v)) for k, v in obj.items())
+    if hasattr(obj, "__dataclass_fields__") and not isinstance(obj, type):
+        import dataclasses
+
+        return dataclasses.asdict(obj)
+    return obj
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -58,32 +156,31 @@ def _repr(self: Any) -> str:
 
 
 def _setattr(self: Any, name: str, *_: Any) -> None:
-    raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
 def _compile_init(cls: type) -> Callable[..., None]:
     """``cls.__init__`` as dataclasses writes it for a frozen class: parameters in field
     order (keyword-only fields after ``*``), defaults and default factories, fields with
     ``init=False`` set from theirs, then ``__post_init__`` when the class has one."""
-    namespace: dict[str, Any] = {"__set": object.__setattr__, "__missing": _MISSING}
+    namespace: dict[str, Any] = {"__set": object.__setattr__, "__missing": MISSING}
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
-    for f in dataclasses.fields(cls):
+    for f in fields_of(cls):
         name = f.name
-        if f.default is not _MISSING:
+        if f.default is not MISSING:
             namespace[f"__d_{name}"] = f.default
             default = f"__d_{name}"
-        elif f.default_factory is not _MISSING:
+        elif f.default_factory is not MISSING:
             namespace[f"__f_{name}"] = f.default_factory
             default = "__missing"
         else:
             default = ""
         if not f.init:
             value = f"__f_{name}()" if default == "__missing" else default
-            if not value:
-                continue  # no default: set by __post_init__, as dataclasses leaves it
-            body.append(f"    __set(__self, {name!r}, {value})")
+            if value:  # else left to __post_init__, as dataclasses leaves it
+                body.append(f"    __set(__self, {name!r}, {value})")
             continue
         (keyword if f.kw_only else positional).append(f"{name}={default}" if default
                                                       else name)
@@ -108,18 +205,55 @@ def _first_init(cls: type) -> Callable[..., None]:
     return __init__
 
 
+def _is_classvar(annotation: object) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    typing = sys.modules.get("typing")
+    return typing is not None and getattr(annotation, "__origin__", None) is typing.ClassVar
+
+
+def _collect(cls: type, kw_only: bool) -> list[Field]:
+    """The record's fields: its bases' (records), then its own annotations in order; a
+    class attribute holding a default becomes the default (and stays, as a default)."""
+    found: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for f in base.__dict__.get("__record_fields__", ()):
+            found[f.name] = f
+    # the class's own annotations (inspect.get_annotations would import inspect)
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+        if _is_classvar(annotation):
+            continue
+        value = cls.__dict__.get(name, MISSING)
+        f = value if isinstance(value, Field) else field(default=value)
+        f.name = name
+        if f.kw_only is MISSING:
+            f.kw_only = kw_only
+        if f.default is not MISSING and type(f.default).__hash__ is None:
+            raise ValueError(f"{cls.__name__}.{name}: a mutable default "
+                             f"({type(f.default).__name__}): use default_factory")
+        if isinstance(value, Field):
+            if f.default is MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, f.default)
+        found[name] = f
+    return list(found.values())
+
+
 def _make(cls: type[T], kw_only: bool) -> type[T]:
     own = cls.__dict__
-    if cls.__doc__ is None:  # else dataclasses renders one through inspect.signature
-        cls.__doc__ = f"{cls.__name__}: a frozen record."
     explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
-    made: Any = dataclasses.dataclass(init=False, repr=False, eq=False,
-                                      kw_only=kw_only)(cls)
-    fields = dataclasses.fields(made)
+    made: Any = cls
+    fields = _collect(cls, kw_only)
+    made.__record_fields__ = tuple(fields)
+    type.__setattr__(made, "__match_args__",
+                     tuple(f.name for f in fields if f.init and not f.kw_only))
     made.__frozen_compared__ = staticmethod(_getter([f.name for f in fields if f.compare]))
     made.__frozen_hashed__ = staticmethod(_getter(
         [f.name for f in fields if (f.compare if f.hash is None else f.hash)]))
     made.__frozen_shown__ = tuple(f.name for f in fields if f.repr)
+    if cls.__doc__ is None:
+        made.__doc__ = f"{cls.__name__}: a frozen record."
     made.__init__ = _first_init(made)
     if "__repr__" not in own:
         made.__repr__ = _repr
@@ -132,14 +266,14 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
     return made  # type: ignore[no-any-return]
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
 def frozen(cls: type[T]) -> type[T]:
-    """A frozen dataclass, as ``@dataclasses.dataclass(frozen=True)`` makes one."""
+    """A frozen record class, as ``@dataclasses.dataclass(frozen=True)`` makes one."""
     return _make(cls, kw_only=False)
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True,
-                     field_specifiers=(dataclasses.field,))
+                     field_specifiers=(field, Field))
 def record(cls: type[T]) -> type[T]:
-    """A frozen dataclass whose fields are all keyword-only."""
+    """A frozen record class whose fields are all keyword-only."""
     return _make(cls, kw_only=True)

@@ -24,10 +24,8 @@ layer paths), then cloned out as a detached tree.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
-import threading
 from collections.abc import Callable, Sequence
 
 from nsbind import features
@@ -37,6 +35,7 @@ from nsbind._sys.mount import MountFd, mount, move_mount, open_tree
 from nsbind._sys.ns import unshare
 from nsbind.errors import NsbindError, raise_errno
 from nsbind.flags import AtFlags, CloneFlags, MountFlags, MoveMountFlags, OpenTreeFlags
+from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountKind, MountOpt, MountStep
 
 __all__ = ["classic_detached", "clone_tree", "detached_copies"]
@@ -78,6 +77,8 @@ def _in_a_throwaway_namespace(work: Callable[[str], list[MountFd]]) -> list[Moun
             failure.append(exc)
 
     try:
+        import threading  # here: only a clone of layers needs the helper thread
+
         thread = threading.Thread(target=run, name="nsbind-mount-helper")
         thread.start()
         thread.join()
@@ -141,7 +142,7 @@ def detached_copies(steps: Sequence[MountStep]) -> tuple[tuple[MountStep, ...], 
                     and not step.opts & MountOpt.ATTACH_FD):
                 copies.append(clone_tree(step.fd, label=step.describe(),
                                          recursive=bool(step.opts & MountOpt.RECURSIVE)))
-                step = dataclasses.replace(step, fd=copies[-1].fileno(),
+                step = replace_fields(step, fd=copies[-1].fileno(),
                                            opts=step.opts | MountOpt.ATTACH_FD)
             out.append(step)
     except BaseException:

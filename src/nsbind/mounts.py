@@ -15,7 +15,6 @@ resolve their targets inside the root (``step.in_root()``).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import stat
@@ -27,6 +26,7 @@ from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
 from nsbind._sys.mount import MountFd, fsopen
 from nsbind.errors import InvalidValue, NsbindError, raise_errno
 from nsbind.flags import MountAttr, MountFlags, Propagation
+from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
@@ -338,7 +338,7 @@ def overlay_step(target: PathLike, lower: Sequence[PathLike], upper: PathLike | 
     attr = MountAttr.RDONLY if upper is None else 0
     opts, cwd = _overlay_options(layers, upper, work, volatile)
     step = _fs("overlay", target, attr, opts, magic=lib.OVERLAYFS_SUPER_MAGIC)
-    return dataclasses.replace(step, cwd=cwd)
+    return replace_fields(step, cwd=cwd)
 
 
 def overlay(lower: Sequence[PathLike], upper: PathLike | None = None,

@@ -19,7 +19,6 @@ swapped since is refused, never followed.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import errno as _errno
 import os
@@ -31,7 +30,7 @@ from nsbind._native import ffi, lib
 from nsbind._sys.mount import mount_description
 from nsbind.errors import InvalidValue, error_for
 from nsbind.flags import MountAttr, flag_names
-from nsbind.frozen import frozen
+from nsbind.frozen import fields_of, frozen, replace_fields
 
 __all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "MountSteps",
            "report_message", "run"]
@@ -144,7 +143,7 @@ class MountStep:
         try:
             return self.__dict__["_hash"]  # type: ignore[no-any-return]
         except KeyError:
-            value = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            value = hash(tuple(getattr(self, f.name) for f in fields_of(self)))
             object.__setattr__(self, "_hash", value)
             return value
 
@@ -160,7 +159,7 @@ class MountStep:
         try:
             return self.__dict__["_in_root"]  # type: ignore[no-any-return]
         except KeyError:
-            step = dataclasses.replace(self, opts=self.opts | MountOpt.IN_ROOT)
+            step = replace_fields(self, opts=self.opts | MountOpt.IN_ROOT)
             object.__setattr__(self, "_in_root", step)
             return step
 
@@ -172,7 +171,7 @@ class MountStep:
         that identity only once this one is deleted (its inode number freed)."""
         if self.opts & MountOpt.IN_ROOT:
             raise InvalidValue(f"{self.describe()}: only a host target can be pinned")
-        return dataclasses.replace(self, opts=self.opts | MountOpt.PINNED,
+        return replace_fields(self, opts=self.opts | MountOpt.PINNED,
                                    pin_dev=st.st_dev, pin_ino=st.st_ino)
 
     def describe(self) -> str:

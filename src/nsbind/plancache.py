@@ -9,7 +9,6 @@ on (a one-off spawn keeps nothing); each later spawn starts from a copy of the C
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Mapping
@@ -34,18 +33,22 @@ _NEWUSER, _NEWNET, _NEWNS, _NEWTIME = (int(CloneFlags.NEWUSER), int(CloneFlags.N
 _HAS_VM_CLONE = bool(lib.nsb_spawn_has_vm_clone())
 
 
-@dataclasses.dataclass
 class StaticPlan:
     """What a spawn derives from its request before any fd is made, and, once a spawn
     with inherited stdio has completed it, the whole plan (``ready``)."""
 
-    plan: Plan
-    user: bool  # a new user namespace: the parent writes its id maps
-    uid_map: list[IdMap]
-    gid_map: list[IdMap]
-    steps: tuple[MountStep, ...]
-    root: RootPlan | None  # a prepared root the child joins (None: plain)
-    ready: Plan | None = None
+    __slots__ = ("gid_map", "plan", "ready", "root", "steps", "uid_map", "user")
+
+    def __init__(self, plan: Plan, user: bool, uid_map: list[IdMap], gid_map: list[IdMap],
+                 steps: tuple[MountStep, ...], root: RootPlan | None,
+                 ready: Plan | None = None) -> None:
+        self.plan = plan
+        self.user = user  # a new user namespace: the parent writes its id maps
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        self.steps = steps
+        self.root = root  # a prepared root the child joins (None: plain)
+        self.ready = ready
 
 
 @functools.lru_cache(maxsize=128)

@@ -1,11 +1,10 @@
 """spawn() and Process: start a program in new namespaces at close to the kernel's cost.
 
-The child is made by the C spawn engine (see ``_native/spawn.h``): clone3 on its
-own stack with CLONE_VM|CLONE_VFORK where the plan allows it, so the cost does
-not grow with the parent's memory; it runs no Python.  Exceptions are the time
-namespace (the kernel refuses CLONE_VM with CLONE_NEWTIME: a copy-on-write
-child instead) and user namespaces (CLONE_VM without VFORK: the child waits
-until this process has written its id maps, and this thread waits for the exec).
+The child is made by the C spawn engine (see ``_native/spawn.h``): clone3 on its own stack with
+CLONE_VM|CLONE_VFORK where the plan allows it, so the cost does not grow with the parent's memory;
+it runs no Python.  Exceptions are the time namespace (the kernel refuses CLONE_VM with
+CLONE_NEWTIME: a copy-on-write child instead) and user namespaces (CLONE_VM without VFORK: the
+child waits until this process has written its id maps, and this thread waits for the exec).
 
 A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid.
 """
@@ -16,10 +15,8 @@ import contextlib
 import errno
 import fcntl
 import os
-import selectors
 import signal
 import stat
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -92,6 +89,7 @@ class Process:
         if self.returncode is not None:
             return self.returncode
         if timeout is not None and not self.pidfd.readable(timeout):
+            import subprocess  # here: it imports threading, selectors and locale
             raise subprocess.TimeoutExpired(self.args, timeout)
         code = self._reaped(self.pidfd.wait())
         assert code is not None
@@ -134,6 +132,8 @@ class Process:
     def communicate(self, input: bytes | None = None,
                     timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
         """Send ``input``, read stdout/stderr to EOF, wait; as ``subprocess.Popen.communicate``."""
+        import selectors
+        import subprocess
         deadline = None if timeout is None else time.monotonic() + timeout
         view = memoryview(input or b"")
         out_fd = self.stdout.fileno() if self.stdout is not None else None

@@ -47,12 +47,9 @@ grace period is the slowest part of a plain rootfs spawn).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import functools
 import os
-import shutil
-import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -69,7 +66,7 @@ from nsbind.flags import (
     ResolveFlags,
     UmountFlags,
 )
-from nsbind.frozen import frozen
+from nsbind.frozen import frozen, replace_fields
 from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, mask, overlay_step, readonly
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
@@ -120,7 +117,7 @@ class RootPlan:
                 if step.opts & MountOpt.RECURSIVE:
                     flags |= AtFlags.RECURSIVE
                 opened.append(open_tree(step.source, flags))
-                steps[i] = dataclasses.replace(step, source=None, fd=opened[-1].fileno(),
+                steps[i] = replace_fields(step, source=None, fd=opened[-1].fileno(),
                                                opts=step.opts | MountOpt.ATTACH_FD)
         except BaseException:
             for mnt in opened:
@@ -195,6 +192,8 @@ def _make_template(shared: Sequence[MountStep]) -> NamespaceFd:
                 made.append(nsfd)
         except BaseException as exc:
             failed.append(exc)
+
+    import threading  # here: a container's spawn does not prepare a root
 
     thread = threading.Thread(target=work, name="nsbind-rootfs-prepare")
     thread.start()
@@ -271,7 +270,7 @@ class RootFS:
             raise
         # the root is the overlay this step attaches, taken by its fd (LAST_MOUNT):
         # nothing looks the mount point up again, to use it or to check it
-        self._base = [dataclasses.replace(step, fs_magic=0).pinned(self._stat)]
+        self._base = [replace_fields(step, fs_magic=0).pinned(self._stat)]
         self._root = MountStep(None, self.path, kind=MountKind.ROOT,
                                opts=MountOpt.LAST_MOUNT)
         return self
@@ -353,7 +352,7 @@ class RootFS:
             # there would name the image's file.  Bind sources are opened by the
             # spawning process; a device node is made, never bound from the host; a
             # step that reads other host paths keeps the root unprepared.
-            rest = tuple(dataclasses.replace(s, source=None)
+            rest = tuple(replace_fields(s, source=None)
                          if s.kind == MountKind.DEVICE else s for s in steps[first:])
             if any(_host_path(s) for s in rest):
                 self._template = self._plain_plan()  # (kept: no namespace to release)
@@ -405,6 +404,8 @@ class RootFS:
             mnt.close()
         if self._own_mountpoint:
             self._own_mountpoint = False
+            import shutil  # here: it imports bz2 and lzma
+
             shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> RootFS:

@@ -9,20 +9,20 @@ source; the copies are closed in the parent once the child has exec'd.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
-import subprocess
 from typing import IO, Any
 
 from nsbind.errors import InvalidValue
+from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountStep
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "SpawnPipes", "StdSpec", "Stdio"]
 
-PIPE = subprocess.PIPE
-DEVNULL = subprocess.DEVNULL
-STDOUT = subprocess.STDOUT
+# subprocess's values (not imported from it: it imports threading, selectors and locale)
+PIPE = -1
+STDOUT = -2
+DEVNULL = -3
 
 #: what a stdio argument of spawn may be
 StdSpec = int | IO[Any] | None
@@ -97,7 +97,7 @@ class Stdio:
         """``step`` with its fds replaced by close-on-exec copies above ``base``."""
         if step.fd < 0 and step.userns_fd < 0:
             return step
-        return dataclasses.replace(
+        return replace_fields(
             step, fd=self.high(step.fd, base) if step.fd >= 0 else -1,
             userns_fd=self.high(step.userns_fd, base) if step.userns_fd >= 0 else -1)
 

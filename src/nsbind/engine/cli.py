@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from nsbind.engine.errors import EngineError
+from nsbind.frozen import replace_fields
 
 __all__ = ["COMMANDS", "add_global_arguments", "add_parsers", "run"]
 
@@ -159,14 +160,13 @@ def _config(args: argparse.Namespace) -> Any:
 def _as_owner(config: Any) -> Any:
     """For a rootless caller: enter its user namespace (see :mod:`nsbind.engine.rootless`)
     before anything is made or removed in its storage; the configuration."""
-    import dataclasses
 
     if not config.rootless:
         return config
     from nsbind.engine.rootless import enter
 
     umap = enter()
-    return dataclasses.replace(config, single_id=umap.single)
+    return replace_fields(config, single_id=umap.single)
 
 
 def run(args: argparse.Namespace) -> int:

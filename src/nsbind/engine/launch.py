@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
-from nsbind.frozen import frozen
+from nsbind.frozen import field, frozen
 
 if TYPE_CHECKING:
     from nsbind.engine.images import RunImage
@@ -61,7 +61,7 @@ class EngineConfig:
     single_id: bool = False
     #: the nftables table (``inet``) of bridge networks' NAT: ``$NSBIND_NFT_TABLE``, else
     #: ``nsbind`` (tests and side-by-side engines keep tables of their own)
-    nft_table: str = dataclasses.field(
+    nft_table: str = field(
         default_factory=lambda: os.environ.get("NSBIND_NFT_TABLE") or "nsbind")
 
     def cgroup_of(self, container_id: str) -> str | None:

@@ -10,7 +10,6 @@ deleted with the network; a network some container is on cannot be removed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import ipaddress
@@ -20,7 +19,7 @@ import re
 from typing import Any
 
 from nsbind.engine.errors import EngineError
-from nsbind.frozen import frozen
+from nsbind.frozen import as_dict, fields_of, frozen
 
 __all__ = ["DEFAULT_NETWORK", "MAX_NETWORK_FILE", "Network", "NetworkStore"]
 
@@ -40,7 +39,8 @@ class Network:
     created: str
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data: dict[str, Any] = as_dict(self)
+        return data
 
 
 def _bridge_name(name: str) -> str:
@@ -88,7 +88,7 @@ class NetworkStore:
             data = f.read(MAX_NETWORK_FILE + 1)
         try:
             raw = json.loads(data)
-            net = Network(**{k.name: str(raw[k.name]) for k in dataclasses.fields(Network)})
+            net = Network(**{k.name: str(raw[k.name]) for k in fields_of(Network)})
             if len(data) > MAX_NETWORK_FILE or net.name != name:
                 raise ValueError
         except (ValueError, KeyError, TypeError):

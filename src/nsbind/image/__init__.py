@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nsbind.frozen import replace_fields
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer, host_platform
 from nsbind.lazyimport import module_getattr
 
@@ -52,8 +53,6 @@ def load(path: str, *, tag: str | None = None,
     read up to 16 MiB and 64 levels deep, and checked field by field (see
     :mod:`nsbind.image.model`).  Anything malformed or unsupported raises an
     :class:`ImageError` naming the file and the field."""
-    import dataclasses
-
     from nsbind.image.archive import open_archive
     from nsbind.image.dockersave import load_docker_save
     from nsbind.image.ocilayout import load_oci_layout
@@ -68,4 +67,4 @@ def load(path: str, *, tag: str | None = None,
     except BaseException:
         archive.close()
         raise
-    return dataclasses.replace(img, closer=archive.close)
+    return replace_fields(img, closer=archive.close)

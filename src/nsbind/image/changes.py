@@ -11,12 +11,12 @@ with a NUL byte or a JSON form that is not a list of strings.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import posixpath
 import shlex
 from collections.abc import Callable, Sequence
 
+from nsbind.frozen import replace_fields
 from nsbind.image.model import ImageConfig, ImageError
 
 __all__ = ["INSTRUCTIONS", "apply_changes"]
@@ -58,19 +58,19 @@ def _pairs(text: str, what: str, *, legacy: bool) -> list[tuple[str, str]]:
 
 
 def _cmd(c: ImageConfig, text: str, what: str) -> ImageConfig:
-    return dataclasses.replace(c, cmd=_command(text, what))
+    return replace_fields(c, cmd=_command(text, what))
 
 
 def _entrypoint(c: ImageConfig, text: str, what: str) -> ImageConfig:
     # as in a Dockerfile, a new entrypoint drops an inherited CMD
-    return dataclasses.replace(c, entrypoint=_command(text, what), cmd=())
+    return replace_fields(c, entrypoint=_command(text, what), cmd=())
 
 
 def _env(c: ImageConfig, text: str, what: str) -> ImageConfig:
     env = list(c.env)
     for key, value in _pairs(text, what, legacy=True):
         env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
-    return dataclasses.replace(c, env=tuple(env))
+    return replace_fields(c, env=tuple(env))
 
 
 def _expose(c: ImageConfig, text: str, what: str) -> ImageConfig:
@@ -83,30 +83,30 @@ def _expose(c: ImageConfig, text: str, what: str) -> ImageConfig:
             raise ImageError(f"{what}: {word!r} is not PORT[/tcp|udp|sctp]")
         if f"{int(port)}/{proto}" not in ports:
             ports.append(f"{int(port)}/{proto}")
-    return dataclasses.replace(c, exposed_ports=tuple(ports))
+    return replace_fields(c, exposed_ports=tuple(ports))
 
 
 def _label(c: ImageConfig, text: str, what: str) -> ImageConfig:
-    return dataclasses.replace(c, labels={**c.labels, **dict(_pairs(text, what, legacy=False))})
+    return replace_fields(c, labels={**c.labels, **dict(_pairs(text, what, legacy=False))})
 
 
 def _user(c: ImageConfig, text: str, what: str) -> ImageConfig:
-    return dataclasses.replace(c, user=text)
+    return replace_fields(c, user=text)
 
 
 def _workdir(c: ImageConfig, text: str, what: str) -> ImageConfig:
-    return dataclasses.replace(c, working_dir=posixpath.join(c.working_dir or "/", text))
+    return replace_fields(c, working_dir=posixpath.join(c.working_dir or "/", text))
 
 
 def _volume(c: ImageConfig, text: str, what: str) -> ImageConfig:
     paths = _words(text, what) if text.startswith("[") else text.split()
     if not all(p.startswith("/") for p in paths):
         raise ImageError(f"{what}: volumes are absolute paths")
-    return dataclasses.replace(c, volumes=tuple(dict.fromkeys((*c.volumes, *paths))))
+    return replace_fields(c, volumes=tuple(dict.fromkeys((*c.volumes, *paths))))
 
 
 def _stopsignal(c: ImageConfig, text: str, what: str) -> ImageConfig:
-    return dataclasses.replace(c, stop_signal=text)
+    return replace_fields(c, stop_signal=text)
 
 
 #: the instructions accepted, and what each does to the config

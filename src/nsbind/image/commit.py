@@ -13,7 +13,6 @@ the same image gives the same image ID.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ import tempfile
 from collections.abc import Collection
 from typing import IO
 
+from nsbind.frozen import replace_fields
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer
 from nsbind.image.pushing import LAYER_TYPE, image_config
 from nsbind.image.reference import tag_name
@@ -56,7 +56,7 @@ def commit_layer(store: Store, base: StoredImage, changes: str, name: str | None
                            max_entries=store.max_layer_entries,
                            max_depth=store.max_layer_depth, max_bytes=store.max_layer_bytes)
         diff_ids = [*base.layers, layer.diff_id]
-        record = dataclasses.replace(base, config=config or base.config)
+        record = replace_fields(base, config=config or base.config)
         raw_bytes = image_config(record, diff_ids)
         os_name, _, rest = base.platform.partition("/")
         arch, _, variant = rest.partition("/")

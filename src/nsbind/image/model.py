@@ -11,7 +11,6 @@ sizes integers in 0..2**63-1 (:func:`check_size`).  Every failure is an
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import IO, Any
 
 from nsbind import jsonvalues
 from nsbind.errors import MessageError
-from nsbind.frozen import frozen
+from nsbind.frozen import field, frozen
 from nsbind.jsonvalues import MAX_JSON_BYTES, MAX_JSON_DEPTH, kind_of
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES", "Fields",
@@ -201,7 +200,7 @@ class ImageConfig:
     user: str = ""
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
-    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str = ""
 
     @classmethod
@@ -279,7 +278,7 @@ class Layer:
     size: int | None  # of the stored (possibly compressed) blob; None if unknown
     digest: str | None  # sha256 of the stored blob ("sha256:..."), None if the format has none
     diff_id: str  # sha256 of the uncompressed tar, from the config's rootfs.diff_ids
-    open: Callable[[], IO[bytes]] = dataclasses.field(repr=False, compare=False)
+    open: Callable[[], IO[bytes]] = field(repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """ImageError unless the media type is a layer nsbind unpacks, the size an
@@ -311,8 +310,8 @@ class Image:
     history: tuple[dict[str, Any], ...]
     layers: tuple[Layer, ...]
     config_digest: str
-    raw_config: dict[str, Any] = dataclasses.field(repr=False, compare=False)
-    closer: Callable[[], None] = dataclasses.field(repr=False, compare=False,
+    raw_config: dict[str, Any] = field(repr=False, compare=False)
+    closer: Callable[[], None] = field(repr=False, compare=False,
                                                    default=lambda: None)
 
     def close(self) -> None:

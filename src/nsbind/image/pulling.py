@@ -13,13 +13,12 @@ store has is not fetched.  The image is recorded only once every layer is in.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import threading
 from collections.abc import Callable
 from typing import IO, Any, cast
 
-from nsbind.frozen import frozen
+from nsbind.frozen import frozen, replace_fields
 from nsbind.image.model import MAX_JSON_BYTES, Fields, Image, ImageError, host_platform, parse_json
 from nsbind.image.ocilayout import (
     INDEX_TYPES,
@@ -164,7 +163,7 @@ def pull(ref: str | Reference, *, store: Store | str | None = None,
         known = [r for r in st.images() if r.config_digest == img.config_digest]
         if known:
             merged = tuple(dict.fromkeys((*known[0].tags, *img.tags)))
-            img = dataclasses.replace(img, tags=merged)
+            img = replace_fields(img, tags=merged)
         seen: set[str] = set()
         missing = []
         for index, layer in enumerate(img.layers):

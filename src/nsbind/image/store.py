@@ -31,7 +31,6 @@ a failure leaves no half-made directory behind.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -41,7 +40,7 @@ from typing import Any
 
 from nsbind import features
 from nsbind._sys.fd import PathLike
-from nsbind.frozen import frozen
+from nsbind.frozen import field, frozen
 from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageConfig, ImageError, Layer
 from nsbind.image.tree import remove_path
 from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES, LayerStats, extract_layer
@@ -80,7 +79,7 @@ class StoredImage:
     platform: str
     layers: tuple[str, ...]  # diff_ids, lowest first
     #: what a runtime uses (empty in a record an older nsbind wrote)
-    config: ImageConfig = dataclasses.field(default_factory=ImageConfig)
+    config: ImageConfig = field(default_factory=ImageConfig)
 
 
 class Store:

@@ -20,14 +20,13 @@ mountLabel, personality, timeOffsets.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 
 from nsbind._sys.ns import open_namespace
 from nsbind.errors import NsbindError
 from nsbind.flags import Propagation
-from nsbind.frozen import frozen
+from nsbind.frozen import field, fields_of, frozen
 from nsbind.idmap import IdMap
 from nsbind.mountstep import MountStep
 from nsbind.namespaces import Namespaces
@@ -77,7 +76,7 @@ class SpawnArgs:
     cgroup: CgroupSettings
     new_pid_namespace: bool
     own_namespaces: frozenset[str] = frozenset()
-    sysctl: dict[str, str] = dataclasses.field(default_factory=dict)
+    sysctl: dict[str, str] = field(default_factory=dict)
     oom_score_adj: int | None = None
     hooks: Hooks | None = None
     init: bool = False
@@ -96,7 +95,7 @@ class SpawnArgs:
     def has_hooks(self) -> bool:
         """Whether some phase of ``hooks`` has a hook."""
         return self.hooks is not None and any(getattr(self.hooks, f.name)
-                                              for f in dataclasses.fields(self.hooks))
+                                              for f in fields_of(self.hooks))
 
 
 def _refuse_unsupported(spec: Spec, host: Host) -> None:

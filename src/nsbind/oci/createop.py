@@ -6,13 +6,13 @@ parser and the spawn machinery."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import os
-import shutil
-import signal
+import time
 from typing import Any
 
+from nsbind.attachwarm import warm_attach
+from nsbind.cgrouplayout import cgroup_layout
 from nsbind.cgroups import Cgroup
 from nsbind.oci.console import send_console
 from nsbind.oci.convert import SpawnArgs, to_spawn
@@ -34,7 +34,7 @@ from nsbind.process import spawn
 from nsbind.seccomp import Program
 from nsbind.seccompcache import ProgramCache
 
-__all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create"]
+__all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create", "warm_cgroup_attach"]
 
 #: where nsbind-oci puts a container whose config has no (or a relative) cgroupsPath:
 #: the hierarchies' root, as runc does (``/<id>``)
@@ -43,6 +43,24 @@ CGROUP_PARENT = "/"
 SECCOMP_CACHE = ".seccomp-cache"
 
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
+
+_warmed: list[bool] = []  # warm_cgroup_attach ran in this process
+
+
+def warm_cgroup_attach() -> None:
+    """Start warming the kernel's cgroup attach lock for the container's process
+    (:mod:`nsbind.attachwarm`), once a process: ``create`` calls this first, and ``run``
+    before it reads the spec."""
+    if not _warmed:
+        _warmed.append(warm_attach(cgroup_layout()))
+
+
+def _now() -> str:
+    """The time, as RFC 3339 in UTC with microseconds (datetime's isoformat, without
+    importing datetime: a millisecond of every create)."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + \
+        f".{ns // 1000 % 10**6:06d}+00:00"
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
@@ -129,6 +147,8 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     stays in the caller's cgroup (a rootless container without a delegated cgroup, as
     runc runs one): refused when the spec sets resources or mounts a cgroup."""
     directory = container_dir(root, container_id)
+    if not no_cgroup:
+        warm_cgroup_attach()
     bundle = os.path.abspath(os.fspath(bundle))
     if spec is None:
         spec = load_spec(bundle)
@@ -148,6 +168,8 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
             state = _create_in(directory, container_id, bundle, spec, args, pid_file,
                                (preserve_fds, console_socket), no_cgroup)
     except BaseException:
+        import shutil  # here: it imports bz2 and lzma
+
         shutil.rmtree(directory, ignore_errors=True)
         raise
     cache.save()  # the program of a container that was created
@@ -181,7 +203,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
             raise LifecycleError(f"container {container_id}: its process exited at once")
         data = {"ociVersion": spec.oci_version, "id": container_id, "status": "created",
                 "pid": pid, "bundle": bundle, "rootfs": args.root,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "created": _now(),
                 "annotations": dict(spec.annotations or {}),
                 "nsbind": {"cgroup": cg.path if cg is not None else None,
                            "cgroupParents": made, "startTime": started,
@@ -197,7 +219,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
             cg.remove()  # kills the parked process with it
         elif pid:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, 9)  # SIGKILL
         if pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # our child until we exit: reaped, not left a zombie

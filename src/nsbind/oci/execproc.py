@@ -13,14 +13,13 @@ process's status.  A paused container refuses exec unless ``--ignore-paused``.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
 from typing import Any
 
 from nsbind.cgroups import Cgroup
-from nsbind.frozen import frozen
+from nsbind.frozen import fields_of, frozen, replace_fields
 from nsbind.namespaces import Namespaces
 from nsbind.oci.console import send_console
 from nsbind.oci.convert import process_kwargs
@@ -82,7 +81,7 @@ def _merge_env(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]
 def _user(text: str, base: User, gids: tuple[int, ...]) -> User:
     uid, _, gid = text.partition(":")
     try:
-        return dataclasses.replace(base, uid=int(uid), gid=int(gid) if gid else base.gid,
+        return replace_fields(base, uid=int(uid), gid=int(gid) if gid else base.gid,
                                    additional_gids=gids or base.additional_gids)
     except ValueError:
         raise SpecError(f"exec --user {text[:40]!r}: UID[:GID] expected") from None
@@ -93,7 +92,7 @@ def _with_caps(caps: Capabilities | None, names: tuple[str, ...]) -> Capabilitie
     caps = caps or Capabilities()
     return Capabilities(**{f.name: tuple(dict.fromkeys((*(getattr(caps, f.name) or ()),
                                                         *extra)))
-                           for f in dataclasses.fields(Capabilities)})
+                           for f in fields_of(Capabilities)})
 
 
 def _process(spec: Spec, opts: ExecOptions) -> Process:
@@ -104,22 +103,22 @@ def _process(spec: Spec, opts: ExecOptions) -> Process:
         raise SpecError("exec: the container has no process to start from")
     if not opts.command:
         raise SpecError("exec: a command (or --process) is needed")
-    proc = dataclasses.replace(
+    proc = replace_fields(
         base, args=opts.command, env=_merge_env(base.env or (), opts.env),
         cwd=opts.cwd or base.cwd, terminal=opts.tty, console_size=None,
         no_new_privileges=base.no_new_privileges or opts.no_new_privs)
     if opts.user is not None or opts.additional_gids:
-        proc = dataclasses.replace(proc, user=_user(opts.user or str(base.user.uid),
+        proc = replace_fields(proc, user=_user(opts.user or str(base.user.uid),
                                                     base.user, opts.additional_gids))
     if opts.caps:
-        proc = dataclasses.replace(proc, capabilities=_with_caps(base.capabilities,
+        proc = replace_fields(proc, capabilities=_with_caps(base.capabilities,
                                                                  opts.caps))
     return proc
 
 
 def _spawn(directory: str, data: dict[str, Any], spec: Spec, proc: Process,
            opts: ExecOptions) -> Child:
-    check_process(dataclasses.replace(spec, process=proc), Host.probe())
+    check_process(replace_fields(spec, process=proc), Host.probe())
     if proc.terminal and not opts.console_socket and opts.detach:
         raise LifecycleError("exec: a terminal for a detached process needs "
                              "--console-socket", errno.EINVAL)

@@ -10,12 +10,11 @@ made with that fd, which the RootFS keeps open until the container is made.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
-from nsbind.frozen import frozen
+from nsbind.frozen import frozen, replace_fields
 from nsbind.idmap import IdMap
 from nsbind.mounts import bind
 from nsbind.mountstep import MountStep
@@ -73,7 +72,7 @@ class IdmapBind:
         except BaseException:
             userns.close()
             raise
-        return dataclasses.replace(step, flags=step.flags | self.attr), userns
+        return replace_fields(step, flags=step.flags | self.attr), userns
 
 
 def _check_idmappable(source: str, userns: NamespaceFd) -> None:

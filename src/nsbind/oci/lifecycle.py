@@ -30,6 +30,7 @@ from nsbind.oci.state import (
     process_alive,
     read_state,
     remove_parents,
+    remove_state_dir,
     report,
     write_state,
 )
@@ -168,6 +169,4 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
         remove_parents(list(data["nsbind"]["cgroupParents"]))
         data["status"] = "stopped"
         _hooks(directory, data, "poststop")
-        import shutil  # here: it imports bz2 and lzma
-
-        shutil.rmtree(directory)
+        remove_state_dir(directory)

@@ -34,7 +34,6 @@ Where nsbind differs from runc 1.1, on purpose or for now:
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import stat
@@ -44,7 +43,7 @@ from nsbind._sys.mount import AT_FDCWD, MountFd, fsopen, open_regular, openat2
 from nsbind.cgroups import cgroup_layout
 from nsbind.errors import NsbindError, error_for
 from nsbind.flags import MountAttr, ResolveFlags
-from nsbind.frozen import frozen
+from nsbind.frozen import field, frozen, replace_fields
 from nsbind.mountstep import MountOpt, MountStep
 from nsbind.oci.idmapmount import IdmapBind
 from nsbind.oci.schema import SpecError
@@ -108,7 +107,7 @@ class CgroupMount:
     attr: int
     readonly: bool
     #: steps made so far, by cgroup path (one converted spec may start many containers)
-    _made: dict[str, tuple[MountStep, ...]] = dataclasses.field(
+    _made: dict[str, tuple[MountStep, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def steps(self, cgroup_path: str) -> list[MountStep]:
@@ -125,14 +124,14 @@ class CgroupMount:
         layout = cgroup_layout()
         v1 = [h for h in layout.hierarchies if h.version == 1 and (h.controllers or h.name)]
         if not v1:
-            return [dataclasses.replace(mounts.cgroup2(self.target), flags=self.attr)]
-        steps = [dataclasses.replace(mounts.tmpfs(self.target, mode=0o755),
+            return [replace_fields(mounts.cgroup2(self.target), flags=self.attr)]
+        steps = [replace_fields(mounts.tmpfs(self.target, mode=0o755),
                                      flags=self.attr & ~MountAttr.RDONLY)]
         top = self.target.rstrip("/")
         for h in v1:
             base = os.path.basename(h.mountpoint)
             step = mounts.bind(h.path_of(cgroup_path), f"{top}/{base}", recursive=False)
-            steps.append(dataclasses.replace(step, flags=self.attr))
+            steps.append(replace_fields(step, flags=self.attr))
             if "," in base:  # co-mounted controllers (cpu,cpuacct): a link a name, as runc's
                 steps += [mounts.symlink(f"{top}/{name}", base) for name in base.split(",")
                           if name]
@@ -167,7 +166,7 @@ class CopyUpTmpfs:
             raise
         step = mounts.bind(mnt, self.target, recursive=False,
                            readonly=bool(self.attr & MountAttr.RDONLY))
-        return dataclasses.replace(step, opts=step.opts | MountOpt.ATTACH_FD), mnt
+        return replace_fields(step, opts=step.opts | MountOpt.ATTACH_FD), mnt
 
 
 MountItem = MountStep | CgroupMount | CopyUpTmpfs | IdmapBind
@@ -359,7 +358,7 @@ def _fs_step(m: Mount, i: int, fstype: str, attr: int, data: list[str],
         # the superblock read-only too, as runc's mount(2) with MS_RDONLY; runc mounts a
         # tmpfs read-write (to fill it) and makes only the mount read-only after
         data = [*data, "ro"]
-    return dataclasses.replace(step, flags=attr, options=tuple(data))
+    return replace_fields(step, flags=attr, options=tuple(data))
 
 
 def _bind_source(m: Mount, i: int, bundle: str | None) -> str:
@@ -404,7 +403,7 @@ def convert_mounts(spec_mounts: tuple[Mount, ...], bundle: str | None) -> list[M
             items.append(_idmap_bind(m, i, binding, attr, rbind, bundle))
         elif binding:
             step = mounts.bind(_bind_source(m, i, bundle), m.destination, recursive=rbind)
-            items.append(dataclasses.replace(step, flags=attr))
+            items.append(replace_fields(step, flags=attr))
         else:
             items.append(_fs_step(m, i, fstype, attr, data, copyup))
             dev_tmpfs = dev_tmpfs or (fstype == "tmpfs"

@@ -24,13 +24,12 @@ SpecError naming the JSON path: nothing is dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.cgroupsettings import check_cpu_shares
-from nsbind.frozen import frozen
+from nsbind.frozen import field, frozen
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import BlockIO, Cpu, DeviceRule, Memory, Resources
 
@@ -47,7 +46,7 @@ class CgroupSettings:
     """What to create and set: ``create`` are keywords of :meth:`Cgroup.create`, the
     rest is set with the Cgroup's setters after it (:meth:`apply`)."""
 
-    create: dict[str, Any] = dataclasses.field(default_factory=dict)
+    create: dict[str, Any] = field(default_factory=dict)
     cpu_period: int | None = None  # set_cpu_max(cpu_max, cpu_period) when not None
     cpu_max: float | None = None
     devices: tuple[str, ...] | None = None

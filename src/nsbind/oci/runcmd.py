@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from nsbind.oci.createop import CGROUP_PARENT, create
+from nsbind.oci.createop import CGROUP_PARENT, create, warm_cgroup_attach
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
 from nsbind.oci.waiting import copy_window_size, forward_signals, wait_foreground
@@ -66,6 +66,8 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
     the place to set up its network), ``on_start`` once it is started; the
     second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
     ``no_cgroup``: see :func:`~nsbind.oci.create`."""
+    if not no_cgroup:
+        warm_cgroup_attach()
     spec = load_spec(bundle)
     holds_terminal = (bool(spec.process is not None and spec.process.terminal)
                       and console_socket is None and not detach)

@@ -10,13 +10,13 @@ An absent field and a null one read alike (None), as Go's encoding/json reads th
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from nsbind.errors import MessageError
-from nsbind.frozen import frozen, record
+from nsbind.frozen import field as record_field
+from nsbind.frozen import fields_of, frozen, record
 from nsbind.jsonvalues import kind_of
 
 __all__ = ["BOOL", "I64", "INT", "STR", "U16", "U32", "U64", "UNSUPPORTED", "Conv", "SpecError",
@@ -153,8 +153,8 @@ def obj(cls: type[Any]) -> Conv:
 
 def field(name: str, conv: Conv, *, required: bool = False) -> Any:
     """A dataclass field read from JSON key ``name`` with ``conv`` (None when absent)."""
-    return dataclasses.field(default=None,
-                             metadata={"json": name, "conv": conv, "required": required})
+    return record_field(default=None,
+                        metadata={"json": name, "conv": conv, "required": required})
 
 
 def build(cls: type[T], value: object, path: str) -> T:
@@ -163,7 +163,7 @@ def build(cls: type[T], value: object, path: str) -> T:
     where = path or "the spec"
     if not isinstance(value, dict):
         raise SpecError(f"{where} must be an object, not {kind_of(value)}")
-    fields = [f for f in dataclasses.fields(cls) if "json" in f.metadata]  # type: ignore[arg-type]
+    fields = [f for f in fields_of(cls) if "json" in f.metadata]
     known = {f.metadata["json"] for f in fields}
     for key in value:
         if key not in known:
@@ -197,7 +197,7 @@ def _refuse(path: str, key: object, value: object) -> None:
 def dump(value: Any) -> dict[str, Any]:
     """The JSON object of a spec dataclass: its non-None fields under their JSON names."""
     out: dict[str, Any] = {}
-    for spec_field in dataclasses.fields(value):
+    for spec_field in fields_of(value):
         meta = spec_field.metadata
         item = getattr(value, spec_field.name)
         if "json" in meta and item is not None:

@@ -14,13 +14,13 @@ so :meth:`Spec.to_json` writes back exactly what was read.  Capabilities are
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
 
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
+from nsbind.frozen import replace_fields
 from nsbind.idmap import check_id
 from nsbind.jsonvalues import MAX_JSON_BYTES, kind_of
 from nsbind.oci import validate
@@ -392,7 +392,7 @@ def parse_spec(obj: Any, *, bundle: str | None = None,
         rootfs = spec.root.path
         if bundle is not None:
             rootfs = os.path.normpath(os.path.join(bundle, rootfs))
-    spec = dataclasses.replace(spec, bundle=bundle, rootfs=rootfs)
+    spec = replace_fields(spec, bundle=bundle, rootfs=rootfs)
     validate.validate(spec, validate.Host.probe() if host is None else host)
     return spec
 

@@ -9,7 +9,6 @@ AppArmor is logged at debug level and ignored, as runc ignores it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import resource
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from nsbind.errors import InvalidValue
-from nsbind.frozen import frozen
+from nsbind.frozen import fields_of, frozen
 from nsbind.idmap import check_map
 from nsbind.oci.cgpath import parse_cgroups_path
 from nsbind.oci.runtimelog import logger
@@ -233,7 +232,7 @@ def check_sysctl(spec: Spec, host: Host) -> None:
 def check_hooks(spec: Spec, host: Host) -> None:
     if spec.hooks is None:
         return
-    for name, meta in ((f.name, f.metadata) for f in dataclasses.fields(spec.hooks)):
+    for name, meta in ((f.name, f.metadata) for f in fields_of(spec.hooks)):
         for i, hook in enumerate(getattr(spec.hooks, name) or ()):
             where = f"hooks.{meta['json']}[{i}]"
             _absolute(f"{where}.path", hook.path)
