@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -20,6 +19,7 @@ import pytest
 
 from nsbind import doctor, features
 from nsbind.doctor import Check
+from nsbind.frozen import as_dict
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 SYSCTLS = ("user.max_user_namespaces", "kernel.unprivileged_userns_clone",
@@ -31,7 +31,7 @@ NAMES = ["user", "kernel", "seccomp", "user namespaces", "subordinate ids",
 
 
 def _by_name(found: list[dict[str, Any]] | list[Check]) -> dict[str, dict[str, Any]]:
-    rows: list[dict[str, Any]] = [c if isinstance(c, dict) else dataclasses.asdict(c)
+    rows: list[dict[str, Any]] = [c if isinstance(c, dict) else as_dict(c)
                                   for c in found]
     return {str(r["name"]): r for r in rows}
 

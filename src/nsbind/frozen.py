@@ -15,8 +15,11 @@ compiled once, at the class's first instantiation.  :func:`fields_of`,
 
 from __future__ import annotations
 
+import errno
 import operator
 import sys
+
+from nsbind.errors import MessageError
 
 TYPE_CHECKING = False  # not typing's: see above
 if TYPE_CHECKING:
@@ -42,8 +45,13 @@ class _Missing:
 MISSING: Any = _Missing()  #: no default (the sentinel, as dataclasses.MISSING)
 
 
-class FrozenInstanceError(AttributeError):
-    """An assignment to a field of a record (as ``dataclasses.FrozenInstanceError``)."""
+class FrozenInstanceError(MessageError):
+    """An assignment to a field of a record (as ``dataclasses.FrozenInstanceError``, but
+    an :class:`~nsbind.errors.NsbindError`, errno EROFS: an OSError cannot also be an
+    AttributeError)."""
+
+    default_errno = errno.EROFS
+    operation = "record"
 
 
 class Field:

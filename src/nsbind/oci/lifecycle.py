@@ -22,6 +22,7 @@ import errno
 import os
 import time
 
+from nsbind.cgroupdirs import remove_empty
 from nsbind.oci.state import (
     LifecycleError,
     container_cgroup,
@@ -164,8 +165,10 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
             _signal(data, 9)  # SIGKILL
             while process_alive(pid, started):
                 time.sleep(0.001)
-        with contextlib.suppress(FileNotFoundError):
-            container_cgroup(data).remove()
+        if not remove_empty(data["nsbind"].get("cgroupDirs", [])) or \
+                "cgroupDirs" not in data["nsbind"]:  # members left: kill them, then remove
+            with contextlib.suppress(FileNotFoundError):
+                container_cgroup(data).remove()
         remove_parents(list(data["nsbind"]["cgroupParents"]))
         data["status"] = "stopped"
         _hooks(directory, data, "poststop")

@@ -8,7 +8,8 @@ Each container has a directory ``<root>/<id>/`` (mode 0700) holding:
   it has one): kept for exec, hooks and update;
 * ``state.json``: the OCI state (``ociVersion``, ``id``, ``status``, ``pid``,
   ``bundle``, ``annotations``) plus, under ``"nsbind"``, what nsbind needs later:
-  ``cgroup`` (the cgroup path), ``cgroupParents`` (parent directories create made,
+  ``cgroup`` (the cgroup path), ``cgroupDirs`` (its directories with their device and
+  inode: :mod:`nsbind.cgroupdirs`), ``cgroupParents`` (parent directories create made,
   removed again by delete when empty), ``created`` (RFC 3339 time) and ``startTime``
   (the process's start time from ``/proc/<pid>/stat``, in clock ticks).
 
