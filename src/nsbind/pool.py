@@ -12,7 +12,6 @@ handed out once; the pool refills behind.
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from types import TracebackType
 
@@ -49,6 +48,8 @@ class NamespacePool:
         #: the namespaces created per spawn, besides the pooled network namespace
         self.namespaces = Namespaces(pid=pid, mnt=mnt, uts=uts, ipc=ipc, cgroup=cgroup)
         self._ready: collections.deque[NamespaceFd] = collections.deque()
+        import threading  # here: a process that makes no pool does not import it
+
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None

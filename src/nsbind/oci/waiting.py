@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import signal
 import sys
-import termios
-import tty
 from collections.abc import Iterator
 from types import FrameType
 
@@ -66,6 +63,8 @@ def _copy(src: int, dst: int) -> bool:
 
 def _proxy(master: int) -> None:
     """Copy stdin to ``master`` and ``master`` to stdout until the terminal closes."""
+    import selectors  # here: only a run that holds a terminal copies
+
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)
@@ -89,6 +88,9 @@ def _raw_stdin() -> Iterator[None]:
     if not os.isatty(fd):
         yield
         return
+    import termios  # here, as tty: a run without a terminal needs neither
+    import tty
+
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)
     try:
@@ -101,6 +103,7 @@ def copy_window_size(master: int) -> None:
     """The window size of this process's terminal onto the container's (as runc does),
     when stdin is one."""
     import fcntl
+    import termios
 
     try:
         size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
