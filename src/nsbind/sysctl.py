@@ -33,7 +33,6 @@ import errno
 import os
 import re
 import stat
-import threading
 from collections.abc import Callable, Collection, Mapping
 
 from nsbind._native import lib
@@ -253,6 +252,8 @@ def _in_thread(fn: Callable[[], None], name: str) -> None:
             fn()
         except BaseException as exc:  # handed to the caller
             failed.append(exc)
+
+    import threading  # here: a container without sysctls never starts the thread
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()

@@ -13,7 +13,6 @@ monitor): never on the host, so nothing is left mounted when they are gone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -93,21 +92,25 @@ class EngineConfig:
         return NetworkStore(self.store_root(), self.records().root)
 
 
-@dataclasses.dataclass
 class Launch:
-    """A container on its way: its record, storage and request."""
+    """A container on its way: its record, storage and request (a plain class: the
+    dataclasses module's import is milliseconds of every run)."""
 
-    config: EngineConfig
-    records: RecordStore
-    opts: RunOptions
-    image: RunImage | None
-    container_id: str
-    name: str
-    storage: str
-    hostname: str
-    etc_files: dict[str, str]
-    #: the id range of the container's own user namespace (``--userns auto``), or None
-    shift: IdShift | None = None
+    def __init__(self, config: EngineConfig, records: RecordStore, opts: RunOptions,
+                 image: RunImage | None, container_id: str, name: str, storage: str,
+                 hostname: str, etc_files: dict[str, str],
+                 shift: IdShift | None = None) -> None:
+        self.config = config
+        self.records = records
+        self.opts = opts
+        self.image = image
+        self.container_id = container_id
+        self.name = name
+        self.storage = storage
+        self.hostname = hostname
+        self.etc_files = etc_files
+        #: the id range of the container's own user namespace (``--userns auto``)
+        self.shift = shift
 
     @property
     def rootfs_dir(self) -> str:

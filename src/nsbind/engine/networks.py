@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import ipaddress
 import json
 import os
@@ -46,6 +45,8 @@ class Network:
 def _bridge_name(name: str) -> str:
     if name == DEFAULT_NETWORK:
         return "nsbind0"
+    import hashlib  # here: OpenSSL's start-up is milliseconds, and --net none never names one
+
     return "nsbr" + hashlib.sha256(name.encode()).hexdigest()[:11]
 
 

@@ -17,13 +17,12 @@ time) instead of the monitor's last word.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
 import json
 import os
 import re
-import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,8 +54,15 @@ def default_state_root() -> str:
 
 def now() -> str:
     """The time as Docker writes it: RFC 3339 in UTC with nanoseconds."""
-    stamp = datetime.datetime.now(datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond:06d}000Z"
+    ns = time.time_ns()  # (not datetime's: a millisecond of every command's start)
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ns // 10**9)) + \
+        f"{ns % 10**9:09d}Z"
+
+
+def _pick(words: tuple[str, ...] | list[str]) -> str:
+    """A word drawn from the kernel's random source (as secrets.choice, whose import
+    brings hashlib and OpenSSL's start-up to every run)."""
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
 
 
 def status_of(record: dict[str, Any]) -> str:
@@ -108,10 +114,10 @@ class RecordStore:
     def reserve(self, name: str | None) -> tuple[str, str]:
         """A new id and ``name`` (or a generated one), both taken: the container's
         directory made, the name claimed.  EngineError (125) when the name is in use."""
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()  # as secrets.token_hex(32)
         if name is None:
             for _ in range(100):
-                name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+                name = f"{_pick(_ADJECTIVES)}_{_pick(_NOUNS)}"
                 if self._claim(name, container_id):
                     break
             else:

@@ -21,7 +21,8 @@ from nsbind.errors import MessageError
 from nsbind.frozen import field, frozen
 from nsbind.jsonvalues import MAX_JSON_BYTES, MAX_JSON_DEPTH, kind_of
 
-__all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES", "Fields",
+__all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES",
+           "MAX_LAYER_DEPTH", "MAX_LAYER_ENTRIES", "Fields",
            "Image", "ImageConfig", "ImageError", "Layer", "ParsedConfig", "check_digest",
            "check_size", "host_platform", "kind_of", "parse_config", "parse_json"]
 
@@ -39,6 +40,10 @@ LAYER_MEDIA_TYPES = {
 
 #: the default cap on a layer's uncompressed size (a decompression bomb stops there)
 MAX_LAYER_BYTES = 64 << 30
+#: the default cap on a layer's tar members (inodes and whiteouts)
+MAX_LAYER_ENTRIES = 100_000
+#: the default cap on the components of a member's path
+MAX_LAYER_DEPTH = 256
 #: how deep a JSON document may nest (real ones nest 4 or 5 deep)
 #: the largest size a descriptor may state (what a file can hold)
 MAX_BLOB_BYTES = (1 << 63) - 1

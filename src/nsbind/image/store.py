@@ -34,17 +34,26 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsbind import features
 from nsbind._sys.fd import PathLike
 from nsbind.frozen import field, frozen
-from nsbind.image.model import MAX_LAYER_BYTES, Image, ImageConfig, ImageError, Layer
+from nsbind.image.model import (
+    MAX_LAYER_BYTES,
+    MAX_LAYER_DEPTH,
+    MAX_LAYER_ENTRIES,
+    Image,
+    ImageConfig,
+    ImageError,
+    Layer,
+)
 from nsbind.image.tree import remove_path
-from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES, LayerStats, extract_layer
 from nsbind.rootfs import RootFS
+
+if TYPE_CHECKING:
+    from nsbind.image.unpack import LayerStats
 
 __all__ = ["Store", "StoredImage", "default_store_path", "flatten"]
 
@@ -169,6 +178,10 @@ class Store:
         with self._lock(layer.diff_id):
             if os.path.isdir(final):  # another process finished it meanwhile
                 return final, None
+            import tempfile  # here, as unpack: running a stored image needs neither
+
+            from nsbind.image.unpack import extract_layer
+
             tmp = tempfile.mkdtemp(prefix=_hex(layer.diff_id) + ".",
                                    dir=os.path.join(self.path, "tmp"))
             try:
@@ -237,6 +250,8 @@ class Store:
 
     def _write_record(self, record: dict[str, Any]) -> None:
         path = os.path.join(self.path, "images", _hex(record["config_digest"]) + ".json")
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.path, "tmp"), suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1)
@@ -302,6 +317,8 @@ class Store:
                 continue
             with self._lock(diff_id, wait=False) as got:
                 if got:
+                    import tempfile
+
                     doomed = tempfile.mkdtemp(prefix=f"{name}.gc-", dir=tmp)
                     os.rename(os.path.join(folder, name), os.path.join(doomed, "layer"))
                     remove_path(doomed)
@@ -344,6 +361,10 @@ def flatten(img: Image, dest: str, *, max_bytes: int = MAX_LAYER_BYTES,
     dest = os.path.abspath(dest)
     if os.path.lexists(dest):
         raise ImageError(f"flatten {img.source} into {dest}: it exists already")
+    import tempfile
+
+    from nsbind.image.unpack import extract_layer
+
     tmp = tempfile.mkdtemp(prefix=os.path.basename(dest) + ".nsbind-",
                            dir=os.path.dirname(dest))
     try:

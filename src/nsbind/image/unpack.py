@@ -53,7 +53,13 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from nsbind.frozen import frozen
-from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
+from nsbind.image.model import (
+    MAX_LAYER_BYTES,
+    MAX_LAYER_DEPTH,
+    MAX_LAYER_ENTRIES,
+    ImageError,
+    Layer,
+)
 from nsbind.image.stream import LayerStream, Readable
 from nsbind.image.tarreader import TarEntry, TarReader
 from nsbind.image.tree import Tree, open_owned_dir, remove_tree
@@ -65,10 +71,6 @@ Whiteouts = Literal["overlay", "apply"]
 WH = ".wh."
 OPAQUE = ".wh..wh..opq"
 
-#: the default cap on a layer's tar members (inodes and whiteouts)
-MAX_LAYER_ENTRIES = 100_000
-#: the default cap on the components of a member's path
-MAX_LAYER_DEPTH = 256
 _PATH_MAX = 4096
 _NAME_MAX = 255
 #: errors of the host, not of the layer: they stay OSErrors
