@@ -145,3 +145,46 @@ def test_other_dataclasses_go_to_the_dataclasses_module_and_import_costs_nothing
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": os.pathsep.join(sys.path)}).stdout
     assert out.strip() == "[]"
+
+
+def _fresh() -> type:
+    @frozen
+    class Mixed:
+        a: int
+        b: str = "b"
+        c: tuple[int, ...] = field(default_factory=tuple)
+        d: int = field(default=0, kw_only=True)
+        e: dict[str, int] = field(init=False, default_factory=dict)
+        f: int = field(init=False, default=5)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "f", self.a + 1)
+    return Mixed
+
+
+CALLS: list[tuple[tuple[object, ...], dict[str, object]]] = [
+    ((1,), {}), ((1, "x", (2,)), {"d": 4}), ((), {"a": 1, "c": (3,)}),
+    ((), {}), ((1, 2, 3, 4), {}), ((1,), {"a": 2}), ((1,), {"z": 1}), ((1,), {"e": {}}),
+    ((1,), {"f": 1}), ((), {"b": "x"}),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), CALLS)
+def test_the_first_instances_and_the_compiled_init_agree(
+        args: tuple[object, ...], kwargs: dict[str, object],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class's first instances are made by reading its fields (nsbind.frozen._bind),
+    later ones by a compiled __init__: the same values, the same TypeErrors."""
+    import nsbind.frozen
+
+    outcomes = []
+    for compile_after in (1000, 0):
+        monkeypatch.setattr(nsbind.frozen, "COMPILE_AFTER", compile_after)
+        cls = _fresh()
+        try:
+            outcomes.append(as_dict(cls(*args, **kwargs)))
+        except TypeError:
+            outcomes.append("TypeError")
+    assert outcomes[0] == outcomes[1]
+    if outcomes[0] != "TypeError":
+        assert outcomes[0]["f"] == outcomes[0]["a"] + 1 and outcomes[0]["e"] == {}
