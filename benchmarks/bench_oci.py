@@ -21,7 +21,9 @@ moments (``extra_info["x_faster"]`` is its inverse).
     ``nsbind-oci run`` against ``runc run`` (the reference) of that bundle with a
     cgroupsPath under a benchmark-owned parent, and crun against runc.  Target:
     nsbind-oci faster than runc.  Also the import cost of ``nsbind-oci state``: the
-    nsbind modules it imports and their microseconds (``-X importtime``).
+    nsbind modules it imports and their microseconds (``-X importtime``); and the calls a
+    client makes for one container (create, state, start, state, delete), each a
+    process, paired with runc's, each call's median in extra_info.
 "through the clients"
     ``podman run --rm`` and ``ctr run --rm`` of a tiny image holding /true, with
     nsbind-oci against runc (the reference) as the runtime.  Target: nsbind-oci faster.
@@ -344,6 +346,43 @@ def test_nsbind_oci_state_imports(benchmark: BenchmarkFixture, tmp_path: pathlib
     modules, self_us, cumulative_us = import_cost(proc.stderr)
     benchmark.extra_info.update(nsbind_modules=modules, nsbind_self_us=self_us,
                                 nsbind_cumulative_us=cumulative_us)
+
+
+#: the calls a client makes for one container, in order (the container's /true exits
+#: after start: the second state reads "stopped", delete removes a stopped container)
+LIFECYCLE = ("create", "state", "start", "state2", "delete")
+
+
+def _lifecycle(binary: str, state: pathlib.Path, bundle: pathlib.Path,
+               times: dict[str, list[float]]) -> Callable[[], None]:
+    """One container's create, state, start, state and delete, each call timed into
+    ``times`` (as a client makes them: a process each, stdin from /dev/null)."""
+    def call() -> None:
+        cid = new_id()
+        argvs = {"create": ["create", "--bundle", str(bundle), cid], "state": ["state", cid],
+                 "start": ["start", cid], "state2": ["state", cid], "delete": ["delete", cid]}
+        for name in LIFECYCLE:
+            t = time.perf_counter()
+            subprocess.run([binary, "--root", str(state), *argvs[name]], check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            times.setdefault(name, []).append(time.perf_counter() - t)
+    return call
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.benchmark(group="whole process")
+def test_nsbind_oci_lifecycle(benchmark: BenchmarkFixture, cg_bundle: pathlib.Path,
+                              states: pathlib.Path) -> None:
+    """The calls podman and containerd's shim make for a container, each a process:
+    nsbind-oci's whole lifecycle paired with runc's; each call's median in extra_info
+    (``<call>_ms`` and ``runc_<call>_ms``)."""
+    mine: dict[str, list[float]] = {}
+    runc: dict[str, list[float]] = {}
+    paired(benchmark, _lifecycle(NSBIND_OCI, states / "nsbind-oci", cg_bundle, mine),
+           _lifecycle(RUNC, states / "runc", cg_bundle, runc), "runc_lifecycle", 60)
+    for name in LIFECYCLE:
+        benchmark.extra_info[f"{name}_ms"] = statistics.median(mine[name]) * 1e3
+        benchmark.extra_info[f"runc_{name}_ms"] = statistics.median(runc[name]) * 1e3
 
 
 # ------------------------------------------------ through the clients
