@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from nsbind.engine.errors import EngineError
+from nsbind.timestamps import rfc3339
 
 __all__ = ["DEFAULT_MAX_BYTES", "MAX_LINE", "LogEntry", "LogWriter", "format_entry",
            "read_log"]
@@ -52,11 +53,6 @@ class LogEntry(NamedTuple):
     stream: str
     text: str
     time: str
-
-
-def _timestamp(ns: int) -> str:
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
 def _quote(text: str) -> str:
@@ -175,7 +171,7 @@ class LogWriter:
     def _emit(self, stream: str, pieces: list[bytes]) -> None:
         if self.full or not pieces:
             return
-        stamp = _timestamp(time.time_ns())
+        stamp = rfc3339()
         out = bytearray()
         for piece in pieces:
             line = _encode(stream, piece.decode("utf-8", "replace"), stamp)

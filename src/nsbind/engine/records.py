@@ -22,12 +22,12 @@ import fcntl
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from nsbind.engine.errors import EngineError
 from nsbind.oci.state import process_alive
+from nsbind.timestamps import rfc3339
 
 __all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "flocked", "now",
            "status_of"]
@@ -54,9 +54,7 @@ def default_state_root() -> str:
 
 def now() -> str:
     """The time as Docker writes it: RFC 3339 in UTC with nanoseconds."""
-    ns = time.time_ns()  # (not datetime's: a millisecond of every command's start)
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ns // 10**9)) + \
-        f"{ns % 10**9:09d}Z"
+    return rfc3339()
 
 
 def _pick(words: tuple[str, ...] | list[str]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import time
 from typing import Any
 
 from nsbind.attachwarm import warm_attach
@@ -34,6 +33,7 @@ from nsbind.oci.state import (
 from nsbind.process import spawn
 from nsbind.seccomp import Program
 from nsbind.seccompcache import ProgramCache
+from nsbind.timestamps import rfc3339
 
 __all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create", "warm_cgroup_attach"]
 
@@ -54,14 +54,6 @@ def warm_cgroup_attach() -> None:
     before it reads the spec."""
     if not _warmed:
         _warmed.append(warm_attach(cgroup_layout()))
-
-
-def _now() -> str:
-    """The time, as RFC 3339 in UTC with microseconds (datetime's isoformat, without
-    importing datetime: a millisecond of every create)."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + \
-        f".{ns // 1000 % 10**6:06d}+00:00"
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
@@ -204,7 +196,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
             raise LifecycleError(f"container {container_id}: its process exited at once")
         data = {"ociVersion": spec.oci_version, "id": container_id, "status": "created",
                 "pid": pid, "bundle": bundle, "rootfs": args.root,
-                "created": _now(),
+                "created": rfc3339(),
                 "annotations": dict(spec.annotations or {}),
                 "nsbind": {"cgroup": cg.path if cg is not None else None,
                            "cgroupDirs": [] if cg is None else identify(

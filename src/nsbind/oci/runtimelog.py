@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+from nsbind.timestamps import rfc3339
+
 TYPE_CHECKING = False  # not typing's: every runtime call makes a RuntimeLog
 
 if TYPE_CHECKING:
@@ -58,9 +60,7 @@ class RuntimeLog:
         self.debug_on = debug
 
     def _line(self, level: str, msg: str) -> str:
-        import datetime  # here: a call that logs nothing does not import it
-
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        now = rfc3339()
         if self.fmt == "json":
             return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
         return f'time="{now}" level={level} msg={json.dumps(msg)}\n'
