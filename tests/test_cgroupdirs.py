@@ -1,15 +1,14 @@
-"""nsbind.cgroupdirs: a cgroup's directories recorded, then removed by rmdir when empty
-and still theirs; busy ones reported, replaced ones left alone (real cgroups under the
-test parent, in every hierarchy of this host)."""
+"""nsbind.cgroupdirs: a cgroup's directories (Cgroup.directories) recorded, then removed
+by rmdir when empty and still theirs; busy ones reported, replaced ones left alone (real
+cgroups under the test parent, in every hierarchy of this host)."""
 
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 
-from nsbind.cgroupdirs import identify, remove_empty
+from nsbind.cgroupdirs import remove_empty
 from nsbind.cgroups import Cgroup
 
 
@@ -20,7 +19,7 @@ def _dirs(cg: Cgroup) -> list[str]:
 def test_empty_cgroup_directories_are_removed(cgroup_parent: str) -> None:
     cg = Cgroup.create(f"dirs-{os.getpid()}", parent=cgroup_parent)
     try:
-        recorded = identify(_dirs(cg))
+        recorded: list[list[str | int]] = [list(d) for d in cg.directories()]
         assert [r[0] for r in recorded] == _dirs(cg) and recorded
         assert remove_empty(recorded)
         assert not any(os.path.exists(str(r[0])) for r in recorded)
@@ -38,7 +37,7 @@ def test_a_cgroup_with_a_member_is_busy_and_a_replaced_one_is_left(cgroup_parent
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         cg.attach(proc.pid)
-        recorded = identify(_dirs(cg))
+        recorded: list[list[str | int]] = [list(d) for d in cg.directories()]
         assert not remove_empty(recorded)  # the kernel refuses: it has a member
         assert all(os.path.isdir(str(r[0])) for r in recorded)
         cg.remove()  # kills the member, removes the directories
@@ -56,10 +55,13 @@ def test_a_cgroup_with_a_member_is_busy_and_a_replaced_one_is_left(cgroup_parent
         cg.close()
 
 
-def test_a_missing_directory_is_skipped_when_recording(tmp_path: pathlib.Path
-                                                        ) -> None:
-    there = os.path.join(str(tmp_path), "here")
-    os.mkdir(there)
-    st = os.stat(there)
-    assert identify([there, os.path.join(str(tmp_path), "not-there")]) == \
-        [[there, st.st_dev, st.st_ino]]
+def test_the_directories_are_those_the_cgroup_holds(cgroup_parent: str) -> None:
+    cg = Cgroup.create(f"dirs-held-{os.getpid()}", parent=cgroup_parent)
+    try:
+        held = cg.directories()
+        assert [d[0] for d in held] == _dirs(cg)
+        for path, dev, ino in held:
+            st = os.stat(path)
+            assert (st.st_dev, st.st_ino) == (dev, ino)
+    finally:
+        cg.remove()

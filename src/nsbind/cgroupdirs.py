@@ -1,15 +1,17 @@
-"""A cgroup's directories recorded by one process and removed by another, cheaply.
+"""Removing a cgroup's directory only if it is still the one made, and doing it from
+another process, cheaply.
 
-An OCI runtime's ``delete`` runs in a process of its own, usually after the container's
-processes are gone: its cgroup is empty, and removing it is one rmdir a hierarchy.
-:func:`identify` records each directory with its device and inode when the cgroup is
-made; :func:`remove_empty` removes the ones that are still those directories, through
-an fd on their parent, without the cgroup machinery (:class:`nsbind.cgroups.Cgroup`,
-whose import is most of a delete's time).  A directory the kernel refuses to remove
-(``EBUSY``: members or child cgroups left) makes it return False: the caller removes the
-cgroup through :meth:`Cgroup.remove <nsbind.cgroups.Cgroup.remove>` then, which kills
-the members first.  One that was replaced (another inode at the path) is not ours and
-is left alone.
+:func:`rmdir_if_same` is the one removal of a cgroup directory: it compares the device
+and inode found at the path with the ones of the directory made, so a cgroup renamed or
+replaced since is never removed in its place.  :class:`nsbind.cgroups.Cgroup` removes
+its directories through it, and an OCI runtime's ``delete``, which runs in a process of
+its own, usually after the container's processes are gone, removes the directories
+``create`` recorded (:meth:`Cgroup.directories <nsbind.cgroups.Cgroup.directories>`)
+through :func:`remove_empty`, without the cgroup machinery (whose import is most of a
+delete's time).  A directory the kernel refuses to remove (``EBUSY``: members or child
+cgroups left) makes it return False: the caller removes the cgroup through
+:meth:`Cgroup.remove <nsbind.cgroups.Cgroup.remove>` then, which kills the members
+first.  One that was replaced is not ours and is left alone.
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["identify", "remove_empty"]
+from nsbind.errors import raise_errno
+
+__all__ = ["remove_empty", "rmdir_if_same"]
 
 
-def identify(paths: list[str]) -> list[list[str | int]]:
-    """``[path, st_dev, st_ino]`` of each existing directory of ``paths`` (JSON-ready)."""
-    found: list[list[str | int]] = []
-    for path in paths:
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        found.append([path, st.st_dev, st.st_ino])
-    return found
+def rmdir_if_same(parent: int, name: str, dev: int, ino: int, path: str) -> bool:
+    """rmdir the cgroup ``name`` in the directory fd ``parent`` if it is still the
+    directory (``dev``, ``ino``); False, nothing removed, when another is there now.
+    FileNotFoundError when there is none; when the kernel refuses (EBUSY: members or
+    child cgroups left), the error names ``path``."""
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) != (dev, ino):
+        return False
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except OSError as exc:
+        raise_errno(exc.errno or 0, "rmdir", path, what=f"remove cgroup {path}")
+    return True
 
 
 def _remove(path: str, dev: int, ino: int) -> bool:
@@ -39,10 +46,7 @@ def _remove(path: str, dev: int, ino: int) -> bool:
     except FileNotFoundError:
         return True
     try:
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        if (st.st_dev, st.st_ino) != (dev, ino):
-            return True  # another cgroup at that path now: not ours to remove
-        os.rmdir(name, dir_fd=fd)
+        rmdir_if_same(fd, name, dev, ino, path)  # another cgroup there now: not ours
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -55,8 +59,8 @@ def _remove(path: str, dev: int, ino: int) -> bool:
 
 
 def remove_empty(recorded: list[list[str | int]]) -> bool:
-    """rmdir each directory :func:`identify` recorded that is still that directory
-    (same device and inode); whether none is left busy (members or child cgroups)."""
+    """rmdir each directory recorded as ``[path, st_dev, st_ino]`` that is still that
+    directory; whether none is left busy (members or child cgroups)."""
     done = True
     for path, dev, ino in recorded:
         done = _remove(str(path), int(dev), int(ino)) and done

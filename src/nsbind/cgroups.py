@@ -1,13 +1,12 @@
 """Control groups: one logical cgroup across every mounted hierarchy of the host.
 
-:class:`Cgroup` creates (or opens) the same path in the cgroup v2 hierarchy and in
-each v1 hierarchy with controllers, and speaks of controllers, not of where they
-are mounted: where each lives comes from :mod:`nsbind.cgrouplayout`, which file a
-setting writes on v1 or v2 (and how the value is converted) from the tables of
-:mod:`nsbind.cgroupsettings`.  Every value is checked before anything is created
-or written (ValueError naming the argument).  A cgroup is reached once, through
-directory fds opened without following symlinks or crossing mounts; every later
-operation goes through those fds.
+:class:`Cgroup` creates (or opens) the same path in the cgroup v2 hierarchy and in each v1
+hierarchy with controllers, and speaks of controllers, not of where they are mounted: where each
+lives comes from :mod:`nsbind.cgrouplayout`, which file a setting writes on v1 or v2 (and how the
+value is converted) from the tables of :mod:`nsbind.cgroupsettings`.  Every value is checked before
+anything is created or written (ValueError naming the argument).  A cgroup is reached once, through
+directory fds opened without following symlinks or crossing mounts; every later operation goes
+through those fds.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from nsbind import features
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.proc import PidFd
 from nsbind.cgroupcontrollers import check_enabled, check_root_enables, usable_controllers
+from nsbind.cgroupdirs import rmdir_if_same
 from nsbind.cgroupfs import CgroupFd
 from nsbind.cgrouplayout import (
     CgroupLayout,
@@ -275,15 +275,11 @@ class Cgroup:
 
     def _rmdir(self, h: Hierarchy, name: str, fd: CgroupFd) -> None:
         """rmdir ``name`` in its parent if it is still the directory ``fd`` is on."""
-        parent = self._parent(h)
-        here = os.stat(name, dir_fd=parent.fileno(), follow_symlinks=False)
-        mine = os.fstat(fd.fileno())
-        if (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
-            path = f"{parent.path.rstrip('/')}/{name}"
+        parent, mine = self._parent(h), os.fstat(fd.fileno())
+        path = f"{parent.path.rstrip('/')}/{name}"
+        if not rmdir_if_same(parent.fileno(), name, mine.st_dev, mine.st_ino, path):
             raise error_for(errno.ESTALE, "rmdir", path, what=f"remove cgroup {path}",
-                            detail="it is no longer the cgroup opened there (renamed or "
-                            "replaced)")
-        parent.rmdir(name)
+                            detail="not the cgroup opened there: renamed or replaced")
 
     def close(self) -> None:
         """Let the cgroup go without removing it: close its directory fds."""
@@ -358,6 +354,11 @@ class Cgroup:
         """The cgroup v2 directory fd (for CLONE_INTO_CGROUP), if the host has v2."""
         return next((fd for h, fd in self._dirs.items() if h.version == 2), None)
 
+    def directories(self) -> list[tuple[str, int, int]]:
+        """Each directory of the cgroup: its path, st_dev and st_ino (of the fds held)."""
+        stats = [(fd.path, os.fstat(fd.fileno())) for fd in self._dirs.values()]
+        return [(path, st.st_dev, st.st_ino) for path, st in stats]
+
     def v1_procs_files(self) -> list[str]:
         """The cgroup.procs files of the v1 hierarchies (a spawned child joins them),
         as paths through this object's directory fds (``/proc/thread-self/fd/N/...``):
@@ -394,9 +395,8 @@ class Cgroup:
         self._set("pids_max", value)
 
     def set_cpu_max(self, cpus: float | None, period_us: int = 100_000) -> None:
-        """CPU bandwidth in CPUs (0.5: half of one CPU; None: unlimited) per period
-        (1 ms..1 s): ``cpu.max`` = "quota period" on v2; ``cpu.cfs_period_us`` and
-        ``cpu.cfs_quota_us`` on v1."""
+        """CPU bandwidth in CPUs (0.5: half of one CPU; None: unlimited) per period (1 ms..1 s):
+        ``cpu.max`` = "quota period" on v2; ``cpu.cfs_period_us``, ``cpu.cfs_quota_us`` on v1."""
         period = check_period("period_us", period_us)
         checked = None if cpus is None else check_cpus("cpu_max", cpus, period)
         self._apply(SETTINGS["cpu_max"], CpuMax.of(checked, period))

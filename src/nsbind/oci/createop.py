@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 from nsbind.attachwarm import warm_attach
-from nsbind.cgroupdirs import identify
 from nsbind.cgrouplayout import cgroup_layout
 from nsbind.cgroups import Cgroup
 from nsbind.oci.console import send_console
@@ -199,9 +198,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
                 "created": rfc3339(),
                 "annotations": dict(spec.annotations or {}),
                 "nsbind": {"cgroup": cg.path if cg is not None else None,
-                           "cgroupDirs": [] if cg is None else identify(
-                               [h.path_of(cg.path) for h in cg.layout.hierarchies
-                                if h.holds_cgroups]),
+                           "cgroupDirs": [] if cg is None else cg.directories(),
                            "cgroupParents": made, "startTime": started,
                            "hooks": args.has_hooks,
                            "seccompFlags": program.flags if isinstance(program, Program)

@@ -165,8 +165,8 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
             _signal(data, 9)  # SIGKILL
             while process_alive(pid, started):
                 time.sleep(0.001)
-        if not remove_empty(data["nsbind"].get("cgroupDirs", [])) or \
-                "cgroupDirs" not in data["nsbind"]:  # members left: kill them, then remove
+        dirs = data["nsbind"].get("cgroupDirs")
+        if dirs is None or not remove_empty(dirs):  # members left: kill them, then remove
             with contextlib.suppress(FileNotFoundError):
                 container_cgroup(data).remove()
         remove_parents(list(data["nsbind"]["cgroupParents"]))
