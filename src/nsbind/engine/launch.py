@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
-from nsbind.frozen import field, frozen
+from nsbind.frozen import field, frozen, replace_fields
 
 if TYPE_CHECKING:
     from nsbind.engine.images import RunImage
@@ -92,25 +92,21 @@ class EngineConfig:
         return NetworkStore(self.store_root(), self.records().root)
 
 
+@frozen
 class Launch:
-    """A container on its way: its record, storage and request (a plain class: the
-    dataclasses module's import is milliseconds of every run)."""
+    """A container on its way: its record, storage and request."""
 
-    def __init__(self, config: EngineConfig, records: RecordStore, opts: RunOptions,
-                 image: RunImage | None, container_id: str, name: str, storage: str,
-                 hostname: str, etc_files: dict[str, str],
-                 shift: IdShift | None = None) -> None:
-        self.config = config
-        self.records = records
-        self.opts = opts
-        self.image = image
-        self.container_id = container_id
-        self.name = name
-        self.storage = storage
-        self.hostname = hostname
-        self.etc_files = etc_files
-        #: the id range of the container's own user namespace (``--userns auto``)
-        self.shift = shift
+    config: EngineConfig
+    records: RecordStore
+    opts: RunOptions
+    image: RunImage | None
+    container_id: str
+    name: str
+    storage: str
+    hostname: str
+    etc_files: dict[str, str]
+    #: the id range of the container's own user namespace (``--userns auto``), or None
+    shift: IdShift | None = None
 
     @property
     def rootfs_dir(self) -> str:
@@ -181,7 +177,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             stop = signal_number(image.config.stop_signal, "image StopSignal")
         launch = Launch(config, records, opts, image, container_id, name, storage, hostname,
                         etc_files)
-        shift = launch.shift = _save_record(launch, {
+        shift = _save_record(launch, {
             "id": container_id, "name": name, "created": now(),
             "image": image.ref if image else f"rootfs:{os.path.abspath(opts.rootfs or '/')}",
             "imageDigest": image.config_digest if image else None,
@@ -194,6 +190,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "cgroup": config.cgroup_of(container_id),
             "hostname": hostname, "net": opts.network, "network": network, "ip": ip,
             "publish": list(opts.publish), "slirp": slirp})
+        launch = replace_fields(launch, shift=shift)
         if shift is not None:  # the container's root owns what it may write
             from nsbind.engine.userns import own_storage
 

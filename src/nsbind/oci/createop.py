@@ -44,15 +44,12 @@ SECCOMP_CACHE = ".seccomp-cache"
 
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
 
-_warmed: list[bool] = []  # warm_cgroup_attach ran in this process
-
 
 def warm_cgroup_attach() -> None:
     """Start warming the kernel's cgroup attach lock for the container's process
-    (:mod:`nsbind.attachwarm`), once a process: ``create`` calls this first, and ``run``
-    before it reads the spec."""
-    if not _warmed:
-        _warmed.append(warm_attach(cgroup_layout()))
+    (:mod:`nsbind.attachwarm`): ``create`` does it first, unless its caller did
+    (``run``, before it reads the spec)."""
+    warm_attach(cgroup_layout())
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
@@ -128,7 +125,8 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
            root: str | os.PathLike[str], cgroup_parent: str,
            pid_file: str | os.PathLike[str] | None = None,
            console_socket: str | None = None, preserve_fds: int = 0,
-           spec: Spec | None = None, no_cgroup: bool = False) -> dict[str, Any]:
+           spec: Spec | None = None, no_cgroup: bool = False,
+           warmed: bool = False) -> dict[str, Any]:
     """Create the container: its process parked before its exec; its state.
 
     With ``process.terminal`` the process gets a new pty of the container's devpts as
@@ -137,9 +135,10 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     3+``preserve_fds``-1 are passed on (they must be open).  ``spec``: the bundle's
     config.json when the caller has already loaded it.  ``no_cgroup``: the process
     stays in the caller's cgroup (a rootless container without a delegated cgroup, as
-    runc runs one): refused when the spec sets resources or mounts a cgroup."""
+    runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmed``:
+    the caller called :func:`warm_cgroup_attach` already."""
     directory = container_dir(root, container_id)
-    if not no_cgroup:
+    if not (no_cgroup or warmed):
         warm_cgroup_attach()
     bundle = os.path.abspath(os.fspath(bundle))
     if spec is None:

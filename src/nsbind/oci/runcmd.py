@@ -77,7 +77,8 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
             console_socket, listener = stack.enter_context(own_console())
         pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
                          pid_file=pid_file, console_socket=console_socket,
-                         preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup)["pid"])
+                         preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup,
+                         warmed=True)["pid"])
         try:
             if holds_terminal:
                 master = receive_master(listener)
