@@ -675,10 +675,27 @@ class PodmanStore:
             for d in ("root/overlay-containers", "runroot/overlay-containers"):
                 unmount_below(os.path.join(self.base, d, cid))
         # each podman process mounts its storage's overlay directory on itself and
-        # unmounts it when it exits; the cleanup podman that conmon starts when a container
-        # exits (--rm) may still be running: its mount goes with it (bounded wait)
-        wait_until(lambda: not mounts_below(os.path.join(self.base, "root", "overlay")),
-                   timeout=10)
+        # unmounts it when it exits, unless it saw a layer still mounted then (containers/
+        # storage's Shutdown): the cleanup podman that conmon starts when a container exits
+        # (--rm) may still be running, and when the two race neither unmounts it. Once no
+        # podman or conmon of this storage is left, what they left is unmounted here, as
+        # the last of them would have (bounded waits)
+        wait_until(lambda: not self.processes(), timeout=30)
+        unmount_below(os.path.join(self.base, "root", "overlay"))
+
+    def processes(self) -> list[int]:
+        """The podman and conmon processes working on this storage (their command lines
+        name it)."""
+        needle = os.fsencode(self.base + "/")
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        pids.append(int(entry))
+        return pids
 
     def close(self) -> None:
         try:

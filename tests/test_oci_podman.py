@@ -31,7 +31,7 @@ from clients import (
     state_dir_of,
     wait_until,
 )
-from nsbind.cgroups import usable_controllers
+from nsbind.cgroups import cgroup_layout, usable_controllers
 
 _serial = 0
 
@@ -187,6 +187,16 @@ def test_kill(podman: Podman) -> None:
     assert exit_code(podman, cid) == 7
 
 
+def limit_file(controller: str, v1_name: str, v2_name: str) -> str:
+    """Where a container sees its limit file: in the controller's own v1 hierarchy on a
+    hybrid host, at the top of its cgroup namespace's cgroup2 mount on a pure-v2 one."""
+    layout = cgroup_layout()
+    if layout.controllers[controller].version == 1:
+        return f"/sys/fs/cgroup/{controller}/{v1_name}"
+    assert layout.mode == "unified", layout.to_dict()
+    return f"/sys/fs/cgroup/{v2_name}"
+
+
 def test_memory_limit(podman: Podman) -> None:
     """A shell holding 64 MiB in a variable under --memory 16m is OOM-killed: 137.
     Where the memory controller is not usable (a hybrid host whose kernel has no v1
@@ -202,7 +212,8 @@ def test_memory_limit(podman: Podman) -> None:
     assert proc.returncode == 137, proc
     assert proc.stdout == "started\n"
     limit = check(podman.run_image(["--memory", "16m"],
-                                   ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]))
+                                   ["cat", limit_file("memory", "memory.limit_in_bytes",
+                                                      "memory.max")]))
     assert int(limit) == 16 << 20
 
 
@@ -215,7 +226,7 @@ def test_pids_limit(podman: Podman) -> None:
     assert "can't fork" in proc.stderr, proc
     assert proc.stdout.splitlines() == [f"started {i}" for i in range(1, 5)], proc
     assert check(podman.run_image(["--pids-limit", "5"],
-                                  ["cat", "/sys/fs/cgroup/pids/pids.max"])) == "5\n"
+                                  ["cat", limit_file("pids", "pids.max", "pids.max")])) == "5\n"
 
 
 def test_read_only(podman: Podman) -> None:
