@@ -7,7 +7,7 @@ test:
 # the whole suite in qemu guests: Debian's 6.1 and 6.12 kernels, pure cgroup v2 and
 # hybrid (tests/vm.py; one line per combination, non-zero if any failed)
 test-kernels:
-	python3 tests/vm.py --matrix --quiet
+	python3 tests/vm.py --matrix --quiet --jobs 2
 
 # the tests that need no privilege, as a user made for the run (tests/unprivileged.py)
 test-unprivileged:

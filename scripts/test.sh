@@ -33,7 +33,7 @@ fi
 status=0
 python3 -m pytest || status=1
 python3 tests/unprivileged.py || status=1
-python3 tests/vm.py --kernel 6.1 --cgroups v2 --quiet -- tests/test_cgroups.py \
+python3 tests/vm.py --kernel 6.1 --cgroups v2 --quiet --timeout 1800 -- tests/test_cgroups.py \
     tests/test_cgroupfs.py tests/test_cgroupdirs.py tests/test_features.py tests/test_mountclone.py \
     tests/test_doctor.py::test_doctor_on_a_pure_cgroup_v2_host \
     tests/test_mounts.py::test_detached_overlay_bound_into_a_spawned_child \

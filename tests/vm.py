@@ -26,7 +26,7 @@ refuses user namespaces in one), then runs ``python -m pytest`` and prints
 ``NSBIND-VM-RESULT <status>``.
 
     python3 tests/vm.py [--kernel 6.1] [--cgroups v2] [-- pytest args]
-    python3 tests/vm.py --matrix            # 6.1 and 6.12, v2 and hybrid (make test-kernels)
+    python3 tests/vm.py --matrix --jobs 2   # 6.1 and 6.12, v2 and hybrid (make test-kernels)
 
 Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, K
 skipped`` and pytest's summary; the exit status is non-zero if any failed.  Needs
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import dataclasses
 import gzip
 import io
@@ -293,12 +294,16 @@ def _pytest_command(kernel: Kernel, layout: str, args: list[str]) -> str:
     return f"env {settings} {python} -m pytest -p no:cacheprovider -q -rfEs {quoted}"
 
 
+_ECHO = threading.Lock()  # guests run at once echo whole lines, each with its prefix
+
+
 def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: str = "v2",
         timeout: float = 1500, echo: bool = True, memory_mib: int = 4096,
-        command: str | None = None) -> tuple[int, str]:
+        command: str | None = None, prefix: str = "") -> tuple[int, str]:
     """Boot ``kernel`` with ``cgroups`` layout and run pytest there (or ``command``, a
-    shell command line in the checkout); (its exit status, the console).  A guest that
-    does not finish in ``timeout`` seconds is killed (99)."""
+    shell command line in the checkout); (its exit status, the console, echoed line by
+    line after ``prefix``).  A guest that does not finish in ``timeout`` seconds is
+    killed (99)."""
     if cgroups not in LAYOUTS:
         raise ValueError(f"cgroups {cgroups!r}: one of {', '.join(LAYOUTS)}")
     for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "mkfs.ext4"):
@@ -339,7 +344,8 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 lines.append(line)
                 if echo:
-                    print(line, flush=True)
+                    with _ECHO:
+                        print(prefix + line, flush=True)
             proc.wait()
         finally:
             timer.cancel()
@@ -392,18 +398,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", action="append", choices=KERNELS)
     parser.add_argument("--cgroups", action="append", choices=LAYOUTS)
     parser.add_argument("--matrix", action="store_true", help="every kernel and layout")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per guest")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="guests at once (an emulated guest keeps about one core busy)")
+    parser.add_argument("--timeout", type=float, default=4 * 3600,
+                        help="seconds per guest (the whole suite takes over an hour)")
     parser.add_argument("--quiet", action="store_true", help="no console echo")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
     opts = parser.parse_args(argv)
+    if opts.jobs < 1:
+        parser.error("--jobs: at least 1")
     kernels = KERNELS if opts.matrix else (opts.kernel or ["6.1"])
     layouts = LAYOUTS if opts.matrix else (opts.cgroups or ["v2"])
-    results = []
-    for kernel in kernels:
-        for layout in layouts:
-            code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
-                                timeout=opts.timeout, echo=not opts.quiet)
-            results.append((code, *summarize(kernel, layout, code, console)))
+    combinations = [(kernel, layout) for kernel in kernels for layout in layouts]
+    for kernel in kernels:  # downloaded and unpacked once, before guests share the cache
+        fetch(kernel)
+
+    def one(kernel: str, layout: str) -> tuple[int, str, str]:
+        prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
+        code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
+                            timeout=opts.timeout, echo=not opts.quiet, prefix=prefix)
+        return (code, *summarize(kernel, layout, code, console))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+        results = list(pool.map(lambda c: one(*c), combinations))
     for _code, head, _summary in results:
         print(head)
     for _code, head, summary in results:
