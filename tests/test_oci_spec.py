@@ -193,7 +193,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({f"{NS}[5]": {"type": "user", "path": "/proc/1/ns/user"},
       "linux.uidMappings": [{"containerID": 0, "hostID": 0, "size": 1}]},
      "linux.uidMappings", "joining"),
-    ({f"{NS}[3]": {"type": "cgroup"}}, "hostname", "UTS namespace"),
+    ({f"{NS}[3]": DELETE}, "hostname", "UTS namespace"),  # [3] is uts
     ({"domainname": "x" * 65}, "domainname", "64 bytes"),
     ({"hooks.prestart": [{"path": "bin/true"}]}, "hooks.prestart[0].path", "absolute"),
     ({"hooks.poststop": [{"path": "/bin/true", "timeout": 0}]}, "hooks.poststop[0].timeout",
