@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,9 +208,14 @@ class RecordStore:
         found = []
         folder = os.path.join(self.root, "containers")
         for name in os.listdir(folder):
-            path = os.path.join(folder, name, "record.json")
-            if _ID.fullmatch(name) and os.path.isfile(path):
-                found.append((os.stat(path).st_ctime_ns, name))
+            if not _ID.fullmatch(name):
+                continue
+            try:  # one stat: a record removed meanwhile (a --rm that ended) is left out
+                st = os.stat(os.path.join(folder, name, "record.json"), follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((st.st_ctime_ns, name))
         return [name for _, name in sorted(found)]
 
     def records(self) -> list[dict[str, Any]]:

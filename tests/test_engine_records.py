@@ -1,0 +1,74 @@
+"""The engine's container records (nsbind.engine.records) while other processes add and
+remove them: `nsbind run --rm` started fifty at once lists the records while others
+end and remove theirs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+import time
+
+from nsbind.engine.records import RecordStore, now
+
+
+def _churn(store: RecordStore, stop: threading.Event, made: list[int]) -> None:
+    """Make and remove records until ``stop`` is set (a bounded number of them)."""
+    for _ in range(20000):
+        if stop.is_set():
+            return
+        cid, name = store.reserve(None)
+        store.save({"id": cid, "name": name, "created": now()})
+        store.remove(cid)
+        made[0] += 1
+
+
+def test_listing_while_records_come_and_go(tmp_path: pathlib.Path) -> None:
+    """ids() and records() never fail on a record removed between finding and reading
+    it; they list the records that stay, oldest first."""
+    store = RecordStore(str(tmp_path / "state"))
+    kept = []
+    for _ in range(3):
+        cid, name = store.reserve(None)
+        store.save({"id": cid, "name": name, "created": now()})
+        kept.append(cid)
+        time.sleep(0.01)  # distinct ctimes: the order is the records' age
+    stop, made = threading.Event(), [0]
+    churn = threading.Thread(target=_churn, args=(store, stop, made))
+    churn.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        listings = 0
+        while time.monotonic() < deadline or listings < 200:
+            ids = store.ids()
+            assert [i for i in ids if i in kept] == kept
+            assert [r["id"] for r in store.records() if r["id"] in kept] == kept
+            listings += 1
+            if listings > 100000:
+                break
+    finally:
+        stop.set()
+        churn.join(30)
+    assert not churn.is_alive()
+    assert made[0] > 0
+    assert store.ids() == kept
+
+
+def test_what_is_not_a_record_is_not_listed(tmp_path: pathlib.Path) -> None:
+    """A reserved container without its record yet, an entry that is not an id, and a
+    record.json that is a directory or a symlink are not containers."""
+    store = RecordStore(str(tmp_path / "state"))
+    cid, name = store.reserve("saved")
+    store.save({"id": cid, "name": name, "created": now()})
+    reserved, _ = store.reserve("reserved")
+    folder = tmp_path / "state" / "containers"
+    (folder / "not-an-id").mkdir()
+    (folder / "not-an-id" / "record.json").write_text("{}")
+    odd_dir, odd_link = "a" * 64, "b" * 64
+    (folder / odd_dir / "record.json").mkdir(parents=True)
+    (folder / odd_link).mkdir()
+    os.symlink(folder / cid / "record.json", folder / odd_link / "record.json")
+    (folder / ("c" * 64)).write_text("a file, not a directory")
+    assert store.ids() == [cid]
+    assert [r["id"] for r in store.records()] == [cid]
+    assert reserved not in store.ids()
