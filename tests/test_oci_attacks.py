@@ -106,6 +106,13 @@ def _host_state(victims: list[pathlib.Path]) -> dict[str, Any]:
     return state
 
 
+def _systemd_leftovers(cgroup_parent: str) -> None:
+    for h in cgroup_layout().hierarchies:
+        if h.version == 1 and not h.controllers:
+            with contextlib.suppress(OSError):
+                os.rmdir(h.path_of(f"/{cgroup_parent}"))
+
+
 def _cgroup_dirs(path: str) -> list[str]:
     return [d for h in cgroup_layout().hierarchies if h.holds_cgroups
             for d in [h.path_of(path)] if os.path.isdir(d)]
@@ -230,6 +237,7 @@ def run_case(tool: str, case: Case, where: pathlib.Path) -> Outcome:
         subprocess.run([exe, "--root", str(root), "delete", "--force", cid],
                        capture_output=True, timeout=TIMEOUT, check=False)
         _reap_all()
+        _systemd_leftovers(case.cgroup_parent)
         if listener is not None:
             sock_dir = os.path.dirname(listener.getsockname())
             listener.close()

@@ -71,7 +71,7 @@ def test_tmpcopyup_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> N
     symlink targets, contents), as under runc; writes land in the tmpfs only.  (runc
     1.1.5 fails on a FIFO in the tree: see test_tmpcopyup_special_files.)"""
     bundle = _bundle(tmp_path, cgroup_parent, LIST + WRITE, special=False)
-    runc = run_runc(bundle)
+    runc = run_runc(bundle, cgroup_parent=cgroup_parent)
     ours = run_nsbind(bundle, cgroup_parent)
     assert ours == runc
     lines = ours[1].splitlines()

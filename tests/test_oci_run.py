@@ -76,6 +76,15 @@ def make_bundle(tmp_path: pathlib.Path, cgroup_parent: str, edit: Edit | None = 
     return bundle
 
 
+def _systemd_leftovers(cgroup_parent: str) -> None:
+    """runc also makes the cgroup's parent in the name=systemd hierarchy, which nsbind
+    does not use, and leaves it: remove it (empty) if it is this run's."""
+    for h in cgroup_layout().hierarchies:
+        if h.version == 1 and not h.controllers:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                os.rmdir(h.path_of(f"/{cgroup_parent}"))
+
+
 @contextlib.contextmanager
 def _stdout_to(path: pathlib.Path) -> Iterator[None]:
     saved = os.dup(1)
@@ -88,11 +97,15 @@ def _stdout_to(path: pathlib.Path) -> Iterator[None]:
         os.close(saved)
 
 
-def run_runc(bundle: pathlib.Path, tool: str = "runc") -> tuple[int, str]:
-    """Run the bundle with runc (or crun) and delete its container.  runc also makes
-    the cgroup's parent in the name=systemd hierarchy, which nsbind does not use: the
-    session's test parent is made there too (conftest), and stays for the session."""
-    return _run_tool(bundle, tool)
+def run_runc(bundle: pathlib.Path, tool: str = "runc", *,
+             cgroup_parent: str | None = None) -> tuple[int, str]:
+    """Run the bundle with runc (or crun) and delete its container; with
+    ``cgroup_parent``, also remove what runc leaves in the name=systemd hierarchy."""
+    try:
+        return _run_tool(bundle, tool)
+    finally:
+        if cgroup_parent is not None:
+            _systemd_leftovers(cgroup_parent)
 
 
 def _run_tool(bundle: pathlib.Path, tool: str) -> tuple[int, str]:
@@ -172,7 +185,7 @@ def _compare(tmp_path: pathlib.Path, cgroup_parent: str, edit: Edit | None = Non
     (bundle / "data").mkdir(exist_ok=True)
     (bundle / "data" / "file").write_text("data\n")
     masked = load_spec(bundle).linux.masked_paths or ()  # type: ignore[union-attr]
-    runc_code, runc_out = run_runc(bundle)
+    runc_code, runc_out = run_runc(bundle, cgroup_parent=cgroup_parent)
     code, out = run_nsbind(bundle, cgroup_parent)
     assert code == runc_code, (runc_out, out)
     return code, facts(runc_out, tuple(masked)), facts(out, tuple(masked))
@@ -197,7 +210,7 @@ def test_full_bundle_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) ->
         refused.mkdir()
         bundle = make_bundle(refused, cgroup_parent, _full)
         (bundle / "data").mkdir(exist_ok=True)
-        runc_code, runc_out = run_runc(bundle)
+        runc_code, runc_out = run_runc(bundle, cgroup_parent=cgroup_parent)
         assert runc_code != 0 and "cannot set memory limit" in runc_out, runc_out
         with pytest.raises(LookupError, match="the memory controller is not enabled"):
             run_nsbind(bundle, cgroup_parent)
@@ -244,7 +257,7 @@ def test_seccomp_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str) -> Non
     script = ("grep -E '^Seccomp' /proc/self/status; "
               "mkdir /dev/shm/x 2>/dev/null && echo made || echo no")
     bundle = make_bundle(tmp_path, cgroup_parent, seccomp, ["sh", "-c", script])
-    runc = run_runc(bundle)
+    runc = run_runc(bundle, cgroup_parent=cgroup_parent)
     ours = run_nsbind(bundle, cgroup_parent)
     assert ours == runc
     assert "Seccomp:\t2" in ours[1] and ours[1].rstrip().endswith("no")
@@ -274,6 +287,7 @@ def test_cpu_and_relative_cgroup_path_same_as_runc(tmp_path: pathlib.Path,
                          *([base] if (h.own or "/") != "/" else [])):
                 with contextlib.suppress(OSError):
                     os.rmdir(h.path_of(path))
+        _systemd_leftovers(cgroup_parent)  # once the paths below it are gone
     code, out = run_nsbind(bundle, "")
     assert (code, out) == runc
     assert out.split() == ["50000", "200000"]
@@ -286,8 +300,16 @@ def test_crun_on_this_host(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
     _need("crun")
     bundle = make_bundle(tmp_path, cgroup_parent)
     # crun makes the test parent in the named hierarchies (name=systemd) and leaves it
-    # there, also when it refuses a hybrid host: the session made it there first
-    code, text = run_runc(bundle, "crun")
+    # there, also when it refuses a hybrid host: an earlier runc test may have removed
+    # that parent as empty, so what crun makes anew is removed here, not reported leaked
+    absent = [path for h in cgroup_layout().hierarchies if h.name
+              if not os.path.isdir(path := h.path_of(f"/{cgroup_parent}"))]
+    try:
+        code, text = run_runc(bundle, "crun")
+    finally:
+        for path in absent:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
     if code != 0:
         assert "hybrid" in text, text
         return
@@ -388,7 +410,7 @@ def test_user_namespace_same_as_runc(tmp_path: pathlib.Path, cgroup_parent: str)
     try:
         base.chmod(0o755)
         bundle = make_bundle(base, cgroup_parent, userns, ["sh", "-c", script])
-        runc = run_runc(bundle)
+        runc = run_runc(bundle, cgroup_parent=cgroup_parent)
         assert runc[0] == 0, runc
         ours = run_nsbind(bundle, cgroup_parent)
     finally:
@@ -408,7 +430,7 @@ def test_devices_and_device_rules_same_as_runc(tmp_path: pathlib.Path,
     script = ("ls -ln /dev/loop-ctl | cut -c1-10; head -c1 /dev/loop-ctl 2>/dev/null "
               "&& echo open || echo denied; head -c1 /dev/zero | wc -c")
     bundle = make_bundle(tmp_path, cgroup_parent, devices, ["sh", "-c", script])
-    runc = run_runc(bundle)
+    runc = run_runc(bundle, cgroup_parent=cgroup_parent)
     ours = run_nsbind(bundle, cgroup_parent)
     assert ours == runc
     assert ours[1].split() == ["crw-r-----", "denied", "1"]
