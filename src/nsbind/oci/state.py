@@ -171,22 +171,37 @@ def remove_state_dir(directory: str) -> None:
     """Remove a container's state directory.  It holds files only: they are unlinked
     through the directory's fd (no path is followed twice) without importing shutil (bz2
     and lzma come with it: milliseconds of every delete); anything else, a directory
-    someone put there, goes through shutil.rmtree."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        for name in os.listdir(fd):
-            try:
-                os.unlink(name, dir_fd=fd)
-            except IsADirectoryError:
-                import shutil
+    someone put there, goes through shutil.rmtree.
 
-                shutil.rmtree(os.path.join(directory, name))
-    finally:
-        os.close(fd)
-    os.rmdir(directory)
+    Another process may open the lock meanwhile (an exit monitor, a ``kill``): its
+    ``O_CREAT`` puts a new lock file in the directory between the unlinks and the
+    rmdir, so the files are unlinked again (bounded); once the directory is gone such
+    an open fails with ENOENT, which :func:`locked` reports as "does not exist"."""
+    for _ in range(100):
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                         | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            for name in os.listdir(fd):
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:
+                    import shutil
+
+                    shutil.rmtree(os.path.join(directory, name))
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(directory)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+    os.rmdir(directory)  # still refilled: its error, naming the directory
 
 
 def remove_parents(paths: list[str]) -> None:
