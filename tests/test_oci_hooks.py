@@ -51,7 +51,7 @@ def gone(pid: int, within: float = 5.0) -> bool:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     time.sleep(0.02)
                     continue
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped after the open
             return True
         time.sleep(0.02)
     return False
