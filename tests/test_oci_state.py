@@ -10,8 +10,8 @@ from nsbind.oci.state import LifecycleError, locked, remove_state_dir
 
 def test_the_state_directory_goes_while_others_take_its_lock(tmp_path: pathlib.Path) -> None:
     """delete removes the directory while another process opens its lock (an exit
-    monitor, a kill: O_CREAT puts a new lock file there after the unlinks): the
-    directory still goes, and the other one finds no container once it has."""
+    monitor, a kill): only create makes the lock file, so none comes back after the
+    unlinks; the directory goes, and the other one finds no container once it has."""
     for n in range(40):
         directory = tmp_path / f"c{n}"
         directory.mkdir()

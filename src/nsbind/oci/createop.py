@@ -155,7 +155,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
         raise LifecycleError(f"container {container_id} already exists",
                              errno.EEXIST) from None
     try:
-        with locked(directory, container_id):
+        with locked(directory, container_id, create=True):
             state = _create_in(directory, container_id, bundle, spec, args, pid_file,
                                (preserve_fds, console_socket), no_cgroup)
     except BaseException:

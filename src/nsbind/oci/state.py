@@ -2,7 +2,8 @@
 
 Each container has a directory ``<root>/<id>/`` (mode 0700) holding:
 
-* ``lock``: flock'd (exclusive) by every lifecycle operation on the container;
+* ``lock``: made by ``create``, flock'd (exclusive) by every lifecycle operation on the
+  container;
 * ``exec.fifo`` (0622, until ``start``): the start gate its parked process waits on;
 * ``config.json`` (the validated config) and ``seccomp.bpf`` (its compiled filter, if
   it has one): kept for exec, hooks and update;
@@ -67,11 +68,13 @@ def container_dir(root: str | os.PathLike[str], container_id: str) -> str:
 
 
 @contextlib.contextmanager
-def locked(directory: str, container_id: str) -> Iterator[None]:
-    """Hold the container's lock; LifecycleError "does not exist" without its directory."""
+def locked(directory: str, container_id: str, *, create: bool = False) -> Iterator[None]:
+    """Hold the container's lock; LifecycleError "does not exist" without it.  Only
+    ``create`` makes the lock file (``create=True``): an operation that opened it with
+    ``O_CREAT`` while a delete removed the directory would put a file back in it."""
     try:
-        fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-                     | os.O_NOFOLLOW, 0o600)
+        fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | (os.O_CREAT if create else 0), 0o600)
     except FileNotFoundError:
         raise LifecycleError(f"container {container_id} does not exist",
                              errno.ENOENT) from None
@@ -171,37 +174,24 @@ def remove_state_dir(directory: str) -> None:
     """Remove a container's state directory.  It holds files only: they are unlinked
     through the directory's fd (no path is followed twice) without importing shutil (bz2
     and lzma come with it: milliseconds of every delete); anything else, a directory
-    someone put there, goes through shutil.rmtree.
+    someone put there, goes through shutil.rmtree.  Nothing puts a file back meanwhile:
+    other operations open the lock without ``O_CREAT`` (:func:`locked`), and write only
+    under it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        for name in os.listdir(fd):
+            try:
+                os.unlink(name, dir_fd=fd)
+            except IsADirectoryError:
+                import shutil
 
-    Another process may open the lock meanwhile (an exit monitor, a ``kill``): its
-    ``O_CREAT`` puts a new lock file in the directory between the unlinks and the
-    rmdir, so the files are unlinked again (bounded); once the directory is gone such
-    an open fails with ENOENT, which :func:`locked` reports as "does not exist"."""
-    for _ in range(100):
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                         | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            for name in os.listdir(fd):
-                try:
-                    os.unlink(name, dir_fd=fd)
-                except FileNotFoundError:
-                    pass
-                except IsADirectoryError:
-                    import shutil
-
-                    shutil.rmtree(os.path.join(directory, name))
-        finally:
-            os.close(fd)
-        try:
-            os.rmdir(directory)
-            return
-        except OSError as exc:
-            if exc.errno != errno.ENOTEMPTY:
-                raise
-    os.rmdir(directory)  # still refilled: its error, naming the directory
+                shutil.rmtree(os.path.join(directory, name))
+    finally:
+        os.close(fd)
+    os.rmdir(directory)
 
 
 def remove_parents(paths: list[str]) -> None:
