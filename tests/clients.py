@@ -53,7 +53,7 @@ import sysconfig
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -539,6 +539,23 @@ def run_in_pty(argv: list[str], *, env: dict[str, str] | None = None,
     return code, b"".join(chunks).decode(errors="replace")
 
 
+def processes_with(match: Callable[[list[bytes]], bool]) -> list[int]:
+    """Pids of the processes whose argv ``match`` accepts (a process that is gone, or a
+    kernel thread with an empty command line, is left out)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if raw and match(raw.rstrip(b"\0").split(b"\0")):
+            pids.append(int(name))
+    return pids
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout`` passes; its last answer."""
     deadline = time.monotonic() + timeout
@@ -687,15 +704,7 @@ class PodmanStore:
         """The podman and conmon processes working on this storage (their command lines
         name it)."""
         needle = os.fsencode(self.base + "/")
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        pids.append(int(entry))
-        return pids
+        return processes_with(lambda argv: any(needle in arg for arg in argv))
 
     def close(self) -> None:
         try:
@@ -914,19 +923,9 @@ class Containerd:
 
     def shims(self) -> list[int]:
         """Pids of the shims of this daemon: their command lines carry its address."""
-        pids = []
         needle = self.address.encode()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and needle in argv:
-                pids.append(int(name))
-        return pids
+        return processes_with(lambda argv: argv[0].endswith(b"containerd-shim-runc-v2")
+                              and needle in argv)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
