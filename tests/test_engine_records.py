@@ -4,11 +4,15 @@ end and remove theirs."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import threading
 import time
 
+import pytest
+
+from nsbind.engine.errors import EngineError
 from nsbind.engine.records import RecordStore, now
 
 
@@ -72,3 +76,41 @@ def test_what_is_not_a_record_is_not_listed(tmp_path: pathlib.Path) -> None:
     assert store.ids() == [cid]
     assert [r["id"] for r in store.records()] == [cid]
     assert reserved not in store.ids()
+
+
+def test_an_update_racing_a_removal_finds_no_container(tmp_path: pathlib.Path) -> None:
+    """A monitor recording an exit (update) while ``nsbind rm -f`` removes the container:
+    each update lands before the removal or finds no container (EngineError ENOENT, not
+    an OSError), and the record directory never comes back holding a lock file alone."""
+    store = RecordStore(str(tmp_path / "state"))
+    unexpected: list[BaseException] = []
+
+    def recorder(cid: str, go: threading.Event) -> None:
+        go.wait(5)
+        for code in range(200):
+            try:
+                store.update(cid, exitCode=code)
+            except EngineError as exc:
+                if exc.errno != errno.ENOENT:
+                    unexpected.append(exc)
+                return
+            except BaseException as exc:
+                unexpected.append(exc)
+                return
+
+    for _ in range(200):
+        cid, name = store.reserve(None)
+        store.save({"id": cid, "name": name, "created": now()})
+        go = threading.Event()
+        thread = threading.Thread(target=recorder, args=(cid, go))
+        thread.start()
+        go.set()
+        store.remove(cid)
+        thread.join(30)
+        assert not thread.is_alive()
+        assert not unexpected, unexpected
+        assert not os.path.lexists(store.directory(cid))
+    assert os.listdir(tmp_path / "state" / "containers") == []
+    assert os.listdir(tmp_path / "state" / "names") == []
+    with pytest.raises(EngineError, match="No such container"):
+        store.update(cid, exitCode=0)

@@ -5,7 +5,9 @@ keeps names unique, and the status derived from the record and the kernel.
 Layout under the state root::
 
     containers/<id>/record.json   the record (replaced atomically)
-    containers/<id>/lock          flock'd by whoever changes the record
+    containers/<id>/lock          flock'd by whoever changes or removes the record;
+                                  made with the directory, never again (a process that
+                                  races a removal finds no container, puts nothing back)
     names/<name>                  made with O_EXCL: holds the id; the name is taken
     oci/                          the container layer's state root (nsbind.oci)
 
@@ -79,10 +81,11 @@ def status_of(record: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def flocked(path: str) -> Iterator[None]:
-    """Hold an exclusive flock on the file ``path`` (made 0600 if missing, never through
-    a link) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+def flocked(path: str, *, create: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (never through a link) for the block;
+    made 0600 if missing when ``create``, else FileNotFoundError."""
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    fd = os.open(path, flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -127,8 +130,15 @@ class RecordStore:
                 raise EngineError(f"invalid container name {name!r}: only "
                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             self._claim(name, container_id, must=True)
+        directory = self.directory(container_id)
         try:
-            os.mkdir(self.directory(container_id), 0o700)
+            os.mkdir(directory, 0o700)
+            try:
+                os.close(os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT
+                                 | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+            except BaseException:
+                os.rmdir(directory)
+                raise
         except BaseException:
             self._release(name, container_id)
             raise
@@ -164,9 +174,15 @@ class RecordStore:
 
     # ------------------------------------------------------------- records
 
-    def locked(self, container_id: str) -> contextlib.AbstractContextManager[None]:
-        """Hold the container's record lock."""
-        return flocked(os.path.join(self.directory(container_id), "lock"))
+    @contextlib.contextmanager
+    def locked(self, container_id: str) -> Iterator[None]:
+        """Hold the container's record lock (made by :meth:`reserve`; a container that is
+        gone, or being removed, is EngineError "No such container")."""
+        try:
+            with flocked(os.path.join(self.directory(container_id), "lock"), create=False):
+                yield
+        except (FileNotFoundError, NotADirectoryError):
+            raise EngineError(f"No such container: {container_id}", err=errno.ENOENT) from None
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically (a temporary file renamed over it)."""
@@ -242,13 +258,38 @@ class RecordStore:
         raise EngineError(f"No such container: {ref}", err=errno.ENOENT)
 
     def remove(self, container_id: str) -> None:
-        """Forget the container: its name and its record directory."""
+        """Forget the container: its name and its record directory.  Under the record
+        lock the record goes first, the lock file last: a process waiting on the lock
+        then finds no record, one opening it finds no lock ("No such container")."""
+        try:
+            with self.locked(container_id):
+                with contextlib.suppress(EngineError):
+                    record = self.load(container_id)
+                    self._release(str(record.get("name")), container_id)
+                self._remove_tree(container_id)
+        except EngineError:  # no lock file: gone already, or a reserve that failed
+            self._remove_tree(container_id)
+
+    def _remove_tree(self, container_id: str) -> None:
+        """The record directory: its record, what else is in it, the lock, itself."""
         import shutil
 
-        with contextlib.suppress(EngineError):
-            record = self.load(container_id)
-            self._release(str(record.get("name")), container_id)
-        shutil.rmtree(self.directory(container_id), ignore_errors=True)
+        directory = self.directory(container_id)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, "record.json"))
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in sorted(names, key=lambda n: n == "lock"):  # the lock last
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
+            os.rmdir(directory)
 
     def release_name(self, name: str, container_id: str) -> None:
         """Give ``name`` up if ``container_id`` holds it (a create that failed)."""
