@@ -114,3 +114,27 @@ def test_an_update_racing_a_removal_finds_no_container(tmp_path: pathlib.Path) -
     assert os.listdir(tmp_path / "state" / "names") == []
     with pytest.raises(EngineError, match="No such container"):
         store.update(cid, exitCode=0)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_a_record_that_is_not_a_file_is_refused(tmp_path: pathlib.Path, kind: str) -> None:
+    """A record.json replaced by a symlink, a FIFO (which must not hang the read) or a
+    directory is "not a file": an EngineError naming the container, nothing followed."""
+    store = RecordStore(str(tmp_path / "state"))
+    cid, name = store.reserve("odd")
+    store.save({"id": cid, "name": name, "created": now()})
+    path = pathlib.Path(store.directory(cid)) / "record.json"
+    target = tmp_path / "elsewhere.json"
+    target.write_text(f'{{"id": "{cid}"}}')
+    path.unlink()
+    if kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    with pytest.raises(EngineError, match=f"container {cid}: its record is"):
+        store.load(cid)
+    store.remove(cid)
+    assert not os.path.lexists(store.directory(cid))
+    assert target.exists()

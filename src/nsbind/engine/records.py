@@ -205,12 +205,24 @@ class RecordStore:
     def load(self, container_id: str) -> dict[str, Any]:
         """The record of ``container_id`` (EngineError "No such container" when absent)."""
         path = os.path.join(self.directory(container_id), "record.json")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        try:  # O_NONBLOCK: a FIFO put in its place must not hang the open
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
             raise EngineError(f"No such container: {container_id}", err=errno.ENOENT) from None
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(MAX_RECORD_BYTES + 1)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise EngineError(f"container {container_id}: its record is a symlink, not a "
+                              "file") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise EngineError(f"container {container_id}: its record is not a file")
+            reader = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        with reader:
+            data = reader.read(MAX_RECORD_BYTES + 1)
         try:
             record: dict[str, Any] = json.loads(data)
             if len(data) > MAX_RECORD_BYTES or record.get("id") != container_id:
@@ -275,7 +287,7 @@ class RecordStore:
         import shutil
 
         directory = self.directory(container_id)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):  # (not a record)
             os.unlink(os.path.join(directory, "record.json"))
         try:
             names = os.listdir(directory)
