@@ -216,6 +216,36 @@ def test_rootless_containers_live_in_the_users_delegated_cgroup(user: User,
         assert _subdirs(top) == ["pytest"]
 
 
+def _cgroup_line(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("0::"))
+
+
+def test_rootless_exec_from_another_session_stays_in_its_cgroup(user: User,
+                                                                archive: str) -> None:
+    """A container started from one login session's delegated subtree and exec'd into
+    from another's: the two meet only at the v2 root, which is root's, so the kernel
+    refuses to move the process (EACCES).  As runc does for a rootless exec, the process
+    then stays in its caller's cgroup and the command runs; from the first session it
+    joins the container's cgroup."""
+    from nsbind.cgroups import cgroup_layout
+
+    if cgroup_layout().unified is None:
+        pytest.skip("no cgroup v2 hierarchy: nothing can be delegated")
+    with delegated_cgroup(user.uid, user.uid, "nsbind-session-a") as (sub_a, procs_a), \
+            delegated_cgroup(user.uid, user.uid, "nsbind-session-b") as (sub_b, procs_b):
+        first, second = user.in_cgroup(procs_a), user.in_cgroup(procs_b)
+        cid = first("run", "-d", archive, "sleep", "60").stdout.strip()
+        try:
+            own = _cgroup_line(first("exec", cid, "cat", "/proc/self/cgroup").stdout)
+            assert sub_b not in own and (own == "0::/" or cid in own), own
+            other = second("exec", cid, "cat", "/proc/self/cgroup", check=False)
+            assert other.returncode == 0, other.stderr
+            assert _cgroup_line(other.stdout).endswith(f"/{sub_b}/pytest"), other.stdout
+        finally:
+            first("rm", "-f", cid)
+        assert _containers(first) == []
+
+
 def test_rootless_host_root(user: User) -> None:
     out = user("run", "--rm", "--rootfs", "/", "--", "sh", "-c",
                "echo $$; id -u; touch /usr/x 2>/dev/null || echo ro").stdout.split()

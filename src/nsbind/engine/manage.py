@@ -196,6 +196,8 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
     if workdir is not None and not workdir.startswith("/"):
         raise EngineError(f"exec -w {workdir!r}: the working directory must be absolute")
     if config.rootless:  # this process moves into the container's namespaces for good
+        if record.get("cgroup") is not None:  # first: the cgroup namespace hides the path
+            _enter_cgroup(str(record["cgroup"]), ref)
         _join_user_namespace(int(record["pid"]))
     uid_gid: str | None = None
     gids: tuple[int, ...] = ()
@@ -210,11 +212,30 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
     if not interactive:
         devnull_onto(0)
     opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
-                       additional_gids=tuple(gids), cwd=workdir, detach=detach)
+                       additional_gids=tuple(gids), cwd=workdir, detach=detach,
+                       join_cgroup=not config.rootless)
     try:
         return exec_in(records.oci_root, record["id"], opts)
     except OSError as exc:
         raise as_engine_error(exc, f"exec in {ref}") from None
+
+
+def _enter_cgroup(path: str, ref: str) -> None:
+    """Move this (rootless, single-threaded) process into the container's cgroup, where
+    the process it execs then starts.  From another login session the kernel refuses
+    (the two delegated subtrees meet at a cgroup of root's: EACCES); this process then
+    stays in its own, as runc leaves a rootless exec."""
+    from nsbind.cgroups import Cgroup
+
+    try:
+        cgroup = Cgroup.open(path)
+    except OSError as exc:
+        raise as_engine_error(exc, f"exec in {ref}: its cgroup") from None
+    try:
+        with contextlib.suppress(PermissionError):
+            cgroup.attach(os.getpid())
+    finally:
+        cgroup.close()
 
 
 def _join_user_namespace(pid: int) -> None:

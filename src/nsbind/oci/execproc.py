@@ -65,6 +65,10 @@ class ExecOptions:
     no_new_privs: bool = False
     preserve_fds: int = 0
     ignore_paused: bool = False
+    #: False: the caller has put itself where the process belongs (a rootless engine
+    #: that joined the container's cgroup namespace, in which the host's cgroup paths
+    #: cannot be opened); the process starts in the caller's cgroup
+    join_cgroup: bool = True
 
 
 def _read_process(path: str) -> Process:
@@ -129,7 +133,7 @@ def _spawn(directory: str, data: dict[str, Any], spec: Spec, proc: Process,
 
         seccomp = Program(read_kept(directory, "seccomp.bpf"),
                           int(data["nsbind"]["seccompFlags"]))
-    path = data["nsbind"]["cgroup"]
+    path = data["nsbind"]["cgroup"] if opts.join_cgroup else None
     cg = Cgroup.open(path) if path is not None else None  # None: created without one
     try:
         child = spawn(list(proc.args or ()), namespaces=Namespaces.join(int(data["pid"])),
