@@ -236,6 +236,8 @@ def test_rootless_exec_from_another_session_stays_in_its_cgroup(user: User,
         first, second = user.in_cgroup(procs_a), user.in_cgroup(procs_b)
         cid = first("run", "-d", archive, "sleep", "60").stdout.strip()
         try:
+            pid = json.loads(first("inspect", cid).stdout)[0]["State"]["Pid"]
+            assert _cgroup_of(pid) == f"/{sub_a}/nsbind/{cid}"
             own = _cgroup_line(first("exec", cid, "cat", "/proc/self/cgroup").stdout)
             assert sub_b not in own and (own == "0::/" or cid in own), own
             other = second("exec", cid, "cat", "/proc/self/cgroup", check=False)
