@@ -68,8 +68,8 @@ class User:
         cgroup.procs, written as root before the user's command runs)."""
         return User(self.name, self.home, self.tun, procs)
 
-    def __call__(self, *args: str, check: bool = True,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def command(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """(argv, environment) of ``nsbind ARGS`` as this user."""
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(self.home),
                "PYTHONPATH": SRC, "XDG_DATA_HOME": str(self.home / "data"),
                "XDG_RUNTIME_DIR": str(self.home / "run")}
@@ -81,6 +81,11 @@ class User:
         if self.procs is not None:
             argv = ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
                     self.procs, *argv]
+        return argv, env
+
+    def __call__(self, *args: str, check: bool = True,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        argv, env = self.command(*args)
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                               stdin=subprocess.DEVNULL, cwd=self.home)
         if check and proc.returncode != 0:
@@ -216,6 +221,13 @@ def test_rootless_containers_live_in_the_users_delegated_cgroup(user: User,
         assert _subdirs(top) == ["pytest"]
 
 
+def _comm(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return "(gone)"
+
+
 def _cgroup_line(output: str) -> str:
     return next(line for line in output.splitlines() if line.startswith("0::"))
 
@@ -240,6 +252,26 @@ def test_rootless_exec_from_another_session_stays_in_its_cgroup(user: User,
             assert _cgroup_of(pid) == f"/{sub_a}/nsbind/{cid}"
             own = _cgroup_line(first("exec", cid, "cat", "/proc/self/cgroup").stdout)
             assert sub_b not in own and (own == "0::/" or cid in own), own
+            # while it waits, the exec command is back in its own cgroup (the
+            # container's limits are not charged for it); what it runs stays
+            argv, env = first.command("exec", cid, "sleep", "30")
+            waiting = subprocess.Popen(argv, env=env, cwd=user.home, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                container = os.path.join(nsbind.cgroup2_mountpoint(), sub_a, "nsbind", cid)
+                deadline = time.monotonic() + 20
+                while True:  # (the command moves in, spawns, moves out)
+                    members = pathlib.Path(container, "cgroup.procs").read_text().split()
+                    names = sorted(_comm(int(m)) for m in members)
+                    if names == ["sleep", "sleep"] or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                assert names == ["sleep", "sleep"], names  # sleep 60 and 30, no nsbind
+                assert str(waiting.pid) not in members
+                assert _cgroup_of(waiting.pid) == f"/{sub_a}/pytest"
+            finally:
+                waiting.kill()  # the exec command this test started
+                waiting.wait()
             other = second("exec", cid, "cat", "/proc/self/cgroup", check=False)
             assert other.returncode == 0, other.stderr
             assert _cgroup_line(other.stdout).endswith(f"/{sub_b}/pytest"), other.stdout

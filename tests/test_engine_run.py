@@ -186,6 +186,22 @@ def test_exec_joins_the_container(engine: Engine) -> None:
     engine("rm", "-f", "xc")
 
 
+def test_exec_detached_leaves_the_caller(engine: Engine) -> None:
+    """``exec -d``, as Docker's: it returns once the process runs and prints nothing; the
+    process's output goes nowhere, so it does not hold the caller's pipes (this test
+    reads them to their end, which would wait for the process)."""
+    engine("run", "-d", "--name", "xd", IMG, "sleep", "60")
+    started = time.monotonic()
+    proc = engine("exec", "-d", "xd", "sh", "-c", "echo out; echo err >&2; exec sleep 30",
+                  timeout=25)
+    assert time.monotonic() - started < 20
+    assert (proc.stdout, proc.stderr) == ("", "")
+    running = engine("exec", "xd", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert "sleep 30" in running.stdout
+    engine("rm", "-f", "xd")
+    assert engine.left() == []
+
+
 def test_a_monitor_that_dies_loses_no_record(engine: Engine) -> None:
     engine("run", "-d", "--name", "orphan", IMG, "sleep", "30")
     record = json.loads(pathlib.Path(engine.state, "containers",

@@ -195,9 +195,10 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
         raise EngineError("exec: a command is required")
     if workdir is not None and not workdir.startswith("/"):
         raise EngineError(f"exec -w {workdir!r}: the working directory must be absolute")
+    home: int | None = None  # this process's own cgroup.procs, to go back once it spawned
     if config.rootless:  # this process moves into the container's namespaces for good
         if record.get("cgroup") is not None:  # first: the cgroup namespace hides the path
-            _enter_cgroup(str(record["cgroup"]), ref)
+            home = _enter_cgroup(str(record["cgroup"]), ref)
         _join_user_namespace(int(record["pid"]))
     uid_gid: str | None = None
     gids: tuple[int, ...] = ()
@@ -213,29 +214,62 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
         devnull_onto(0)
     opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
                        additional_gids=tuple(gids), cwd=workdir, detach=detach,
-                       join_cgroup=not config.rootless)
+                       join_cgroup=not config.rootless, null_stdio=detach,
+                       on_spawned=None if home is None else lambda _pid: _leave_cgroup(home))
     try:
         return exec_in(records.oci_root, record["id"], opts)
     except OSError as exc:
         raise as_engine_error(exc, f"exec in {ref}") from None
+    finally:
+        if home is not None:
+            os.close(home)
 
 
-def _enter_cgroup(path: str, ref: str) -> None:
+def _enter_cgroup(path: str, ref: str) -> int | None:
     """Move this (rootless, single-threaded) process into the container's cgroup, where
-    the process it execs then starts.  From another login session the kernel refuses
+    the process it execs then starts; an fd of its own cgroup's cgroup.procs, opened
+    before (None: the move was refused).  From another login session the kernel refuses
     (the two delegated subtrees meet at a cgroup of root's: EACCES); this process then
     stays in its own, as runc leaves a rootless exec."""
+    from nsbind.cgroupfs import cgroup2_mountpoint
     from nsbind.cgroups import Cgroup
 
+    own = next((line[3:] for line in _read_text("/proc/self/cgroup").splitlines()
+                if line.startswith("0::/")), "/..")
+    if "/.." in own:  # no v2 line, or a cgroup outside this cgroup namespace's view
+        return None
+    try:
+        home = os.open(os.path.join(cgroup2_mountpoint(), own.lstrip("/"), "cgroup.procs"),
+                       os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise as_engine_error(exc, f"exec in {ref}: this process's own cgroup") from None
     try:
         cgroup = Cgroup.open(path)
     except OSError as exc:
+        os.close(home)
         raise as_engine_error(exc, f"exec in {ref}: its cgroup") from None
     try:
-        with contextlib.suppress(PermissionError):
-            cgroup.attach(os.getpid())
+        cgroup.attach(os.getpid())
+        return home
+    except PermissionError:
+        os.close(home)
+        return None
     finally:
         cgroup.close()
+
+
+def _leave_cgroup(home: int) -> None:
+    """Back to this process's own cgroup, now that its child started in the container's:
+    the container's limits are not charged for this process.  The kernel checks the
+    move in the cgroup namespace ``home`` was opened in (5.16 and later: earlier ones,
+    with nsdelegate, refuse it and this process stays)."""
+    with contextlib.suppress(OSError):
+        os.write(home, b"0")
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read(65536)
 
 
 def _join_user_namespace(pid: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from nsbind.cgroups import Cgroup
@@ -40,6 +41,7 @@ from nsbind.oci.validate import Host, check_process
 from nsbind.oci.waiting import wait_foreground
 from nsbind.process import Process as Child
 from nsbind.process import spawn
+from nsbind.spawnstdio import DEVNULL
 
 __all__ = ["ExecOptions", "exec_in"]
 
@@ -69,6 +71,11 @@ class ExecOptions:
     #: that joined the container's cgroup namespace, in which the host's cgroup paths
     #: cannot be opened); the process starts in the caller's cgroup
     join_cgroup: bool = True
+    #: stdin, stdout and stderr /dev/null, not the caller's (without a terminal): what
+    #: ``docker exec -d`` gives the process; runc's ``exec -d`` hands the caller's on
+    null_stdio: bool = False
+    #: called with the process's pid once it runs, before the wait
+    on_spawned: Callable[[int], None] | None = None
 
 
 def _read_process(path: str) -> Process:
@@ -127,6 +134,8 @@ def _spawn(directory: str, data: dict[str, Any], spec: Spec, proc: Process,
         raise LifecycleError("exec: a terminal for a detached process needs "
                              "--console-socket", errno.EINVAL)
     kwargs = process_kwargs(proc, str(data.get("rootfs") or "/"))
+    if opts.null_stdio and not proc.terminal:
+        kwargs.update(stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
     seccomp = None
     if data["nsbind"].get("seccompFlags") is not None:  # the filter create compiled
         from nsbind.seccomp import Program
@@ -161,6 +170,8 @@ def exec_in(root: str | os.PathLike[str], container_id: str, opts: ExecOptions) 
         child = _spawn(directory, data, spec, _process(spec, opts), opts)
     master = None
     try:
+        if opts.on_spawned is not None:
+            opts.on_spawned(child.pid)
         console = child.console
         if console is not None and opts.console_socket:
             with console:
