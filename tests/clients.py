@@ -415,6 +415,21 @@ def remove_cgroup_dirs(dirs: Sequence[str]) -> None:
             os.rmdir(path)
 
 
+def keep_named_parent(cgroup_parent: str) -> None:
+    """The session's test parent in the named v1 hierarchies (name=systemd), made again
+    where a runtime's clean-up took it as empty (runc and crun make and remove parents
+    there too).  conftest makes it at the start, so that containers made at once do not
+    race to make and remove it, and removes it at the end."""
+    from nsbind.cgroups import cgroup_layout
+
+    if os.geteuid() != 0:
+        return  # (unprivileged, the test parent is in the delegated v2 subtree only)
+    for h in cgroup_layout().hierarchies:
+        if h.version == 1 and h.name and not h.controllers:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(h.path_of(f"/{cgroup_parent}"))
+
+
 def mounts_below(path: str) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
     real = os.path.realpath(path)

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from clients import keep_named_parent
 from helpers import as_subreaper, busybox_root, reap_new_children, tree
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
@@ -104,13 +105,6 @@ def _host_state(victims: list[pathlib.Path]) -> dict[str, Any]:
         points = [line.split(" - ")[0].split(None, 4)[4].split()[0] for line in f]
     state["mounts"] = sorted(p for p in points if p.startswith(scopes))
     return state
-
-
-def _systemd_leftovers(cgroup_parent: str) -> None:
-    for h in cgroup_layout().hierarchies:
-        if h.version == 1 and not h.controllers:
-            with contextlib.suppress(OSError):
-                os.rmdir(h.path_of(f"/{cgroup_parent}"))
 
 
 def _cgroup_dirs(path: str) -> list[str]:
@@ -237,7 +231,7 @@ def run_case(tool: str, case: Case, where: pathlib.Path) -> Outcome:
         subprocess.run([exe, "--root", str(root), "delete", "--force", cid],
                        capture_output=True, timeout=TIMEOUT, check=False)
         _reap_all()
-        _systemd_leftovers(case.cgroup_parent)
+        keep_named_parent(case.cgroup_parent)
         if listener is not None:
             sock_dir = os.path.dirname(listener.getsockname())
             listener.close()

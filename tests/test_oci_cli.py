@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from clients import keep_named_parent
 from helpers import as_subreaper, busybox_root, child_pids, reap_new_children
 from nsbind import cgroup_layout
 from nsbind.oci import default_spec_json
@@ -108,14 +109,6 @@ def make_bundle(tmp_path: pathlib.Path, cgroup_parent: str, args: list[str],
 def cgroup_dirs(path: str) -> list[str]:
     return [d for h in cgroup_layout().hierarchies if h.holds_cgroups
             for d in [h.path_of(path)] if os.path.isdir(d)]
-
-
-def systemd_leftovers(cgroup_parent: str) -> None:
-    """runc also makes the cgroup's parent in the name=systemd hierarchy and leaves it."""
-    for h in cgroup_layout().hierarchies:
-        if h.version == 1 and not h.controllers:
-            with contextlib.suppress(OSError):
-                os.rmdir(h.path_of(f"/{cgroup_parent}"))
 
 
 def reap(pid: int, timeout: float = TIMEOUT) -> int:
@@ -281,7 +274,7 @@ def test_run_exit_status_as_runc(tmp_path: pathlib.Path, cgroup_parent: str, scr
             runc = oci(runc_root, "run", "--bundle", str(bundle), "r1", tool="runc")
         finally:
             oci(runc_root, "delete", "--force", "r1", tool="runc")
-            systemd_leftovers(cgroup_parent)
+            keep_named_parent(cgroup_parent)
             reap_all()
         assert runc.returncode == expected, runc.stderr
 
@@ -400,7 +393,7 @@ def test_a_seccomp_profile_is_compiled_once_for_every_container(
         entries = os.listdir(root / ".seccomp-cache")
         assert len(entries) == 1 and entries[0].endswith(".bpf"), entries
     assert ok(oci(root, "list", "-q")) == ""  # the cache is no container
-    systemd_leftovers(cgroup_parent)
+    keep_named_parent(cgroup_parent)
 
 
 def test_ps_and_list(tmp_path: pathlib.Path, cgroup_parent: str) -> None:
@@ -588,7 +581,7 @@ def test_kill_stopped_wording_as_runc(tmp_path: pathlib.Path, cgroup_parent: str
         runc = oci(root, "kill", "r1", "KILL", tool="runc")
     finally:
         oci(root, "delete", "--force", "r1", tool="runc")
-        systemd_leftovers(cgroup_parent)
+        keep_named_parent(cgroup_parent)
         reap_all()
     assert runc.returncode == 1 and "container not running" in runc.stderr
 

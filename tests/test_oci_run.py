@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from clients import keep_named_parent
 from helpers import busybox_root
 from nsbind import cgroup_layout
 from nsbind.cgroups import usable_controllers
@@ -76,15 +77,6 @@ def make_bundle(tmp_path: pathlib.Path, cgroup_parent: str, edit: Edit | None = 
     return bundle
 
 
-def _systemd_leftovers(cgroup_parent: str) -> None:
-    """runc also makes the cgroup's parent in the name=systemd hierarchy, which nsbind
-    does not use, and leaves it: remove it (empty) if it is this run's."""
-    for h in cgroup_layout().hierarchies:
-        if h.version == 1 and not h.controllers:
-            with contextlib.suppress(FileNotFoundError, OSError):
-                os.rmdir(h.path_of(f"/{cgroup_parent}"))
-
-
 @contextlib.contextmanager
 def _stdout_to(path: pathlib.Path) -> Iterator[None]:
     saved = os.dup(1)
@@ -100,12 +92,13 @@ def _stdout_to(path: pathlib.Path) -> Iterator[None]:
 def run_runc(bundle: pathlib.Path, tool: str = "runc", *,
              cgroup_parent: str | None = None) -> tuple[int, str]:
     """Run the bundle with runc (or crun) and delete its container; with
-    ``cgroup_parent``, also remove what runc leaves in the name=systemd hierarchy."""
+    ``cgroup_parent``, also put back the test parent in the name=systemd hierarchy if
+    runc removed it."""
     try:
         return _run_tool(bundle, tool)
     finally:
         if cgroup_parent is not None:
-            _systemd_leftovers(cgroup_parent)
+            keep_named_parent(cgroup_parent)
 
 
 def _run_tool(bundle: pathlib.Path, tool: str) -> tuple[int, str]:
@@ -287,7 +280,7 @@ def test_cpu_and_relative_cgroup_path_same_as_runc(tmp_path: pathlib.Path,
                          *([base] if (h.own or "/") != "/" else [])):
                 with contextlib.suppress(OSError):
                     os.rmdir(h.path_of(path))
-        _systemd_leftovers(cgroup_parent)  # once the paths below it are gone
+        keep_named_parent(cgroup_parent)  # once the paths below it are gone
     code, out = run_nsbind(bundle, "")
     assert (code, out) == runc
     assert out.split() == ["50000", "200000"]
