@@ -137,4 +137,5 @@ def test_a_record_that_is_not_a_file_is_refused(tmp_path: pathlib.Path, kind: st
         store.load(cid)
     store.remove(cid)
     assert not os.path.lexists(store.directory(cid))
+    assert os.listdir(tmp_path / "state" / "names") == []  # the name is free again
     assert target.exists()

@@ -33,7 +33,7 @@ import nsbind
 from clients import build_rootfs, oci_archive, tar_rootfs
 from nsbind import Namespaces, Process
 from nsbind.net import configure, link_names, run_in, veth_pair
-from testuser import delegated_cgroup, made_user
+from testuser import delegated_cgroup, made_user, remove_cgroup_tree
 
 SRC = str(pathlib.Path(__file__).resolve().parent.parent / "src")
 PYTHON = "/usr/bin/python3"  # Debian's: the user cannot reach a python under /root
@@ -237,8 +237,8 @@ def test_rootless_exec_from_another_session_stays_in_its_cgroup(user: User,
     """A container started from one login session's delegated subtree and exec'd into
     from another's: the two meet only at the v2 root, which is root's, so the kernel
     refuses to move the process (EACCES).  As runc does for a rootless exec, the process
-    then stays in its caller's cgroup and the command runs; from the first session it
-    joins the container's cgroup."""
+    then stays in its caller's cgroup and the command runs, as it does from a session
+    whose cgroup is root's; from the first session it joins the container's cgroup."""
     from nsbind.cgroups import cgroup_layout
 
     if cgroup_layout().unified is None:
@@ -275,6 +275,16 @@ def test_rootless_exec_from_another_session_stays_in_its_cgroup(user: User,
             other = second("exec", cid, "cat", "/proc/self/cgroup", check=False)
             assert other.returncode == 0, other.stderr
             assert _cgroup_line(other.stdout).endswith(f"/{sub_b}/pytest"), other.stdout
+            # a session systemd did not delegate (its cgroup is root's): the same
+            plain = os.path.join(nsbind.cgroup2_mountpoint(), f"nsbind-session-c-{os.getpid()}")
+            os.mkdir(plain)
+            try:
+                third = user.in_cgroup(os.path.join(plain, "cgroup.procs"))
+                out = third("exec", cid, "cat", "/proc/self/cgroup", check=False)
+                assert out.returncode == 0, out.stderr
+                assert _cgroup_line(out.stdout).endswith(os.path.basename(plain)), out.stdout
+            finally:
+                remove_cgroup_tree(plain)
         finally:
             first("rm", "-f", cid)
         assert _containers(first) == []

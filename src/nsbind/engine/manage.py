@@ -196,80 +196,77 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
     if workdir is not None and not workdir.startswith("/"):
         raise EngineError(f"exec -w {workdir!r}: the working directory must be absolute")
     home: int | None = None  # this process's own cgroup.procs, to go back once it spawned
-    if config.rootless:  # this process moves into the container's namespaces for good
-        if record.get("cgroup") is not None:  # first: the cgroup namespace hides the path
-            home = _enter_cgroup(str(record["cgroup"]), ref)
-        _join_user_namespace(int(record["pid"]))
-    uid_gid: str | None = None
-    gids: tuple[int, ...] = ()
-    if user is not None:
-        from nsbind.users import resolve_user
-
-        try:
-            found = resolve_user(f"/proc/{int(record['pid'])}/root", user)
-        except (LookupError, ValueError) as exc:
-            raise EngineError(f"exec -u {user}: {exc}") from None
-        uid_gid, gids = f"{found.uid}:{found.gid}", found.groups
-    if not interactive:
-        devnull_onto(0)
-    opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
-                       additional_gids=tuple(gids), cwd=workdir, detach=detach,
-                       join_cgroup=not config.rootless, null_stdio=detach,
-                       on_spawned=None if home is None else lambda _pid: _leave_cgroup(home))
     try:
-        return exec_in(records.oci_root, record["id"], opts)
-    except OSError as exc:
-        raise as_engine_error(exc, f"exec in {ref}") from None
+        if config.rootless:  # this process moves into the container's namespaces for good
+            if record.get("cgroup") is not None:  # first: the cgroup namespace hides it
+                home = _enter_cgroup(str(record["cgroup"]))
+            _join_user_namespace(int(record["pid"]))
+        uid_gid: str | None = None
+        gids: tuple[int, ...] = ()
+        if user is not None:
+            from nsbind.users import resolve_user
+
+            try:
+                found = resolve_user(f"/proc/{int(record['pid'])}/root", user)
+            except (LookupError, ValueError) as exc:
+                raise EngineError(f"exec -u {user}: {exc}") from None
+            uid_gid, gids = f"{found.uid}:{found.gid}", found.groups
+        if not interactive:
+            devnull_onto(0)
+        back = home
+        opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
+                           additional_gids=tuple(gids), cwd=workdir, detach=detach,
+                           join_cgroup=not config.rootless, null_stdio=detach,
+                           on_spawned=None if back is None else lambda _: _leave_cgroup(back))
+        try:
+            return exec_in(records.oci_root, record["id"], opts)
+        except OSError as exc:
+            raise as_engine_error(exc, f"exec in {ref}") from None
     finally:
-        if home is not None:
+        if home is not None:  # (again, if the exec failed before its process ran)
+            _leave_cgroup(home)
             os.close(home)
 
 
-def _enter_cgroup(path: str, ref: str) -> int | None:
+def _enter_cgroup(path: str) -> int | None:
     """Move this (rootless, single-threaded) process into the container's cgroup, where
     the process it execs then starts; an fd of its own cgroup's cgroup.procs, opened
-    before (None: the move was refused).  From another login session the kernel refuses
-    (the two delegated subtrees meet at a cgroup of root's: EACCES); this process then
-    stays in its own, as runc leaves a rootless exec."""
-    from nsbind.cgroupfs import cgroup2_mountpoint
-    from nsbind.cgroups import Cgroup
+    first, to go back by.  None: this process stays where it is, as runc leaves a
+    rootless exec, when it cannot come back (its cgroup is not the user's: a session
+    systemd did not delegate) or the kernel refuses the move (another login session,
+    whose subtree meets the container's only at a cgroup of root's: EACCES; a container
+    cgroup that is no leaf: EBUSY; one that is going: ENOENT)."""
+    from nsbind.cgroups import Cgroup, cgroup_layout
 
-    own = next((line[3:] for line in _read_text("/proc/self/cgroup").splitlines()
-                if line.startswith("0::/")), "/..")
-    if "/.." in own:  # no v2 line, or a cgroup outside this cgroup namespace's view
+    layout = cgroup_layout()
+    v2 = layout.unified
+    if v2 is None or v2.own is None or "/.." in v2.own:  # (outside this cgroupns's view)
         return None
     try:
-        home = os.open(os.path.join(cgroup2_mountpoint(), own.lstrip("/"), "cgroup.procs"),
+        home = os.open(os.path.join(v2.path_of(v2.own), "cgroup.procs"),
                        os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise as_engine_error(exc, f"exec in {ref}: this process's own cgroup") from None
+    except OSError:
+        return None
     try:
-        cgroup = Cgroup.open(path)
-    except OSError as exc:
-        os.close(home)
-        raise as_engine_error(exc, f"exec in {ref}: its cgroup") from None
-    try:
-        cgroup.attach(os.getpid())
-        return home
-    except PermissionError:
+        cgroup = Cgroup.open(path, layout=layout)
+        try:
+            cgroup.attach(os.getpid())
+        finally:
+            cgroup.close()
+    except OSError:
         os.close(home)
         return None
-    finally:
-        cgroup.close()
+    return home
 
 
 def _leave_cgroup(home: int) -> None:
     """Back to this process's own cgroup, now that its child started in the container's:
-    the container's limits are not charged for this process.  The kernel checks the
-    move in the cgroup namespace ``home`` was opened in (5.16 and later: earlier ones,
-    with nsdelegate, refuse it and this process stays)."""
+    the container's limits are not charged for it.  The kernel checks the move in the
+    cgroup namespace, and with the credentials, of ``home``'s opener (since the fix for
+    CVE-2021-4197: 5.16, and the stable kernels it went back to); a kernel without it
+    refuses the move under nsdelegate, and this process then stays."""
     with contextlib.suppress(OSError):
         os.write(home, b"0")
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read(65536)
 
 
 def _join_user_namespace(pid: int) -> None:

@@ -81,11 +81,10 @@ def status_of(record: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def flocked(path: str, *, create: bool = True) -> Iterator[None]:
-    """Hold an exclusive flock on the file ``path`` (never through a link) for the block;
-    made 0600 if missing when ``create``, else FileNotFoundError."""
-    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
-    fd = os.open(path, flags, 0o600)
+def flocked(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (made 0600 if missing, never through
+    a link) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -178,11 +177,16 @@ class RecordStore:
     def locked(self, container_id: str) -> Iterator[None]:
         """Hold the container's record lock (made by :meth:`reserve`; a container that is
         gone, or being removed, is EngineError "No such container")."""
+        path = os.path.join(self.directory(container_id), "lock")
         try:
-            with flocked(os.path.join(self.directory(container_id), "lock"), create=False):
-                yield
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             raise EngineError(f"No such container: {container_id}", err=errno.ENOENT) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically (a temporary file renamed over it)."""
@@ -275,12 +279,21 @@ class RecordStore:
         then finds no record, one opening it finds no lock ("No such container")."""
         try:
             with self.locked(container_id):
-                with contextlib.suppress(EngineError):
-                    record = self.load(container_id)
-                    self._release(str(record.get("name")), container_id)
+                self._release_names_of(container_id)
                 self._remove_tree(container_id)
         except EngineError:  # no lock file: gone already, or a reserve that failed
             self._remove_tree(container_id)
+
+    def _release_names_of(self, container_id: str) -> None:
+        """The name the record gives, or (a record that cannot be read) every name this
+        container holds."""
+        try:
+            names = [str(self.load(container_id).get("name"))]
+        except EngineError:
+            names = [n for n in os.listdir(os.path.join(self.root, "names"))
+                     if _NAME.fullmatch(n)]
+        for name in names:
+            self._release(name, container_id)
 
     def _remove_tree(self, container_id: str) -> None:
         """The record directory: its record, what else is in it, the lock, itself."""
@@ -298,9 +311,9 @@ class RecordStore:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
                     os.unlink(path)
-        with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
+        with contextlib.suppress(OSError):
             os.rmdir(directory)
 
     def release_name(self, name: str, container_id: str) -> None:
