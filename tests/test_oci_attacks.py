@@ -234,6 +234,8 @@ def run_case(tool: str, case: Case, where: pathlib.Path) -> Outcome:
         keep_named_parent(case.cgroup_parent)
         if listener is not None:
             sock_dir = os.path.dirname(listener.getsockname())
+            with contextlib.suppress(OSError):  # wakes an accept no runtime answered
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
             assert thread is not None
             thread.join(TIMEOUT)
