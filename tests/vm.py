@@ -16,6 +16,9 @@ machine), with the cgroup layout chosen at boot:
 The guest's root is this host's root, read-only over 9p, under an overlay whose upper
 layer is guest memory: the tests find the same interpreter, checkout and peers
 (runc, podman, containerd ...) and may write anywhere, but nothing reaches the host.
+The other way round, the guest reads the host's files live: the host's own test runs
+beside a guest (the rootless ones add users to /etc/passwd, /etc/subuid and /etc/subgid
+for a while) reach the guest, whose tests then fail where they make their users.
 Its own /proc, /sys, /dev, the cgroup mounts, tmpfs on /run and /var/tmp and an ext4
 /tmp (a sparse disk image the host makes: user xattrs and idmapped mounts, which tmpfs
 lacks before 6.6 and 6.3) are mounted over it, the kernel's modules are this kernel
