@@ -102,11 +102,14 @@ mount -t tmpfs -o mode=755 run $R/run
 mount -t ext4 /dev/vdb $R/tmp && chmod 1777 $R/tmp || fail 95 "no ext4 /tmp"
 mount -t tmpfs -o mode=1777 vartmp $R/var/tmp
 # a checkout under one of those (a CI clone in /tmp) comes back as the root does: the
-# host's, read-only, under an overlay in guest memory (where its modules are compiled)
+# host's, read-only, under an overlay in guest memory (where its modules are compiled);
+# with the directory it is in, which holds shared/ (the test images) beside it
 case $CHECKOUT in /tmp/*|/var/tmp/*|/run/*)
-    mkdir -p $R$CHECKOUT /rw/checkout /rw/checkout-work &&
-    mount -t overlay -o lowerdir=/host$CHECKOUT,upperdir=/rw/checkout,workdir=/rw/checkout-work \
-        checkout $R$CHECKOUT || fail 94 "no overlay for the checkout" ;; esac
+    B=$(dirname $CHECKOUT)
+    case $B in /tmp|/var/tmp|/run) B=$CHECKOUT ;; esac
+    mkdir -p $R$B /rw/checkout /rw/checkout-work &&
+    mount -t overlay -o lowerdir=/host$B,upperdir=/rw/checkout,workdir=/rw/checkout-work \
+        checkout $R$B || fail 94 "no overlay for the checkout" ;; esac
 # the kernel's modules, and busybox's modprobe for the kernel to call
 mkdir -p $R/usr/lib/modules/$RELEASE $R/usr/lib/nsbind-vm
 mount --bind $R$MODULES_TREE $R/usr/lib/modules/$RELEASE
