@@ -32,7 +32,8 @@ refuses user namespaces in one), then runs ``python -m pytest`` and prints
     python3 tests/vm.py --matrix --jobs 2   # 6.1 and 6.12, v2 and hybrid (make test-kernels)
 
 Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, K
-skipped`` and pytest's summary; the exit status is non-zero if any failed.  Needs
+skipped`` and pytest's summary (and, when several run, a ``done:`` line as each ends,
+so a matrix cut short keeps what finished); the exit status is non-zero if any failed.  Needs
 root, qemu-system-x86, busybox-static and apt access to download the kernel packages
 (cached, unpacked, in ~/.cache/nsbind-vm or $NSBIND_VM_CACHE).
 """
@@ -433,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
         code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
                             timeout=opts.timeout, echo=not opts.quiet, prefix=prefix)
-        return (code, *summarize(kernel, layout, code, console))
+        head, summary = summarize(kernel, layout, code, console)
+        if len(combinations) > 1:  # as each ends: a long matrix cut short keeps what ran
+            with _ECHO:
+                print(f"done: {head}", flush=True)
+        return code, head, summary
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         results = list(pool.map(lambda c: one(*c), combinations))
