@@ -169,8 +169,7 @@ def test_rootless_limits_are_refused_without_a_delegated_cgroup(user: User,
 
 def _cgroup_of(pid: int) -> str:
     """``pid``'s cgroup in the v2 hierarchy (its ``0::`` line)."""
-    lines = pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    return next(line[3:] for line in lines if line.startswith("0::"))
+    return _cgroup_line(pathlib.Path(f"/proc/{pid}/cgroup").read_text())[3:]
 
 
 def _subdirs(cgroup: str) -> list[str]:

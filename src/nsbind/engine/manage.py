@@ -196,6 +196,14 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
     if workdir is not None and not workdir.startswith("/"):
         raise EngineError(f"exec -w {workdir!r}: the working directory must be absolute")
     home: int | None = None  # this process's own cgroup.procs, to go back once it spawned
+    spawned = False
+
+    def leave(_pid: int) -> None:
+        nonlocal spawned
+        spawned = True
+        if home is not None:
+            _leave_cgroup(home)
+
     try:
         if config.rootless:  # this process moves into the container's namespaces for good
             if record.get("cgroup") is not None:  # first: the cgroup namespace hides it
@@ -213,18 +221,18 @@ def exec_command(config: EngineConfig, ref: str, command: Sequence[str], *,
             uid_gid, gids = f"{found.uid}:{found.gid}", found.groups
         if not interactive:
             devnull_onto(0)
-        back = home
         opts = ExecOptions(command=tuple(command), tty=tty, env=tuple(env), user=uid_gid,
                            additional_gids=tuple(gids), cwd=workdir, detach=detach,
                            join_cgroup=not config.rootless, null_stdio=detach,
-                           on_spawned=None if back is None else lambda _: _leave_cgroup(back))
+                           on_spawned=None if home is None else leave)
         try:
             return exec_in(records.oci_root, record["id"], opts)
         except OSError as exc:
             raise as_engine_error(exc, f"exec in {ref}") from None
     finally:
-        if home is not None:  # (again, if the exec failed before its process ran)
-            _leave_cgroup(home)
+        if home is not None:
+            if not spawned:  # the exec failed before its process ran (one move: each
+                _leave_cgroup(home)  # write to cgroup.procs takes a kernel-wide lock)
             os.close(home)
 
 

@@ -81,10 +81,11 @@ def status_of(record: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def flocked(path: str) -> Iterator[None]:
-    """Hold an exclusive flock on the file ``path`` (made 0600 if missing, never through
-    a link) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+def flocked(path: str, *, create: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (never through a link) for the block;
+    made 0600 if missing when ``create``, else FileNotFoundError on entering."""
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    fd = os.open(path, flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -177,16 +178,14 @@ class RecordStore:
     def locked(self, container_id: str) -> Iterator[None]:
         """Hold the container's record lock (made by :meth:`reserve`; a container that is
         gone, or being removed, is EngineError "No such container")."""
-        path = os.path.join(self.directory(container_id), "lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except (FileNotFoundError, NotADirectoryError):
-            raise EngineError(f"No such container: {container_id}", err=errno.ENOENT) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as held:
+            try:  # (only the lock's open: the block's own errors pass as they are)
+                held.enter_context(flocked(os.path.join(self.directory(container_id), "lock"),
+                                           create=False))
+            except (FileNotFoundError, NotADirectoryError):
+                raise EngineError(f"No such container: {container_id}",
+                                  err=errno.ENOENT) from None
             yield
-        finally:
-            os.close(fd)
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically (a temporary file renamed over it)."""
@@ -303,16 +302,16 @@ class RecordStore:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):  # (not a record)
             os.unlink(os.path.join(directory, "record.json"))
         try:
-            names = os.listdir(directory)
+            with os.scandir(directory) as found:
+                entries = sorted(found, key=lambda e: e.name == "lock")  # the lock last
         except (FileNotFoundError, NotADirectoryError):
             return
-        for name in sorted(names, key=lambda n: n == "lock"):  # the lock last
-            path = os.path.join(directory, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
-                    os.unlink(path)
+                    os.unlink(entry.path)
         with contextlib.suppress(OSError):
             os.rmdir(directory)
 
