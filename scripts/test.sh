@@ -31,7 +31,11 @@ if [ $# -gt 0 ]; then
     exec python3 -m pytest "$@"
 fi
 status=0
-python3 -m pytest || status=1
+# the root run's temporary files in a directory of its own, removed at the end (pytest
+# would keep its last three runs' in /tmp/pytest-of-root)
+basetemp=$(mktemp -d /tmp/nsbind-tests.XXXXXX)
+trap 'rm -rf --one-file-system "$basetemp"' EXIT
+python3 -m pytest --basetemp "$basetemp/root" || status=1
 python3 tests/unprivileged.py || status=1
 python3 tests/vm.py --kernel 6.1 --cgroups v2 --quiet --timeout 1800 -- tests/test_cgroups.py \
     tests/test_cgroupfs.py tests/test_cgroupdirs.py tests/test_features.py tests/test_mountclone.py \

@@ -48,7 +48,7 @@ def engine(tmp_path: pathlib.Path, cgroup_parent: str, base_archive: str) -> Ite
 
 
 def _images(engine: Engine) -> list[str]:
-    return engine("image", "ls", "--store", engine.store).stdout.splitlines()
+    return engine("image", "ls", "--store", engine.store).stdout.splitlines()[1:]  # header
 
 
 CHANGES = ("rm /gone; rm -rf /data; mkdir /data; echo new > /data/new; echo hi > /new; "

@@ -60,12 +60,39 @@ def test_unpack_ls_rm_gc_and_flatten(repo: str, tmp_path: pathlib.Path) -> None:
     assert len(dirs) == 5 and all(d.startswith(store + "/layers/sha256/") for d in dirs)
     assert nsbind("unpack", repo, "--tag", "v2", "--store", store, "--quiet") == ""
     listing = nsbind("ls", "--store", store).splitlines()
-    assert len(listing) == 2 and "v3" in "".join(listing)
+    assert listing[0].split() == ["IMAGE", "ID", "TAGS", "PLATFORM", "LAYERS"]
+    assert len(listing) == 3 and "v3" in "".join(listing)
     assert nsbind("rm", "v3", "--store", store).startswith("removed sha256:")
     assert nsbind("gc", "--store", store).count("removed layer") >= 1
     nsbind("flatten", repo, str(tmp_path / "rootfs"), "--tag", "v3")
     assert sorted(os.listdir(tmp_path / "rootfs")) == ["base.txt", "dir", "layer1", "layer2",
                                                         "layer3"]
+
+
+def test_images_is_image_ls_with_only_the_ids_or_json(repo: str, tmp_path: pathlib.Path
+                                                      ) -> None:
+    """``nsbind images`` is Docker's shorthand for ``image ls``: the same table, ``-q``
+    the ids alone, ``--json`` (global or the command's) a record per image."""
+    store = str(tmp_path / "store")
+    nsbind("unpack", repo, "--tag", "v3", "--store", store, "--quiet")
+
+    def top(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "nsbind", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    table = top("--root", store, "images")
+    assert table == nsbind("ls", "--store", store)
+    records = json.loads(top("--root", store, "--json", "images"))
+    assert records == json.loads(top("images", "--json", "--store", store))
+    (record,) = records
+    assert record["Id"].startswith("sha256:") and len(record["Layers"]) == 5
+    assert any(tag.endswith(":v3") or tag == "v3" for tag in record["RepoTags"])
+    assert record["Platform"].startswith("linux/amd64")
+    assert top("images", "-q", "--store", store) == record["Id"][7:19] + "\n"
+    assert record["Id"][7:19] in table.splitlines()[1]
+    assert top("--version").startswith("nsbind version ")
 
 
 def test_progress_bars_on_a_terminal_only() -> None:

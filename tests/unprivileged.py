@@ -70,7 +70,10 @@ def command(user: str, uid: int, gid: int, home: pathlib.Path, procs: str, subtr
     for key in ("CI", vm.GUEST_ENV):
         if key in os.environ:
             env[key] = os.environ[key]
-    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *args]
+    # its temporary files in its home, removed with it (not a /tmp/pytest-of-<user> that
+    # would outlive the user)
+    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
+              f"--basetemp={home / 'pytest'}", *args]
     script = (f"{_python_view(scratch)}echo $$ > {procs} && "
               f"exec setpriv --reuid={uid} --regid={gid} --init-groups "
               "--inh-caps=-all --bounding-set=-all \"$@\"")

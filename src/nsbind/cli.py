@@ -1,8 +1,8 @@
 """The ``nsbind`` command: containers as Docker's command runs them (``nsbind run``,
 ``ps``, ``logs``, ``stop``, ``kill``, ``rm``, ``exec``, ``inspect``, ``wait``,
 ``stats``, ``top``, ``network``), images (``nsbind image load|inspect|unpack|flatten|ls|
-rm|gc``, ``pull``, ``push``, ``login``, ``logout``), ``doctor``, the cgroup layout, and a
-fresh-namespaces demo (the default).
+rm|gc``, ``images`` as ``image ls``, ``pull``, ``push``, ``login``, ``logout``),
+``doctor``, the cgroup layout, and a fresh-namespaces demo (the default).
 
 Only the named command's parser is built and only its code imported: a container
 command pays Python's start-up and what it uses, nothing more."""
@@ -41,6 +41,12 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _version() -> str:
+    from nsbind import __version__
+
+    return f"nsbind version {__version__}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from nsbind.engine import cli as engine_cli  # light: its commands import on use
@@ -49,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="nsbind_command", parser_class=_Parser)
     engine_cli.add_global_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--version", action="version", version=_version())
     command = _command_of(argv)
+    if command == "images":  # Docker's shorthand: the same parser and code as image ls
+        at = argv.index(command)
+        argv[at:at + 1] = ["image", "ls"]
+        command = "image"
     registry = ("pull", "push", "login", "logout")  # nsbind.image.registrycli.COMMANDS
     everything = command not in (*engine_cli.COMMANDS, *registry, "image", "doctor", "demo",
                                  "cgroups")

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nsbind.image import Image, ImageConfig, ImageError, Store, flatten, load
+from nsbind.image import Image, ImageConfig, ImageError, Store, StoredImage, flatten, load
 from nsbind.image.progress import progress
 
 __all__ = ["add_parser", "parse_platform", "run"]
@@ -45,6 +45,10 @@ def add_parser(sub: Any) -> None:
         q = isub.add_parser(name, help=help_)
         if name == "rm":
             q.add_argument("ref", help="a tag or a config digest (prefix)")
+        if name == "ls":
+            q.add_argument("-q", "--quiet", action="store_true", help="only the image ids")
+            q.add_argument("--json", dest="ls_json", action="store_true",
+                           help="print JSON for tools")
         q.add_argument("--store", help="the store directory")
     q = isub.add_parser("save", help="write stored images as a docker save archive (which "
                         "is an OCI layout too)")
@@ -59,6 +63,24 @@ def add_parser(sub: Any) -> None:
                    help="a Dockerfile instruction for the image's config (CMD, ENTRYPOINT, "
                    "ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL); repeatable")
     q.add_argument("--store", help="the store directory")
+
+
+def _list_images(images: list[StoredImage], *, quiet: bool, as_json: bool) -> None:
+    """``image ls`` (``nsbind images``): a table as Docker's, the ids alone (``-q``), or
+    JSON records."""
+    if as_json:
+        print(json.dumps([{"Id": i.config_digest, "RepoTags": list(i.tags),
+                           "Platform": i.platform, "Layers": list(i.layers)}
+                          for i in images], indent=1))
+        return
+    if quiet:
+        for i in images:
+            print(i.config_digest[7:19])
+        return
+    print(f"{'IMAGE ID':<14}{'TAGS':<41}{'PLATFORM':<15}LAYERS")
+    for i in images:
+        tags = ",".join(i.tags) or "<none>"
+        print(f"{i.config_digest[7:19]}  {tags:<40} {i.platform:<14} {len(i.layers)} layers")
 
 
 def _store_path(args: argparse.Namespace) -> str | None:
@@ -185,10 +207,8 @@ def _run(args: argparse.Namespace) -> int:
             print(import_image(store, args.source, args.name, config=config).config_digest)
         return 0
     if cmd == "ls":
-        for img_rec in store.images():
-            tags = ",".join(img_rec.tags) or "<none>"
-            print(f"{img_rec.config_digest[7:19]}  {tags:<40} {img_rec.platform:<14} "
-                  f"{len(img_rec.layers)} layers")
+        _list_images(store.images(), quiet=args.quiet,
+                     as_json=args.ls_json or getattr(args, "json", False))
         return 0
     if cmd == "rm":
         for img_rec in store.remove(args.ref):
