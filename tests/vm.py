@@ -446,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         release = fetch(kernel).release
         recorded = (vmrecords.load(CACHE, tree, release, layout)
                     if tree and opts.matrix and not opts.fresh else None)
-        if recorded is not None:
-            head = f"{recorded.head} (recorded {recorded.ended}, this tree: {tree})"
+        if recorded is not None and tree is not None:
+            head = f"{recorded.head} (recorded {recorded.ended} for this code, {tree[:12]})"
             if len(combinations) > 1:
                 with _ECHO:
                     print(f"done: {head}", flush=True)
