@@ -56,6 +56,7 @@ import pathlib
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -323,6 +324,18 @@ def _pytest_command(kernel: Kernel, layout: str, args: list[str]) -> str:
 
 
 _ECHO = threading.Lock()  # guests run at once echo whole lines, each with its prefix
+_GUESTS: set[subprocess.Popen[bytes]] = set()  # the qemu processes running, under _ECHO
+_STOP = threading.Event()  # the runner was told to stop: no guest is booted any more
+
+
+def _stop_guests(signum: int, _frame: object) -> None:
+    """SIGTERM, SIGHUP or SIGINT: kill every guest; the runs then end as a guest that was
+    killed does (status 99), their temporary files (a sparse 8 GiB disk each) removed."""
+    _STOP.set()
+    with _ECHO:
+        print(f"{signal.Signals(signum).name}: stopping the guests", flush=True)
+        for proc in list(_GUESTS):
+            proc.kill()
 
 
 def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: str = "v2",
@@ -348,7 +361,7 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
         (work / "initrd").write_bytes(_initramfs(k, cgroups, command))
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             _code, lines, booted = _boot(k, work, append, timeout, echo, memory_mib, prefix)
-            if booted or attempt == BOOT_ATTEMPTS:
+            if booted or attempt == BOOT_ATTEMPTS or _STOP.is_set():
                 break
             with _ECHO:  # a boot that hangs is not the suite's failure: boot again
                 print(f"{prefix}the guest did not boot in {BOOT_SECONDS} s (attempt "
@@ -380,8 +393,12 @@ def _boot(k: Kernel, work: pathlib.Path, append: str, timeout: float, echo: bool
                       "multidevs=remap",
            "-drive", f"file={disk},format=raw,if=virtio",
            "-drive", f"file={tmp_disk},format=raw,if=virtio"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    with _ECHO:
+        if _STOP.is_set():
+            return 99, [], False
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _GUESTS.add(proc)
     assert proc.stdout is not None
     lines: list[str] = []
     up = threading.Event()
@@ -412,6 +429,8 @@ def _boot(k: Kernel, work: pathlib.Path, append: str, timeout: float, echo: bool
             proc.kill()
             proc.wait()
         proc.stdout.close()
+        with _ECHO:
+            _GUESTS.discard(proc)
     return proc.returncode, lines, up.is_set()
 
 
@@ -496,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"done: {head}", flush=True)
         return code, head, summary
 
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _stop_guests)
     with concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         results = list(pool.map(lambda c: one(*c), combinations))
     for _code, head, _summary in results:
