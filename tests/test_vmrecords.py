@@ -37,24 +37,24 @@ def repo(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def test_the_key_follows_the_code_not_the_readme(repo: pathlib.Path) -> None:
-    key = vmrecords.tree_of(repo)
+    key = vmrecords.code_key(repo)
     assert key is not None and len(key) == 40
     (repo / "README.md").write_text("a note\n")  # not code: same key, changed or committed
-    assert vmrecords.tree_of(repo) == key
+    assert vmrecords.code_key(repo) == key
     _git(repo, "commit", "-q", "-am", "readme")
-    assert vmrecords.tree_of(repo) == key
+    assert vmrecords.code_key(repo) == key
     (repo / "src" / "pkg" / "__pycache__").mkdir()  # ignored files change nothing
     (repo / "src" / "pkg" / "__pycache__" / "mod.pyc").write_bytes(b"x")
-    assert vmrecords.tree_of(repo) == key
+    assert vmrecords.code_key(repo) == key
     (repo / "tests" / "test_new.py").write_text("")  # an untracked test: no key
-    assert vmrecords.tree_of(repo) is None
+    assert vmrecords.code_key(repo) is None
     _git(repo, "add", ".")
-    assert vmrecords.tree_of(repo) is None  # staged, not committed: still no key
+    assert vmrecords.code_key(repo) is None  # staged, not committed: still no key
     _git(repo, "commit", "-q", "-m", "test")
-    assert vmrecords.tree_of(repo) not in (None, key)
+    assert vmrecords.code_key(repo) not in (None, key)
     (repo / "src" / "pkg" / "mod.py").write_text("changed\n")
-    assert vmrecords.tree_of(repo) is None
-    assert vmrecords.tree_of(repo / "nowhere") is None
+    assert vmrecords.code_key(repo) is None
+    assert vmrecords.code_key(repo / "nowhere") is None
 
 
 def test_a_record_is_found_for_its_key_only(tmp_path: pathlib.Path) -> None:

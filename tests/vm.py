@@ -34,10 +34,10 @@ refuses user namespaces in one), then runs ``python -m pytest`` and prints
 Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, K
 skipped`` and pytest's summary (and, when several run, a ``done:`` line as each ends,
 so a matrix cut short keeps what finished); the exit status is non-zero if any failed.
-A whole-suite pass is recorded for the checkout's git tree (``tests/vmrecords.py``) and
+A whole-suite pass is recorded for the code it ran (``tests/vmrecords.py``) and
 ``--matrix`` reports it, marked, instead of running that combination again: the four
-take longer than a working session here, and can so be completed in two on one tree
-(``--fresh`` runs them all).  Needs
+take longer than a working session here, and can so be completed in two on unchanged
+code (``--fresh`` runs them all).  Needs
 root, qemu-system-x86, busybox-static and apt access to download the kernel packages
 (cached, unpacked, in ~/.cache/nsbind-vm or $NSBIND_VM_CACHE).
 """
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no console echo")
     parser.add_argument("--fresh", action="store_true",
                         help="with --matrix: run every combination, even one whose pass "
-                        "on this tree is recorded (tests/vmrecords.py)")
+                        "on this code is recorded (tests/vmrecords.py)")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
     opts = parser.parse_args(argv)
     if opts.jobs < 1:
@@ -488,28 +488,25 @@ def main(argv: list[str] | None = None) -> int:
     kernels = KERNELS if opts.matrix else (opts.kernel or ["6.1"])
     layouts = LAYOUTS if opts.matrix else (opts.cgroups or ["v2"])
     combinations = [(kernel, layout) for kernel in kernels for layout in layouts]
-    for kernel in kernels:  # downloaded and unpacked once, before guests share the cache
-        fetch(kernel)
-
-    # a whole-suite pass is recorded for the checkout's tree; the matrix reports it
-    tree = None if opts.pytest_args else vmrecords.tree_of(ROOT)
+    # downloaded and unpacked once, before guests share the cache
+    fetched = {kernel: fetch(kernel) for kernel in kernels}
+    # a whole-suite pass is recorded for the code it ran; the matrix reports it
+    key = None if opts.pytest_args else vmrecords.code_key(ROOT)
 
     def one(kernel: str, layout: str) -> tuple[int, str, str]:
-        release = fetch(kernel).release
-        recorded = (vmrecords.load(CACHE, tree, release, layout)
-                    if tree and opts.matrix and not opts.fresh else None)
-        if recorded is not None and tree is not None:
-            head = f"{recorded.head} (recorded {recorded.ended} for this code, {tree[:12]})"
-            if len(combinations) > 1:
-                with _ECHO:
-                    print(f"done: {head}", flush=True)
-            return 0, head, recorded.summary
-        prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
-        code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
-                            timeout=opts.timeout, echo=not opts.quiet, prefix=prefix)
-        head, summary = summarize(kernel, layout, code, console)
-        if code == 0 and tree and vmrecords.tree_of(ROOT) == tree:  # unchanged throughout
-            vmrecords.save(CACHE, tree, release, layout, head, summary)
+        release = fetched[kernel].release
+        recorded = (vmrecords.load(CACHE, key, release, layout)
+                    if key and opts.matrix and not opts.fresh else None)
+        if recorded is not None:
+            code, summary = 0, recorded.summary
+            head = f"{recorded.head} (recorded {recorded.ended} for this code, {key!s:.12})"
+        else:
+            prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
+            code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
+                                timeout=opts.timeout, echo=not opts.quiet, prefix=prefix)
+            head, summary = summarize(kernel, layout, code, console)
+            if code == 0 and key and vmrecords.code_key(ROOT) == key:  # unchanged throughout
+                vmrecords.save(CACHE, key, release, layout, head, summary)
         if len(combinations) > 1:  # as each ends: a long matrix cut short keeps what ran
             with _ECHO:
                 print(f"done: {head}", flush=True)

@@ -21,7 +21,7 @@ import stat
 import subprocess
 import time
 
-__all__ = ["Record", "load", "save", "tree_of"]
+__all__ = ["Record", "code_key", "load", "save"]
 
 _MAX_BYTES = 1 << 20  # a record is a few lines of pytest's summary
 
@@ -40,7 +40,7 @@ class Record:
 CODE = ("src", "tests", "pyproject.toml", "setup.py")
 
 
-def tree_of(checkout: pathlib.Path) -> str | None:
+def code_key(checkout: pathlib.Path) -> str | None:
     """A key of what ``checkout``'s HEAD holds in CODE, when the checkout has nothing
     there that differs from HEAD (no change to a tracked file, no untracked file outside
     .gitignore); else None."""
@@ -58,17 +58,17 @@ def tree_of(checkout: pathlib.Path) -> str | None:
     return hashlib.sha256(listing.encode()).hexdigest()[:40]
 
 
-def _path(cache: pathlib.Path, tree: str, release: str, layout: str) -> pathlib.Path:
-    for part in (tree, release, layout):
+def _path(cache: pathlib.Path, key: str, release: str, layout: str) -> pathlib.Path:
+    for part in (key, release, layout):
         if not part or "/" in part or part.startswith("."):
             raise ValueError(f"record key part {part!r}: not a file name")
-    return cache / "results" / f"{tree}-{release}-{layout}.json"
+    return cache / "results" / f"{key}-{release}-{layout}.json"
 
 
-def load(cache: pathlib.Path, tree: str, release: str, layout: str) -> Record | None:
-    """The record of a passing run of ``release`` with ``layout`` on ``tree``, or None
+def load(cache: pathlib.Path, key: str, release: str, layout: str) -> Record | None:
+    """The record of a passing run of ``release`` with ``layout`` on the code of ``key``, or None
     (none, or not a small regular file of the expected shape)."""
-    path = _path(cache, tree, release, layout)
+    path = _path(cache, key, release, layout)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -84,10 +84,10 @@ def load(cache: pathlib.Path, tree: str, release: str, layout: str) -> Record | 
             return None
 
 
-def save(cache: pathlib.Path, tree: str, release: str, layout: str, head: str,
+def save(cache: pathlib.Path, key: str, release: str, layout: str, head: str,
          summary: str) -> Record:
     """Record a passing run (written whole: a temporary file renamed over the record)."""
-    path = _path(cache, tree, release, layout)
+    path = _path(cache, key, release, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = Record(head, summary, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
