@@ -5,8 +5,8 @@ test:
 	bash scripts/test.sh
 
 # the whole suite in qemu guests: Debian's 6.1 and 6.12 kernels, pure cgroup v2 and
-# hybrid (tests/vm.py; one line per combination, non-zero if any failed; a pass recorded
-# for the same code is reported, not run again: tests/vmrecords.py)
+# hybrid (tests/vm.py; one line per combination, non-zero if any failed; a test file
+# whose pass is recorded for the same code is reported, not run again: tests/vmrecords.py)
 test-kernels:
 	python3 tests/vm.py --matrix --quiet --jobs 2
 

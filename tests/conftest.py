@@ -72,6 +72,10 @@ _FOREIGN_SHOWN = 20
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FOREIGN] = []
+    if os.environ.get("NSBIND_VM_GUEST"):  # each file's outcome, for the kernel matrix
+        import vmfiles
+
+        config.pluginmanager.register(vmfiles.FileOutcomes(config), "vmfiles")
 
 
 def _note_foreign(config: pytest.Config, where: str, foreign: list[str]) -> None:

@@ -1,5 +1,6 @@
-"""The kernel matrix's records (tests/vmrecords.py): a pass is reused only for the same
-code, and a changed or unreadable record is not."""
+"""The kernel matrix's records (tests/vmrecords.py, tests/vmfiles.py): each test file's
+pass is reused only for the same code, kernel and layout, a change to one test file
+runs that file again, and a changed or unreadable record is not used."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
+import vm
 import vmrecords
 
 pytestmark = pytest.mark.unprivileged
+
+TESTS = pathlib.Path(__file__).resolve().parent
+COUNTS = {"passed": 9, "failed": 0, "errors": 0, "skipped": 1, "xfailed": 2, "xpassed": 0}
 
 
 def _git(repo: pathlib.Path, *args: str) -> None:
@@ -25,8 +31,8 @@ def repo(tmp_path: pathlib.Path) -> pathlib.Path:
     if shutil.which("git") is None:
         pytest.skip("git is missing")
     root = tmp_path / "checkout"
-    for name in ("src/pkg/mod.py", "tests/test_x.py", "pyproject.toml", "setup.py",
-                 "README.md"):
+    for name in ("src/pkg/mod.py", "tests/test_x.py", "tests/test_y.py", "tests/helpers.py",
+                 "pyproject.toml", "setup.py", "README.md"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(f"# {name}\n")
     (root / ".gitignore").write_text("__pycache__/\n")
@@ -36,54 +42,150 @@ def repo(tmp_path: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def test_the_key_follows_the_code_not_the_readme(repo: pathlib.Path) -> None:
-    key = vmrecords.code_key(repo)
-    assert key is not None and len(key) == 40
-    (repo / "README.md").write_text("a note\n")  # not code: same key, changed or committed
-    assert vmrecords.code_key(repo) == key
+def test_each_file_is_keyed_by_itself_and_the_rest_of_the_code(repo: pathlib.Path) -> None:
+    keys = vmrecords.file_keys(repo)
+    assert keys is not None and sorted(keys) == ["tests/test_x.py", "tests/test_y.py"]
+    assert all(len(k) == 40 for k in keys.values()) and len(set(keys.values())) == 2
+    (repo / "README.md").write_text("a note\n")  # not code: same keys, changed or committed
+    assert vmrecords.file_keys(repo) == keys
     _git(repo, "commit", "-q", "-am", "readme")
-    assert vmrecords.code_key(repo) == key
+    assert vmrecords.file_keys(repo) == keys
     (repo / "src" / "pkg" / "__pycache__").mkdir()  # ignored files change nothing
     (repo / "src" / "pkg" / "__pycache__" / "mod.pyc").write_bytes(b"x")
-    assert vmrecords.code_key(repo) == key
-    (repo / "tests" / "test_new.py").write_text("")  # an untracked test: no key
-    assert vmrecords.code_key(repo) is None
+    assert vmrecords.file_keys(repo) == keys
+    (repo / "tests" / "test_x.py").write_text("changed\n")  # uncommitted: no keys
+    assert vmrecords.file_keys(repo) is None
+    _git(repo, "commit", "-q", "-am", "x")  # one test file: its key only
+    after = vmrecords.file_keys(repo)
+    assert after is not None and after["tests/test_y.py"] == keys["tests/test_y.py"]
+    assert after["tests/test_x.py"] != keys["tests/test_x.py"]
+    for changed in ("tests/helpers.py", "src/pkg/mod.py"):  # shared code: every key
+        (repo / changed).write_text("changed\n")
+        _git(repo, "commit", "-q", "-am", changed)
+        now = vmrecords.file_keys(repo)
+        assert now is not None and not set(now.values()) & set(after.values())
+        after = now
+    (repo / "tests" / "test_new.py").write_text("")  # an untracked test: no keys
+    assert vmrecords.file_keys(repo) is None
     _git(repo, "add", ".")
-    assert vmrecords.code_key(repo) is None  # staged, not committed: still no key
+    assert vmrecords.file_keys(repo) is None  # staged, not committed: still none
     _git(repo, "commit", "-q", "-m", "test")
-    assert vmrecords.code_key(repo) not in (None, key)
-    (repo / "src" / "pkg" / "mod.py").write_text("changed\n")
-    assert vmrecords.code_key(repo) is None
-    assert vmrecords.code_key(repo / "nowhere") is None
+    assert sorted(vmrecords.file_keys(repo) or ()) == [
+        "tests/test_new.py", "tests/test_x.py", "tests/test_y.py"]
+    assert vmrecords.file_keys(repo / "nowhere") is None
 
 
-def test_a_record_is_found_for_its_key_only(tmp_path: pathlib.Path) -> None:
-    saved = vmrecords.save(tmp_path, "k" * 40, "6.1.0-57-amd64", "v2",
-                           "kernel 6.1.0-57-amd64 cgroups v2: 9 passed, 0 failed, 1 skipped",
-                           "9 passed, 1 skipped in 12.00s")
+def test_a_record_is_found_for_its_key_kernel_and_layout_only(tmp_path: pathlib.Path) -> None:
+    saved = vmrecords.save(tmp_path, "k" * 40, "6.1.0-57-amd64", "v2", "tests/test_x.py",
+                           COUNTS)
     assert vmrecords.load(tmp_path, "k" * 40, "6.1.0-57-amd64", "v2") == saved
-    assert saved.ended.endswith(" UTC")
+    assert saved.counts == COUNTS and saved.ended.endswith(" UTC")
     for key in (("j" * 40, "6.1.0-57-amd64", "v2"), ("k" * 40, "6.1.0-58-amd64", "v2"),
                 ("k" * 40, "6.1.0-57-amd64", "hybrid")):
         assert vmrecords.load(tmp_path, *key) is None
     with pytest.raises(ValueError):
-        vmrecords.save(tmp_path, "../x", "r", "v2", "h", "s")
+        vmrecords.save(tmp_path, "../x", "r", "v2", "tests/test_x.py", COUNTS)
+    with pytest.raises(ValueError):  # a failure, or nothing run, is not a pass
+        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "tests/test_x.py",
+                       {**COUNTS, "errors": 1})
+    with pytest.raises(ValueError):
+        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "tests/test_x.py", {})
+    with pytest.raises(ValueError):
+        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "../x.py", COUNTS)
     assert os.listdir(tmp_path / "results") == [f"{'k' * 40}-6.1.0-57-amd64-v2.json"]
 
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo", "garbage", "big"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "garbage", "failed", "big"])
 def test_a_record_that_is_not_one_is_ignored(tmp_path: pathlib.Path, kind: str) -> None:
-    """Not a small regular file of the expected shape: run again (a FIFO does not hang)."""
+    """Not a small regular file of the expected shape, or not a pass: run again (a FIFO
+    does not hang)."""
     path = tmp_path / "results" / f"{'k' * 40}-r-v2.json"
     path.parent.mkdir()
     real = tmp_path / "real.json"
-    real.write_text('{"head": "h", "summary": "s", "ended": "e"}')
+    real.write_text('{"file": "tests/test_x.py", "ended": "e", "counts": {"passed": 1, '
+                    '"failed": 0, "errors": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}}')
     if kind == "symlink":
         path.symlink_to(real)
     elif kind == "fifo":
         os.mkfifo(path)
     elif kind == "garbage":
-        path.write_text('{"head": "h"}')
+        path.write_text('{"file": "tests/test_x.py"}')
+    elif kind == "failed":
+        path.write_text(real.read_text().replace('"failed": 0', '"failed": 1'))
     else:
-        path.write_text(" " * (2 << 20) + real.read_text())
+        path.write_text(" " * (1 << 17) + real.read_text())
     assert vmrecords.load(tmp_path, "k" * 40, "r", "v2") is None
+    path.unlink()
+    os.rename(real, path)  # the same content, as a regular file: found
+    assert vmrecords.load(tmp_path, "k" * 40, "r", "v2") is not None
+
+
+def test_the_guest_prints_each_file_as_it_ends(tmp_path: pathlib.Path) -> None:
+    """The plugin, in a real pytest run: each file's line comes after its last test, with
+    pytest's own counts (an error in a fixture's tear-down is one), each failure's line as
+    it fails, and the runner reads the files' lines back from the console (after a
+    guest's line prefix or firmware noise)."""
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(
+        "import pytest, vmfiles\n"
+        "def pytest_configure(config):\n"
+        "    config.pluginmanager.register(vmfiles.FileOutcomes(config), 'vmfiles')\n"
+        "@pytest.fixture\n"
+        "def broken():\n"
+        "    yield\n"
+        "    raise RuntimeError('left something')\n")
+    (suite / "test_a.py").write_text(
+        "import pytest\n"
+        "def test_ok(): pass\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_two(n): pass\n"
+        "@pytest.mark.skip(reason='no')\n"
+        "def test_skip(): pass\n"
+        "@pytest.mark.xfail(reason='known')\n"
+        "def test_xfail(): assert False\n")
+    (suite / "test_b.py").write_text(
+        "def test_fails(): assert False\n"
+        "def test_teardown(broken): pass\n")
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "PY_COLORS": "0"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", "tests"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("NSBIND-VM-")]
+    assert lines == [
+        "NSBIND-VM-FILE tests/test_a.py passed=3 failed=0 errors=0 skipped=1 xfailed=1 "
+        "xpassed=0",
+        "NSBIND-VM-FAILED tests/test_b.py::test_fails (call): tests/test_b.py:1: assert False",
+        "NSBIND-VM-FAILED tests/test_b.py::test_teardown (teardown): tests/conftest.py:7: "
+        "RuntimeError: left something",
+        "NSBIND-VM-FILE tests/test_b.py passed=1 failed=1 errors=1 skipped=0 xfailed=0 "
+        "xpassed=0"], proc.stdout
+    console = "\x1bc[?7l" + proc.stdout.replace("NSBIND-VM-FILE", "[6.1 v2] NSBIND-VM-FILE")
+    outcomes = vmrecords.file_outcomes(console + "\nNSBIND-VM-FILE tests/test_c.py passed=1")
+    assert outcomes == {
+        "tests/test_a.py": {"passed": 3, "failed": 0, "errors": 0, "skipped": 1,
+                            "xfailed": 1, "xpassed": 0},
+        "tests/test_b.py": {"passed": 1, "failed": 1, "errors": 1, "skipped": 0,
+                            "xfailed": 0, "xpassed": 0}}  # a cut line is no result
+    assert [vmrecords.passed(c) for c in outcomes.values()] == [True, False]
+
+
+def test_a_combination_is_reported_from_its_records_and_its_run() -> None:
+    records = [vmrecords.Record(f"tests/test_{n}.py", {**COUNTS, "passed": n}, ended)
+               for n, ended in ((1, "2026-12-02 01:00 UTC"), (2, "2026-12-01 03:00 UTC"))]
+    head, summary = vm.summarize("6.1.0-57-amd64", "v2", 0, "", records, 2)
+    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 3 passed, 0 failed, 2 skipped (all 2 "
+                    "files from records of this code, 2026-12-01 03:00 UTC to 2026-12-02 "
+                    "01:00 UTC)")
+    assert summary == "all 2 files recorded: 3 passed, 0 failed, 2 skipped"
+    console = ("guest kernel 6.1.0-57-amd64 cgroups v2: 0::/\n.F\n"
+               "=== 1 failed, 4 passed, 1 error in 9.00s ===\nNSBIND-VM-RESULT 1")
+    head, summary = vm.summarize("6.1", "v2", 1, console, records[:1], 3)
+    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 5 passed, 2 failed, 1 skipped (1 of 3 "
+                    "files from records of this code, 2026-12-02 01:00 UTC to 2026-12-02 "
+                    "01:00 UTC)")
+    assert summary == "=== 1 failed, 4 passed, 1 error in 9.00s ==="
+    head, _ = vm.summarize("6.1", "v2", 99, "guest kernel 6.1.0-57-amd64 cgroups v2\n...")
+    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 0 passed, 0 failed, 0 skipped "
+                    "(no pytest summary: guest status 99)")

@@ -34,10 +34,12 @@ refuses user namespaces in one), then runs ``python -m pytest`` and prints
 Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, K
 skipped`` and pytest's summary (and, when several run, a ``done:`` line as each ends,
 so a matrix cut short keeps what finished); the exit status is non-zero if any failed.
-A whole-suite pass is recorded for the code it ran (``tests/vmrecords.py``) and
-``--matrix`` reports it, marked, instead of running that combination again: the four
-take longer than a working session here, and can so be completed in two on unchanged
-code (``--fresh`` runs them all).  Needs
+A whole-suite run records each test file that passed for the code it ran, kernel and
+layout (``tests/vmrecords.py``; the guest prints each file's outcome as it ends:
+``tests/vmfiles.py``), and boots the guest for the files without such a record only;
+once every file has one, the combination is reported from the records, marked: the four
+take longer than a working session here, a stopped run keeps the files it finished, and
+a fix to one test file runs that file again (``--fresh`` runs every file).  Needs
 root, qemu-system-x86, busybox-static and apt access to download the kernel packages
 (cached, unpacked, in ~/.cache/nsbind-vm or $NSBIND_VM_CACHE).
 """
@@ -61,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 
 import vmrecords  # beside this file (sys.path[0], or pytest's rootdir insertion)
 
@@ -443,27 +446,53 @@ _SUMMARY = re.compile(r"^=* ?(?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpa
                       r"deselected)(?:, )?)+ in [\d.]+s.*$|^=* ?no tests ran.*$")
 
 
+def summary_counts(summary: str) -> dict[str, int]:
+    """The counts (vmrecords.OUTCOMES) of pytest's summary line."""
+    counts = dict.fromkeys(vmrecords.OUTCOMES, 0)
+    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)", summary):
+        counts["errors" if what.startswith("error") else what] += int(n)
+    return counts
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return (f"{counts['passed']} passed, {counts['failed'] + counts['errors']} failed, "
+            f"{counts['skipped']} skipped")
+
+
 def pytest_counts(output: str) -> tuple[str, str]:
     """("N passed, M failed, K skipped", pytest's summary line) of a pytest run's output
     (failed counts errors too); the summary is the output's tail if it has none."""
     lines = output.splitlines()
     summary = next((m.group(0) for m in map(_SUMMARY.match, reversed(lines)) if m), "")
-    counts: dict[str, int] = {}
-    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary):
-        key = "error" if what.startswith("error") else what
-        counts[key] = counts.get(key, 0) + int(n)
-    line = (f"{counts.get('passed', 0)} passed, "
-            f"{counts.get('failed', 0) + counts.get('error', 0)} failed, "
-            f"{counts.get('skipped', 0)} skipped")
-    return line, summary or "\n".join(lines[-30:])
+    return _counts_line(summary_counts(summary)), summary or "\n".join(lines[-30:])
 
 
-def summarize(kernel: str, layout: str, code: int, console: str) -> tuple[str, str]:
-    """(``kernel R cgroups L: N passed, M failed, K skipped``, pytest's summary line)."""
+def summarize(kernel: str, layout: str, code: int, console: str,
+              recorded: Sequence[vmrecords.Record] = (), files: int = 0) -> tuple[str, str]:
+    """(``kernel R cgroups L: N passed, M failed, K skipped``, pytest's summary line) of a
+    guest run (``console``: "" when every file was ``recorded``; ``kernel``, a release or
+    version, names the kernel when the console does not) and of the ``recorded`` files
+    (of ``files`` in all) that it did not run."""
     release = re.search(r"guest kernel (\S+)", console)
-    counts, summary = pytest_counts(console)
-    head = f"kernel {release.group(1) if release else kernel} cgroups {layout}: {counts}"
-    if not _SUMMARY.search(summary):
+    counts = dict.fromkeys(vmrecords.OUTCOMES, 0)
+    for record in recorded:
+        for what in counts:
+            counts[what] += record.counts[what]
+    summary = ""
+    if console:
+        _line, summary = pytest_counts(console)
+        for what, n in summary_counts(summary).items():
+            counts[what] += n
+    head = f"kernel {release.group(1) if release else kernel} cgroups {layout}: "
+    head += _counts_line(counts)
+    if recorded:
+        ended = sorted(record.ended for record in recorded)
+        which = (f"all {len(recorded)} files" if not console
+                 else f"{len(recorded)} of {files} files")
+        head += f" ({which} from records of this code, {ended[0]} to {ended[-1]})"
+        if not console:
+            summary = f"{which} recorded: {_counts_line(counts)}"
+    if console and not _SUMMARY.search(summary):
         head += f" (no pytest summary: guest status {code})"
     return head, summary
 
@@ -479,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per guest (the whole suite takes over an hour)")
     parser.add_argument("--quiet", action="store_true", help="no console echo")
     parser.add_argument("--fresh", action="store_true",
-                        help="with --matrix: run every combination, even one whose pass "
-                        "on this code is recorded (tests/vmrecords.py)")
+                        help="run every test file, even one whose pass on this code, "
+                        "kernel and layout is recorded (tests/vmrecords.py)")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
     opts = parser.parse_args(argv)
     if opts.jobs < 1:
@@ -490,23 +519,30 @@ def main(argv: list[str] | None = None) -> int:
     combinations = [(kernel, layout) for kernel in kernels for layout in layouts]
     # downloaded and unpacked once, before guests share the cache
     fetched = {kernel: fetch(kernel) for kernel in kernels}
-    # a whole-suite pass is recorded for the code it ran; the matrix reports it
-    key = None if opts.pytest_args else vmrecords.code_key(ROOT)
+    # a whole-suite run records each file that passed, and runs only the files that have
+    # no record for this code (vmrecords)
+    keys = None if opts.pytest_args else vmrecords.file_keys(ROOT)
 
     def one(kernel: str, layout: str) -> tuple[int, str, str]:
         release = fetched[kernel].release
-        recorded = (vmrecords.load(CACHE, key, release, layout)
-                    if key and opts.matrix and not opts.fresh else None)
-        if recorded is not None:
-            code, summary = 0, recorded.summary
-            head = f"{recorded.head} (recorded {recorded.ended} for this code, {key!s:.12})"
-        else:
+        recorded: dict[str, vmrecords.Record] = {}
+        for name, key in (keys or {}).items():
+            record = None if opts.fresh else vmrecords.load(CACHE, key, release, layout)
+            if record is not None:
+                recorded[name] = record
+        todo = [name for name in keys if name not in recorded] if keys else None
+        code, console = 0, ""
+        if todo != []:
             prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
-            code, console = run(opts.pytest_args or None, kernel=kernel, cgroups=layout,
-                                timeout=opts.timeout, echo=not opts.quiet, prefix=prefix)
-            head, summary = summarize(kernel, layout, code, console)
-            if code == 0 and key and vmrecords.code_key(ROOT) == key:  # unchanged throughout
-                vmrecords.save(CACHE, key, release, layout, head, summary)
+            code, console = run(todo or opts.pytest_args or None, kernel=kernel,
+                                cgroups=layout, timeout=opts.timeout, echo=not opts.quiet,
+                                prefix=prefix)
+        head, summary = summarize(release, layout, code, console, list(recorded.values()),
+                                  len(keys or ()))
+        if console and keys and vmrecords.file_keys(ROOT) == keys:  # unchanged throughout
+            for name, counts in vmrecords.file_outcomes(console).items():
+                if name in keys and vmrecords.passed(counts):
+                    vmrecords.save(CACHE, keys[name], release, layout, name, counts)
         if len(combinations) > 1:  # as each ends: a long matrix cut short keeps what ran
             with _ECHO:
                 print(f"done: {head}", flush=True)

@@ -1,13 +1,21 @@
-"""Kernel-matrix results kept for one state of the code.
+"""Kernel-matrix results kept per test file for one state of the code.
 
 The four guests of ``make test-kernels`` take longer than a working session on a
-two-core machine.  A whole-suite guest run that passed is recorded under the runner's
-cache, keyed by what the guest runs (the git trees of ``src`` and ``tests`` and the
-packaging files: CODE), the kernel release and the cgroup layout.  The matrix reports
-such a record, marked as one, instead of booting that combination again, so the four
-can be completed in two sittings on unchanged code.  A checkout with changes there
-(tracked or untracked files) has no key: it is always run.  ``tests/vm.py --matrix
---fresh`` runs every combination whatever is recorded.
+two-core machine, and a guest can be stopped, or one test can fail, hours into a run.
+So each test file's outcome in a guest is kept: a file whose tests all passed (or
+skipped, or failed as expected) is recorded under the runner's cache, keyed by what its
+result depends on (its own git blob and the git trees of everything else the guest runs:
+``src``, the other files under ``tests`` and the packaging files, CODE), the kernel
+release and the cgroup layout.  A whole-suite run then boots the guest for the files
+that have no record only, and reports the combination from the records once each file
+has one: the matrix is completed across sittings, and a fix to one test file runs that
+file again, not the suite.  A change to the package, to a support module of the tests
+or to the runner changes every file's key.  A checkout with changes in CODE (tracked or
+untracked files) has no keys: it is always run whole.  ``tests/vm.py --fresh`` runs
+every file whatever is recorded.
+
+In the guest, :mod:`vmfiles` prints a line per file as its last test ends (FILE_MARKER);
+:func:`file_outcomes` reads them back from the console.
 """
 
 from __future__ import annotations
@@ -17,33 +25,47 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import stat
 import subprocess
 import time
 
-__all__ = ["Record", "code_key", "load", "save"]
+__all__ = ["FILE_MARKER", "OUTCOMES", "Record", "file_keys", "file_outcomes", "load",
+           "passed", "save", "test_file"]
 
-_MAX_BYTES = 1 << 20  # a record is a few lines of pytest's summary
-
-
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """A passing whole-suite run: its line, pytest's summary, when it ended (UTC)."""
-
-    head: str
-    summary: str
-    ended: str
-
+_MAX_BYTES = 1 << 16  # a record is one file's counts
 
 #: what a guest runs: the package, the tests and how the package is built (the README,
 #: the notes and the CI scripts are not part of a result)
 CODE = ("src", "tests", "pyproject.toml", "setup.py")
+#: a test file's line on the guest's console: ``NSBIND-VM-FILE tests/test_x.py passed=3
+#: failed=0 ...`` (every outcome of OUTCOMES, in that order)
+FILE_MARKER = "NSBIND-VM-FILE"
+OUTCOMES = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+_TEST_FILE = re.compile(r"tests/test_[A-Za-z0-9_]+\.py")
+_FILE_LINE = re.compile(rf"{FILE_MARKER} ({_TEST_FILE.pattern})"
+                        + "".join(rf" {what}=(\d{{1,9}})" for what in OUTCOMES) + r"\s*$")
 
 
-def code_key(checkout: pathlib.Path) -> str | None:
-    """A key of what ``checkout``'s HEAD holds in CODE, when the checkout has nothing
-    there that differs from HEAD (no change to a tracked file, no untracked file outside
-    .gitignore); else None."""
+def test_file(name: str) -> bool:
+    """Whether ``name`` (relative to the checkout) is one of the suite's test files."""
+    return _TEST_FILE.fullmatch(name) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """A test file that passed in a guest: its counts (OUTCOMES) and when (UTC)."""
+
+    file: str
+    counts: dict[str, int]
+    ended: str
+
+
+def file_keys(checkout: pathlib.Path) -> dict[str, str] | None:
+    """Each test file of ``checkout``'s HEAD with its key: a hash of the file's git blob
+    and of every other entry of CODE, when the checkout has nothing there that differs
+    from HEAD (no change to a tracked file, no untracked file outside .gitignore); else
+    None."""
     def git(*args: str) -> str | None:
         proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
                               text=True, timeout=60, check=False)
@@ -52,10 +74,37 @@ def code_key(checkout: pathlib.Path) -> str | None:
     changes = git("status", "--porcelain", "--untracked-files=normal", "--", *CODE)
     if changes is None or changes.strip():
         return None
-    listing = git("ls-tree", "HEAD", "--", *CODE)  # "<mode> <type> <id>\t<name>" lines
+    listing = git("ls-tree", "-r", "HEAD", "--", *CODE)  # "<mode> <type> <id>\t<name>"
     if not listing:
         return None
-    return hashlib.sha256(listing.encode()).hexdigest()[:40]
+    tests: dict[str, str] = {}
+    shared: list[str] = []
+    for line in listing.splitlines():
+        name = line.split("\t", 1)[-1]
+        if test_file(name):
+            tests[name] = line
+        else:
+            shared.append(line)
+    base = hashlib.sha256("\n".join(shared).encode()).hexdigest()
+    return {name: hashlib.sha256(f"{base}\n{line}".encode()).hexdigest()[:40]
+            for name, line in sorted(tests.items())}
+
+
+def file_outcomes(console: str) -> dict[str, dict[str, int]]:
+    """The outcome counts of each test file whose line (FILE_MARKER) is on a guest's
+    ``console`` (a file the guest did not finish has none)."""
+    found: dict[str, dict[str, int]] = {}
+    for line in console.splitlines():
+        match = _FILE_LINE.search(line)
+        if match:
+            found[match.group(1)] = dict(zip(OUTCOMES, map(int, match.groups()[1:]), strict=True))
+    return found
+
+
+def passed(counts: dict[str, int]) -> bool:
+    """Whether a file with these counts passed: something ran, nothing failed."""
+    return counts.get("failed", 0) == 0 and counts.get("errors", 0) == 0 and any(
+        counts.get(what, 0) for what in OUTCOMES)
 
 
 def _path(cache: pathlib.Path, key: str, release: str, layout: str) -> pathlib.Path:
@@ -66,8 +115,8 @@ def _path(cache: pathlib.Path, key: str, release: str, layout: str) -> pathlib.P
 
 
 def load(cache: pathlib.Path, key: str, release: str, layout: str) -> Record | None:
-    """The record of a passing run of ``release`` with ``layout`` on the code of ``key``, or None
-    (none, or not a small regular file of the expected shape)."""
+    """The record of a file that passed on ``release`` with ``layout``, on the code of
+    ``key``, or None (none, or not a small regular file of the expected shape)."""
     path = _path(cache, key, release, layout)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -79,17 +128,23 @@ def load(cache: pathlib.Path, key: str, release: str, layout: str) -> Record | N
             return None
         try:
             data = json.loads(f.read(_MAX_BYTES))
-            return Record(str(data["head"]), str(data["summary"]), str(data["ended"]))
+            counts = {what: int(data["counts"][what]) for what in OUTCOMES}
+            record = Record(str(data["file"]), counts, str(data["ended"]))
         except (ValueError, KeyError, TypeError):
             return None
+    return record if test_file(record.file) and passed(record.counts) else None
 
 
-def save(cache: pathlib.Path, key: str, release: str, layout: str, head: str,
-         summary: str) -> Record:
-    """Record a passing run (written whole: a temporary file renamed over the record)."""
+def save(cache: pathlib.Path, key: str, release: str, layout: str, file: str,
+         counts: dict[str, int]) -> Record:
+    """Record a file that passed (written whole: a temporary file renamed over the
+    record)."""
+    if not test_file(file) or not passed(counts):
+        raise ValueError(f"{file}: not a test file that passed ({counts})")
     path = _path(cache, key, release, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = Record(head, summary, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    record = Record(file, {what: int(counts.get(what, 0)) for what in OUTCOMES},
+                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(dataclasses.asdict(record)))
     os.replace(tmp, path)
