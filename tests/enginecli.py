@@ -10,6 +10,8 @@ import subprocess
 import sysconfig
 from typing import Any
 
+from helpers import SLOWDOWN
+
 NSBIND = os.path.join(sysconfig.get_path("scripts"), "nsbind")
 
 
@@ -29,7 +31,7 @@ class Engine:
     def __call__(self, *args: str, check: bool = True, timeout: float = 60,
                  **kwargs: Any) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+                              timeout=timeout * SLOWDOWN, stdin=subprocess.DEVNULL, **kwargs)
         if check and proc.returncode != 0:
             raise AssertionError(f"{args}: exit {proc.returncode}: {proc.stderr}")
         return proc

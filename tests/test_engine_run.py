@@ -20,6 +20,7 @@ import pytest
 
 from clients import build_rootfs, oci_archive, tar_rootfs
 from enginecli import Engine
+from helpers import SLOWDOWN
 from nsbind.cgroups import cgroup_layout, usable_controllers
 
 IMAGE_CONFIG = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -114,7 +115,7 @@ def test_a_name_is_taken_once(engine: Engine) -> None:
 
 
 def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SLOWDOWN
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
@@ -190,14 +191,15 @@ def test_exec_detached_leaves_the_caller(engine: Engine) -> None:
     """``exec -d``, as Docker's: it returns once the process runs and prints nothing; the
     process's output goes nowhere, so it does not hold the caller's pipes (this test
     reads them to their end, which would wait for the process)."""
-    engine("run", "-d", "--name", "xd", IMG, "sleep", "60")
+    hold = int(30 * SLOWDOWN)  # what exec -d must not wait for, longer in a slow guest
+    engine("run", "-d", "--name", "xd", IMG, "sleep", str(2 * hold))
     started = time.monotonic()
-    proc = engine("exec", "-d", "xd", "sh", "-c", "echo out; echo err >&2; exec sleep 30",
+    proc = engine("exec", "-d", "xd", "sh", "-c", f"echo out; echo err >&2; exec sleep {hold}",
                   timeout=25)
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < hold * 2 / 3
     assert (proc.stdout, proc.stderr) == ("", "")
     running = engine("exec", "xd", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-    assert "sleep 30" in running.stdout
+    assert f"sleep {hold}" in running.stdout
     engine("rm", "-f", "xd")
     assert engine.left() == []
 
@@ -283,7 +285,7 @@ def _pty_session(argv: Sequence[str], send: bytes, prompt: bytes = b"# ",
         finally:
             os._exit(127)
     out = b""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SLOWDOWN
     sent = False
     try:
         while time.monotonic() < deadline:

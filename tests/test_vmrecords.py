@@ -4,6 +4,7 @@ runs that file again, and a changed or unreadable record is not used."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -12,7 +13,6 @@ import sys
 
 import pytest
 
-import vm
 import vmrecords
 
 pytestmark = pytest.mark.unprivileged
@@ -75,49 +75,113 @@ def test_each_file_is_keyed_by_itself_and_the_rest_of_the_code(repo: pathlib.Pat
     assert vmrecords.file_keys(repo / "nowhere") is None
 
 
+def test_the_runners_bookkeeping_is_part_of_its_own_tests_keys_only(
+        repo: pathlib.Path) -> None:
+    """tests/vmrecords.py runs on the host only: a fix to it runs its own tests again, not
+    the suite (the files that the guest imports, vmfiles.py among them, re-key all)."""
+    (repo / "tests" / "vmrecords.py").write_text("# one\n")
+    (repo / "tests" / "test_vmrecords.py").write_text("# its tests\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "runner")
+    keys = vmrecords.file_keys(repo)
+    (repo / "tests" / "vmrecords.py").write_text("# two\n")
+    _git(repo, "commit", "-q", "-am", "runner fix")
+    after = vmrecords.file_keys(repo)
+    assert keys is not None and after is not None
+    assert {n for n in keys if keys[n] != after[n]} == {"tests/test_vmrecords.py"}
+    (repo / "tests" / "vmfiles.py").write_text("# the guest's plugin\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "plugin")
+    now = vmrecords.file_keys(repo)
+    assert now is not None and not set(now.values()) & set(after.values())
+
+
+KEY = "a" * 40
+
+
+def test_files_are_recorded_as_the_guest_prints_them_while_the_code_is_unchanged(
+        repo: pathlib.Path) -> None:
+    keys = vmrecords.file_keys(repo)
+    assert keys is not None
+    ledger = repo / vmrecords.LEDGER  # outside the code: saving changes no key
+    recorder = vmrecords.Recorder(ledger, repo, keys, "6.1.0-57-amd64", "v2",
+                                  ["tests/test_x.py"])
+    line = "NSBIND-VM-FILE {} passed=2 failed={} errors=0 skipped=0 xfailed=0 xpassed=0"
+    recorder(line.format("tests/test_y.py", 0))  # recorded already: not in todo
+    recorder(line.format("tests/test_x.py", 1))  # failed
+    recorder("tests/test_x.py ..")
+    assert not ledger.exists() and recorder.saved == []
+    recorder(line.format("tests/test_x.py", 0))
+    assert [r.file for r in recorder.saved] == ["tests/test_x.py"]
+    assert vmrecords.file_keys(repo) == keys
+    assert list(vmrecords.load(ledger, "6.1.0-57-amd64", "v2", keys)) == ["tests/test_x.py"]
+    (repo / "src" / "pkg" / "mod.py").write_text("changed while the guest ran\n")
+    ledger.unlink()
+    recorder(line.format("tests/test_x.py", 0))
+    assert not ledger.exists() and len(recorder.saved) == 1
+
+
 def test_a_record_is_found_for_its_key_kernel_and_layout_only(tmp_path: pathlib.Path) -> None:
-    saved = vmrecords.save(tmp_path, "k" * 40, "6.1.0-57-amd64", "v2", "tests/test_x.py",
-                           COUNTS)
-    assert vmrecords.load(tmp_path, "k" * 40, "6.1.0-57-amd64", "v2") == saved
-    assert saved.counts == COUNTS and saved.ended.endswith(" UTC")
-    for key in (("j" * 40, "6.1.0-57-amd64", "v2"), ("k" * 40, "6.1.0-58-amd64", "v2"),
-                ("k" * 40, "6.1.0-57-amd64", "hybrid")):
-        assert vmrecords.load(tmp_path, *key) is None
+    ledger = tmp_path / "kernel-matrix.json"
+    saved = vmrecords.save(ledger, KEY, "6.1.0-57-amd64", "v2", "tests/test_x.py", COUNTS)
+    assert vmrecords.load(ledger, "6.1.0-57-amd64", "v2", {"tests/test_x.py": KEY}) == {
+        "tests/test_x.py": saved}
+    assert saved.counts == COUNTS and saved.ended.endswith(" UTC") and saved.key == KEY
+    for release, layout, keys in (("6.1.0-57-amd64", "v2", {"tests/test_x.py": "b" * 40}),
+                                  ("6.1.0-57-amd64", "v2", {"tests/test_y.py": KEY}),
+                                  ("6.1.0-58-amd64", "v2", {"tests/test_x.py": KEY}),
+                                  ("6.1.0-57-amd64", "hybrid", {"tests/test_x.py": KEY})):
+        assert vmrecords.load(ledger, release, layout, keys) == {}
     with pytest.raises(ValueError):
-        vmrecords.save(tmp_path, "../x", "r", "v2", "tests/test_x.py", COUNTS)
+        vmrecords.save(ledger, "../x", "r", "v2", "tests/test_x.py", COUNTS)
+    with pytest.raises(ValueError):
+        vmrecords.save(ledger, KEY, "../r", "v2", "tests/test_x.py", COUNTS)
     with pytest.raises(ValueError):  # a failure, or nothing run, is not a pass
-        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "tests/test_x.py",
-                       {**COUNTS, "errors": 1})
+        vmrecords.save(ledger, KEY, "r", "v2", "tests/test_x.py", {**COUNTS, "errors": 1})
     with pytest.raises(ValueError):
-        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "tests/test_x.py", {})
+        vmrecords.save(ledger, KEY, "r", "v2", "tests/test_x.py", {})
     with pytest.raises(ValueError):
-        vmrecords.save(tmp_path, "f" * 40, "r", "v2", "../x.py", COUNTS)
-    assert os.listdir(tmp_path / "results") == [f"{'k' * 40}-6.1.0-57-amd64-v2.json"]
+        vmrecords.save(ledger, KEY, "r", "v2", "../x.py", COUNTS)
+    assert os.listdir(tmp_path) == ["kernel-matrix.json"]
+    # a new pass of the file on the same kernel and layout replaces its record; the
+    # others stay
+    vmrecords.save(ledger, KEY, "6.1.0-57-amd64", "hybrid", "tests/test_x.py", COUNTS)
+    vmrecords.save(ledger, "b" * 40, "6.1.0-57-amd64", "v2", "tests/test_x.py", COUNTS)
+    data = json.loads(ledger.read_text())
+    assert {c: {f: e["key"] for f, e in files.items()} for c, files in data.items()} == {
+        "6.1.0-57-amd64 v2": {"tests/test_x.py": "b" * 40},
+        "6.1.0-57-amd64 hybrid": {"tests/test_x.py": KEY}}
+    assert vmrecords.load(ledger, "6.1.0-57-amd64", "v2", {"tests/test_x.py": KEY}) == {}
 
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo", "garbage", "failed", "big"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "garbage", "failed", "negative", "big"])
 def test_a_record_that_is_not_one_is_ignored(tmp_path: pathlib.Path, kind: str) -> None:
-    """Not a small regular file of the expected shape, or not a pass: run again (a FIFO
-    does not hang)."""
-    path = tmp_path / "results" / f"{'k' * 40}-r-v2.json"
-    path.parent.mkdir()
+    """A ledger that is not a small regular file is empty, and an entry not of the
+    expected shape, or not a pass, is none: run again (a FIFO does not hang)."""
+    ledger = tmp_path / "kernel-matrix.json"
     real = tmp_path / "real.json"
-    real.write_text('{"file": "tests/test_x.py", "ended": "e", "counts": {"passed": 1, '
-                    '"failed": 0, "errors": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}}')
+    entry = {"key": KEY, "ended": "e", "counts": COUNTS}
+    good = {"r v2": {"tests/test_ok.py": entry}}
+    keys = {"tests/test_x.py": KEY, "tests/test_ok.py": KEY}
+    real.write_text(json.dumps({"r v2": {**good["r v2"], "tests/test_x.py": entry}}))
     if kind == "symlink":
-        path.symlink_to(real)
+        ledger.symlink_to(real)
     elif kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "garbage":
-        path.write_text('{"file": "tests/test_x.py"}')
-    elif kind == "failed":
-        path.write_text(real.read_text().replace('"failed": 0', '"failed": 1'))
+        os.mkfifo(ledger)
+    elif kind == "big":
+        ledger.write_text(" " * (1 << 20) + real.read_text())
     else:
-        path.write_text(" " * (1 << 17) + real.read_text())
-    assert vmrecords.load(tmp_path, "k" * 40, "r", "v2") is None
-    path.unlink()
-    os.rename(real, path)  # the same content, as a regular file: found
-    assert vmrecords.load(tmp_path, "k" * 40, "r", "v2") is not None
+        bad = {"garbage": {"key": KEY, "counts": {"passed": 1}},
+               "failed": {**entry, "counts": {**COUNTS, "failed": 1}},
+               "negative": {**entry, "counts": {**COUNTS, "failed": -1}}}[kind]
+        ledger.write_text(json.dumps({"r v2": {**good["r v2"], "tests/test_x.py": bad}}))
+    found = vmrecords.load(ledger, "r", "v2", keys)
+    assert sorted(found) == ([] if kind in ("symlink", "fifo", "big") else
+                             ["tests/test_ok.py"])
+    ledger.unlink()
+    os.rename(real, ledger)  # the same content, as a regular file: found
+    assert sorted(vmrecords.load(ledger, "r", "v2", keys)) == [
+        "tests/test_ok.py", "tests/test_x.py"]
 
 
 def test_the_guest_prints_each_file_as_it_ends(tmp_path: pathlib.Path) -> None:
@@ -161,31 +225,48 @@ def test_the_guest_prints_each_file_as_it_ends(tmp_path: pathlib.Path) -> None:
         "RuntimeError: left something",
         "NSBIND-VM-FILE tests/test_b.py passed=1 failed=1 errors=1 skipped=0 xfailed=0 "
         "xpassed=0"], proc.stdout
-    console = "\x1bc[?7l" + proc.stdout.replace("NSBIND-VM-FILE", "[6.1 v2] NSBIND-VM-FILE")
-    outcomes = vmrecords.file_outcomes(console + "\nNSBIND-VM-FILE tests/test_c.py passed=1")
+    console = "\x1bc[?7l" + proc.stdout.replace("NSBIND-VM-FILE tests/test_a",
+                                                 "[6.1 v2] NSBIND-VM-FILE tests/test_a")
+    console += ("\nNSBIND-VM-FILE tests/test_c.py passed=1"  # cut short
+                "\nsaid NSBIND-VM-FILE tests/test_d.py passed=1 failed=0 errors=0 skipped=0 "
+                "xfailed=0 xpassed=0")  # not at the start of its line
+    outcomes = vmrecords.file_outcomes(console)
     assert outcomes == {
         "tests/test_a.py": {"passed": 3, "failed": 0, "errors": 0, "skipped": 1,
                             "xfailed": 1, "xpassed": 0},
         "tests/test_b.py": {"passed": 1, "failed": 1, "errors": 1, "skipped": 0,
-                            "xfailed": 0, "xpassed": 0}}  # a cut line is no result
+                            "xfailed": 0, "xpassed": 0}}  # a cut line, or inside one: none
     assert [vmrecords.passed(c) for c in outcomes.values()] == [True, False]
 
 
 def test_a_combination_is_reported_from_its_records_and_its_run() -> None:
-    records = [vmrecords.Record(f"tests/test_{n}.py", {**COUNTS, "passed": n}, ended)
+    records = [vmrecords.Record(f"tests/test_{n}.py", KEY, {**COUNTS, "passed": n}, ended)
                for n, ended in ((1, "2026-12-02 01:00 UTC"), (2, "2026-12-01 03:00 UTC"))]
-    head, summary = vm.summarize("6.1.0-57-amd64", "v2", 0, "", records, 2)
+    head, summary = vmrecords.summarize("6.1.0-57-amd64", "v2", 0, "", records, 2)
     assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 3 passed, 0 failed, 2 skipped (all 2 "
                     "files from records of this code, 2026-12-01 03:00 UTC to 2026-12-02 "
                     "01:00 UTC)")
     assert summary == "all 2 files recorded: 3 passed, 0 failed, 2 skipped"
     console = ("guest kernel 6.1.0-57-amd64 cgroups v2: 0::/\n.F\n"
+               "NSBIND-VM-FILE tests/test_z.py passed=4 failed=1 errors=1 skipped=0 "
+               "xfailed=0 xpassed=0\n"
                "=== 1 failed, 4 passed, 1 error in 9.00s ===\nNSBIND-VM-RESULT 1")
-    head, summary = vm.summarize("6.1", "v2", 1, console, records[:1], 3)
+    head, summary = vmrecords.summarize("6.1", "v2", 1, console, records[:1], 3)
     assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 5 passed, 2 failed, 1 skipped (1 of 3 "
                     "files from records of this code, 2026-12-02 01:00 UTC to 2026-12-02 "
                     "01:00 UTC)")
     assert summary == "=== 1 failed, 4 passed, 1 error in 9.00s ==="
-    head, _ = vm.summarize("6.1", "v2", 99, "guest kernel 6.1.0-57-amd64 cgroups v2\n...")
-    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 0 passed, 0 failed, 0 skipped "
-                    "(no pytest summary: guest status 99)")
+    # a guest stopped before pytest's summary: the files it finished, not its console's
+    # failure lines or the progress dots, and the tail as its summary
+    stopped = ("guest kernel 6.1.0-57-amd64 cgroups v2\n..F.\n"
+               "NSBIND-VM-FAILED tests/test_z.py::test_a (call): x.py:1: 3 failed\n"
+               "NSBIND-VM-FILE tests/test_z.py passed=3 failed=1 errors=0 skipped=2 "
+               "xfailed=0 xpassed=0\n...\nSIGTERM: stopping the guests")
+    head, summary = vmrecords.summarize("6.1", "v2", 99, stopped)
+    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 3 passed, 1 failed, 2 skipped "
+                    "(no pytest summary: guest status 99; counted from the 1 files it "
+                    "finished)")
+    assert summary == stopped
+    head, _ = vmrecords.summarize("6.12", "hybrid", 99, "SeaBIOS\n(hung)")
+    assert head == ("kernel 6.12 cgroups hybrid: 0 passed, 0 failed, 0 skipped (no pytest "
+                    "summary: guest status 99; counted from the 0 files it finished)")

@@ -32,6 +32,7 @@ import sys
 import tempfile
 
 import vm
+import vmrecords
 from testuser import delegated_cgroup, made_user
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ def run(args: list[str] | None = None) -> tuple[int, str]:
 def main(argv: list[str] | None = None) -> int:
     code, output = run(argv if argv is not None else sys.argv[1:])
     print(output, end="")
-    counts, summary = vm.pytest_counts(output)
+    counts, summary = vmrecords.pytest_counts(output)
     print(f"unprivileged: {counts}\n{summary}")
     return code
 

@@ -35,10 +35,11 @@ Each combination prints ``kernel 6.1.0-NN-amd64 cgroups v2: N passed, M failed, 
 skipped`` and pytest's summary (and, when several run, a ``done:`` line as each ends,
 so a matrix cut short keeps what finished); the exit status is non-zero if any failed.
 A whole-suite run records each test file that passed for the code it ran, kernel and
-layout (``tests/vmrecords.py``; the guest prints each file's outcome as it ends:
-``tests/vmfiles.py``), and boots the guest for the files without such a record only;
-once every file has one, the combination is reported from the records, marked: the four
-take longer than a working session here, a stopped run keeps the files it finished, and
+layout, as the guest prints the file's line (``tests/vmfiles.py``), in the checkout's
+ledger (``tests/vmrecords.py``: ``kernel-matrix.json``, committed with the code), and
+boots the guest for the files without such a record only; once every file has one, the
+combination is reported from the records, marked: the four take longer than a working
+session here, a stopped run keeps the files it finished, and
 a fix to one test file runs that file again (``--fresh`` runs every file).  Needs
 root, qemu-system-x86, busybox-static and apt access to download the kernel packages
 (cached, unpacked, in ~/.cache/nsbind-vm or $NSBIND_VM_CACHE).
@@ -63,7 +64,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import vmrecords  # beside this file (sys.path[0], or pytest's rootdir insertion)
 
@@ -343,11 +344,12 @@ def _stop_guests(signum: int, _frame: object) -> None:
 
 def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: str = "v2",
         timeout: float = 1500, echo: bool = True, memory_mib: int = 4096,
-        command: str | None = None, prefix: str = "") -> tuple[int, str]:
+        command: str | None = None, prefix: str = "",
+        on_line: Callable[[str], None] | None = None) -> tuple[int, str]:
     """Boot ``kernel`` with ``cgroups`` layout and run pytest there (or ``command``, a
     shell command line in the checkout); (its exit status, the console, echoed line by
-    line after ``prefix``).  A guest that does not finish in ``timeout`` seconds is
-    killed (99)."""
+    line after ``prefix``, and each line passed to ``on_line`` as it comes).  A guest
+    that does not finish in ``timeout`` seconds is killed (99)."""
     if cgroups not in LAYOUTS:
         raise ValueError(f"cgroups {cgroups!r}: one of {', '.join(LAYOUTS)}")
     for tool in ("qemu-system-x86_64", "apt-get", "dpkg-deb", "mkfs.ext4"):
@@ -363,7 +365,8 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
         work = pathlib.Path(tmp)
         (work / "initrd").write_bytes(_initramfs(k, cgroups, command))
         for attempt in range(1, BOOT_ATTEMPTS + 1):
-            _code, lines, booted = _boot(k, work, append, timeout, echo, memory_mib, prefix)
+            _code, lines, booted = _boot(k, work, append, timeout, echo, memory_mib, prefix,
+                                         on_line)
             if booted or attempt == BOOT_ATTEMPTS or _STOP.is_set():
                 break
             with _ECHO:  # a boot that hangs is not the suite's failure: boot again
@@ -375,7 +378,8 @@ def run(pytest_args: list[str] | None = None, *, kernel: str = "6.1", cgroups: s
 
 
 def _boot(k: Kernel, work: pathlib.Path, append: str, timeout: float, echo: bool,
-          memory_mib: int, prefix: str) -> tuple[int, list[str], bool]:
+          memory_mib: int, prefix: str,
+          on_line: Callable[[str], None] | None) -> tuple[int, list[str], bool]:
     """One boot of the guest prepared in ``work``: (qemu's status, the console's lines,
     whether the guest came up).  qemu is killed after ``timeout`` seconds, or after
     BOOT_SECONDS if the guest has not said it is up by then."""
@@ -423,6 +427,8 @@ def _boot(k: Kernel, work: pathlib.Path, append: str, timeout: float, echo: bool
             if echo:
                 with _ECHO:
                     print(prefix + line, flush=True)
+            if on_line is not None:
+                on_line(line)
         proc.wait()
     finally:
         for timer in timers:
@@ -440,61 +446,6 @@ def _boot(k: Kernel, work: pathlib.Path, append: str, timeout: float, echo: bool
 def in_guest() -> str | None:
     """"<kernel release>:<layout>" inside a guest of this module, else None."""
     return os.environ.get(GUEST_ENV)
-
-
-_SUMMARY = re.compile(r"^=* ?(?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|"
-                      r"deselected)(?:, )?)+ in [\d.]+s.*$|^=* ?no tests ran.*$")
-
-
-def summary_counts(summary: str) -> dict[str, int]:
-    """The counts (vmrecords.OUTCOMES) of pytest's summary line."""
-    counts = dict.fromkeys(vmrecords.OUTCOMES, 0)
-    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)", summary):
-        counts["errors" if what.startswith("error") else what] += int(n)
-    return counts
-
-
-def _counts_line(counts: dict[str, int]) -> str:
-    return (f"{counts['passed']} passed, {counts['failed'] + counts['errors']} failed, "
-            f"{counts['skipped']} skipped")
-
-
-def pytest_counts(output: str) -> tuple[str, str]:
-    """("N passed, M failed, K skipped", pytest's summary line) of a pytest run's output
-    (failed counts errors too); the summary is the output's tail if it has none."""
-    lines = output.splitlines()
-    summary = next((m.group(0) for m in map(_SUMMARY.match, reversed(lines)) if m), "")
-    return _counts_line(summary_counts(summary)), summary or "\n".join(lines[-30:])
-
-
-def summarize(kernel: str, layout: str, code: int, console: str,
-              recorded: Sequence[vmrecords.Record] = (), files: int = 0) -> tuple[str, str]:
-    """(``kernel R cgroups L: N passed, M failed, K skipped``, pytest's summary line) of a
-    guest run (``console``: "" when every file was ``recorded``; ``kernel``, a release or
-    version, names the kernel when the console does not) and of the ``recorded`` files
-    (of ``files`` in all) that it did not run."""
-    release = re.search(r"guest kernel (\S+)", console)
-    counts = dict.fromkeys(vmrecords.OUTCOMES, 0)
-    for record in recorded:
-        for what in counts:
-            counts[what] += record.counts[what]
-    summary = ""
-    if console:
-        _line, summary = pytest_counts(console)
-        for what, n in summary_counts(summary).items():
-            counts[what] += n
-    head = f"kernel {release.group(1) if release else kernel} cgroups {layout}: "
-    head += _counts_line(counts)
-    if recorded:
-        ended = sorted(record.ended for record in recorded)
-        which = (f"all {len(recorded)} files" if not console
-                 else f"{len(recorded)} of {files} files")
-        head += f" ({which} from records of this code, {ended[0]} to {ended[-1]})"
-        if not console:
-            summary = f"{which} recorded: {_counts_line(counts)}"
-    if console and not _SUMMARY.search(summary):
-        head += f" (no pytest summary: guest status {code})"
-    return head, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,27 +473,24 @@ def main(argv: list[str] | None = None) -> int:
     # a whole-suite run records each file that passed, and runs only the files that have
     # no record for this code (vmrecords)
     keys = None if opts.pytest_args else vmrecords.file_keys(ROOT)
+    ledger = ROOT / vmrecords.LEDGER
 
     def one(kernel: str, layout: str) -> tuple[int, str, str]:
         release = fetched[kernel].release
-        recorded: dict[str, vmrecords.Record] = {}
-        for name, key in (keys or {}).items():
-            record = None if opts.fresh else vmrecords.load(CACHE, key, release, layout)
-            if record is not None:
-                recorded[name] = record
+        recorded = {} if opts.fresh or not keys else vmrecords.load(ledger, release,
+                                                                     layout, keys)
         todo = [name for name in keys if name not in recorded] if keys else None
+        # each file that passes is recorded as the guest prints its line
+        recorder = None if not keys else vmrecords.Recorder(ledger, ROOT, keys, release,
+                                                            layout, todo or ())
         code, console = 0, ""
         if todo != []:
             prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
             code, console = run(todo or opts.pytest_args or None, kernel=kernel,
                                 cgroups=layout, timeout=opts.timeout, echo=not opts.quiet,
-                                prefix=prefix)
-        head, summary = summarize(release, layout, code, console, list(recorded.values()),
-                                  len(keys or ()))
-        if console and keys and vmrecords.file_keys(ROOT) == keys:  # unchanged throughout
-            for name, counts in vmrecords.file_outcomes(console).items():
-                if name in keys and vmrecords.passed(counts):
-                    vmrecords.save(CACHE, keys[name], release, layout, name, counts)
+                                prefix=prefix, on_line=recorder)
+        head, summary = vmrecords.summarize(release, layout, code, console,
+                                            recorded.values(), len(keys or ()))
         if len(combinations) > 1:  # as each ends: a long matrix cut short keeps what ran
             with _ECHO:
                 print(f"done: {head}", flush=True)

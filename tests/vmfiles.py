@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import pytest
 
-from vmrecords import FILE_MARKER, OUTCOMES
+__all__ = ["FAILED_MARKER", "FILE_MARKER", "OUTCOMES", "FileOutcomes"]
 
-__all__ = ["FAILED_MARKER", "FileOutcomes"]
+#: pytest's outcomes, in the order of a file's line
+OUTCOMES = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+#: a test file's line, printed as its last test ends: ``NSBIND-VM-FILE tests/test_x.py
+#: passed=3 failed=0 ...`` (every outcome of OUTCOMES, in that order)
+FILE_MARKER = "NSBIND-VM-FILE"
 
 #: a failed test's line, printed as it fails: ``NSBIND-VM-FAILED <node id> (<phase>):
 #: <the last line of its report>``
