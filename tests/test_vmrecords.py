@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,18 @@ def test_each_file_is_keyed_by_itself_and_the_rest_of_the_code(repo: pathlib.Pat
         now = vmrecords.file_keys(repo)
         assert now is not None and not set(now.values()) & set(after.values())
         after = now
+    for outside in ("scripts/test.sh", "README.md"):  # not code
+        (repo / outside).parent.mkdir(exist_ok=True)
+        (repo / outside).write_text("changed\n")
+    (repo / "scripts" / "launcher.py.in").write_text("# launchers\n")  # code
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "scripts")
+    now = vmrecords.file_keys(repo)
+    assert now is not None and not set(now.values()) & set(after.values())
+    # the host's interpreter, distributions and peers: every key
+    assert not set((vmrecords.file_keys(repo, "podman 4.3.1") or {}).values()) & set(
+        now.values())
+    assert vmrecords.file_keys(repo, "podman 4.3.1") == vmrecords.file_keys(repo, "podman 4.3.1")
     (repo / "tests" / "test_new.py").write_text("")  # an untracked test: no keys
     assert vmrecords.file_keys(repo) is None
     _git(repo, "add", ".")
@@ -154,34 +167,101 @@ def test_a_record_is_found_for_its_key_kernel_and_layout_only(tmp_path: pathlib.
     assert vmrecords.load(ledger, "6.1.0-57-amd64", "v2", {"tests/test_x.py": KEY}) == {}
 
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo", "garbage", "failed", "negative", "big"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "big", "deep", "conflict", "garbage",
+                                  "failed", "negative", "huge", "float", "text"])
 def test_a_record_that_is_not_one_is_ignored(tmp_path: pathlib.Path, kind: str) -> None:
-    """A ledger that is not a small regular file is empty, and an entry not of the
-    expected shape, or not a pass, is none: run again (a FIFO does not hang)."""
+    """A ledger that is not a small regular file of JSON has no records, and is not
+    written over (a merge conflict's markers in it are for a person to resolve); an entry
+    not of the expected shape, or not a pass, is none (its file runs again).  A FIFO
+    does not hang, and nothing raises but the refused save."""
     ledger = tmp_path / "kernel-matrix.json"
     real = tmp_path / "real.json"
     entry = {"key": KEY, "ended": "e", "counts": COUNTS}
     good = {"r v2": {"tests/test_ok.py": entry}}
     keys = {"tests/test_x.py": KEY, "tests/test_ok.py": KEY}
     real.write_text(json.dumps({"r v2": {**good["r v2"], "tests/test_x.py": entry}}))
+    unusable = {"symlink", "fifo", "big", "deep", "conflict"}
     if kind == "symlink":
         ledger.symlink_to(real)
     elif kind == "fifo":
         os.mkfifo(ledger)
     elif kind == "big":
         ledger.write_text(" " * (1 << 20) + real.read_text())
+    elif kind == "deep":
+        ledger.write_text("[" * 200_000)
+    elif kind == "conflict":
+        ledger.write_text("<<<<<<< HEAD\n" + real.read_text() + "\n=======\n{}\n>>>>>>> x\n")
     else:
-        bad = {"garbage": {"key": KEY, "counts": {"passed": 1}},
-               "failed": {**entry, "counts": {**COUNTS, "failed": 1}},
-               "negative": {**entry, "counts": {**COUNTS, "failed": -1}}}[kind]
-        ledger.write_text(json.dumps({"r v2": {**good["r v2"], "tests/test_x.py": bad}}))
+        counts = {"garbage": {"passed": 1}, "failed": {**COUNTS, "failed": 1},
+                  "negative": {**COUNTS, "skipped": -1}, "float": {**COUNTS, "passed": 1.5},
+                  "text": {**COUNTS, "passed": "9"}}.get(kind)
+        text = json.dumps({"r v2": {**good["r v2"], "tests/test_x.py": {**entry,
+                                                                        "counts": counts}}})
+        ledger.write_text(text.replace("null", '{"passed": 1e999}'))  # huge: inf
+    before = None if kind == "fifo" else ledger.read_bytes()
     found = vmrecords.load(ledger, "r", "v2", keys)
-    assert sorted(found) == ([] if kind in ("symlink", "fifo", "big") else
-                             ["tests/test_ok.py"])
+    assert sorted(found) == ([] if kind in unusable else ["tests/test_ok.py"])
+    if kind in unusable:
+        with pytest.raises(ValueError, match="not a ledger of records"):
+            vmrecords.save(ledger, KEY, "r", "v2", "tests/test_y.py", COUNTS)
+        assert before is None or ledger.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == ["kernel-matrix.json", "real.json"]
     ledger.unlink()
     os.rename(real, ledger)  # the same content, as a regular file: found
     assert sorted(vmrecords.load(ledger, "r", "v2", keys)) == [
         "tests/test_ok.py", "tests/test_x.py"]
+
+
+def test_saving_drops_the_records_of_older_code(tmp_path: pathlib.Path) -> None:
+    ledger = tmp_path / "kernel-matrix.json"
+    old = {"tests/test_x.py": "b" * 40, "tests/test_y.py": "c" * 40}
+    for name, key in old.items():
+        vmrecords.save(ledger, key, "6.1.0-57-amd64", "hybrid", name, COUNTS)
+    vmrecords.save(ledger, "c" * 40, "6.1.0-56-amd64", "v2", "tests/test_y.py", COUNTS)
+    now = {"tests/test_x.py": KEY, "tests/test_y.py": "c" * 40}  # test_x.py changed
+    vmrecords.save(ledger, KEY, "6.12.1", "v2", "tests/test_x.py", COUNTS, now)
+    data = json.loads(ledger.read_text())
+    assert {c: sorted(files) for c, files in data.items()} == {
+        "6.1.0-56-amd64 v2": ["tests/test_y.py"], "6.1.0-57-amd64 hybrid": ["tests/test_y.py"],
+        "6.12.1 v2": ["tests/test_x.py"]}
+    assert len(ledger.read_text().splitlines()) == 3 * 3 + 2  # a line a file
+    assert oct(ledger.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_record_that_cannot_be_written_stops_recording_not_the_guest(
+        repo: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = vmrecords.file_keys(repo)
+    assert keys is not None
+    ledger = repo / vmrecords.LEDGER
+    ledger.write_text("<<<<<<< HEAD\n")
+    recorder = vmrecords.Recorder(ledger, repo, keys, "6.1.0-57-amd64", "v2", keys,
+                                  prefix="[6.1 v2] ")
+    line = "NSBIND-VM-FILE {} passed=2 failed=0 errors=0 skipped=0 xfailed=0 xpassed=0"
+    recorder(line.format("tests/test_x.py"))
+    recorder(line.format("tests/test_y.py"))
+    assert recorder.saved == [] and ledger.read_text() == "<<<<<<< HEAD\n"
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"[6.1 v2] recording tests/test_x.py: {ledger}: not a ledger of records "
+                   "(left as it is); no more records this run"]
+
+
+def test_only_the_host_side_imports_the_bookkeeping() -> None:
+    """HOST_SIDE is sound only while no module that a guest imports (conftest, the
+    plugin, a support module, a test file but its own) imports vmrecords."""
+    importers = sorted(
+        str(path.relative_to(TESTS.parent)) for path in
+        [*TESTS.glob("*.py"), *(TESTS.parent / "src").rglob("*.py")]
+        if re.search(r"^\s*(?:import vmrecords|from vmrecords import)", path.read_text(),
+                     re.MULTILINE))
+    runners = ["tests/unprivileged.py", "tests/vm.py"]  # run on the host, by no test
+    users = [u for us in vmrecords.HOST_SIDE.values() for u in us]
+    assert importers == sorted(runners + users)
+    for runner in runners:
+        name = pathlib.Path(runner).stem
+        assert not [p for p in TESTS.glob("*.py")
+                    if f"tests/{p.name}" not in (*runners, *users)
+                    and re.search(rf"^\s*(?:import {name}|from {name} import)\b",
+                                  p.read_text(), re.MULTILINE)], runner
 
 
 def test_the_guest_prints_each_file_as_it_ends(tmp_path: pathlib.Path) -> None:
@@ -256,17 +336,38 @@ def test_a_combination_is_reported_from_its_records_and_its_run() -> None:
                     "files from records of this code, 2026-12-02 01:00 UTC to 2026-12-02 "
                     "01:00 UTC)")
     assert summary == "=== 1 failed, 4 passed, 1 error in 9.00s ==="
-    # a guest stopped before pytest's summary: the files it finished, not its console's
-    # failure lines or the progress dots, and the tail as its summary
+    # a guest stopped before pytest's summary: the files it finished and the failures
+    # printed in the one it did not finish, not the console's other lines
     stopped = ("guest kernel 6.1.0-57-amd64 cgroups v2\n..F.\n"
                "NSBIND-VM-FAILED tests/test_z.py::test_a (call): x.py:1: 3 failed\n"
                "NSBIND-VM-FILE tests/test_z.py passed=3 failed=1 errors=0 skipped=2 "
-               "xfailed=0 xpassed=0\n...\nSIGTERM: stopping the guests")
-    head, summary = vmrecords.summarize("6.1", "v2", 99, stopped)
-    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 3 passed, 1 failed, 2 skipped "
-                    "(no pytest summary: guest status 99; counted from the 1 files it "
-                    "finished)")
+               "xfailed=0 xpassed=0\n...F\n"
+               "NSBIND-VM-FAILED tests/test_zz.py::test_b[1] (teardown): x.py:2: boom\n"
+               "SIGTERM: stopping the guests")
+    head, summary = vmrecords.summarize("6.1", "v2", 99, stopped, records[:1], 4)
+    assert head == ("kernel 6.1.0-57-amd64 cgroups v2: 4 passed, 2 failed, 3 skipped (1 of 4 "
+                    "files from records of this code, 2026-12-02 01:00 UTC to 2026-12-02 "
+                    "01:00 UTC) (no pytest summary: guest status 99; counted from the 1 files "
+                    "it finished of the 3 it was to run, and 1 failures printed in a file it "
+                    "did not finish)")
     assert summary == stopped
     head, _ = vmrecords.summarize("6.12", "hybrid", 99, "SeaBIOS\n(hung)")
     assert head == ("kernel 6.12 cgroups hybrid: 0 passed, 0 failed, 0 skipped (no pytest "
                     "summary: guest status 99; counted from the 0 files it finished)")
+    # stopped before its guest booted: not run, whatever was recorded
+    head, summary = vmrecords.summarize("6.12.117", "v2", 99, "", records[:1], 71)
+    assert head == ("kernel 6.12.117 cgroups v2: 1 passed, 0 failed, 1 skipped (1 of 71 files "
+                    "from records of this code, 2026-12-02 01:00 UTC to 2026-12-02 01:00 UTC) "
+                    "(not run: stopped before its guest; 70 files to run)") and summary == ""
+    head, _ = vmrecords.summarize("6.1", "v2", 99, "")
+    assert head == ("kernel 6.1 cgroups v2: 0 passed, 0 failed, 0 skipped (not run: stopped "
+                    "before its guest; the tests to run)")
+
+
+def test_the_environment_names_the_interpreter_its_distributions_and_the_peers() -> None:
+    env = vmrecords.environment()
+    assert env.splitlines()[0] == sys.version.splitlines()[0]
+    assert re.search(r"^pytest==\d", env, re.MULTILINE)
+    if shutil.which("dpkg-query") and shutil.which("runc"):
+        assert re.search(r"^runc \S+$", env, re.MULTILINE)
+    assert vmrecords.environment() == env

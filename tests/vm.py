@@ -470,22 +470,23 @@ def main(argv: list[str] | None = None) -> int:
     combinations = [(kernel, layout) for kernel in kernels for layout in layouts]
     # downloaded and unpacked once, before guests share the cache
     fetched = {kernel: fetch(kernel) for kernel in kernels}
-    # a whole-suite run records each file that passed, and runs only the files that have
-    # no record for this code (vmrecords)
-    keys = None if opts.pytest_args else vmrecords.file_keys(ROOT)
     ledger = ROOT / vmrecords.LEDGER
+    environment = "" if opts.pytest_args else vmrecords.environment()
 
     def one(kernel: str, layout: str) -> tuple[int, str, str]:
         release = fetched[kernel].release
+        prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
+        # a whole-suite run records each file that passed, as the guest prints its line,
+        # and runs only the files that have no record for this code (vmrecords): keyed
+        # as the guest starts (a combination may wait hours for its turn)
+        keys = None if opts.pytest_args else vmrecords.file_keys(ROOT, environment)
         recorded = {} if opts.fresh or not keys else vmrecords.load(ledger, release,
                                                                      layout, keys)
         todo = [name for name in keys if name not in recorded] if keys else None
-        # each file that passes is recorded as the guest prints its line
-        recorder = None if not keys else vmrecords.Recorder(ledger, ROOT, keys, release,
-                                                            layout, todo or ())
+        recorder = None if not keys else vmrecords.Recorder(
+            ledger, ROOT, keys, release, layout, todo or (), environment, prefix)
         code, console = 0, ""
         if todo != []:
-            prefix = f"[{kernel} {layout}] " if opts.jobs > 1 and len(combinations) > 1 else ""
             code, console = run(todo or opts.pytest_args or None, kernel=kernel,
                                 cgroups=layout, timeout=opts.timeout, echo=not opts.quiet,
                                 prefix=prefix, on_line=recorder)
