@@ -128,9 +128,15 @@ def test_files_are_recorded_as_the_guest_prints_them_while_the_code_is_unchanged
     assert [r.file for r in recorder.saved] == ["tests/test_x.py"]
     assert vmrecords.file_keys(repo) == keys
     assert list(vmrecords.load(ledger, "6.1.0-57-amd64", "v2", keys)) == ["tests/test_x.py"]
+    recorder = vmrecords.Recorder(ledger, repo, keys, "6.1.0-57-amd64", "v2", keys)
+    (repo / "tests" / "test_x.py").write_text("changed while the guest ran\n")
+    _git(repo, "commit", "-q", "-am", "x")  # that file only: the others still record
+    recorder(line.format("tests/test_x.py", 0))
+    recorder(line.format("tests/test_y.py", 0))
+    assert [r.file for r in recorder.saved] == ["tests/test_y.py"]
     (repo / "src" / "pkg" / "mod.py").write_text("changed while the guest ran\n")
     ledger.unlink()
-    recorder(line.format("tests/test_x.py", 0))
+    recorder(line.format("tests/test_y.py", 0))
     assert not ledger.exists() and len(recorder.saved) == 1
 
 

@@ -64,7 +64,8 @@ HOST_SIDE = {"tests/vmrecords.py": ("tests/test_vmrecords.py",)}
 LEDGER = "kernel-matrix.json"
 _MAX_BYTES = 1 << 20  # a record is a file's counts: 71 files x 4 combinations is ~70 KiB
 _TEST_FILE = re.compile(r"tests/test_[A-Za-z0-9_]+\.py")
-_FILE_LINE = re.compile(rf"(?:\[[^\]]{{1,40}}\] )?{FILE_MARKER} ({_TEST_FILE.pattern})"
+_ECHO_PREFIX = r"(?:\[[^\]\n]{1,40}\] )?"  # vm.py's "[6.1 v2] " before an echoed line
+_FILE_LINE = re.compile(rf"{_ECHO_PREFIX}{FILE_MARKER} ({_TEST_FILE.pattern})"
                         + "".join(rf" {what}=(\d{{1,9}})" for what in OUTCOMES) + r"\s*")
 _SAVING = threading.Lock()  # guests run at once record into one ledger
 
@@ -273,9 +274,10 @@ def save(ledger: pathlib.Path, key: str, release: str, layout: str, file: str,
 
 class Recorder:
     """Records each test file of ``todo`` that passes, from a guest's console line by
-    line (``recorder(line)``), while ``checkout``'s code and the ``environment`` are
-    still the ones ``keys`` were made for (a guest stopped hours in keeps what it
-    finished; a change to the code in the meantime records nothing more).  A record
+    line (``recorder(line)``), while the file's key (``checkout``'s code and the
+    ``environment``) is still the one in ``keys`` (a guest stopped hours in keeps what it
+    finished; a change to the shared code in the meantime records nothing more, a change
+    to one test file nothing more of that file).  A record
     that cannot be written (the ledger is not one, git fails) is said once, on stderr,
     and recording stops: the guest runs on."""
 
@@ -296,7 +298,8 @@ class Recorder:
             return
         name, counts = parsed
         try:
-            if file_keys(self._checkout, self._environment) == self._keys:
+            now = file_keys(self._checkout, self._environment) or {}
+            if now.get(name) == self._keys[name]:  # this file's code, unchanged
                 self.saved.append(save(self._ledger, self._keys[name], self._release,
                                        self._layout, name, counts, self._keys))
         except (OSError, ValueError, subprocess.SubprocessError) as e:
@@ -344,7 +347,7 @@ def _add(total: dict[str, int], counts: Iterable[dict[str, int]]) -> None:
 def _failures_unfinished(console: str, finished: Iterable[str]) -> int:
     """The failures (FAILED_MARKER lines) in files that did not finish."""
     done = set(finished)
-    return sum(1 for m in re.finditer(rf"^(?:\[[^\]\n]{{1,40}}\] )?{FAILED_MARKER} "
+    return sum(1 for m in re.finditer(rf"^{_ECHO_PREFIX}{FAILED_MARKER} "
                                       rf"({_TEST_FILE.pattern})::", console, re.MULTILINE)
                if m.group(1) not in done)
 
