@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from helpers import SLOWDOWN
 from nsbind import Namespaces, spawn
 from nsbind.spawnplan import SpawnError
 from nsbind.spawnstdio import PIPE
@@ -54,7 +55,7 @@ def test_gated_spawn_returns_parked_and_start_releases_it(tmp_path: pathlib.Path
         started = time.monotonic()
         proc = spawn(["sh", "-c", "exit 7"], start_gate=fd)
         try:
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 5 * SLOWDOWN
             time.sleep(0.1)
             assert proc.poll() is None
             assert parked_in_fifo(proc.pid)
