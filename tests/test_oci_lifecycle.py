@@ -9,14 +9,18 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from helpers import busybox_root
+from helpers import SLOWDOWN, busybox_root
 from nsbind import cgroup_layout
 from nsbind.oci import LifecycleError, create, default_spec_json, delete, kill, start, state
+from nsbind.oci.lifecycle import _read_gate as read_gate
+from nsbind.oci.state import process_alive, start_time
 
 
 def make_bundle(tmp_path: pathlib.Path, cgroup_parent: str, args: list[str]) -> pathlib.Path:
@@ -165,3 +169,55 @@ def test_state_sees_a_reused_pid_as_stopped(tmp_path: pathlib.Path,
         code = reap(pid)
         assert time.monotonic() < deadline
     assert code == -signal.SIGKILL
+
+
+# ------------------------------------------------ the start gate's wait (start's read)
+
+
+def _gate_writer(tmp_path: pathlib.Path, script: str) -> tuple[str, subprocess.Popen[bytes]]:
+    fifo = str(tmp_path / "exec.fifo")
+    os.mkfifo(fifo)
+    return fifo, subprocess.Popen(["sh", "-c", script.replace("FIFO", fifo)])
+
+
+def test_start_reads_the_byte_of_a_process_that_exited_since(tmp_path: pathlib.Path) -> None:
+    """A short command writes its byte and ends before start reads it (its pid a zombie,
+    then reaped): the byte is read all the same."""
+    fifo = str(tmp_path / "exec.fifo")
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the pipe lives while a reader does
+    try:
+        for reaped in (False, True):
+            proc = subprocess.Popen(["sh", "-c", f"printf 0 > {fifo}"])
+            started = start_time(proc.pid)
+            assert started is not None
+            deadline = time.monotonic() + 10 * SLOWDOWN
+            while process_alive(proc.pid, started) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if reaped:
+                proc.wait()
+            assert read_gate(fifo, proc.pid, started) == b"0"
+            proc.wait()
+    finally:
+        os.close(keep)
+
+
+@pytest.mark.parametrize(("script", "killed"), [("exec 3> FIFO; exec 3>&-; exec sleep 30", False),
+                                               ("exec sleep 30", True)],
+                         ids=["closed-without-its-byte", "killed-before-the-gate"])
+def test_start_gives_up_at_once_on_a_process_that_cannot_pass(tmp_path: pathlib.Path,
+                                                               script: str, killed: bool) -> None:
+    """start waits in poll(2), not for its timeout: a writer that closes the FIFO
+    without the byte, or a process that dies parked, ends the wait."""
+    fifo, proc = _gate_writer(tmp_path, script)
+    try:
+        started = start_time(proc.pid)
+        assert started is not None
+        if killed:
+            threading.Timer(0.2, proc.kill).start()
+        begun = time.monotonic()
+        assert read_gate(fifo, proc.pid, started) == b""
+        assert time.monotonic() - begun < 5 * SLOWDOWN  # the timeout is 10 s
+    finally:
+        proc.kill()
+        proc.wait()

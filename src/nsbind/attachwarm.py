@@ -3,49 +3,96 @@
 Moving a process between cgroups (a write to ``cgroup.procs``) takes the kernel's
 ``cgroup_threadgroup_rwsem`` for writing.  It is a per-cpu rwsem: its first writer waits
 for an RCU grace period, 10 to 30 ms on this 2-core host, unless the hierarchy was
-mounted with ``favordynmods``; writers that come within a grace period of the last one
-do not wait.  cgroup v2 is joined at clone (``CLONE_INTO_CGROUP``) without that lock, but
-on a hybrid or v1 host a container's process still joins each v1 hierarchy with a write,
-as runc's does, and that first write was the largest single wait of ``nsbind-oci
-create``.  :func:`warm_attach` starts the wait early, in a thread of its own, so that it
-overlaps what the caller does before the real attach (parsing the spec, making the
-cgroup): it writes this process into the cgroup it is already in, a move the kernel
-leaves undone (no controller sees it).
+mounted with ``favordynmods``; a writer that comes within a grace period of the last
+one's exit does not wait.  cgroup v2 is joined at clone (``CLONE_INTO_CGROUP``) without
+that lock, but on a hybrid or v1 host a container's process still joins each v1
+hierarchy with a write, as runc's does, and that first write was the largest single wait
+of ``nsbind-oci create``.
+
+:func:`warm_attach` takes the wait early, in a thread of its own, so that it overlaps
+what the caller does before the real attach (parsing the spec, making the cgroup): the
+thread writes this process into the cgroup it is already in (a move the kernel leaves
+undone: no controller sees it), and writes again every :data:`PERIOD` seconds, well
+inside a grace period, so the lock is still warm whenever the real attach comes.  The
+caller stops it once its process has joined (:meth:`Warmup.stop`); it stops by itself
+after :data:`MAX_HOLD` seconds.
 """
 
 from __future__ import annotations
 
 import _thread
+import contextlib
 import os
+import time
 
 from nsbind.cgrouplayout import CgroupLayout
 
-__all__ = ["warm_attach"]
+__all__ = ["MAX_HOLD", "PERIOD", "Warmup", "warm_attach"]
+
+PERIOD = 0.002  #: seconds between the warm-up's writes
+MAX_HOLD = 2.0  #: seconds a warm-up nobody stops lasts
 
 
-def _rewrite(path: str) -> None:
+def _rewrite(path: str) -> bool:
+    """Write this process into its own cgroup through ``path``; whether it was written."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
-        return
+        return False
     try:
         os.write(fd, b"0")  # this process, into the cgroup it is in
+        return True
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)
 
 
-def warm_attach(layout: CgroupLayout) -> bool:
+class Warmup:
+    """A running warm-up of the attach lock through one v1 ``cgroup.procs``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writes = 0  #: how many writes it has made so far
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()  # held until stop(): the thread's sleep between writes
+        self._ended = _thread.allocate_lock()
+        self._ended.acquire()  # released by the thread as it ends
+        _thread.start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            deadline = time.monotonic() + MAX_HOLD
+            while _rewrite(self.path):
+                self.writes += 1
+                if self._stop.acquire(timeout=PERIOD) or time.monotonic() >= deadline:
+                    break
+        finally:
+            self._ended.release()
+
+    def stop(self) -> None:
+        """End the warm-up (the thread ends after its current write, if any); idempotent."""
+        if self._stop.locked():
+            with contextlib.suppress(RuntimeError):  # released by a concurrent stop()
+                self._stop.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the thread has ended, waiting up to ``timeout`` seconds."""
+        if self._ended.acquire(timeout=timeout):
+            self._ended.release()
+            return True
+        return False
+
+
+def warm_attach(layout: CgroupLayout) -> Warmup | None:
     """Start the warm-up (see the module's text) on a cgroup v1 hierarchy where this
-    process may write its own cgroup's ``cgroup.procs``; whether it started (not on a
-    pure v2 host, nor where the caller may not write its own cgroup).  The thread ends
-    when the kernel has taken the lock once: at most a grace period later."""
+    process may write its own cgroup's ``cgroup.procs``; None where there is none (a
+    pure v2 host, or the caller may not write its own cgroup).  Stop it once the
+    process it warms for has joined its cgroups."""
     for h in layout.hierarchies:
         if h.version != 1 or h.own is None:
             continue
         path = os.path.join(h.path_of(h.own), "cgroup.procs")
         if os.access(path, os.W_OK):
-            _thread.start_new_thread(_rewrite, (path,))
-            return True
-    return False
+            return Warmup(path)
+    return None

@@ -10,7 +10,7 @@ import errno
 import os
 from typing import Any
 
-from nsbind.attachwarm import warm_attach
+from nsbind.attachwarm import Warmup, warm_attach
 from nsbind.cgrouplayout import cgroup_layout
 from nsbind.cgroups import Cgroup
 from nsbind.oci.console import send_console
@@ -45,11 +45,11 @@ SECCOMP_CACHE = ".seccomp-cache"
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
 
 
-def warm_cgroup_attach() -> None:
+def warm_cgroup_attach() -> Warmup | None:
     """Start warming the kernel's cgroup attach lock for the container's process
     (:mod:`nsbind.attachwarm`): ``create`` does it first, unless its caller did
-    (``run``, before it reads the spec)."""
-    warm_attach(cgroup_layout())
+    (``run``, before it reads the spec, hands it to ``create``, which stops it)."""
+    return warm_attach(cgroup_layout())
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
@@ -126,7 +126,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
            pid_file: str | os.PathLike[str] | None = None,
            console_socket: str | None = None, preserve_fds: int = 0,
            spec: Spec | None = None, no_cgroup: bool = False,
-           warmed: bool = False) -> dict[str, Any]:
+           warmup: Warmup | None = None) -> dict[str, Any]:
     """Create the container: its process parked before its exec; its state.
 
     With ``process.terminal`` the process gets a new pty of the container's devpts as
@@ -135,11 +135,24 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     3+``preserve_fds``-1 are passed on (they must be open).  ``spec``: the bundle's
     config.json when the caller has already loaded it.  ``no_cgroup``: the process
     stays in the caller's cgroup (a rootless container without a delegated cgroup, as
-    runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmed``:
-    the caller called :func:`warm_cgroup_attach` already."""
+    runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmup``:
+    what the caller's :func:`warm_cgroup_attach` returned (create stops it), else create
+    starts its own."""
+    if warmup is None and not no_cgroup:
+        warmup = warm_cgroup_attach()
+    try:
+        return _create(bundle, container_id, root, cgroup_parent, pid_file, console_socket,
+                       preserve_fds, spec, no_cgroup)
+    finally:
+        if warmup is not None:
+            warmup.stop()
+
+
+def _create(bundle: str | os.PathLike[str], container_id: str, root: str | os.PathLike[str],
+            cgroup_parent: str, pid_file: str | os.PathLike[str] | None,
+            console_socket: str | None, preserve_fds: int, spec: Spec | None,
+            no_cgroup: bool) -> dict[str, Any]:
     directory = container_dir(root, container_id)
-    if not (no_cgroup or warmed):
-        warm_cgroup_attach()
     bundle = os.path.abspath(os.fspath(bundle))
     if spec is None:
         spec = load_spec(bundle)

@@ -53,21 +53,46 @@ def state(root: str | os.PathLike[str], container_id: str) -> dict[str, Any]:
 
 
 def _read_gate(fifo: str, pid: int, started: int) -> bytes:
-    """Open the FIFO for reading (the parked open for writing goes on) and read its byte."""
+    """Open the FIFO for reading (the parked open for writing goes on) and read its byte.
+    Waits in poll(2) on the FIFO and a pidfd of the process, not in a sleep loop: the
+    byte is read as soon as it is written; a process that ends, or closes the FIFO
+    without writing (a hangup), ends the wait.  A FIFO that never had a writer reads as
+    end-of-file but does not poll as hung up: until the parked open completes, poll
+    waits.  The byte may come from a process that has exited since (a short command)."""
+    import select  # here: state and kill never wait
+
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            with contextlib.suppress(BlockingIOError):
-                data = os.read(fd, 1)
-                if data:
-                    return data
-            if not process_alive(pid, started):
-                break
-            time.sleep(0.001)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pidfd = -1
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if pidfd >= 0:
+                poller.register(pidfd, select.POLLIN)
+            deadline = time.monotonic() + _START_TIMEOUT
+            hangup = False
+            while True:
+                with contextlib.suppress(BlockingIOError):
+                    data = os.read(fd, 1)
+                    if data or hangup:
+                        return data  # b"" after a hangup: the writer left without it
+                if pidfd < 0 or not process_alive(pid, started):
+                    with contextlib.suppress(BlockingIOError):
+                        return os.read(fd, 1)  # what it wrote before it ended, if anything
+                    return b""
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return b""
+                events = dict(poller.poll(max(1, int(left * 1000))))
+                hangup = bool(events.get(fd, 0) & select.POLLHUP)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
     finally:
         os.close(fd)
-    return b""
 
 
 def start(root: str | os.PathLike[str], container_id: str) -> None:

@@ -66,19 +66,20 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
     the place to set up its network), ``on_start`` once it is started; the
     second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
     ``no_cgroup``: see :func:`~nsbind.oci.create`."""
-    if not no_cgroup:
-        warm_cgroup_attach()
-    spec = load_spec(bundle)
-    holds_terminal = (bool(spec.process is not None and spec.process.terminal)
-                      and console_socket is None and not detach)
+    warmup = None if no_cgroup else warm_cgroup_attach()
     master = None
     with contextlib.ExitStack() as stack:
+        if warmup is not None:
+            stack.callback(warmup.stop)  # create stops it; this, when create is not reached
+        spec = load_spec(bundle)
+        holds_terminal = (bool(spec.process is not None and spec.process.terminal)
+                          and console_socket is None and not detach)
         if holds_terminal:
             console_socket, listener = stack.enter_context(own_console())
         pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
                          pid_file=pid_file, console_socket=console_socket,
                          preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup,
-                         warmed=True)["pid"])
+                         warmup=warmup)["pid"])
         try:
             if holds_terminal:
                 master = receive_master(listener)

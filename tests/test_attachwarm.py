@@ -1,0 +1,60 @@
+"""nsbind.attachwarm: the cgroup v1 attach lock held warm while a container is made."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import SLOWDOWN
+from nsbind import attachwarm
+from nsbind.attachwarm import PERIOD, warm_attach
+from nsbind.cgroups import cgroup_layout
+from nsbind.frozen import replace_fields
+
+
+def _v1_layout() -> None:
+    if not any(h.version == 1 and h.own is not None for h in cgroup_layout().hierarchies):
+        pytest.skip("no cgroup v1 hierarchy (a pure cgroup v2 host): nothing to warm")
+
+
+def own_cgroups() -> str:
+    with open("/proc/self/cgroup") as f:
+        return f.read()
+
+
+def test_a_warmup_writes_until_stopped_and_moves_nothing() -> None:
+    _v1_layout()
+    before = own_cgroups()
+    warmup = warm_attach(cgroup_layout())
+    assert warmup is not None
+    try:
+        assert warmup.path.endswith("/cgroup.procs")
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while warmup.writes < 3 and time.monotonic() < deadline:
+            time.sleep(PERIOD)
+        assert warmup.writes >= 3  # held: written again, not once
+    finally:
+        warmup.stop()
+    assert warmup.wait(5 * SLOWDOWN)
+    stopped_at = warmup.writes
+    time.sleep(10 * PERIOD)
+    assert warmup.writes == stopped_at
+    warmup.stop()  # again: nothing happens
+    assert own_cgroups() == before  # the process stayed where it was
+
+
+def test_a_warmup_nobody_stops_ends_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    _v1_layout()
+    monkeypatch.setattr(attachwarm, "MAX_HOLD", 0.05)
+    warmup = warm_attach(cgroup_layout())
+    assert warmup is not None
+    assert warmup.wait(5 * SLOWDOWN)
+    assert warmup.writes >= 1
+
+
+def test_nothing_to_warm_without_a_v1_hierarchy() -> None:
+    layout = cgroup_layout()
+    v2_only = replace_fields(
+        layout, hierarchies=tuple(h for h in layout.hierarchies if h.version == 2))
+    assert warm_attach(v2_only) is None
