@@ -18,7 +18,16 @@ import pytest
 
 from helpers import SLOWDOWN, busybox_root
 from nsbind import cgroup_layout
-from nsbind.oci import LifecycleError, create, default_spec_json, delete, kill, start, state
+from nsbind.oci import (
+    LifecycleError,
+    create,
+    default_spec_json,
+    delete,
+    kill,
+    lifecycle,
+    start,
+    state,
+)
 from nsbind.oci.lifecycle import _read_gate as read_gate
 from nsbind.oci.state import process_alive, start_time
 
@@ -181,10 +190,15 @@ def _gate_writer(tmp_path: pathlib.Path, script: str) -> tuple[str, subprocess.P
 
 
 def test_start_reads_the_byte_of_a_process_that_exited_since(tmp_path: pathlib.Path) -> None:
-    """A short command writes its byte and ends before start reads it (its pid a zombie,
-    then reaped): the byte is read all the same."""
-    fifo = str(tmp_path / "exec.fifo")
-    os.mkfifo(fifo)
+    """A short command writes its byte and ends at once: start reads the byte all the
+    same, whether the process is still there, a zombie, or reaped."""
+    fifo, proc = _gate_writer(tmp_path, "printf 0 > FIFO")  # blocks until start's open
+    try:
+        started = start_time(proc.pid)
+        assert started is not None
+        assert read_gate(fifo, proc.pid, started) == b"0"
+    finally:
+        proc.wait()
     keep = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the pipe lives while a reader does
     try:
         for reaped in (False, True):
@@ -195,7 +209,7 @@ def test_start_reads_the_byte_of_a_process_that_exited_since(tmp_path: pathlib.P
             while process_alive(proc.pid, started) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if reaped:
-                proc.wait()
+                proc.wait()  # its pid gone: no pidfd to be had
             assert read_gate(fifo, proc.pid, started) == b"0"
             proc.wait()
     finally:
@@ -205,19 +219,25 @@ def test_start_reads_the_byte_of_a_process_that_exited_since(tmp_path: pathlib.P
 @pytest.mark.parametrize(("script", "killed"), [("exec 3> FIFO; exec 3>&-; exec sleep 30", False),
                                                ("exec sleep 30", True)],
                          ids=["closed-without-its-byte", "killed-before-the-gate"])
-def test_start_gives_up_at_once_on_a_process_that_cannot_pass(tmp_path: pathlib.Path,
-                                                               script: str, killed: bool) -> None:
+def test_start_gives_up_at_once_on_a_process_that_cannot_pass(
+        tmp_path: pathlib.Path, script: str, killed: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """start waits in poll(2), not for its timeout: a writer that closes the FIFO
     without the byte, or a process that dies parked, ends the wait."""
+    monkeypatch.setattr(lifecycle, "_START_TIMEOUT", 20 * SLOWDOWN)  # above the bound
     fifo, proc = _gate_writer(tmp_path, script)
+    timer = threading.Timer(0.2, proc.kill)
     try:
         started = start_time(proc.pid)
         assert started is not None
         if killed:
-            threading.Timer(0.2, proc.kill).start()
+            timer.start()
         begun = time.monotonic()
         assert read_gate(fifo, proc.pid, started) == b""
-        assert time.monotonic() - begun < 5 * SLOWDOWN  # the timeout is 10 s
+        assert time.monotonic() - begun < 5 * SLOWDOWN
     finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()
         proc.kill()
         proc.wait()

@@ -14,8 +14,9 @@ what the caller does before the real attach (parsing the spec, making the cgroup
 thread writes this process into the cgroup it is already in (a move the kernel leaves
 undone: no controller sees it), and writes again every :data:`PERIOD` seconds, well
 inside a grace period, so the lock is still warm whenever the real attach comes.  The
-caller stops it once its process has joined (:meth:`Warmup.stop`); it stops by itself
-after :data:`MAX_HOLD` seconds.
+caller stops it as soon as its process has joined (:meth:`Warmup.stop`): each write
+takes the lock that fork and exit take for reading.  It stops by itself after
+:data:`MAX_HOLD` seconds.
 """
 
 from __future__ import annotations
@@ -94,5 +95,8 @@ def warm_attach(layout: CgroupLayout) -> Warmup | None:
             continue
         path = os.path.join(h.path_of(h.own), "cgroup.procs")
         if os.access(path, os.W_OK):
-            return Warmup(path)
+            try:
+                return Warmup(path)
+            except RuntimeError:  # no thread to be had (a pids limit): only a warm-up
+                return None
     return None

@@ -126,7 +126,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
            pid_file: str | os.PathLike[str] | None = None,
            console_socket: str | None = None, preserve_fds: int = 0,
            spec: Spec | None = None, no_cgroup: bool = False,
-           warmup: Warmup | None = None) -> dict[str, Any]:
+           warmed: bool = False, warmup: Warmup | None = None) -> dict[str, Any]:
     """Create the container: its process parked before its exec; its state.
 
     With ``process.terminal`` the process gets a new pty of the container's devpts as
@@ -135,14 +135,14 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     3+``preserve_fds``-1 are passed on (they must be open).  ``spec``: the bundle's
     config.json when the caller has already loaded it.  ``no_cgroup``: the process
     stays in the caller's cgroup (a rootless container without a delegated cgroup, as
-    runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmup``:
-    what the caller's :func:`warm_cgroup_attach` returned (create stops it), else create
-    starts its own."""
-    if warmup is None and not no_cgroup:
+    runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmed``:
+    the caller called :func:`warm_cgroup_attach` already, and ``warmup`` is what it
+    returned (create stops it once the process has joined its cgroups)."""
+    if not (no_cgroup or warmed):
         warmup = warm_cgroup_attach()
     try:
         return _create(bundle, container_id, root, cgroup_parent, pid_file, console_socket,
-                       preserve_fds, spec, no_cgroup)
+                       preserve_fds, spec, no_cgroup, warmup)
     finally:
         if warmup is not None:
             warmup.stop()
@@ -151,7 +151,7 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
 def _create(bundle: str | os.PathLike[str], container_id: str, root: str | os.PathLike[str],
             cgroup_parent: str, pid_file: str | os.PathLike[str] | None,
             console_socket: str | None, preserve_fds: int, spec: Spec | None,
-            no_cgroup: bool) -> dict[str, Any]:
+            no_cgroup: bool, warmup: Warmup | None) -> dict[str, Any]:
     directory = container_dir(root, container_id)
     bundle = os.path.abspath(os.fspath(bundle))
     if spec is None:
@@ -170,7 +170,7 @@ def _create(bundle: str | os.PathLike[str], container_id: str, root: str | os.Pa
     try:
         with locked(directory, container_id, create=True):
             state = _create_in(directory, container_id, bundle, spec, args, pid_file,
-                               (preserve_fds, console_socket), no_cgroup)
+                               (preserve_fds, console_socket), no_cgroup, warmup)
     except BaseException:
         import shutil  # here: it imports bz2 and lzma
 
@@ -182,7 +182,8 @@ def _create(bundle: str | os.PathLike[str], container_id: str, root: str | os.Pa
 
 def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args: SpawnArgs,
                pid_file: str | os.PathLike[str] | None,
-               stdio: tuple[int, str | None], no_cgroup: bool) -> dict[str, Any]:
+               stdio: tuple[int, str | None], no_cgroup: bool,
+               warmup: Warmup | None) -> dict[str, Any]:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
     os.chmod(fifo, 0o622)  # whatever the umask
@@ -202,6 +203,8 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
         pid = _spawn_parked(args, cg, fifo, *stdio)
         if cg is not None:
             join(cg.path, pid)
+        if warmup is not None:
+            warmup.stop()  # joined: hooks and the rest need no warm lock
         started = start_time(pid)
         if started is None:
             raise LifecycleError(f"container {container_id}: its process exited at once")

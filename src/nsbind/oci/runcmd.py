@@ -79,7 +79,7 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
         pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
                          pid_file=pid_file, console_socket=console_socket,
                          preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup,
-                         warmup=warmup)["pid"])
+                         warmed=True, warmup=warmup)["pid"])
         try:
             if holds_terminal:
                 master = receive_master(listener)
