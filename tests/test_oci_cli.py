@@ -11,6 +11,7 @@ child, so each test reaps it and reads its exit status.  Every container lives i
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -26,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import nsbind
 from clients import keep_named_parent
 from helpers import SLOWDOWN, as_subreaper, busybox_root, child_pids, reap_new_children
 from nsbind import cgroup_layout
@@ -187,7 +189,9 @@ def test_version() -> None:
     proc = subprocess.run([NSBIND_OCI, "--version"], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
     out = ok(proc)
-    assert out.startswith("nsbind-oci version ")
+    # one version, the package's, for both commands and the installed metadata
+    assert out.startswith(f"nsbind-oci version {nsbind.__version__}\n")
+    assert importlib.metadata.version("nsbind") == nsbind.__version__
     assert "spec: 1." in out
 
 

@@ -19,6 +19,8 @@ import os
 import sys
 import types
 
+import nsbind  # the package: imported already, as this module's parent
+
 TYPE_CHECKING = False  # not typing's: see below
 if TYPE_CHECKING:
     import argparse
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["fast_parse", "main", "parser"]
 
-VERSION = "0.1.0"
+VERSION = nsbind.__version__  #: the package's: one version for both commands
 OCI_VERSION = "1.2.0"
 
 #: an option: its flags (the first long one names it, as argparse names it), its kind
