@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -39,6 +40,12 @@ def test_a_warmup_writes_until_stopped_and_moves_nothing() -> None:
         while warmup.writes < 3 and time.monotonic() < deadline:
             time.sleep(PERIOD)
         assert warmup.writes >= 3  # held: written again, not once
+        # no signal reaches it (one would not wake the main thread's waitpid)
+        with open(f"/proc/self/task/{warmup.tid}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGWINCH):
+            assert blocked & (1 << (sig - 1)), sig
+        assert not signal.pthread_sigmask(signal.SIG_BLOCK, []) & {signal.SIGINT}  # ours: as it was
     finally:
         warmup.stop()
     assert warmup.wait(5 * SLOWDOWN)

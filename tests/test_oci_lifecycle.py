@@ -28,7 +28,7 @@ from nsbind.oci import (
     start,
     state,
 )
-from nsbind.oci.lifecycle import _read_gate as read_gate
+from nsbind.oci.lifecycle import read_gate
 from nsbind.oci.state import process_alive, start_time
 
 

@@ -59,9 +59,20 @@ class Warmup:
         self._stop.acquire()  # held until stop(): the thread's sleep between writes
         self._ended = _thread.allocate_lock()
         self._ended.acquire()  # released by the thread as it ends
-        _thread.start_new_thread(self._run, ())
+        self.tid = 0  #: the thread's kernel id, once it runs
+        # the thread starts with every signal blocked (it inherits this mask): one the
+        # kernel gave it would not interrupt the main thread's blocking wait (a waitpid
+        # for the container), so a Ctrl-C to forward would wait with it
+        import signal  # here: the pure v2 host and the light commands need none
+
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            _thread.start_new_thread(self._run, ())
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _run(self) -> None:
+        self.tid = _thread.get_native_id()
         try:
             deadline = time.monotonic() + MAX_HOLD
             while _rewrite(self.path):

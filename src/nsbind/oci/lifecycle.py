@@ -40,7 +40,7 @@ TYPE_CHECKING = False  # not typing's: state, start and kill must not import it
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["delete", "kill", "start", "state"]
+__all__ = ["delete", "kill", "read_gate", "start", "state"]
 
 _START_TIMEOUT = 10.0  # seconds start waits for the parked process's byte
 
@@ -52,11 +52,13 @@ def state(root: str | os.PathLike[str], container_id: str) -> dict[str, Any]:
         return report(read_state(directory, container_id))
 
 
-def _read_gate(fifo: str, pid: int, started: int) -> bytes:
-    """Open the FIFO for reading (the parked open for writing goes on) and read its byte.
-    Waits in poll(2) on the FIFO and a pidfd of the process, not in a sleep loop: the
-    byte is read as soon as it is written; a process that ends, or closes the FIFO
-    without writing (a hangup), ends the wait.  A FIFO that never had a writer reads as
+def read_gate(fifo: str, pid: int, started: int) -> bytes:
+    """``start``'s wait: open the start gate's FIFO ``fifo`` for reading (the parked open
+    for writing goes on) and read the byte of process ``pid`` (started at ``started``,
+    clock ticks since boot); b"" when it cannot come.  Waits in poll(2) on the FIFO and
+    a pidfd of the process, not in a sleep loop: the byte is read as soon as it is
+    written; a process that ends, or closes the FIFO without writing (a hangup), ends
+    the wait.  A FIFO that never had a writer reads as
     end-of-file but does not poll as hung up: until the parked open completes, poll
     waits.  The byte may come from a process that has exited since (a short command)."""
     import select  # here: state and kill never wait
@@ -106,7 +108,7 @@ def start(root: str | os.PathLike[str], container_id: str) -> None:
                                  "not created", errno.EINVAL)
         _hooks(directory, data, "startContainer")
         fifo = os.path.join(directory, "exec.fifo")
-        got = _read_gate(fifo, int(data["pid"]), int(data["nsbind"]["startTime"]))
+        got = read_gate(fifo, int(data["pid"]), int(data["nsbind"]["startTime"]))
         if got != b"0":
             raise LifecycleError(f"cannot start container {container_id}: its process did "
                                  "not pass the start gate", errno.ESRCH)
