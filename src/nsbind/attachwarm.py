@@ -34,21 +34,6 @@ PERIOD = 0.002  #: seconds between the warm-up's writes
 MAX_HOLD = 2.0  #: seconds a warm-up nobody stops lasts
 
 
-def _rewrite(path: str) -> bool:
-    """Write this process into its own cgroup through ``path``; whether it was written."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        os.write(fd, b"0")  # this process, into the cgroup it is in
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 class Warmup:
     """A running warm-up of the attach lock through one v1 ``cgroup.procs``."""
 
@@ -74,12 +59,21 @@ class Warmup:
     def _run(self) -> None:
         self.tid = _thread.get_native_id()
         try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # once: each write is a move
+        except OSError:
+            self._ended.release()
+            return
+        try:
             deadline = time.monotonic() + MAX_HOLD
-            while _rewrite(self.path):
+            while True:
+                os.write(fd, b"0")  # this process, into the cgroup it is in
                 self.writes += 1
                 if self._stop.acquire(timeout=PERIOD) or time.monotonic() >= deadline:
                     break
+        except OSError:
+            pass  # a cgroup that refuses the move: no warm-up, not an error
         finally:
+            os.close(fd)
             self._ended.release()
 
     def stop(self) -> None:

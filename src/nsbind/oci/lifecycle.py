@@ -58,9 +58,9 @@ def read_gate(fifo: str, pid: int, started: int) -> bytes:
     clock ticks since boot); b"" when it cannot come.  Waits in poll(2) on the FIFO and
     a pidfd of the process, not in a sleep loop: the byte is read as soon as it is
     written; a process that ends, or closes the FIFO without writing (a hangup), ends
-    the wait.  A FIFO that never had a writer reads as
-    end-of-file but does not poll as hung up: until the parked open completes, poll
-    waits.  The byte may come from a process that has exited since (a short command)."""
+    the wait.  A FIFO that never had a writer reads as end-of-file but does not poll as
+    hung up: until the parked open completes, poll waits.  The byte may come from a
+    process that has exited since (a short command)."""
     import select  # here: state and kill never wait
 
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
