@@ -4,9 +4,12 @@ value is called in an error message, and the most bytes a document may have."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from nsbind.errors import MessageError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "JsonError", "kind_of", "parse_json"]
 

@@ -4,14 +4,14 @@ does not import the spawn machinery."""
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # not typing's: importing it costs every runtime call ~3 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
-__all__ = ["module_getattr"]
+__all__ = ["import_module", "module_getattr"]
 
 
 def module_getattr(package: str, table: Mapping[str, str | None],
@@ -25,10 +25,25 @@ def module_getattr(package: str, table: Mapping[str, str | None],
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = table[name]
         if module is None:
-            value = importlib.import_module(f"{package}.{name}")
+            value = import_module(f"{package}.{name}")
         else:
-            value = getattr(importlib.import_module(module, package), name)
+            value = getattr(import_module(module, package), name)
         namespace[name] = value
         return value
 
     return __getattr__
+
+
+def import_module(name: str, package: str | None = None) -> Any:
+    """``importlib.import_module`` without the importlib package (it imports warnings):
+    the module ``name``, relative to ``package`` when it starts with dots."""
+    level = len(name) - len(name.lstrip("."))
+    if level:
+        if not package:
+            raise TypeError(f"the relative import {name!r} needs a package")
+        bits = package.rsplit(".", level - 1)
+        if len(bits) < level:
+            raise ImportError(f"the relative import {name!r} climbs above {package!r}")
+        name = f"{bits[0]}.{name[level:]}" if name[level:] else bits[0]
+    __import__(name)
+    return sys.modules[name]

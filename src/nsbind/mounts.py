@@ -16,7 +16,6 @@ resolve their targets inside the root (``step.in_root()``).
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterable, Sequence
 
@@ -27,6 +26,7 @@ from nsbind._sys.mount import MountFd, fsopen
 from nsbind.errors import InvalidValue, NsbindError, raise_errno
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.frozen import replace_fields
+from nsbind.lazyre import LazyPattern
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
@@ -69,7 +69,7 @@ def _attr(flags: int) -> MountAttr:
 
 
 #: an option name as filesystems declare them (``size``, ``lowerdir+``, ``ptmxmode``)
-_OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_OPTION_NAME = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 def check_option(fstype: str, option: str) -> str:
@@ -184,7 +184,7 @@ def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = Tru
                list(controllers), magic=lib.CGROUP_SUPER_MAGIC)
 
 
-_CGROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_CGROUP_NAME = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def _v1_controllers() -> frozenset[str]:

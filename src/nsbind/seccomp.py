@@ -31,11 +31,17 @@ import signal
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple, TypeVar
 
 from nsbind.childpipe import answer_and_exit, read_until
 from nsbind.errors import InvalidValue, Missing
 from nsbind.frozen import frozen
+from nsbind.namedtuples import NamedTuple
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["FLAGS", "LIBRARY", "OCI_ACTIONS", "PACKAGE", "Action", "ArgCmp", "Filter", "Op",
            "Program",
@@ -53,7 +59,6 @@ _SCMP_FLTATR_CTL_OPTIMIZE = 8  # (libseccomp >= 2.5) 1: by priority, 2: a binary
 _MAX_ARGS = 6             # a syscall's arguments (struct seccomp_data.args)
 _U64 = (1 << 64) - 1
 _EPERM = errno.EPERM
-T = TypeVar("T")
 
 
 class SeccompUnavailable(Missing):

@@ -25,9 +25,12 @@ import os
 import stat
 import struct
 from collections.abc import Mapping
-from typing import Any
 
 from nsbind.seccomp import Filter, Program, library_version
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 try:  # hashlib's own BLAKE2 module: importing hashlib loads OpenSSL's libcrypto first
     from _blake2 import blake2b

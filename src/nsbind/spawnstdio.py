@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import IO, Any
 
 from nsbind.errors import InvalidValue
 from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountStep
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import IO, Any, TypeAlias
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "SpawnPipes", "StdSpec", "Stdio"]
 
@@ -25,7 +28,7 @@ STDOUT = -2
 DEVNULL = -3
 
 #: what a stdio argument of spawn may be
-StdSpec = int | IO[Any] | None
+StdSpec: TypeAlias = "int | IO[Any] | None"
 
 
 class Stdio:

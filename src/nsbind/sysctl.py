@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from collections.abc import Callable, Collection, Mapping
 
@@ -42,6 +41,7 @@ from nsbind._sys.ns import NamespaceFd, open_namespace, setns
 from nsbind._sys.proc import PidFd, pidfd_open
 from nsbind.errors import Forbidden, InvalidType, InvalidValue, NsbindError, error_for
 from nsbind.flags import MountAttr, Namespace, ResolveFlags
+from nsbind.lazyre import LazyPattern
 
 __all__ = [
     "IPC_SYSCTLS",
@@ -66,7 +66,7 @@ MAX_VALUE_BYTES = 4095
 _MAX_KEY = 255
 #: one component of a dotted key; "/" inside stands for a "." of the file name
 #: (an interface name such as eno2.100), as sysctl(8) and runc write it
-_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]*")
+_COMPONENT = LazyPattern(r"[A-Za-z0-9_-][A-Za-z0-9_/-]*")
 _NS_NAMES = {"net": Namespace.NET, "network": Namespace.NET, "ipc": Namespace.IPC,
              "uts": Namespace.UTS}
 _OTHER_NS = {"pid", "mnt", "mount", "user", "cgroup", "time"}

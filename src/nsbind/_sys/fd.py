@@ -5,23 +5,25 @@ from __future__ import annotations
 import os
 import warnings
 from types import TracebackType
-from typing import Protocol, TypeVar
 
 from nsbind.errors import InvalidValue
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Protocol, TypeAlias, TypeVar
+
+    class _HasFileno(Protocol):
+        def fileno(self) -> int: ...
+
+    _Self = TypeVar("_Self", bound="OwnedFd")
+
 __all__ = ["FdLike", "OwnedFd", "PathLike", "fdnum", "fsbytes"]
 
-
-class _HasFileno(Protocol):
-    def fileno(self) -> int: ...
-
-
+# the two aliases are for annotations (as strings at run time: no typing import)
 #: an fd number or any object with ``fileno()``
-FdLike = int | _HasFileno
+FdLike: TypeAlias = "int | _HasFileno"
 #: a path as str, bytes or os.PathLike
-PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-
-_Self = TypeVar("_Self", bound="OwnedFd")
+PathLike: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
 
 
 def fdnum(fd: FdLike) -> int:

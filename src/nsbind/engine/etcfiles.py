@@ -29,11 +29,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
 import stat
 from collections.abc import Sequence
 
 from nsbind.engine.errors import EngineError
+from nsbind.lazyre import LazyPattern
 
 __all__ = ["MAX_HOSTNAME", "check_hostname", "host_hosts_file", "hostname_file",
            "hosts_file", "resolv_conf", "write_files"]
@@ -45,7 +45,7 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 SYSTEMD_STUB = ipaddress.ip_address("127.0.0.53")
 
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_LABEL = LazyPattern(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DEFAULT_V4 = (("127.0.0.1", "localhost"),)
 _DEFAULT_V6 = (("::1", "localhost ip6-localhost ip6-loopback"),
                ("fe00::0", "ip6-localnet"),

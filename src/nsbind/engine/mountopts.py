@@ -13,17 +13,18 @@ import re
 
 from nsbind.engine.errors import EngineError, bad_argument
 from nsbind.frozen import frozen
+from nsbind.lazyre import LazyPattern
 
 __all__ = ["MountRequest", "mount", "parse_size", "tmpfs", "volume"]
 
 _MAX_ID = (1 << 32) - 2
 _I64 = (1 << 63) - 1
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE = re.compile(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", re.IGNORECASE)
+_SIZE = LazyPattern(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", re.IGNORECASE)
 _TMPFS_FLAGS = frozenset({"nosuid", "nodev", "noexec", "exec", "ro", "rw"})
-_TMPFS_SIZE = re.compile(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
-_NR_INODES = re.compile(r"\d{1,20}[kmg]?", re.IGNORECASE)
-_OCTAL = re.compile(r"[0-7]{1,5}")
+_TMPFS_SIZE = LazyPattern(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
+_NR_INODES = LazyPattern(r"\d{1,20}[kmg]?", re.IGNORECASE)
+_OCTAL = LazyPattern(r"[0-7]{1,5}")
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
 

@@ -14,17 +14,20 @@ import errno
 import ipaddress
 import json
 import os
-import re
-from typing import Any
 
 from nsbind.engine.errors import EngineError
 from nsbind.frozen import as_dict, fields_of, frozen
+from nsbind.lazyre import LazyPattern
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["DEFAULT_NETWORK", "MAX_NETWORK_FILE", "Network", "NetworkStore"]
 
 DEFAULT_NETWORK = "nsbind"
 MAX_NETWORK_FILE = 64 << 10  #: a network file is a few hundred bytes
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
+_NAME = LazyPattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 
 
 @frozen

@@ -26,18 +26,22 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from typing import Any
 
 from nsbind.engine.errors import EngineError
+from nsbind.lazyre import LazyPattern
 from nsbind.oci.state import process_alive
 from nsbind.timestamps import rfc3339
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "flocked", "now",
            "status_of"]
 
 MAX_RECORD_BYTES = 1 << 20  #: a record is a few KiB; a bigger file is not ours
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-_ID = re.compile(r"[0-9a-f]{64}")
+_NAME = LazyPattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+_ID = LazyPattern(r"[0-9a-f]{64}")
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen",
                "lucid", "merry", "nifty", "proud", "quiet", "rapid", "sharp", "tender",
                "upbeat", "vivid", "witty", "zealous")
@@ -296,8 +300,6 @@ class RecordStore:
 
     def _remove_tree(self, container_id: str) -> None:
         """The record directory: its record, what else is in it, the lock, itself."""
-        import shutil
-
         directory = self.directory(container_id)
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):  # (not a record)
             os.unlink(os.path.join(directory, "record.json"))
@@ -307,7 +309,9 @@ class RecordStore:
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):  # (nsbind makes none: shutil on use)
+                import shutil
+
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did

@@ -27,9 +27,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Collection, Mapping
-from typing import Any
 
 from nsbind.engine.errors import EngineError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ALWAYS_DENIED", "ARCH_MAP", "CAP_GATED", "convert_profile", "default_profile",
            "native_arch"]

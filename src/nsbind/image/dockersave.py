@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 
 from nsbind.image.archive import Archive
 from nsbind.image.model import (
@@ -22,11 +21,12 @@ from nsbind.image.model import (
     parse_config,
     parse_json,
 )
+from nsbind.lazyre import LazyPattern
 
 __all__ = ["load_docker_save"]
 
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
-_BLOB = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_BLOB = LazyPattern(r"blobs/sha256/([0-9a-f]{64})")
 
 
 def _sniff(archive: Archive, path: str) -> str:

@@ -12,14 +12,17 @@ sizes integers in 0..2**63-1 (:func:`check_size`).  Every failure is an
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
-from typing import IO, Any
 
 from nsbind import jsonvalues
 from nsbind.errors import MessageError
 from nsbind.frozen import field, frozen
 from nsbind.jsonvalues import MAX_JSON_BYTES, MAX_JSON_DEPTH, kind_of
+from nsbind.lazyre import LazyPattern
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES",
            "MAX_LAYER_DEPTH", "MAX_LAYER_ENTRIES", "Fields",
@@ -48,8 +51,8 @@ MAX_LAYER_DEPTH = 256
 #: the largest size a descriptor may state (what a file can hold)
 MAX_BLOB_BYTES = (1 << 63) - 1
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_DIGEST = LazyPattern(r"sha256:[0-9a-f]{64}")
+_ALGORITHM = LazyPattern(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 
 class ImageError(MessageError, ValueError):

@@ -13,6 +13,7 @@ import re
 
 from nsbind.frozen import frozen
 from nsbind.image.model import ImageError, check_digest
+from nsbind.lazyre import LazyPattern
 
 __all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
 
@@ -20,10 +21,10 @@ __all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
 DOCKER_HUB = "docker.io"
 _HUB_API = "registry-1.docker.io"
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_COMPONENT = LazyPattern(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_HOST = LazyPattern(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
+_TAG = LazyPattern(r"[\w][\w.-]{0,127}", re.ASCII)
 _MAX_NAME = 255
 
 

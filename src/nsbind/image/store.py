@@ -35,7 +35,6 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
 from nsbind import features
 from nsbind._sys.fd import PathLike
@@ -52,7 +51,11 @@ from nsbind.image.model import (
 from nsbind.image.tree import remove_path
 from nsbind.rootfs import RootFS
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsbind.image.unpack import LayerStats
 
 __all__ = ["Store", "StoredImage", "default_store_path", "flatten"]

@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from nsbind.errors import InvalidType, InvalidValue, MessageError, Missing
 from nsbind.frozen import frozen
+from nsbind.lazyre import LazyPattern
 from nsbind.net.ipam import IPAddress, IPNetwork, check_owner, check_subnet
 
 __all__ = ["IP_FORWARD", "LIBRARY", "Nat", "NatRule", "NftablesError", "PortMapping",
@@ -76,7 +77,7 @@ _ISOLATION = "isolation"
 _BASE_CHAINS = (("prerouting", "prerouting", _PRIO_DSTNAT),
                 ("output", "output", _PRIO_DSTNAT),
                 ("postrouting", "postrouting", _PRIO_SRCNAT))
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_TABLE_NAME = LazyPattern(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _COMMENT_MAX = 127  # nft refuses longer comments
 _RETRIES = 40  # a batch that lost a race is rebuilt this often (50 starts at once)
 

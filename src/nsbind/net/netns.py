@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from nsbind._sys.fd import PathLike
 from nsbind._sys.ns import NamespaceFd, open_namespace
@@ -42,7 +42,7 @@ class HasPidfd(Protocol):
 #: where a network lives: ``Namespaces.join(...)``, a pid, a :class:`PidFd`, an object
 #: with a ``pidfd`` (a :class:`~nsbind.Process`), an nsfs path (``/proc/<pid>/ns/net``,
 #: a persisted file) or an open :class:`NamespaceFd`
-NetnsTarget = Namespaces | int | PidFd | NamespaceFd | PathLike | HasPidfd
+NetnsTarget: TypeAlias = "Namespaces | int | PidFd | NamespaceFd | PathLike | HasPidfd"
 
 
 def open_netns(target: NetnsTarget) -> NamespaceFd:

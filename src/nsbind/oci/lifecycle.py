@@ -17,7 +17,6 @@ process's stdio is the caller's, or a terminal handed to the console socket.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -77,14 +76,17 @@ def read_gate(fifo: str, pid: int, started: int) -> bytes:
             deadline = time.monotonic() + _START_TIMEOUT
             hangup = False
             while True:
-                with contextlib.suppress(BlockingIOError):
+                try:
                     data = os.read(fd, 1)
                     if data or hangup:
                         return data  # b"" after a hangup: the writer left without it
+                except BlockingIOError:
+                    pass
                 if pidfd < 0 or not process_alive(pid, started):
-                    with contextlib.suppress(BlockingIOError):
+                    try:
                         return os.read(fd, 1)  # what it wrote before it ended, if anything
-                    return b""
+                    except BlockingIOError:
+                        return b""
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return b""
@@ -164,9 +166,10 @@ def _signal(data: dict[str, Any], sig: int) -> bool:
     try:
         if not process_alive(pid, started):  # checked after the pidfd: it holds that pid
             return False
-        import signal  # here: it imports enum, and state never signals
+        # signal's own function: the signal module imports enum, and state never signals
+        import _signal  # type: ignore[import-not-found]
 
-        signal.pidfd_send_signal(pidfd, sig)
+        _signal.pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
         return False
@@ -186,6 +189,8 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
                 raise LifecycleError(f"cannot delete container {container_id}: it is "
                                      f"{data['status']} (not stopped)", errno.EBUSY)
             if data["status"] == "paused":  # a v1-frozen process takes no SIGKILL
+                import contextlib  # (contextlib on use: imports collections and functools)
+
                 with contextlib.suppress(FileNotFoundError), \
                         contextlib.closing(container_cgroup(data)) as cg:
                     cg.thaw()
@@ -194,8 +199,10 @@ def delete(root: str | os.PathLike[str], container_id: str, force: bool = False)
                 time.sleep(0.001)
         dirs = data["nsbind"].get("cgroupDirs")
         if dirs is None or not remove_empty(dirs):  # members left: kill them, then remove
-            with contextlib.suppress(FileNotFoundError):
+            try:  # noqa: SIM105 (no contextlib on a light command)
                 container_cgroup(data).remove()
+            except FileNotFoundError:
+                pass
         remove_parents(list(data["nsbind"]["cgroupParents"]))
         data["status"] = "stopped"
         _hooks(directory, data, "poststop")

@@ -24,14 +24,16 @@ SpecError naming the JSON path: nothing is dropped.
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from nsbind.cgroups import Cgroup, cgroup_layout
 from nsbind.cgroupsettings import check_cpu_shares
 from nsbind.frozen import field, frozen
+from nsbind.lazyre import LazyPattern
 from nsbind.oci.schema import SpecError
 from nsbind.oci.spec import BlockIO, Cpu, DeviceRule, Memory, Resources
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["RUNC_ALLOWED_DEVICES", "CgroupSettings", "convert_resources"]
 
@@ -201,7 +203,7 @@ def _block_io(bio: BlockIO) -> tuple[tuple[str, dict[str, int]], ...]:
     return tuple(limits.items())
 
 
-_UNIFIED_KEY = re.compile(r"[a-z][a-z0-9_]*\.[a-z0-9_.]+")
+_UNIFIED_KEY = LazyPattern(r"[a-z][a-z0-9_]*\.[a-z0-9_.]+")
 #: files the lifecycle owns: membership, the tree below, freezing and killing
 _UNIFIED_OWNED = frozenset({"cgroup.procs", "cgroup.threads", "cgroup.subtree_control",
                             "cgroup.freeze", "cgroup.kill", "cgroup.type"})

@@ -9,10 +9,10 @@ An error is also printed to stderr, one line, whatever the log says: the exit st
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from nsbind.jsonlite import dumps
 from nsbind.timestamps import rfc3339
 
 TYPE_CHECKING = False  # not typing's: every runtime call makes a RuntimeLog
@@ -62,8 +62,8 @@ class RuntimeLog:
     def _line(self, level: str, msg: str) -> str:
         now = rfc3339()
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
-        return f'time="{now}" level={level} msg={json.dumps(msg)}\n'
+            return dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f'time="{now}" level={level} msg={dumps(msg)}\n'
 
     def write(self, level: str, msg: str) -> None:
         """Append one message at ``level`` (debug, info, warning, error)."""

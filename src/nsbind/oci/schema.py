@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
 
 from nsbind.errors import MessageError
 from nsbind.frozen import field as record_field
 from nsbind.frozen import fields_of, frozen, record
 from nsbind.jsonvalues import kind_of
+from nsbind.lazyre import LazyPattern
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["BOOL", "I64", "INT", "STR", "U16", "U32", "U64", "UNSUPPORTED", "Conv", "SpecError",
            "build", "check_depth", "dump", "field", "int_range", "list_of", "map_of", "obj",
            "pattern_of", "record"]
 
-T = TypeVar("T")
 
 #: how deep a spec may nest (a real one nests 6 deep: linux.seccomp.syscalls[].args[])
 MAX_DEPTH = 64
@@ -59,7 +64,7 @@ UNSUPPORTED: dict[str, str] = {
     "linux.seccomp.listenerMetadata": "seccomp listener metadata",
 }
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = LazyPattern(r"\[\d+\]")
 
 
 def _joined(path: str, key: str) -> str:

@@ -23,18 +23,15 @@ checks it), and a zombie counts as gone.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
-import re
 
 from nsbind.errors import MessageError
+from nsbind.jsonlite import dumps, loads
 
 TYPE_CHECKING = False  # not typing's: state must not import it
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
     from nsbind.cgroups import Cgroup
@@ -43,7 +40,7 @@ __all__ = ["LifecycleError", "check_id", "container_cgroup", "container_dir", "l
            "process_alive", "read_kept", "read_state", "remove_parents", "remove_state_dir",
            "report", "start_time", "write_kept", "write_pid_file", "write_state"]
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class LifecycleError(MessageError, RuntimeError):
@@ -56,7 +53,8 @@ class LifecycleError(MessageError, RuntimeError):
 
 def check_id(container_id: str) -> str:
     """``container_id`` if it is a valid id, else LifecycleError."""
-    if not isinstance(container_id, str) or not _ID.fullmatch(container_id):
+    if not (isinstance(container_id, str) and 0 < len(container_id) <= 128
+            and container_id[0] not in "_.-" and _ID_CHARS.issuperset(container_id)):
         raise LifecycleError(f"invalid container id {container_id!r}: "
                              "[A-Za-z0-9][A-Za-z0-9_.-]{0,127} expected", errno.EINVAL)
     return container_id
@@ -67,11 +65,24 @@ def container_dir(root: str | os.PathLike[str], container_id: str) -> str:
     return os.path.join(os.fspath(root), check_id(container_id))
 
 
-@contextlib.contextmanager
-def locked(directory: str, container_id: str, *, create: bool = False) -> Iterator[None]:
-    """Hold the container's lock; LifecycleError "does not exist" without it.  Only
-    ``create`` makes the lock file (``create=True``): an operation that opened it with
-    ``O_CREAT`` while a delete removed the directory would put a file back in it."""
+class _Held:
+    """A held lock file: closing its fd releases the lock (``with``: at the block's end)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
+def locked(directory: str, container_id: str, *, create: bool = False) -> _Held:
+    """Take the container's lock, held for a ``with`` block; LifecycleError "does not
+    exist" without it.  Only ``create`` makes the lock file (``create=True``): an
+    operation that opened it with ``O_CREAT`` while a delete removed the directory would
+    put a file back in it.  (Not contextlib: a light command does not import it.)"""
     try:
         fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
                      | (os.O_CREAT if create else 0), 0o600)
@@ -80,16 +91,17 @@ def locked(directory: str, container_id: str, *, create: bool = False) -> Iterat
                              errno.ENOENT) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return _Held(fd)
 
 
 def read_state(directory: str, container_id: str) -> dict[str, Any]:
     """The stored state.json (LifecycleError "does not exist" without it)."""
     try:
         with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
+            data: dict[str, Any] = loads(f.read())
     except FileNotFoundError:
         raise LifecycleError(f"container {container_id} does not exist",
                              errno.ENOENT) from None
@@ -101,7 +113,7 @@ def write_state(directory: str, data: dict[str, Any]) -> None:
     tmp = os.path.join(directory, "state.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
+        f.write(dumps(data))
     os.replace(tmp, os.path.join(directory, "state.json"))
 
 
@@ -135,8 +147,10 @@ def write_pid_file(path: str | os.PathLike[str], pid: int) -> None:
             f.write(str(pid))
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (no contextlib on a light command)
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
@@ -198,8 +212,10 @@ def remove_parents(paths: list[str]) -> None:
     """rmdir the cgroup parent directories a create made, deepest first; one still in
     use (another container's) or gone already is left alone."""
     for path in paths:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (no contextlib on a light command)
             os.rmdir(path)
+        except OSError:
+            pass
 
 
 def container_cgroup(data: dict[str, Any]) -> Cgroup:

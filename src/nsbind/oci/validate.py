@@ -10,19 +10,22 @@ AppArmor is logged at debug level and ignored, as runc ignores it.
 from __future__ import annotations
 
 import os
-import re
 import resource
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from nsbind.errors import InvalidValue
 from nsbind.frozen import fields_of, frozen
 from nsbind.idmap import check_map
+from nsbind.lazyre import LazyPattern
 from nsbind.oci.cgpath import parse_cgroups_path
 from nsbind.oci.runtimelog import logger
 from nsbind.oci.schema import SpecError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsbind.oci.spec import IdMapping, Linux, Spec
 
 __all__ = ["NAMESPACES", "RULES", "Host", "validate"]
@@ -30,10 +33,10 @@ __all__ = ["NAMESPACES", "RULES", "Host", "validate"]
 
 #: namespace types of the spec (config-linux.md), in its order
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
-_VERSION = re.compile(r"1\.[012]\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
-_ENV_KEY = re.compile(r"[^=\0]+")
-_CPU_LIST = re.compile(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*")
-_PAGE_SIZE = re.compile(r"\d+(?:KB|MB|GB|TB|PB)")
+_VERSION = LazyPattern(r"1\.[012]\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
+_ENV_KEY = LazyPattern(r"[^=\0]+")
+_CPU_LIST = LazyPattern(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*")
+_PAGE_SIZE = LazyPattern(r"\d+(?:KB|MB|GB|TB|PB)")
 _PROPAGATION = {"shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate",
                 "runbindable"}
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
@@ -46,7 +49,7 @@ _SECCOMP_OPS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCM
                 "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
 _SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
-_ARCH = re.compile(r"SCMP_ARCH_[A-Z0-9_]+")
+_ARCH = LazyPattern(r"SCMP_ARCH_[A-Z0-9_]+")
 _PERSONALITY = {"LINUX", "LINUX32"}
 
 

@@ -1,0 +1,140 @@
+"""The stand-ins that keep heavy standard-library modules off a command's start path,
+checked against what they stand in for: ``nsbind.jsonlite`` (json), ``nsbind.namedtuples``
+(typing.NamedTuple), ``nsbind.lazyre`` (re.compile) and ``nsbind.lazyimport.import_module``
+(importlib's)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import typing
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nsbind import jsonlite
+from nsbind.lazyimport import import_module
+from nsbind.lazyre import LazyPattern
+from nsbind.namedtuples import NamedTuple
+
+pytestmark = pytest.mark.unprivileged
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(), inner), max_leaves=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON)
+def test_jsonlite_writes_what_json_writes_and_reads_it_back(value: object) -> None:
+    assert jsonlite.dumps(value) == json.dumps(value)
+    assert jsonlite.dumps(value, indent=2) == json.dumps(value, indent=2)
+    text = json.dumps(value)
+    assert json.dumps(jsonlite.loads(f" \n{text}\t ")) == text  # NaN != NaN: compare text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text() | st.sampled_from(["", " ", "{", "[1,]", '{"a":1} x', "nan", "NaN", "01",
+                                    '"\\ud800"', "1e400", '{"a":1,"a":2}', "\x00"]))
+def test_jsonlite_reads_any_text_as_json_does(text: str) -> None:
+    try:
+        want = json.loads(text)
+    except json.JSONDecodeError as exc:
+        with pytest.raises(json.JSONDecodeError) as got:
+            jsonlite.loads(text)
+        assert (got.value.msg, got.value.pos) == (exc.msg, exc.pos)
+        return
+    got_value = jsonlite.loads(text)
+    assert json.dumps(got_value) == json.dumps(want)
+    if isinstance(want, float) and math.isnan(want):
+        assert math.isnan(got_value)
+
+
+def test_jsonlite_refuses_what_json_has_no_form_for() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsonlite.dumps({"a": {1, 2}})
+    with pytest.raises(TypeError, match="keys must be str"):
+        jsonlite.dumps({1: "a"})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        jsonlite.dumps(loop)
+
+
+class Point(NamedTuple):
+    """A point."""
+
+    x: int
+    y: int = 0
+
+    def norm(self) -> int:
+        return abs(self.x) + abs(self.y)
+
+
+class TypingPoint(typing.NamedTuple):
+    """A point."""
+
+    x: int
+    y: int = 0
+
+    def norm(self) -> int:
+        return abs(self.x) + abs(self.y)
+
+
+def test_namedtuples_make_the_class_typing_makes() -> None:
+    for cls in (Point, TypingPoint):
+        p = cls(3, -4)
+        assert isinstance(p, tuple) and tuple(p) == (3, -4) and p.norm() == 7
+        assert cls._fields == ("x", "y") and cls._field_defaults == {"y": 0}
+        assert cls(1) == (1, 0) and p._replace(y=1) == (3, 1) and p._asdict() == {"x": 3, "y": -4}
+        assert cls.__doc__ == "A point." and cls.__module__ == __name__
+        assert list(cls.__annotations__) == ["x", "y"]
+        assert hash(p) == hash((3, -4)) and repr(p) == f"{cls.__name__}(x=3, y=-4)"
+    assert Point.__name__ == "Point"
+
+
+def test_namedtuples_refuse_what_typing_refuses() -> None:
+    with pytest.raises(TypeError, match="without a default follows"):
+        class Bad(NamedTuple):
+            a: int = 1
+            b: int  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="_replace"):
+        class Bad2(NamedTuple):
+            a: int
+
+            def _replace(self) -> None: ...  # type: ignore[misc]
+
+
+def test_a_lazy_pattern_compiles_on_first_use_and_matches_as_re() -> None:
+    pattern = LazyPattern(r"([a-z]+)-(\d+)", re.IGNORECASE)
+    assert pattern._compiled is None  # what laziness means
+    compiled = pattern.compiled()
+    assert compiled is pattern.compiled() and compiled.flags & re.IGNORECASE
+    real = re.compile(r"([a-z]+)-(\d+)", re.IGNORECASE)
+    for text in ("abc-12", "ABC-12x", "x", "", "a-1 b-2"):
+        for method in ("fullmatch", "match"):
+            got, want = getattr(pattern, method)(text), getattr(real, method)(text)
+            assert (got and got.groups()) == (want and want.groups())
+        assert pattern.sub("#", text) == real.sub("#", text)
+
+
+@pytest.mark.parametrize(("name", "package"), [
+    ("nsbind.oci.state", None), (".oci", "nsbind"), ("..errors", "nsbind.oci"),
+    (".", "nsbind.oci"), ("..", "nsbind.oci"), ("json.decoder", None)])
+def test_import_module_finds_what_importlib_finds(name: str, package: str | None) -> None:
+    assert import_module(name, package) is importlib.import_module(name, package)
+
+
+@pytest.mark.parametrize(("name", "package", "error"), [
+    (".oci", None, TypeError), ("...x", "nsbind", ImportError),
+    ("nsbind.no_such_module", None, ImportError)])
+def test_import_module_refuses_what_importlib_refuses(name: str, package: str | None,
+                                                       error: type[Exception]) -> None:
+    with pytest.raises(error):
+        importlib.import_module(name, package)
+    with pytest.raises(error):
+        import_module(name, package)
