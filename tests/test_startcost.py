@@ -1,14 +1,19 @@
-"""The stand-ins that keep heavy standard-library modules off a command's start path,
-checked against what they stand in for: ``nsbind.jsonlite`` (json), ``nsbind.namedtuples``
-(typing.NamedTuple), ``nsbind.lazyre`` (re.compile) and ``nsbind.lazyimport.import_module``
-(importlib's)."""
+"""What keeps a command's start and end cheap, checked against what it stands in for:
+``nsbind.jsonlite`` (json), ``nsbind.namedtuples`` (typing.NamedTuple), ``nsbind.lazyre``
+(re.compile), ``nsbind.lazyimport.import_module`` (importlib's), and
+``nsbind.fastexit.exit_now`` (sys.exit, without the interpreter's shutdown when nothing
+waits for it)."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import math
+import os
+import pathlib
 import re
+import subprocess
+import sys
 import typing
 
 import pytest
@@ -138,3 +143,71 @@ def test_import_module_refuses_what_importlib_refuses(name: str, package: str | 
         importlib.import_module(name, package)
     with pytest.raises(error):
         import_module(name, package)
+
+
+def _exit_now_program(body: str) -> str:
+    """A program that runs ``body``, then ends with exit_now(3); an object it holds says
+    on stderr when the interpreter's finalization reaches it."""
+    return ("import os, sys\n"
+            "from nsbind.fastexit import exit_now\n"
+            "class Witness:\n"
+            "    def __del__(self):\n"
+            "        os.write(2, b'finalized\\n')\n"
+            "witness = Witness()\n"
+            f"{body}\n"
+            "exit_now(3)\n")
+
+
+def _run_program(source: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-S", "-c", source], capture_output=True,
+                          timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_exit_now_skips_the_shutdown_and_keeps_the_output() -> None:
+    proc = _run_program(_exit_now_program("sys.stdout.write('x' * 1_000_000)\n"
+                                          "sys.stderr.write('last words')"))
+    assert proc.returncode == 3
+    assert proc.stdout == b"x" * 1_000_000 and proc.stderr == b"last words"  # no witness
+
+
+@pytest.mark.parametrize("body", [
+    # a non-daemon thread: the interpreter joins it, its file is written
+    "import threading, time\n"
+    "def late():\n"
+    "    time.sleep(0.2)\n"
+    "    open(sys.argv[1], 'w').write('done')\n"
+    "threading.Thread(target=late).start()",
+    # an atexit callback: it runs
+    "import atexit\n"
+    "atexit.register(lambda: open(sys.argv[1], 'w').write('done'))",
+], ids=["thread", "atexit"])
+def test_exit_now_shuts_down_when_something_waits(body: str, tmp_path: pathlib.Path) -> None:
+    marker = tmp_path / "marker"
+    source = _exit_now_program(body)
+    proc = subprocess.run([sys.executable, "-S", "-c", source, str(marker)],
+                          capture_output=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 3
+    assert marker.read_text() == "done"
+    assert b"finalized" in proc.stderr  # the normal shutdown ran
+
+
+def test_exit_now_on_a_closed_pipe_exits_as_python_does() -> None:
+    """stdout's reader is gone: the flush fails, and the interpreter's own shutdown
+    reports it and exits with status 120, as it does without exit_now."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    results = []
+    for ending in ("exit_now(3)", "sys.exit(3)"):
+        source = _exit_now_program("sys.stdout.write('x' * 100)").replace("exit_now(3)",
+                                                                          ending)
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            proc = subprocess.run([sys.executable, "-S", "-c", source], stdout=write,
+                                  stderr=subprocess.PIPE, timeout=60, check=False, env=env)
+        finally:
+            os.close(write)
+        results.append((proc.returncode, b"BrokenPipeError" in proc.stderr))
+    assert results == [(120, True), (120, True)]

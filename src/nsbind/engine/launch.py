@@ -378,7 +378,7 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=1)
+        f.write(json.dumps(spec))  # one line: json's C encoder (a seccomp profile is big)
     return spec
 
 
