@@ -135,6 +135,21 @@ def test_cli_prints_the_layout() -> None:
     assert table.startswith(f"cgroup layout: {cgroup_layout().mode}\n")
 
 
+@pytest.mark.unprivileged
+def test_a_repeated_layout_is_the_same_and_the_callers_own() -> None:
+    """cgroup_layout() reuses what it built while its files read the same (a command
+    asks several times); each caller still gets its own controllers dict.  That a
+    change is seen: test_net_cls_and_net_prio_mounted_on_demand (mount_v1's layout)."""
+    first = cgroup_layout()
+    first.controllers.clear()
+    again = cgroup_layout()
+    with open("/proc/self/mountinfo") as m, open("/proc/cgroups") as c, \
+            open("/proc/self/cgroup") as s:
+        built = cgroup_layout(m.read(), c.read(), s.read(),
+                              lambda mnt: pathlib.Path(mnt, "cgroup.controllers").read_text())
+    assert again == built and again.controllers and again.controllers is not first.controllers
+
+
 # ---------------------------------------------------------------- Cgroup
 
 

@@ -143,6 +143,18 @@ def _own_cgroups(self_cgroup: str) -> tuple[dict[frozenset[str], str], str | Non
     return own_v1, own_v2
 
 
+#: the inputs and the result of the last cgroup_layout() that read cgroup.controllers
+#: itself: a command asks several times, and the files rarely change in between
+_last: tuple[tuple[str, str, str], CgroupLayout] | None = None
+
+
+def _v2_controllers(mountpoint: str, read_controllers: Callable[[str], str]) -> frozenset[str]:
+    try:
+        return frozenset(read_controllers(mountpoint).split())
+    except OSError:
+        return frozenset()
+
+
 def cgroup_layout(
     mountinfo: str | None = None,
     proc_cgroups: str | None = None,
@@ -153,12 +165,34 @@ def cgroup_layout(
 
     The arguments (file contents, and a function reading a v2 mount's
     ``cgroup.controllers``) default to this process's /proc files; passing them
-    lets tools describe another process or a recorded host.
+    lets tools describe another process or a recorded host.  The files are read at each
+    call; what was built from them is reused while they (and each v2 hierarchy's
+    ``cgroup.controllers``) read as they did at the last call.
     """
+    global _last
     mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
     proc_cgroups = _read("/proc/cgroups") if proc_cgroups is None else proc_cgroups
     self_cgroup = _read("/proc/self/cgroup") if self_cgroup is None else self_cgroup
-    read_controllers = read_controllers or _read_controllers
+    key = (mountinfo, proc_cgroups, self_cgroup)
+    if read_controllers is None:
+        last = _last
+        if last is not None and last[0] == key and all(
+                _v2_controllers(h.mountpoint, _read_controllers) == h.controllers
+                for h in last[1].hierarchies if h.version == 2):
+            layout = last[1]  # a copy: its controllers dict is the caller's
+            return CgroupLayout(layout.mode, layout.hierarchies, layout.available,
+                                dict(layout.controllers))
+    layout = _build_layout(mountinfo, proc_cgroups, self_cgroup,
+                           read_controllers or _read_controllers)
+    if read_controllers is None:
+        _last = (key, layout)
+        layout = CgroupLayout(layout.mode, layout.hierarchies, layout.available,
+                              dict(layout.controllers))
+    return layout
+
+
+def _build_layout(mountinfo: str, proc_cgroups: str, self_cgroup: str,
+                  read_controllers: Callable[[str], str]) -> CgroupLayout:
 
     available = frozenset(
         fields[0] for line in proc_cgroups.splitlines()
@@ -172,10 +206,7 @@ def cgroup_layout(
             continue  # not a cgroup fs, a bind of a sub-cgroup, or a second mount of one
         seen.add(entry.dev)
         if entry.fstype == "cgroup2":
-            try:
-                v2_controllers = frozenset(read_controllers(entry.mountpoint).split())
-            except OSError:
-                v2_controllers = frozenset()
+            v2_controllers = _v2_controllers(entry.mountpoint, read_controllers)
             hierarchies.append(Hierarchy(2, entry.mountpoint, v2_controllers, None, own_v2))
             continue
         opts = entry.superopts.split(",")
