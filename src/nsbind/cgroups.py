@@ -99,8 +99,7 @@ class Cgroup:
     hierarchy and in each v1 hierarchy with controllers.  Create with
     :meth:`create`; ``remove()`` (or leaving the ``with`` block) kills the members
     and removes every directory it created.  Needs root (write access to the
-    hierarchies), or a delegated v2 subtree.
-    """
+    hierarchies), or a delegated v2 subtree."""
 
     def __init__(self, path: str, dirs: dict[Hierarchy, CgroupFd], layout: CgroupLayout,
                  parents: dict[Hierarchy, CgroupFd] | None = None) -> None:
@@ -142,8 +141,7 @@ class Cgroup:
         Every argument is checked first (ValueError naming it; LookupError for a
         limit whose controller is missing) and nothing is created then.  On a
         later failure every directory this call created is removed again, deepest
-        first, in every hierarchy.
-        """
+        first, in every hierarchy."""
         check_cgroup_name(name)
         parts = None if parent is None else cgroup_path_parts(parent, "parent")
         given = dict(zip(CREATE_SETTINGS, (memory_max, memory_high, memory_swap_max, pids_max,
@@ -430,8 +428,7 @@ class Cgroup:
         v1: devices.deny / devices.allow.  v2: an eBPF program
         (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup, replacing the one an
         earlier call attached.  ``bpf`` picks the v2 way on a hybrid host too
-        (default: where the devices controller lives; eBPF on a pure v2 host).
-        """
+        (default: where the devices controller lives; eBPF on a pure v2 host)."""
         rules = SETTINGS["devices"].check("allow", allow)  # ValueError first
         if bpf not in (None, True, False):
             raise InvalidValue(f"bpf={bpf!r}: must be True, False or None")

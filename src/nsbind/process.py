@@ -56,8 +56,7 @@ class Process:
 
     ``console`` is the master of the process's terminal (``spawn(terminal=True)``),
     owned by the Process until the caller takes it (``console.detach()``); leaving a
-    ``with`` block closes it.
-    """
+    ``with`` block closes it."""
 
     def __init__(self, args: Sequence[str], pidfd: PidFd, stdin: IO[bytes] | None,
                  stdout: IO[bytes] | None, stderr: IO[bytes] | None,
@@ -300,8 +299,7 @@ def spawn(
     process (one SCM_RIGHTS fd), then setsid (unless ``start_new_session`` did) and
     TIOCSCTTY; a session leader cannot join a ``process_group``.  The master is
     :attr:`Process.console` when spawn returns, also while a ``start_gate`` parks the
-    child.  Failures name the step: ``open /dev/ptmx: ENOENT``.
-    """
+    child.  Failures name the step: ``open /dev/ptmx: ENOENT``."""
     pool, ns = ((namespaces, namespaces.namespaces) if isinstance(namespaces, NamespacePool)
                 else (None, namespaces))
     request = SpawnRequest.make(
