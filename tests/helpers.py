@@ -296,3 +296,12 @@ def require_controllers(parent: str, *controllers: str) -> None:
             assert not os.path.exists(h.path_of(f"/{parent}/nsbind-refused"))
         reasons.append(str(refused.value))
     pytest.skip("; ".join(reasons))
+
+
+def argparse_reading(parser: Callable[[list[str]], Any], argv: list[str]) -> dict[str, Any] | str:
+    """What the argparse parser ``parser(argv)`` reads from ``argv`` (its namespace as a
+    dict), or how it refused it (``exit N``): what a fast command-line reader must match."""
+    try:
+        return dict(vars(parser(list(argv)).parse_args(list(argv))))
+    except SystemExit as exc:
+        return f"exit {exc.code}"

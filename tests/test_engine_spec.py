@@ -15,7 +15,8 @@ import pytest
 
 from nsbind.engine import runopts
 from nsbind.engine.errors import EngineError
-from nsbind.engine.runopts import MountRequest, Ulimit, parse_size, run_options, run_parser
+from nsbind.engine.runflags import run_parser
+from nsbind.engine.runopts import MountRequest, Ulimit, parse_size, run_options
 from nsbind.engine.seccompprofile import convert_profile, default_profile
 from nsbind.engine.specgen import DEFAULT_CAPABILITIES, DEFAULT_PATH, build_spec
 from nsbind.image import ImageConfig

@@ -8,6 +8,7 @@ import argparse
 
 import pytest
 
+from helpers import argparse_reading
 from nsbind.oci.cli import fast_parse, parser
 
 pytestmark = pytest.mark.unprivileged  # every test here runs without root too
@@ -59,10 +60,8 @@ LEFT_TO_ARGPARSE = [
 
 def _argparse(argv: list[str]) -> dict[str, object] | str:
     try:
-        return vars(parser(argv).parse_args(argv))
-    except SystemExit as exc:
-        return f"exit {exc.code}"
-    except Exception as exc:
+        return argparse_reading(parser, argv)
+    except Exception as exc:  # (argparse's quirks on odd input)
         return f"{type(exc).__name__}: {exc}"
 
 

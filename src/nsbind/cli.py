@@ -9,56 +9,17 @@ command pays Python's start-up and what it uses, nothing more."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
-__all__ = ["main"]
+    import argparse
+
+__all__ = ["main", "parser"]
 
 #: the global options that take a value (the command is the first other word)
 _VALUED = ("--root", "--runroot")
-
-
-def _columns() -> int:
-    """The terminal's width as shutil.get_terminal_size gives it: $COLUMNS, else the
-    width of this process's stdout terminal, else 80."""
-    import os
-
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, as wide as argparse makes it (the terminal's width less
-    2), without shutil: argparse imports shutil to size each formatter, and it makes one
-    for every argument it checks; shutil imports bz2 and lzma (3 ms a command)."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _columns() - 2 if width is None else width)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as Docker reports them: one line, exit status 125."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(125, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -81,21 +42,27 @@ def _version() -> str:
     return f"nsbind version {__version__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from nsbind.engine import cli as engine_cli  # light: its commands import on use
+_REGISTRY = ("pull", "push", "login", "logout")  # nsbind.image.registrycli.COMMANDS
 
-    parser = _Parser(prog="nsbind", description=__doc__)
-    sub = parser.add_subparsers(dest="nsbind_command", parser_class=_Parser)
+
+def parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The argparse parser for command line ``argv``: only its command's subparser is
+    built (all of them for help or an unknown command).  ``images`` in ``argv`` becomes
+    ``image ls``, in place."""
+    from nsbind.argparsing import Parser
+    from nsbind.engine import cli as engine_cli
+
+    command = _command_of(argv)
+    parser = Parser(prog="nsbind", description=__doc__)
+    sub = parser.add_subparsers(dest="nsbind_command", parser_class=Parser)
     engine_cli.add_global_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--version", action="version", version=_version())
-    command = _command_of(argv)
     if command == "images":  # Docker's shorthand: the same parser and code as image ls
         at = argv.index(command)
         argv[at:at + 1] = ["image", "ls"]
         command = "image"
-    registry = ("pull", "push", "login", "logout")  # nsbind.image.registrycli.COMMANDS
+    registry = _REGISTRY
     everything = command not in (*engine_cli.COMMANDS, *registry, "image", "doctor", "demo",
                                  "cgroups")
     if everything or command in ("demo", "cgroups"):
@@ -117,7 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsbind import doctor
 
         doctor.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from nsbind.engine import cli as engine_cli  # light: its commands import on use
+
+    if _command_of(argv) == "run":  # its plain forms without argparse (~8 ms with it)
+        fast = engine_cli.fast_parse(argv)
+        if fast is not None:
+            return engine_cli.run(fast)  # type: ignore[arg-type]  # argparse's attributes
+    registry = _REGISTRY
+    args = parser(argv).parse_args(argv)
     if args.nsbind_command in engine_cli.COMMANDS:
         return engine_cli.run(args)
     if args.nsbind_command == "image":

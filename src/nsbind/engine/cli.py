@@ -5,7 +5,6 @@ failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -15,9 +14,13 @@ from nsbind.frozen import replace_fields
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    import argparse
+    import types
+    from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["COMMANDS", "add_global_arguments", "add_parsers", "run"]
+__all__ = ["CGROUP_PARENT_FLAG", "COMMANDS", "add_global_arguments", "add_parsers", "fast_parse",
+           "run"]
 
 COMMANDS = ("run", "ps", "logs", "stop", "kill", "rm", "exec", "inspect", "wait", "stats",
             "top", "network", "commit")
@@ -39,13 +42,48 @@ def add_parsers(sub: Any, only: str | None = None) -> None:
             build(sub)
 
 
+#: run's own flag beside docker run's (nsbind.engine.runopts.RUN_FLAGS's shape)
+CGROUP_PARENT_FLAG = (("--cgroup-parent",), "cgroup_parent", "value", None,
+                      "the cgroup the container's is made in (default /nsbind; rootless: "
+                      "nsbind below the cgroup v2 subtree delegated to the user)")
+#: the global flags that take a value, and the switch (the nsbind command's parser)
+_GLOBAL_VALUES = {"--root": "root", "--runroot": "runroot"}
+
+
+def fast_parse(argv: Sequence[str]) -> types.SimpleNamespace | None:
+    """``nsbind [--root R] [--runroot R] [--json] run ...`` parsed as the command's
+    argparse parser parses it, without argparse (nsbind.engine.runopts.fast_parse_run);
+    None for any other command line, or a form only argparse reads."""
+    import types
+
+    from nsbind.engine.runflags import HOSTNAME_FLAG, RUN_FLAGS, fast_parse_run
+
+    values: dict[str, Any] = {"root": None, "runroot": None, "json": False}
+    i = 0
+    while i < len(argv) and argv[i] != "run":
+        name, eq, attached = argv[i].partition("=")
+        if argv[i] == "--json":
+            values["json"], i = True, i + 1
+        elif name in _GLOBAL_VALUES and eq:
+            values[_GLOBAL_VALUES[name]], i = attached, i + 1
+        elif argv[i] in _GLOBAL_VALUES and i + 1 < len(argv) \
+                and not argv[i + 1].startswith("-"):
+            values[_GLOBAL_VALUES[argv[i]]], i = argv[i + 1], i + 2
+        else:
+            return None
+    if i >= len(argv):
+        return None
+    run = fast_parse_run(argv[i + 1:], (CGROUP_PARENT_FLAG, HOSTNAME_FLAG, *RUN_FLAGS))
+    if run is None:
+        return None
+    return types.SimpleNamespace(**values, nsbind_command="run", **run)
+
+
 def _run_parser(sub: Any) -> None:
-    from nsbind.engine.runopts import add_run_arguments
+    from nsbind.engine.runflags import add_flags, add_run_arguments
 
     p = sub.add_parser("run", help="run a command in a new container", add_help=False)
-    p.add_argument("--cgroup-parent",
-                   help="the cgroup the container's is made in (default /nsbind; "
-                   "rootless: nsbind below the cgroup v2 subtree delegated to the user)")
+    add_flags(p, (CGROUP_PARENT_FLAG,))
     add_run_arguments(p)
 
 
@@ -84,13 +122,13 @@ def _exec_parser(sub: Any) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("-w", "--workdir")
     p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="...")  # argparse.REMAINDER
 
 
 def _top_parser(sub: Any) -> None:
     p = sub.add_parser("top", help="a container's processes")
     p.add_argument("container")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.add_argument("ps_args", nargs="...")  # argparse.REMAINDER
 
 
 def _network_parser(sub: Any) -> None:

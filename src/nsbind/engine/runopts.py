@@ -1,8 +1,8 @@
 """``nsbind run``'s flags, named and read as Docker's ``docker run`` names and reads them.
 
-:func:`add_run_arguments` adds the flags to an argparse parser (made with
-``add_help=False``: ``-h`` is ``--hostname``, as in Docker; ``--help`` still works), and
-:func:`run_options` turns the parsed namespace into a checked, typed :class:`RunOptions`.
+:mod:`nsbind.engine.runflags` declares the flags (for argparse, and read without it in
+their plain forms); :func:`run_options` turns the parsed namespace into a checked, typed
+:class:`RunOptions`.
 Every bad value is an :class:`~nsbind.engine.errors.EngineError` (status 125) naming the
 flag and the value: ``invalid argument "12x" for "-m, --memory": invalid size``.
 
@@ -34,7 +34,6 @@ The rules, Docker's unless said otherwise:
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 
@@ -45,10 +44,11 @@ from nsbind.lazyre import LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 __all__ = ["CPU_PERIOD", "MIN_MEMORY", "ULIMITS", "MountRequest", "RunOptions", "Ulimit",
-           "add_run_arguments", "parse_size", "run_options", "run_parser"]
+           "parse_size", "run_options"]
 
 #: the CFS period Docker uses for ``--cpus`` (microseconds)
 CPU_PERIOD = 100_000
@@ -127,72 +127,6 @@ class RunOptions:
 
 
 _bad = bad_argument
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``docker run``'s flags (those nsbind has), ``--rootfs``, ``--dry-run``, and the
-    positional IMAGE and COMMAND [ARG...] (everything after IMAGE is the command's).
-    ``parser`` must be made with ``add_help=False``; ``--help`` is added here."""
-    try:
-        parser.add_argument("-h", "--hostname", help="the container's host name")
-    except argparse.ArgumentError:
-        raise ValueError("add_run_arguments needs a parser made with add_help=False: "
-                         "-h is --hostname, as in docker run") from None
-    add = parser.add_argument
-    add("--help", action="help", help="show this help and exit")
-    add("--name", help="the container's name")
-    add("--rm", action="store_true", help="remove the container when it exits")
-    add("-d", "--detach", action="store_true", help="run in the background, print its id")
-    add("-i", "--interactive", action="store_true", help="keep stdin open")
-    add("-t", "--tty", action="store_true", help="allocate a terminal")
-    add("-e", "--env", action="append", metavar="NAME[=VALUE]",
-        help="set an environment variable (NAME alone: the caller's value)")
-    add("--env-file", action="append", metavar="FILE",
-        help="read environment variables from FILE (NAME=VALUE lines)")
-    add("-w", "--workdir", help="the working directory (absolute)")
-    add("-u", "--user", help="user[:group], names or ids")
-    add("--entrypoint", help="replace the image's entrypoint (and drop its command)")
-    add("-m", "--memory", help="memory limit (e.g. 512m, 1g)")
-    add("--memory-swap", metavar="SIZE", help="memory plus swap limit; -1 unlimited")
-    add("--cpus", help="CPUs (decimal, e.g. 1.5)")
-    add("--cpuset-cpus", metavar="LIST", help="CPUs to run on (0-3,5)")
-    add("--pids-limit", metavar="N", help="process limit (-1 or 0: unlimited)")
-    add("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="a resource limit")
-    add("--read-only", action="store_true", help="mount the root filesystem read-only")
-    add("-v", "--volume", action="append", metavar="SRC:DST[:ro|rw]",
-        help="bind-mount the absolute host path SRC")
-    add("--mount", action="append", metavar="type=bind|tmpfs,...", help="add a mount")
-    add("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs")
-    add("--init", action="store_true", help="run an init that reaps zombies and "
-        "forwards signals")
-    add("--cap-add", action="append", metavar="CAP", help="add a capability (or ALL)")
-    add("--cap-drop", action="append", metavar="CAP", help="drop a capability (or ALL)")
-    add("--security-opt", action="append", metavar="OPT",
-        help="no-new-privileges[=true|false], seccomp=unconfined|FILE")
-    add("--stop-signal", metavar="SIGNAL", help="the signal that stops the container")
-    add("--stop-timeout", metavar="SECONDS", help="seconds before the container is killed")
-    add("--net", "--network", dest="network", metavar="NETWORK",
-        help="none, host, loopback (the default), bridge, a network's name, "
-        "or container:NAME")
-    add("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER[/PROTO]",
-        help="publish a container port on the host (bridge and named networks)")
-    add("--ip", metavar="ADDRESS", help="the container's address on a named network")
-    add("--userns", metavar="MODE", help="host (the default), or auto[:size=N]: a user "
-        "namespace of the container's own, its ids from the subordinate ranges of the "
-        "user 'containers'")
-    add("--rootfs", metavar="DIR", help="run in DIR instead of an image")
-    add("--dry-run", action="store_true", help="print the OCI spec; run nothing")
-    add("image", nargs="?", metavar="IMAGE", help="the image (absent with --rootfs)")
-    add("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
-        help="the command and its arguments")
-
-
-def run_parser(prog: str = "nsbind run") -> argparse.ArgumentParser:
-    """A parser with :func:`add_run_arguments`'s flags."""
-    parser = argparse.ArgumentParser(
-        prog=prog, add_help=False, description="Run a command in a new container.")
-    add_run_arguments(parser)
-    return parser
 
 
 def _strict_int(flag: str, value: str, low: int, high: int) -> int:
