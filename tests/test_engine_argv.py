@@ -4,11 +4,6 @@ anything else is left to argparse."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import sysconfig
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,17 +85,3 @@ def test_any_run_line_reads_as_argparse_reads_it_or_is_left_to_it(argv: list[str
     fast = fast_parse(argv)
     if fast is not None:
         assert vars(fast) == argparse_reading(parser, argv)
-
-
-def test_a_plain_run_does_not_import_argparse() -> None:
-    """``nsbind run`` (here its --dry-run, which prints the spec and makes nothing)
-    imports neither argparse nor gettext and locale with it."""
-    launcher = os.path.join(sysconfig.get_path("scripts"), "nsbind")
-    proc = subprocess.run([sys.executable, "-S", "-X", "importtime", launcher, "run",
-                           "--rootfs", "/", "--dry-run", "true"], capture_output=True,
-                          text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
-               if line.startswith("import time:") and "|" in line}
-    assert "nsbind.engine.runopts" in modules
-    assert not modules & {"argparse", "gettext", "locale"}

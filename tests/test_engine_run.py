@@ -12,6 +12,7 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -59,6 +60,20 @@ def test_foreground_run_with_rm_prints_the_output_and_leaves_nothing(engine: Eng
     assert lines[0] == "hello" and lines[1] == "1"  # PID 1 of its own pid namespace
     assert lines[2] == lines[3] and len(lines[2]) == 12  # the short id, as Docker names it
     assert lines[4:] == ["/home/tester", "image", "0"]
+    assert engine.left() == []
+
+
+def test_a_plain_run_imports_no_argparse(engine: Engine) -> None:
+    """``nsbind run`` in its plain form reads its command line without argparse (nor
+    gettext and locale with it): nsbind.engine.runflags.fast_parse_run."""
+    proc = subprocess.run([sys.executable, "-S", "-X", "importtime",
+                           *engine.argv("run", "--rm", "-e", "A=1", IMG, "true")],
+                          capture_output=True, text=True, timeout=60 * SLOWDOWN, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    assert "nsbind.engine.runflags" in modules
+    assert not modules & {"argparse", "gettext", "locale"}
     assert engine.left() == []
 
 
