@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from helpers import argparse_reading
 from nsbind.cli import parser
-from nsbind.engine.cli import CGROUP_PARENT_FLAG, fast_parse
+from nsbind.engine.cli import CGROUP_PARENT_FLAG, GLOBAL_FLAGS, fast_parse
 from nsbind.engine.runflags import HOSTNAME_FLAG, RUN_FLAGS
 
 pytestmark = pytest.mark.unprivileged  # every test here runs without root too
@@ -23,6 +23,7 @@ PLAIN_FORMS = [
     ["run", "--rm", IMG, "true"],
     ["--root", "/s", "--runroot", "/r", "run", "--rm", IMG, "sh", "-c", "echo $$"],
     ["--root=/s", "--json", "run", "-it", "--name", "web", IMG],
+    ["--runroot", "-1", "--json", "--root=", "run", IMG],
     ["run", "-d", "-e", "A=1", "-e", "B", "--env=C=3", "-v", "/x:/y:ro", IMG, "ls", "-l"],
     ["run", "--rm", "-m", "512m", "--memory-swap", "-1", "--cpus", "1.5", "--pids-limit",
      "-1", "--ulimit", "nofile=10:20", "--read-only", "--tmpfs", "/t:size=1m", IMG],
@@ -64,10 +65,10 @@ _WORDS = st.sampled_from(["x", "-1", "-x", "--", "-", "a=b", "", "--rm", "-it", 
                           "--name", "1.5"])
 
 
-@st.composite
-def _run_lines(draw: st.DrawFn) -> list[str]:
+def _flags(draw: st.DrawFn, table: tuple[tuple[tuple[str, ...], str, str, str | None, str], ...],
+           most: int) -> list[str]:
     words: list[str] = []
-    for flags, _, kind, _, _ in draw(st.lists(st.sampled_from(_TABLE), max_size=6)):
+    for flags, _, kind, _, _ in draw(st.lists(st.sampled_from(table), max_size=most)):
         flag = draw(st.sampled_from(flags))
         if kind == "true":
             words.append(flag)
@@ -75,8 +76,14 @@ def _run_lines(draw: st.DrawFn) -> list[str]:
             words.append(f"{flag}={draw(_WORDS)}")
         else:
             words += [flag, draw(_WORDS)]
+    return words
+
+
+@st.composite
+def _run_lines(draw: st.DrawFn) -> list[str]:
+    """Global flags, ``run``, its flags, then words: from the flag tables."""
     tail = draw(st.lists(_WORDS, max_size=4))
-    return ["run", *words, *tail]
+    return [*_flags(draw, GLOBAL_FLAGS, 2), "run", *_flags(draw, _TABLE, 6), *tail]
 
 
 @settings(max_examples=300, deadline=None)

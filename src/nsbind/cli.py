@@ -18,16 +18,16 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "parser"]
 
-#: the global options that take a value (the command is the first other word)
-_VALUED = ("--root", "--runroot")
-
-
 def _command_of(argv: Sequence[str]) -> str | None:
-    """The command word of ``argv`` (None: none, or only options)."""
+    """The command word of ``argv``: the first word not a global flag or its value
+    (None: none, or only options)."""
+    from nsbind.engine.cli import GLOBAL_FLAGS
+
+    valued = {flag for flags, _, kind, _, _ in GLOBAL_FLAGS if kind == "value" for flag in flags}
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word in _VALUED:
+        if word in valued:
             i += 2
         elif word.startswith("-"):
             i += 1
@@ -55,8 +55,7 @@ def parser(argv: list[str]) -> argparse.ArgumentParser:
     command = _command_of(argv)
     parser = Parser(prog="nsbind", description=__doc__)
     sub = parser.add_subparsers(dest="nsbind_command", parser_class=Parser)
-    engine_cli.add_global_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    engine_cli.add_global_arguments(parser)  # --root, --runroot, --json
     parser.add_argument("--version", action="version", version=_version())
     if command == "images":  # Docker's shorthand: the same parser and code as image ls
         at = argv.index(command)

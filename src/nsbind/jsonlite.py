@@ -41,7 +41,6 @@ class _Decoder:
     parse_float = float
     parse_int = int
     parse_constant = _CONSTANTS.__getitem__
-    memo: dict[str, str] = {}  # noqa: RUF012
 
 
 _scan: Callable[[str, int], tuple[Any, int]] | None = (
@@ -86,7 +85,7 @@ def dumps(value: Any, indent: int | None = None) -> str:
 def _float(value: float) -> str:
     if value != value:
         return "NaN"
-    if value in (float("inf"), float("-inf")):
+    if value in (_CONSTANTS["Infinity"], _CONSTANTS["-Infinity"]):
         return "Infinity" if value > 0 else "-Infinity"
     return float.__repr__(value)
 

@@ -19,19 +19,29 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["CGROUP_PARENT_FLAG", "COMMANDS", "add_global_arguments", "add_parsers", "fast_parse",
-           "run"]
+__all__ = ["CGROUP_PARENT_FLAG", "COMMANDS", "GLOBAL_FLAGS", "add_global_arguments", "add_parsers",
+           "fast_parse", "run"]
 
 COMMANDS = ("run", "ps", "logs", "stop", "kill", "rm", "exec", "inspect", "wait", "stats",
             "top", "network", "commit")
 
 
+#: the nsbind command's global flags (nsbind.engine.runflags.RUN_FLAGS's shape)
+GLOBAL_FLAGS = (
+    (("--root",), "root", "value", None, "image store and container storage (default: "
+     "/var/lib/nsbind for root, ~/.local/share/nsbind otherwise)"),
+    (("--runroot",), "runroot", "value", None, "container records (default: /run/nsbind "
+     "for root, $XDG_RUNTIME_DIR/nsbind otherwise)"),
+    (("--json",), "json", "true", None, "print JSON instead of a table"),
+)
+
+
 def add_global_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--root`` (images and container storage) and ``--runroot`` (records)."""
-    parser.add_argument("--root", help="image store and container storage (default: "
-                        "/var/lib/nsbind for root, ~/.local/share/nsbind otherwise)")
-    parser.add_argument("--runroot", help="container records (default: /run/nsbind for "
-                        "root, $XDG_RUNTIME_DIR/nsbind otherwise)")
+    """:data:`GLOBAL_FLAGS`: ``--root`` (images and container storage), ``--runroot``
+    (records) and ``--json``."""
+    from nsbind.engine.runflags import add_flags
+
+    add_flags(parser, GLOBAL_FLAGS)
 
 
 def add_parsers(sub: Any, only: str | None = None) -> None:
@@ -42,37 +52,22 @@ def add_parsers(sub: Any, only: str | None = None) -> None:
             build(sub)
 
 
-#: run's own flag beside docker run's (nsbind.engine.runopts.RUN_FLAGS's shape)
+#: run's own flag beside docker run's (nsbind.engine.runflags.RUN_FLAGS's shape)
 CGROUP_PARENT_FLAG = (("--cgroup-parent",), "cgroup_parent", "value", None,
                       "the cgroup the container's is made in (default /nsbind; rootless: "
                       "nsbind below the cgroup v2 subtree delegated to the user)")
-#: the global flags that take a value, and the switch (the nsbind command's parser)
-_GLOBAL_VALUES = {"--root": "root", "--runroot": "runroot"}
-
-
 def fast_parse(argv: Sequence[str]) -> types.SimpleNamespace | None:
-    """``nsbind [--root R] [--runroot R] [--json] run ...`` parsed as the command's
-    argparse parser parses it, without argparse (nsbind.engine.runopts.fast_parse_run);
-    None for any other command line, or a form only argparse reads."""
+    """``nsbind [GLOBAL FLAGS] run ...`` parsed as the command's argparse parser parses
+    it, without argparse (nsbind.engine.runflags); None for any other command line, or
+    a form only argparse reads."""
     import types
 
-    from nsbind.engine.runflags import HOSTNAME_FLAG, RUN_FLAGS, fast_parse_run
+    from nsbind.engine.runflags import HOSTNAME_FLAG, RUN_FLAGS, fast_parse_flags, fast_parse_run
 
-    values: dict[str, Any] = {"root": None, "runroot": None, "json": False}
-    i = 0
-    while i < len(argv) and argv[i] != "run":
-        name, eq, attached = argv[i].partition("=")
-        if argv[i] == "--json":
-            values["json"], i = True, i + 1
-        elif name in _GLOBAL_VALUES and eq:
-            values[_GLOBAL_VALUES[name]], i = attached, i + 1
-        elif argv[i] in _GLOBAL_VALUES and i + 1 < len(argv) \
-                and not argv[i + 1].startswith("-"):
-            values[_GLOBAL_VALUES[argv[i]]], i = argv[i + 1], i + 2
-        else:
-            return None
-    if i >= len(argv):
+    parsed = fast_parse_flags(argv, GLOBAL_FLAGS)
+    if parsed is None or parsed[1] >= len(argv) or argv[parsed[1]] != "run":
         return None
+    values, i = parsed
     run = fast_parse_run(argv[i + 1:], (CGROUP_PARENT_FLAG, HOSTNAME_FLAG, *RUN_FLAGS))
     if run is None:
         return None

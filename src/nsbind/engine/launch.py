@@ -472,21 +472,13 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
 
 
 def _remove_storage(storage: str) -> None:
-    """The container's storage directory, removed through directory fds: never through a
-    symlink nor into a mount.  What cannot be removed stays (as rmtree's ignore_errors
-    left it)."""
-    from nsbind.image.tree import remove_tree
+    """The container's storage directory, removed through directory fds
+    (nsbind.image.tree.remove_path): never through a symlink nor into a mount.  What
+    cannot be removed stays (as rmtree's ignore_errors left it)."""
+    from nsbind.image.tree import remove_path
 
-    parent, name = os.path.split(storage)
-    try:
-        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            remove_tree(fd, name)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        remove_path(storage)
 
 
 def _unmount_below(directory: str) -> list[str]:

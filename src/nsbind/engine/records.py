@@ -309,10 +309,11 @@ class RecordStore:
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):  # (nsbind makes none: shutil on use)
-                import shutil
+            if entry.is_dir(follow_symlinks=False):  # (nsbind makes none)
+                from nsbind.image.tree import remove_path
 
-                shutil.rmtree(entry.path, ignore_errors=True)
+                with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
+                    remove_path(entry.path)
             else:
                 with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
                     os.unlink(entry.path)

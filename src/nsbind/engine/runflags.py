@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["HOSTNAME_FLAG", "RUN_FLAGS", "add_flags", "add_run_arguments", "fast_parse_run",
-           "run_parser"]
+__all__ = ["HOSTNAME_FLAG", "RUN_FLAGS", "add_flags", "add_run_arguments", "fast_parse_flags",
+           "fast_parse_run", "run_parser"]
 
 #: ``docker run``'s flags that nsbind has, in their help order: (option strings, dest,
 #: kind, metavar, help).  Kinds: ``value`` (a string), ``true`` (store_true), ``append``
@@ -119,16 +119,15 @@ def _negative_number(arg: str) -> bool:
     return frac.isdecimal() if dot else bool(whole)
 
 
-def fast_parse_run(argv: Sequence[str],
-                   table: Sequence[tuple[tuple[str, ...], str, str, str | None, str]]
-                   ) -> dict[str, Any] | None:
-    """``argv`` (what follows ``run``) parsed as argparse parses it with ``table``'s flags
-    and IMAGE, COMMAND [ARG...] (:func:`add_run_arguments`), without importing argparse
-    (gettext and locale come with it: some 8 ms of every ``nsbind run``), when it is in
-    a plain form: each flag whole (``--flag VALUE``, ``--flag=VALUE``, ``-f VALUE``),
-    short switches grouped (``-it``), the image, then the command.  None for anything
-    else (``--help``, an abbreviation, ``--``, a value that looks like a flag, an
-    error): argparse parses those."""
+def fast_parse_flags(argv: Sequence[str],
+                     table: Sequence[tuple[tuple[str, ...], str, str, str | None, str]]
+                     ) -> tuple[dict[str, Any], int] | None:
+    """The leading flags of ``argv`` parsed as argparse parses them with ``table``'s
+    (every dest at its default, then what is given), and the index of the first word
+    that is not a flag; without importing argparse (gettext and locale come with it),
+    when they are in a plain form: each flag whole (``--flag VALUE``, ``--flag=VALUE``,
+    ``-f VALUE``), short switches grouped (``-it``).  None for anything else (``--help``,
+    an abbreviation, a value that looks like a flag, an error): argparse parses those."""
     flags = {flag: entry for entry in table for flag in entry[0]}
     values: dict[str, Any] = {}
     for _, dest, kind, _, _ in table:
@@ -172,6 +171,20 @@ def fast_parse_run(argv: Sequence[str],
             values[dest] = [*(values[dest] or ()), value]
         else:
             values[dest] = value
+    return values, i
+
+
+def fast_parse_run(argv: Sequence[str],
+                   table: Sequence[tuple[tuple[str, ...], str, str, str | None, str]]
+                   ) -> dict[str, Any] | None:
+    """``argv`` (what follows ``run``) parsed as argparse parses it with ``table``'s flags
+    (:func:`fast_parse_flags`) and IMAGE, COMMAND [ARG...] (:func:`add_run_arguments`):
+    some 8 ms of every ``nsbind run`` less.  None where argparse must read it (also
+    ``--`` anywhere)."""
+    parsed = fast_parse_flags(argv, table)
+    if parsed is None:
+        return None
+    values, i = parsed
     rest = list(argv[i:])
     if "--" in rest or (rest and rest[0].startswith("-")):
         return None

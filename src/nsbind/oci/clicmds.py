@@ -38,7 +38,7 @@ def parse_signal(text: str) -> int:
         value = (getattr(_signal, name, None)
                  if name.isidentifier() and not name.startswith("SIG_") else None)
         if isinstance(value, int):
-            return int(value)
+            return value
     raise InvalidValue(f"invalid signal {text[:40]!r}")
 
 
