@@ -120,8 +120,37 @@ class CgroupLayout:
 
 
 def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+    """A /proc or cgroupfs file, whole (read with os calls: text io's buffering and
+    checks cost more than these small files)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+def _cgroup_mounts(mountinfo: str) -> str:
+    """The lines of ``mountinfo`` that mount a cgroup or cgroup2 filesystem: all that a
+    layout is built from (a path in mountinfo escapes its spaces: `` - `` is only the
+    separator before the filesystem type)."""
+    return "\n".join(line for line in mountinfo.splitlines()
+                     if " - cgroup " in line or " - cgroup2 " in line)
+
+
+def _without_counts(proc_cgroups: str) -> str:
+    """/proc/cgroups without its num_cgroups column (``-`` in its place): each cgroup
+    made or removed changes it, and a layout does not depend on it."""
+    out = []
+    for line in proc_cgroups.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and not line.startswith("#"):
+            fields[2] = "-"
+            line = "\t".join(fields)
+        out.append(line)
+    return "\n".join(out)
 
 
 def _read_controllers(mountpoint: str) -> str:
@@ -166,12 +195,14 @@ def cgroup_layout(
     The arguments (file contents, and a function reading a v2 mount's
     ``cgroup.controllers``) default to this process's /proc files; passing them
     lets tools describe another process or a recorded host.  The files are read at each
-    call; what was built from them is reused while they (and each v2 hierarchy's
-    ``cgroup.controllers``) read as they did at the last call.
+    call; what was built from them is reused while they (mountinfo's cgroup mounts, and
+    each v2 hierarchy's ``cgroup.controllers``) read as they did at the last call.
     """
     global _last
-    mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
-    proc_cgroups = _read("/proc/cgroups") if proc_cgroups is None else proc_cgroups
+    mountinfo = _cgroup_mounts(_read("/proc/self/mountinfo") if mountinfo is None
+                               else mountinfo)
+    proc_cgroups = _without_counts(_read("/proc/cgroups") if proc_cgroups is None
+                                   else proc_cgroups)
     self_cgroup = _read("/proc/self/cgroup") if self_cgroup is None else self_cgroup
     key = (mountinfo, proc_cgroups, self_cgroup)
     if read_controllers is None:
