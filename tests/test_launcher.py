@@ -84,6 +84,18 @@ def test_a_module_site_packages_holds_is_run_without_the_site_module(
     assert out == ["1", "False", nsbind.oci.cli.__file__]
 
 
+def test_the_launcher_pauses_the_garbage_collector_for_the_command(
+        tmp_path: pathlib.Path) -> None:
+    """Paused before the first import; the command resumes it (nsbind.gcpause)."""
+    probe = tmp_path / "gcprobe.py"
+    probe.write_text("import gc\n\ndef main():\n    print(gc.isenabled())\n    return 0\n")
+    launcher = _launcher(tmp_path, "gcprobe")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([str(launcher)], capture_output=True, text=True, env=env,
+                         check=True, timeout=60).stdout
+    assert out == "False\n"
+
+
 @pytest.mark.unprivileged
 def test_a_module_only_the_site_module_finds_runs_after_it(tmp_path: pathlib.Path) -> None:
     """A user install: the module is in the user site directory, which only

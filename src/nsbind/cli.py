@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from nsbind.gcpause import resume_unless
+
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
     import argparse
@@ -43,6 +45,9 @@ def _version() -> str:
 
 
 _REGISTRY = ("pull", "push", "login", "logout")  # nsbind.image.registrycli.COMMANDS
+#: the commands that start a container or a process in one: the garbage collector stays
+#: paused until they wait for it (nsbind.gcpause)
+START_COMMANDS = ("run", "exec")
 
 
 def parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -90,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from nsbind.engine import cli as engine_cli  # light: its commands import on use
 
-    if _command_of(argv) == "run":  # its plain forms without argparse (~8 ms with it)
+    command = _command_of(argv)
+    resume_unless(command, START_COMMANDS)
+    if command == "run":  # its plain forms without argparse (~8 ms with it)
         fast = engine_cli.fast_parse(argv)
         if fast is not None:
             return engine_cli.run(fast)  # type: ignore[arg-type]  # argparse's attributes

@@ -20,6 +20,7 @@ import sys
 import types
 
 import nsbind  # the package: imported already, as this module's parent
+from nsbind.gcpause import resume_unless
 
 TYPE_CHECKING = False  # not typing's: see below
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ __all__ = ["fast_parse", "main", "parser"]
 
 VERSION = nsbind.__version__  #: the package's: one version for both commands
 OCI_VERSION = "1.2.0"
+#: the commands a client calls for every container, and run and exec: the garbage
+#: collector stays paused (nsbind.gcpause) until they wait for a process, if they do
+START_COMMANDS = ("create", "start", "state", "kill", "delete", "run", "exec")
 
 #: an option: its flags (the first long one names it, as argparse names it), its kind
 #: ("bool"; "str", "int": one value; "list", "ints": repeatable; "maybe": a value
@@ -283,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command_name is None:
         sys.stderr.write("nsbind-oci: a command is needed (see --help)\n")
         return 1
+    resume_unless(ns.command_name, START_COMMANDS)
     if ns.root is None:
         ns.root = _default_root()
     from nsbind.oci.runtimelog import RuntimeLog

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from types import FrameType
 
+from nsbind.gcpause import resume
+
 __all__ = ["FORWARDED", "copy_window_size", "forward_signals", "wait_foreground"]
 
 #: the signals passed on to the process (runc forwards every catchable one)
@@ -116,7 +118,9 @@ def wait_foreground(pid: int, master: int | None = None, *,
                     escalate: int | None = None) -> int:
     """Wait for ``pid`` (this process's child), passing signals on and, with a terminal
     ``master``, copying between it and this process's stdio (its window size too, again
-    on each SIGWINCH); the exit status.  ``escalate``: see :func:`forward_signals`."""
+    on each SIGWINCH); the exit status.  ``escalate``: see :func:`forward_signals`.
+    The garbage collector runs again from here on (:mod:`nsbind.gcpause`)."""
+    resume()
     with forward_signals(pid, escalate=escalate):
         if master is not None:
             copy_window_size(master)
