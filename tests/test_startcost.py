@@ -2,7 +2,8 @@
 ``nsbind.jsonlite`` (json), ``nsbind.namedtuples`` (typing.NamedTuple), ``nsbind.lazyre``
 (re.compile), ``nsbind.lazyimport.import_module`` (importlib's), and
 ``nsbind.fastexit.exit_now`` (sys.exit, without the interpreter's shutdown when nothing
-waits for it)."""
+waits for it), and ``nsbind.gcpause`` (the garbage collector paused by the launchers
+until the command waits, or at once off the start path)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import typing
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -31,6 +33,12 @@ JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner) | st.tuples(inner, inner)
     | st.dictionaries(st.text(), inner), max_leaves=25)
+#: keys json converts: one type a dict, so that sort_keys can compare them
+KEYS = st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.booleans())
+LAYOUTS = st.fixed_dictionaries({}, optional={
+    "indent": st.none() | st.integers(0, 4) | st.sampled_from(["\t", "  ", ""]),
+    "separators": st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]),
+    "sort_keys": st.booleans()})
 
 
 @settings(max_examples=400, deadline=None)
@@ -43,8 +51,39 @@ def test_jsonlite_writes_what_json_writes_and_reads_it_back(value: object) -> No
 
 
 @settings(max_examples=400, deadline=None)
+@given(st.recursive(KEYS.flatmap(lambda k: st.dictionaries(st.just(k) | KEYS.filter(
+    lambda other: type(other) is type(k)), JSON, max_size=4)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10), LAYOUTS)
+def test_jsonlite_writes_every_layout_json_writes(value: object, layout: dict[str, Any]
+                                                  ) -> None:
+    """indent (a number or a string), separators and sort_keys, and keys json converts
+    (numbers, booleans), as json.dumps writes them."""
+    assert jsonlite.dumps(value, **layout) == json.dumps(value, **layout)
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> list[object]:
+    return ["pairs", *pairs]
+
+
+def _constant(name: str) -> str:
+    return f"constant {name}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_jsonlite_reads_with_json_hooks(value: object) -> None:
+    """object_pairs_hook and parse_constant reach the scanner as json.loads's do."""
+    text = json.dumps(value)
+    hooks: dict[str, Any] = {"object_pairs_hook": _pairs, "parse_constant": _constant}
+    assert jsonlite.loads(text, **hooks) == json.loads(text, **hooks)
+    assert json.dumps(jsonlite.loads(text)) == text  # the default scanner is untouched
+
+
+@settings(max_examples=400, deadline=None)
 @given(st.text() | st.sampled_from(["", " ", "{", "[1,]", '{"a":1} x', "nan", "NaN", "01",
-                                    '"\\ud800"', "1e400", '{"a":1,"a":2}', "\x00"]))
+                                    '"\\ud800"', "1e400", '{"a":1,"a":2}', "\x00",
+                                    "\ufeff{}"]))
 def test_jsonlite_reads_any_text_as_json_does(text: str) -> None:
     try:
         want = json.loads(text)
@@ -59,11 +98,39 @@ def test_jsonlite_reads_any_text_as_json_does(text: str) -> None:
         assert math.isnan(got_value)
 
 
+#: malformed documents, each refused by a different check of json's scanner
+MALFORMED = ["{not json", "[1,", '{"a" 1}', "[1 2]", '"\\x"', '{"a": 1,}', "tru", '"\x01"',
+             "[", "{", '{"a":', "-", "1.", "[1]]", "\ufeff[]"]
+
+
+def test_jsonlite_refuses_malformed_json_as_json_does_without_json_imported() -> None:
+    """json's scanner names most errors with json.decoder's exception, which it finds in
+    sys.modules only: in a process that has not imported json, the message and
+    position are still json's."""
+    program = ("import sys\nfrom nsbind import jsonlite\nassert 'json' not in sys.modules\n"
+               f"for text in {MALFORMED!r}:\n"
+               "    try:\n        jsonlite.loads(text)\n"
+               "    except ValueError as exc:\n"
+               "        print(type(exc).__name__, exc.msg, exc.pos)\n")
+    proc = _run_program(program)
+    assert proc.returncode == 0, proc.stderr
+    want = []
+    for text in MALFORMED:
+        with pytest.raises(json.JSONDecodeError) as exc:
+            json.loads(text)
+        want.append(f"JSONDecodeError {exc.value.msg} {exc.value.pos}")
+    assert proc.stdout.decode().splitlines() == want
+
+
 def test_jsonlite_refuses_what_json_has_no_form_for() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         jsonlite.dumps({"a": {1, 2}})
-    with pytest.raises(TypeError, match="keys must be str"):
-        jsonlite.dumps({1: "a"})
+    layouts: list[dict[str, Any]] = [{}, {"indent": 1}]
+    for layout in layouts:
+        with pytest.raises(TypeError, match="keys must be str"):
+            jsonlite.dumps({(1,): "a"}, **layout)
+        with pytest.raises(TypeError, match="keys must be str"):
+            json.dumps({(1,): "a"}, **layout)
     loop: list[object] = []
     loop.append(loop)
     with pytest.raises(ValueError, match="Circular"):
@@ -211,3 +278,34 @@ def test_exit_now_on_a_closed_pipe_exits_as_python_does() -> None:
             os.close(write)
         results.append((proc.returncode, b"BrokenPipeError" in proc.stderr))
     assert results == [(120, True), (120, True)]
+
+
+def _collector_after(body: str) -> str:
+    """What gc.isenabled() says after ``body`` ran with the collector paused, as the
+    launchers pause it."""
+    proc = _run_program("import gc, sys\ngc.disable()\n" + body +
+                        "\nsys.stdout.write(str(gc.isenabled()))")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().split()[-1]
+
+
+def test_commands_off_the_start_path_resume_the_collector(tmp_path: pathlib.Path) -> None:
+    oci = f"from nsbind.oci.cli import main\nmain(['--root', {str(tmp_path)!r}, '{{}}'])"
+    assert _collector_after(oci.format("list")) == "True"
+    assert _collector_after(oci.format("features")) == "True"
+    # the light commands podman calls for every container keep it paused (they exit)
+    state = f"from nsbind.oci.cli import main\nmain(['--root', {str(tmp_path)!r}, " \
+        "'state', 'nothing-here'])"
+    assert _collector_after(state) == "False"
+    engine = "from nsbind.cli import main\nmain(['--root', {0!r}, '--runroot', {0!r}, " \
+        "'{1}'])"
+    assert _collector_after(engine.format(str(tmp_path), "ps")) == "True"
+
+
+def test_waiting_for_a_process_resumes_the_collector() -> None:
+    """``run`` and ``exec`` keep it paused until they wait for their process: the wait
+    (and a monitor's life) can be long."""
+    body = ("import os\nfrom nsbind.oci.waiting import wait_foreground\n"
+            "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+            "assert not gc.isenabled()\nassert wait_foreground(pid) == 7")
+    assert _collector_after(body) == "True"

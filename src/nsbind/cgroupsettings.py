@@ -11,15 +11,13 @@ version and how the text is parsed.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 
 from nsbind.cgroupfs import parse_flat
 from nsbind.cgroupstats import parse_blkio, parse_io_stat
 from nsbind.errors import InvalidValue, LookupFailed
 from nsbind.frozen import frozen
-from nsbind.lazyre import LazyPattern
+from nsbind.lazyre import IGNORECASE, LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
@@ -57,7 +55,7 @@ def _int_in(value: object, low: int, high: int) -> int | None:
 
 # ---------------------------------------------------------------- value checks
 
-_SIZE = LazyPattern(r"([0-9]+)([KMGTPE]?)", re.IGNORECASE)
+_SIZE = LazyPattern(r"([0-9]+)([KMGTPE]?)", IGNORECASE)
 
 
 def check_memory_size(arg: str, value: object) -> int | Max:
@@ -89,7 +87,7 @@ def check_cpus(arg: str, value: object, period_us: int = DEFAULT_PERIOD_US) -> f
     """A positive, finite number of CPUs (0.5: half of one); the quota it makes per
     ``period_us`` must stay within the kernel's 2**44 - 1 us."""
     if (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and 0 < value * period_us <= MAX_QUOTA_US):
+            and 0 < value * period_us <= MAX_QUOTA_US):  # NaN and infinities fail here
         return float(value)
     raise _refuse(arg, value, "must be a positive number of CPUs (0.5: half of one CPU), "
                   f"at most {MAX_QUOTA_US // period_us} with a {period_us} us period")

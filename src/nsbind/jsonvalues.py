@@ -3,8 +3,7 @@ value is called in an error message, and the most bytes a document may have."""
 
 from __future__ import annotations
 
-import json
-
+from nsbind import jsonlite
 from nsbind.errors import MessageError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
@@ -59,7 +58,7 @@ def parse_json(data: bytes, what: str) -> Any:
     except UnicodeDecodeError as exc:
         raise JsonError(f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = jsonlite.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except RecursionError:
         raise JsonError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} deep") from None
     except JsonError as exc:

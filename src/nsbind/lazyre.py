@@ -12,7 +12,12 @@ TYPE_CHECKING = False  # not typing's: see nsbind.lazyimport
 if TYPE_CHECKING:
     import re
 
-__all__ = ["LazyPattern"]
+__all__ = ["ASCII", "IGNORECASE", "LazyPattern"]
+
+#: re's flags, without importing re (their values are the regular expression engine's,
+#: ``_sre``'s, and fixed)
+IGNORECASE = 2  # re.IGNORECASE
+ASCII = 256  # re.ASCII
 
 
 class LazyPattern:

@@ -23,10 +23,10 @@ from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, PathLike, fdnum, fsbytes
 from nsbind._sys.mount import MountFd, fsopen
+from nsbind.charsets import ALNUM, Word
 from nsbind.errors import InvalidValue, NsbindError, raise_errno
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.frozen import replace_fields
-from nsbind.lazyre import LazyPattern
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
@@ -69,7 +69,7 @@ def _attr(flags: int) -> MountAttr:
 
 
 #: an option name as filesystems declare them (``size``, ``lowerdir+``, ``ptmxmode``)
-_OPTION_NAME = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_OPTION_NAME = Word(ALNUM + "_", ALNUM + "_.+-")  # [A-Za-z0-9_][A-Za-z0-9_.+-]*
 
 
 def check_option(fstype: str, option: str) -> str:
@@ -78,7 +78,7 @@ def check_option(fstype: str, option: str) -> str:
     the legacy option string the kernel builds for filesystems without fs_context), no
     NUL, no newline.  Paths in overlay options are checked by :func:`overlay_step`."""
     name, _, value = option.partition("=")
-    if not _OPTION_NAME.fullmatch(name):
+    if not _OPTION_NAME.matches(name):
         raise InvalidValue(f"{fstype} option {option!r}: {name!r} is not an option name")
     for bad, what in ((",", "a comma"), ("\0", "a NUL byte"), ("\n", "a newline")):
         if bad in value:
@@ -176,7 +176,7 @@ def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = Tru
     known = _v1_controllers()
     for name in controllers:
         plain = name == "none" or name in known
-        named = name.startswith("name=") and _CGROUP_NAME.fullmatch(name[5:]) is not None
+        named = name.startswith("name=") and _CGROUP_NAME.matches(name[5:])
         if not (plain or named):
             raise InvalidValue(f"cgroup v1 mount option {name!r} is not a controller of this "
                                f"kernel ({', '.join(sorted(known))}), none or name=NAME")
@@ -184,7 +184,7 @@ def cgroup(controllers: Sequence[str], target: PathLike, *, readonly: bool = Tru
                list(controllers), magic=lib.CGROUP_SUPER_MAGIC)
 
 
-_CGROUP_NAME = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_CGROUP_NAME = Word(ALNUM + "_", ALNUM + "_.-", max_len=64)  # [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}
 
 
 def _v1_controllers() -> frozenset[str]:

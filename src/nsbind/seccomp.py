@@ -25,14 +25,13 @@ from __future__ import annotations
 import enum
 import errno
 import functools
-import json
 import os
 import signal
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 
-from nsbind.childpipe import answer_and_exit, read_until
+from nsbind import jsonlite
 from nsbind.errors import InvalidValue, Missing
 from nsbind.frozen import frozen
 from nsbind.namedtuples import NamedTuple
@@ -334,6 +333,8 @@ class Filter:
         libseccomp 2.5.4 never returns from seccomp_rule_add for some rule sets (two
         rules of one syscall sharing an ordering comparison, each with another one), and
         a filter comes from a config.json anyone may write."""
+        from nsbind.childpipe import answer_and_exit, read_until
+
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child: the program, or the error
@@ -354,7 +355,7 @@ class Filter:
         if data[:1] == b"P" and len(data) > 1:
             return data[1:]
         if data[:1] == b"E":
-            message, err = json.loads(data[1:])
+            message, err = jsonlite.loads(data[1:])
             raise SeccompError(str(message), int(err))
         raise SeccompError("libseccomp failed while compiling the filter (the compiling "
                            "process died)", errno.EIO)
@@ -364,7 +365,7 @@ class Filter:
         try:
             return b"P" + self._compile_here()
         except SeccompError as exc:
-            return b"E" + json.dumps([exc.what, exc.errno]).encode()
+            return b"E" + jsonlite.dumps([exc.what, exc.errno]).encode()
 
     def _compile_here(self) -> bytes:
         lib = self.lib

@@ -20,12 +20,12 @@ entries are kept (the directory is emptied when full).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import struct
 from collections.abc import Mapping
 
+from nsbind import jsonlite
 from nsbind.seccomp import Filter, Program, library_version
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
@@ -86,7 +86,7 @@ class ProgramCache:
         """The entry name of ``section``: everything its program depends on, hashed."""
         stamp = {"profile": section, "libseccomp": library_version(),
                  "kernel": os.uname().release, "tree": True, "layout": 1}
-        text = json.dumps(stamp, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        text = jsonlite.dumps(stamp, separators=(",", ":"), sort_keys=True)
         return blake2b(text.encode(), digest_size=32).hexdigest()
 
     def _open_dir(self) -> int | None:

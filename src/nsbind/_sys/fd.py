@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from types import TracebackType
 
 from nsbind.errors import InvalidValue
@@ -88,6 +87,8 @@ class OwnedFd:
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
+            import warnings  # here: fds are closed, and this is rare
+
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
             self.close()
 

@@ -5,10 +5,10 @@ failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
+from nsbind import jsonlite
 from nsbind.engine.errors import EngineError
 from nsbind.frozen import replace_fields
 
@@ -249,12 +249,12 @@ def _ps(args: argparse.Namespace) -> int:
         for row in rows:
             print(row["Id"] if args.no_trunc else row["ID"])
     elif args.format == "json":
-        print(json.dumps(rows, indent=2))
+        print(jsonlite.dumps(rows, indent=2))
     else:
         print(f"{'CONTAINER ID':<14}{'IMAGE':<24}{'COMMAND':<24}{'CREATED':<28}"
               f"{'STATUS':<16}NAMES")
         for row in rows:
-            cmd = json.dumps(row["Command"][:20] + ("…" if len(row["Command"]) > 20 else ""))
+            cmd = jsonlite.dumps(row["Command"][:20] + ("…" if len(row["Command"]) > 20 else ""))
             print(f"{row['Id'] if args.no_trunc else row['ID']:<14}"
                   f"{_shown(row['Image'])[:23]:<24}{_shown(cmd):<24}{row['CreatedAt'][:19]:<28}"
                   f"{row['Status']:<16}{row['Names']}")
@@ -365,7 +365,7 @@ def _inspect(args: argparse.Namespace) -> int:
         except EngineError as exc:
             print(f"nsbind inspect: {exc}", file=sys.stderr)
             status = 1
-    print(json.dumps(found, indent=2))
+    print(jsonlite.dumps(found, indent=2))
     return status
 
 
@@ -441,7 +441,7 @@ def _network(args: argparse.Namespace) -> int:
             print(f"nsbind network {cmd}: {exc}", file=sys.stderr)
             status = 1
     if cmd == "inspect":
-        print(json.dumps(found, indent=2))
+        print(jsonlite.dumps(found, indent=2))
     return status
 
 

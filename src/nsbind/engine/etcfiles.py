@@ -32,8 +32,8 @@ import os
 import stat
 from collections.abc import Sequence
 
+from nsbind.charsets import ALNUM, Word
 from nsbind.engine.errors import EngineError
-from nsbind.lazyre import LazyPattern
 
 __all__ = ["MAX_HOSTNAME", "check_hostname", "host_hosts_file", "hostname_file",
            "hosts_file", "resolv_conf", "write_files"]
@@ -45,7 +45,8 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 SYSTEMD_STUB = ipaddress.ip_address("127.0.0.53")
 
-_LABEL = LazyPattern(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+#: [A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?
+_LABEL = Word(ALNUM, ALNUM + "-", last=ALNUM, max_len=63)
 _DEFAULT_V4 = (("127.0.0.1", "localhost"),)
 _DEFAULT_V6 = (("::1", "localhost ip6-localhost ip6-loopback"),
                ("fe00::0", "ip6-localnet"),
@@ -65,7 +66,7 @@ def check_hostname(hostname: str) -> str:
     if len(hostname.encode("utf-8", "surrogatepass")) > MAX_HOSTNAME:
         raise EngineError(f"invalid hostname {hostname!r}: longer than {MAX_HOSTNAME} bytes")
     for label in hostname.split("."):
-        if not _LABEL.fullmatch(label):
+        if not _LABEL.matches(label):
             raise EngineError(f"invalid hostname {hostname!r}: each dot-separated part must "
                               "be 1-63 letters, digits or '-', not starting or ending with '-'")
     return hostname

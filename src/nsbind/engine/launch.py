@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
 
+from nsbind import jsonlite
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
 from nsbind.frozen import field, frozen, replace_fields
@@ -247,10 +247,11 @@ def _take_address(config: EngineConfig, records: RecordStore, network: str,
                   ) -> tuple[str | None, str | None, list[tuple[str, str]]]:
     """For a bridge network: its name, the container's address (taken now, so /etc/hosts
     can hold it) and the other containers on it; else Nones."""
-    from nsbind.engine.netattach import network_of, peers, uses_bridge
+    from nsbind.engine.runopts import uses_bridge
 
     if not uses_bridge(network):
         return None, None, []
+    from nsbind.engine.netattach import network_of, peers
     if config.rootless:
         if network != "bridge":
             raise EngineError(f"--network {network}: named networks need root; rootless "
@@ -378,7 +379,7 @@ def write_bundle(launch: Launch, rootfs: str) -> dict[str, Any]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(spec))  # one line: json's C encoder (a seccomp profile is big)
+        f.write(jsonlite.dumps(spec))  # one line: json's C encoder (a seccomp profile is big)
     return spec
 
 

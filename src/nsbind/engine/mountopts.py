@@ -9,21 +9,20 @@ EngineError (125) naming the flag."""
 from __future__ import annotations
 
 import os
-import re
 
 from nsbind.engine.errors import EngineError, bad_argument
 from nsbind.frozen import frozen
-from nsbind.lazyre import LazyPattern
+from nsbind.lazyre import IGNORECASE, LazyPattern
 
 __all__ = ["MountRequest", "mount", "parse_size", "tmpfs", "volume"]
 
 _MAX_ID = (1 << 32) - 2
 _I64 = (1 << 63) - 1
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE = LazyPattern(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", re.IGNORECASE)
+_SIZE = LazyPattern(r"(\d{1,30}(?:\.\d{1,30})?) ?(?:([kmgtp])i?)?b?", IGNORECASE)
 _TMPFS_FLAGS = frozenset({"nosuid", "nodev", "noexec", "exec", "ro", "rw"})
-_TMPFS_SIZE = LazyPattern(r"\d{1,20}[kmgtpe]?|\d{1,3}%", re.IGNORECASE)
-_NR_INODES = LazyPattern(r"\d{1,20}[kmg]?", re.IGNORECASE)
+_TMPFS_SIZE = LazyPattern(r"\d{1,20}[kmgtpe]?|\d{1,3}%", IGNORECASE)
+_NR_INODES = LazyPattern(r"\d{1,20}[kmg]?", IGNORECASE)
 _OCTAL = LazyPattern(r"[0-7]{1,5}")
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}

@@ -12,22 +12,17 @@ import os
 
 from nsbind.engine.errors import EngineError
 from nsbind.engine.networks import Network, NetworkStore
+from nsbind.engine.runopts import uses_bridge
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["BRIDGED", "attach_container", "detach_container", "network_of", "peers",
-           "publish_mappings", "refresh_hosts", "uses_bridge"]
+           "publish_mappings", "refresh_hosts", "uses_bridge"]  # uses_bridge: runopts's
 
 #: --network values that are not a bridge network
 BRIDGED = ("bridge",)
-_NOT_BRIDGED = ("none", "host", "loopback")
-
-
-def uses_bridge(network: str) -> bool:
-    """Whether ``--network network`` puts the container on a bridge network."""
-    return network not in _NOT_BRIDGED and not network.startswith("container:")
 
 
 def network_of(nets: NetworkStore, network: str) -> Network:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import json
 import os
 
+from nsbind import jsonlite
+from nsbind.charsets import ALNUM, Word
 from nsbind.engine.errors import EngineError
 from nsbind.frozen import as_dict, fields_of, frozen
-from nsbind.lazyre import LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_NETWORK", "MAX_NETWORK_FILE", "Network", "NetworkStore"]
 
 DEFAULT_NETWORK = "nsbind"
 MAX_NETWORK_FILE = 64 << 10  #: a network file is a few hundred bytes
-_NAME = LazyPattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
+_NAME = Word(ALNUM, ALNUM + "_.-", max_len=64)  # [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}
 
 
 @frozen
@@ -61,7 +61,7 @@ class NetworkStore:
         self.ipam_root = os.path.join(state, "net")
 
     def _path(self, name: str) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not _NAME.matches(name):
             raise EngineError(f"invalid network name {name!r}: [a-zA-Z0-9][a-zA-Z0-9_.-] "
                               "expected, at most 64 characters")
         return os.path.join(self.folder, name + ".json")
@@ -91,7 +91,7 @@ class NetworkStore:
                 raise EngineError(f"network {name}: {path} is not a regular file")
             data = f.read(MAX_NETWORK_FILE + 1)
         try:
-            raw = json.loads(data)
+            raw = jsonlite.loads(data)
             net = Network(**{k.name: str(raw[k.name]) for k in fields_of(Network)})
             if len(data) > MAX_NETWORK_FILE or net.name != name:
                 raise ValueError
@@ -136,7 +136,7 @@ class NetworkStore:
             raise EngineError(f"network with name {name} already exists",
                               err=errno.EEXIST) from None
         with os.fdopen(fd, "w") as f:
-            json.dump(record.to_json(), f, indent=1)
+            f.write(jsonlite.dumps(record.to_json(), indent=1))
         return record
 
     @staticmethod

@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import re
 import stat
 from collections.abc import Iterator
 
+from nsbind import jsonlite
+from nsbind.charsets import ALNUM, HEX, Word
 from nsbind.engine.errors import EngineError
-from nsbind.lazyre import LazyPattern
 from nsbind.oci.state import process_alive
 from nsbind.timestamps import rfc3339
 
@@ -40,8 +39,9 @@ __all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "flocked", "
            "status_of"]
 
 MAX_RECORD_BYTES = 1 << 20  #: a record is a few KiB; a bigger file is not ours
-_NAME = LazyPattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-_ID = LazyPattern(r"[0-9a-f]{64}")
+_NAME = Word(ALNUM, ALNUM + "_.-", max_len=128)  # [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}
+_ID_PREFIX = Word(HEX, HEX, max_len=64)  # a container id or its start
+_ID = Word(HEX, HEX, min_len=64, max_len=64)
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen",
                "lucid", "merry", "nifty", "proud", "quiet", "rapid", "sharp", "tender",
                "upbeat", "vivid", "witty", "zealous")
@@ -111,7 +111,7 @@ class RecordStore:
         return os.path.join(self.root, "oci")
 
     def directory(self, container_id: str) -> str:
-        if not _ID.fullmatch(container_id):
+        if not _ID.matches(container_id):
             raise EngineError(f"invalid container id {container_id!r}")
         return os.path.join(self.root, "containers", container_id)
 
@@ -130,7 +130,7 @@ class RecordStore:
                 name = f"c_{container_id[:12]}"
                 self._claim(name, container_id, must=True)
         else:
-            if not _NAME.fullmatch(name):
+            if not _NAME.matches(name):
                 raise EngineError(f"invalid container name {name!r}: only "
                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             self._claim(name, container_id, must=True)
@@ -169,7 +169,7 @@ class RecordStore:
                 text = f.read(65)
         except (FileNotFoundError, UnicodeDecodeError):
             return None
-        return text if _ID.fullmatch(text) else None
+        return text if _ID.matches(text) else None
 
     def _release(self, name: str, container_id: str) -> None:
         if self._name_owner(name) == container_id:
@@ -198,7 +198,7 @@ class RecordStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(record))  # one line: json's C encoder (indent is Python's)
+            f.write(jsonlite.dumps(record))  # one line: json's C encoder (indent is Python's)
         os.replace(tmp, os.path.join(directory, "record.json"))
 
     def update(self, container_id: str, **fields: Any) -> dict[str, Any]:
@@ -231,7 +231,7 @@ class RecordStore:
         with reader:
             data = reader.read(MAX_RECORD_BYTES + 1)
         try:
-            record: dict[str, Any] = json.loads(data)
+            record: dict[str, Any] = jsonlite.loads(data)
             if len(data) > MAX_RECORD_BYTES or record.get("id") != container_id:
                 raise ValueError
         except ValueError:
@@ -243,7 +243,7 @@ class RecordStore:
         found = []
         folder = os.path.join(self.root, "containers")
         for name in os.listdir(folder):
-            if not _ID.fullmatch(name):
+            if not _ID.matches(name):
                 continue
             try:  # one stat: a record removed meanwhile (a --rm that ended) is left out
                 st = os.stat(os.path.join(folder, name, "record.json"), follow_symlinks=False)
@@ -264,11 +264,11 @@ class RecordStore:
     def find(self, ref: str) -> str:
         """The id a name, a full id or a unique id prefix names, as Docker looks them up;
         EngineError "No such container" otherwise."""
-        if _NAME.fullmatch(ref):
+        if _NAME.matches(ref):
             owner = self._name_owner(ref)
             if owner is not None and os.path.isdir(self.directory(owner)):
                 return owner
-        if re.fullmatch(r"[0-9a-f]{1,64}", ref):
+        if _ID_PREFIX.matches(ref):
             matches = [i for i in self.ids() if i.startswith(ref)]
             if len(matches) == 1:
                 return matches[0]
@@ -294,7 +294,7 @@ class RecordStore:
             names = [str(self.load(container_id).get("name"))]
         except EngineError:
             names = [n for n in os.listdir(os.path.join(self.root, "names"))
-                     if _NAME.fullmatch(n)]
+                     if _NAME.matches(n)]
         for name in names:
             self._release(name, container_id)
 

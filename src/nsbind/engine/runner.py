@@ -5,11 +5,11 @@ stays with it: see :mod:`nsbind.engine.monitor`)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 
+from nsbind import jsonlite
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     EngineConfig,
@@ -71,7 +71,7 @@ def dry_run(config: EngineConfig, opts: RunOptions) -> str:
         from nsbind.engine.userns import allocate, spec_namespace
 
         spec_namespace(spec, allocate(opts.userns, config.records().records()))
-    return json.dumps(spec, indent=2)
+    return jsonlite.dumps(spec, indent=2)
 
 
 def run(config: EngineConfig, opts: RunOptions) -> int:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from nsbind.charsets import ALNUM, Word
 from nsbind.engine.errors import EngineError, bad_argument
 from nsbind.engine.mountopts import MountRequest, mount, parse_size, tmpfs, volume
 from nsbind.frozen import frozen
@@ -61,8 +62,9 @@ _PROFILE_MAX = 4 << 20
 _DECIMAL = LazyPattern(r"\d{1,30}(?:\.\d{0,30})?|\.\d{1,30}")
 _INT = LazyPattern(r"-?\d{1,30}")
 _CPU_LIST = LazyPattern(r"\d{1,5}(?:-\d{1,5})?(?:,\d{1,5}(?:-\d{1,5})?)*")
-_NAME = LazyPattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
-_LABEL = LazyPattern(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
+_NAME = Word(ALNUM, ALNUM + "_.-", min_len=2)  # [a-zA-Z0-9][a-zA-Z0-9_.-]+
+#: [A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?
+_LABEL = Word(ALNUM + "_", ALNUM + "_-", last=ALNUM + "_")
 #: ``--ulimit`` names (Docker's list) -> RLIMIT_*
 ULIMITS = {name: f"RLIMIT_{name.upper()}" for name in (
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
@@ -127,6 +129,11 @@ class RunOptions:
 
 
 _bad = bad_argument
+
+
+def uses_bridge(network: str) -> bool:
+    """Whether ``--network network`` puts the container on a bridge network."""
+    return network not in _NETWORKS and not network.startswith("container:")
 
 
 def _strict_int(flag: str, value: str, low: int, high: int) -> int:
@@ -330,14 +337,14 @@ def _profile(value: str, path: str) -> Mapping[str, Any]:
 
 def _name(value: str) -> str:
     name = value.removeprefix("/")
-    if not _NAME.fullmatch(name) or len(name) > 255:
+    if not _NAME.matches(name) or len(name) > 255:
         raise _bad("--name", value, f"Invalid container name ({value}), only "
                    "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return name
 
 
 def _hostname(value: str) -> str:
-    if len(value) > 64 or not all(_LABEL.fullmatch(p) for p in value.split(".")):
+    if len(value) > 64 or not all(_LABEL.matches(p) for p in value.split(".")):
         raise _bad("-h, --hostname", value, "invalid hostname format (letters, digits, "
                    "'-' and '_' in dot-separated labels, at most 64 characters)")
     return value

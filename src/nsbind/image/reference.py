@@ -9,11 +9,9 @@ components are lowercase; the whole name is at most 255 characters.
 
 from __future__ import annotations
 
-import re
-
+from nsbind.charsets import ALNUM, DIGITS, HEX, LOWER, Word
 from nsbind.frozen import frozen
 from nsbind.image.model import ImageError, check_digest
-from nsbind.lazyre import LazyPattern
 
 __all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
 
@@ -21,10 +19,46 @@ __all__ = ["DOCKER_HUB", "Reference", "parse_reference", "tag_name"]
 DOCKER_HUB = "docker.io"
 _HUB_API = "registry-1.docker.io"
 
-_COMPONENT = LazyPattern(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = LazyPattern(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
-_TAG = LazyPattern(r"[\w][\w.-]{0,127}", re.ASCII)
+_LOWER_ALNUM = frozenset(DIGITS + LOWER)
+#: a host name's part: [a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
+_DOMAIN_PART = Word(ALNUM, ALNUM + "-", last=ALNUM)
+_IPV6 = frozenset(HEX + "ABCDEF:.")
+_TAG = Word(ALNUM + "_", ALNUM + "_.-", max_len=128)  # [\w][\w.-]{0,127}, ASCII
+
+
+def _component_ok(part: str) -> bool:
+    """A repository path component: ``[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*``."""
+    if not part or part[0] not in _LOWER_ALNUM or part[-1] not in _LOWER_ALNUM:
+        return False
+    at = 0
+    while at < len(part):
+        if part[at] in _LOWER_ALNUM:
+            at += 1
+            continue
+        end = at
+        while part[end] not in _LOWER_ALNUM:  # the last character is one: this stops
+            end += 1
+        sep = part[at:end]
+        if sep not in (".", "_", "__") and sep.strip("-"):
+            return False
+        at = end
+    return True
+
+
+def _host_ok(text: str) -> bool:
+    """A registry host and port:
+    ``(?:PART(?:\\.PART)*|\\[[0-9a-fA-F:.]+\\])(?::[0-9]+)?``."""
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or not address or not _IPV6.issuperset(address):
+            return False
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+        if not all(_DOMAIN_PART.matches(part) for part in name.split(".")):
+            return False
+    return not rest or (rest[0] == ":" and len(rest) > 1
+                        and frozenset(DIGITS).issuperset(rest[1:]))
 _MAX_NAME = 255
 
 
@@ -82,12 +116,12 @@ def parse_reference(text: str) -> Reference:
     head, slash, last = rest.rpartition("/")
     if ":" in last:
         last, _, tag = last.partition(":")
-        if not _TAG.fullmatch(tag):
+        if not _TAG.matches(tag):
             raise ImageError(f"reference {shown}: invalid tag {tag[:140]!r}")
         rest = f"{head}{slash}{last}"
     first, slash, remainder = rest.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
-        if not _HOST.fullmatch(first):
+        if not _host_ok(first):
             raise ImageError(f"reference {shown}: invalid registry host {first[:100]!r}")
         registry, path = first, remainder
     else:
@@ -97,8 +131,8 @@ def parse_reference(text: str) -> Reference:
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
     for part in path.split("/"):
-        if not _COMPONENT.fullmatch(part):
-            why = "must be lowercase" if _COMPONENT.fullmatch(part.lower()) else "is invalid"
+        if not _component_ok(part):
+            why = "must be lowercase" if _component_ok(part.lower()) else "is invalid"
             raise ImageError(f"reference {shown}: repository name component {part[:100]!r} "
                              f"{why}")
     if len(f"{registry}/{path}") > _MAX_NAME:

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-from nsbind import features
+from nsbind import features, jsonlite
 from nsbind._sys.fd import PathLike
 from nsbind.frozen import field, frozen
 from nsbind.image.model import (
@@ -257,7 +256,7 @@ class Store:
 
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.path, "tmp"), suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
+            f.write(jsonlite.dumps(record, indent=1))
         os.rename(tmp, path)
 
     def images(self) -> list[StoredImage]:
@@ -267,7 +266,7 @@ class Store:
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json"):
                 with open(os.path.join(folder, name)) as f:
-                    r = json.load(f)
+                    r = jsonlite.loads(f.read())
                 out.append(StoredImage(r["config_digest"], tuple(r["tags"]), r["source"],
                                        r["platform"], tuple(r["layers"]),
                                        ImageConfig.from_json(r.get("config"),

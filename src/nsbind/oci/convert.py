@@ -39,7 +39,6 @@ from nsbind.oci.validate import Host
 from nsbind.seccomp import Filter
 from nsbind.seccompcache import ProgramCache
 from nsbind.spawnplan import CapabilitySets
-from nsbind.sysctl import check as check_sysctl
 from nsbind.users import resolve_user
 
 __all__ = ["INIT_ANNOTATION", "SpawnArgs", "process_kwargs", "to_spawn"]
@@ -277,6 +276,8 @@ def to_spawn(spec: Spec, *, cgroup_parent: str, host: Host | None = None,
     kwargs.update({"hostname": spec.hostname, "domainname": spec.domainname,
                    "namespaces": namespaces, "seccomp": seccomp})
     sysctl = dict(linux.sysctl or {})
+    if sysctl:
+        from nsbind.sysctl import check as check_sysctl
     for key in sysctl:
         try:
             check_sysctl(key, own)

@@ -12,7 +12,6 @@ import os
 from nsbind.attachwarm import Warmup, warm_attach
 from nsbind.cgrouplayout import cgroup_layout
 from nsbind.cgroups import Cgroup
-from nsbind.oci.console import send_console
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.namedcg import join, make
 from nsbind.oci.run import build_root, missing_parents
@@ -72,6 +71,8 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: i
     try:
         console = proc.console
         if console is not None:
+            from nsbind.oci.console import send_console
+
             with console:
                 send_console(console_socket or "", console.fileno())
     except BaseException:

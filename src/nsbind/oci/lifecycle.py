@@ -127,13 +127,12 @@ def _hooks(directory: str, data: dict[str, Any], phase: str) -> None:
     logged as warnings (logger ``nsbind.oci``), as the spec says."""
     if not data["nsbind"].get("hooks"):
         return
-    import json
-
+    from nsbind.jsonlite import loads
     from nsbind.oci.hooks import HookError, phase_hooks, run_hooks
     from nsbind.oci.spec import parse_spec
     from nsbind.oci.state import read_kept
 
-    hooks = parse_spec(json.loads(read_kept(directory, "config.json"))).hooks
+    hooks = parse_spec(loads(read_kept(directory, "config.json"))).hooks
     state = report(data)
     try:
         run_hooks(phase_hooks(hooks, phase), phase, state, cwd=data["bundle"],

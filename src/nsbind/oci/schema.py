@@ -10,7 +10,6 @@ An absent field and a null one read alike (None), as Go's encoding/json reads th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 
 from nsbind.errors import MessageError
@@ -114,7 +113,7 @@ def int_range(low: int, high: int) -> Conv:
 
 def pattern_of(regex: str, what: str) -> Conv:
     """A string that matches ``regex`` whole (``what`` describes it in messages)."""
-    compiled = re.compile(regex)
+    compiled = LazyPattern(regex)
 
     def load(value: object, path: str) -> str:
         text = _string(value, path)

@@ -13,12 +13,12 @@ import os
 import resource
 from collections.abc import Callable, Iterable
 
+from nsbind.charsets import ALNUM, DIGITS, UPPER, Word
 from nsbind.errors import InvalidValue
 from nsbind.frozen import fields_of, frozen
 from nsbind.idmap import check_map
 from nsbind.lazyre import LazyPattern
 from nsbind.oci.cgpath import parse_cgroups_path
-from nsbind.oci.runtimelog import logger
 from nsbind.oci.schema import SpecError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
@@ -33,8 +33,6 @@ __all__ = ["NAMESPACES", "RULES", "Host", "validate"]
 
 #: namespace types of the spec (config-linux.md), in its order
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
-_VERSION = LazyPattern(r"1\.[012]\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
-_ENV_KEY = LazyPattern(r"[^=\0]+")
 _CPU_LIST = LazyPattern(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*")
 _PAGE_SIZE = LazyPattern(r"\d+(?:KB|MB|GB|TB|PB)")
 _PROPAGATION = {"shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate",
@@ -49,7 +47,7 @@ _SECCOMP_OPS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCM
                 "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
 _SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
-_ARCH = LazyPattern(r"SCMP_ARCH_[A-Z0-9_]+")
+_ARCH = Word(UPPER + DIGITS + "_", UPPER + DIGITS + "_", prefix="SCMP_ARCH_")
 _PERSONALITY = {"LINUX", "LINUX32"}
 
 
@@ -94,8 +92,27 @@ def _absolute(path: str, value: str, *, dotdot: bool = True) -> None:
         raise _fail(f"{path} {_short(value)} contains a '..' component")
 
 
+_SEMVER_PART = frozenset(ALNUM + ".-")
+
+
+def _version_ok(version: str) -> bool:
+    """``1\\.[012]\\.\\d+(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?``: a 1.0 to 1.2
+    release, with a pre-release and a build part as semver writes them."""
+    if version[:2] != "1." or version[2:3] not in ("0", "1", "2") or version[3:4] != ".":
+        return False
+    rest = version[4:]
+    # the digits: re's \\d, any Unicode decimal digit
+    count = next((i for i, c in enumerate(rest) if not c.isdecimal()), len(rest))
+    if not count:
+        return False
+    pre, plus, build = rest[count:].partition("+")
+    if plus and not (build and _SEMVER_PART.issuperset(build)):
+        return False
+    return not pre or (pre[0] == "-" and len(pre) > 1 and _SEMVER_PART.issuperset(pre[1:]))
+
+
 def check_version(spec: Spec, host: Host) -> None:
-    if not _VERSION.fullmatch(spec.oci_version):
+    if not _version_ok(spec.oci_version):
         raise _fail(f"ociVersion {_short(spec.oci_version)} is not supported (1.0.x to 1.2.x)")
 
 
@@ -132,7 +149,7 @@ def check_process(spec: Spec, host: Host) -> None:
 def check_env(path: str, entry: str) -> None:
     """``KEY=VALUE``, the key non-empty, no NUL anywhere."""
     key, sep, _ = entry.partition("=")
-    if not sep or not _ENV_KEY.fullmatch(key) or "\0" in entry:
+    if not sep or not key or "\0" in entry:
         raise _fail(f"{path} {_short(entry)} is not KEY=VALUE (without NUL)")
 
 
@@ -356,7 +373,7 @@ def check_seccomp(spec: Spec, host: Host) -> None:
     if seccomp.listener_path:
         _absolute(f"{where}.listenerPath", seccomp.listener_path)
     for i, arch in enumerate(seccomp.architectures or ()):
-        if not _ARCH.fullmatch(arch):
+        if not _ARCH.matches(arch):
             raise _fail(f"{where}.architectures[{i}] {_short(arch)} is not SCMP_ARCH_*")
     for i, flag in enumerate(seccomp.flags or ()):
         if flag not in _SECCOMP_FLAGS:
@@ -408,6 +425,8 @@ def check_host_features(spec: Spec, host: Host) -> None:
         if label and not host.selinux:
             raise _fail(f"{path}: not supported (SELinux is not enabled on this host)")
     if spec.process is not None and spec.process.apparmor_profile and not host.apparmor:
+        from nsbind.oci.runtimelog import logger
+
         logger("nsbind.oci.spec").debug(
             "process.apparmorProfile %r ignored: AppArmor is not enabled on this host",
             spec.process.apparmor_profile)
