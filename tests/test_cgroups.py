@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+import nsbind
 from helpers import SLOWDOWN, private_mount_ns, require_controllers, run_forked
-from nsbind import PIPE, Cgroup, features, spawn
+from nsbind import PIPE, Cgroup, UmountFlags, features, spawn
 from nsbind.cgroupcontrollers import V1_OPTIONAL
+from nsbind.cgrouplayout import held_layout
 from nsbind.cgroups import cgroup_layout, mount_v1, unmount_v1, usable_controllers
 from nsbind.cgroupsettings import SETTINGS
 
@@ -148,6 +150,26 @@ def test_a_repeated_layout_is_the_same_and_the_callers_own() -> None:
         built = cgroup_layout(m.read(), c.read(), s.read(),
                               lambda mnt: pathlib.Path(mnt, "cgroup.controllers").read_text())
     assert again == built and again.controllers and again.controllers is not first.controllers
+
+
+def _held_across_an_unmount() -> tuple[list[str], list[str], list[str]]:
+    """In a private mount namespace: the hierarchies' mount points before, within a
+    held_layout() block that unmounts the first of them, and after the block."""
+    private_mount_ns()
+    points = [h.mountpoint for h in cgroup_layout().hierarchies]
+    with held_layout():
+        nsbind.umount2(points[0], UmountFlags.DETACH)
+        within = [h.mountpoint for h in cgroup_layout().hierarchies]
+    after = [h.mountpoint for h in cgroup_layout().hierarchies]
+    return points, within, after
+
+
+def test_a_held_layout_is_not_read_again_until_the_block_ends() -> None:
+    """held_layout(): within the block the layout read on entry (nsbind.oci's create
+    asks seven times); after it, the files again (here: a hierarchy unmounted inside)."""
+    points, within, after = run_forked(_held_across_an_unmount)
+    assert within == points
+    assert after == points[1:]
 
 
 # ---------------------------------------------------------------- Cgroup

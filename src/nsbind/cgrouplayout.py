@@ -14,11 +14,12 @@ It also holds the rules for naming a cgroup inside a hierarchy
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.mount import openat2, umount2
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CgroupLayout", "Hierarchy", "Mode", "cgroup_layout", "cgroup_path_parts",
            "check_cgroup_name", "delegated_subtree", "delegation_root", "enable_controllers",
+           "held_layout",
            "mkdir_cgroup", "mount_v1", "open_cgroup", "open_in_hierarchy", "privileged_over",
            "unmount_v1"]
 
@@ -199,6 +201,11 @@ def cgroup_layout(
     each v2 hierarchy's ``cgroup.controllers``) read as they did at the last call.
     """
     global _last
+    held: CgroupLayout | None = getattr(_held, "layout", None)
+    if held is not None and mountinfo is None and proc_cgroups is None \
+            and self_cgroup is None and read_controllers is None:
+        return CgroupLayout(held.mode, held.hierarchies, held.available,
+                            dict(held.controllers))
     mountinfo = _cgroup_mounts(_read("/proc/self/mountinfo") if mountinfo is None
                                else mountinfo)
     proc_cgroups = _without_counts(_read("/proc/cgroups") if proc_cgroups is None
@@ -220,6 +227,24 @@ def cgroup_layout(
         layout = CgroupLayout(layout.mode, layout.hierarchies, layout.available,
                               dict(layout.controllers))
     return layout
+
+
+_held = _thread._local()  # the layout held_layout() holds in this thread, if any
+
+
+@contextlib.contextmanager
+def held_layout() -> Iterator[CgroupLayout]:
+    """Within the block, :func:`cgroup_layout` (without arguments) in this thread
+    returns the layout read on entry without reading its files again: for an operation
+    that asks for the layout several times and mounts no cgroup hierarchy itself
+    (``nsbind.oci``'s create asks seven times).  Nested blocks hold the outer one's."""
+    layout = cgroup_layout()
+    previous = getattr(_held, "layout", None)
+    _held.layout = layout
+    try:
+        yield layout
+    finally:
+        _held.layout = previous
 
 
 def _build_layout(mountinfo: str, proc_cgroups: str, self_cgroup: str,

@@ -10,7 +10,7 @@ import errno
 import os
 
 from nsbind.attachwarm import Warmup, warm_attach
-from nsbind.cgrouplayout import cgroup_layout
+from nsbind.cgrouplayout import cgroup_layout, held_layout
 from nsbind.cgroups import Cgroup
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.namedcg import join, make
@@ -145,8 +145,9 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     if not (no_cgroup or warmed):
         warmup = warm_cgroup_attach()
     try:
-        return _create(bundle, container_id, root, cgroup_parent, pid_file, console_socket,
-                       preserve_fds, spec, no_cgroup, warmup)
+        with held_layout():  # read once: the steps below ask for it again and again
+            return _create(bundle, container_id, root, cgroup_parent, pid_file,
+                           console_socket, preserve_fds, spec, no_cgroup, warmup)
     finally:
         if warmup is not None:
             warmup.stop()
