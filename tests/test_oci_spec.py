@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from nsbind import Capability
 from nsbind.errors import MessageError, NsbindError
+from nsbind.frozen import replace_fields
 from nsbind.oci import (
     UNSUPPORTED,
     Host,
@@ -100,6 +101,20 @@ def test_load_spec_refuses_bad_json_and_missing_files(tmp_path: pathlib.Path) ->
         load_spec(tmp_path, host=HOST)
     with pytest.raises(SpecError, match="nests more than"):
         parse_spec({"annotations": _deep(100)}, host=HOST)
+
+
+def test_a_loaded_spec_keeps_the_bytes_it_was_read_from(tmp_path: pathlib.Path) -> None:
+    """``source``: what create keeps in the state directory (exec and delete parse it
+    again); not part of the spec's value."""
+    text = json.dumps(default_spec_json(), indent=3).encode()
+    (tmp_path / "config.json").write_bytes(text)
+    from_file = load_spec(tmp_path, host=HOST)
+    assert from_file.source == text and load_spec(text, host=HOST).source == text
+    decoded = parse_spec(json.loads(text), host=HOST)
+    assert decoded.source is None
+    assert decoded == replace_fields(from_file, bundle=None, rootfs=decoded.rootfs)
+    assert parse_spec(json.loads(from_file.source), host=HOST).to_json() == \
+        from_file.to_json()
 
 
 def _deep(depth: int) -> Any:

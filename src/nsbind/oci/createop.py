@@ -192,7 +192,8 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
     os.chmod(fifo, 0o622)  # whatever the umask
-    write_kept(directory, "config.json", spec.to_bytes(indent=False))  # read by us only
+    # read by us only: the bytes the spec was parsed from, else it written on one line
+    write_kept(directory, "config.json", spec.source or spec.to_bytes(indent=False))
     program = args.spawn_kwargs.get("seccomp")
     if isinstance(program, Program):  # exec loads the same filter, not compiled again
         write_kept(directory, "seccomp.bpf", program.bpf)

@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 m
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["decode_json", "read_json_file"]
+__all__ = ["decode_json", "read_json_bytes", "read_json_file"]
 
 
 def decode_json(data: bytes, what: str) -> Any:
@@ -31,6 +31,13 @@ def decode_json(data: bytes, what: str) -> Any:
 def read_json_file(path: str | os.PathLike[str], limit: int, what: str = "") -> Any:
     """The decoded JSON of the regular file ``path``; SpecError naming ``what`` (a
     word for the caller's option, e.g. ``exec --process``) and the path otherwise."""
+    return read_json_bytes(path, limit, what)[1]
+
+
+def read_json_bytes(path: str | os.PathLike[str], limit: int, what: str = ""
+                    ) -> tuple[bytes, Any]:
+    """The bytes of the regular file ``path`` and their decoded JSON, as
+    :func:`read_json_file` reads them."""
     label = f"{what} {os.fspath(path)}" if what else os.fspath(path)
     try:
         with open_regular(AT_FDCWD, path, what=label) as fd:
@@ -39,4 +46,4 @@ def read_json_file(path: str | os.PathLike[str], limit: int, what: str = "") -> 
         raise SpecError(str(exc), exc.errno) from None
     except OSError as exc:
         raise SpecError(f"cannot read {label}: {exc.strerror}", exc.errno) from None
-    return decode_json(data, label)
+    return data, decode_json(data, label)

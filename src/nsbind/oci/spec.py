@@ -19,12 +19,13 @@ import os
 from nsbind import jsonlite
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue
+from nsbind.frozen import field as record_field
 from nsbind.frozen import replace_fields
 from nsbind.idmap import check_id
 from nsbind.jsonvalues import MAX_JSON_BYTES, kind_of
 from nsbind.oci import validate
 from nsbind.oci.cgpath import CgroupsPath, parse_cgroups_path
-from nsbind.oci.jsonfile import decode_json, read_json_file
+from nsbind.oci.jsonfile import decode_json, read_json_bytes
 from nsbind.oci.schema import (
     BOOL,
     I64,
@@ -358,7 +359,8 @@ class Linux:
 class Spec:
     """A validated ``config.json``.  ``bundle`` is the bundle directory it was read
     against (None for bytes or a bare object), ``rootfs`` the root path resolved against
-    it (a string only: nothing on the filesystem is looked at)."""
+    it (a string only: nothing on the filesystem is looked at), ``source`` the bytes it
+    was parsed from (None for a decoded object)."""
 
     oci_version: str = field("ociVersion", STR, required=True)
     process: Process | None = field("process", obj(Process))
@@ -371,6 +373,7 @@ class Spec:
     linux: Linux | None = field("linux", obj(Linux))
     bundle: str | None = None
     rootfs: str | None = None
+    source: bytes | None = record_field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as a JSON object: what was read, with every field it had."""
@@ -378,16 +381,18 @@ class Spec:
 
     def to_bytes(self, *, indent: bool = True) -> bytes:
         """``config.json`` as runc writes it (tab-indented), or on one line (``indent``
-        false: the C encoder's, some ten times faster on a spec with a seccomp profile)."""
+        false: the C encoder's, some ten times faster on a spec with a seccomp profile).
+        (:attr:`source` is what was read, when the spec was read from bytes.)"""
         if not indent:
             return jsonlite.dumps(self.to_json(), separators=(",", ":")).encode() + b"\n"
         return jsonlite.dumps(self.to_json(), indent="\t").encode() + b"\n"
 
 
 def parse_spec(obj: Any, *, bundle: str | None = None,
-               host: validate.Host | None = None) -> Spec:
+               host: validate.Host | None = None, source: bytes | None = None) -> Spec:
     """A decoded ``config.json`` as a validated :class:`Spec`, or SpecError naming the
-    path.  ``host`` says what this host has (AppArmor, SELinux, ...; probed by default)."""
+    path.  ``host`` says what this host has (AppArmor, SELinux, ...; probed by default);
+    ``source``: the bytes ``obj`` was decoded from, kept as the spec's."""
     check_depth(obj)
     spec = build(Spec, obj, "")
     rootfs = None
@@ -395,7 +400,7 @@ def parse_spec(obj: Any, *, bundle: str | None = None,
         rootfs = spec.root.path
         if bundle is not None:
             rootfs = os.path.normpath(os.path.join(bundle, rootfs))
-    spec = replace_fields(spec, bundle=bundle, rootfs=rootfs)
+    spec = replace_fields(spec, bundle=bundle, rootfs=rootfs, source=source)
     validate.validate(spec, validate.Host.probe() if host is None else host)
     return spec
 
@@ -407,13 +412,14 @@ def load_spec(path_or_bytes: str | os.PathLike[str] | bytes, *,
     bundle = None
     if isinstance(path_or_bytes, bytes):
         what = "config.json"
-        value = decode_json(path_or_bytes, what)
+        data = path_or_bytes
+        value = decode_json(data, what)
     else:
         what = os.fspath(path_or_bytes)
         if os.path.isdir(what) or not (os.path.lexists(what) or what.endswith(".json")):
             what = os.path.join(what, "config.json")  # a bundle directory (maybe missing)
         bundle = os.path.dirname(os.path.abspath(what))
-        value = read_json_file(what, MAX_JSON_BYTES)
+        data, value = read_json_bytes(what, MAX_JSON_BYTES)
     if not isinstance(value, dict):
         raise SpecError(f"{what}: the spec must be an object, not {kind_of(value)}")
-    return parse_spec(value, bundle=bundle, host=host)
+    return parse_spec(value, bundle=bundle, host=host, source=data)
