@@ -60,7 +60,7 @@ def test_a_warmup_nobody_stops_ends_by_itself(monkeypatch: pytest.MonkeyPatch) -
     _v1_layout()
     monkeypatch.setattr(attachwarm, "MAX_HOLD", 0.05)
     begun = time.monotonic()
-    warmup = warm_attach(cgroup_layout())
+    warmup = warm_attach()  # this process's layout, read now
     assert warmup is not None
     assert warmup.wait(5 * SLOWDOWN)
     assert time.monotonic() - begun >= 0.05  # held that long, then ended

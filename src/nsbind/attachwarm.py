@@ -26,7 +26,7 @@ import contextlib
 import os
 import time
 
-from nsbind.cgrouplayout import CgroupLayout
+from nsbind.cgrouplayout import CgroupLayout, cgroup_layout
 
 __all__ = ["MAX_HOLD", "PERIOD", "Warmup", "warm_attach"]
 
@@ -90,11 +90,14 @@ class Warmup:
         return False
 
 
-def warm_attach(layout: CgroupLayout) -> Warmup | None:
-    """Start the warm-up (see the module's text) on a cgroup v1 hierarchy where this
-    process may write its own cgroup's ``cgroup.procs``; None where there is none (a
-    pure v2 host, or the caller may not write its own cgroup).  Stop it once the
-    process it warms for has joined its cgroups."""
+def warm_attach(layout: CgroupLayout | None = None) -> Warmup | None:
+    """Start the warm-up (see the module's text) on a cgroup v1 hierarchy of ``layout``
+    (default: this process's, read now) where this process may write its own cgroup's
+    ``cgroup.procs``; None where there is none (a pure v2 host, or the caller may not
+    write its own cgroup).  Stop it once the process it warms for has joined its
+    cgroups.  The earlier it starts, the more of its first write's wait is hidden."""
+    if layout is None:
+        layout = cgroup_layout()
     for h in layout.hierarchies:
         if h.version != 1 or h.own is None:
             continue

@@ -30,6 +30,7 @@ from nsbind.engine.records import now
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from nsbind.attachwarm import Warmup
     from nsbind.engine.runopts import RunOptions
 
 __all__ = ["dry_run", "run"]
@@ -78,20 +79,35 @@ def run(config: EngineConfig, opts: RunOptions) -> int:
     """Run the container (see the module doc); the exit status: the container's in the
     foreground (128 + N for signal N), 0 detached (its id printed)."""
     launch = prepare(config, opts)
-    if opts.detach:
-        from nsbind.engine.monitor import start_monitor
+    return _detached(launch) if opts.detach else _foreground(launch)
 
-        try:
-            start_monitor(launch)
-        except BaseException:
-            remove_container(config, launch.container_id)
-            raise
-        print(launch.container_id)
-        return 0
-    return _foreground(launch)
+
+def _detached(launch: Launch) -> int:
+    from nsbind.engine.monitor import start_monitor
+
+    try:
+        start_monitor(launch)
+    except BaseException:
+        remove_container(launch.config, launch.container_id)
+        raise
+    print(launch.container_id)
+    return 0
 
 
 def _foreground(launch: Launch) -> int:
+    # the cgroup attach warm-up (nsbind.attachwarm) first: its first write waits an RCU
+    # grace period, which the container layer's imports below then overlap
+    from nsbind.attachwarm import warm_attach
+
+    warmup = None if launch.config.cgroup_parent is None else warm_attach()
+    try:
+        return _run_foreground(launch, warmup)
+    finally:
+        if warmup is not None:
+            warmup.stop()  # (run_container stops it once the container has joined)
+
+
+def _run_foreground(launch: Launch, warmup: Warmup | None) -> int:
     from nsbind.oci.runcmd import run_container
     from nsbind.oci.state import start_time
 
@@ -110,7 +126,8 @@ def _foreground(launch: Launch) -> int:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
                                  escalate=signal.SIGINT,  # Ctrl-C twice: killed
                                  no_cgroup=launch.config.cgroup_parent is None,
-                                 on_created=lambda pid: connect(launch, pid))
+                                 on_created=lambda pid: connect(launch, pid),
+                                 warmed=True, warmup=warmup)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

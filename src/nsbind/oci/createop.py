@@ -10,7 +10,7 @@ import errno
 import os
 
 from nsbind.attachwarm import Warmup, warm_attach
-from nsbind.cgrouplayout import cgroup_layout, held_layout
+from nsbind.cgrouplayout import held_layout
 from nsbind.cgroups import Cgroup
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.namedcg import join, make
@@ -51,7 +51,7 @@ def warm_cgroup_attach() -> Warmup | None:
     """Start warming the kernel's cgroup attach lock for the container's process
     (:mod:`nsbind.attachwarm`): ``create`` does it first, unless its caller did
     (``run``, before it reads the spec, hands it to ``create``, which stops it)."""
-    return warm_attach(cgroup_layout())
+    return warm_attach()
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,

@@ -23,6 +23,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 m
 if TYPE_CHECKING:
     import socket
 
+    from nsbind.attachwarm import Warmup
+
 __all__ = ["own_console", "receive_master", "run_container"]
 
 
@@ -61,13 +63,17 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
                   console_socket: str | None = None, preserve_fds: int = 0,
                   on_start: Callable[[int], None] | None = None,
                   escalate: int | None = None, no_cgroup: bool = False,
-                  on_created: Callable[[int], None] | None = None) -> int:
+                  on_created: Callable[[int], None] | None = None,
+                  warmed: bool = False, warmup: Warmup | None = None) -> int:
     """Run the bundle as container ``container_id``; its exit status (0 detached).
     ``on_created`` gets the process's pid once it is created (parked before its exec:
     the place to set up its network), ``on_start`` once it is started; the
     second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
-    ``no_cgroup``: see :func:`~nsbind.oci.create`."""
-    warmup = None if no_cgroup else warm_cgroup_attach()
+    ``no_cgroup``: see :func:`~nsbind.oci.create`; ``warmed`` and ``warmup``: the caller
+    started the cgroup attach warm-up (:func:`~nsbind.oci.createop.warm_cgroup_attach`,
+    earlier is better: the first write waits a grace period), and this ends it."""
+    if not (warmed or no_cgroup):
+        warmup = warm_cgroup_attach()
     master = None
     with contextlib.ExitStack() as stack:
         if warmup is not None:
