@@ -201,7 +201,7 @@ def cgroup_layout(
     each v2 hierarchy's ``cgroup.controllers``) read as they did at the last call.
     """
     global _last
-    held: CgroupLayout | None = getattr(_held, "layout", None)
+    held = _held.get(_thread.get_ident()) if _held else None
     if held is not None and mountinfo is None and proc_cgroups is None \
             and self_cgroup is None and read_controllers is None:
         return CgroupLayout(held.mode, held.hierarchies, held.available,
@@ -229,7 +229,8 @@ def cgroup_layout(
     return layout
 
 
-_held = _thread._local()  # the layout held_layout() holds in this thread, if any
+#: the layouts held_layout() holds, by thread id
+_held: dict[int, CgroupLayout] = {}
 
 
 @contextlib.contextmanager
@@ -239,12 +240,16 @@ def held_layout() -> Iterator[CgroupLayout]:
     that asks for the layout several times and mounts no cgroup hierarchy itself
     (``nsbind.oci``'s create asks seven times).  Nested blocks hold the outer one's."""
     layout = cgroup_layout()
-    previous = getattr(_held, "layout", None)
-    _held.layout = layout
+    thread = _thread.get_ident()
+    previous = _held.get(thread)
+    _held[thread] = layout
     try:
         yield layout
     finally:
-        _held.layout = previous
+        if previous is None:
+            del _held[thread]
+        else:
+            _held[thread] = previous
 
 
 def _build_layout(mountinfo: str, proc_cgroups: str, self_cgroup: str,
