@@ -4,7 +4,8 @@ CPython runs a collection every 700 net allocations.  A command's start (some 14
 modules imported: their classes, functions and tables; a spec parsed; a plan built)
 runs about thirty, some 4 % of an ``nsbind run --rm IMG true`` here, and they find next
 to nothing: the start path makes few reference cycles, and reference counting frees the
-rest.  The launchers pause the collector before their first import; a command resumes
+rest.  The launchers pause the collector (``gc.disable()``, before their first import:
+nsbind is not importable yet); a command resumes
 it (:func:`resume`) as soon as it settles into something long (waiting for a container,
 monitoring one), and at once when it is not on a start path
 (each command line names its start commands).  A process that exits
@@ -15,12 +16,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["pause", "resume", "resume_unless"]
-
-
-def pause() -> None:
-    """Stop automatic collections (the launchers, before their first import)."""
-    gc.disable()
+__all__ = ["resume", "resume_unless"]
 
 
 def resume() -> None:

@@ -12,12 +12,11 @@ TYPE_CHECKING = False  # not typing's: see nsbind.lazyimport
 if TYPE_CHECKING:
     import re
 
-__all__ = ["ASCII", "IGNORECASE", "LazyPattern"]
+__all__ = ["IGNORECASE", "LazyPattern"]
 
-#: re's flags, without importing re (their values are the regular expression engine's,
+#: re's flag, without importing re (its value is the regular expression engine's,
 #: ``_sre``'s, and fixed)
 IGNORECASE = 2  # re.IGNORECASE
-ASCII = 256  # re.ASCII
 
 
 class LazyPattern:

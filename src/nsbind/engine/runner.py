@@ -79,19 +79,17 @@ def run(config: EngineConfig, opts: RunOptions) -> int:
     """Run the container (see the module doc); the exit status: the container's in the
     foreground (128 + N for signal N), 0 detached (its id printed)."""
     launch = prepare(config, opts)
-    return _detached(launch) if opts.detach else _foreground(launch)
+    if opts.detach:
+        from nsbind.engine.monitor import start_monitor
 
-
-def _detached(launch: Launch) -> int:
-    from nsbind.engine.monitor import start_monitor
-
-    try:
-        start_monitor(launch)
-    except BaseException:
-        remove_container(launch.config, launch.container_id)
-        raise
-    print(launch.container_id)
-    return 0
+        try:
+            start_monitor(launch)
+        except BaseException:
+            remove_container(config, launch.container_id)
+            raise
+        print(launch.container_id)
+        return 0
+    return _foreground(launch)
 
 
 def _foreground(launch: Launch) -> int:

@@ -23,6 +23,7 @@ _LOWER_ALNUM = frozenset(DIGITS + LOWER)
 #: a host name's part: [a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
 _DOMAIN_PART = Word(ALNUM, ALNUM + "-", last=ALNUM)
 _IPV6 = frozenset(HEX + "ABCDEF:.")
+_DIGITS = frozenset(DIGITS)
 _TAG = Word(ALNUM + "_", ALNUM + "_.-", max_len=128)  # [\w][\w.-]{0,127}, ASCII
 
 
@@ -58,7 +59,7 @@ def _host_ok(text: str) -> bool:
         if not all(_DOMAIN_PART.matches(part) for part in name.split(".")):
             return False
     return not rest or (rest[0] == ":" and len(rest) > 1
-                        and frozenset(DIGITS).issuperset(rest[1:]))
+                        and _DIGITS.issuperset(rest[1:]))
 _MAX_NAME = 255
 
 

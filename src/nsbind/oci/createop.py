@@ -36,7 +36,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 m
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create", "warm_cgroup_attach"]
+__all__ = ["CGROUP_PARENT", "MAX_PRESERVE_FDS", "create"]
 
 #: where nsbind-oci puts a container whose config has no (or a relative) cgroupsPath:
 #: the hierarchies' root, as runc does (``/<id>``)
@@ -45,13 +45,6 @@ CGROUP_PARENT = "/"
 SECCOMP_CACHE = ".seccomp-cache"
 
 MAX_PRESERVE_FDS = 1024  #: the most fds ``preserve_fds`` may pass on
-
-
-def warm_cgroup_attach() -> Warmup | None:
-    """Start warming the kernel's cgroup attach lock for the container's process
-    (:mod:`nsbind.attachwarm`): ``create`` does it first, unless its caller did
-    (``run``, before it reads the spec, hands it to ``create``, which stops it)."""
-    return warm_attach()
 
 
 def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: int,
@@ -140,10 +133,11 @@ def create(bundle: str | os.PathLike[str], container_id: str, *,
     config.json when the caller has already loaded it.  ``no_cgroup``: the process
     stays in the caller's cgroup (a rootless container without a delegated cgroup, as
     runc runs one): refused when the spec sets resources or mounts a cgroup.  ``warmed``:
-    the caller called :func:`warm_cgroup_attach` already, and ``warmup`` is what it
-    returned (create stops it once the process has joined its cgroups)."""
+    the caller started the cgroup attach warm-up already
+    (:func:`nsbind.attachwarm.warm_attach`), and ``warmup`` is what it returned (create
+    stops it once the process has joined its cgroups); else create starts it first."""
     if not (no_cgroup or warmed):
-        warmup = warm_cgroup_attach()
+        warmup = warm_attach()
     try:
         with held_layout():  # read once: the steps below ask for it again and again
             return _create(bundle, container_id, root, cgroup_parent, pid_file,
@@ -192,7 +186,7 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
     fifo = os.path.join(directory, "exec.fifo")
     os.mkfifo(fifo, 0o622)  # as runc: a non-root process writes it (the dir is 0700)
     os.chmod(fifo, 0o622)  # whatever the umask
-    # read by us only: the bytes the spec was parsed from, else it written on one line
+    # read by us only: the bytes the spec was parsed from, else the spec on one line
     write_kept(directory, "config.json", spec.source or spec.to_bytes(indent=False))
     program = args.spawn_kwargs.get("seccomp")
     if isinstance(program, Program):  # exec loads the same filter, not compiled again

@@ -13,7 +13,8 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 
-from nsbind.oci.createop import CGROUP_PARENT, create, warm_cgroup_attach
+from nsbind.attachwarm import warm_attach
+from nsbind.oci.createop import CGROUP_PARENT, create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
 from nsbind.oci.waiting import copy_window_size, forward_signals, wait_foreground
@@ -70,10 +71,10 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
     the place to set up its network), ``on_start`` once it is started; the
     second ``escalate`` signal kills it (see :func:`~nsbind.oci.waiting.forward_signals`);
     ``no_cgroup``: see :func:`~nsbind.oci.create`; ``warmed`` and ``warmup``: the caller
-    started the cgroup attach warm-up (:func:`~nsbind.oci.createop.warm_cgroup_attach`,
+    started the cgroup attach warm-up (:func:`~nsbind.attachwarm.warm_attach`,
     earlier is better: the first write waits a grace period), and this ends it."""
     if not (warmed or no_cgroup):
-        warmup = warm_cgroup_attach()
+        warmup = warm_attach()
     master = None
     with contextlib.ExitStack() as stack:
         if warmup is not None:
