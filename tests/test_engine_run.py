@@ -63,9 +63,11 @@ def test_foreground_run_with_rm_prints_the_output_and_leaves_nothing(engine: Eng
     assert engine.left() == []
 
 
-def test_a_plain_run_imports_no_argparse(engine: Engine) -> None:
+def test_a_plain_run_imports_no_argparse_json_re_enum_or_signal(engine: Engine) -> None:
     """``nsbind run`` in its plain form reads its command line without argparse (nor
-    gettext and locale with it): nsbind.engine.runflags.fast_parse_run."""
+    gettext and locale with it): nsbind.engine.runflags.fast_parse_run; and starts its
+    container without json or re (nsbind.jsonlite, nsbind.charsets), enum
+    (nsbind.enumtypes) or signal (nsbind.signals)."""
     proc = subprocess.run([sys.executable, "-S", "-X", "importtime",
                            *engine.argv("run", "--rm", "-e", "A=1", IMG, "true")],
                           capture_output=True, text=True, timeout=60 * SLOWDOWN, check=False)
@@ -73,7 +75,7 @@ def test_a_plain_run_imports_no_argparse(engine: Engine) -> None:
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:") and "|" in line}
     assert "nsbind.engine.runflags" in modules
-    assert not modules & {"argparse", "gettext", "locale"}
+    assert not modules & {"argparse", "gettext", "locale", "json", "re", "enum", "signal"}
     assert engine.left() == []
 
 

@@ -48,13 +48,13 @@ class Warmup:
         # the thread starts with every signal blocked (it inherits this mask): one the
         # kernel gave it would not interrupt the main thread's blocking wait (a waitpid
         # for the container), so a Ctrl-C to forward would wait with it
-        import signal  # here: the pure v2 host and the light commands need none
+        from nsbind import signals  # here: the pure v2 host and the light commands need none
 
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        mask = signals.block_all()
         try:
             _thread.start_new_thread(self._run, ())
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            signals.set_mask(mask)
 
     def _run(self) -> None:
         self.tid = _thread.get_native_id()

@@ -39,7 +39,6 @@ import multiprocessing.popen_forkserver
 import multiprocessing.spawn
 import os
 import pickle
-import signal
 import threading
 import time
 import traceback
@@ -48,6 +47,7 @@ from collections.abc import Callable
 from multiprocessing.reduction import DupFd
 from typing import Any, TypeVar
 
+from nsbind import signals
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import pidfd_open, set_dumpable, set_pdeathsig
 from nsbind.callwire import (
@@ -253,13 +253,13 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
         expired.set()
         if watch is not None:
             with contextlib.suppress(NsbindError):  # gone already
-                watch.send_signal(signal.SIGKILL)
+                watch.send_signal(signals.SIGKILL)
 
     timer: threading.Timer | None = None
     try:
         if not reader.poll(timeout):
             if watch is not None:
-                watch.send_signal(signal.SIGKILL)
+                watch.send_signal(signals.SIGKILL)
             proc.join()
             raise CallInError(f"call_in timed out after {timeout} s; the child was killed",
                               errno.ETIMEDOUT)
@@ -271,7 +271,7 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
         except (EOFError, OSError) as exc:
             if isinstance(exc, OSError) and watch is not None:  # a refused answer: stop it
                 with contextlib.suppress(NsbindError):
-                    watch.send_signal(signal.SIGKILL)
+                    watch.send_signal(signals.SIGKILL)
             proc.join()
             if expired.is_set():
                 raise CallInError(f"call_in timed out after {timeout} s in the middle of the "
@@ -305,11 +305,7 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
 
 def _death(code: int | None) -> str:
     if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the call_in child was killed by {name}"
+        return f"the call_in child was killed by {signals.describe(-code)}"
     return f"the call_in child exited (status {code}) without answering"
 
 
@@ -343,7 +339,7 @@ def _child_main(spec: dict[str, Any], caller: list[tuple[Namespace, int]], call:
     pid = os.fork()  # the first process of the new pid (or time) namespace
     if pid == 0:
         try:
-            set_pdeathsig(signal.SIGKILL)
+            set_pdeathsig(signals.SIGKILL)
             _run(fn, args, kwargs, conn)
         finally:
             os._exit(0)

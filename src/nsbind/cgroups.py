@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import time
 
-from nsbind import features
+from nsbind import features, signals
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.proc import PidFd
 from nsbind.cgroupcontrollers import check_enabled, check_root_enables, usable_controllers
@@ -592,7 +591,7 @@ class Cgroup:
         try:
             for pid in self.procs():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signals.SIGKILL)
         finally:
             self.thaw()
 

@@ -10,11 +10,11 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from typing import Any
 
+from nsbind import signals
 from nsbind.childpipe import answer_and_exit, read_until
 
 __all__ = ["PROBE_TIMEOUT", "Probe"]
@@ -76,7 +76,7 @@ class Probe:
         finally:
             os.close(rfd)
         if data is None:  # (what a late child wrote is cut short: not read)
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signals.SIGKILL)
         if pidfd is not None:
             with pidfd:
                 pidfd.wait()

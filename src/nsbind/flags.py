@@ -6,9 +6,8 @@ headers at build time: nothing here is retyped by hand.
 
 from __future__ import annotations
 
-import enum
-
 from nsbind._native import lib
+from nsbind.enumtypes import Enum, IntEnum, IntFlag
 from nsbind.errors import InvalidValue
 
 __all__ = [
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 
-class CloneFlags(enum.IntFlag):
+class CloneFlags(IntFlag):
     """Flags for clone3(2) and unshare(2)."""
 
     #: share the address space (spawn engine only; never for a Python child)
@@ -77,7 +76,7 @@ class CloneFlags(enum.IntFlag):
     INTO_CGROUP = lib.CLONE_INTO_CGROUP
 
 
-class Namespace(enum.Enum):
+class Namespace(Enum):
     """The eight namespace types, by their name under ``/proc/<pid>/ns``."""
 
     CGROUP = "cgroup"
@@ -128,7 +127,7 @@ _NS_FLAGS: dict[Namespace, CloneFlags] = {
 }
 
 
-class MountFlags(enum.IntFlag):
+class MountFlags(IntFlag):
     """Flags for mount(2)."""
 
     RDONLY = lib.MS_RDONLY
@@ -161,7 +160,7 @@ class MountFlags(enum.IntFlag):
     LAZYTIME = lib.MS_LAZYTIME
 
 
-class UmountFlags(enum.IntFlag):
+class UmountFlags(IntFlag):
     """Flags for umount2(2)."""
 
     FORCE = lib.MNT_FORCE
@@ -172,7 +171,7 @@ class UmountFlags(enum.IntFlag):
     NOFOLLOW = lib.UMOUNT_NOFOLLOW
 
 
-class MountAttr(enum.IntFlag):
+class MountAttr(IntFlag):
     """MOUNT_ATTR_* for fsmount(2) and mount_setattr(2) (Linux 5.2 / 5.12)."""
 
     RDONLY = lib.MOUNT_ATTR_RDONLY
@@ -189,7 +188,7 @@ class MountAttr(enum.IntFlag):
     NOSYMFOLLOW = lib.MOUNT_ATTR_NOSYMFOLLOW
 
 
-class Propagation(enum.IntEnum):
+class Propagation(IntEnum):
     """Mount propagation types, for mount(2) and mount_setattr(2)."""
 
     PRIVATE = lib.MS_PRIVATE
@@ -198,7 +197,7 @@ class Propagation(enum.IntEnum):
     UNBINDABLE = lib.MS_UNBINDABLE
 
 
-class FsconfigCmd(enum.IntEnum):
+class FsconfigCmd(IntEnum):
     """The command of an fsconfig(2) call."""
 
     SET_FLAG = lib.FSCONFIG_SET_FLAG
@@ -211,7 +210,7 @@ class FsconfigCmd(enum.IntEnum):
     CMD_RECONFIGURE = lib.FSCONFIG_CMD_RECONFIGURE
 
 
-class OpenTreeFlags(enum.IntFlag):
+class OpenTreeFlags(IntFlag):
     """Flags for open_tree(2) (besides the AT_* ones)."""
 
     #: detached copy of the mount (tree) instead of an O_PATH fd on it
@@ -219,7 +218,7 @@ class OpenTreeFlags(enum.IntFlag):
     CLOEXEC = lib.OPEN_TREE_CLOEXEC
 
 
-class MoveMountFlags(enum.IntFlag):
+class MoveMountFlags(IntFlag):
     """Flags for move_mount(2)."""
 
     F_SYMLINKS = lib.MOVE_MOUNT_F_SYMLINKS
@@ -233,7 +232,7 @@ class MoveMountFlags(enum.IntFlag):
     SET_GROUP = lib.MOVE_MOUNT_SET_GROUP
 
 
-class ResolveFlags(enum.IntFlag):
+class ResolveFlags(IntFlag):
     """RESOLVE_* for openat2(2) (Linux 5.6)."""
 
     NO_XDEV = lib.RESOLVE_NO_XDEV
@@ -247,7 +246,7 @@ class ResolveFlags(enum.IntFlag):
     CACHED = lib.RESOLVE_CACHED
 
 
-class AtFlags(enum.IntFlag):
+class AtFlags(IntFlag):
     """AT_* flags of the *at() calls."""
 
     SYMLINK_NOFOLLOW = lib.AT_SYMLINK_NOFOLLOW
@@ -259,7 +258,7 @@ class AtFlags(enum.IntFlag):
     RECURSIVE = lib.AT_RECURSIVE
 
 
-class CloseRangeFlags(enum.IntFlag):
+class CloseRangeFlags(IntFlag):
     """Flags for close_range(2) (Linux 5.9)."""
 
     #: unshare the fd table first
@@ -268,7 +267,7 @@ class CloseRangeFlags(enum.IntFlag):
     CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
 
 
-class WaitFlags(enum.IntFlag):
+class WaitFlags(IntFlag):
     """Options for waitid(2)."""
 
     EXITED = lib.WEXITED
@@ -279,7 +278,7 @@ class WaitFlags(enum.IntFlag):
     NOWAIT = lib.WNOWAIT
 
 
-def flag_names(flagtype: type[enum.IntFlag], value: int) -> str:
+def flag_names(flagtype: type[IntFlag], value: int) -> str:
     """``"A|B"`` for the members of ``flagtype`` set in ``value`` (hex for unknown bits)."""
     names = []
     rest = int(value)

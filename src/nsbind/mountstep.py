@@ -19,7 +19,6 @@ swapped since is refused, never followed.
 
 from __future__ import annotations
 
-import enum
 import errno as _errno
 import os
 import stat
@@ -27,6 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from nsbind._native import ffi, lib
 from nsbind._sys.mount import mount_description
+from nsbind.enumtypes import IntEnum, IntFlag
 from nsbind.errors import InvalidValue, error_for
 from nsbind.flags import MountAttr, flag_names
 from nsbind.frozen import fields_of, frozen, replace_fields
@@ -39,7 +39,7 @@ __all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "M
            "report_message", "run"]
 
 
-class MountKind(enum.IntEnum):
+class MountKind(IntEnum):
     """What a step does (``enum nsb_mount_kind``)."""
 
     CLASSIC = lib.NSB_MNT_CLASSIC          #: mount(2) with host paths
@@ -55,7 +55,7 @@ class MountKind(enum.IntEnum):
     SETATTR = lib.NSB_MNT_SETATTR          #: mount_setattr attributes of a mount's root
 
 
-class MountOpt(enum.IntFlag):
+class MountOpt(IntFlag):
     """How a step treats its target (``enum nsb_mount_opt``)."""
 
     IN_ROOT = lib.NSB_MNTF_IN_ROOT
@@ -73,7 +73,7 @@ class MountOpt(enum.IntFlag):
     LAST_MOUNT = lib.NSB_MNTF_LAST_MOUNT
 
 
-class MountPhase(enum.IntEnum):
+class MountPhase(IntEnum):
     """Where in its step a mount failed (``enum nsb_mount_phase``: a report's ``phase``)."""
 
     MOUNT = lib.NSB_PH_MOUNT      #: the mount itself (mount, fsmount, move_mount)

@@ -15,13 +15,12 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
-from nsbind import features, idmap
+from nsbind import features, idmap, signals
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum
 from nsbind._sys.mount import MountFd, open_tree
@@ -124,11 +123,11 @@ class Process:
 
     def terminate(self) -> None:
         """SIGTERM."""
-        self.send_signal(signal.SIGTERM)
+        self.send_signal(signals.SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL."""
-        self.send_signal(signal.SIGKILL)
+        self.send_signal(signals.SIGKILL)
 
     def communicate(self, input: bytes | None = None,
                     timeout: float | None = None) -> tuple[bytes | None, bytes | None]:
@@ -483,7 +482,7 @@ class _Resources:
         if err:
             for fd in fds:
                 os.close(fd)
-            pidfd.send_signal(signal.SIGKILL)
+            pidfd.send_signal(signals.SIGKILL)
             pidfd.wait()
             pidfd.close()
             raise spawn_error(err, "terminal", "receive the pty master from the child "
@@ -571,7 +570,7 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
                              deny_setgroups=os.geteuid() != 0, checked=True)
         except NsbindError as exc:
             failure = SpawnError(exc.errno or errno.EPERM, "write id maps", None, str(exc))
-            pidfd.send_signal(signal.SIGKILL)
+            pidfd.send_signal(signals.SIGKILL)
             pipes.close("sync_w")
     # Tell the child to go on (user namespaces), wait for its exec or its report,
     # and free its stack: in C, so that this thread stays off the shared stack.
@@ -586,7 +585,7 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
         step, what = plan.describe(report.step, report.index)
         failure = spawn_error(report.err, step, what, detail=plan.detail(report))
     if failure is not None:
-        pidfd.send_signal(signal.SIGKILL)  # nothing of a failed spawn stays running
+        pidfd.send_signal(signals.SIGKILL)  # nothing of a failed spawn stays running
         pidfd.wait()
         pidfd.close()
         raise failure

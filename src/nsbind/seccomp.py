@@ -22,16 +22,15 @@ capabilities changed, so a child that drops to a non-root uid needs
 
 from __future__ import annotations
 
-import enum
 import errno
 import functools
 import os
-import signal
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 
-from nsbind import jsonlite
+from nsbind import jsonlite, signals
+from nsbind.enumtypes import IntEnum
 from nsbind.errors import InvalidValue, Missing
 from nsbind.frozen import frozen
 from nsbind.namedtuples import NamedTuple
@@ -112,7 +111,7 @@ def library_version() -> tuple[int, int, int]:
     return int(out[0]), int(out[1]), int(out[2])
 
 
-class Op(enum.IntEnum):
+class Op(IntEnum):
     """``enum scmp_compare``: how an argument is compared (MASKED_EQ: ``arg & value ==
     value_two``)."""
 
@@ -345,7 +344,7 @@ class Filter:
         finally:
             os.close(read_end)
             if data is None:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signals.SIGKILL)
             os.waitpid(pid, 0)
         if data is None:
             raise SeccompError(f"libseccomp did not finish compiling the filter in "

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 import select
-import signal
 from collections.abc import Iterable
 
+from nsbind import signals
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, fdnum
+from nsbind.enumtypes import IntEnum
 from nsbind.errors import InvalidValue, UsageError, check, raise_errno
 from nsbind.flags import CloneFlags, WaitFlags, flag_names
 from nsbind.frozen import frozen
@@ -159,7 +159,7 @@ def pidfd_open(pid: int, *, nonblock: bool = False) -> PidFd:
 def pidfd_send_signal(pidfd: FdLike, sig: int) -> None:
     """pidfd_send_signal(2) (Linux 5.1): send ``sig`` to the process behind ``pidfd``."""
     fd = fdnum(pidfd)
-    name = _signame(sig)
+    name = signals.describe(sig)
     check(lib.nsb_pidfd_send_signal(fd, sig, 0), "pidfd_send_signal",
           what=f"pidfd_send_signal {name} to pidfd {fd}")
 
@@ -173,13 +173,6 @@ def pidfd_getfd(pidfd: FdLike, targetfd: int) -> int:
     fd = fdnum(pidfd)
     return check(lib.nsb_pidfd_getfd(fd, targetfd, 0), "pidfd_getfd",
                  what=f"pidfd_getfd fd {targetfd} of pidfd {fd}")
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
 
 
 # ---------------------------------------------------------------- clone3
@@ -198,7 +191,7 @@ def thread_count() -> int:
 def clone3(
     flags: int = 0,
     *,
-    exit_signal: int = signal.SIGCHLD,
+    exit_signal: int = signals.SIGCHLD,
     set_tid: Iterable[int] = (),
     cgroup: FdLike | None = None,
 ) -> tuple[int, PidFd | None]:
@@ -300,7 +293,7 @@ def get_dumpable() -> bool:
 # ---------------------------------------------------------------- capabilities
 
 
-class Capability(enum.IntEnum):
+class Capability(IntEnum):
     """Linux capabilities (``capabilities(7)``), numbered as the kernel headers say."""
 
     CHOWN = lib.CAP_CHOWN

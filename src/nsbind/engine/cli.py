@@ -5,10 +5,9 @@ failure is one line on stderr and a non-zero status (``run`` and ``exec``: 125, 
 
 from __future__ import annotations
 
-import signal
 import sys
 
-from nsbind import jsonlite
+from nsbind import jsonlite, signals
 from nsbind.engine.errors import EngineError
 from nsbind.frozen import replace_fields
 
@@ -329,7 +328,7 @@ def _kill(args: argparse.Namespace) -> int:
     from nsbind.engine.manage import kill
 
     config = _config(args)
-    sig = signal_number(args.signal, "signal") or int(signal.SIGKILL)
+    sig = signal_number(args.signal, "signal") or signals.SIGKILL
     return _each(args, lambda ref: (kill(config, ref, sig), ref)[1])
 
 

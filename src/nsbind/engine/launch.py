@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import sys
 
-from nsbind import jsonlite
+from nsbind import jsonlite, signals
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
 from nsbind.frozen import field, frozen, replace_fields
@@ -125,14 +124,14 @@ def signal_number(text: str | int | None, what: str = "stop signal") -> int | No
         return None
     if isinstance(text, int) or text.isdigit():
         number = int(text)
-        if 0 < number < signal.NSIG:
+        if 0 < number < signals.NSIG:
             return number
     else:
         name = text.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        found = getattr(signal.Signals, name, None)
-        if isinstance(found, signal.Signals):
-            return int(found)
+        found = signals.signal_number(name)
+        if found is not None:
+            return found
     raise EngineError(f"invalid {what}: {text!r}")
 
 
@@ -187,7 +186,7 @@ def prepare(config: EngineConfig, opts: RunOptions) -> Launch:
             "startedAt": None, "finishedAt": None, "monitorPid": None,
             "detached": opts.detach, "autoRemove": opts.rm, "tty": opts.tty,
             "storage": storage, "log": launch.log_path if opts.detach else None,
-            "stopSignal": stop or int(signal.SIGTERM),
+            "stopSignal": stop or signals.SIGTERM,
             "stopTimeout": 10 if opts.stop_timeout is None else opts.stop_timeout,
             "cgroup": config.cgroup_of(container_id),
             "hostname": hostname, "net": opts.network, "network": network, "ip": ip,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from nsbind import signals
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import EngineConfig, as_engine_error, devnull_onto, remove_container
 from nsbind.engine.records import status_of
@@ -31,7 +31,7 @@ def _signal(config: EngineConfig, record: dict[str, Any], sig: int) -> bool:
         return False
 
 
-def kill(config: EngineConfig, ref: str, sig: int = signal.SIGKILL) -> str:
+def kill(config: EngineConfig, ref: str, sig: int = signals.SIGKILL) -> str:
     """Send ``sig`` to a running container's process; its id."""
     records = config.records()
     record = records.load(records.find(ref))
@@ -76,11 +76,11 @@ def stop(config: EngineConfig, ref: str, timeout: int | None = None) -> str:
     if status in ("running", "paused"):
         wait_for = int(record.get("stopTimeout", 10)) if timeout is None else timeout
         if status == "paused":
-            _signal(config, record, signal.SIGKILL)
+            _signal(config, record, signals.SIGKILL)
         else:
-            _signal(config, record, int(record.get("stopSignal") or signal.SIGTERM))
+            _signal(config, record, int(record.get("stopSignal") or signals.SIGTERM))
         if not _wait_exit(config, cid, max(wait_for, 0)):
-            _signal(config, record, signal.SIGKILL)
+            _signal(config, record, signals.SIGKILL)
             _wait_exit(config, cid, 30)
     return cid
 
@@ -97,7 +97,7 @@ def rm(config: EngineConfig, ref: str, force: bool = False) -> str:
             raise EngineError(f"cannot remove container {ref}: container is "
                               f"{status}: stop the container before removing "
                               "or force remove", err=errno.EBUSY)
-        _signal(config, record, signal.SIGKILL)
+        _signal(config, record, signals.SIGKILL)
         _wait_exit(config, cid, 30)
     remove_container(config, cid)
     return str(record["name"])
@@ -130,7 +130,7 @@ def describe(config: EngineConfig, ref: str) -> dict[str, Any]:
                     "StartedAt": record.get("startedAt"),
                     "FinishedAt": record.get("finishedAt")}
     out["Config"] = {"Hostname": record.get("hostname"), "Cmd": record.get("command"),
-                     "StopSignal": signal.Signals(int(record["stopSignal"])).name,
+                     "StopSignal": signals.describe(int(record["stopSignal"])),
                      "StopTimeout": record.get("stopTimeout"), "Tty": record.get("tty")}
     out["HostConfig"] = {"AutoRemove": record.get("autoRemove"),
                          "NetworkMode": record.get("net"), "CgroupPath": record.get("cgroup")}

@@ -15,9 +15,9 @@ import contextlib
 import json
 import os
 import selectors
-import signal
 from typing import Any
 
+from nsbind import signals
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     Launch,
@@ -70,9 +70,9 @@ def _monitor(launch: Launch, status_fd: int) -> None:
     """The monitor's life (never returns)."""
     code = 1
     try:
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in (signals.SIGINT, signals.SIGHUP, signals.SIGQUIT, signals.SIGPIPE):
+            signals.set_handler(sig, signals.SIG_IGN)
+        signals.set_handler(signals.SIGTERM, signals.SIG_DFL)
         code = _serve(launch, status_fd)
     except BaseException as exc:  # told to nsbind run when it is still listening
         err = as_engine_error(exc, f"container {launch.name}")

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 
-from nsbind import jsonlite
+from nsbind import jsonlite, signals
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     EngineConfig,
@@ -122,7 +121,7 @@ def _run_foreground(launch: Launch, warmup: Warmup | None) -> int:
             devnull_onto(0)
         try:
             code = run_container(records.oci_root, cid, launch.storage, on_start=started,
-                                 escalate=signal.SIGINT,  # Ctrl-C twice: killed
+                                 escalate=signals.SIGINT,  # Ctrl-C twice: killed
                                  no_cgroup=launch.config.cgroup_parent is None,
                                  on_created=lambda pid: connect(launch, pid),
                                  warmed=True, warmup=warmup)

@@ -281,22 +281,22 @@ def _cpu_numbers(text: str) -> list[int]:
 
 
 def _signal(value: str) -> int:
-    import signal
+    from nsbind import signals
 
     flag = "--stop-signal"
-    top = int(signal.SIGRTMAX)
+    top = signals.SIGRTMAX
     if _INT.fullmatch(value):
         return _strict_int(flag, value, 1, top)
     name = value.upper().removeprefix("SIG")
     for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
         if name.startswith(base) and name[len(base):].isdigit():
-            number = (int(signal.SIGRTMIN) if sign > 0 else top) + sign * int(name[6:])
-            if int(signal.SIGRTMIN) <= number <= top:
+            number = (signals.SIGRTMIN if sign > 0 else top) + sign * int(name[6:])
+            if signals.SIGRTMIN <= number <= top:
                 return number
-    member = signal.Signals.__members__.get(f"SIG{name}")
-    if member is None or not 1 <= int(member) <= top:
+    member = signals.signal_number(f"SIG{name}")
+    if member is None or not 1 <= member <= top:
         raise _bad(flag, value, "invalid signal")
-    return int(member)
+    return member
 
 
 def _security(values: Sequence[str]) -> tuple[bool, str | Mapping[str, Any]]:

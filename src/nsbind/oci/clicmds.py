@@ -22,22 +22,17 @@ __all__ = ["cmd_create", "cmd_delete", "cmd_exec", "cmd_features", "cmd_kill", "
 
 def parse_signal(text: str) -> int:
     """A signal by number (``9``) or name (``KILL``, ``SIGKILL``, ``sigkill``)."""
-    # signal's own constants: the signal module imports enum (3 ms)
-    import _signal  # type: ignore[import-not-found]
-
+    from nsbind import signals
     from nsbind.errors import InvalidValue
 
     if text.isdigit():
         num = int(text)
-        if 0 < num < _signal.SIGRTMAX + 1:
+        if 0 < num <= signals.SIGRTMAX:
             return num
     else:
         name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        # signal.Signals's members: _signal's SIG names but SIG_DFL, SIG_IGN, SIG_BLOCK...
-        value = (getattr(_signal, name, None)
-                 if name.isidentifier() and not name.startswith("SIG_") else None)
-        if isinstance(value, int):
+        value = signals.signal_number(name if name.startswith("SIG") else "SIG" + name)
+        if value is not None:
             return value
     raise InvalidValue(f"invalid signal {text[:40]!r}")
 

@@ -20,13 +20,13 @@ import errno
 import json
 import os
 import selectors
-import signal
 import stat
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nsbind import signals
 from nsbind._sys.proc import pidfd_open
 from nsbind.errors import InvalidValue, MessageError
 from nsbind.oci.spec import Hook, Hooks
@@ -199,7 +199,7 @@ class _Run:
         if code == 0:
             return
         what = (f"exit status {code}" if code > 0
-                else f"killed by signal {-code} ({_signame(-code)})")
+                else f"killed by signal {-code} ({signals.describe(-code)})")
         line = _last_line(errout) or _last_line(out)
         raise self.fail(f"{what}: {line}" if line else what, errno.EIO, code, out, errout)
 
@@ -275,7 +275,7 @@ def _drain(fd: int, tail: bytearray) -> None:
 def _kill_group(proc: Any) -> None:
     """SIGKILL the hook's process group (its own session) and reap the hook."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signals.SIGKILL)
     proc.wait()
 
 
@@ -290,10 +290,3 @@ def _last_line(raw: bytes) -> str:
 def _errname(exc: OSError) -> str:
     err = exc.errno or 0
     return f"{errno.errorcode.get(err, f'errno {err}')} ({os.strerror(err)})"
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"

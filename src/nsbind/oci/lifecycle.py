@@ -165,10 +165,9 @@ def _signal(data: dict[str, Any], sig: int) -> bool:
     try:
         if not process_alive(pid, started):  # checked after the pidfd: it holds that pid
             return False
-        # signal's own function: the signal module imports enum, and state never signals
-        import _signal  # type: ignore[import-not-found]
+        from nsbind.signals import pidfd_send_signal  # state never signals
 
-        _signal.pidfd_send_signal(pidfd, sig)
+        pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
         return False

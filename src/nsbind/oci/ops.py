@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 from typing import Any
 
+from nsbind import signals
 from nsbind.cgroups import Cgroup
 from nsbind.oci.resconv import convert_resources
 from nsbind.oci.schema import build
@@ -63,7 +63,7 @@ def kill_all(root: str | os.PathLike[str], container_id: str, sig: int) -> None:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-            if sig == signal.SIGKILL or report(data)["status"] != "paused":
+            if sig == signals.SIGKILL or report(data)["status"] != "paused":
                 return
             cg.thaw()  # a frozen process only takes its signal once it runs again
             data["status"] = "running"

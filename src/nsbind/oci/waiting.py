@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
 
+from nsbind import signals
 from nsbind.gcpause import resume
 
 __all__ = ["FORWARDED", "copy_window_size", "forward_signals", "wait_foreground"]
 
 #: the signals passed on to the process (runc forwards every catchable one)
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+FORWARDED = (signals.SIGTERM, signals.SIGINT, signals.SIGHUP, signals.SIGQUIT, signals.SIGUSR1,
+             signals.SIGUSR2, signals.SIGWINCH, signals.SIGCONT, signals.SIGALRM)
 
 
 @contextlib.contextmanager
@@ -32,16 +32,16 @@ def forward_signals(pid: int, *, escalate: int | None = None) -> Iterator[None]:
         if sig == escalate:
             seen["count"] += 1
             if seen["count"] > 1:
-                sig = signal.SIGKILL
+                sig = signals.SIGKILL
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
-    old = {sig: signal.signal(sig, handler) for sig in FORWARDED}
+    old = {sig: signals.set_handler(sig, handler) for sig in FORWARDED}
     try:
         yield
     finally:
         for sig, previous in old.items():
-            signal.signal(sig, previous)
+            signals.set_handler(sig, previous)
 
 
 def _status(pid: int) -> int:
@@ -124,10 +124,10 @@ def wait_foreground(pid: int, master: int | None = None, *,
     with forward_signals(pid, escalate=escalate):
         if master is not None:
             copy_window_size(master)
-            previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
+            previous = signals.set_handler(signals.SIGWINCH, lambda *_: copy_window_size(master))
             try:
                 with _raw_stdin():
                     _proxy(master)
             finally:
-                signal.signal(signal.SIGWINCH, previous)
+                signals.set_handler(signals.SIGWINCH, previous)
         return _status(pid)
