@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pathlib
 import stat
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from nsbind.engine import etcfiles
 from nsbind.engine.errors import EngineError
@@ -73,6 +76,39 @@ def test_host_hosts_file_is_the_hosts() -> None:
     with open("/etc/hosts") as f:
         want = f.read()
     assert host_hosts_file().rstrip("\n") == want.rstrip("\n")
+
+
+def _ipaddress_reads(text: str) -> tuple[str, int, bool] | None:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(addr), addr.version, addr.is_loopback
+
+
+_octet = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "0x1",
+                                                                  "", " 1", "1 ", "+1", "-0",
+                                                                  "\u0661", "1e2", "0000"]))
+
+
+@given(st.one_of(st.lists(_octet, min_size=3, max_size=5).map(".".join),
+                 st.ip_addresses().map(str), st.text(max_size=20)))
+@example("127.0.0.53")
+@example("127.255.255.255")
+@example("0.0.0.0")
+@example("::1")
+@example("::ffff:127.0.0.1")
+@example("fe80::1%eth0")
+@example("1.2.3.4%eth0")
+@example("255.255.255.255")
+@example("256.1.1.1")
+@example("1.2.3")
+@example("\uff11.2.3.4")
+@example("1.2.3.04")
+def test_an_address_is_read_as_ipaddress_reads_it(text: str) -> None:
+    """The nameserver and hosts-record check (a dotted quad read without ipaddress, the
+    rest by it) accepts, writes and classes what ipaddress.ip_address does."""
+    assert etcfiles._address(text) == _ipaddress_reads(text)
 
 
 def test_resolv_conf_drops_loopback_and_uses_defaults() -> None:

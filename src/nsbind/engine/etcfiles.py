@@ -27,7 +27,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import stat
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ MAX_HOST_FILE = 1 << 20
 HOST_HOSTS = "/etc/hosts"
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
-SYSTEMD_STUB = ipaddress.ip_address("127.0.0.53")
+SYSTEMD_STUB = "127.0.0.53"
 
 #: [A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 _LABEL = Word(ALNUM, ALNUM + "-", last=ALNUM, max_len=63)
@@ -56,7 +55,25 @@ _DEFAULT_V6 = (("::1", "localhost ip6-localhost ip6-loopback"),
 _DEFAULT_NS_V4 = ("8.8.8.8", "8.8.4.4")
 _DEFAULT_NS_V6 = ("2001:4860:4860::8888", "2001:4860:4860::8844")
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(text: str) -> tuple[str, int, bool] | None:
+    """(the address as ipaddress writes it, its version, whether it is a loopback one)
+    for a text ``ipaddress.ip_address`` accepts, else None.  A dotted quad is read here,
+    by ipaddress's rules (four decimal parts of 1-3 digits, 0-255, no leading zero):
+    importing ipaddress costs every container's start 2-3 ms, and host nameservers are
+    mostly IPv4."""
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255
+                               and (p == "0" or p[0] != "0") for p in parts):
+        return text, 4, parts[0] == "127"
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(addr), addr.version, addr.is_loopback
 
 
 def check_hostname(hostname: str) -> str:
@@ -77,21 +94,21 @@ def hostname_file(hostname: str) -> str:
     return check_hostname(hostname) + "\n"
 
 
-def _record(ip: str, names: str) -> tuple[Address, str]:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        raise EngineError(f"invalid IP address {ip!r} in a hosts record") from None
+def _record(ip: str, names: str) -> tuple[int, str]:
+    """(the IP version, the names joined by spaces) of a hosts record, checked."""
+    addr = _address(ip)
+    if addr is None:
+        raise EngineError(f"invalid IP address {ip!r} in a hosts record")
     if not names.strip() or any(c in names for c in "\n\r\0#"):
         raise EngineError(f"invalid host names {names!r} for {ip} in a hosts record")
-    return addr, " ".join(names.split())
+    return addr[1], " ".join(names.split())
 
 
 def _records(extra: Sequence[tuple[str, str]], ipv6: bool) -> str:
     out = []
     for ip, names in extra:
-        addr, joined = _record(ip, names)
-        if ipv6 or addr.version == 4:
+        version, joined = _record(ip, names)
+        if ipv6 or version == 4:
             out.append(f"{ip}\t{joined}\n")
     return "".join(out)
 
@@ -144,7 +161,8 @@ class _ResolvConf:
     """A parsed resolv.conf, as moby's resolvconf.Parse reads one."""
 
     def __init__(self, text: str) -> None:
-        self.nameservers: list[Address] = []
+        #: (address, version, loopback), as :func:`_address` gives them
+        self.nameservers: list[tuple[str, int, bool]] = []
         self.invalid: list[str] = []
         self.search: list[str] = []
         self.options: list[str] = []
@@ -156,10 +174,11 @@ class _ResolvConf:
             key, args = fields[0], fields[1:]
             if key == "nameserver":
                 if args:
-                    try:
-                        self.nameservers.append(ipaddress.ip_address(args[0]))
-                    except ValueError:
+                    addr = _address(args[0])
+                    if addr is None:
                         self.invalid.append(args[0])
+                    else:
+                        self.nameservers.append(addr)
             elif key in ("search", "domain"):
                 if args:
                     self.search = args  # only the last one counts
@@ -174,7 +193,8 @@ def _host_resolv_conf() -> tuple[str, str]:
     /etc/resolv.conf names only its stub, as Docker does."""
     text = _read_host_file(HOST_RESOLV_CONF)
     servers = _ResolvConf(text).nameservers
-    if servers == [SYSTEMD_STUB] and os.path.exists(SYSTEMD_RESOLV_CONF):
+    if [addr for addr, _, _ in servers] == [SYSTEMD_STUB] and \
+            os.path.exists(SYSTEMD_RESOLV_CONF):
         return _read_host_file(SYSTEMD_RESOLV_CONF), SYSTEMD_RESOLV_CONF
     return text, HOST_RESOLV_CONF
 
@@ -191,9 +211,10 @@ def resolv_conf(host_text: str | None = None, *, net: str = "none",
     if net == "host":
         return host_text
     rc = _ResolvConf(host_text)
-    servers = [a for a in rc.nameservers if not a.is_loopback and (ipv6 or a.version == 4)]
+    servers = [addr for addr, version, loopback in rc.nameservers
+               if not loopback and (ipv6 or version == 4)]
     used_default = not servers
-    names = [str(a) for a in servers] or [*_DEFAULT_NS_V4, *(_DEFAULT_NS_V6 if ipv6 else ())]
+    names = servers or [*_DEFAULT_NS_V4, *(_DEFAULT_NS_V6 if ipv6 else ())]
     out = [f"nameserver {n}\n" for n in names]
     if rc.search:
         out.append(f"search {' '.join(rc.search)}\n")
