@@ -36,7 +36,23 @@ __all__ = ["BaseEnum", "BaseIntEnum", "BaseIntFlag", "Enum", "EnumType", "IntEnu
 
 def _is_descriptor(value: object) -> bool:
     kind = type(value)
+    if kind is int or kind is str:  # the members' values, without three lookups each
+        return False
     return hasattr(kind, "__get__") or hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+_ATTRIBUTES: dict[tuple[type, ...], frozenset[str]] = {}
+
+
+def _attributes(bases: tuple[type, ...], metaclass: type) -> frozenset[str]:
+    """The attribute names a class with these bases has before its own (once a base)."""
+    key = (*bases, metaclass)
+    names = _ATTRIBUTES.get(key)
+    if names is None:
+        names = frozenset(name for base in (*bases, metaclass) for kind in base.__mro__
+                          for name in vars(kind))
+        _ATTRIBUTES[key] = names
+    return names
 
 
 class EnumType(type):
@@ -55,8 +71,9 @@ class EnumType(type):
                 raise TypeError(f"{name}: cannot extend {base.__name__}, which has members")
         body = {key: value for key, value in namespace.items() if key not in values}
         cls = super().__new__(mcls, name, bases, body)
+        taken = _attributes(bases, mcls)
         for key in values:
-            if hasattr(cls, key):
+            if key in taken:
                 raise TypeError(f"{name}: member {key!r} hides an attribute of the class")
         members: dict[str, Any] = {}
         by_value: dict[Any, Any] = {}

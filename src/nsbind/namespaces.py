@@ -31,7 +31,6 @@ from types import TracebackType
 
 from nsbind._sys.fd import FdLike, PathLike, fsbytes
 from nsbind._sys.mount import mount, move_mount, open_tree, umount2
-from nsbind._sys.net import set_link_up
 from nsbind._sys.ns import NamespaceFd, open_namespace, setns, unshare
 from nsbind._sys.proc import PidFd, pidfd_open, thread_count
 from nsbind.errors import (
@@ -353,6 +352,7 @@ class Namespaces:
         if Namespace.MNT in types and self.propagation is not None:
             mount(None, "/", None, MountFlags.REC | self.propagation)
         if Namespace.NET in types and self.loopback:
+            from nsbind._sys.net import set_link_up  # here: with struct, 0.6 ms a start
             set_link_up("lo")
 
     def _restore(self) -> None:
