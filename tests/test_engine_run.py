@@ -63,6 +63,24 @@ def test_foreground_run_with_rm_prints_the_output_and_leaves_nothing(engine: Eng
     assert engine.left() == []
 
 
+def test_the_root_overlay_is_volatile_only_for_a_container_removed_at_its_end(
+        engine: Engine) -> None:
+    """As podman: a ``--rm`` container's upper directory is never synced (``volatile``),
+    a kept container's is."""
+    show = ["sh", "-c", "grep ' / / ' /proc/self/mountinfo"]
+    roots = []
+    for args in (["--rm"], ["--name", "kept"]):
+        # "... / / rw,relatime - overlay SOURCE rw,lowerdir...,volatile" (kernels with
+        # overlay's fsync= option write "fsync=volatile")
+        fstype, _, options = engine("run", *args, IMG, *show).stdout.split(" - ")[1].split()
+        assert fstype == "overlay"
+        roots.append(set(options.split(",")))
+    engine("rm", "kept")
+    assert roots[0] & {"volatile", "fsync=volatile"}
+    assert not roots[1] & {"volatile", "fsync=volatile"}
+    assert engine.left() == []
+
+
 def test_a_plain_run_imports_no_argparse_json_re_enum_or_signal(engine: Engine) -> None:
     """``nsbind run`` in its plain form reads its command line without argparse (nor
     gettext and locale with it): nsbind.engine.runflags.fast_parse_run; and starts its

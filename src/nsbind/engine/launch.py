@@ -288,7 +288,9 @@ def private_mounts() -> None:
 def mount_root(launch: Launch) -> str:
     """Mount the container's root in a mount namespace of this process's own
     (:func:`private_mounts`): the image's layers under overlayfs with the container's
-    upper directory, or the ``--rootfs`` directory as it is.  The root's path."""
+    upper directory, or the ``--rootfs`` directory as it is.  The root's path.  With
+    ``--rm`` the overlay is volatile, as podman mounts it: its upper directory is never
+    synced (its umount took 1 ms more), and a crash leaves nothing worth keeping."""
     private_mounts()
     if launch.image is None:
         return os.path.realpath(launch.opts.rootfs or "/")
@@ -304,7 +306,7 @@ def mount_root(launch: Launch) -> str:
     with layers as lower:
         try:
             made = overlay(lower, os.path.join(launch.storage, "upper"),
-                           os.path.join(launch.storage, "work"))
+                           os.path.join(launch.storage, "work"), volatile=launch.opts.rm)
         except OSError as exc:
             if shift is None:
                 raise
