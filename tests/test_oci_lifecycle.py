@@ -10,6 +10,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -187,6 +188,40 @@ def _gate_writer(tmp_path: pathlib.Path, script: str) -> tuple[str, subprocess.P
     fifo = str(tmp_path / "exec.fifo")
     os.mkfifo(fifo)
     return fifo, subprocess.Popen(["sh", "-c", script.replace("FIFO", fifo)])
+
+
+_RENAMES_ITSELF = ("import sys, time\n"
+                   "with open('/proc/self/comm', 'wb') as comm:\n"
+                   "    comm.write(bytes.fromhex(sys.argv[1]))\n"
+                   "print('named', flush=True)\n"
+                   "time.sleep(60)\n")
+
+
+@pytest.mark.parametrize("name", [b"a) Z 1 2 (", b"\xff\xfe)) ", b"))))))))))))))) "],
+                         ids=["fields", "not-utf8", "parentheses"])
+def test_a_process_named_to_mislead_is_still_read_right(name: bytes) -> None:
+    """A container's process names itself (/proc/self/comm, 15 bytes of its choice):
+    state still finds its start time and that it runs."""
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _RENAMES_ITSELF, name.hex()],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"named\n"
+        with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+            line = stat.read()
+        assert b"(" + name[:15] + b")" in line  # the name took (15 bytes at most)
+        started = start_time(proc.pid)
+        assert started == int(line.rpartition(b")")[2].split()[19])
+        assert process_alive(proc.pid, started)
+        proc.kill()
+        proc.wait()
+        assert not process_alive(proc.pid, started)
+        assert start_time(proc.pid) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_start_reads_the_byte_of_a_process_that_exited_since(tmp_path: pathlib.Path) -> None:

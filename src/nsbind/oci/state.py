@@ -155,12 +155,20 @@ def write_pid_file(path: str | os.PathLike[str], pid: int) -> None:
 
 
 def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the process's name, which is any 15 bytes the
+    process chose (spaces, parentheses, bytes that are not UTF-8): read as bytes, cut at
+    the last ")"."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            text = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return text.rsplit(")", 1)[1].split()  # after the comm, which may hold spaces
+    try:
+        data = os.read(fd, 4096)  # one read: the kernel writes the line whole
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    return data.rpartition(b")")[2].decode("ascii", "replace").split()
 
 
 def start_time(pid: int) -> int | None:
