@@ -164,9 +164,13 @@ class RecordStore:
         return True
 
     def _name_owner(self, name: str) -> str | None:
-        try:
-            with open(os.path.join(self.root, "names", name), encoding="ascii") as f:
-                text = f.read(65)
+        try:  # os calls: a text file in ascii imports its codec, 0.4 ms of a run
+            fd = os.open(os.path.join(self.root, "names", name),
+                         os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: no wait
+            try:
+                text = os.read(fd, 65).decode("ascii")
+            finally:
+                os.close(fd)
         except (FileNotFoundError, UnicodeDecodeError):
             return None
         return text if _ID.matches(text) else None

@@ -164,9 +164,12 @@ def _groups(additional: tuple[int, ...] | None) -> tuple[int, ...] | None:
     runc does, rather than refused."""
     if additional:
         return tuple(additional)
-    try:
-        with open("/proc/self/setgroups", encoding="ascii") as f:
-            denied = f.read().strip() == "deny"
+    try:  # os calls: a text file in ascii imports its codec, 0.4 ms of every create
+        fd = os.open("/proc/self/setgroups", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            denied = os.read(fd, 64).strip() == b"deny"
+        finally:
+            os.close(fd)
     except OSError:
         denied = False
     return None if denied else ()

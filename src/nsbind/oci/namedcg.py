@@ -65,10 +65,13 @@ def join(path: str, pid: int) -> None:
     """Move ``pid`` into cgroup ``path`` of each named hierarchy where it exists
     (an exec'd process joins its container there)."""
     for root in _named_roots():  # a process gone meanwhile (ESRCH) needs no place
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError), open(
-                os.path.join(root, path.lstrip("/"), "cgroup.procs"), "w",
-                encoding="ascii") as f:
-            f.write(str(pid))
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fd = os.open(os.path.join(root, path.lstrip("/"), "cgroup.procs"),
+                         os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
 
 
 def remove(made: list[str]) -> None:
