@@ -29,7 +29,6 @@ from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
 from nsbind.errors import InvalidValue, NsbindError
 from nsbind.flags import CloneFlags, Namespace, OpenTreeFlags, flag_names
-from nsbind.mountclone import detached_copies
 from nsbind.namespaces import Namespaces, thread_path
 from nsbind.plancache import StaticPlan
 from nsbind.plancache import plans as plan_cache
@@ -413,6 +412,7 @@ class _Resources:
             # a prepared root's child runs inside the root: host sources are opened here
             steps, self.mounts = root.open_host_sources()
         if not features.clone_detached_mounts():  # the child cannot clone them: copies
+            from nsbind.mountclone import detached_copies  # (older kernels only)
             steps, copies = detached_copies(steps)  # made here, attached as they are
             self.mounts += copies
         # fds the mount steps use (detached mounts, idmap user namespaces): moved
