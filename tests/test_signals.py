@@ -75,3 +75,20 @@ def test_pidfd_send_signal_reaches_the_process_it_holds() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_parse_takes_what_docker_and_runc_take_and_nothing_else() -> None:
+    for name, member in signal.Signals.__members__.items():
+        value = int(member)
+        for text in (name, name.lower(), name[3:], name[3:].lower()):
+            assert signals.parse(text) == value, text
+    for number in range(1, signal.SIGRTMAX + 1):
+        assert signals.parse(str(number)) == number
+    low, high = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
+    assert signals.parse("RTMIN+3") == signals.parse("sigrtmin+3") == low + 3
+    assert signals.parse("SIGRTMAX-2") == high - 2
+    assert signals.parse(f"RTMIN+{high - low}") == high
+    for text in ("0", str(high + 1), "-9", "", "SIG", "SIGSIGTERM", "TERM ", "RTMIN+",
+                 f"RTMIN+{high - low + 1}", f"RTMAX-{high - low + 1}", "RTMIN-1",
+                 "\u0661\u0665", "SIG_DFL", "_DFL", "1e1"):
+        assert signals.parse(text) is None, text

@@ -20,10 +20,31 @@ if TYPE_CHECKING:
     Handler = Callable[[int, FrameType | None], object] | int | None
 
 __all__ = [
-    "NSIG", "SIGALRM", "SIGCHLD", "SIGCONT", "SIGHUP", "SIGINT", "SIGKILL", "SIGPIPE",
-    "SIGQUIT", "SIGRTMAX", "SIGRTMIN", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH",
-    "SIG_DFL", "SIG_IGN", "block_all", "describe", "pidfd_send_signal", "set_handler",
-    "set_mask", "signal_name", "signal_number",
+    "NSIG",
+    "SIGALRM",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGHUP",
+    "SIGINT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGQUIT",
+    "SIGRTMAX",
+    "SIGRTMIN",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGWINCH",
+    "SIG_DFL",
+    "SIG_IGN",
+    "block_all",
+    "describe",
+    "parse",
+    "pidfd_send_signal",
+    "set_handler",
+    "set_mask",
+    "signal_name",
+    "signal_number",
 ]
 
 NSIG: int = _signal.NSIG
@@ -69,6 +90,22 @@ def signal_name(number: int) -> str | None:
 def signal_number(name: str) -> int | None:
     """15 for ``"SIGTERM"`` (the whole name, upper case); None for an unknown name."""
     return _tables()[1].get(name)
+
+
+def parse(text: str) -> int | None:
+    """A signal as Docker and runc take one on a command line: a number (1 to SIGRTMAX),
+    a name with or without ``SIG`` in any case (``TERM``, ``sigterm``, ``SIGIOT``), or
+    ``RTMIN+N`` / ``RTMAX-N`` inside the real-time range; None for anything else."""
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        return number if 1 <= number <= SIGRTMAX else None
+    name = text.upper().removeprefix("SIG")
+    for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
+        offset = name[len(base):]
+        if name.startswith(base) and offset.isascii() and offset.isdigit():
+            number = (SIGRTMIN if sign > 0 else SIGRTMAX) + sign * int(offset)
+            return number if SIGRTMIN <= number <= SIGRTMAX else None
+    return signal_number("SIG" + name)
 
 
 def describe(number: int) -> str:

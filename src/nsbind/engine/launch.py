@@ -119,20 +119,14 @@ class Launch:
 
 
 def signal_number(text: str | int | None, what: str = "stop signal") -> int | None:
-    """A signal given as Docker takes it: ``SIGTERM``, ``TERM`` or ``15``."""
+    """A signal given as Docker takes it: ``SIGTERM``, ``TERM`` or ``15``
+    (:func:`nsbind.signals.parse`)."""
     if text is None or text == "":
         return None
-    if isinstance(text, int) or text.isdigit():
-        number = int(text)
-        if 0 < number < signals.NSIG:
-            return number
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        found = signals.signal_number(name)
-        if found is not None:
-            return found
-    raise EngineError(f"invalid {what}: {text!r}")
+    found = signals.parse(str(text))
+    if found is None:
+        raise EngineError(f"invalid {what}: {text!r}")
+    return found
 
 
 def prepare(config: EngineConfig, opts: RunOptions) -> Launch:

@@ -284,19 +284,12 @@ def _signal(value: str) -> int:
     from nsbind import signals
 
     flag = "--stop-signal"
-    top = signals.SIGRTMAX
-    if _INT.fullmatch(value):
-        return _strict_int(flag, value, 1, top)
-    name = value.upper().removeprefix("SIG")
-    for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
-        if name.startswith(base) and name[len(base):].isdigit():
-            number = (signals.SIGRTMIN if sign > 0 else top) + sign * int(name[6:])
-            if signals.SIGRTMIN <= number <= top:
-                return number
-    member = signals.signal_number(f"SIG{name}")
-    if member is None or not 1 <= member <= top:
+    if _INT.fullmatch(value):  # a number out of range is named as such
+        return _strict_int(flag, value, 1, signals.SIGRTMAX)
+    number = signals.parse(value)
+    if number is None:
         raise _bad(flag, value, "invalid signal")
-    return member
+    return number
 
 
 def _security(values: Sequence[str]) -> tuple[bool, str | Mapping[str, Any]]:

@@ -21,20 +21,15 @@ __all__ = ["cmd_create", "cmd_delete", "cmd_exec", "cmd_features", "cmd_kill", "
 
 
 def parse_signal(text: str) -> int:
-    """A signal by number (``9``) or name (``KILL``, ``SIGKILL``, ``sigkill``)."""
+    """A signal by number (``9``) or name (``KILL``, ``SIGKILL``, ``sigkill``,
+    ``RTMIN+3``): :func:`nsbind.signals.parse`."""
     from nsbind import signals
     from nsbind.errors import InvalidValue
 
-    if text.isdigit():
-        num = int(text)
-        if 0 < num <= signals.SIGRTMAX:
-            return num
-    else:
-        name = text.upper()
-        value = signals.signal_number(name if name.startswith("SIG") else "SIG" + name)
-        if value is not None:
-            return value
-    raise InvalidValue(f"invalid signal {text[:40]!r}")
+    value = signals.parse(text)
+    if value is None:
+        raise InvalidValue(f"invalid signal {text[:40]!r}")
+    return value
 
 
 def _print_json(value: Any) -> None:
