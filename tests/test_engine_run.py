@@ -81,19 +81,22 @@ def test_the_root_overlay_is_volatile_only_for_a_container_removed_at_its_end(
     assert engine.left() == []
 
 
-def test_a_plain_run_imports_no_argparse_json_re_enum_or_signal(engine: Engine) -> None:
+def test_a_plain_run_imports_none_of_the_heavy_standard_modules(engine: Engine) -> None:
     """``nsbind run`` in its plain form reads its command line without argparse (nor
     gettext and locale with it): nsbind.engine.runflags.fast_parse_run; and starts its
-    container without json or re (nsbind.jsonlite, nsbind.charsets), enum
-    (nsbind.enumtypes) or signal (nsbind.signals)."""
+    container without typing, json or re (nsbind.jsonlite, nsbind.charsets), enum
+    (nsbind.enumtypes), signal (nsbind.signals), contextlib (nsbind.ctxlite), functools
+    (nsbind.fnlite), collections (nsbind.namedtuples) or operator."""
     proc = subprocess.run([sys.executable, "-S", "-X", "importtime",
                            *engine.argv("run", "--rm", "-e", "A=1", IMG, "true")],
                           capture_output=True, text=True, timeout=60 * SLOWDOWN, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:") and "|" in line}
-    assert "nsbind.engine.runflags" in modules
-    assert not modules & {"argparse", "gettext", "locale", "json", "re", "enum", "signal"}
+    assert "nsbind.engine.runflags" in modules and "nsbind.ctxlite" in modules
+    heavy = {"argparse", "gettext", "locale", "typing", "json", "re", "enum", "signal",
+             "contextlib", "functools", "collections", "collections.abc", "operator"}
+    assert not modules & heavy, sorted(modules & heavy)
     assert engine.left() == []
 
 

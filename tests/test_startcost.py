@@ -7,11 +7,13 @@ until the command waits, or at once off the start path)."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import math
 import os
 import pathlib
+import pickle
 import re
 import subprocess
 import sys
@@ -166,7 +168,48 @@ def test_namedtuples_make_the_class_typing_makes() -> None:
         assert cls.__doc__ == "A point." and cls.__module__ == __name__
         assert list(cls.__annotations__) == ["x", "y"]
         assert hash(p) == hash((3, -4)) and repr(p) == f"{cls.__name__}(x=3, y=-4)"
+        assert pickle.loads(pickle.dumps(p)) == p and type(pickle.loads(pickle.dumps(p))) is cls
     assert Point.__name__ == "Point"
+
+
+def _class_facts(cls: Any) -> dict[str, Any]:
+    """What a named tuple class is, beyond its name: its attributes' docs, names and
+    types, and what its methods do, for comparing two makers'."""
+    p = cls(3, -4)
+    attrs = {name: (type(v).__name__, getattr(v, "__doc__", None),
+                    getattr(getattr(v, "__func__", v), "__qualname__", None))
+             for name, v in vars(cls).items() if name not in ("__module__", "__annotations__")}
+    errors = []
+    for call in (lambda: cls(), lambda: cls(1, 2, 3), lambda: cls._make([1]),
+                 lambda: p._replace(z=1), lambda: cls(1, x=2), lambda: setattr(p, "x", 1)):
+        try:
+            call()
+        except Exception as e:  # the error itself is compared
+            errors.append((type(e).__name__, str(e)))
+    return {"attrs": attrs, "errors": errors, "mro": [c.__name__ for c in cls.__mro__],
+            "new_defaults": cls.__new__.__defaults__, "repr": repr(p),
+            "make": cls._make(iter([5, 6])), "replace": p._replace(x=0),
+            "asdict": p._asdict(), "newargs": p.__getnewargs__(), "copy": copy.deepcopy(p),
+            "slots": "__dict__" in dir(p),
+            "match": cls.__match_args__, "index": (p[0], p[-1], p[:1])}
+
+
+def test_namedtuples_make_what_collections_namedtuple_makes() -> None:
+    import collections
+
+    for fields, defaults in (([], ()), (["x"], ()), (["x", "y"], ()), (["x", "y"], (0,)),
+                             (["x", "y"], (1, 2))):
+        theirs = collections.namedtuple("T", fields, defaults=defaults,  # type: ignore[misc]
+                                        module=__name__)
+        annotations = {name: "int" for name in fields}
+        body = {"__module__": __name__, "__qualname__": "T", "__annotations__": annotations,
+                **dict(zip(fields[len(fields) - len(defaults):], defaults, strict=True))}
+        meta: Any = type(NamedTuple)
+        ours = meta("T", (NamedTuple,), body)  # what a class statement calls
+        if len(fields) < 2:
+            assert ours._fields == theirs._fields and ours.__doc__ == theirs.__doc__
+            continue
+        assert _class_facts(ours) == _class_facts(theirs)
 
 
 def test_namedtuples_refuse_what_typing_refuses() -> None:

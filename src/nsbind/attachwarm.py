@@ -25,11 +25,11 @@ lock goes cold now and then.  The caller stops it as soon as its process has joi
 from __future__ import annotations
 
 import _thread
-import contextlib
 import os
 import time
 
 from nsbind.cgrouplayout import CgroupLayout, cgroup_layout
+from nsbind.ctxlite import suppress
 
 __all__ = ["MAX_HOLD", "PERIOD", "Warmup", "warm_attach"]
 
@@ -82,7 +82,7 @@ class Warmup:
     def stop(self) -> None:
         """End the warm-up (the thread ends after its current write, if any); idempotent."""
         if self._stop.locked():
-            with contextlib.suppress(RuntimeError):  # released by a concurrent stop()
+            with suppress(RuntimeError):  # released by a concurrent stop()
                 self._stop.release()
 
     def wait(self, timeout: float) -> bool:

@@ -29,7 +29,6 @@ builtin or nsbind type, else as :class:`RemoteError` naming the type.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import multiprocessing
 import multiprocessing.connection
@@ -59,6 +58,7 @@ from nsbind.callwire import (
     load_answer,
     remote_exception,
 )
+from nsbind.ctxlite import suppress
 from nsbind.errors import NsbindError, UsageError
 from nsbind.flags import NAMESPACE_ORDER, CloneFlags, Namespace
 from nsbind.namespaces import Namespaces, thread_path
@@ -252,7 +252,7 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
     def expire() -> None:  # the answer started but did not finish in time
         expired.set()
         if watch is not None:
-            with contextlib.suppress(NsbindError):  # gone already
+            with suppress(NsbindError):  # gone already
                 watch.send_signal(signals.SIGKILL)
 
     timer: threading.Timer | None = None
@@ -270,7 +270,7 @@ def _await_reply(proc: multiprocessing.process.BaseProcess,
             data = reader.recv_bytes(MAX_ANSWER_BYTES)
         except (EOFError, OSError) as exc:
             if isinstance(exc, OSError) and watch is not None:  # a refused answer: stop it
-                with contextlib.suppress(NsbindError):
+                with suppress(NsbindError):
                     watch.send_signal(signals.SIGKILL)
             proc.join()
             if expired.is_set():

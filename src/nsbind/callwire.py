@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import dis
 import errno
-import functools
 import importlib
 import io
 import marshal
@@ -29,6 +28,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from nsbind.errors import MessageError, NsbindError
+from nsbind.fnlite import lru_cache
 
 __all__ = ["Call", "CallInError", "PendingCall", "RemoteError", "RemoteTraceback",
            "load_answer", "remote_exception"]
@@ -154,7 +154,7 @@ def _cell_value(cell: types.CellType) -> Any:
         return _EMPTY_CELL
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def _global_names(code: types.CodeType) -> frozenset[str]:
     """The global names ``code`` (and the code nested in it) reads or writes."""
     names = {str(ins.argval) for ins in dis.get_instructions(code)

@@ -6,11 +6,13 @@ children cannot be used, and a limit on it is an error that says why."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from nsbind.cgroupfs import CgroupFd
 from nsbind.cgrouplayout import CgroupLayout, Hierarchy, cgroup_layout
 from nsbind.errors import LookupFailed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["V1_OPTIONAL", "check_enabled", "check_root_enables", "controller_of",
            "not_enabled", "root_enabled", "usable_controllers"]

@@ -15,16 +15,15 @@ It also holds the rules for naming a cgroup inside a hierarchy
 from __future__ import annotations
 
 import _thread
-import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable, Iterator
 
 from nsbind._sys.fd import OwnedFd
 from nsbind._sys.mount import openat2, umount2
 from nsbind._sys.mountinfo import parse_mountinfo
 from nsbind.cgroupfs import CgroupFd
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.errors import (
     Forbidden,
     InUse,
@@ -39,6 +38,7 @@ from nsbind.frozen import frozen
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any, Literal, TypeAlias
 
 __all__ = ["CgroupLayout", "Hierarchy", "Mode", "cgroup_layout", "cgroup_path_parts",
@@ -233,7 +233,7 @@ def cgroup_layout(
 _held: dict[int, CgroupLayout] = {}
 
 
-@contextlib.contextmanager
+@contextmanager
 def held_layout() -> Iterator[CgroupLayout]:
     """Within the block, :func:`cgroup_layout` (without arguments) in this thread
     returns the layout read on entry without reading its files again: for an operation
@@ -496,7 +496,7 @@ def mkdir_cgroup(h: Hierarchy, parent: CgroupFd, name: str, *,
         if child is not None:
             child.close()
         if created:  # nothing is left of a failed call
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.rmdir(name, dir_fd=parent.fileno())
         raise
     return child
@@ -529,7 +529,7 @@ def open_in_hierarchy(h: Hierarchy, parts: list[str]) -> tuple[CgroupFd, CgroupF
     root = h.open_root()
     parent, leaf = root, None
     try:
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             if len(parts) > 1:
                 parent = open_cgroup(root, "/".join(parts[:-1]))
             leaf = open_cgroup(parent, parts[-1])

@@ -11,7 +11,6 @@ through those fds.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -53,6 +52,7 @@ from nsbind.cgroupsettings import (
     check_period,
 )
 from nsbind.cgroupstats import CgroupStats, EventsWatch, wait_until, wait_until_async
+from nsbind.ctxlite import suppress
 from nsbind.errors import Expired, InUse, InvalidValue, LookupFailed, Missing, error_for
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
@@ -590,7 +590,7 @@ class Cgroup:
         self.freeze()
         try:
             for pid in self.procs():
-                with contextlib.suppress(ProcessLookupError):
+                with suppress(ProcessLookupError):
                     os.kill(pid, signals.SIGKILL)
         finally:
             self.thaw()

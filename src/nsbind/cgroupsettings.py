@@ -11,7 +11,8 @@ version and how the text is parsed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+# collections.abc's classes, without importing the collections package
+from _collections_abc import Mapping, Sequence
 
 from nsbind.cgroupfs import parse_flat
 from nsbind.cgroupstats import parse_blkio, parse_io_stat
@@ -21,6 +22,7 @@ from nsbind.lazyre import IGNORECASE, LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Literal, TypeAlias
 
 __all__ = ["READINGS", "SETTINGS", "CpuMax", "HugetlbMax", "IoLimits", "Knob", "Reading",

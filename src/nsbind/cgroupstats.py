@@ -16,10 +16,13 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable
 
 from nsbind.cgroupfs import CgroupFd, parse_flat
 from nsbind.frozen import frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["CgroupStats", "EventsWatch", "parse_blkio", "parse_io_stat"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 __all__ = ["answer_and_exit", "read_until", "write_all"]
 

@@ -10,13 +10,13 @@ command pays Python's start-up and what it uses, nothing more."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 from nsbind.gcpause import resume_unless
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
 __all__ = ["main", "parser"]
 

@@ -12,12 +12,15 @@ judges the members of the v2 cgroup, whatever the v1 devices hierarchy says.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import OwnedFd
 from nsbind.errors import InvalidValue, check, raise_errno
 from nsbind.frozen import frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["DeviceRule", "attach", "detach", "load", "parse_rule", "program"]
 

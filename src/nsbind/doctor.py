@@ -13,13 +13,13 @@ that reports over a pipe; what it makes lives in a temp dir that is removed afte
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from nsbind import doctorchecks as dc
+from nsbind.ctxlite import suppress
 from nsbind.doctorchecks import Check
 from nsbind.frozen import as_dict
 
@@ -95,7 +95,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report; 0 when nothing needed is missing, 1 otherwise."""
     found = checks()
-    with contextlib.suppress(BrokenPipeError):
+    with suppress(BrokenPipeError):
         print(report(found, as_json=bool(getattr(args, "json", False))), flush=True)
     return 1 if any(c.ok is False for c in found) else 0
 

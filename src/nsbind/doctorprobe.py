@@ -5,7 +5,6 @@ over a pipe; whatever it made is removed."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +15,7 @@ from typing import Any
 
 from nsbind import signals
 from nsbind.childpipe import answer_and_exit, read_until
+from nsbind.ctxlite import suppress
 
 __all__ = ["PROBE_TIMEOUT", "Probe"]
 
@@ -136,6 +136,6 @@ def _remove(tmp: str) -> None:
     """Remove the probe's dir, overlay's mode-0 ``work/work`` included."""
     for root, dirs, _ in os.walk(tmp):
         for d in dirs:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.chmod(os.path.join(root, d), 0o700)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -13,13 +13,13 @@ when :func:`lowerdir_plus` says so and the single ``lowerdir=`` string otherwise
 from __future__ import annotations
 
 import errno
-import functools
 import os
 
 from nsbind._native import ffi, lib
 from nsbind._sys.mount import fsopen, mount_setattr, open_tree
 from nsbind.errors import NsbindError
 from nsbind.flags import MountAttr, OpenTreeFlags
+from nsbind.fnlite import cache
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ __all__ = ["cgroup2_delegated", "cgroup_kill", "clone_detached_mounts", "clone_i
            "time_namespaces"]
 
 
-@functools.cache
+@cache
 def lowerdir_plus() -> bool:
     """overlayfs takes one ``lowerdir+`` option per layer (Linux 6.8); without it a
     mount has one ``lowerdir=`` string (255 bytes through fsconfig).
@@ -51,7 +51,7 @@ def lowerdir_plus() -> bool:
         raise
 
 
-@functools.cache
+@cache
 def mount_api() -> bool:
     """The new mount API (fsopen, fsconfig, fsmount, move_mount, open_tree: Linux 5.2)."""
     fd = lib.nsb_fsopen(b"tmpfs", 0)
@@ -61,7 +61,7 @@ def mount_api() -> bool:
     return True
 
 
-@functools.cache
+@cache
 def idmapped_mounts() -> bool:
     """mount_setattr with MOUNT_ATTR_IDMAP (Linux 5.12; per filesystem after that).
 
@@ -76,7 +76,7 @@ def idmapped_mounts() -> bool:
     return True
 
 
-@functools.cache
+@cache
 def clone_detached_mounts() -> bool:
     """open_tree(OPEN_TREE_CLONE) copies a detached mount (one from fsmount or a clone
     not yet attached): recent kernels do (6.18 here), older ones (6.1) refuse with
@@ -93,7 +93,7 @@ def clone_detached_mounts() -> bool:
         raise
 
 
-@functools.cache
+@cache
 def clone_into_cgroup() -> bool:
     """clone3 with CLONE_INTO_CGROUP (Linux 5.7).  Probed with a cgroup fd number that
     is not open (INT_MAX): EBADF means the flag is known, EINVAL or ENOSYS that it is
@@ -107,13 +107,13 @@ def clone_into_cgroup() -> bool:
     return rc < 0 and ffi.errno == errno.EBADF
 
 
-@functools.cache
+@cache
 def time_namespaces() -> bool:
     """Time namespaces (Linux 5.6): ``/proc/self/ns/time`` exists."""
     return os.path.exists("/proc/self/ns/time")
 
 
-@functools.cache
+@cache
 def pidfd_setns() -> bool:
     """setns on a pidfd, several namespace types at once (Linux 5.8).  Probed by joining
     the calling thread's own uts namespace through its process's pidfd (a no-op);
@@ -127,7 +127,7 @@ def pidfd_setns() -> bool:
         os.close(fd)
 
 
-@functools.cache
+@cache
 def cgroup_kill() -> bool:
     """``cgroup.kill`` in cgroup v2 (Linux 5.14): kill a whole cgroup in one write;
     without it nsbind freezes, signals every member and thaws.
@@ -145,7 +145,7 @@ def cgroup_kill() -> bool:
     return os.path.exists(os.path.join(own, "cgroup.kill"))
 
 
-@functools.cache
+@cache
 def cgroup2_delegated() -> bool:
     """The caller may make cgroups in the v2 hierarchy: root, or a user whose own cgroup
     directory was delegated to it (owned by it, as systemd's ``Delegate=yes`` does)."""

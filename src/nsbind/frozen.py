@@ -17,8 +17,8 @@ dataclasses to those).
 from __future__ import annotations
 
 import errno
-import operator
 import sys
+from _operator import attrgetter  # operator's, without the operator module
 
 from nsbind.errors import MessageError
 
@@ -141,7 +141,7 @@ def as_dict(obj: Any) -> Any:
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     """The values of ``names`` of an object, as a tuple (attrgetter's, when 2 or more)."""
     if len(names) >= 2:
-        return operator.attrgetter(*names)
+        return attrgetter(*names)
     if names:
         name = names[0]
         return lambda obj: (getattr(obj, name),)

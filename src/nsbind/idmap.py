@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import errno
 import itertools
-import operator
 import os
-from collections.abc import Iterable, Sequence
+from _operator import index  # operator's, without the operator module
 
 from nsbind.errors import InvalidValue, NamespaceRuleError, NsbindError, error_for
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["MAX_ID", "MAX_MAP_BYTES", "MAX_MAP_LINES", "IdMap", "MapWriter", "check_id",
            "check_map",
@@ -39,7 +42,7 @@ def check_id(name: str, value: object) -> int:
     if isinstance(value, bool):
         raise InvalidValue(f"{name} {value!r} is not a uid/gid (a bool)")
     try:
-        number = operator.index(value)  # type: ignore[arg-type]
+        number = index(value)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidValue(f"{name} {value!r} is not a uid/gid (an integer)") from None
     if not 0 <= number <= MAX_ID:

@@ -23,20 +23,23 @@ layer paths), then cloned out as a detached tree.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable, Sequence
 
 from nsbind import features
 from nsbind._native import lib
 from nsbind._sys.fd import FdLike, fdnum
 from nsbind._sys.mount import MountFd, mount, move_mount, open_tree
 from nsbind._sys.ns import unshare
+from nsbind.ctxlite import suppress
 from nsbind.errors import NsbindError, raise_errno
 from nsbind.flags import AtFlags, CloneFlags, MountFlags, MoveMountFlags, OpenTreeFlags
 from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountKind, MountOpt, MountStep
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = ["classic_detached", "clone_tree", "detached_copies"]
 
@@ -83,7 +86,7 @@ def _in_a_throwaway_namespace(work: Callable[[str], list[MountFd]]) -> list[Moun
         thread.start()
         thread.join()
     finally:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.rmdir(place)
     if failure:
         for mnt in result:

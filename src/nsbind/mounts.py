@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
 
 from nsbind import features
 from nsbind._native import lib
@@ -28,6 +27,10 @@ from nsbind.errors import InvalidValue, NsbindError, raise_errno
 from nsbind.flags import MountAttr, MountFlags, Propagation
 from nsbind.frozen import replace_fields
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "apply", "bind", "cgroup", "cgroup2", "dev",
            "device", "devpts", "filesystem_of", "mask", "mkdir", "mount_points", "mqueue",

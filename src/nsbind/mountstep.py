@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 import stat
-from collections.abc import Iterable, Sequence
 
 from nsbind._native import ffi, lib
 from nsbind._sys.mount import mount_description
@@ -33,6 +32,7 @@ from nsbind.frozen import fields_of, frozen, replace_fields
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
 __all__ = ["PHASE_WORDS", "MountKind", "MountOpt", "MountPhase", "MountStep", "MountSteps",

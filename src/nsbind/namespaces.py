@@ -2,21 +2,20 @@
 
 Kernel rules this module applies (see namespaces(7), unshare(2), setns(2)):
 
-- net, uts, ipc, cgroup and mnt namespaces belong to a *thread*: entering them in
-  a ``with Namespaces(...)`` block moves only the calling thread; other threads
-  stay where they are.  For mnt the thread first gets its own root/cwd
-  (``unshare(CLONE_FS)``), so this works in a threaded process too.
-- pid and time namespaces apply to *children*: a process started inside the
-  block (os.fork, subprocess, clone3) is PID 1 of the new pid namespace.  When
-  that first process exits, the pid namespace is dead and later forks in the
-  block fail with ENOMEM.
+- net, uts, ipc, cgroup and mnt namespaces belong to a *thread*: entering them in a
+  ``with Namespaces(...)`` block moves only the calling thread; other threads stay where
+  they are.  For mnt the thread first gets its own root/cwd (``unshare(CLONE_FS)``), so
+  this works in a threaded process too.
+- pid and time namespaces apply to *children*: a process started inside the block
+  (os.fork, subprocess, clone3) is PID 1 of the new pid namespace.  When that first
+  process exits, the pid namespace is dead and later forks in the block fail with ENOMEM.
 - Leaving restores every namespace the block changed (setns back to fds saved
   on entry), also when the block raised.  Restoring a time namespace needs a
   single-threaded process (the kernel returns EUSERS otherwise).
-- A user namespace cannot be left: the kernel allows no setns back into an
-  ancestor user namespace.  ``Namespaces(user=True)`` is therefore refused as a
-  ``with`` block; use :meth:`Namespaces.unshare` (for good, single-threaded
-  process only) or run the work in a child (``spawn``/``call_in``).
+- A user namespace cannot be left: the kernel allows no setns back into an ancestor user
+  namespace.  ``Namespaces(user=True)`` is therefore refused as a ``with`` block; use
+  :meth:`Namespaces.unshare` (for good, single-threaded process only) or run the work in
+  a child (``spawn``/``call_in``).
 - Creating namespaces other than user ones, and every setns, needs CAP_SYS_ADMIN.
 """
 
@@ -26,8 +25,6 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from nsbind._sys.fd import FdLike, PathLike, fsbytes
 from nsbind._sys.mount import mount, move_mount, open_tree, umount2
@@ -53,6 +50,11 @@ from nsbind.flags import (
     UmountFlags,
 )
 from nsbind.idmap import IdMap, MapWriter, check_map, write_maps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
 
 __all__ = ["IdMap", "Namespaces", "current", "for_children", "of", "persist",
            "thread_path", "unpersist"]
@@ -172,8 +174,6 @@ class Namespaces:
 
     def __hash__(self) -> int:
         return self._hash
-
-    # ------------------------------------------------------------ construction
 
     @classmethod
     def join(

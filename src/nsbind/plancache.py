@@ -9,15 +9,14 @@ on (a one-off spawn keeps nothing); each later spawn starts from a copy of the C
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping
 
 from nsbind._native import lib
 from nsbind._sys.fd import fdnum
 from nsbind.cgroups import Cgroup
 from nsbind.errors import InvalidValue
 from nsbind.flags import CloneFlags, MountFlags, Namespace
+from nsbind.fnlite import lru_cache
 from nsbind.idmap import IdMap
 from nsbind.mountstep import MountStep
 from nsbind.rootfs import RootPlan
@@ -26,6 +25,7 @@ from nsbind.spawnrequest import SpawnRequest
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 __all__ = ["PlanCache", "StaticPlan", "build_static", "plans"]
@@ -54,7 +54,7 @@ class StaticPlan:
         self.ready = ready
 
 
-@functools.lru_cache(maxsize=128)
+@lru_cache(maxsize=128)
 def _clone_flags(types: frozenset[Namespace]) -> int:
     flags = 0
     for kind in types:
@@ -62,7 +62,7 @@ def _clone_flags(types: frozenset[Namespace]) -> int:
     return flags
 
 
-@functools.lru_cache(maxsize=8)
+@lru_cache(maxsize=8)
 def _propagation_step(kind: int) -> MountStep:
     """``mount --make-r<kind> /``, the first step in a new mount namespace."""
     return MountStep(None, "/", None, MountFlags.REC | kind)

@@ -11,14 +11,19 @@ handed out once; the pool refills behind.
 
 from __future__ import annotations
 
-import collections
 import time
-from types import TracebackType
 
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind.errors import InvalidValue
 from nsbind.flags import Namespace
 from nsbind.namespaces import Namespaces
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections import deque
+    from types import TracebackType
+else:  # collections' deque, without the collections package (spawn imports this module)
+    from _collections import deque
 
 __all__ = ["NamespacePool"]
 
@@ -47,7 +52,7 @@ class NamespacePool:
         self.loopback = loopback
         #: the namespaces created per spawn, besides the pooled network namespace
         self.namespaces = Namespaces(pid=pid, mnt=mnt, uts=uts, ipc=ipc, cgroup=cgroup)
-        self._ready: collections.deque[NamespaceFd] = collections.deque()
+        self._ready: deque[NamespaceFd] = deque()
         import threading  # here: a process that makes no pool does not import it
 
         self._cond = threading.Condition()

@@ -11,14 +11,11 @@ A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from types import TracebackType
 
 from nsbind import features, idmap, signals
 from nsbind._native import ffi, lib
@@ -27,6 +24,7 @@ from nsbind._sys.mount import MountFd, open_tree
 from nsbind._sys.ns import NamespaceFd, open_namespace
 from nsbind._sys.proc import PidFd, WaitResult
 from nsbind.cgroups import Cgroup
+from nsbind.ctxlite import contextmanager
 from nsbind.errors import InvalidValue, NsbindError
 from nsbind.flags import CloneFlags, Namespace, OpenTreeFlags, flag_names
 from nsbind.namespaces import Namespaces, thread_path
@@ -42,6 +40,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 m
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Iterator, Mapping, Sequence
+    from types import TracebackType
     from typing import IO, Any
 
     from nsbind.seccomp import Filter, Program
@@ -533,7 +533,7 @@ def _open_joins(joins: Sequence[tuple[Namespace, str | FdLike]]
     return opened
 
 
-@contextlib.contextmanager
+@contextmanager
 def _for_children(targets: Sequence[tuple[Namespace, NamespaceFd]]) -> Iterator[None]:
     """Put this thread's next children into these namespaces (pid, time: through
     *_for_children; net, uts, ipc, cgroup: the thread's own, restored right after the

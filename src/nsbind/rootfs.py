@@ -48,10 +48,7 @@ grace period is the slowest part of a plain rootfs spawn).
 from __future__ import annotations
 
 import errno
-import functools
 import os
-from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from nsbind._sys.fd import OwnedFd, PathLike, fsbytes
 from nsbind._sys.mount import AT_FDCWD, MountFd, open_tree, openat2, pivot_root, umount2
@@ -66,10 +63,16 @@ from nsbind.flags import (
     ResolveFlags,
     UmountFlags,
 )
+from nsbind.fnlite import lru_cache
 from nsbind.frozen import frozen, replace_fields
 from nsbind.mounts import MASKED_PATHS, READONLY_PATHS, mask, overlay_step, readonly
 from nsbind.mountstep import MountKind, MountOpt, MountStep, run
 from nsbind.namespaces import Namespaces
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
 
 __all__ = ["RootFS", "RootPlan"]
 
@@ -138,7 +141,7 @@ def _host_path(step: MountStep) -> bool:
     return step.kind == MountKind.CLASSIC
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def _in_root(make: Callable[[PathLike], MountStep], path: PathLike) -> MountStep:
     """``make(path).in_root()``, one step object a path: a root built per container
     masks the same paths every time (steps are immutable values)."""

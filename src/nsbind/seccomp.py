@@ -23,20 +23,23 @@ capabilities changed, so a child that drops to a non-root uid needs
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+
+# collections.abc's class, without importing the collections package
+from _collections_abc import Mapping
 
 from nsbind import jsonlite, signals
 from nsbind.enumtypes import IntEnum
 from nsbind.errors import InvalidValue, Missing
+from nsbind.fnlite import lru_cache, partial
 from nsbind.frozen import frozen
 from nsbind.namedtuples import NamedTuple
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -82,7 +85,7 @@ def _ffi() -> Any:
     return ffi
 
 
-@functools.lru_cache(maxsize=4)
+@lru_cache(maxsize=4)
 def library(name: str = LIBRARY) -> Any:
     """libseccomp, opened once (dlopen by the compiled core: no headers at build time,
     no C parser at run time); :class:`SeccompUnavailable` if it is not on this host."""
@@ -401,7 +404,7 @@ class Filter:
         obj = sec.mapping(section, "")
         default_name = sec.string(obj.get("defaultAction"), ".defaultAction")
         default_errno = sec.errno_ret(obj, "defaultErrnoRet", default_name, "")
-        new = sec.run(".defaultAction", functools.partial(
+        new = sec.run(".defaultAction", partial(
             cls, default_name, default_errno=default_errno))
         for i, arch in enumerate(sec.seq(obj.get("architectures"), ".architectures")):
             where = f".architectures[{i}]"
@@ -496,7 +499,7 @@ class _OciReader:
                 new.skipped.append(sys_name)
                 continue
             for group in groups:
-                self.run(at, functools.partial(new.add_rule, action, sys_name, *group,
+                self.run(at, partial(new.add_rule, action, sys_name, *group,
                                                where=at))
 
 

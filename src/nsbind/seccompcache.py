@@ -19,17 +19,17 @@ entries are kept (the directory is emptied when full).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import struct
-from collections.abc import Mapping
 
 from nsbind import jsonlite
+from nsbind.ctxlite import suppress
 from nsbind.seccomp import Filter, Program, library_version
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 try:  # hashlib's own BLAKE2 module: importing hashlib loads OpenSSL's libcrypto first
@@ -78,7 +78,7 @@ class ProgramCache:
         written is no cache: not an error)."""
         pending, self._pending = self._pending, {}
         for name, program in pending.items():
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 self._store(name, program)
 
     @staticmethod
@@ -134,7 +134,7 @@ class ProgramCache:
     def _store(self, name: str, program: Program) -> None:
         if len(program.bpf) % _INSN or not 0 < len(program.bpf) <= _MAX_INSNS * _INSN:
             return
-        with contextlib.suppress(FileExistsError):
+        with suppress(FileExistsError):
             os.mkdir(self.directory, 0o700)
         dirfd = self._open_dir()
         if dirfd is None:
@@ -143,7 +143,7 @@ class ProgramCache:
             entries = [n for n in os.listdir(dirfd) if n.endswith(_SUFFIX)]
             if len(entries) >= MAX_ENTRIES:
                 for old in entries:
-                    with contextlib.suppress(FileNotFoundError):
+                    with suppress(FileNotFoundError):
                         os.unlink(old, dir_fd=dirfd)
             temp = f".{name}.{os.getpid()}"
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -154,7 +154,7 @@ class ProgramCache:
                     f.write(program.bpf)
                 os.rename(temp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
             except BaseException:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.unlink(temp, dir_fd=dirfd)
                 raise
         finally:

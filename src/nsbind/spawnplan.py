@@ -8,22 +8,25 @@ step for a :class:`SpawnError` (``mount proc on /proc: EPERM``).
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import resource
-from collections.abc import Mapping, Sequence
+
+# collections.abc's class, without importing the collections package
+from _collections_abc import Mapping
 
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import PathLike, fsbytes
 from nsbind._sys.proc import Capability
 from nsbind.errors import InvalidValue, NsbindError, error_for
 from nsbind.flags import Namespace
+from nsbind.fnlite import lru_cache
 from nsbind.frozen import frozen
 from nsbind.mountstep import MountStep, MountSteps, report_message
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     from nsbind.seccomp import Program
@@ -403,13 +406,13 @@ _CONSOLE_SUBSTEPS = {
 }
 
 
-@functools.lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
 def _int_array(values: tuple[int, ...]) -> Any:
     """A read-only ``int[]`` of ``values``, shared by the plans that keep the same fds."""
     return ffi.new("int[]", values or (0,))
 
 
-@functools.lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
 def _mount_steps(steps: tuple[MountStep, ...]) -> MountSteps:
     return MountSteps(steps)
 

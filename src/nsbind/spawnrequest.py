@@ -9,9 +9,8 @@ a request holding an unhashable value is simply not cached.
 
 from __future__ import annotations
 
-import operator
 import os
-from collections.abc import Mapping, Sequence
+from _operator import index  # operator's, without the operator module
 
 from nsbind._sys.fd import FdLike, PathLike, fsbytes
 from nsbind.cgroups import Cgroup
@@ -27,6 +26,8 @@ from nsbind.spawnplan import CapabilitySets
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from nsbind.seccomp import Filter, Program
 
 __all__ = ["SpawnRequest", "checked_joins"]
@@ -177,7 +178,7 @@ def _check_terminal(terminal: bool, size: tuple[int, int] | None,
     if size is None:
         return None
     try:
-        rows, cols = (operator.index(n) for n in size)
+        rows, cols = (index(n) for n in size)
     except (TypeError, ValueError):
         raise InvalidValue(f"console_size {size!r} is not (rows, columns)") from None
     if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping
 
 from nsbind._native import lib
 from nsbind._sys.fd import OwnedFd
@@ -42,6 +41,10 @@ from nsbind._sys.proc import PidFd, pidfd_open
 from nsbind.errors import Forbidden, InvalidType, InvalidValue, NsbindError, error_for
 from nsbind.flags import MountAttr, Namespace, ResolveFlags
 from nsbind.lazyre import LazyPattern
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping
 
 __all__ = [
     "IPC_SYSCTLS",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from types import TracebackType
 
 from nsbind.errors import InvalidValue
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import Protocol, TypeAlias, TypeVar
 
     class _HasFileno(Protocol):

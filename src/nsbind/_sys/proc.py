@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-from collections.abc import Iterable
 
 from nsbind import signals
 from nsbind._native import ffi, lib
@@ -17,6 +16,7 @@ from nsbind.frozen import frozen
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 __all__ = [

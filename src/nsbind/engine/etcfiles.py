@@ -26,13 +26,16 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Sequence
 
 from nsbind.charsets import ALNUM, Word
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["MAX_HOSTNAME", "check_hostname", "host_hosts_file", "hostname_file",
            "hosts_file", "resolv_conf", "write_files"]
@@ -246,7 +249,7 @@ def _write_atomic(dir_fd: int, name: str, text: str) -> None:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
 

@@ -25,11 +25,14 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from nsbind.engine.errors import EngineError
 from nsbind.timestamps import rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = ["DEFAULT_MAX_BYTES", "MAX_LINE", "LogEntry", "LogWriter", "format_entry",
            "read_log"]

@@ -12,12 +12,12 @@ monitor): never on the host, so nothing is left mounted when they are gone.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
 
 from nsbind import jsonlite, signals
+from nsbind.ctxlite import nullcontext, suppress
 from nsbind.engine.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EngineError
 from nsbind.engine.records import RecordStore, now
 from nsbind.frozen import field, frozen, replace_fields
@@ -25,6 +25,7 @@ from nsbind.frozen import field, frozen, replace_fields
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Any
 
     from nsbind.engine.images import RunImage
@@ -292,7 +293,7 @@ def mount_root(launch: Launch) -> str:
 
     lower = list(reversed(launch.image.layer_dirs))  # the top layer first
     shift = launch.shift
-    layers: contextlib.AbstractContextManager[list[str]] = contextlib.nullcontext(lower)
+    layers: AbstractContextManager[list[str]] = nullcontext(lower)
     if shift is not None:  # its own user namespace: the shared layers, idmapped
         from nsbind.engine.userns import idmapped_layers
 
@@ -450,9 +451,9 @@ def remove_container(config: EngineConfig, container_id: str) -> None:
 
     records = config.records()
     record: dict[str, Any] = {}
-    with contextlib.suppress(EngineError):
+    with suppress(EngineError):
         record = records.load(container_id)
-    with contextlib.suppress(LifecycleError, FileNotFoundError):
+    with suppress(LifecycleError, FileNotFoundError):
         delete(records.oci_root, container_id, force=True)
     disconnect(config, record)
     monitor = int(record.get("monitorPid") or 0)
@@ -473,7 +474,7 @@ def _remove_storage(storage: str) -> None:
     cannot be removed stays (as rmtree's ignore_errors left it)."""
     from nsbind.image.tree import remove_path
 
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         remove_path(storage)
 
 
@@ -491,7 +492,7 @@ def _unmount_below(directory: str) -> list[str]:
         return [m for m in mount_points() if m == top or m.startswith(top + "/")]
 
     for point in sorted(below(), key=len, reverse=True):
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             nsbind.umount2(point, UmountFlags.DETACH)
     return below()
 

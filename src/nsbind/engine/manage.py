@@ -4,17 +4,20 @@ process, through the container layer (:mod:`nsbind.oci`)."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from nsbind import signals
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import EngineConfig, as_engine_error, devnull_onto, remove_container
 from nsbind.engine.records import status_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["container_pids", "describe", "exec_command", "kill", "ps_rows", "rm", "stop",
            "wait"]
@@ -136,7 +139,7 @@ def describe(config: EngineConfig, ref: str) -> dict[str, Any]:
                          "NetworkMode": record.get("net"), "CgroupPath": record.get("cgroup")}
     out["LogPath"] = record.get("log")
     out["Storage"] = record.get("storage")
-    with contextlib.suppress(OSError, ValueError), \
+    with suppress(OSError, ValueError), \
             open(os.path.join(str(record["storage"]), "config.json"), "rb") as f:
         out["Spec"] = json.loads(f.read(16 << 20))
     return out
@@ -273,7 +276,7 @@ def _leave_cgroup(home: int) -> None:
     cgroup namespace, and with the credentials, of ``home``'s opener (since the fix for
     CVE-2021-4197: 5.16, and the stable kernels it went back to); a kernel without it
     refuses the move under nsdelegate, and this process then stays."""
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.write(home, b"0")
 
 

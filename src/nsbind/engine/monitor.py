@@ -11,13 +11,13 @@ and its record in place; the status is then read from the kernel.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import selectors
 from typing import Any
 
 from nsbind import signals
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     Launch,
@@ -76,7 +76,7 @@ def _monitor(launch: Launch, status_fd: int) -> None:
         code = _serve(launch, status_fd)
     except BaseException as exc:  # told to nsbind run when it is still listening
         err = as_engine_error(exc, f"container {launch.name}")
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.write(status_fd, json.dumps({"error": str(err), "status": err.status}).encode())
     finally:
         os._exit(code)
@@ -190,9 +190,9 @@ def _finish(launch: Launch, code: int) -> None:
     from nsbind.oci import LifecycleError, delete
 
     records, cid = launch.records, launch.container_id
-    with contextlib.suppress(EngineError):
+    with suppress(EngineError):
         disconnect(launch.config, records.update(cid, exitCode=code, finishedAt=now()))
-    with contextlib.suppress(LifecycleError, FileNotFoundError):
+    with suppress(LifecycleError, FileNotFoundError):
         delete(records.oci_root, cid, force=True)
     if launch.opts.rm:
         remove_container(launch.config, cid)

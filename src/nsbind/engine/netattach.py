@@ -7,9 +7,9 @@ not reach the container) whenever one joins or leaves."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
 from nsbind.engine.networks import Network, NetworkStore
 from nsbind.engine.runopts import uses_bridge
@@ -55,7 +55,7 @@ def refresh_hosts(records: Any, network: str) -> None:
         others = [(str(r["ip"]), str(r["name"])) for r in members if r["id"] != record["id"]]
         text = hosts_file(str(record["hostname"]), address=str(record["ip"]), extra=others)
         path = os.path.join(str(record["storage"]), "hosts")
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
                 os.ftruncate(fd, 0)
@@ -116,8 +116,8 @@ def detach_container(nets: NetworkStore, record: dict[str, Any], nft_table: str)
     if record.get("publish"):
         from nsbind.net.nat import Nat
 
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             Nat(nft_table).unpublish(str(record["id"]))
-    with contextlib.suppress(EngineError):
+    with suppress(EngineError):
         network = nets.get(str(name))
         detach(nets.ipam(network), str(record["id"]))

@@ -9,13 +9,13 @@ deleted with the network; a network some container is on cannot be removed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import os
 
 from nsbind import jsonlite
 from nsbind.charsets import ALNUM, Word
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
 from nsbind.frozen import as_dict, fields_of, frozen
 
@@ -73,7 +73,7 @@ class NetworkStore:
         found = []
         for entry in sorted(os.listdir(self.folder)):
             if entry.endswith(".json"):
-                with contextlib.suppress(EngineError):
+                with suppress(EngineError):
                     found.append(self.get(entry[:-5]))
         return found
 
@@ -157,7 +157,7 @@ class NetworkStore:
         try:
             return self.get(DEFAULT_NETWORK)
         except EngineError:
-            with contextlib.suppress(EngineError):
+            with suppress(EngineError):
                 self.create(DEFAULT_NETWORK)
             return self.get(DEFAULT_NETWORK)
 

@@ -18,21 +18,21 @@ time) instead of the monitor's last word.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
 
 from nsbind import jsonlite
 from nsbind.charsets import ALNUM, HEX, Word
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.engine.errors import EngineError
 from nsbind.oci.state import process_alive
 from nsbind.timestamps import rfc3339
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 __all__ = ["MAX_RECORD_BYTES", "RecordStore", "default_state_root", "flocked", "now",
@@ -84,17 +84,29 @@ def status_of(record: dict[str, Any]) -> str:
     return "paused" if record.get("paused") else "running"
 
 
-@contextlib.contextmanager
-def flocked(path: str, *, create: bool = True) -> Iterator[None]:
-    """Hold an exclusive flock on the file ``path`` (never through a link) for the block;
-    made 0600 if missing when ``create``, else FileNotFoundError on entering."""
+def _open_lock(path: str, create: bool) -> int:
+    """The lock file ``path`` opened (never through a link), made 0600 if missing when
+    ``create``, else FileNotFoundError."""
     flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
-    fd = os.open(path, flags, 0o600)
+    return os.open(path, flags, 0o600)
+
+
+@contextmanager
+def _holding(fd: int) -> Iterator[None]:
+    """An exclusive flock on ``fd`` for the block; ``fd`` closed at its end."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def flocked(path: str, *, create: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (never through a link) for the block;
+    made 0600 if missing when ``create``, else FileNotFoundError on entering."""
+    with _holding(_open_lock(path, create)):
+        yield
 
 
 class RecordStore:
@@ -177,22 +189,21 @@ class RecordStore:
 
     def _release(self, name: str, container_id: str) -> None:
         if self._name_owner(name) == container_id:
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.root, "names", name))
 
     # ------------------------------------------------------------- records
 
-    @contextlib.contextmanager
+    @contextmanager
     def locked(self, container_id: str) -> Iterator[None]:
         """Hold the container's record lock (made by :meth:`reserve`; a container that is
         gone, or being removed, is EngineError "No such container")."""
-        with contextlib.ExitStack() as held:
-            try:  # (only the lock's open: the block's own errors pass as they are)
-                held.enter_context(flocked(os.path.join(self.directory(container_id), "lock"),
-                                           create=False))
-            except (FileNotFoundError, NotADirectoryError):
-                raise EngineError(f"No such container: {container_id}",
-                                  err=errno.ENOENT) from None
+        try:  # (only the lock's open: the block's own errors pass as they are)
+            fd = _open_lock(os.path.join(self.directory(container_id), "lock"), False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise EngineError(f"No such container: {container_id}",
+                              err=errno.ENOENT) from None
+        with _holding(fd):
             yield
 
     def save(self, record: dict[str, Any]) -> None:
@@ -261,7 +272,7 @@ class RecordStore:
         """Every record, oldest first (one removed meanwhile is left out)."""
         out = []
         for container_id in self.ids():
-            with contextlib.suppress(EngineError):
+            with suppress(EngineError):
                 out.append(self.load(container_id))
         return sorted(out, key=lambda r: str(r.get("created", "")))
 
@@ -305,7 +316,7 @@ class RecordStore:
     def _remove_tree(self, container_id: str) -> None:
         """The record directory: its record, what else is in it, the lock, itself."""
         directory = self.directory(container_id)
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):  # (not a record)
+        with suppress(FileNotFoundError, IsADirectoryError):  # (not a record)
             os.unlink(os.path.join(directory, "record.json"))
         try:
             with os.scandir(directory) as found:
@@ -316,12 +327,12 @@ class RecordStore:
             if entry.is_dir(follow_symlinks=False):  # (nsbind makes none)
                 from nsbind.image.tree import remove_path
 
-                with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
+                with suppress(OSError):  # as rmtree(ignore_errors=True) did
                     remove_path(entry.path)
             else:
-                with contextlib.suppress(OSError):  # as rmtree(ignore_errors=True) did
+                with suppress(OSError):  # as rmtree(ignore_errors=True) did
                     os.unlink(entry.path)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.rmdir(directory)
 
     def release_name(self, name: str, container_id: str) -> None:

@@ -4,11 +4,11 @@ stays with it: see :mod:`nsbind.engine.monitor`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
 from nsbind import jsonlite, signals
+from nsbind.ctxlite import suppress
 from nsbind.engine.errors import EngineError
 from nsbind.engine.launch import (
     EngineConfig,
@@ -132,7 +132,7 @@ def _run_foreground(launch: Launch, warmup: Warmup | None) -> int:
         return code
     finally:
         if code is not None:
-            with contextlib.suppress(EngineError):
+            with suppress(EngineError):
                 disconnect(launch.config, records.update(cid, exitCode=code,
                                                          finishedAt=now()))
         if launch.opts.rm or code is None:

@@ -35,7 +35,6 @@ The rules, Docker's unless said otherwise:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 
 from nsbind.charsets import ALNUM, Word
 from nsbind.engine.errors import EngineError, bad_argument
@@ -46,6 +45,7 @@ from nsbind.lazyre import LazyPattern
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 __all__ = ["CPU_PERIOD", "MIN_MEMORY", "ULIMITS", "MountRequest", "RunOptions", "Ulimit",

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Collection, Mapping
+
+# collections.abc's class, without importing the collections package
+from _collections_abc import Mapping
 
 from nsbind.engine.errors import EngineError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from typing import Any
 
 __all__ = ["ALWAYS_DENIED", "ARCH_MAP", "CAP_GATED", "convert_profile", "default_profile",

@@ -38,7 +38,9 @@ The rules of :func:`build_spec`:
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+
+# collections.abc's class, without importing the collections package
+from _collections_abc import Mapping
 
 from nsbind.engine.errors import EngineError
 from nsbind.engine.runopts import MountRequest, RunOptions

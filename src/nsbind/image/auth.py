@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import tempfile
 from typing import Any
 
+from nsbind.ctxlite import suppress
 from nsbind.image.model import ImageError, parse_json
 
 __all__ = ["auth_file", "credentials", "forget_credentials", "store_credentials"]
@@ -94,7 +94,7 @@ def _write(path: str, doc: dict[str, Any]) -> None:
             f.write("\n")
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp)
         raise
 

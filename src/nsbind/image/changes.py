@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import posixpath
 import shlex
-from collections.abc import Callable, Sequence
 
 from nsbind.frozen import replace_fields
 from nsbind.image.model import ImageConfig, ImageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = ["INSTRUCTIONS", "apply_changes"]
 

@@ -12,7 +12,6 @@ the same image gives the same image ID.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ import tempfile
 from collections.abc import Collection
 from typing import IO
 
+from nsbind.ctxlite import closing
 from nsbind.frozen import replace_fields
 from nsbind.image.model import Image, ImageConfig, ImageError, Layer
 from nsbind.image.pushing import LAYER_TYPE, image_config
@@ -65,6 +65,6 @@ def commit_layer(store: Store, base: StoredImage, changes: str, name: str | None
                     layers=(*(_stored(d, store) for d in base.layers), layer),
                     config_digest="sha256:" + hashlib.sha256(raw_bytes).hexdigest(),
                     raw_config=json.loads(raw_bytes))
-        with contextlib.closing(img):
+        with closing(img):
             store.unpack(img)
     return next(i for i in store.images() if i.config_digest == img.config_digest)

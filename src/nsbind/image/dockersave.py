@@ -7,9 +7,9 @@ and the field; every layer must be a regular file in the archive.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 
+from nsbind.fnlite import partial
 from nsbind.image.archive import Archive
 from nsbind.image.model import (
     Fields,
@@ -83,7 +83,7 @@ def load_docker_save(archive: Archive, tag: str | None = None) -> Image:
                                                                                    path)
         try:
             layers.append(Layer(media_type, described.size("size") if described else None,
-                                digest, diff_id, open=functools.partial(archive.open, path)))
+                                digest, diff_id, open=partial(archive.open, path)))
         except ImageError as exc:
             raise ImageError(f"{src}: layer {index} ({path}): {exc}") from None
     return Image(source=src, tags=entry.texts("RepoTags"), os=config.os,

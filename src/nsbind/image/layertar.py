@@ -20,7 +20,6 @@ bytes stop a tree too big for a layer before it fills the disk.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -28,6 +27,7 @@ import tarfile
 from collections.abc import Collection
 from typing import IO
 
+from nsbind.ctxlite import suppress
 from nsbind.image.model import MAX_LAYER_BYTES, ImageError
 from nsbind.image.unpack import MAX_LAYER_DEPTH, MAX_LAYER_ENTRIES
 
@@ -106,7 +106,7 @@ class _Writer:
                                  "written as a layer")
             if key.startswith(_OVERLAY_XATTRS):
                 continue
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 value = os.getxattr(path, key, follow_symlinks=follow)
                 out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
         return out
@@ -183,7 +183,7 @@ class _Writer:
         self._count(0, arc)
         self.tar.addfile(info)
         for key in _OPAQUE:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 if os.getxattr(fd, key) == b"y":
                     self._whiteout(f"{arc}/.wh..wh..opq", st)
                     break

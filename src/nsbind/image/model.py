@@ -12,7 +12,6 @@ sizes integers in 0..2**63-1 (:func:`check_size`).  Every failure is an
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from nsbind import jsonvalues
 from nsbind.charsets import HEX, Word
@@ -23,6 +22,7 @@ from nsbind.lazyre import LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import IO, Any
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYER_BYTES",

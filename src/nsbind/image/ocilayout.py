@@ -9,10 +9,10 @@ against it, and every layer must be a regular file.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import IO
 
+from nsbind.fnlite import partial
 from nsbind.frozen import frozen
 from nsbind.image.archive import Archive, blob_path
 from nsbind.image.model import (
@@ -190,7 +190,7 @@ def _image(archive: Archive, manifest: Fields, tags: tuple[str, ...], src: str) 
     def opener(desc: Descriptor) -> Callable[[], IO[bytes]]:
         path = blob_path(desc.digest, src)
         archive.check_file(path)
-        return functools.partial(archive.open, path)
+        return partial(archive.open, path)
 
     return image_from_manifest(manifest, src=src, tags=tags, opener=opener,
                                read_blob=lambda d: archive.blob(d.digest, d.size))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from nsbind.ctxlite import contextmanager
 
 __all__ = ["Bars", "progress"]
 
@@ -41,7 +42,7 @@ class Bars:
                 bar.close()
 
 
-@contextlib.contextmanager
+@contextmanager
 def progress(total_bytes: int | None, total_layers: int, *, quiet: bool = False,
              stream: Any = None) -> Iterator[Bars]:
     """Bars on ``stream`` (stderr) when it is a terminal and not ``quiet``."""

@@ -12,12 +12,12 @@ store has is not fetched.  The image is recorded only once every layer is in.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import threading
 from collections.abc import Callable
 from typing import IO, Any, cast
 
+from nsbind.ctxlite import suppress
+from nsbind.fnlite import partial
 from nsbind.frozen import frozen, replace_fields
 from nsbind.image.model import MAX_JSON_BYTES, Fields, Image, ImageError, host_platform, parse_json
 from nsbind.image.ocilayout import (
@@ -94,7 +94,7 @@ def _image(reg: Registry, ref: Reference, manifest: Fields, abort: threading.Eve
 
     def opener(desc: Descriptor) -> Callable[[], IO[bytes]]:
         return cast(Callable[[], IO[bytes]],
-                    functools.partial(reg.open_blob, repo, desc.digest, _sized(desc), abort))
+                    partial(reg.open_blob, repo, desc.digest, _sized(desc), abort))
 
     return image_from_manifest(
         manifest, src=str(ref), tags=tags, opener=opener,
@@ -216,5 +216,5 @@ def _fetch(st: Store, img: Image, missing: list[int], abort: threading.Event, jo
             future.cancel()
         raise
     finally:
-        with contextlib.suppress(BaseException):
+        with suppress(BaseException):
             pool.shutdown(wait=True)

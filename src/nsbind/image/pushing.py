@@ -19,7 +19,6 @@ config, then the manifest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +26,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from nsbind.ctxlite import suppress
 from nsbind.image.layertar import layer_tar
 from nsbind.image.model import ImageError
 from nsbind.image.reference import Reference, parse_reference
@@ -69,7 +69,7 @@ def push(image: str, ref: str | Reference | None = None, *, store: Store | str |
     repo = target.repository
     sources = []
     for tag in img.tags:
-        with contextlib.suppress(ImageError):
+        with suppress(ImageError):
             other = parse_reference(tag)
             if other.registry == target.registry and other.repository != repo:
                 sources.append(other.repository)

@@ -22,7 +22,6 @@ read skipped) when the registry ignores ranges.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import os
@@ -33,6 +32,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from nsbind.ctxlite import suppress
 from nsbind.image.model import ImageError, kind_of, parse_json
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class Registry:
         """Close every connection (PoolManager.clear alone leaves them to the GC)."""
         pools = self._pool.pools
         for key in list(pools.keys()):
-            with contextlib.suppress(KeyError):
+            with suppress(KeyError):
                 pools[key].close()
         self._pool.clear()
 
@@ -199,7 +199,7 @@ class Registry:
     def sleep(self, attempt: int, retry_after: str | None = None) -> None:
         wait = self.backoff * (2 ** attempt)
         if retry_after is not None:
-            with contextlib.suppress(ValueError):
+            with suppress(ValueError):
                 wait = float(retry_after)
         time.sleep(min(max(wait, 0.0), 10.0))
 
@@ -539,9 +539,9 @@ class BlobReader:
 
 def _discard(resp: urllib3.BaseHTTPResponse) -> None:
     """Give the connection back (drained when short, else closed)."""
-    with contextlib.suppress(Exception):
+    with suppress(Exception):
         resp.drain_conn()
-    with contextlib.suppress(Exception):
+    with suppress(Exception):
         resp.release_conn()
 
 

@@ -30,13 +30,15 @@ a failure leaves no half-made directory behind.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterable, Iterator
+
+# collections.abc's class, without importing the collections package
+from _collections_abc import Callable
 
 from nsbind import features, jsonlite
 from nsbind._sys.fd import PathLike
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.frozen import field, frozen
 from nsbind.image.model import (
     MAX_LAYER_BYTES,
@@ -53,6 +55,7 @@ from nsbind.rootfs import RootFS
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
     from nsbind.image.unpack import LayerStats
@@ -107,10 +110,10 @@ class Store:
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         for sub in _PRIVATE:
             folder = os.path.join(self.path, sub)
-            with contextlib.suppress(FileExistsError):
+            with suppress(FileExistsError):
                 os.mkdir(folder, 0o700)
             if os.stat(folder).st_mode & 0o077:  # a store made by an older nsbind: 0755
-                with contextlib.suppress(PermissionError):  # not ours: read it as it is
+                with suppress(PermissionError):  # not ours: read it as it is
                     os.chmod(folder, 0o700)
 
     def _caps(self, max_bytes: int | None, max_entries: int | None,
@@ -154,7 +157,7 @@ class Store:
         path = self.layer_path if features.lowerdir_plus() else self.short_path
         return [path(d) for d in diff_ids]
 
-    @contextlib.contextmanager
+    @contextmanager
     def _lock(self, diff_id: str, *, wait: bool = True) -> Iterator[bool]:
         path = os.path.join(self.path, "locks", _hex(diff_id) + ".lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -280,7 +283,7 @@ class Store:
         from nsbind.image.reference import parse_reference
 
         wanted = {name}
-        with contextlib.suppress(ImageError):
+        with suppress(ImageError):
             ref = parse_reference(name)
             wanted |= {str(ref), ref.familiar()}
         want = name.removeprefix("sha256:")
@@ -328,7 +331,7 @@ class Store:
         links = os.path.join(self.path, "l")
         for name in os.listdir(links):  # short names of layers that are gone
             if not os.path.exists(os.path.join(links, name)):
-                with contextlib.suppress(FileNotFoundError):
+                with suppress(FileNotFoundError):
                     os.unlink(os.path.join(links, name))
         for name in os.listdir(tmp):
             layer_hex = name.partition(".")[0]
@@ -384,7 +387,7 @@ def flatten(img: Image, dest: str, *, max_bytes: int = MAX_LAYER_BYTES,
 def _discard(path: str) -> None:
     """Remove a half-made tree after a failure (iteratively); a second failure while
     doing so must not hide the first."""
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         remove_path(path, missing_ok=True)
 
 

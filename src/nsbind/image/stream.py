@@ -14,7 +14,6 @@ that stops inside a member or a frame (a truncated blob).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import queue
 import threading
@@ -22,6 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Protocol
 
+from nsbind.ctxlite import suppress
 from nsbind.image.model import MAX_LAYER_BYTES, ImageError, Layer
 
 __all__ = ["LayerStream", "Readable", "decompressed", "verify_layer"]
@@ -308,7 +308,7 @@ class LayerStream:
         if self._thread is not None and self._queue is not None:
             self._stop = True
             while self._thread.is_alive():
-                with contextlib.suppress(queue.Empty):
+                with suppress(queue.Empty):
                     self._queue.get(timeout=0.05)  # unblock a full queue
             self._thread.join()
             self._thread = None

@@ -16,11 +16,14 @@ import dataclasses
 import os
 import re
 import urllib.parse
-from collections.abc import Iterator
 
 from nsbind.idmap import check_id
 from nsbind.image.model import ImageError
 from nsbind.image.stream import Readable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["MAX_DEV_MAJOR", "MAX_DEV_MINOR", "MAX_META_BYTES", "MAX_SPARSE_REGIONS",
            "TarEntry", "TarReader"]

@@ -44,7 +44,6 @@ the caller discards the directory when they do not match.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import os
@@ -52,6 +51,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.frozen import frozen
 from nsbind.image.model import (
     MAX_LAYER_BYTES,
@@ -176,7 +176,7 @@ class _Extractor:
         with self._naming(m.name):
             self._entry(reader, m)
 
-    @contextlib.contextmanager
+    @contextmanager
     def _naming(self, member: str) -> Iterator[None]:
         """A filesystem refusal becomes an ImageError naming ``member``; the host's own
         errors stay OSErrors, naming it too."""
@@ -255,7 +255,7 @@ class _Extractor:
 
     def _dir(self, parent: int, name: str, rel: str, m: TarEntry) -> None:
         """Made 0700, or an existing one opened to its owner; finish() sets its mode."""
-        with contextlib.suppress(FileExistsError):
+        with suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=parent)
         fd = open_owned_dir(parent, name)
         try:

@@ -16,16 +16,19 @@ anything else is refused with an :class:`IpamError` naming the file.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import ipaddress
 import os
 import stat
-from collections.abc import Iterator
 
 from nsbind._sys.fd import PathLike, fsbytes
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.errors import InvalidType, InvalidValue, MessageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["MAX_STATE_FILE", "AddressesExhausted", "IPAddress", "IPNetwork", "Ipam",
            "IpamError", "check_owner", "check_subnet"]
@@ -195,7 +198,7 @@ class Ipam:
 
     # ------------------------------------------------------------------ state
 
-    @contextlib.contextmanager
+    @contextmanager
     def _locked(self) -> Iterator[int]:
         """The state directory's fd, with the lock held (flock on a fresh open file
         description: excludes other threads of this process as well as other
@@ -306,7 +309,7 @@ class Ipam:
 
     def _write_last(self, dirfd: int, address: IPAddress) -> None:
         tmp = f"{_LAST}.tmp"
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dirfd)
         self._write_new(dirfd, tmp, str(address))
         os.rename(tmp, _LAST, src_dir_fd=dirfd, dst_dir_fd=dirfd)

@@ -20,7 +20,6 @@ Kernel rules applied here (see ip-link(8), veth(4), rtnetlink(7)):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import ipaddress
@@ -32,6 +31,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nsbind._sys.ns import NamespaceFd
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.errors import InvalidType, InvalidValue, NsbindError, error_for
 from nsbind.frozen import frozen
 from nsbind.net.ipam import IPAddress, Ipam, IPNetwork
@@ -91,7 +91,7 @@ def _interface(value: str | IPInterface) -> IPInterface:
         raise InvalidValue(f"address {value!r}: {exc}") from None
 
 
-@contextlib.contextmanager
+@contextmanager
 def _netlink(what: str, target: str | None = None) -> Iterator[None]:
     """Turn pyroute2's NetlinkError into the matching :class:`NsbindError`."""
     try:
@@ -386,7 +386,7 @@ class Bridge:
         with IPRoute() as ipr:
             found = ipr.link_lookup(ifname=self.name)
             if found and found[0] == self.index:
-                with contextlib.suppress(NsbindError), _netlink(
+                with suppress(NsbindError), _netlink(
                         f"delete bridge {self.name}", self.name):
                     ipr.link("del", index=self.index)
         self.deleted = True

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import hashlib
 import ipaddress
 import json
@@ -50,6 +49,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from nsbind.errors import InvalidType, InvalidValue, MessageError, Missing
+from nsbind.fnlite import cache
 from nsbind.frozen import frozen
 from nsbind.lazyre import LazyPattern
 from nsbind.net.ipam import IPAddress, IPNetwork, check_owner, check_subnet
@@ -90,7 +90,7 @@ class NftablesError(MessageError, RuntimeError):
 
 # ------------------------------------------------------------------ libnftables
 
-@functools.cache
+@cache
 def libnftables(name: str = LIBRARY) -> ctypes.CDLL:
     """The libnftables shared object, its functions typed (loaded once a name)."""
     try:

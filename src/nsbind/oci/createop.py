@@ -5,13 +5,13 @@ parser and the spawn machinery."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 
 from nsbind.attachwarm import Warmup, warm_attach
 from nsbind.cgrouplayout import held_layout
 from nsbind.cgroups import Cgroup
+from nsbind.ctxlite import suppress
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.namedcg import join, make
 from nsbind.oci.run import build_root, missing_parents
@@ -226,10 +226,10 @@ def _create_in(directory: str, container_id: str, bundle: str, spec: Spec, args:
         if cg is not None:
             cg.remove()  # kills the parked process with it
         elif pid:
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, 9)  # SIGKILL
         if pid:
-            with contextlib.suppress(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # our child until we exit: reaped, not left a zombie
         remove_parents(made)
         raise

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 from nsbind.cgroups import Cgroup
@@ -42,6 +41,10 @@ from nsbind.oci.waiting import wait_foreground
 from nsbind.process import Process as Child
 from nsbind.process import spawn
 from nsbind.spawnstdio import DEVNULL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["ExecOptions", "exec_in"]
 

@@ -15,7 +15,6 @@ poststart and poststop).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 from nsbind import signals
 from nsbind._sys.proc import pidfd_open
+from nsbind.ctxlite import suppress
 from nsbind.errors import InvalidValue, MessageError
 from nsbind.oci.spec import Hook, Hooks
 
@@ -274,7 +274,7 @@ def _drain(fd: int, tail: bytearray) -> None:
 
 def _kill_group(proc: Any) -> None:
     """SIGKILL the hook's process group (its own session) and reap the hook."""
-    with contextlib.suppress(ProcessLookupError):
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signals.SIGKILL)
     proc.wait()
 

@@ -13,10 +13,10 @@ there: nothing is limited, only placed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from nsbind.cgroups import cgroup_layout
+from nsbind.ctxlite import suppress
 from nsbind.errors import InvalidValue
 
 __all__ = ["join", "make", "remove"]
@@ -48,7 +48,7 @@ def make(path: str) -> list[str]:
                 try:
                     for part in parts:
                         here = os.path.join(here, part)
-                        with contextlib.suppress(FileExistsError):
+                        with suppress(FileExistsError):
                             os.mkdir(here, 0o755)
                             made.append(here)
                     break
@@ -65,7 +65,7 @@ def join(path: str, pid: int) -> None:
     """Move ``pid`` into cgroup ``path`` of each named hierarchy where it exists
     (an exec'd process joins its container there)."""
     for root in _named_roots():  # a process gone meanwhile (ESRCH) needs no place
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        with suppress(FileNotFoundError, ProcessLookupError):
             fd = os.open(os.path.join(root, path.lstrip("/"), "cgroup.procs"),
                          os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -77,5 +77,5 @@ def join(path: str, pid: int) -> None:
 def remove(made: list[str]) -> None:
     """rmdir what :func:`place` made (deepest first); one still in use is left."""
     for directory in made:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.rmdir(directory)

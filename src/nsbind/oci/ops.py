@@ -9,13 +9,13 @@ container's cgroup is frozen (the v2 ``cgroup.freeze``, or the v1 freezer).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from typing import Any
 
 from nsbind import signals
 from nsbind.cgroups import Cgroup
+from nsbind.ctxlite import closing, suppress
 from nsbind.oci.resconv import convert_resources
 from nsbind.oci.schema import build
 from nsbind.oci.spec import Resources
@@ -46,7 +46,7 @@ def container_pids(root: str | os.PathLike[str], container_id: str) -> list[int]
     with locked(directory, container_id):
         data = read_state(directory, container_id)
         cg = _cgroup(data)
-        with contextlib.closing(cg):
+        with closing(cg):
             return sorted(cg.procs())
 
 
@@ -56,12 +56,12 @@ def kill_all(root: str | os.PathLike[str], container_id: str, sig: int) -> None:
     with locked(directory, container_id):
         data = read_state(directory, container_id)
         cg = _cgroup(data)
-        with contextlib.closing(cg):
+        with closing(cg):
             pids = cg.procs()
             if not pids:
                 raise LifecycleError("container not running", errno.ESRCH)
             for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
+                with suppress(ProcessLookupError):
                     os.kill(pid, sig)
             if sig == signals.SIGKILL or report(data)["status"] != "paused":
                 return
@@ -81,7 +81,7 @@ def _set_paused(root: str | os.PathLike[str], container_id: str, pause_it: bool)
             raise LifecycleError(f"cannot {verb} container {container_id}: it is {status}, "
                                  f"not {wanted}", errno.EINVAL)
         cg = _cgroup(data)
-        with contextlib.closing(cg):
+        with closing(cg):
             if pause_it:
                 cg.freeze()
             else:
@@ -111,7 +111,7 @@ def update(root: str | os.PathLike[str], container_id: str, resources: object) -
             raise LifecycleError(f"cannot update container {container_id}: it is stopped",
                                  errno.EINVAL)
         cg = _cgroup(data)
-        with contextlib.closing(cg):
+        with closing(cg):
             settings.update(cg)
 
 
@@ -123,7 +123,7 @@ def list_containers(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return []
     out = []
     for name in names:
-        with contextlib.suppress(LifecycleError):  # deleted meanwhile, or not a container
+        with suppress(LifecycleError):  # deleted meanwhile, or not a container
             directory = container_dir(root, name)
             with locked(directory, name):
                 out.append(report(read_state(directory, name)))

@@ -21,10 +21,10 @@ command's, ``128 + N`` when signal N killed it (as runc reports it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from nsbind.cgroups import Cgroup, cgroup_layout
+from nsbind.ctxlite import suppress
 from nsbind.oci import namedcg
 from nsbind.oci.convert import SpawnArgs, to_spawn
 from nsbind.oci.idmapmount import IdmapBind
@@ -89,7 +89,7 @@ def run_spawn_args(args: SpawnArgs, *, container_id: str) -> int:
         return _run_in_cgroup(args, name)
     finally:
         for path in made:  # the parents Cgroup.create made for this run (empty again)
-            with contextlib.suppress(OSError):  # gone, or in use by another run
+            with suppress(OSError):  # gone, or in use by another run
                 os.rmdir(path)
 
 

@@ -9,11 +9,10 @@ and copies between it and its stdio (in raw mode when stdin is a terminal).
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
 
 from nsbind.attachwarm import warm_attach
+from nsbind.ctxlite import contextmanager, nullcontext
 from nsbind.oci.createop import CGROUP_PARENT, create
 from nsbind.oci.lifecycle import delete, start
 from nsbind.oci.spec import load_spec
@@ -23,13 +22,14 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 m
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Iterator
 
     from nsbind.attachwarm import Warmup
 
 __all__ = ["own_console", "receive_master", "run_container"]
 
 
-@contextlib.contextmanager
+@contextmanager
 def own_console() -> Iterator[tuple[str, socket.socket]]:
     """A listening console socket in a private temporary directory: its path (for
     ``create``'s ``console_socket``) and the listener (for :func:`receive_master`)."""
@@ -76,31 +76,33 @@ def run_container(root: str, container_id: str, bundle: str, *, detach: bool = F
     if not (warmed or no_cgroup):
         warmup = warm_attach()
     master = None
-    with contextlib.ExitStack() as stack:
-        if warmup is not None:
-            stack.callback(warmup.stop)  # create stops it; this, when create is not reached
+    try:
         spec = load_spec(bundle)
         holds_terminal = (bool(spec.process is not None and spec.process.terminal)
                           and console_socket is None and not detach)
-        if holds_terminal:
-            console_socket, listener = stack.enter_context(own_console())
-        pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
-                         pid_file=pid_file, console_socket=console_socket,
-                         preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup,
-                         warmed=True, warmup=warmup)["pid"])
-        try:
-            if holds_terminal:
-                master = receive_master(listener)
-                copy_window_size(master)  # before the process starts and asks for it
-            if on_created is not None:
-                on_created(pid)
-        except BaseException:
-            delete(root, container_id, force=True)
-            raise
+        with own_console() if holds_terminal else nullcontext(None) as console:
+            if console is not None:
+                console_socket, listener = console
+            pid = int(create(bundle, container_id, root=root, cgroup_parent=CGROUP_PARENT,
+                             pid_file=pid_file, console_socket=console_socket,
+                             preserve_fds=preserve_fds, spec=spec, no_cgroup=no_cgroup,
+                             warmed=True, warmup=warmup)["pid"])
+            try:
+                if console is not None:
+                    master = receive_master(listener)
+                    copy_window_size(master)  # before the process starts and asks for it
+                if on_created is not None:
+                    on_created(pid)
+            except BaseException:
+                delete(root, container_id, force=True)
+                raise
+    finally:
+        if warmup is not None:
+            warmup.stop()  # create stops it; this, when create is not reached
     try:
         # in the foreground, signals go to the process from its start on: one that
         # arrives before the wait must not end the runtime and leave the process
-        with contextlib.nullcontext() if detach else forward_signals(pid, escalate=escalate):
+        with nullcontext() if detach else forward_signals(pid, escalate=escalate):
             start(root, container_id)
             if on_start is not None:
                 on_start(pid)

@@ -10,7 +10,8 @@ An absent field and a null one read alike (None), as Go's encoding/json reads th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+# collections.abc's class, without importing the collections package
+from _collections_abc import Mapping
 
 from nsbind.errors import MessageError
 from nsbind.frozen import field as record_field
@@ -20,6 +21,7 @@ from nsbind.lazyre import LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar
 
     T = TypeVar("T")

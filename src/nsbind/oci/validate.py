@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Iterable
 
 from nsbind.charsets import ALNUM, DIGITS, UPPER, Word
 from nsbind.errors import InvalidValue
@@ -24,6 +23,7 @@ from nsbind.oci.schema import SpecError
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from nsbind.oci.spec import IdMapping, Linux, Spec

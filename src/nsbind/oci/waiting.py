@@ -5,14 +5,17 @@ for signal N)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from types import FrameType
 
 from nsbind import signals
+from nsbind.ctxlite import contextmanager, suppress
 from nsbind.gcpause import resume
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import FrameType
 
 __all__ = ["FORWARDED", "copy_window_size", "forward_signals", "wait_foreground"]
 
@@ -21,7 +24,7 @@ FORWARDED = (signals.SIGTERM, signals.SIGINT, signals.SIGHUP, signals.SIGQUIT, s
              signals.SIGUSR2, signals.SIGWINCH, signals.SIGCONT, signals.SIGALRM)
 
 
-@contextlib.contextmanager
+@contextmanager
 def forward_signals(pid: int, *, escalate: int | None = None) -> Iterator[None]:
     """While inside, the signals of :data:`FORWARDED` go to ``pid`` instead.  The second
     ``escalate`` (e.g. SIGINT: Ctrl-C twice) sends SIGKILL: a PID 1 without a handler
@@ -33,7 +36,7 @@ def forward_signals(pid: int, *, escalate: int | None = None) -> Iterator[None]:
             seen["count"] += 1
             if seen["count"] > 1:
                 sig = signals.SIGKILL
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(pid, sig)
 
     old = {sig: signals.set_handler(sig, handler) for sig in FORWARDED}
@@ -70,7 +73,7 @@ def _proxy(master: int) -> None:
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)
-    with contextlib.suppress(ValueError, OSError):
+    with suppress(ValueError, OSError):
         sel.register(stdin, selectors.EVENT_READ)
     try:
         while True:
@@ -84,7 +87,7 @@ def _proxy(master: int) -> None:
         sel.close()
 
 
-@contextlib.contextmanager
+@contextmanager
 def _raw_stdin() -> Iterator[None]:
     fd = sys.stdin.fileno()
     if not os.isatty(fd):
