@@ -356,12 +356,21 @@ LIFECYCLE = ("create", "state", "start", "state2", "delete")
 def _lifecycle(binary: str, state: pathlib.Path, bundle: pathlib.Path,
                times: dict[str, list[float]]) -> Callable[[], None]:
     """One container's create, state, start, state and delete, each call timed into
-    ``times`` (as a client makes them: a process each, stdin from /dev/null)."""
+    ``times`` (as a client makes them: a process each, stdin from /dev/null).  Before the
+    delete, as a client that has seen the exit (conmon, the shim), the container's
+    process is waited for, untimed: a delete of a running container is refused."""
+    def stopped(cid: str) -> bool:
+        out = subprocess.run([binary, "--root", str(state), "state", cid], check=True,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True).stdout
+        return bool(json.loads(out)["status"] == "stopped")
+
     def call() -> None:
         cid = new_id()
         argvs = {"create": ["create", "--bundle", str(bundle), cid], "state": ["state", cid],
                  "start": ["start", cid], "state2": ["state", cid], "delete": ["delete", cid]}
         for name in LIFECYCLE:
+            if name == "delete":
+                assert clients.wait_until(lambda: stopped(cid), timeout=10, interval=0.005)
             t = time.perf_counter()
             subprocess.run([binary, "--root", str(state), *argvs[name]], check=True,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
