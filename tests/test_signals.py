@@ -90,5 +90,7 @@ def test_parse_takes_what_docker_and_runc_take_and_nothing_else() -> None:
     assert signals.parse(f"RTMIN+{high - low}") == high
     for text in ("0", str(high + 1), "-9", "", "SIG", "SIGSIGTERM", "TERM ", "RTMIN+",
                  f"RTMIN+{high - low + 1}", f"RTMAX-{high - low + 1}", "RTMIN-1",
-                 "\u0661\u0665", "SIG_DFL", "_DFL", "1e1"):
-        assert signals.parse(text) is None, text
+                 "\u0661\u0665", "SIG_DFL", "_DFL", "1e1", "9" * 5000, "RTMIN+" + "9" * 5000,
+                 "RTMAX-" + "1" * 5000, "1" + "0" * 4):
+        assert signals.parse(text) is None, text  # (int() raises on 5,000 digits)
+    assert signals.parse("0009") == 9 and signals.parse("RTMIN+" + "0" * 500 + "1") == low + 1

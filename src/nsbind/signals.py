@@ -97,15 +97,22 @@ def parse(text: str) -> int | None:
     a name with or without ``SIG`` in any case (``TERM``, ``sigterm``, ``SIGIOT``), or
     ``RTMIN+N`` / ``RTMAX-N`` inside the real-time range; None for anything else."""
     if text.isascii() and text.isdigit():
-        number = int(text)
+        number = _small(text)
         return number if 1 <= number <= SIGRTMAX else None
     name = text.upper().removeprefix("SIG")
     for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
         offset = name[len(base):]
         if name.startswith(base) and offset.isascii() and offset.isdigit():
-            number = (SIGRTMIN if sign > 0 else SIGRTMAX) + sign * int(offset)
+            number = (SIGRTMIN if sign > 0 else SIGRTMAX) + sign * _small(offset)
             return number if SIGRTMIN <= number <= SIGRTMAX else None
     return signal_number("SIG" + name)
+
+
+def _small(digits: str) -> int:
+    """ASCII ``digits`` as a number, or -1 for one of more than four digits (out of any
+    signal range; int() refuses a string of thousands of digits with ValueError)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 4 else -1
 
 
 def describe(number: int) -> str:
