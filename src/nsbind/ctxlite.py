@@ -126,8 +126,9 @@ def _contextmanager(func: Any) -> Any:
     single ``yield`` runs on entering (the yielded value is the ``as`` target), the code
     after on leaving; the block's exception is raised at the ``yield``."""
 
+    doc = getattr(func, "__doc__", None)
+
     def helper(*args: Any, **kwds: Any) -> _GeneratorContextManager:
-        doc = getattr(func, "__doc__", None)
         return _GeneratorContextManager(func(*args, **kwds), doc)
 
     return update_wrapper(helper, func)

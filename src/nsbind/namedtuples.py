@@ -7,7 +7,7 @@ what typing makes: a ``collections.namedtuple`` of the class's annotated fields,
 order, with their defaults, and the class body's methods, properties and docstring on
 it.  That namedtuple is made here as ``collections.namedtuple`` makes it (the
 collections package costs a command's start about 3 ms): the same ``__new__``, the
-same C field getters, the same methods (``tests/test_namedtuples.py`` compares)."""
+same C field getters, the same methods (``tests/test_startcost.py`` compares)."""
 
 from __future__ import annotations
 
