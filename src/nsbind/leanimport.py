@@ -1,0 +1,143 @@
+"""nsbind's own modules imported with less work than importlib's path finder does for
+them: the commands' launchers install it (a command imports some ninety nsbind modules,
+and the path finder's Python code costs a few milliseconds of every runtime call).
+
+The finder answers only for submodules of a package under the root it was given whose
+parent has one directory on its ``__path__``, and only when the directory holds
+``NAME.py`` (and no extension module of that name) or a package ``NAME/__init__.py``;
+the directory's names are listed once a process.  Its loader is importlib's
+``SourceFileLoader`` (source, resources and the module's attributes as importlib's),
+except that ``get_code`` reads the module's ``__pycache__`` file itself when that file
+is a timestamp-checked one of this interpreter whose recorded source mtime and size
+match the source's, as importlib checks them; the code gets the source's path, as
+importlib gives it.  Anything else (no or a stale compiled file, a hash-checked one,
+another magic number) goes to ``SourceFileLoader.get_code``, which compiles (and
+writes the compiled file unless told not to); every other module, to importlib's
+finders.  Not installed under ``-O`` or a ``sys.pycache_prefix`` (other file names).
+"""
+
+from __future__ import annotations
+
+import sys
+from _frozen_importlib import ModuleSpec
+from _frozen_importlib_external import EXTENSION_SUFFIXES, MAGIC_NUMBER, SourceFileLoader
+from _imp import _fix_co_filename  # type: ignore[attr-defined]
+from marshal import loads
+from posix import O_CLOEXEC, O_RDONLY, listdir, stat
+from posix import close as _close
+from posix import fstat as _fstat
+from posix import open as _open
+from posix import read as _read
+
+TYPE_CHECKING = False  # not typing's: see nsbind.gcpause
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import CodeType, ModuleType
+
+__all__ = ["LeanFinder", "install"]
+
+_TAG = sys.implementation.cache_tag
+_TIMESTAMP_FLAGS = b"\0\0\0\0"  # a pyc's flags word: neither hash-based nor checked
+
+
+class _Loader(SourceFileLoader):
+    """importlib's source loader, reading the compiled file it was found with."""
+
+    def __init__(self, fullname: str, path: str, cached: str, mtime: float,
+                 size: int) -> None:
+        super().__init__(fullname, path)
+        self._cached, self._mtime, self._size = cached, mtime, size
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        try:
+            fd = _open(self._cached, O_RDONLY | O_CLOEXEC)
+        except OSError:
+            return super().get_code(fullname)
+        try:
+            data = _read(fd, _fstat(fd).st_size)
+        finally:
+            _close(fd)
+        if (len(data) > 16 and data[:4] == MAGIC_NUMBER and data[4:8] == _TIMESTAMP_FLAGS
+                and int.from_bytes(data[8:12], "little") == int(self._mtime) & 0xFFFFFFFF
+                and int.from_bytes(data[12:16], "little") == self._size & 0xFFFFFFFF):
+            code = loads(memoryview(data)[16:])
+            if type(code) is _CODE_TYPE:
+                _fix_co_filename(code, self.path)
+                return code
+        return super().get_code(fullname)
+
+
+def _code_sample() -> None:
+    """(its code object's type: what a compiled module is)"""
+
+
+_CODE_TYPE = type(_code_sample.__code__)
+
+
+class LeanFinder:
+    """The meta path finder described in the module doc, for the packages under one
+    root directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") + "/"
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def _names(self, directory: str) -> frozenset[str] | None:
+        names = self._listings.get(directory)
+        if names is None:
+            try:
+                names = self._listings[directory] = frozenset(listdir(directory))
+            except OSError:
+                return None
+        return names
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if path is None or len(path) != 1:
+            return None
+        directory = path[0]
+        if not (directory + "/").startswith(self.root):
+            return None
+        names = self._names(directory)
+        tail = fullname.rpartition(".")[2]
+        if names is None or any(tail + suffix in names for suffix in EXTENSION_SUFFIXES):
+            return None
+        if tail in names:  # a package (or a directory importlib decides about)
+            base = f"{directory}/{tail}"
+            origin, cached = f"{base}/__init__.py", f"{base}/__pycache__/__init__.{_TAG}.pyc"
+        elif tail + ".py" in names:
+            base = ""
+            origin = f"{directory}/{tail}.py"
+            cached = f"{directory}/__pycache__/{tail}.{_TAG}.pyc"
+        else:
+            return None
+        try:
+            st = stat(origin)
+        except OSError:
+            return None
+        loader = _Loader(fullname, origin, cached, st.st_mtime, st.st_size)
+        spec = ModuleSpec(fullname, loader, origin=origin, is_package=bool(base))
+        if base:
+            spec.submodule_search_locations = [base]
+        spec.has_location = True
+        spec.cached = cached
+        return spec
+
+    def invalidate_caches(self) -> None:
+        """Forget the directory listings (``importlib.invalidate_caches`` calls this)."""
+        self._listings.clear()
+
+
+def install(root: str | None = None) -> LeanFinder | None:
+    """Put a :class:`LeanFinder` for ``root`` (nsbind's package directory by default)
+    first on ``sys.meta_path``, once; None (nothing installed) under ``-O``, with a
+    ``sys.pycache_prefix`` or without a cache tag."""
+    if sys.flags.optimize or sys.pycache_prefix is not None or _TAG is None:
+        return None
+    root = root if root is not None else __file__.rpartition("/")[0]
+    for finder in sys.meta_path:
+        if isinstance(finder, LeanFinder) and finder.root == root.rstrip("/") + "/":
+            return finder
+    finder = LeanFinder(root)
+    sys.meta_path.insert(0, finder)
+    return finder
