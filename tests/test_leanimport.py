@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import py_compile
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -158,6 +159,18 @@ def test_a_compiled_file_it_cannot_vouch_for_goes_to_importlib(
         assert lean == plain and lean[0] == "raised"
 
 
+def test_a_fifo_for_a_compiled_file_is_neither_read_nor_replaced(
+        tmp_path: pathlib.Path) -> None:
+    """importlib would block reading it (and then rename a new file over it); the
+    finder compiles the source in memory and leaves the FIFO as it is."""
+    root = _package(tmp_path, "VALUE = 5\n")
+    cached = pathlib.Path(importlib.util.cache_from_source(str(root / "leanpkg" / "mod.py")))
+    cached.parent.mkdir()
+    os.mkfifo(cached)
+    assert _child(root)[:2] == ["5", "_Loader"]
+    assert stat.S_ISFIFO(cached.lstat().st_mode)
+
+
 def test_a_tree_compiled_elsewhere_reports_the_source_where_it_is(
         tmp_path: pathlib.Path) -> None:
     """importlib gives the code the source's path (the tree may have moved since it was
@@ -176,11 +189,18 @@ def test_extension_modules_and_namespace_packages_are_importlibs(
     assert any(n.startswith("_nsbind.") and n.endswith(".so") for n in os.listdir(native))
     assert finder.find_spec("nsbind._native._nsbind", [native]) is None
     (tmp_path / "pkg" / "nons").mkdir(parents=True)  # a directory without __init__.py
+    (tmp_path / "pkg" / "extpkg").mkdir()  # an extension __init__ beside a source one
+    (tmp_path / "pkg" / "extpkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "extpkg" / f"__init__{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+     ).write_text("")
+    os.mkfifo(tmp_path / "pkg" / "fifo.py")  # not a regular file: importlib's to judge
     (tmp_path / "pkg" / "both.py").write_text("")
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     (tmp_path / "pkg" / f"both{suffix}").write_text("")  # importlib prefers this one
     local = LeanFinder(str(tmp_path))
     assert local.find_spec("pkg.nons", [str(tmp_path / "pkg")]) is None
+    assert local.find_spec("pkg.extpkg", [str(tmp_path / "pkg")]) is None
+    assert local.find_spec("pkg.fifo", [str(tmp_path / "pkg")]) is None
     assert local.find_spec("pkg.both", [str(tmp_path / "pkg")]) is None
     assert local.find_spec("pkg.absent", [str(tmp_path / "pkg")]) is None
     # outside its root, for a top-level name, or a parent with two directories: not its

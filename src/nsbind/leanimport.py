@@ -3,17 +3,21 @@ them: the commands' launchers install it (a command imports some ninety nsbind m
 and the path finder's Python code costs a few milliseconds of every runtime call).
 
 The finder answers only for submodules of a package under the root it was given whose
-parent has one directory on its ``__path__``, and only when the directory holds
-``NAME.py`` (and no extension module of that name) or a package ``NAME/__init__.py``;
-the directory's names are listed once a process.  Its loader is importlib's
-``SourceFileLoader`` (source, resources and the module's attributes as importlib's),
-except that ``get_code`` reads the module's ``__pycache__`` file itself when that file
-is a timestamp-checked one of this interpreter whose recorded source mtime and size
-match the source's, as importlib checks them; the code gets the source's path, as
-importlib gives it.  Anything else (no or a stale compiled file, a hash-checked one,
-another magic number) goes to ``SourceFileLoader.get_code``, which compiles (and
-writes the compiled file unless told not to); every other module, to importlib's
-finders.  Not installed under ``-O`` or a ``sys.pycache_prefix`` (other file names).
+parent has one directory on its ``__path__``, and only when the directory holds a
+regular file ``NAME.py`` (and no extension module of that name) or a package
+``NAME/__init__.py`` (and no extension ``__init__``); the directories' names are listed
+once a process.  Its loader is importlib's ``SourceFileLoader`` (source, resources and
+the module's attributes as importlib's), except that ``get_code`` reads the module's
+``__pycache__`` file itself when that file is a timestamp-checked one of this
+interpreter whose recorded source mtime and size match the source's, as importlib
+checks them; the code gets the source's path, as importlib gives it.
+
+Anything else (no or a stale compiled file, a hash-checked one, another magic number)
+goes to ``SourceFileLoader.get_code``, which compiles (and writes the compiled file
+unless told not to).  A compiled file that is not a regular file (a FIFO would hang
+importlib's read) is neither read nor replaced: the source is compiled in memory.
+Every other module goes to importlib's finders.  Not installed under ``-O`` or a
+``sys.pycache_prefix`` (other file names).
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from _frozen_importlib import ModuleSpec
 from _frozen_importlib_external import EXTENSION_SUFFIXES, MAGIC_NUMBER, SourceFileLoader
 from _imp import _fix_co_filename  # type: ignore[attr-defined]
 from marshal import loads
-from posix import O_CLOEXEC, O_RDONLY, listdir, stat
+from posix import O_CLOEXEC, O_NONBLOCK, O_RDONLY, listdir, stat
 from posix import close as _close
 from posix import fstat as _fstat
 from posix import open as _open
 from posix import read as _read
+from stat import S_ISREG
 
 TYPE_CHECKING = False  # not typing's: see nsbind.gcpause
 if TYPE_CHECKING:
@@ -49,12 +54,15 @@ class _Loader(SourceFileLoader):
         self._cached, self._mtime, self._size = cached, mtime, size
 
     def get_code(self, fullname: str) -> CodeType | None:
-        try:
-            fd = _open(self._cached, O_RDONLY | O_CLOEXEC)
+        try:  # O_NONBLOCK: a FIFO there must not hang the import
+            fd = _open(self._cached, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         except OSError:
             return super().get_code(fullname)
         try:
-            data = _read(fd, _fstat(fd).st_size)
+            st = _fstat(fd)
+            if not S_ISREG(st.st_mode):  # compiled from the source, nothing written
+                return self.source_to_code(self.get_data(self.path), self.path)
+            data = _read(fd, st.st_size)
         finally:
             _close(fd)
         if (len(data) > 16 and data[:4] == MAGIC_NUMBER and data[4:8] == _TIMESTAMP_FLAGS
@@ -104,6 +112,10 @@ class LeanFinder:
             return None
         if tail in names:  # a package (or a directory importlib decides about)
             base = f"{directory}/{tail}"
+            inside = self._names(base)
+            if (inside is None or "__init__.py" not in inside
+                    or any("__init__" + suffix in inside for suffix in EXTENSION_SUFFIXES)):
+                return None
             origin, cached = f"{base}/__init__.py", f"{base}/__pycache__/__init__.{_TAG}.pyc"
         elif tail + ".py" in names:
             base = ""
@@ -114,6 +126,8 @@ class LeanFinder:
         try:
             st = stat(origin)
         except OSError:
+            return None
+        if not S_ISREG(st.st_mode):
             return None
         loader = _Loader(fullname, origin, cached, st.st_mtime, st.st_size)
         spec = ModuleSpec(fullname, loader, origin=origin, is_package=bool(base))
