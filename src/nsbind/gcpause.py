@@ -10,6 +10,12 @@ it (:func:`resume`) as soon as it settles into something long (waiting for a con
 monitoring one), and at once when it is not on a start path
 (each command line names its start commands).  A process that exits
 collects nothing anyway (:mod:`nsbind.fastexit`).
+
+What the start made is frozen when the collector resumes (``gc.freeze``: moved to the
+permanent generation, which no collection traverses).  Else the first collection after
+the pause walks every object the start left in the youngest generation: some 11,000 in
+an ``nsbind run``, 2.5 to 3 ms, while its container runs.  The start's few cycles
+(seven objects in a run) are never collected then.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ __all__ = ["resume", "resume_unless"]
 
 
 def resume() -> None:
-    """Run automatic collections again (idempotent)."""
-    gc.enable()
+    """Run automatic collections again, what exists now frozen first when they were
+    paused (idempotent: once running, nothing is frozen)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def resume_unless(command: str | None, start_commands: tuple[str, ...]) -> None:
     """:func:`resume` unless ``command`` is one of the start path's (those resume once
     they wait)."""
     if command not in start_commands:
-        gc.enable()
+        resume()
