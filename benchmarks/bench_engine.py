@@ -270,7 +270,9 @@ def v2_namespace() -> Iterator[int]:
          "mount -t cgroup2 none /sys/fs/cgroup && echo ready && exec sleep 3600"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"ready\n"
+        assert holder.stdout is not None
+        if holder.stdout.readline() != b"ready\n":
+            pytest.skip("no mount namespace with the cgroup v2 hierarchy alone here")
         yield holder.pid
     finally:
         holder.kill()
@@ -296,22 +298,23 @@ def test_run_warm(benchmark: BenchmarkFixture, engine: Engine, podman: PodmanSto
 @pytest.mark.timeout(1800)
 @pytest.mark.benchmark(group="run, image stored (warm), podman + crun")
 def test_run_warm_crun(benchmark: BenchmarkFixture, engine: Engine, podman: PodmanStore,
-                       v2_namespace: int, summary: list[str]) -> None:
+                       request: pytest.FixtureRequest, summary: list[str]) -> None:
     clients.need_runtime("crun")
-    enter = nsenter(v2_namespace, podman.base)
+    enter = nsenter(request.getfixturevalue("v2_namespace"), podman.base)
     crun = [*enter, "podman", *podman.flags("crun"), "run", "--rm", "--cgroups", "disabled",
             "--network", "none", IMAGE, "true"]
     check(crun, env=podman.env)  # it runs here at all
     paired(benchmark, lambda: engine("run", "--rm", IMAGE, "true"),
            lambda: check(crun, env=podman.env), "podman_crun_run", 50, summary)
-    enter_ms = _median_ms([*enter, "true"], rounds(20))
+    # what nsenter adds: its own exec and setns (a direct call execs podman too)
+    enter_ms = _median_ms([*enter, "true"], rounds(20)) - _median_ms(["true"], rounds(20))
     info = benchmark.extra_info
     assert benchmark.stats is not None
     # nsenter's own time off podman's: the ratio against podman alone (a larger one)
     ratio = benchmark.stats.stats.median / (info["reference_median"] - enter_ms / 1e3)
     info.update(nsenter_ms=enter_ms, ratio_without_nsenter=ratio, target_ratio=TARGET,
                 target_met=ratio <= TARGET)
-    summary.append(f"  nsenter alone {enter_ms:.1f} ms; ratio to podman + crun without it "
+    summary.append(f"  nsenter's own {enter_ms:.1f} ms; ratio to podman + crun without it "
                    f"{ratio:.2f} (target <= {TARGET})")
 
 

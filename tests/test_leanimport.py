@@ -20,8 +20,6 @@ import pytest
 import nsbind
 from nsbind.leanimport import LeanFinder, install
 
-pytestmark = pytest.mark.unprivileged
-
 PACKAGE = os.path.dirname(nsbind.__file__)
 
 #: what a child prints for each module: the attributes importlib sets, and the loader
@@ -48,6 +46,14 @@ print(json.dumps(out))
 """
 
 
+#: the children's environment: this interpreter's path, none of the variables that change
+#: which compiled files are written or read
+ENV = {k: v for k, v in os.environ.items()
+       if k not in ("SOURCE_DATE_EPOCH", "PYTHONOPTIMIZE", "PYTHONPYCACHEPREFIX")}
+ENV["PYTHONPATH"] = os.pathsep.join(sys.path)
+TIMESTAMP = py_compile.PycInvalidationMode.TIMESTAMP
+
+
 def _modules() -> list[str]:
     names = []
     for path in sorted(pathlib.Path(PACKAGE).rglob("*.py")):
@@ -63,10 +69,11 @@ def _modules() -> list[str]:
 def _attrs(mode: str, names: list[str]) -> dict[str, list[object]]:
     proc = subprocess.run([sys.executable, "-S", "-c", ATTRS, mode, *names],
                           capture_output=True, text=True, check=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                          env=ENV)
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.mark.unprivileged
 def test_every_nsbind_module_gets_what_importlib_gives_it() -> None:
     names = _modules()
     assert len(names) > 100 and "nsbind.oci.spec" in names
@@ -108,15 +115,16 @@ print(m.VALUE, type(m.__loader__).__name__, m.__spec__.loader is m.__loader__,
 def _child(root: pathlib.Path, *mode: str) -> list[str]:
     proc = subprocess.run([sys.executable, "-S", "-c", CHILD, str(root), *mode],
                           capture_output=True, text=True, check=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                          env=ENV)
     return proc.stdout.split()
 
 
+@pytest.mark.unprivileged
 def test_a_stale_compiled_file_is_compiled_again_from_the_source(
         tmp_path: pathlib.Path) -> None:
     root = _package(tmp_path)
     mod = root / "leanpkg" / "mod.py"
-    py_compile.compile(str(mod), doraise=True)
+    py_compile.compile(str(mod), doraise=True, invalidation_mode=TIMESTAMP)
     assert _child(root)[:3] == ["1", "_Loader", "True"]
     # the same size, another mtime: the recorded mtime no longer matches
     mod.write_text("VALUE = 2\n")
@@ -124,25 +132,29 @@ def test_a_stale_compiled_file_is_compiled_again_from_the_source(
     os.utime(mod, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
     assert _child(root)[0] == "2"
     # the same mtime (as recorded), another size
-    py_compile.compile(str(mod), doraise=True)
+    py_compile.compile(str(mod), doraise=True, invalidation_mode=TIMESTAMP)
     st = mod.stat()
     mod.write_text("VALUE = 333\n")
     os.utime(mod, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert _child(root)[0] == "333"
 
 
+@pytest.mark.unprivileged
 @pytest.mark.parametrize("case", ["missing", "hash", "magic", "truncated", "not code"])
 def test_a_compiled_file_it_cannot_vouch_for_goes_to_importlib(
         tmp_path: pathlib.Path, case: str) -> None:
     """importlib compiles the source again, or refuses the file (truncated, not code):
-    the finder's loader does what importlib does."""
-    root = _package(tmp_path, "VALUE = 7\n")
+    the finder's loader does what importlib does.  The compiled files hold another
+    value than the source: one read in spite of its header would show."""
+    root = _package(tmp_path, "VALUE = 8\n")
     mod = root / "leanpkg" / "mod.py"
     cached = pathlib.Path(importlib.util.cache_from_source(str(mod)))
     if case != "missing":
         py_compile.compile(str(mod), doraise=True, invalidation_mode=(
-            py_compile.PycInvalidationMode.CHECKED_HASH if case == "hash"
-            else py_compile.PycInvalidationMode.TIMESTAMP))
+            py_compile.PycInvalidationMode.CHECKED_HASH if case == "hash" else TIMESTAMP))
+    st = mod.stat()
+    mod.write_text("VALUE = 7\n")  # the same size and mtime: only a hash tells
+    os.utime(mod, ns=(st.st_atime_ns, st.st_mtime_ns))
     data = cached.read_bytes() if cached.exists() else b""
     if case == "magic":
         cached.write_bytes(b"\0\0\r\n" + data[4:])
@@ -159,6 +171,7 @@ def test_a_compiled_file_it_cannot_vouch_for_goes_to_importlib(
         assert lean == plain and lean[0] == "raised"
 
 
+@pytest.mark.unprivileged
 def test_a_fifo_for_a_compiled_file_is_neither_read_nor_replaced(
         tmp_path: pathlib.Path) -> None:
     """importlib would block reading it (and then rename a new file over it); the
@@ -171,17 +184,20 @@ def test_a_fifo_for_a_compiled_file_is_neither_read_nor_replaced(
     assert stat.S_ISFIFO(cached.lstat().st_mode)
 
 
+@pytest.mark.unprivileged
 def test_a_tree_compiled_elsewhere_reports_the_source_where_it_is(
         tmp_path: pathlib.Path) -> None:
     """importlib gives the code the source's path (the tree may have moved since it was
     compiled); so does the finder."""
     root = _package(tmp_path, "VALUE = 1\ndef f():\n    pass\n")
     mod = root / "leanpkg" / "mod.py"
-    py_compile.compile(str(mod), dfile="/elsewhere/mod.py", doraise=True)
+    py_compile.compile(str(mod), dfile="/elsewhere/mod.py", doraise=True,
+                       invalidation_mode=TIMESTAMP)
     value, loader, _same, filename = _child(root)
     assert (value, loader, filename) == ("1", "_Loader", str(mod))
 
 
+@pytest.mark.unprivileged
 def test_extension_modules_and_namespace_packages_are_importlibs(
         tmp_path: pathlib.Path) -> None:
     finder = LeanFinder(PACKAGE)
@@ -212,12 +228,13 @@ def test_extension_modules_and_namespace_packages_are_importlibs(
         os.path.join(PACKAGE, "oci")]
 
 
+@pytest.mark.unprivileged
 def test_install_adds_one_finder_and_none_where_file_names_differ() -> None:
     code = ("import sys; from nsbind.leanimport import install, LeanFinder; "
             "a = install(); b = install(); "
             "print(a is b, sum(isinstance(f, LeanFinder) for f in sys.meta_path), "
             "a is not None)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = ENV
     plain = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True,
                            text=True, check=True, timeout=60, env=env).stdout.split()
     assert plain == ["True", "1", "True"]
@@ -236,15 +253,20 @@ def test_the_commands_import_nsbind_through_it() -> None:
     modules a command imports come through it, compiled files read as they stand."""
     import compileall
 
-    compileall.compile_dir(PACKAGE, quiet=1)  # as an install leaves them
+    # not in the unprivileged pass: it writes the compiled files, as an install leaves
+    # them (timestamp-checked, whatever the environment asks)
+    assert compileall.compile_dir(PACKAGE, quiet=1, invalidation_mode=TIMESTAMP)
     launcher = pathlib.Path(sysconfig.get_path("scripts"), "nsbind-oci")
     proc = subprocess.run([sys.executable, "-S", "-v", str(launcher), "--version"],
-                          capture_output=True, text=True, check=True, timeout=60)
+                          capture_output=True, text=True, check=True, timeout=60, env=ENV)
     assert proc.stdout.startswith("nsbind-oci version ")
     through_importlib = [line for line in proc.stderr.splitlines()
                          if line.startswith("# code object from ") and PACKAGE in line]
     # only the package (and what it imports) and the finder's own module come the
     # usual way
-    names = {line.rsplit("/", 1)[1].split(".")[0] for line in through_importlib}
-    assert names <= {"__init__", "lazyimport", "gcpause", "leanimport"}, through_importlib
+    allowed = {os.path.join(PACKAGE, "__pycache__", f"{name}.{sys.implementation.cache_tag}"
+                            ".pyc") for name in ("__init__", "lazyimport", "gcpause",
+                                                 "leanimport")}
+    paths = {line.split("'")[1] for line in through_importlib}
+    assert paths <= allowed, through_importlib
     assert install.__module__ == "nsbind.leanimport"

@@ -327,7 +327,8 @@ def test_exit_now_on_a_closed_pipe_exits_as_python_does() -> None:
 def _collector_after(body: str) -> str:
     """What gc.isenabled() says after ``body`` ran with the collector paused, as the
     launchers pause it."""
-    proc = _run_program("import gc, sys\ngc.disable()\n" + body +
+    proc = _run_program("import gc, sys\ngc.disable()\n"
+                        "from nsbind.gcpause import launcher_paused\nlauncher_paused()\n" + body +
                         "\nsys.stdout.write(str(gc.isenabled()))")
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.decode().split()[-1]
@@ -366,6 +367,29 @@ resume()
 assert gc.get_freeze_count() == frozen
 """
     assert _collector_after(body) == "True"
+    # a program that paused the collector itself (no launcher) gets it back, unfrozen;
+    # a monitor (collect=True) collects the start's cycles before freezing the rest
+    own = """
+import gc
+gc.disable()
+from nsbind.gcpause import resume
+start = [[i] for i in range(1000)]
+resume()
+assert gc.isenabled() and gc.get_freeze_count() == 0
+print("ok")
+"""
+    proc = _run_program(own)
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == b"ok", proc.stderr
+    monitor = """
+class Node: pass
+a, b = Node(), Node(); a.b, b.a = b, a
+del a, b
+from nsbind.gcpause import resume
+resume(collect=True)
+assert not any(type(o).__name__ == "Node" for o in gc.get_objects())
+assert gc.get_freeze_count() > 0
+"""
+    assert _collector_after(monitor) == "True"
 
 
 def test_waiting_for_a_process_resumes_the_collector() -> None:

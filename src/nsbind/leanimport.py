@@ -17,7 +17,8 @@ goes to ``SourceFileLoader.get_code``, which compiles (and writes the compiled f
 unless told not to).  A compiled file that is not a regular file (a FIFO would hang
 importlib's read) is neither read nor replaced: the source is compiled in memory.
 Every other module goes to importlib's finders.  Not installed under ``-O`` or a
-``sys.pycache_prefix`` (other file names).
+``sys.pycache_prefix`` (other file names).  The compiled files are read with os calls,
+not through ``io.open_code``: an embedder's open-code hook (PEP 578) does not see them.
 """
 
 from __future__ import annotations
@@ -48,10 +49,9 @@ _TIMESTAMP_FLAGS = b"\0\0\0\0"  # a pyc's flags word: neither hash-based nor che
 class _Loader(SourceFileLoader):
     """importlib's source loader, reading the compiled file it was found with."""
 
-    def __init__(self, fullname: str, path: str, cached: str, mtime: float,
-                 size: int) -> None:
+    def __init__(self, fullname: str, path: str, cached: str) -> None:
         super().__init__(fullname, path)
-        self._cached, self._mtime, self._size = cached, mtime, size
+        self._cached = cached
 
     def get_code(self, fullname: str) -> CodeType | None:
         try:  # O_NONBLOCK: a FIFO there must not hang the import
@@ -63,12 +63,19 @@ class _Loader(SourceFileLoader):
             if not S_ISREG(st.st_mode):  # compiled from the source, nothing written
                 return self.source_to_code(self.get_data(self.path), self.path)
             data = _read(fd, st.st_size)
+            source = stat(self.path)  # now, as importlib's get_code reads it
+        except OSError:
+            return super().get_code(fullname)
         finally:
             _close(fd)
-        if (len(data) > 16 and data[:4] == MAGIC_NUMBER and data[4:8] == _TIMESTAMP_FLAGS
-                and int.from_bytes(data[8:12], "little") == int(self._mtime) & 0xFFFFFFFF
-                and int.from_bytes(data[12:16], "little") == self._size & 0xFFFFFFFF):
-            code = loads(memoryview(data)[16:])
+        if (len(data) == st.st_size and len(data) > 16 and data[:4] == MAGIC_NUMBER
+                and data[4:8] == _TIMESTAMP_FLAGS
+                and int.from_bytes(data[8:12], "little") == int(source.st_mtime) & 0xFFFFFFFF
+                and int.from_bytes(data[12:16], "little") == source.st_size & 0xFFFFFFFF):
+            try:
+                code = loads(memoryview(data)[16:])
+            except (EOFError, ValueError, TypeError):
+                code = None  # importlib's read says what is wrong with it
             if type(code) is _CODE_TYPE:
                 _fix_co_filename(code, self.path)
                 return code
@@ -129,7 +136,7 @@ class LeanFinder:
             return None
         if not S_ISREG(st.st_mode):
             return None
-        loader = _Loader(fullname, origin, cached, st.st_mtime, st.st_size)
+        loader = _Loader(fullname, origin, cached)
         spec = ModuleSpec(fullname, loader, origin=origin, is_package=bool(base))
         if base:
             spec.submodule_search_locations = [base]

@@ -130,7 +130,7 @@ def _serve(launch: Launch, status_fd: int) -> int:
     records.update(cid, pid=pid, startTime=start_time(pid), startedAt=now())
     os.write(status_fd, json.dumps({"pid": pid}).encode())
     os.close(status_fd)
-    resume()  # started: the garbage collector runs for the container's life (gcpause)
+    resume(collect=True)  # started: the collector runs for the container's life
     with LogWriter(launch.log_path) as log:
         code = _pump(pid, readers, log)
     if stdin_keep is not None:
