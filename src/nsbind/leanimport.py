@@ -82,13 +82,6 @@ class _Loader(SourceFileLoader):
         return super().get_code(fullname)
 
 
-def _code_sample() -> None:
-    """(its code object's type: what a compiled module is)"""
-
-
-_CODE_TYPE = type(_code_sample.__code__)
-
-
 class LeanFinder:
     """The meta path finder described in the module doc, for the packages under one
     root directory."""
@@ -155,10 +148,12 @@ def install(root: str | None = None) -> LeanFinder | None:
     ``sys.pycache_prefix`` or without a cache tag."""
     if sys.flags.optimize or sys.pycache_prefix is not None or _TAG is None:
         return None
-    root = root if root is not None else __file__.rpartition("/")[0]
+    new = LeanFinder(root if root is not None else __file__.rpartition("/")[0])
     for finder in sys.meta_path:
-        if isinstance(finder, LeanFinder) and finder.root == root.rstrip("/") + "/":
+        if isinstance(finder, LeanFinder) and finder.root == new.root:
             return finder
-    finder = LeanFinder(root)
-    sys.meta_path.insert(0, finder)
-    return finder
+    sys.meta_path.insert(0, new)
+    return new
+
+
+_CODE_TYPE = type(install.__code__)  # what a compiled module is (types.CodeType)
