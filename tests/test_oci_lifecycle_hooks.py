@@ -158,9 +158,13 @@ def test_oom_score_adj_is_set_and_a_refused_one_leaves_nothing(
     bundle = make_bundle(tmp_path, cgroup_parent, ["sh", "-c", "true"])
     _edit(bundle, {"process.oomScoreAdj": 500})
     root = tmp_path / "state"
+    own = pathlib.Path("/proc/self/oom_score_adj").read_text()
     pid = create(bundle, "o1", root=root, cgroup_parent=cgroup_parent)["pid"]
     try:
         assert pathlib.Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "500"
+        # the kernel gives the value to every process sharing the parked one's memory:
+        # this one's stays (the parked process is a copy: nsbind.sharedchild)
+        assert pathlib.Path("/proc/self/oom_score_adj").read_text() == own
     finally:
         delete(root, "o1", force=True)
         reap(pid)

@@ -13,7 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import SLOWDOWN
-from nsbind import Namespaces, spawn
+from nsbind import Namespaces, Process, sharedchild, spawn, sysctl
+from nsbind._native import ffi, lib
+from nsbind._sys.proc import Capability, capget, get_dumpable
+from nsbind.errors import Forbidden
 from nsbind.spawnplan import SpawnError
 from nsbind.spawnstdio import PIPE
 
@@ -28,6 +31,17 @@ def gate(tmp: pathlib.Path) -> Iterator[tuple[str, int]]:
         yield path, fd
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def reaped(proc: Process) -> Iterator[Process]:
+    """``proc``, killed and reaped at the end if it still runs."""
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
 
 
 def release(path: str) -> bytes:
@@ -53,18 +67,13 @@ def parked_in_fifo(pid: int) -> bool:
 def test_gated_spawn_returns_parked_and_start_releases_it(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (path, fd):
         started = time.monotonic()
-        proc = spawn(["sh", "-c", "exit 7"], start_gate=fd)
-        try:
+        with reaped(spawn(["sh", "-c", "exit 7"], start_gate=fd)) as proc:
             assert time.monotonic() - started < 5 * SLOWDOWN
             time.sleep(0.1)
             assert proc.poll() is None
             assert parked_in_fifo(proc.pid)
             assert release(path) == b"0"
             assert proc.wait(timeout=10) == 7
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.mark.unprivileged
@@ -85,10 +94,9 @@ def test_gate_in_new_pid_and_mount_namespaces_parks_after_its_mounts(
             busybox_root(os.path.join(top, "root")), defaults=False).add(
             mounts.proc()) as root, gate(pathlib.Path(top)) as (path, fd):
         os.mkdir(os.path.join(top, "root", "proc"))
-        proc = spawn(["/bin/sh", "-c", "cat /proc/self/mountinfo | grep -c ' /proc '"],
-                     namespaces=Namespaces(pid=True, mnt=True), rootfs=root,
-                     env={"PATH": "/bin"}, stdout=PIPE, start_gate=fd)
-        try:
+        with reaped(spawn(["/bin/sh", "-c", "cat /proc/self/mountinfo | grep -c ' /proc '"],
+                          namespaces=Namespaces(pid=True, mnt=True), rootfs=root,
+                          env={"PATH": "/bin"}, stdout=PIPE, start_gate=fd)) as proc:
             assert proc.poll() is None
             # parked after its mounts: its mount table already has the container's /proc
             with open(f"/proc/{proc.pid}/mountinfo") as f:
@@ -97,10 +105,6 @@ def test_gate_in_new_pid_and_mount_namespaces_parks_after_its_mounts(
             assert release(path) == b"0"
             out, _ = proc.communicate(timeout=30)
             assert proc.returncode == 0 and out is not None and out.strip() == b"1"
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
 
 
 def test_gate_without_proc_in_the_root_names_the_gate_step(tmp_path: pathlib.Path) -> None:
@@ -154,13 +158,118 @@ def test_a_gate_that_is_not_a_fifo_is_refused(tmp_path: pathlib.Path) -> None:
 @pytest.mark.unprivileged
 def test_no_fd_reaches_the_released_child_beyond_stdio(tmp_path: pathlib.Path) -> None:
     with gate(tmp_path) as (path, fd):
-        proc = spawn(["sh", "-c", "ls /proc/self/fd"], start_gate=fd, stdout=PIPE)
-        try:
+        with reaped(spawn(["sh", "-c", "ls /proc/self/fd"], start_gate=fd, stdout=PIPE)) as proc:
             assert release(path) == b"0"
             out, _ = proc.communicate(timeout=10)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
     assert out is not None  # 0-2 and the fd ls opens to list the directory
     assert len(out.split()) <= 4 and set(out.split()) >= {b"0", b"1", b"2"}
+
+
+def shares_memory_with_us(pid: int) -> bool:
+    """kcmp(2) KCMP_VM: whether ``pid`` runs in this process's memory."""
+    rc = lib.nsb_kcmp_vm(os.getpid(), pid)
+    assert rc >= 0, f"kcmp {pid}: {os.strerror(ffi.errno)}"
+    return rc == 0
+
+
+def test_a_parked_child_shares_this_process_memory_until_its_exec(
+        tmp_path: pathlib.Path) -> None:
+    """No copy of this process for the parked child (no copy-on-write faults after the
+    clone); meanwhile the process is non-dumpable (a container process could otherwise
+    ptrace the parked child into our memory), and the child's stack and plan are kept
+    until it has exec'd - not until it exits."""
+    if not lib.nsb_spawn_has_vm_clone():
+        pytest.skip("clone3 cannot run a child on a stack of its own on this architecture")
+    assert sharedchild.holds() == 0  # (sweeps the children earlier tests let go)
+    dumpable = get_dumpable()  # (a change of credentials clears it: the kernel's rule)
+    with gate(tmp_path) as (path, fd):
+        with reaped(spawn(["sleep", "60"], start_gate=fd)) as proc:
+            assert shares_memory_with_us(proc.pid)
+            assert not get_dumpable()
+            assert sharedchild.holds() == 1
+            assert release(path) == b"0"
+            deadline = time.monotonic() + 10 * SLOWDOWN
+            while shares_memory_with_us(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert sharedchild.holds() == 0  # exec'd: swept, its stack unmapped
+            assert get_dumpable() is dumpable
+            assert proc.poll() is None  # still running sleep
+
+
+def test_a_released_child_leaves_this_threads_errno_alone(tmp_path: pathlib.Path) -> None:
+    """The released child searches a long PATH (an ENOENT per directory) in this
+    process's memory while this thread runs on: were its errno writes ours, a failing
+    read here would now and then raise another error than EAGAIN."""
+    env = {"PATH": ":".join(f"/nonexistent{i}" for i in range(64)) + ":/usr/bin:/bin"}
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    wrong: list[OSError] = []
+    try:
+        with gate(tmp_path) as (path, fd):
+            for _ in range(100):
+                proc = spawn(["true"], start_gate=fd, env=env)
+                opened = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # start
+                for _ in range(100_000):
+                    if proc.poll() is not None:
+                        break
+                    try:
+                        os.read(r, 1)
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        wrong.append(exc)
+                os.close(opened)
+                assert proc.wait(timeout=10) == 0
+    finally:
+        os.close(r)
+        os.close(w)
+    assert not wrong
+
+
+@pytest.mark.unprivileged
+def test_without_root_and_cap_sys_ptrace_a_parked_child_gets_a_copy(
+        tmp_path: pathlib.Path) -> None:
+    """Memory is shared only where kcmp and the helpers that open the parked child's
+    /proc files may look at it, and the process can still open its own /proc files:
+    as root with CAP_SYS_PTRACE in the initial user namespace."""
+    allowed = (os.geteuid() == 0 and Capability.SYS_PTRACE in capget().effective
+               and os.stat("/proc/self/ns/user").st_ino == 0xEFFFFFFD)  # the initial one
+    assert sharedchild.may_share() is allowed
+    may_share = allowed and bool(lib.nsb_spawn_has_vm_clone())
+    sharedchild.sweep()
+    dumpable = get_dumpable()
+    with gate(tmp_path) as (path, fd):
+        with reaped(spawn(["true"], start_gate=fd)) as proc:
+            assert shares_memory_with_us(proc.pid) is may_share
+            assert get_dumpable() is (dumpable and not may_share)
+            assert release(path) == b"0"
+            assert proc.wait(timeout=10) == 0
+    assert sharedchild.holds() == 0 and get_dumpable() is dumpable
+
+
+def test_a_parked_child_in_copies_is_a_copy_and_its_oom_score_adj_is_its_own(
+        tmp_path: pathlib.Path) -> None:
+    """oom_score_adj is per memory: the kernel sets it for every process sharing the
+    target's.  Setting it on a parked child that shares ours is refused; under
+    ``sharedchild.copies()`` the child is a copy and gets its own."""
+    own = pathlib.Path("/proc/self/oom_score_adj").read_text()
+    with gate(tmp_path) as (path, fd):
+        for copy in (False, True):
+            with sharedchild.copies(copy):
+                proc = spawn(["true"], start_gate=fd)
+            try:
+                shared = shares_memory_with_us(proc.pid)
+                assert shared is (not copy and sharedchild.may_share()
+                                  and bool(lib.nsb_spawn_has_vm_clone()))
+                if shared:
+                    with pytest.raises(Forbidden, match="shares this process's memory"):
+                        sysctl.set_oom_score_adj(proc.pid, 500)
+                else:
+                    sysctl.set_oom_score_adj(proc.pid, 500)
+                    assert pathlib.Path(f"/proc/{proc.pid}/oom_score_adj").read_text() == "500\n"
+                assert pathlib.Path("/proc/self/oom_score_adj").read_text() == own
+                assert release(path) == b"0"
+                assert proc.wait(timeout=10) == 0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    proc.wait()

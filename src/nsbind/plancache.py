@@ -191,11 +191,12 @@ def build_static(request: SpawnRequest) -> StaticPlan:
         # a child in a root of its own gets a fresh /dev/console (never the host's)
         c.console_mount = int(request.rootfs is not None or request.pivot_root is not None)
         c.console_rows, c.console_cols = request.console_size or (0, 0)
-    # time namespaces refuse CLONE_VM; an init outlives the exec of its child,
-    # a process sharing its memory may not join a user namespace (userns_install)
-    # and a gated child stays parked after spawn returns (its plan must be its own)
+    # time namespaces refuse CLONE_VM; an init outlives the exec of its child; a
+    # process sharing its memory may not join a user namespace (userns_install); a
+    # gated child in a new user namespace is left a copy (its parent writes the id
+    # maps, then the child parks: nsbind.sharedchild keeps the others' memory)
     c.use_vm = int(not flags & _NEWTIME and not request.init and not joining
-                   and not request.gate and _HAS_VM_CLONE)
+                   and not (request.gate and flags & _NEWUSER) and _HAS_VM_CLONE)
     return StaticPlan(plan, bool(flags & _NEWUSER), uid_map, gid_map, tuple(steps), root)
 
 

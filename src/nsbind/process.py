@@ -2,10 +2,9 @@
 
 The child is made by the C spawn engine (see ``_native/spawn.h``): clone3 on its own stack with
 CLONE_VM|CLONE_VFORK where the plan allows it, so the cost does not grow with the parent's memory;
-it runs no Python.  Exceptions are the time namespace (the kernel refuses CLONE_VM with
-CLONE_NEWTIME: a copy-on-write child instead) and user namespaces (CLONE_VM without VFORK: the
-child waits until this process has written its id maps, and this thread waits for the exec).
-
+it runs no Python.  Without VFORK: a new user namespace (the child waits for the id maps this
+process writes) and a start gate (the child parks: nsbind.sharedchild); copy-on-write: a time
+namespace (the kernel refuses CLONE_VM with it), an init, a joined process's namespaces.
 A :class:`Process` holds a pidfd: signals and waits can never hit a recycled pid.
 """
 
@@ -17,7 +16,7 @@ import os
 import stat
 import time
 
-from nsbind import features, idmap, signals
+from nsbind import features, idmap, sharedchild, signals
 from nsbind._native import ffi, lib
 from nsbind._sys.fd import FdLike, OwnedFd, PathLike, fdnum
 from nsbind._sys.mount import MountFd, open_tree
@@ -75,6 +74,7 @@ class Process:
         if result is not None:
             self.returncode = result.returncode
             self.pidfd.close()
+            sharedchild.sweep()  # what a parked child sharing our memory used: freed
         return self.returncode
 
     def poll(self) -> int | None:
@@ -99,7 +99,6 @@ class Process:
         (no thread per child, no SIGCHLD handler)."""
         if self.returncode is None:
             import asyncio  # here, not at import time: most callers never need it
-
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
             fd = self.pidfd.fileno()
@@ -281,9 +280,9 @@ def spawn(
     child after every step but seccomp and the exec: it reopens the FIFO for writing
     through ``/proc/self/fd/N`` (so a new root needs procfs at /proc) and blocks until
     someone opens the FIFO for reading, then writes ``b"0"`` and goes on.  spawn returns
-    as soon as the child is parked (a copy-on-write child, never the vfork-style one);
-    a step that fails before the gate raises :class:`SpawnError` as usual, one after it
-    (seccomp, exec) shows only as exit status 127.
+    once the child is parked: as root sharing this process's memory until its exec (this
+    process non-dumpable meanwhile: :mod:`nsbind.sharedchild`), else a copy.  A failure
+    before the gate raises :class:`SpawnError`; after it (seccomp, exec) only exit 127.
 
     ``terminal=True`` gives the child a new pty as its controlling terminal and as
     stdin, stdout and stderr (which must then be None), as runc's
@@ -316,15 +315,14 @@ def spawn(
         res.acquire(request, plan, pool)
         base = max([3, *pass_fds]) + 1
         res.stdio.arrange(stdin, stdout, stderr, tuple(pass_fds), base)
-        keep = res.stdio.targets() + res.fill(plan, static, base)
-        if start_gate is not None:
-            keep.append(res.gate(plan, start_gate, base))
+        gate = [] if start_gate is None else [res.gate(plan, start_gate, base)]  # fill reads it
+        keep = res.stdio.targets() + gate + res.fill(plan, static, base)
         if terminal:
             keep.append(res.terminal(plan, base))
         plan.set_fds(res.stdio.moves, keep if close_fds else None)
         if (kept and inherited and close_fds and pool is None and static.root is None
                 and not static.user and not res.v1_procs and plan.c.use_vm
-                and not res.step_fds and not terminal):
+                and not res.step_fds and not terminal and not gate):
             static.ready = plan.copy()  # the next equal spawn starts from this copy
         if res.for_children:
             with _for_children(res.for_children):
@@ -427,7 +425,7 @@ class _Resources:
                 plan.c.null_mount_fd = self.stdio.high(null.fileno(), base)
             keep.append(plan.c.null_mount_fd)
         plan.set_mounts(steps)
-        if plan.c.use_vm and not static.user:
+        if plan.c.use_vm and not static.user and plan.c.gate_fd < 0:
             # vfork style: the child reports into shared memory while we are suspended
             plan.c.report = plan.report
         else:
@@ -556,8 +554,10 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
     the child killed and reaped."""
     result: Any = ffi.new("struct nsb_spawn_result *")
     report: Any = plan.report
+    shared = sharedchild.prepare(plan.c)  # a gated child sharing our memory (its module)
     if lib.nsb_spawn(plan.c, result) < 0:
         err = ffi.errno
+        sharedchild.settle()
         what = f"clone3 {_clone_desc(int(plan.c.clone_flags), plan.c.cgroup_fd)}"
         raise spawn_error(err, "clone3", what)
     pidfd = PidFd(result.pidfd, result.pid)
@@ -574,8 +574,7 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
             pipes.close("sync_w")
     # Tell the child to go on (user namespaces), wait for its exec or its report,
     # and free its stack: in C, so that this thread stays off the shared stack.
-    sync_w, pipes.sync_w = pipes.sync_w, -1  # nsb_spawn_release closes it
-    rc = lib.nsb_spawn_release(sync_w, pipes.err_r, result, report)
+    rc = lib.nsb_spawn_release(pipes.take("sync_w"), pipes.err_r, result, report)  # closes it
     if rc < 0 and failure is None:
         # the go byte did not reach the child: it never got past its sync step
         failure = spawn_error(ffi.errno or errno.EPIPE, "sync",
@@ -588,7 +587,9 @@ def _start(plan: Plan, pipes: SpawnPipes, static: StaticPlan) -> PidFd:
         pidfd.send_signal(signals.SIGKILL)  # nothing of a failed spawn stays running
         pidfd.wait()
         pidfd.close()
+        sharedchild.settle()
         raise failure
+    sharedchild.hold(shared, plan, result)
     return pidfd
 
 

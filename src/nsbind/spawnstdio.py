@@ -117,10 +117,15 @@ class SpawnPipes:
         self.err_r = self.err_w = self.sync_r = self.sync_w = -1
 
     def close(self, name: str) -> None:
-        fd = getattr(self, name)
-        setattr(self, name, -1)
+        fd = self.take(name)
         if fd >= 0:
             os.close(fd)
+
+    def take(self, name: str) -> int:
+        """The fd ``name``, now the caller's to close (-1 here)."""
+        fd: int = getattr(self, name)
+        setattr(self, name, -1)
+        return fd
 
     def close_all(self) -> None:
         for name in ("err_r", "err_w", "sync_r", "sync_w"):

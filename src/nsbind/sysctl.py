@@ -324,6 +324,9 @@ def set_oom_score_adj(pid: int, value: int) -> None:
     shows the same process alive.  Lowering the value below the process's
     ``oom_score_adj_min`` (the lowest a privileged writer set; inherited) needs
     CAP_SYS_RESOURCE: without it the kernel says EACCES, and the error says why.
+    The kernel sets the value of every process that shares the target's memory: a
+    process that shares this one's (a child parked at its start gate:
+    :mod:`nsbind.sharedchild`) is refused.
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidType(f"oom_score_adj of pid {pid}: {value!r} is not an integer")
@@ -334,6 +337,9 @@ def set_oom_score_adj(pid: int, value: int) -> None:
         raise InvalidValue(f"oom_score_adj: pid {pid!r} is not a process id")
     shown = f"oom_score_adj of pid {pid}"
     with _Alive(pid, shown) as pidfd, _host_proc() as proc:
+        if lib.nsb_kcmp_vm(os.getpid(), pid) == 0:
+            raise Forbidden(f"{shown}: it shares this process's memory, whose every process "
+                            "the kernel would give the value; refused")
         path = f"{pid}/oom_score_adj"
         with _open_proc_file(proc, path, shown, os.O_RDONLY | os.O_CLOEXEC) as fd:
             now = os.read(fd.fileno(), 64).decode().strip()

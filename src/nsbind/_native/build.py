@@ -37,7 +37,7 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to setup.py's directory (the cwd).
     sources=[os.path.relpath(HERE / n)
              for n in ("nsbind.c", "inroot.c", "mountsteps.c", "init.c", "gate.c", "terminal.c",
-                       "spawn.c", "pyclone.c", "seccompload.c")],
+                       "spawn.c", "spawnparent.c", "pyclone.c", "seccompload.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
     libraries=["dl"],  # dlopen of libseccomp (in libc itself from glibc 2.34)

@@ -1,5 +1,6 @@
 /* The start gate of a spawn: see gate.h. */
 #include "gate.h"
+#include "rawsys.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -26,15 +27,17 @@ static void nsb_gate_path(char *out, size_t size, int fd)
     out[sizeof(prefix) - 1 + n] = 0;
 }
 
-static int nsb_gate_open(int gate_fd, int flags)
+/* The FIFO behind gate_fd opened for writing (flags: O_NONBLOCK or 0): the fd,
+ * or -errno (rawsys.h: errno untouched). */
+static long nsb_gate_open(int gate_fd, int flags)
 {
     char path[48];
     long fd;
     nsb_gate_path(path, sizeof(path), gate_fd);
     do {
-        fd = syscall(__NR_openat, AT_FDCWD, path, flags | O_WRONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    return (int)fd;
+        fd = nsb_raw3(__NR_openat, AT_FDCWD, (long)path, flags | O_WRONLY | O_CLOEXEC);
+    } while (fd == -EINTR);
+    return fd;
 }
 
 /* Whether the exec will find its program: the first candidate that is a regular
@@ -63,28 +66,31 @@ static int nsb_gate_exec_check(char *const *paths, int *bad)
 
 int nsb_gate_probe(int gate_fd, int *wfd, char *const *exec_paths, int *bad)
 {
-    int fd;
+    long fd;
     *wfd = -1;
     if (nsb_gate_exec_check(exec_paths, bad) < 0)
         return -1;
     fd = nsb_gate_open(gate_fd, O_NONBLOCK);
     if (fd >= 0) {
-        *wfd = fd; /* already a reader: no need to wait */
+        *wfd = (int)fd; /* already a reader: no need to wait */
         return 0;
     }
-    return errno == ENXIO ? 0 : -1;
+    if (fd == -ENXIO)
+        return 0;
+    errno = (int)-fd;
+    return -1;
 }
 
 int nsb_gate_wait(int gate_fd, int wfd)
 {
     long n;
-    int fd = wfd >= 0 ? wfd : nsb_gate_open(gate_fd, 0);
+    long fd = wfd >= 0 ? wfd : nsb_gate_open(gate_fd, 0);
     if (fd < 0)
         return -1;
     do {
-        n = syscall(__NR_write, fd, "0", 1);
-    } while (n < 0 && errno == EINTR);
-    syscall(__NR_close, fd);
-    syscall(__NR_close, gate_fd);
+        n = nsb_raw3(__NR_write, fd, (long)"0", 1);
+    } while (n == -EINTR);
+    nsb_raw3(__NR_close, fd, 0, 0);
+    nsb_raw3(__NR_close, gate_fd, 0, 0);
     return n == 1 ? 0 : -1;
 }

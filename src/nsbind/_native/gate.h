@@ -26,7 +26,8 @@
  * was already there (else -1), or -1 and errno (*bad left alone). */
 int nsb_gate_probe(int gate_fd, int *wfd, char *const *exec_paths, int *bad);
 /* Open the FIFO for writing (blocking) unless wfd is already open, write "0",
- * close both fds: 0, or -1 and errno. */
+ * close both fds: 0, or -1.  errno is neither written nor read (rawsys.h): the
+ * child runs this once its parent may run again. */
 int nsb_gate_wait(int gate_fd, int wfd);
 
 #pragma GCC visibility pop

@@ -5,6 +5,7 @@
 #include "nsbind.h"
 
 #include <linux/bpf.h>
+#include <linux/kcmp.h>
 #include <string.h>
 
 long nsb_clone3(struct clone_args *args, size_t size)
@@ -123,6 +124,11 @@ int nsb_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
               unsigned long a5)
 {
     return (int)syscall(__NR_prctl, option, a2, a3, a4, a5);
+}
+
+int nsb_kcmp_vm(int pid1, int pid2)
+{
+    return (int)syscall(__NR_kcmp, pid1, pid2, KCMP_VM, 0, 0);
 }
 
 int nsb_capget(int pid, struct nsb_caps *out)

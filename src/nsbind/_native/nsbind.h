@@ -191,6 +191,10 @@ int nsb_setdomainname(const char *name, size_t len);
 int nsb_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int nsb_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
               unsigned long a5);
+/* kcmp(2) KCMP_VM (CONFIG_KCMP): 0 when the two processes share their memory,
+ * 1 or 2 when not (an order), -1 and errno (ESRCH: one is gone; EPERM: no ptrace
+ * access to it). */
+int nsb_kcmp_vm(int pid1, int pid2);
 int nsb_capget(int pid, struct nsb_caps *out);
 int nsb_capset(const struct nsb_caps *caps);
 int nsb_ioctl(int fd, unsigned long request);

@@ -7,31 +7,31 @@
  * every thread of the parent when memory is shared - so credentials change
  * through raw syscall().  errno is the parent thread's (shared TLS) and is only
  * written while that thread is suspended (CLONE_VFORK) or blocked in read()
- * waiting for the report (the sync case).
+ * waiting for the report (the sync and gate cases); once a gated child has
+ * reported "parked" its parent runs on, and the child's last steps (the gate,
+ * the seccomp filter, the exec) leave errno alone (rawsys.h).
  */
 #include "spawn.h"
+#include "spawnchild.h"
 #include "init.h"
 #include "gate.h"
 #include "terminal.h"
+#include "rawsys.h"
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <string.h>
 
-#define NSB_STACK_SIZE (256 * 1024)
 /* Capability sets are 64-bit masks (struct nsb_spawn_plan.cap_*): bits 0..63. */
 #define NSB_CAP_BITS 64
 /* The signal mask the kernel takes (rt_sigprocmask's sigsetsize): the C
  * library's sigset_t is bigger (1024 bits in glibc), and the library's _NSIG
  * is the kernel's plus one (signals are numbered from 1). */
 #define NSB_KERNEL_SIGSET_SIZE ((_NSIG - 1) / 8)
-/* Raw syscall results in -NSB_MAX_ERRNO..-1 are -errno (the kernel's MAX_ERRNO). */
-#define NSB_MAX_ERRNO 4095
 
 _Static_assert(NSB_CAP_BITS == 8 * sizeof(((struct nsb_spawn_plan *)0)->cap_bounding),
                "capability masks are NSB_CAP_BITS wide");
@@ -53,24 +53,38 @@ _Static_assert(sizeof(((struct nsb_spawn_report *)0)->msg) ==
 #define NSB_NR_SETGROUPS __NR_setgroups
 #endif
 
-/* One stack per calling thread for vfork-style children: the thread is
- * suspended while its child runs on it, so it is never used twice at once. */
-static __thread void *nsb_thread_stack;
-
 static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn_report *r)
     __attribute__((noreturn));
 static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
     __attribute__((noreturn));
+static void nsb_fail_err(const struct nsb_spawn_plan *plan, int step, int index, int err)
+    __attribute__((noreturn));
+static void nsb_exit_failed(void) __attribute__((noreturn));
 
 static void nsb_fail(const struct nsb_spawn_plan *plan, int step, int index)
 {
+    nsb_fail_err(plan, step, index, errno);
+}
+
+static void nsb_fail_err(const struct nsb_spawn_plan *plan, int step, int index, int err)
+{
     struct nsb_spawn_report report;
     report.step = step;
-    report.err = errno;
+    report.err = err;
     report.index = index;
     report.phase = 0;
     report.msg[0] = 0;
     nsb_report(plan, &report);
+}
+
+/* Past the start gate a failure shows only as the exit status: the parent no
+ * longer reads err_fd (spawn.h, GATE). */
+static void nsb_exit_failed(void)
+{
+    nsb_raw3(__NR_exit_group, NSB_EXIT_FAILED, 0, 0);
+    /* only a seccomp filter that refuses exit_group gets here: die by SIGILL */
+    for (;;)
+        __builtin_trap();
 }
 
 static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn_report *r)
@@ -79,13 +93,9 @@ static void nsb_report(const struct nsb_spawn_plan *plan, const struct nsb_spawn
     if (plan->report)
         *plan->report = report; /* shared memory; the parent is suspended */
     /* a short or failed write still ends the child; the parent sees the exit */
-    if (plan->err_fd >= 0 && write(plan->err_fd, &report, sizeof(report)) < 0) {
-        /* nothing more to do */
-    }
-    syscall(__NR_exit_group, NSB_EXIT_FAILED);
-    /* only a seccomp filter that refuses exit_group gets here: die by SIGILL */
-    for (;;)
-        __builtin_trap();
+    if (plan->err_fd >= 0)
+        nsb_raw3(__NR_write, plan->err_fd, (long)&report, sizeof(report));
+    nsb_exit_failed();
 }
 
 #define TRY(call, step, index)              \
@@ -345,7 +355,9 @@ static void nsb_child_signals(const struct nsb_spawn_plan *plan)
 }
 
 /* GATE: tell the parent we are parked, then wait for a reader of the FIFO (gate.h).
- * err_fd is closed first: the parent stops reading it once it has the report. */
+ * From the report on the parent runs again (and in our memory, with CLONE_VM):
+ * errno is no longer ours (rawsys.h), and err_fd is no longer read (it stays
+ * open, unwritten, until the exec closes it). */
 static void nsb_child_gate(const struct nsb_spawn_plan *plan)
 {
     struct nsb_spawn_report parked;
@@ -356,14 +368,10 @@ static void nsb_child_gate(const struct nsb_spawn_plan *plan)
         nsb_fail(plan, bad >= 0 ? NSB_STEP_EXEC : NSB_STEP_GATE, bad >= 0 ? bad : 0);
     memset(&parked, 0, sizeof(parked));
     parked.step = NSB_STEP_GATE; /* err 0: parked, not failed */
-    if (plan->err_fd >= 0) {
-        if (write(plan->err_fd, &parked, sizeof(parked)) < 0) {
-            /* the parent is gone or gave up: it kills us */
-        }
-        syscall(__NR_close, plan->err_fd);
-    }
+    if (plan->err_fd >= 0) /* a parent gone or given up kills us */
+        nsb_raw3(__NR_write, plan->err_fd, (long)&parked, sizeof(parked));
     if (nsb_gate_wait(plan->gate_fd, wfd) < 0)
-        syscall(__NR_exit_group, NSB_EXIT_FAILED);
+        nsb_exit_failed();
 }
 
 /* SECCOMP: the plan's filter, the last step before the exec (``last``), or before
@@ -371,13 +379,27 @@ static void nsb_child_gate(const struct nsb_spawn_plan *plan)
 static void nsb_child_seccomp(const struct nsb_spawn_plan *plan, int last)
 {
     struct sock_fprog prog;
+    long rc;
     int early = !plan->no_new_privs && (plan->set_caps || plan->uid > 0);
     if (!plan->seccomp_filter || early == last)
         return;
     prog.len = plan->seccomp_len;
     prog.filter = (struct sock_filter *)plan->seccomp_filter;
-    TRY(syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, plan->seccomp_flags, &prog),
-        NSB_STEP_SECCOMP, 0);
+    rc = nsb_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, plan->seccomp_flags, (long)&prog);
+    if (rc < 0 && last && plan->gate_fd >= 0)
+        nsb_exit_failed();
+    if (rc < 0)
+        nsb_fail_err(plan, NSB_STEP_SECCOMP, 0, (int)-rc);
+}
+
+/* A failed exec: reported, or past a start gate only the exit status. */
+static void nsb_exec_failed(const struct nsb_spawn_plan *plan, int index, int err)
+    __attribute__((noreturn));
+static void nsb_exec_failed(const struct nsb_spawn_plan *plan, int index, int err)
+{
+    if (plan->gate_fd >= 0)
+        nsb_exit_failed();
+    nsb_fail_err(plan, NSB_STEP_EXEC, index, err);
 }
 
 /* EXEC: each candidate path in turn, as execvp: ENOENT-like errors try the
@@ -385,21 +407,20 @@ static void nsb_child_seccomp(const struct nsb_spawn_plan *plan, int last)
 static void nsb_child_exec(const struct nsb_spawn_plan *plan) __attribute__((noreturn));
 static void nsb_child_exec(const struct nsb_spawn_plan *plan)
 {
-    int first_err = 0, i;
+    int first_err = 0, err = ENOENT, i;
     for (i = 0; plan->exec_paths[i]; i++) {
-        syscall(__NR_execve, plan->exec_paths[i], plan->argv, plan->envp);
-        if (errno == EACCES)
+        err = (int)-nsb_raw3(__NR_execve, (long)plan->exec_paths[i], (long)plan->argv,
+                             (long)plan->envp);
+        if (err == EACCES)
             first_err = EACCES;
-        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
-                 errno != ENAMETOOLONG && errno != ESTALE)
-            nsb_fail(plan, NSB_STEP_EXEC, i);
+        else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG &&
+                 err != ESTALE)
+            nsb_exec_failed(plan, i, err);
     }
-    if (first_err)
-        errno = first_err;
-    nsb_fail(plan, NSB_STEP_EXEC, i > 0 ? i - 1 : 0);
+    nsb_exec_failed(plan, i > 0 ? i - 1 : 0, first_err ? first_err : err);
 }
 
-static int nsb_child_main(void *arg)
+int nsb_child_main(void *arg)
 {
     const struct nsb_spawn_plan *plan = arg;
     int step, sub;
@@ -425,62 +446,6 @@ static int nsb_child_main(void *arg)
     nsb_child_exec(plan);
 }
 
-/*
- * clone3, and in the child call fn(arg) on whatever stack the kernel gave it,
- * then exit.  Needed because with a new stack the child cannot return into
- * the caller's frames.  Returns the child's pid, or -1 and errno.
- */
-static long nsb_clone3_call(struct clone_args *cl, int (*fn)(void *), void *arg)
-{
-#if defined(__x86_64__)
-    long ret;
-    register void *r12 __asm__("r12") = (void *)fn;
-    register void *r13 __asm__("r13") = arg;
-    __asm__ volatile(
-        "syscall\n\t"
-        "test %%rax, %%rax\n\t"
-        "jnz 1f\n\t"
-        "xor %%ebp, %%ebp\n\t"
-        "mov %%r13, %%rdi\n\t"
-        "and $-16, %%rsp\n\t"
-        "call *%%r12\n\t"
-        "mov %%eax, %%edi\n\t"
-        "mov %[exit_nr], %%eax\n\t"
-        "syscall\n\t"
-        "hlt\n\t"
-        "1:\n\t"
-        : "=a"(ret)
-        : "a"((long)__NR_clone3), "D"(cl), "S"(sizeof(*cl)), "r"(r12), "r"(r13),
-          [exit_nr] "i"(__NR_exit_group)
-        : "rcx", "r11", "memory");
-    if (ret < 0 && ret >= -NSB_MAX_ERRNO) {
-        errno = (int)-ret;
-        return -1;
-    }
-    return ret;
-#else
-    /* no trampoline for this architecture: only the copy-on-write child */
-    long ret;
-    if (cl->stack) {
-        errno = ENOSYS;
-        return -1;
-    }
-    ret = syscall(__NR_clone3, cl, sizeof(*cl));
-    if (ret == 0)
-        syscall(__NR_exit_group, fn(arg));
-    return ret;
-#endif
-}
-
-int nsb_spawn_has_vm_clone(void)
-{
-#if defined(__x86_64__)
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 void nsb_spawn_plan_init(struct nsb_spawn_plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
@@ -500,101 +465,4 @@ void nsb_strv_fill(char *blob, char **out, const int *counts, int ngroups)
         }
         *out++ = NULL;
     }
-}
-
-int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out)
-{
-    struct clone_args cl;
-    sigset_t all, old;
-    long pid;
-    int saved;
-
-    memset(&cl, 0, sizeof(cl));
-    out->pid = -1;
-    out->pidfd = -1;
-    out->stack = NULL;
-    out->stack_size = 0;
-
-    cl.flags = plan->clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
-    cl.pidfd = (unsigned long long)(uintptr_t)&out->pidfd;
-    cl.exit_signal = SIGCHLD;
-    if (plan->cgroup_fd >= 0) {
-        cl.flags |= CLONE_INTO_CGROUP;
-        cl.cgroup = (unsigned long long)plan->cgroup_fd;
-    }
-    if (plan->use_vm) {
-        void *stack = plan->sync_fd < 0 ? nsb_thread_stack : NULL;
-        if (!stack) {
-            stack = mmap(NULL, NSB_STACK_SIZE, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-            if (stack == MAP_FAILED)
-                return -1;
-            if (plan->sync_fd < 0)
-                nsb_thread_stack = stack;
-            else
-                out->stack = stack; /* freed by nsb_spawn_release */
-        }
-        cl.stack = (unsigned long long)(uintptr_t)stack;
-        cl.stack_size = NSB_STACK_SIZE;
-        cl.flags |= CLONE_VM;
-        if (plan->sync_fd < 0)
-            cl.flags |= CLONE_VFORK;
-    }
-
-    /* no signal handler may run in the child before it resets them */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid = nsb_clone3_call(&cl, nsb_child_main, (void *)plan);
-    saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    if (pid < 0 && out->stack) {
-        munmap(out->stack, NSB_STACK_SIZE);
-        out->stack = NULL;
-    }
-    if (out->stack)
-        out->stack_size = NSB_STACK_SIZE;
-    if (pid < 0) {
-        errno = saved;
-        return -1;
-    }
-    out->pid = (int)pid;
-    return 0;
-}
-
-int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
-                      struct nsb_spawn_report *report)
-{
-    size_t got = 0;
-    int rc = 0, saved = 0;
-
-    if (err_r < 0)
-        return report->step != 0;
-    if (sync_w >= 0) {
-        char go = 'g';
-        if (write(sync_w, &go, 1) != 1) {
-            rc = -1;
-            saved = errno; /* returned with -1, past the close and reads below */
-        }
-        close(sync_w);
-    }
-    /* wait for the exec (EOF) or the child's report */
-    while (got < sizeof(*report)) {
-        ssize_t n = read(err_r, (char *)report + got, sizeof(*report) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    /* only now is the child off the shared stack */
-    if (res->stack) {
-        munmap(res->stack, res->stack_size);
-        res->stack = NULL;
-    }
-    if (rc < 0) {
-        errno = saved;
-        return -1;
-    }
-    return got == sizeof(*report) ? 1 : 0;
 }

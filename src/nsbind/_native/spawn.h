@@ -45,11 +45,15 @@
  *   default signal handlers, empty signal mask                    SIGNALS
  *   with a start gate (plan->gate_fd: runc's exec.fifo; gate.h):  GATE
  *     probe /proc/self/fd/N for writing, report "parked" (a
- *     report with step GATE and err 0) over err_fd and close it,
- *     then block opening the FIFO for writing until a reader
- *     comes, write "0", close it.  Needs procfs at /proc in the
- *     new root.  After this step failures show only as the exit
- *     status (127): the parent no longer reads err_fd
+ *     report with step GATE and err 0) over err_fd, then block
+ *     opening the FIFO for writing until a reader comes, write
+ *     "0", close it.  Needs procfs at /proc in the new root.
+ *     After this step failures show only as the exit status
+ *     (127): the parent no longer reads err_fd (it stays open,
+ *     unwritten, until the exec), and with use_vm the parent
+ *     runs on in the child's memory, so errno is left alone
+ *     from the report on (rawsys.h; nsbind.sharedchild keeps
+ *     the stack and the plan until the child has gone on)
  *   load the seccomp filter (seccomp(2), SECCOMP_SET_MODE_FILTER: SECCOMP
  *     the kernel wants no_new_privs or CAP_SYS_ADMIN in the
  *     child's user namespace, and by now the child may have
@@ -171,7 +175,8 @@ struct nsb_spawn_plan {
     /* how to clone */
     unsigned long long clone_flags;  /* CLONE_NEW* and the like */
     int cgroup_fd;                   /* -1, or a cgroup v2 directory (CLONE_INTO_CGROUP) */
-    int use_vm;                      /* child on its own stack, sharing memory (vfork style) */
+    int use_vm;                      /* child on its own stack, sharing memory: vfork style,
+                                        or with sync_fd or gate_fd while the parent runs on */
     int sync_fd;                     /* -1, or read end: wait for one byte from the parent */
     int sync_peer_fd;                /* the parent's write end: the child's copy is closed */
     int userns_root;                 /* 1: after SYNC, become uid and gid 0 of the new user
@@ -242,7 +247,8 @@ struct nsb_spawn_plan {
 struct nsb_spawn_result {
     int pid;
     int pidfd;
-    void *stack;          /* non-NULL: release with nsb_spawn_release once the child has exec'd */
+    void *stack;          /* non-NULL: freed by nsb_spawn_release, or for a child parked
+                             at its gate by nsb_spawn_free_stack once it exec'd or died */
     size_t stack_size;
 };
 
@@ -258,6 +264,7 @@ int nsb_spawn(const struct nsb_spawn_plan *plan, struct nsb_spawn_result *out);
 int nsb_spawn_release(int sync_w, int err_r, struct nsb_spawn_result *res,
                       struct nsb_spawn_report *report);
 int nsb_spawn_has_vm_clone(void);
+void nsb_spawn_free_stack(struct nsb_spawn_result *res);
 
 /* ---- cdef-end ---- */
 

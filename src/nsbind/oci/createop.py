@@ -30,6 +30,7 @@ from nsbind.oci.state import (
 from nsbind.process import spawn
 from nsbind.seccomp import Program
 from nsbind.seccompcache import ProgramCache
+from nsbind.sharedchild import copies
 from nsbind.timestamps import rfc3339
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every command ~3 ms
@@ -54,7 +55,10 @@ def _spawn_parked(args: SpawnArgs, cg: Cgroup | None, fifo: str, preserve_fds: i
     gate = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
         # closable once the child has made its mounts
-        with build_root(args, cg.path if cg is not None else "") as root:
+        # the parked child a copy of this process where its oom_score_adj is set or hooks
+        # run (per-memory state: nsbind.sharedchild)
+        with build_root(args, cg.path if cg is not None else "") as root, \
+                copies(args.oom_score_adj is not None or args.hooks is not None):
             kwargs: dict[str, Any] = dict(args.spawn_kwargs)
             proc = spawn(list(args.args), rootfs=root, cgroup=cg, init=args.init,
                          start_gate=gate, pass_fds=range(3, 3 + preserve_fds), **kwargs)
