@@ -26,6 +26,12 @@ process's memory too) - at each such spawn and when a spawned process is reaped.
 Where kcmp is refused (no CAP_SYS_PTRACE over the non-dumpable child, or no
 CONFIG_KCMP) a hold stays until the process exits: one stack's address space
 (256 KiB, a few pages of it touched) and the plan.
+
+The other spawn children share this process's memory only up to their exec (vfork
+style, or waiting for their id maps); when one changes its credentials (setresuid,
+a user namespace's root) the kernel clears the memory's dumpable mark, this
+process's too, and :func:`prepare` with :func:`hold` (or :func:`settle`) set it
+again once the child has exec'd, if it was set before.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ __all__ = ["Hold", "copies", "holds", "may_share", "prepare", "settle", "sweep"]
 _PTRACE = lib.CAP_SYS_PTRACE
 _INIT_USER_NS = 0xEFFFFFFD  # PROC_USER_INIT_INO: the initial user namespace's inode
 _holds: list[Hold] = []
-_local = _thread._local()  # copies: this thread's depth of ``with copies()``
+_local = _thread._local()  # copies: the depth of ``with copies()``; dumpable: prepare's
 _restore_dumpable = False  # this module made the process non-dumpable
 
 
@@ -110,9 +116,13 @@ def prepare(c: Any) -> bool:
     non-dumpable child needs it, so do the helpers that open the parked child's
     /proc/<pid>/ns files (slirp4netns, hooks), and a non-dumpable process of another
     uid could not open its own /proc files (they become root's).  Else the plan's
-    child is made a copy (``use_vm`` off)."""
+    child is made a copy (``use_vm`` off).  For a child sharing the memory up to
+    its exec, the dumpable mark is read here, to be given back (see the module)."""
     global _restore_dumpable
-    if not (c.use_vm and c.gate_fd >= 0):
+    if not c.use_vm:
+        return False
+    if c.gate_fd < 0:
+        _local.dumpable = get_dumpable()
         return False
     if getattr(_local, "copies", 0) or not may_share():
         c.use_vm = 0
@@ -125,18 +135,29 @@ def prepare(c: Any) -> bool:
 
 
 def hold(shared: bool, plan: object, result: Any) -> None:
-    """After a spawn whose child is parked: if ``shared`` (:func:`prepare`), keep what
-    it uses until it has gone on."""
+    """After a spawn: if its child is parked sharing our memory (``shared``, from
+    :func:`prepare`), keep what it uses until it has gone on; else the child has
+    exec'd, and the dumpable mark is given back (:func:`prepare`)."""
     if shared:
         _holds.append(Hold(plan, result))
+    else:
+        _give_back()
 
 
 def settle() -> None:
     """After a spawn that left no child parked: the process dumpable again if no
     hold is left and it was before."""
     global _restore_dumpable
+    _give_back()
     if not _holds and _restore_dumpable:
         _restore_dumpable = False
+        set_dumpable(True)
+
+
+def _give_back() -> None:
+    was = getattr(_local, "dumpable", False)
+    _local.dumpable = False
+    if was and not _holds and not get_dumpable():
         set_dumpable(True)
 
 
