@@ -193,8 +193,8 @@ def build_static(request: SpawnRequest) -> StaticPlan:
         c.console_rows, c.console_cols = request.console_size or (0, 0)
     # time namespaces refuse CLONE_VM; an init outlives the exec of its child; a
     # process sharing its memory may not join a user namespace (userns_install); a
-    # gated child in a new user namespace is left a copy (its parent writes the id
-    # maps, then the child parks: nsbind.sharedchild keeps the others' memory)
+    # gated child in a new user namespace is a copy (it would park sharing memory
+    # with a caller it changed the ids of; other gated children: nsbind.sharedchild)
     c.use_vm = int(not flags & _NEWTIME and not request.init and not joining
                    and not (request.gate and flags & _NEWUSER) and _HAS_VM_CLONE)
     return StaticPlan(plan, bool(flags & _NEWUSER), uid_map, gid_map, tuple(steps), root)

@@ -117,12 +117,13 @@ def prepare(c: Any) -> bool:
     /proc/<pid>/ns files (slirp4netns, hooks), and a non-dumpable process of another
     uid could not open its own /proc files (they become root's).  Else the plan's
     child is made a copy (``use_vm`` off).  For a child sharing the memory up to
-    its exec, the dumpable mark is read here, to be given back (see the module)."""
+    its exec that changes its ids (a uid or gid, a new user namespace's root), the
+    dumpable mark is read here, to be given back (see the module)."""
     global _restore_dumpable
     if not c.use_vm:
         return False
     if c.gate_fd < 0:
-        _local.dumpable = get_dumpable()
+        _local.dumpable = (c.uid >= 0 or c.gid >= 0 or c.sync_fd >= 0) and get_dumpable()
         return False
     if getattr(_local, "copies", 0) or not may_share():
         c.use_vm = 0

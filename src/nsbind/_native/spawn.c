@@ -77,8 +77,7 @@ static void nsb_fail_err(const struct nsb_spawn_plan *plan, int step, int index,
     nsb_report(plan, &report);
 }
 
-/* Past the start gate a failure shows only as the exit status: the parent no
- * longer reads err_fd (spawn.h, GATE). */
+/* exit_group(NSB_EXIT_FAILED), errno left alone (rawsys.h). */
 static void nsb_exit_failed(void)
 {
     nsb_raw3(__NR_exit_group, NSB_EXIT_FAILED, 0, 0);
@@ -355,9 +354,9 @@ static void nsb_child_signals(const struct nsb_spawn_plan *plan)
 }
 
 /* GATE: tell the parent we are parked, then wait for a reader of the FIFO (gate.h).
- * From the report on the parent runs again (and in our memory, with CLONE_VM):
- * errno is no longer ours (rawsys.h), and err_fd is no longer read (it stays
- * open, unwritten, until the exec closes it). */
+ * err_fd is closed with the report: the parent no longer reads it, so a later
+ * failure shows only as the exit status.  From the report on the parent runs
+ * again (and in our memory, with CLONE_VM): errno is no longer ours (rawsys.h). */
 static void nsb_child_gate(const struct nsb_spawn_plan *plan)
 {
     struct nsb_spawn_report parked;
@@ -368,8 +367,10 @@ static void nsb_child_gate(const struct nsb_spawn_plan *plan)
         nsb_fail(plan, bad >= 0 ? NSB_STEP_EXEC : NSB_STEP_GATE, bad >= 0 ? bad : 0);
     memset(&parked, 0, sizeof(parked));
     parked.step = NSB_STEP_GATE; /* err 0: parked, not failed */
-    if (plan->err_fd >= 0) /* a parent gone or given up kills us */
+    if (plan->err_fd >= 0) { /* a parent gone or given up kills us */
         nsb_raw3(__NR_write, plan->err_fd, (long)&parked, sizeof(parked));
+        nsb_raw3(__NR_close, plan->err_fd, 0, 0);
+    }
     if (nsb_gate_wait(plan->gate_fd, wfd) < 0)
         nsb_exit_failed();
 }
@@ -386,20 +387,8 @@ static void nsb_child_seccomp(const struct nsb_spawn_plan *plan, int last)
     prog.len = plan->seccomp_len;
     prog.filter = (struct sock_filter *)plan->seccomp_filter;
     rc = nsb_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, plan->seccomp_flags, (long)&prog);
-    if (rc < 0 && last && plan->gate_fd >= 0)
-        nsb_exit_failed();
     if (rc < 0)
         nsb_fail_err(plan, NSB_STEP_SECCOMP, 0, (int)-rc);
-}
-
-/* A failed exec: reported, or past a start gate only the exit status. */
-static void nsb_exec_failed(const struct nsb_spawn_plan *plan, int index, int err)
-    __attribute__((noreturn));
-static void nsb_exec_failed(const struct nsb_spawn_plan *plan, int index, int err)
-{
-    if (plan->gate_fd >= 0)
-        nsb_exit_failed();
-    nsb_fail_err(plan, NSB_STEP_EXEC, index, err);
 }
 
 /* EXEC: each candidate path in turn, as execvp: ENOENT-like errors try the
@@ -415,9 +404,9 @@ static void nsb_child_exec(const struct nsb_spawn_plan *plan)
             first_err = EACCES;
         else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG &&
                  err != ESTALE)
-            nsb_exec_failed(plan, i, err);
+            nsb_fail_err(plan, NSB_STEP_EXEC, i, err);
     }
-    nsb_exec_failed(plan, i > 0 ? i - 1 : 0, first_err ? first_err : err);
+    nsb_fail_err(plan, NSB_STEP_EXEC, i > 0 ? i - 1 : 0, first_err ? first_err : err);
 }
 
 int nsb_child_main(void *arg)

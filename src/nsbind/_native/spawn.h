@@ -45,15 +45,14 @@
  *   default signal handlers, empty signal mask                    SIGNALS
  *   with a start gate (plan->gate_fd: runc's exec.fifo; gate.h):  GATE
  *     probe /proc/self/fd/N for writing, report "parked" (a
- *     report with step GATE and err 0) over err_fd, then block
- *     opening the FIFO for writing until a reader comes, write
- *     "0", close it.  Needs procfs at /proc in the new root.
- *     After this step failures show only as the exit status
- *     (127): the parent no longer reads err_fd (it stays open,
- *     unwritten, until the exec), and with use_vm the parent
- *     runs on in the child's memory, so errno is left alone
- *     from the report on (rawsys.h; nsbind.sharedchild keeps
- *     the stack and the plan until the child has gone on)
+ *     report with step GATE and err 0) over err_fd and close it,
+ *     then block opening the FIFO for writing until a reader
+ *     comes, write "0", close it.  Needs procfs at /proc in the
+ *     new root.  After this step failures show only as the exit
+ *     status (127): the parent no longer reads err_fd; with
+ *     use_vm it runs on in the child's memory, so errno is left
+ *     alone from the report on (rawsys.h; nsbind.sharedchild
+ *     keeps the stack and the plan until the child has gone on)
  *   load the seccomp filter (seccomp(2), SECCOMP_SET_MODE_FILTER: SECCOMP
  *     the kernel wants no_new_privs or CAP_SYS_ADMIN in the
  *     child's user namespace, and by now the child may have
