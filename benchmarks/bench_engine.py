@@ -64,6 +64,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import nsbind
+from nsbind.cgrouplayout import cgroup_layout
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 from bench_oci import import_cost
@@ -262,10 +263,9 @@ def podman(archive: str) -> Iterator[PodmanStore]:
 def hybrid_cgroups() -> bool:
     """Whether this host has cgroup v1 hierarchies and the v2 one at
     /sys/fs/cgroup/unified (crun refuses that layout)."""
-    with open("/proc/self/mountinfo") as f:
-        mounts = {(line.split()[4], line.split(" - ")[1].split()[0]) for line in f}
-    return ("/sys/fs/cgroup/unified", "cgroup2") in mounts and any(
-        kind == "cgroup" for _, kind in mounts)
+    layout = cgroup_layout()
+    return (layout.mode == "hybrid" and layout.unified is not None
+            and layout.unified.mountpoint == "/sys/fs/cgroup/unified")
 
 
 @pytest.fixture(scope="module")
